@@ -1,0 +1,321 @@
+// Package asyncq runs jobs on one goroutine that owns a resource (for tpm11,
+// the TPM). Callers submit jobs and get a Ticket that can be waited on,
+// polled, cancelled, detached to an ID and joined again. Because only the
+// worker touches the resource, callers never hold a lock while it works.
+// The queue knows nothing of PKCS#11.
+package asyncq
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrCancelled is a cancelled job's error.
+var ErrCancelled = errors.New("asyncq: job cancelled")
+
+// ErrClosed is returned for jobs submitted to, or dropped by, a closed queue.
+var ErrClosed = errors.New("asyncq: queue closed")
+
+// Job is work run on the worker goroutine with the resource.
+type Job[R any] func(r R) (any, error)
+
+// Queue runs jobs one at a time, round-robin between owners so one busy owner
+// cannot starve the others.
+type Queue[R any] struct {
+	res  R
+	wake chan struct{}
+	done chan struct{}
+
+	mu       sync.Mutex
+	queues   map[uint64][]*Ticket
+	ring     []uint64 // owners with queued jobs, in service order
+	detached map[uint64]*Ticket
+	closed   bool
+	idle     *sync.Cond
+	running  *Ticket
+}
+
+type state int
+
+const (
+	queued state = iota
+	running
+	finished
+)
+
+// Ticket is one submitted job.
+type Ticket struct {
+	owner   uint64
+	run     func() (any, error)
+	discard func(any)
+	done    chan struct{}
+
+	mu        sync.Mutex
+	state     state
+	cancelled bool
+	val       any
+	err       error
+	id        uint64
+}
+
+// New starts a queue whose worker owns res.
+func New[R any](res R) *Queue[R] {
+	q := &Queue[R]{
+		res:      res,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		queues:   map[uint64][]*Ticket{},
+		detached: map[uint64]*Ticket{},
+	}
+	q.idle = sync.NewCond(&q.mu)
+	go q.work()
+	return q
+}
+
+// Submit queues job for owner. discard, if not nil, runs on the worker with
+// the job's value when a job that was cancelled while running finishes, so it
+// can undo the job's transient effects.
+func (q *Queue[R]) Submit(owner uint64, job Job[R], discard func(R, any)) *Ticket {
+	t := &Ticket{owner: owner, done: make(chan struct{})}
+	t.run = func() (any, error) { return job(q.res) }
+	if discard != nil {
+		t.discard = func(v any) { discard(q.res, v) }
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		t.finish(nil, ErrClosed)
+		return t
+	}
+	if len(q.queues[owner]) == 0 {
+		q.ring = append(q.ring, owner)
+	}
+	q.queues[owner] = append(q.queues[owner], t)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return t
+}
+
+// Do submits job and waits for it: the synchronous path.
+func (q *Queue[R]) Do(owner uint64, job Job[R]) (any, error) {
+	t := q.Submit(owner, job, nil)
+	<-t.done
+	return t.Result()
+}
+
+func (q *Queue[R]) next() *Ticket {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.ring) > 0 {
+		owner := q.ring[0]
+		q.ring = q.ring[1:]
+		jobs := q.queues[owner]
+		t := jobs[0]
+		if len(jobs) > 1 {
+			q.queues[owner] = jobs[1:]
+			q.ring = append(q.ring, owner)
+		} else {
+			delete(q.queues, owner)
+		}
+		t.mu.Lock()
+		if t.cancelled {
+			t.mu.Unlock()
+			continue
+		}
+		t.state = running
+		t.mu.Unlock()
+		q.running = t
+		return t
+	}
+	q.running = nil
+	q.idle.Broadcast()
+	return nil
+}
+
+func (q *Queue[R]) work() {
+	defer close(q.done)
+	for {
+		t := q.next()
+		if t == nil {
+			q.mu.Lock()
+			closed := q.closed
+			q.mu.Unlock()
+			if closed {
+				return
+			}
+			<-q.wake
+			continue
+		}
+		v, err := safeRun(t.run)
+		t.mu.Lock()
+		cancelled := t.cancelled
+		t.mu.Unlock()
+		if cancelled && err == nil && t.discard != nil {
+			t.discard(v)
+		}
+		if cancelled {
+			v, err = nil, ErrCancelled
+		}
+		t.finish(v, err)
+	}
+}
+
+// safeRun keeps a panicking job from killing the worker (and the host).
+func safeRun(f func() (any, error)) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError{r}
+		}
+	}()
+	return f()
+}
+
+type panicError struct{ v any }
+
+func (p panicError) Error() string { return "asyncq: job panicked" }
+
+func (t *Ticket) finish(v any, err error) {
+	t.mu.Lock()
+	t.state, t.val, t.err = finished, v, err
+	t.mu.Unlock()
+	close(t.done)
+}
+
+// Done is closed when the job has finished (or was dropped).
+func (t *Ticket) Done() <-chan struct{} { return t.done }
+
+// Wait waits up to d for the job; ok is false if it is still running.
+func (t *Ticket) Wait(d time.Duration) (ok bool) {
+	select {
+	case <-t.done:
+		return true
+	default:
+	}
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+// Poll reports whether the job has finished.
+func (t *Ticket) Poll() bool { return t.Wait(0) }
+
+// Result is the job's value and error; valid once Done is closed.
+func (t *Ticket) Result() (any, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.val, t.err
+}
+
+// Cancel drops a queued job (it never runs) or marks a running one so that
+// its result is discarded. It reports whether the job had not finished.
+func (t *Ticket) Cancel() bool {
+	t.mu.Lock()
+	if t.state == finished || t.cancelled {
+		t.mu.Unlock()
+		return false
+	}
+	t.cancelled = true
+	wasQueued := t.state == queued
+	t.mu.Unlock()
+	if wasQueued {
+		// The worker skips it; finish now so waiters wake.
+		t.mu.Lock()
+		t.state = finished
+		t.err = ErrCancelled
+		t.mu.Unlock()
+		close(t.done)
+	}
+	return true
+}
+
+// Detach registers t under a new random, never-reused ID so that it can be
+// joined later by ID.
+func (q *Queue[R]) Detach(t *Ticket) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if t.id != 0 {
+		return t.id
+	}
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id := binary.LittleEndian.Uint64(b[:])
+		if id != 0 && q.detached[id] == nil {
+			t.id = id
+			q.detached[id] = t
+			return id
+		}
+	}
+}
+
+// Join returns the detached ticket with id and forgets the ID.
+func (q *Queue[R]) Join(id uint64) (*Ticket, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t, ok := q.detached[id]
+	delete(q.detached, id)
+	return t, ok
+}
+
+// Close stops accepting jobs, drops queued ones, and waits up to d for the
+// running one. Detached jobs already queued still run: they were promised to
+// outlive their session. It reports whether the worker stopped in time.
+func (q *Queue[R]) Close(d time.Duration) bool {
+	q.mu.Lock()
+	q.closed = true
+	keep := map[*Ticket]bool{}
+	for _, t := range q.detached {
+		keep[t] = true
+	}
+	var dropped []*Ticket
+	for owner, jobs := range q.queues {
+		var kept []*Ticket
+		for _, t := range jobs {
+			if keep[t] {
+				kept = append(kept, t)
+			} else {
+				dropped = append(dropped, t)
+			}
+		}
+		if len(kept) == 0 {
+			delete(q.queues, owner)
+		} else {
+			q.queues[owner] = kept
+		}
+	}
+	var ring []uint64
+	for _, o := range q.ring {
+		if len(q.queues[o]) > 0 {
+			ring = append(ring, o)
+		}
+	}
+	q.ring = ring
+	q.mu.Unlock()
+	for _, t := range dropped {
+		t.Cancel()
+	}
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-q.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}

@@ -1,0 +1,286 @@
+// Package ck holds the PKCS#11 3.2 constants tpm11 uses, as Go values, and the
+// error type that carries a CK_RV from the token layer to the C boundary.
+// Values are transcribed from the PKCS#11 3.2 specification.
+package ck
+
+type (
+	ULong         = uint64
+	RV            = uint64
+	AttributeType = uint64
+	ObjectClass   = uint64
+	KeyType       = uint64
+	MechType      = uint64
+	Flags         = uint64
+	UserType      = uint64
+	State         = uint64
+)
+
+// CK_UNAVAILABLE_INFORMATION and CK_EFFECTIVELY_INFINITE.
+const (
+	UnavailableInformation ULong = ^ULong(0)
+	EffectivelyInfinite    ULong = 0
+	InvalidHandle          ULong = 0
+)
+
+// Return values.
+const (
+	CKR_OK                             RV = 0x000
+	CKR_CANCEL                         RV = 0x001
+	CKR_HOST_MEMORY                    RV = 0x002
+	CKR_SLOT_ID_INVALID                RV = 0x003
+	CKR_GENERAL_ERROR                  RV = 0x005
+	CKR_FUNCTION_FAILED                RV = 0x006
+	CKR_ARGUMENTS_BAD                  RV = 0x007
+	CKR_NO_EVENT                       RV = 0x008
+	CKR_NEED_TO_CREATE_THREADS         RV = 0x009
+	CKR_CANT_LOCK                      RV = 0x00A
+	CKR_ATTRIBUTE_READ_ONLY            RV = 0x010
+	CKR_ATTRIBUTE_SENSITIVE            RV = 0x011
+	CKR_ATTRIBUTE_TYPE_INVALID         RV = 0x012
+	CKR_ATTRIBUTE_VALUE_INVALID        RV = 0x013
+	CKR_ACTION_PROHIBITED              RV = 0x01B
+	CKR_DATA_INVALID                   RV = 0x020
+	CKR_DATA_LEN_RANGE                 RV = 0x021
+	CKR_DEVICE_ERROR                   RV = 0x030
+	CKR_DEVICE_MEMORY                  RV = 0x031
+	CKR_DEVICE_REMOVED                 RV = 0x032
+	CKR_ENCRYPTED_DATA_INVALID         RV = 0x040
+	CKR_ENCRYPTED_DATA_LEN_RANGE       RV = 0x041
+	CKR_FUNCTION_CANCELED              RV = 0x050
+	CKR_FUNCTION_NOT_PARALLEL          RV = 0x051
+	CKR_FUNCTION_NOT_SUPPORTED         RV = 0x054
+	CKR_KEY_HANDLE_INVALID             RV = 0x060
+	CKR_KEY_SIZE_RANGE                 RV = 0x062
+	CKR_KEY_TYPE_INCONSISTENT          RV = 0x063
+	CKR_KEY_FUNCTION_NOT_PERMITTED     RV = 0x068
+	CKR_KEY_NOT_WRAPPABLE              RV = 0x069
+	CKR_KEY_UNEXTRACTABLE              RV = 0x06A
+	CKR_MECHANISM_INVALID              RV = 0x070
+	CKR_MECHANISM_PARAM_INVALID        RV = 0x071
+	CKR_OBJECT_HANDLE_INVALID          RV = 0x082
+	CKR_OPERATION_ACTIVE               RV = 0x090
+	CKR_OPERATION_NOT_INITIALIZED      RV = 0x091
+	CKR_PIN_INCORRECT                  RV = 0x0A0
+	CKR_PIN_INVALID                    RV = 0x0A1
+	CKR_PIN_LEN_RANGE                  RV = 0x0A2
+	CKR_PIN_EXPIRED                    RV = 0x0A3
+	CKR_PIN_LOCKED                     RV = 0x0A4
+	CKR_SESSION_CLOSED                 RV = 0x0B0
+	CKR_SESSION_COUNT                  RV = 0x0B1
+	CKR_SESSION_HANDLE_INVALID         RV = 0x0B3
+	CKR_SESSION_PARALLEL_NOT_SUPPORTED RV = 0x0B4
+	CKR_SESSION_READ_ONLY              RV = 0x0B5
+	CKR_SESSION_EXISTS                 RV = 0x0B6
+	CKR_SESSION_READ_ONLY_EXISTS       RV = 0x0B7
+	CKR_SESSION_READ_WRITE_SO_EXISTS   RV = 0x0B8
+	CKR_SIGNATURE_INVALID              RV = 0x0C0
+	CKR_SIGNATURE_LEN_RANGE            RV = 0x0C1
+	CKR_TEMPLATE_INCOMPLETE            RV = 0x0D0
+	CKR_TEMPLATE_INCONSISTENT          RV = 0x0D1
+	CKR_TOKEN_NOT_PRESENT              RV = 0x0E0
+	CKR_TOKEN_NOT_RECOGNIZED           RV = 0x0E1
+	CKR_TOKEN_WRITE_PROTECTED          RV = 0x0E2
+	CKR_USER_ALREADY_LOGGED_IN         RV = 0x100
+	CKR_USER_NOT_LOGGED_IN             RV = 0x101
+	CKR_USER_PIN_NOT_INITIALIZED       RV = 0x102
+	CKR_USER_TYPE_INVALID              RV = 0x103
+	CKR_USER_ANOTHER_ALREADY_LOGGED_IN RV = 0x104
+	CKR_USER_TOO_MANY_TYPES            RV = 0x105
+	CKR_DOMAIN_PARAMS_INVALID          RV = 0x130
+	CKR_CURVE_NOT_SUPPORTED            RV = 0x140
+	CKR_BUFFER_TOO_SMALL               RV = 0x150
+	CKR_SAVED_STATE_INVALID            RV = 0x160
+	CKR_INFORMATION_SENSITIVE          RV = 0x170
+	CKR_STATE_UNSAVEABLE               RV = 0x180
+	CKR_CRYPTOKI_NOT_INITIALIZED       RV = 0x190
+	CKR_CRYPTOKI_ALREADY_INITIALIZED   RV = 0x191
+	CKR_MUTEX_BAD                      RV = 0x1A0
+	CKR_MUTEX_NOT_LOCKED               RV = 0x1A1
+	CKR_FUNCTION_REJECTED              RV = 0x200
+	CKR_TOKEN_RESOURCE_EXCEEDED        RV = 0x201
+	CKR_OPERATION_CANCEL_FAILED        RV = 0x202
+	CKR_PENDING                        RV = 0x204
+	CKR_SESSION_ASYNC_NOT_SUPPORTED    RV = 0x205
+	CKR_TOKEN_NOT_INITIALIZED          RV = 0x208
+)
+
+// Object classes.
+const (
+	CKO_DATA        ObjectClass = 0
+	CKO_CERTIFICATE ObjectClass = 1
+	CKO_PUBLIC_KEY  ObjectClass = 2
+	CKO_PRIVATE_KEY ObjectClass = 3
+	CKO_SECRET_KEY  ObjectClass = 4
+)
+
+// Key types.
+const (
+	CKK_RSA            KeyType = 0x00
+	CKK_EC             KeyType = 0x03
+	CKK_GENERIC_SECRET KeyType = 0x10
+	CKK_AES            KeyType = 0x1F
+)
+
+// Certificate types.
+const CKC_X_509 ULong = 0
+
+// Attributes.
+const (
+	CKA_CLASS                AttributeType = 0x000
+	CKA_TOKEN                AttributeType = 0x001
+	CKA_PRIVATE              AttributeType = 0x002
+	CKA_LABEL                AttributeType = 0x003
+	CKA_UNIQUE_ID            AttributeType = 0x004
+	CKA_APPLICATION          AttributeType = 0x010
+	CKA_VALUE                AttributeType = 0x011
+	CKA_OBJECT_ID            AttributeType = 0x012
+	CKA_CERTIFICATE_TYPE     AttributeType = 0x080
+	CKA_ISSUER               AttributeType = 0x081
+	CKA_SERIAL_NUMBER        AttributeType = 0x082
+	CKA_TRUSTED              AttributeType = 0x086
+	CKA_CERTIFICATE_CATEGORY AttributeType = 0x087
+	CKA_KEY_TYPE             AttributeType = 0x100
+	CKA_SUBJECT              AttributeType = 0x101
+	CKA_ID                   AttributeType = 0x102
+	CKA_SENSITIVE            AttributeType = 0x103
+	CKA_ENCRYPT              AttributeType = 0x104
+	CKA_DECRYPT              AttributeType = 0x105
+	CKA_WRAP                 AttributeType = 0x106
+	CKA_UNWRAP               AttributeType = 0x107
+	CKA_SIGN                 AttributeType = 0x108
+	CKA_SIGN_RECOVER         AttributeType = 0x109
+	CKA_VERIFY               AttributeType = 0x10A
+	CKA_VERIFY_RECOVER       AttributeType = 0x10B
+	CKA_DERIVE               AttributeType = 0x10C
+	CKA_START_DATE           AttributeType = 0x110
+	CKA_END_DATE             AttributeType = 0x111
+	CKA_MODULUS              AttributeType = 0x120
+	CKA_MODULUS_BITS         AttributeType = 0x121
+	CKA_PUBLIC_EXPONENT      AttributeType = 0x122
+	CKA_PRIVATE_EXPONENT     AttributeType = 0x123
+	CKA_PRIME_1              AttributeType = 0x124
+	CKA_PRIME_2              AttributeType = 0x125
+	CKA_EXPONENT_1           AttributeType = 0x126
+	CKA_EXPONENT_2           AttributeType = 0x127
+	CKA_COEFFICIENT          AttributeType = 0x128
+	CKA_PUBLIC_KEY_INFO      AttributeType = 0x129
+	CKA_VALUE_LEN            AttributeType = 0x161
+	CKA_EXTRACTABLE          AttributeType = 0x162
+	CKA_LOCAL                AttributeType = 0x163
+	CKA_NEVER_EXTRACTABLE    AttributeType = 0x164
+	CKA_ALWAYS_SENSITIVE     AttributeType = 0x165
+	CKA_KEY_GEN_MECHANISM    AttributeType = 0x166
+	CKA_MODIFIABLE           AttributeType = 0x170
+	CKA_COPYABLE             AttributeType = 0x171
+	CKA_DESTROYABLE          AttributeType = 0x172
+	CKA_EC_PARAMS            AttributeType = 0x180
+	CKA_EC_POINT             AttributeType = 0x181
+	CKA_ALWAYS_AUTHENTICATE  AttributeType = 0x202
+	CKA_WRAP_WITH_TRUSTED    AttributeType = 0x210
+	CKA_ALLOWED_MECHANISMS   AttributeType = 0x40000600
+)
+
+// Mechanisms.
+const (
+	CKM_RSA_PKCS_KEY_PAIR_GEN  MechType = 0x0000
+	CKM_RSA_PKCS               MechType = 0x0001
+	CKM_RSA_X_509              MechType = 0x0003
+	CKM_SHA1_RSA_PKCS          MechType = 0x0006
+	CKM_RSA_PKCS_OAEP          MechType = 0x0009
+	CKM_RSA_PKCS_PSS           MechType = 0x000D
+	CKM_SHA1_RSA_PKCS_PSS      MechType = 0x000E
+	CKM_SHA256_RSA_PKCS        MechType = 0x0040
+	CKM_SHA384_RSA_PKCS        MechType = 0x0041
+	CKM_SHA512_RSA_PKCS        MechType = 0x0042
+	CKM_SHA256_RSA_PKCS_PSS    MechType = 0x0043
+	CKM_SHA384_RSA_PKCS_PSS    MechType = 0x0044
+	CKM_SHA512_RSA_PKCS_PSS    MechType = 0x0045
+	CKM_SHA224_RSA_PKCS        MechType = 0x0046
+	CKM_SHA224_RSA_PKCS_PSS    MechType = 0x0047
+	CKM_SHA_1                  MechType = 0x0220
+	CKM_SHA224                 MechType = 0x0255
+	CKM_SHA256                 MechType = 0x0250
+	CKM_SHA384                 MechType = 0x0260
+	CKM_SHA512                 MechType = 0x0270
+	CKM_EC_KEY_PAIR_GEN        MechType = 0x1040
+	CKM_ECDSA                  MechType = 0x1041
+	CKM_ECDSA_SHA1             MechType = 0x1042
+	CKM_ECDSA_SHA224           MechType = 0x1043
+	CKM_ECDSA_SHA256           MechType = 0x1044
+	CKM_ECDSA_SHA384           MechType = 0x1045
+	CKM_ECDSA_SHA512           MechType = 0x1046
+	CKM_ECDH1_DERIVE           MechType = 0x1050
+	CKM_GENERIC_SECRET_KEY_GEN MechType = 0x0350
+	CKM_AES_KEY_GEN            MechType = 0x1080
+	CKG_MGF1_SHA1              ULong    = 1
+	CKG_MGF1_SHA256            ULong    = 2
+	CKG_MGF1_SHA384            ULong    = 3
+	CKG_MGF1_SHA512            ULong    = 4
+	CKG_MGF1_SHA224            ULong    = 5
+)
+
+// Mechanism info flags.
+const (
+	CKF_HW                Flags = 0x00000001
+	CKF_ENCRYPT           Flags = 0x00000100
+	CKF_DECRYPT           Flags = 0x00000200
+	CKF_DIGEST            Flags = 0x00000400
+	CKF_SIGN              Flags = 0x00000800
+	CKF_SIGN_RECOVER      Flags = 0x00001000
+	CKF_VERIFY            Flags = 0x00002000
+	CKF_VERIFY_RECOVER    Flags = 0x00004000
+	CKF_GENERATE          Flags = 0x00008000
+	CKF_GENERATE_KEY_PAIR Flags = 0x00010000
+	CKF_WRAP              Flags = 0x00020000
+	CKF_UNWRAP            Flags = 0x00040000
+	CKF_DERIVE            Flags = 0x00080000
+	CKF_EC_F_P            Flags = 0x00100000
+	CKF_EC_OID            Flags = 0x00800000
+	CKF_EC_UNCOMPRESS     Flags = 0x01000000
+)
+
+// Slot, token and session flags.
+const (
+	CKF_TOKEN_PRESENT    Flags = 0x00000001
+	CKF_REMOVABLE_DEVICE Flags = 0x00000002
+	CKF_HW_SLOT          Flags = 0x00000004
+
+	CKF_RNG                           Flags = 0x00000001
+	CKF_WRITE_PROTECTED               Flags = 0x00000002
+	CKF_LOGIN_REQUIRED                Flags = 0x00000004
+	CKF_USER_PIN_INITIALIZED          Flags = 0x00000008
+	CKF_RESTORE_KEY_NOT_NEEDED        Flags = 0x00000020
+	CKF_CLOCK_ON_TOKEN                Flags = 0x00000040
+	CKF_PROTECTED_AUTHENTICATION_PATH Flags = 0x00000100
+	CKF_DUAL_CRYPTO_OPERATIONS        Flags = 0x00000200
+	CKF_TOKEN_INITIALIZED             Flags = 0x00000400
+	CKF_USER_PIN_COUNT_LOW            Flags = 0x00010000
+	CKF_USER_PIN_FINAL_TRY            Flags = 0x00020000
+	CKF_USER_PIN_LOCKED               Flags = 0x00040000
+	CKF_USER_PIN_TO_BE_CHANGED        Flags = 0x00080000
+	CKF_SO_PIN_COUNT_LOW              Flags = 0x00100000
+	CKF_SO_PIN_FINAL_TRY              Flags = 0x00200000
+	CKF_SO_PIN_LOCKED                 Flags = 0x00400000
+	CKF_SO_PIN_TO_BE_CHANGED          Flags = 0x00800000
+	CKF_ASYNC_SESSION_SUPPORTED       Flags = 0x04000000
+
+	CKF_RW_SESSION     Flags = 0x00000002
+	CKF_SERIAL_SESSION Flags = 0x00000004
+	CKF_ASYNC_SESSION  Flags = 0x00000008
+
+	CKF_LIBRARY_CANT_CREATE_OS_THREADS Flags = 0x00000001
+	CKF_OS_LOCKING_OK                  Flags = 0x00000002
+)
+
+// User types and session states.
+const (
+	CKU_SO               UserType = 0
+	CKU_USER             UserType = 1
+	CKU_CONTEXT_SPECIFIC UserType = 2
+
+	CKS_RO_PUBLIC_SESSION State = 0
+	CKS_RO_USER_FUNCTIONS State = 1
+	CKS_RW_PUBLIC_SESSION State = 2
+	CKS_RW_USER_FUNCTIONS State = 3
+	CKS_RW_SO_FUNCTIONS   State = 4
+)

@@ -1,0 +1,176 @@
+package tpm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Create makes a new object under parent from template with the given
+// authValue and returns its wrapped blobs. The private part is encrypted by
+// the parent: it never exists in the clear outside the TPM.
+// data, if not nil, is the sensitive data of a sealed object.
+func (e *Engine) Create(parent *Object, template tpm2.TPMTPublic, authValue, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+	ph, err := e.Handle(parent)
+	if err != nil {
+		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
+	}
+	rsp, err := tpm2.Create{
+		ParentHandle: auth(ph, parent.Auth),
+		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
+			UserAuth: tpm2.TPM2BAuth{Buffer: authValue},
+			Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
+		}},
+		InPublic: tpm2.New2B(template),
+	}.Execute(e.tr())
+	if err != nil {
+		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("create: %w", err)
+	}
+	return rsp.OutPublic, rsp.OutPrivate, nil
+}
+
+// ChangeAuth proves obj.Auth to the TPM and returns obj's private blob
+// re-wrapped with newAuth. Called with newAuth == obj.Auth it is a PIN check
+// that costs one command and counts a failure against dictionary-attack
+// protection, like any wrong authValue.
+func (e *Engine) ChangeAuth(obj *Object, newAuth []byte) (tpm2.TPM2BPrivate, error) {
+	h, err := e.Handle(obj)
+	if err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
+	ph, err := e.handle(obj.Parent, map[string]bool{obj.ID: true})
+	if err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
+	rsp, err := tpm2.ObjectChangeAuth{
+		ObjectHandle: auth(h, obj.Auth),
+		ParentHandle: ph,
+		NewAuth:      tpm2.TPM2BAuth{Buffer: newAuth},
+	}.Execute(e.tr())
+	if err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
+	return rsp.OutPrivate, nil
+}
+
+// Unseal proves obj.Auth and returns the sealed data. The sealed object is
+// flushed afterwards: it is needed once per login, not kept loaded.
+func (e *Engine) Unseal(obj *Object) ([]byte, error) {
+	h, err := e.Handle(obj)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Forget(obj.ID)
+	rsp, err := tpm2.Unseal{ItemHandle: auth(h, obj.Auth)}.Execute(e.tr())
+	if err != nil {
+		return nil, err
+	}
+	return rsp.OutData.Buffer, nil
+}
+
+// Sign signs digest with key using scheme (the key's scheme is NULL).
+func (e *Engine) Sign(key *Object, digest []byte, scheme tpm2.TPMTSigScheme) (*tpm2.TPMTSignature, error) {
+	h, err := e.Handle(key)
+	if err != nil {
+		return nil, err
+	}
+	rsp, err := tpm2.Sign{
+		KeyHandle:  auth(h, key.Auth),
+		Digest:     tpm2.TPM2BDigest{Buffer: digest},
+		InScheme:   scheme,
+		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck},
+	}.Execute(e.tr())
+	if err != nil {
+		return nil, err
+	}
+	return &rsp.Signature, nil
+}
+
+// RSARaw computes c^d mod n with key (TPM2_RSA_Decrypt with the NULL scheme);
+// the module does the padding.
+func (e *Engine) RSARaw(key *Object, c []byte) ([]byte, error) {
+	h, err := e.Handle(key)
+	if err != nil {
+		return nil, err
+	}
+	rsp, err := tpm2.RSADecrypt{
+		KeyHandle:  auth(h, key.Auth),
+		CipherText: tpm2.TPM2BPublicKeyRSA{Buffer: c},
+		InScheme:   tpm2.TPMTRSADecrypt{Scheme: tpm2.TPMAlgNull},
+	}.Execute(e.tr())
+	if err != nil {
+		return nil, err
+	}
+	return rsp.Message.Buffer, nil
+}
+
+// Random fills n bytes from the TPM's RNG.
+func (e *Engine) Random(n int) ([]byte, error) {
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		ask := min(n-len(out), 32)
+		rsp, err := tpm2.GetRandom{BytesRequested: uint16(ask)}.Execute(e.tr())
+		if err != nil {
+			return nil, err
+		}
+		if len(rsp.RandomBytes.Buffer) == 0 {
+			return nil, errors.New("TPM returned no random bytes")
+		}
+		out = append(out, rsp.RandomBytes.Buffer...)
+	}
+	return out[:n], nil
+}
+
+// Info is what the TPM says about itself.
+type Info struct {
+	Manufacturer string // four ASCII characters, e.g. "IBM "
+	VendorString string
+	FirmwareMajor, FirmwareMinor uint8
+}
+
+// Properties reads the TPM's manufacturer, vendor string and firmware version.
+func (e *Engine) Properties() (Info, error) {
+	rsp, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapTPMProperties,
+		Property:      uint32(tpm2.TPMPTManufacturer),
+		PropertyCount: 8,
+	}.Execute(e.tr())
+	if err != nil {
+		return Info{}, err
+	}
+	props, err := rsp.CapabilityData.Data.TPMProperties()
+	if err != nil {
+		return Info{}, err
+	}
+	var info Info
+	be4 := func(v uint32) string {
+		return string([]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	for _, p := range props.TPMProperty {
+		switch p.Property {
+		case tpm2.TPMPTManufacturer:
+			info.Manufacturer = be4(p.Value)
+		case tpm2.TPMPTVendorString1, tpm2.TPMPTVendorString2, tpm2.TPMPTVendorString3, tpm2.TPMPTVendorString4:
+			info.VendorString += be4(p.Value)
+		case tpm2.TPMPTFirmwareVersion1:
+			info.FirmwareMajor, info.FirmwareMinor = uint8(p.Value>>16), uint8(p.Value)
+		}
+	}
+	info.VendorString = trimNUL(info.VendorString)
+	info.Manufacturer = trimNUL(info.Manufacturer)
+	return info, nil
+}
+
+func trimNUL(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == 0 || c < 0x20 || c > 0x7e {
+			b[i] = ' '
+		}
+	}
+	for len(b) > 0 && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}

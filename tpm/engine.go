@@ -1,0 +1,246 @@
+package tpm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// Object is a TPM object the Engine can load on demand: the primary storage
+// key (Parent == nil, re-created from its template) or a key whose wrapped
+// blobs live in the store. ID names it in the Engine's cache and must be
+// stable for the object's lifetime.
+type Object struct {
+	ID      string
+	Parent  *Object
+	Public  tpm2.TPM2BPublic
+	Private tpm2.TPM2BPrivate
+	// Auth is the object's authValue, used when it authorizes a command:
+	// as the parent of a Load, or to Sign. Only the worker goroutine reads it.
+	Auth []byte
+}
+
+// Name computes the object's TPM name from its public area.
+func (o *Object) Name() (tpm2.TPM2BName, error) {
+	pub, err := o.Public.Contents()
+	if err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	n, err := tpm2.ObjectName(pub)
+	if err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	return *n, nil
+}
+
+type slot struct {
+	obj     *Object
+	handle  tpm2.TPMHandle
+	name    tpm2.TPM2BName
+	loaded  bool
+	saved   *tpm2.TPMSContext
+	lastUse uint64
+}
+
+// Engine runs TPM commands for one owner goroutine and keeps objects loaded
+// across calls, swapping them out (ContextSave/FlushContext) and back in
+// (ContextLoad) when the TPM's object slots are full, so that a key used
+// again costs no Load and a full TPM never surfaces as TPM_RC_OBJECT_MEMORY.
+type Engine struct {
+	t        transport.TPM
+	capacity int
+	slots    map[string]*slot
+	clock    uint64
+	// Commands counts TPM commands sent, for diagnostics and benchmarks.
+	Commands uint64
+}
+
+// NewEngine returns an Engine over t that keeps at most capacity objects loaded.
+func NewEngine(t transport.TPM, capacity int) *Engine {
+	if capacity < 2 {
+		capacity = 2
+	}
+	return &Engine{t: t, capacity: capacity, slots: map[string]*slot{}}
+}
+
+type counting struct {
+	t transport.TPM
+	n *uint64
+}
+
+func (c counting) Send(b []byte) ([]byte, error) {
+	*c.n++
+	return c.t.Send(b)
+}
+
+func (e *Engine) tr() transport.TPM { return counting{e.t, &e.Commands} }
+
+func (e *Engine) loadedCount() int {
+	n := 0
+	for _, s := range e.slots {
+		if s.loaded {
+			n++
+		}
+	}
+	return n
+}
+
+// evictOne saves and flushes the least recently used loaded object not in keep.
+func (e *Engine) evictOne(keep map[string]bool) error {
+	var victim *slot
+	for id, s := range e.slots {
+		if s.loaded && !keep[id] && (victim == nil || s.lastUse < victim.lastUse) {
+			victim = s
+		}
+	}
+	if victim == nil {
+		return errors.New("no TPM object slot can be freed")
+	}
+	saved, err := tpm2.ContextSave{SaveHandle: victim.handle}.Execute(e.tr())
+	if err != nil {
+		return fmt.Errorf("context save: %w", err)
+	}
+	if _, err := (tpm2.FlushContext{FlushHandle: victim.handle}).Execute(e.tr()); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	victim.loaded = false
+	victim.saved = &saved.Context
+	return nil
+}
+
+// withRoom runs load after making room for one more object, and once more
+// after evicting if the TPM still reports it is out of object memory (objects
+// left by another process or a crashed one).
+func (e *Engine) withRoom(keep map[string]bool, load func() error) error {
+	for e.loadedCount() >= e.capacity {
+		if err := e.evictOne(keep); err != nil {
+			return err
+		}
+	}
+	err := load()
+	for tries := 0; err != nil && errors.Is(err, tpm2.TPMRCObjectMemory) && tries < e.capacity; tries++ {
+		if e.evictOne(keep) != nil {
+			break
+		}
+		err = load()
+	}
+	return err
+}
+
+// Handle makes obj loaded and returns its handle and name.
+func (e *Engine) Handle(obj *Object) (tpm2.NamedHandle, error) {
+	return e.handle(obj, map[string]bool{})
+}
+
+func (e *Engine) handle(obj *Object, keep map[string]bool) (tpm2.NamedHandle, error) {
+	e.clock++
+	s := e.slots[obj.ID]
+	if s != nil && s.obj != obj {
+		// Same ID, new blobs (e.g. after a PIN change): the new ones win.
+		e.Forget(obj.ID)
+		s = nil
+	}
+	if s != nil && s.loaded {
+		s.lastUse = e.clock
+		return tpm2.NamedHandle{Handle: s.handle, Name: s.name}, nil
+	}
+	keep[obj.ID] = true
+	if s != nil && s.saved != nil {
+		err := e.withRoom(keep, func() error {
+			rsp, err := tpm2.ContextLoad{Context: *s.saved}.Execute(e.tr())
+			if err != nil {
+				return err
+			}
+			s.handle = rsp.LoadedHandle
+			return nil
+		})
+		if err == nil {
+			s.loaded, s.saved, s.lastUse = true, nil, e.clock
+			return tpm2.NamedHandle{Handle: s.handle, Name: s.name}, nil
+		}
+		// A saved context does not survive a TPM reset: load from the blob.
+		delete(e.slots, obj.ID)
+	}
+	s = &slot{obj: obj}
+	var err error
+	if obj.Parent == nil {
+		err = e.withRoom(keep, func() error {
+			rsp, err := tpm2.CreatePrimary{
+				PrimaryHandle: tpm2.TPMRHOwner,
+				InPublic:      obj.Public,
+			}.Execute(e.tr())
+			if err != nil {
+				return err
+			}
+			s.handle, s.name = rsp.ObjectHandle, rsp.Name
+			return nil
+		})
+	} else {
+		var parent tpm2.NamedHandle
+		parent, err = e.handle(obj.Parent, keep)
+		if err != nil {
+			return tpm2.NamedHandle{}, err
+		}
+		err = e.withRoom(keep, func() error {
+			rsp, err := tpm2.Load{
+				ParentHandle: auth(parent, obj.Parent.Auth),
+				InPrivate:    obj.Private,
+				InPublic:     obj.Public,
+			}.Execute(e.tr())
+			if err != nil {
+				return err
+			}
+			s.handle, s.name = rsp.ObjectHandle, rsp.Name
+			return nil
+		})
+	}
+	if err != nil {
+		return tpm2.NamedHandle{}, err
+	}
+	s.loaded, s.lastUse = true, e.clock
+	e.slots[obj.ID] = s
+	return tpm2.NamedHandle{Handle: s.handle, Name: s.name}, nil
+}
+
+func auth(h tpm2.NamedHandle, value []byte) tpm2.AuthHandle {
+	return tpm2.AuthHandle{Handle: h.Handle, Name: h.Name, Auth: tpm2.PasswordAuth(value)}
+}
+
+// Forget flushes obj's TPM copy, if any, and drops it from the cache.
+func (e *Engine) Forget(id string) {
+	s := e.slots[id]
+	if s == nil {
+		return
+	}
+	if s.loaded {
+		_, _ = tpm2.FlushContext{FlushHandle: s.handle}.Execute(e.tr())
+	}
+	delete(e.slots, id)
+}
+
+// ForgetChildren forgets every cached object whose ancestry includes parent.
+func (e *Engine) ForgetChildren(parentID string) {
+	for id, s := range e.slots {
+		for p := s.obj.Parent; p != nil; p = p.Parent {
+			if p.ID == parentID {
+				e.Forget(id)
+				break
+			}
+		}
+	}
+}
+
+// FlushAll empties the TPM of everything this Engine loaded.
+func (e *Engine) FlushAll() {
+	for id := range e.slots {
+		e.Forget(id)
+	}
+}
+
+// Loaded reports whether obj is currently resident in the TPM.
+func (e *Engine) Loaded(id string) bool {
+	s := e.slots[id]
+	return s != nil && s.loaded
+}

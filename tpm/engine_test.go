@@ -1,0 +1,81 @@
+package tpm_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"fmt"
+	"math/big"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/stretchr/testify/require"
+	"github.com/tpm11/tpm11/internal/swtpmtest"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// More keys than swtpm has object slots, used round-robin: every sign must
+// work and each key must verify, so the LRU swapping is real.
+func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
+	tr := swtpmtest.Start(t)
+	e := tpm.NewEngine(tr, 3)
+	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	storageAuth := []byte("0123456789abcdef0123456789abcdef")
+	pub, priv, err := e.Create(srk, tpm.StorageTemplate(), storageAuth, nil)
+	require.NoError(t, err)
+	parent := &tpm.Object{ID: "storage", Parent: srk, Public: pub, Private: priv, Auth: storageAuth}
+
+	var keys []*tpm.Object
+	for i := 0; i < 5; i++ {
+		pub, priv, err := e.Create(parent, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+		require.NoError(t, err)
+		keys = append(keys, &tpm.Object{ID: fmt.Sprint("k", i), Parent: parent, Public: pub, Private: priv})
+	}
+	digest := sha256.Sum256([]byte("hello"))
+	for round := 0; round < 3; round++ {
+		for _, k := range keys {
+			sig, err := e.Sign(k, digest[:], tpm2.TPMTSigScheme{
+				Scheme:  tpm2.TPMAlgECDSA,
+				Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+			})
+			require.NoError(t, err)
+			ec, err := sig.Signature.ECDSA()
+			require.NoError(t, err)
+			p, err := k.Public.Contents()
+			require.NoError(t, err)
+			parms, _ := p.Parameters.ECCDetail()
+			point, _ := p.Unique.ECC()
+			pk, err := tpm2.ECDSAPub(parms, point)
+			require.NoError(t, err)
+			require.True(t, ecdsa.Verify(pk, digest[:],
+				new(big.Int).SetBytes(ec.SignatureR.Buffer), new(big.Int).SetBytes(ec.SignatureS.Buffer)))
+		}
+	}
+	// A key used again costs exactly one command: no Load.
+	before := e.Commands
+	_, err = e.Sign(keys[4], digest[:], tpm2.TPMTSigScheme{
+		Scheme:  tpm2.TPMAlgECDSA,
+		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+	})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), e.Commands-before)
+
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
+}
+
+func TestSealUnsealChecksAuth(t *testing.T) {
+	tr := swtpmtest.Start(t)
+	e := tpm.NewEngine(tr, 3)
+	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	pub, priv, err := e.Create(srk, tpm.SealTemplate(), []byte("pin-derived"), []byte("secret"))
+	require.NoError(t, err)
+	seal := &tpm.Object{ID: "seal", Parent: srk, Public: pub, Private: priv, Auth: []byte("wrong")}
+	_, err = e.Unseal(seal)
+	require.ErrorIs(t, err, tpm2.TPMRCAuthFail)
+	seal.Auth = []byte("pin-derived")
+	got, err := e.Unseal(seal)
+	require.NoError(t, err)
+	require.Equal(t, "secret", string(got))
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
+}

@@ -1,0 +1,53 @@
+package tpm
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+const (
+	rcRetry   = 0x922
+	rcYielded = 0x908
+	rcTesting = 0x90A
+)
+
+// retrying resends a command the TPM answered with RETRY, YIELDED or
+// TESTING: those say "not now", not "no", and a fresh swtpm answers RETRY
+// to its first Sign.
+type retrying struct{ t transport.TPM }
+
+// Retrying wraps t so transient response codes never reach callers.
+func Retrying(t transport.TPM) transport.TPM { return retrying{t} }
+
+func (r retrying) Send(cmd []byte) ([]byte, error) {
+	delay := 100 * time.Microsecond
+	for attempt := 0; ; attempt++ {
+		rsp, err := r.t.Send(cmd)
+		if err != nil || len(rsp) < 10 || attempt == 50 {
+			return rsp, err
+		}
+		switch binary.BigEndian.Uint32(rsp[6:10]) {
+		case rcRetry, rcYielded, rcTesting:
+			time.Sleep(delay)
+			if delay < 20*time.Millisecond {
+				delay *= 2
+			}
+			continue
+		}
+		return rsp, nil
+	}
+}
+
+// Latency adds a fixed delay to every command. It exists for tests and
+// benchmarks that need hardware-like latency from a fast simulator.
+type Latency struct {
+	T     transport.TPM
+	Delay time.Duration
+}
+
+func (l Latency) Send(cmd []byte) ([]byte, error) {
+	time.Sleep(l.Delay)
+	return l.T.Send(cmd)
+}

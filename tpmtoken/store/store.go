@@ -1,0 +1,241 @@
+// Package store keeps tokens and their objects on disk: one small file per
+// token and per object, each written atomically (temporary file, fsync,
+// rename), so a killed process never leaves a half-written object and any
+// number of processes can read while one writes, without locks. Readers
+// notice other processes' changes from the directory's modification time.
+//
+// A file-per-object layout was chosen over an embedded database because a
+// database file lock (bbolt) would serialize every process using the token,
+// and SQLite would add megabytes to every host process for no gain at the
+// token sizes PKCS#11 sees. Files are 0600 in 0700 directories.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tpm11/tpm11/internal/atomicfile"
+)
+
+// Store is a directory of tokens.
+type Store struct{ Root string }
+
+// Open creates root if needed.
+func Open(root string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(root, "tokens"), 0o700); err != nil {
+		return nil, fmt.Errorf("store %s: %w", root, err)
+	}
+	return &Store{Root: root}, nil
+}
+
+// PINObject is a TPM object whose authValue is derived from a PIN and Salt.
+// Neither the PIN nor anything that can check it offline is stored: the
+// private blob is only usable inside the TPM that wrapped it.
+type PINObject struct {
+	Salt    []byte `json:"salt"`
+	Public  []byte `json:"public"`
+	Private []byte `json:"private"`
+}
+
+// Token is a token's record.
+type Token struct {
+	Serial  string     `json:"serial"`
+	Label   string     `json:"label"`
+	Created time.Time  `json:"created"`
+	SO      PINObject  `json:"so"`
+	User    *PINObject `json:"user,omitempty"`
+}
+
+func (s *Store) tokenDir(serial string) string { return filepath.Join(s.Root, "tokens", serial) }
+
+// Tokens lists the tokens, oldest first, so slot numbers are stable.
+func (s *Store) Tokens() ([]*Token, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Root, "tokens"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Token
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		t, err := s.Token(e.Name())
+		if err != nil {
+			continue // a token being created or removed by another process
+		}
+		out = append(out, t)
+	}
+	sortTokens(out)
+	return out, nil
+}
+
+func sortTokens(ts []*Token) {
+	for i := 1; i < len(ts); i++ {
+		for j := i; j > 0 && (ts[j].Created.Before(ts[j-1].Created) ||
+			ts[j].Created.Equal(ts[j-1].Created) && ts[j].Serial < ts[j-1].Serial); j-- {
+			ts[j], ts[j-1] = ts[j-1], ts[j]
+		}
+	}
+}
+
+// Token reads one token's record.
+func (s *Store) Token(serial string) (*Token, error) {
+	b, err := os.ReadFile(filepath.Join(s.tokenDir(serial), "token.json"))
+	if err != nil {
+		return nil, err
+	}
+	var t Token
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("token %s: %w", serial, err)
+	}
+	return &t, nil
+}
+
+// PutToken writes a token's record.
+func (s *Store) PutToken(t *Token) error {
+	dir := s.tokenDir(t.Serial)
+	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, "token.json"), b)
+}
+
+// Objects is the object directory of a token.
+func (s *Store) Objects(serial string) *Objects {
+	return &Objects{dir: filepath.Join(s.tokenDir(serial), "objects"), cache: map[string]*cached{}}
+}
+
+// Object is an object's record: its attributes (never a secret in the clear)
+// and, for keys, the TPM-wrapped blobs.
+type Object struct {
+	UID     string            `json:"uid"`
+	Attrs   map[uint64][]byte `json:"attrs"`
+	Public  []byte            `json:"tpm_public,omitempty"`
+	Private []byte            `json:"tpm_private,omitempty"`
+}
+
+type cached struct {
+	mod  time.Time
+	size int64
+	obj  *Object
+}
+
+// Objects caches a token's object files and re-reads only what changed.
+// Not safe for concurrent use; the token serializes access.
+type Objects struct {
+	dir    string
+	mod    time.Time
+	synced bool
+	cache  map[string]*cached
+}
+
+// ClearAll removes every object (C_InitToken over an existing token).
+func (o *Objects) ClearAll() error {
+	ents, err := os.ReadDir(o.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range ents {
+		_ = os.Remove(filepath.Join(o.dir, e.Name()))
+	}
+	o.cache = map[string]*cached{}
+	o.synced = false
+	return nil
+}
+
+// Sync brings the cache up to date with the disk and returns the objects
+// by UID, plus whether anything changed since the last Sync.
+func (o *Objects) Sync() (map[string]*Object, bool, error) {
+	st, err := os.Stat(o.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			changed := len(o.cache) > 0
+			o.cache = map[string]*cached{}
+			return map[string]*Object{}, changed, nil
+		}
+		return nil, false, err
+	}
+	changed := false
+	if !o.synced || !st.ModTime().Equal(o.mod) {
+		o.synced, o.mod = true, st.ModTime()
+		ents, err := os.ReadDir(o.dir)
+		if err != nil {
+			return nil, false, err
+		}
+		seen := make(map[string]bool, len(ents))
+		for _, e := range ents {
+			name := e.Name()
+			if !strings.HasSuffix(name, ".obj") {
+				continue
+			}
+			uid := strings.TrimSuffix(name, ".obj")
+			seen[uid] = true
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			if c := o.cache[uid]; c != nil && c.mod.Equal(info.ModTime()) && c.size == info.Size() {
+				continue
+			}
+			obj, err := readObject(filepath.Join(o.dir, name))
+			if err != nil {
+				continue
+			}
+			o.cache[uid] = &cached{mod: info.ModTime(), size: info.Size(), obj: obj}
+			changed = true
+		}
+		for uid := range o.cache {
+			if !seen[uid] {
+				delete(o.cache, uid)
+				changed = true
+			}
+		}
+	}
+	out := make(map[string]*Object, len(o.cache))
+	for uid, c := range o.cache {
+		out[uid] = c.obj
+	}
+	return out, changed, nil
+}
+
+func readObject(path string) (*Object, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var obj Object
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, err
+	}
+	return &obj, nil
+}
+
+// Put writes obj.
+func (o *Objects) Put(obj *Object) error {
+	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(o.dir, obj.UID+".obj"), b)
+}
+
+// Delete removes the object with uid.
+func (o *Objects) Delete(uid string) error {
+	err := os.Remove(filepath.Join(o.dir, uid+".obj"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
