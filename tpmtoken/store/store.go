@@ -42,11 +42,14 @@ type PINObject struct {
 	Private []byte `json:"private"`
 }
 
-// Token is a token's record.
+// Token is a token's record. Storage is the parent of every key; its
+// random authValue exists on disk only sealed under the SO PIN (SO) and,
+// once C_InitPIN ran, under the user PIN (User).
 type Token struct {
 	Serial  string     `json:"serial"`
 	Label   string     `json:"label"`
 	Created time.Time  `json:"created"`
+	Storage PINObject  `json:"storage"`
 	SO      PINObject  `json:"so"`
 	User    *PINObject `json:"user,omitempty"`
 }

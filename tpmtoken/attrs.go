@@ -1,0 +1,105 @@
+package tpmtoken
+
+import (
+	"encoding/binary"
+
+	"github.com/tpm11/tpm11/ck"
+)
+
+// Attr is one template entry.
+type Attr struct {
+	Type  ck.AttributeType
+	Value []byte
+}
+
+// Attrs are an object's attributes in their PKCS#11 encoding (CK_BBOOL one
+// byte, CK_ULONG eight bytes in host order).
+type Attrs map[ck.AttributeType][]byte
+
+func boolBytes(b bool) []byte {
+	if b {
+		return []byte{1}
+	}
+	return []byte{0}
+}
+
+func ulongBytes(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.NativeEndian.PutUint64(b, v)
+	return b
+}
+
+func (a Attrs) Bool(t ck.AttributeType) bool {
+	v := a[t]
+	return len(v) == 1 && v[0] != 0
+}
+
+func (a Attrs) ULong(t ck.AttributeType) (uint64, bool) {
+	v, ok := a[t]
+	if !ok || len(v) != 8 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(v), true
+}
+
+func (a Attrs) SetBool(t ck.AttributeType, b bool)    { a[t] = boolBytes(b) }
+func (a Attrs) SetULong(t ck.AttributeType, v uint64) { a[t] = ulongBytes(v) }
+
+// Template is a caller's template, indexed; duplicates keep the last value.
+type Template map[ck.AttributeType][]byte
+
+func NewTemplate(attrs []Attr) Template {
+	t := Template{}
+	for _, a := range attrs {
+		t[a.Type] = a.Value
+	}
+	return t
+}
+
+// Bool reads a CK_BBOOL from the template: (value, present, error).
+func (t Template) Bool(typ ck.AttributeType) (bool, bool, error) {
+	v, ok := t[typ]
+	if !ok {
+		return false, false, nil
+	}
+	if len(v) != 1 {
+		return false, true, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: CK_BBOOL must be 1 byte", typ)
+	}
+	return v[0] != 0, true, nil
+}
+
+// ULong reads a CK_ULONG from the template.
+func (t Template) ULong(typ ck.AttributeType) (uint64, bool, error) {
+	v, ok := t[typ]
+	if !ok {
+		return 0, false, nil
+	}
+	if len(v) != 8 {
+		return 0, true, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: CK_ULONG must be 8 bytes", typ)
+	}
+	return binary.NativeEndian.Uint64(v), true, nil
+}
+
+// Matches reports whether every template entry equals the object's value.
+func (a Attrs) Matches(t []Attr) bool {
+	for _, e := range t {
+		v, ok := a[e.Type]
+		if !ok || string(v) != string(e.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// sensitiveAttrs are never revealed for sensitive keys.
+var sensitiveAttrs = map[ck.AttributeType]bool{
+	ck.CKA_VALUE: true, ck.CKA_PRIVATE_EXPONENT: true, ck.CKA_PRIME_1: true, ck.CKA_PRIME_2: true,
+	ck.CKA_EXPONENT_1: true, ck.CKA_EXPONENT_2: true, ck.CKA_COEFFICIENT: true,
+}
+
+// AttrResult is one answer of C_GetAttributeValue: the value, or the RV that
+// explains why there is none (its length is then CK_UNAVAILABLE_INFORMATION).
+type AttrResult struct {
+	Value []byte
+	RV    ck.RV
+}

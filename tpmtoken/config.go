@@ -1,0 +1,102 @@
+package tpmtoken
+
+import (
+	"bufio"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// Config is read in C_Initialize, never at load. Precedence: environment
+// (TPM11_TPM, TPM11_STORE, TPM11_LOG) over the config file (TPM11_CONFIG, or
+// $XDG_CONFIG_HOME/tpm11/config, or /etc/tpm11/config; "key = value" lines
+// with keys tpm, store, log) over defaults.
+type Config struct {
+	TPM   string // backend spec, see tpm.Open
+	Store string // token store directory
+	Log   string // "" (quiet), error, warn, info, debug
+	// Latency is added to every TPM command. Test and benchmark use only
+	// (TPM11_TEST_LATENCY, a Go duration).
+	Latency time.Duration
+}
+
+// LoadConfig resolves the configuration from env (os.Getenv in production).
+func LoadConfig(env func(string) string) Config {
+	file := map[string]string{}
+	path := env("TPM11_CONFIG")
+	if path == "" {
+		base := env("XDG_CONFIG_HOME")
+		if base == "" && env("HOME") != "" {
+			base = filepath.Join(env("HOME"), ".config")
+		}
+		path = filepath.Join(base, "tpm11", "config")
+		if _, err := os.Stat(path); err != nil {
+			path = "/etc/tpm11/config"
+		}
+	}
+	if f, err := os.Open(path); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || line[0] == '#' {
+				continue
+			}
+			if k, v, ok := strings.Cut(line, "="); ok {
+				file[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+		}
+		f.Close()
+	}
+	pick := func(envKey, fileKey, def string) string {
+		if v := env(envKey); v != "" {
+			return v
+		}
+		if v := file[fileKey]; v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		TPM:   pick("TPM11_TPM", "tpm", tpm.DefaultSpec()),
+		Store: pick("TPM11_STORE", "store", defaultStore(env)),
+		Log:   pick("TPM11_LOG", "log", ""),
+	}
+	if d, err := time.ParseDuration(env("TPM11_TEST_LATENCY")); err == nil {
+		c.Latency = d
+	}
+	return c
+}
+
+// defaultStore is $XDG_DATA_HOME/tpm11, else ~/.local/share/tpm11.
+func defaultStore(env func(string) string) string {
+	if d := env("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "tpm11")
+	}
+	home := env("HOME")
+	if home == "" {
+		home = "/var/lib"
+	}
+	return filepath.Join(home, ".local", "share", "tpm11")
+}
+
+// Logger returns a structured logger at the configured level; quiet by default.
+func (c Config) Logger() *slog.Logger {
+	var lvl slog.Level
+	switch strings.ToLower(c.Log) {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "info":
+		lvl = slog.LevelInfo
+	case "warn":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	default:
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}

@@ -1,0 +1,283 @@
+package tpmtoken
+
+import (
+	"bytes"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/asn1"
+	"math/big"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// curves maps DER-encoded named-curve OIDs (CKA_EC_PARAMS) to TPM curves.
+var curves = []struct {
+	der   []byte
+	tpm   tpm2.TPMECCCurve
+	curve elliptic.Curve
+}{
+	{[]byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, tpm2.TPMECCNistP256, elliptic.P256()},
+	{[]byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, tpm2.TPMECCNistP384, elliptic.P384()},
+}
+
+// Attributes that describe what a key may do, and which do not apply to EC.
+var (
+	ecNever       = []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER, ck.CKA_VERIFY_RECOVER}
+	copiedAttrs   = []ck.AttributeType{ck.CKA_LABEL, ck.CKA_ID, ck.CKA_SUBJECT, ck.CKA_START_DATE, ck.CKA_END_DATE, ck.CKA_APPLICATION}
+	generatedOnly = []ck.AttributeType{ck.CKA_MODULUS, ck.CKA_EC_POINT, ck.CKA_LOCAL, ck.CKA_ALWAYS_SENSITIVE,
+		ck.CKA_NEVER_EXTRACTABLE, ck.CKA_KEY_GEN_MECHANISM, ck.CKA_UNIQUE_ID, ck.CKA_PRIVATE_EXPONENT, ck.CKA_PUBLIC_KEY_INFO}
+	usageAttrs = []ck.AttributeType{ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_WRAP, ck.CKA_UNWRAP,
+		ck.CKA_DERIVE, ck.CKA_SIGN_RECOVER, ck.CKA_VERIFY_RECOVER}
+	boolAttrs = append([]ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
+		ck.CKA_DESTROYABLE, ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE, ck.CKA_TRUSTED, ck.CKA_ALWAYS_AUTHENTICATE,
+		ck.CKA_WRAP_WITH_TRUSTED}, usageAttrs...)
+)
+
+// keyTemplate applies a caller template over defaults for one half of a
+// key pair, refusing what the token cannot honour.
+func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults map[ck.AttributeType]bool, allowed map[ck.AttributeType]bool) (Attrs, error) {
+	a := Attrs{}
+	a.SetULong(ck.CKA_CLASS, class)
+	a.SetULong(ck.CKA_KEY_TYPE, kt)
+	for typ, v := range defaults {
+		a.SetBool(typ, v)
+	}
+	for typ, v := range tmpl {
+		switch {
+		case typ == ck.CKA_CLASS || typ == ck.CKA_KEY_TYPE:
+			if got, _, err := tmpl.ULong(typ); err != nil || (typ == ck.CKA_CLASS && got != class) || (typ == ck.CKA_KEY_TYPE && got != kt) {
+				return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x", typ)
+			}
+		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT:
+			// read by the generator
+		case contains(generatedOnly, typ):
+			return nil, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x is set by the token", typ)
+		case contains(copiedAttrs, typ):
+			a[typ] = bytes.Clone(v)
+		case contains(boolAttrs, typ):
+			b, _, err := tmpl.Bool(typ)
+			if err != nil {
+				return nil, err
+			}
+			if b && !allowed[typ] {
+				return nil, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x cannot be true on this key", typ)
+			}
+			a.SetBool(typ, b)
+		default:
+			return nil, ck.Errorf(ck.CKR_ATTRIBUTE_TYPE_INVALID, "attribute 0x%x", typ)
+		}
+	}
+	return a, nil
+}
+
+func contains(list []ck.AttributeType, t ck.AttributeType) bool {
+	for _, x := range list {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+func set(ts ...ck.AttributeType) map[ck.AttributeType]bool {
+	m := map[ck.AttributeType]bool{}
+	for _, t := range ts {
+		m[t] = true
+	}
+	return m
+}
+
+// GenerateKeyPair creates a key pair in the TPM under the token's storage
+// key. The private half never leaves the TPM unwrapped.
+func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (uint64, uint64, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return 0, 0, err
+	}
+	pt, vt := NewTemplate(pubT), NewTemplate(privT)
+	var kt ck.KeyType
+	var template tpm2.TPMTPublic
+	var ecParams []byte
+	switch m.Type {
+	case ck.CKM_EC_KEY_PAIR_GEN:
+		kt = ck.CKK_EC
+		ecParams = pt[ck.CKA_EC_PARAMS]
+		if ecParams == nil {
+			ecParams = vt[ck.CKA_EC_PARAMS]
+		}
+		if ecParams == nil {
+			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+		}
+		found := false
+		for _, c := range curves {
+			if bytes.Equal(c.der, ecParams) {
+				template, found = tpm.ECCKeyTemplate(c.tpm), true
+			}
+		}
+		if !found {
+			return 0, 0, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
+		}
+	case ck.CKM_RSA_PKCS_KEY_PAIR_GEN:
+		kt = ck.CKK_RSA
+		bits, ok, err := pt.ULong(ck.CKA_MODULUS_BITS)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !ok {
+			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+		}
+		info := mechanisms[m.Type]
+		if bits < info.Min || bits > info.Max {
+			return 0, 0, ck.Errorf(ck.CKR_KEY_SIZE_RANGE, "RSA %d bits", bits)
+		}
+		if e, ok := pt[ck.CKA_PUBLIC_EXPONENT]; ok && new(big.Int).SetBytes(e).Int64() != 65537 {
+			return 0, 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the TPM only makes keys with exponent 65537")
+		}
+		template = tpm.RSAKeyTemplate(int(bits))
+	default:
+		return 0, 0, ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	var pubAllowed, privAllowed map[ck.AttributeType]bool
+	base := set(ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE)
+	pubAllowed, privAllowed = set(ck.CKA_VERIFY), set(ck.CKA_SIGN)
+	if kt == ck.CKK_RSA {
+		pubAllowed, privAllowed = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP)
+	} else {
+		privAllowed[ck.CKA_DERIVE] = true
+		pubAllowed[ck.CKA_DERIVE] = true
+	}
+	for t := range base {
+		pubAllowed[t], privAllowed[t] = true, true
+	}
+	pub, err := keyTemplate(pt, ck.CKO_PUBLIC_KEY, kt,
+		map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: false, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
+			ck.CKA_DESTROYABLE: true, ck.CKA_VERIFY: true, ck.CKA_ENCRYPT: false, ck.CKA_DERIVE: false, ck.CKA_WRAP: false,
+			ck.CKA_VERIFY_RECOVER: false, ck.CKA_TRUSTED: false}, pubAllowed)
+	if err != nil {
+		return 0, 0, err
+	}
+	priv, err := keyTemplate(vt, ck.CKO_PRIVATE_KEY, kt,
+		map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: false,
+			ck.CKA_DESTROYABLE: true, ck.CKA_SIGN: true, ck.CKA_DECRYPT: false, ck.CKA_DERIVE: false, ck.CKA_UNWRAP: false,
+			ck.CKA_SIGN_RECOVER: false, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false, ck.CKA_ALWAYS_AUTHENTICATE: false,
+			ck.CKA_WRAP_WITH_TRUSTED: false}, privAllowed)
+	if err != nil {
+		return 0, 0, err
+	}
+	// A TPM key's private part can never be read: it is always sensitive.
+	if !priv.Bool(ck.CKA_SENSITIVE) {
+		return 0, 0, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "TPM keys are always sensitive")
+	}
+	if kt == ck.CKK_EC {
+		for _, t := range ecNever {
+			pub.SetBool(t, false)
+			priv.SetBool(t, false)
+		}
+	}
+	if (pub.Bool(ck.CKA_TOKEN) || priv.Bool(ck.CKA_TOKEN)) && !s.rw() {
+		return 0, 0, ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	if !s.tok.userLoggedIn() {
+		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	storage := s.tok.storage
+	v, err := l.run(h, func(e *tpm.Engine) (any, error) {
+		p, k, err := e.Create(storage, template, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &tpm.Object{Parent: storage, Public: p, Private: k}, nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	key := v.(*tpm.Object)
+	spki, err := publicAttrs(key, kt, ecParams, pub, priv)
+	if err != nil {
+		return 0, 0, err
+	}
+	mech := m.Type
+	for _, a := range []Attrs{pub, priv} {
+		a.SetBool(ck.CKA_LOCAL, true)
+		a.SetULong(ck.CKA_KEY_GEN_MECHANISM, mech)
+		a[ck.CKA_PUBLIC_KEY_INFO] = spki
+	}
+	priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, true)
+	priv.SetBool(ck.CKA_NEVER_EXTRACTABLE, true)
+	pubObj := &Object{UID: newUID(), Attrs: pub}
+	privObj := &Object{UID: newUID(), Attrs: priv, key: key}
+	key.ID = "key:" + privObj.UID
+	for _, o := range []*Object{pubObj, privObj} {
+		o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)
+		if !o.Attrs.Bool(ck.CKA_TOKEN) {
+			o.session = h
+		}
+	}
+	if err := s.tok.add(privObj); err != nil {
+		return 0, 0, err
+	}
+	if err := s.tok.add(pubObj); err != nil {
+		_ = s.tok.destroy(privObj)
+		return 0, 0, err
+	}
+	return pubObj.Handle, privObj.Handle, nil
+}
+
+// publicAttrs fills the public-key attributes from the TPM's public area
+// and returns the SubjectPublicKeyInfo.
+func publicAttrs(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub, priv Attrs) ([]byte, error) {
+	p, err := key.Public.Contents()
+	if err != nil {
+		return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+	}
+	var pk any
+	if kt == ck.CKK_EC {
+		parms, err := p.Parameters.ECCDetail()
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		pt, err := p.Unique.ECC()
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		epk, err := tpm2.ECDSAPub(parms, pt)
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		ep, err := epk.ECDH()
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		point, _ := asn1.Marshal(ep.Bytes())
+		pub[ck.CKA_EC_PARAMS], priv[ck.CKA_EC_PARAMS] = ecParams, ecParams
+		pub[ck.CKA_EC_POINT] = point
+		pk = epk
+	} else {
+		parms, err := p.Parameters.RSADetail()
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		n, err := p.Unique.RSA()
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		rpk, err := tpm2.RSAPub(parms, n)
+		if err != nil {
+			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+		e := big.NewInt(int64(rpk.E)).Bytes()
+		for _, a := range []Attrs{pub, priv} {
+			a[ck.CKA_MODULUS] = rpk.N.Bytes()
+			a[ck.CKA_PUBLIC_EXPONENT] = e
+		}
+		pub.SetULong(ck.CKA_MODULUS_BITS, uint64(rpk.N.BitLen()))
+		pk = rpk
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pk)
+	if err != nil {
+		return nil, ck.Wrap(ck.CKR_GENERAL_ERROR, err)
+	}
+	return spki, nil
+}

@@ -1,0 +1,231 @@
+package tpmtoken
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tpm11/tpm11/asyncq"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/store"
+)
+
+// Library is everything one C_Initialize creates and C_Finalize destroys.
+type Library struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	dev   *tpm.Device
+	// devErr says why there is no TPM; slots then show no token.
+	devErr error
+	q      *asyncq.Queue[*tpm.Engine]
+	srk    *tpm.Object
+
+	mu       sync.RWMutex
+	slots    []*Slot
+	sessions map[uint64]*Session
+
+	handles atomic.Uint64
+
+	infoOnce sync.Once
+	info     tpm.Info
+}
+
+// Slot holds a token, or is the empty slot C_InitToken initializes.
+type Slot struct {
+	ID  uint64
+	tok *Token
+}
+
+// Open starts the library: store, TPM, worker. A TPM that cannot be opened
+// is not an error here: the host keeps running and the slot shows no token.
+func Open(cfg Config) (*Library, error) {
+	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}}
+	st, err := store.Open(cfg.Store)
+	if err != nil {
+		return nil, ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+	}
+	l.store = st
+	l.dev, l.devErr = tpm.Open(cfg.TPM, cfg.Store)
+	if l.devErr != nil {
+		l.log.Error("no TPM: slots show no token", "tpm", cfg.TPM, "err", l.devErr)
+		l.slots = []*Slot{{ID: 0}}
+		return l, nil
+	}
+	var t = l.dev.TPM
+	if cfg.Latency > 0 {
+		t = tpm.Latency{T: t, Delay: cfg.Latency}
+	}
+	l.q = asyncq.New(tpm.NewEngine(t, l.dev.ObjectSlots))
+	l.srk = &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	recs, err := st.Tokens()
+	if err != nil {
+		l.Close()
+		return nil, ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+	}
+	for i, rec := range recs {
+		l.slots = append(l.slots, &Slot{ID: uint64(i), tok: l.newToken(rec)})
+	}
+	l.slots = append(l.slots, &Slot{ID: uint64(len(recs))})
+	l.log.Info("initialized", "tpm", cfg.TPM, "store", cfg.Store, "tokens", len(recs), "simulated", l.dev.Simulated)
+	return l, nil
+}
+
+// Close cancels all sessions' work, empties the TPM of what we loaded and
+// stops the worker.
+func (l *Library) Close() {
+	l.mu.Lock()
+	sessions := l.sessions
+	l.sessions = map[uint64]*Session{}
+	l.mu.Unlock()
+	for _, s := range sessions {
+		s.close()
+	}
+	if l.q != nil {
+		_, _ = l.q.Do(0, func(e *tpm.Engine) (any, error) { e.FlushAll(); return nil, nil })
+		l.q.Close(10 * time.Second)
+	}
+	if l.dev != nil {
+		_ = l.dev.Close()
+	}
+}
+
+// run executes job on the TPM worker and classifies its error.
+func (l *Library) run(owner uint64, job func(e *tpm.Engine) (any, error)) (any, error) {
+	if l.q == nil {
+		return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, l.devErr)
+	}
+	v, err := l.q.Do(owner, job)
+	return v, tpmError(err)
+}
+
+// Simulated reports whether the token runs on the software simulator.
+func (l *Library) Simulated() bool { return l.dev != nil && l.dev.Simulated }
+
+// tpmInfo reads the TPM's identity once, on first need (not at load).
+func (l *Library) tpmInfo() tpm.Info {
+	l.infoOnce.Do(func() {
+		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Properties() })
+		if err == nil {
+			l.info = v.(tpm.Info)
+		}
+	})
+	return l.info
+}
+
+// SlotList lists slot IDs; with tokenPresent, only slots holding a token
+// (the empty slot counts: it holds an uninitialized token).
+func (l *Library) SlotList(tokenPresent bool) []uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var ids []uint64
+	for _, s := range l.slots {
+		if tokenPresent && l.dev == nil {
+			continue
+		}
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+func (l *Library) slot(id uint64) (*Slot, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if id >= uint64(len(l.slots)) {
+		return nil, ck.E(ck.CKR_SLOT_ID_INVALID)
+	}
+	return l.slots[id], nil
+}
+
+// SlotInfo is CK_SLOT_INFO.
+type SlotInfo struct {
+	Description, Manufacturer string
+	Flags                     uint64
+	HW, FW                    [2]uint8
+}
+
+func (l *Library) SlotInfo(id uint64) (SlotInfo, error) {
+	s, err := l.slot(id)
+	if err != nil {
+		return SlotInfo{}, err
+	}
+	info := SlotInfo{Manufacturer: "tpm11", HW: [2]uint8{0, 1}, FW: [2]uint8{0, 1}}
+	if l.dev == nil {
+		info.Description = "tpm11: no TPM (" + l.cfg.TPM + ")"
+		return info, nil
+	}
+	info.Flags = ck.CKF_TOKEN_PRESENT
+	ti := l.tpmInfo()
+	if l.dev.Simulated {
+		info.Description = "tpm11 on a software TPM simulator (no hardware protection)"
+	} else {
+		info.Flags |= ck.CKF_HW_SLOT
+		info.Description = "tpm11 on " + l.cfg.TPM
+		info.Manufacturer = ti.Manufacturer
+		info.FW = [2]uint8{ti.FirmwareMajor, ti.FirmwareMinor}
+	}
+	if s.tok == nil {
+		info.Description += " [uninitialized]"
+	}
+	return info, nil
+}
+
+// TokenInfo is CK_TOKEN_INFO.
+type TokenInfo struct {
+	Label, Manufacturer, Model, Serial string
+	Flags                              uint64
+	Sessions, RWSessions               uint64
+	MinPIN, MaxPIN                     uint64
+	HW, FW                             [2]uint8
+}
+
+// PIN length limits, in bytes.
+const (
+	MinPINLen = 4
+	MaxPINLen = 128
+)
+
+func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
+	s, err := l.slot(id)
+	if err != nil {
+		return TokenInfo{}, err
+	}
+	if l.dev == nil {
+		return TokenInfo{}, ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
+	}
+	ti := l.tpmInfo()
+	info := TokenInfo{
+		Manufacturer: ti.Manufacturer, Model: "TPM 2.0 " + ti.VendorString,
+		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED,
+		MinPIN: MinPINLen, MaxPIN: MaxPINLen,
+		HW: [2]uint8{0, 0}, FW: [2]uint8{ti.FirmwareMajor, ti.FirmwareMinor},
+	}
+	if l.dev.Simulated {
+		info.Manufacturer = "tpm11 simulator"
+		info.Model = "SOFTWARE (no HW)"
+	}
+	if s.tok == nil {
+		return info, nil
+	}
+	t := s.tok
+	t.mu.Lock()
+	info.Label, info.Serial = t.rec.Label, t.rec.Serial
+	info.Flags |= ck.CKF_TOKEN_INITIALIZED
+	if t.rec.User != nil {
+		info.Flags |= ck.CKF_USER_PIN_INITIALIZED
+	}
+	t.mu.Unlock()
+	l.mu.RLock()
+	for _, ss := range l.sessions {
+		if ss.tok == t {
+			info.Sessions++
+			if ss.rw() {
+				info.RWSessions++
+			}
+		}
+	}
+	l.mu.RUnlock()
+	return info, nil
+}

@@ -1,0 +1,197 @@
+package tpmtoken
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/store"
+)
+
+// Object is a token or session object as the application sees it.
+type Object struct {
+	Handle uint64
+	UID    string
+	Attrs  Attrs
+	// session is the owning session of a session object, 0 for token objects.
+	session uint64
+	// key is the TPM key of a private key object.
+	key *tpm.Object
+}
+
+func (o *Object) class() ck.ObjectClass { c, _ := o.Attrs.ULong(ck.CKA_CLASS); return c }
+func (o *Object) keyType() ck.KeyType   { k, _ := o.Attrs.ULong(ck.CKA_KEY_TYPE); return k }
+func (o *Object) private() bool         { return o.Attrs.Bool(ck.CKA_PRIVATE) }
+
+// publicKey parses the object's public key from CKA_PUBLIC_KEY_INFO.
+func (o *Object) publicKey() (crypto.PublicKey, error) {
+	spki := o.Attrs[ck.CKA_PUBLIC_KEY_INFO]
+	if len(spki) == 0 {
+		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	pk, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
+	}
+	return pk, nil
+}
+
+func newUID() string { return hex.EncodeToString(randBytes(16)) }
+
+// refresh merges the store's objects (other processes' included) into the
+// handle table. Callers hold t.mu.
+func (t *Token) refresh() error {
+	recs, changed, err := t.objs.Sync()
+	if err != nil {
+		return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+	}
+	if !changed && len(t.byUID) > 0 {
+		return nil
+	}
+	for uid, h := range t.byUID {
+		if _, ok := recs[uid]; !ok && t.objects[h] != nil && t.objects[h].session == 0 {
+			delete(t.objects, h)
+			delete(t.byUID, uid)
+		}
+	}
+	for uid, rec := range recs {
+		if h, ok := t.byUID[uid]; ok {
+			t.objects[h].Attrs = rec.Attrs
+			continue
+		}
+		o := t.fromRecord(rec)
+		o.Handle = t.lib.handles.Add(1)
+		t.objects[o.Handle] = o
+		t.byUID[uid] = o.Handle
+	}
+	return nil
+}
+
+func (t *Token) fromRecord(rec *store.Object) *Object {
+	o := &Object{UID: rec.UID, Attrs: Attrs(rec.Attrs)}
+	if len(rec.Private) > 0 {
+		o.key = &tpm.Object{
+			ID: "key:" + rec.UID, Parent: t.storage,
+			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
+			Private: tpm2.TPM2BPrivate{Buffer: rec.Private},
+		}
+	}
+	return o
+}
+
+func (o *Object) record() *store.Object {
+	r := &store.Object{UID: o.UID, Attrs: map[uint64][]byte(o.Attrs)}
+	if o.key != nil {
+		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
+	}
+	return r
+}
+
+// add makes o visible: token objects are written to the store first.
+func (t *Token) add(o *Object) error {
+	if o.session == 0 {
+		if err := t.objs.Put(o.record()); err != nil {
+			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o.Handle = t.lib.handles.Add(1)
+	t.objects[o.Handle] = o
+	t.byUID[o.UID] = o.Handle
+	return nil
+}
+
+// visible reports whether the application may see o now.
+func (t *Token) visible(o *Object) bool {
+	return !o.private() || (t.isLogged && t.loggedIn == ck.CKU_USER)
+}
+
+// object returns the visible object with handle h.
+func (t *Token) object(h uint64) (*Object, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o := t.objects[h]
+	if o == nil {
+		// Perhaps another process created it; handles are only handed out
+		// after refresh, so an unknown handle is invalid.
+		return nil, ck.E(ck.CKR_OBJECT_HANDLE_INVALID)
+	}
+	if !t.visible(o) {
+		return nil, ck.E(ck.CKR_OBJECT_HANDLE_INVALID)
+	}
+	return o, nil
+}
+
+// destroy removes o from the store (token objects) and the handle table.
+func (t *Token) destroy(o *Object) error {
+	if o.session == 0 {
+		if err := t.objs.Delete(o.UID); err != nil {
+			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+	}
+	t.mu.Lock()
+	delete(t.objects, o.Handle)
+	delete(t.byUID, o.UID)
+	t.mu.Unlock()
+	if o.key != nil {
+		id := o.key.ID
+		_, _ = t.lib.run(0, func(e *tpm.Engine) (any, error) { e.Forget(id); return nil, nil })
+	}
+	return nil
+}
+
+// dropSessionObjects destroys the session objects owned by session h.
+func (t *Token) dropSessionObjects(h uint64) {
+	t.mu.Lock()
+	var gone []*Object
+	for _, o := range t.objects {
+		if o.session == h {
+			gone = append(gone, o)
+		}
+	}
+	t.mu.Unlock()
+	for _, o := range gone {
+		_ = t.destroy(o)
+	}
+}
+
+// find returns handles of visible objects matching tmpl.
+func (t *Token) find(tmpl []Attr) ([]uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.refresh(); err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for h, o := range t.objects {
+		if t.visible(o) && o.Attrs.Matches(tmpl) {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// getAttributes answers C_GetAttributeValue for o.
+func getAttributes(o *Object, types []ck.AttributeType) []AttrResult {
+	res := make([]AttrResult, len(types))
+	sensitive := o.Attrs.Bool(ck.CKA_SENSITIVE) || !o.Attrs.Bool(ck.CKA_EXTRACTABLE)
+	for i, typ := range types {
+		if sensitiveAttrs[typ] && (o.class() == ck.CKO_PRIVATE_KEY || o.class() == ck.CKO_SECRET_KEY) && sensitive {
+			res[i].RV = ck.CKR_ATTRIBUTE_SENSITIVE
+			continue
+		}
+		v, ok := o.Attrs[typ]
+		if !ok {
+			res[i].RV = ck.CKR_ATTRIBUTE_TYPE_INVALID
+			continue
+		}
+		res[i].Value = v
+	}
+	return res
+}

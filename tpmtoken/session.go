@@ -1,0 +1,318 @@
+package tpmtoken
+
+import (
+	"sync"
+
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// Session is one PKCS#11 session. Its operation state is its own: sessions
+// on other threads never contend for it.
+type Session struct {
+	Handle uint64
+	slot   *Slot
+	tok    *Token
+	flags  uint64
+
+	mu     sync.Mutex
+	find   []uint64
+	finding bool
+	sign   *signOp
+	verify *verifyOp
+}
+
+func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
+
+// close ends the session's operations and destroys its session objects.
+func (s *Session) close() {
+	s.mu.Lock()
+	s.sign, s.verify, s.find = nil, nil, nil
+	s.mu.Unlock()
+	if s.tok != nil {
+		s.tok.dropSessionObjects(s.Handle)
+	}
+}
+
+// OpenSession opens a session on slot id.
+func (l *Library) OpenSession(id uint64, flags uint64) (uint64, error) {
+	if flags&ck.CKF_SERIAL_SESSION == 0 {
+		return 0, ck.E(ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
+	}
+	if flags&ck.CKF_ASYNC_SESSION != 0 {
+		return 0, ck.E(ck.CKR_SESSION_ASYNC_NOT_SUPPORTED)
+	}
+	s, err := l.slot(id)
+	if err != nil {
+		return 0, err
+	}
+	if l.dev == nil {
+		return 0, ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.tok == nil {
+		return 0, ck.E(ck.CKR_TOKEN_NOT_INITIALIZED)
+	}
+	if flags&ck.CKF_RW_SESSION == 0 {
+		if u, ok := s.tok.loginState(); ok && u == ck.CKU_SO {
+			return 0, ck.E(ck.CKR_SESSION_READ_WRITE_SO_EXISTS)
+		}
+	}
+	ss := &Session{Handle: l.handles.Add(1), slot: s, tok: s.tok, flags: flags}
+	l.sessions[ss.Handle] = ss
+	return ss.Handle, nil
+}
+
+func (l *Library) session(h uint64) (*Session, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	s := l.sessions[h]
+	if s == nil {
+		return nil, ck.E(ck.CKR_SESSION_HANDLE_INVALID)
+	}
+	return s, nil
+}
+
+// CloseSession closes h; closing the token's last session logs out.
+func (l *Library) CloseSession(h uint64) error {
+	l.mu.Lock()
+	s := l.sessions[h]
+	if s == nil {
+		l.mu.Unlock()
+		return ck.E(ck.CKR_SESSION_HANDLE_INVALID)
+	}
+	delete(l.sessions, h)
+	last := true
+	for _, o := range l.sessions {
+		if o.tok == s.tok {
+			last = false
+		}
+	}
+	l.mu.Unlock()
+	s.close()
+	if last {
+		if _, ok := s.tok.loginState(); ok {
+			s.tok.logout()
+		}
+	}
+	return nil
+}
+
+// CloseAllSessions closes every session on slot id.
+func (l *Library) CloseAllSessions(id uint64) error {
+	s, err := l.slot(id)
+	if err != nil {
+		return err
+	}
+	l.mu.RLock()
+	var hs []uint64
+	for h, ss := range l.sessions {
+		if ss.slot == s {
+			hs = append(hs, h)
+		}
+	}
+	l.mu.RUnlock()
+	for _, h := range hs {
+		_ = l.CloseSession(h)
+	}
+	return nil
+}
+
+// SessionInfo is CK_SESSION_INFO.
+type SessionInfo struct {
+	Slot, State, Flags uint64
+}
+
+func (l *Library) SessionInfo(h uint64) (SessionInfo, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	u, logged := s.tok.loginState()
+	state := ck.CKS_RO_PUBLIC_SESSION
+	switch {
+	case logged && u == ck.CKU_SO:
+		state = ck.CKS_RW_SO_FUNCTIONS
+	case logged && s.rw():
+		state = ck.CKS_RW_USER_FUNCTIONS
+	case logged:
+		state = ck.CKS_RO_USER_FUNCTIONS
+	case s.rw():
+		state = ck.CKS_RW_PUBLIC_SESSION
+	}
+	return SessionInfo{Slot: s.slot.ID, State: state, Flags: s.flags}, nil
+}
+
+// Login logs userType in on the session's token.
+func (l *Library) Login(h uint64, userType ck.UserType, pin []byte) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	if userType != ck.CKU_SO && userType != ck.CKU_USER {
+		if userType == ck.CKU_CONTEXT_SPECIFIC {
+			return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+		}
+		return ck.E(ck.CKR_USER_TYPE_INVALID)
+	}
+	if u, ok := s.tok.loginState(); ok {
+		if u == userType {
+			return ck.E(ck.CKR_USER_ALREADY_LOGGED_IN)
+		}
+		return ck.E(ck.CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
+	}
+	if userType == ck.CKU_SO {
+		l.mu.RLock()
+		for _, o := range l.sessions {
+			if o.tok == s.tok && !o.rw() {
+				l.mu.RUnlock()
+				return ck.E(ck.CKR_SESSION_READ_ONLY_EXISTS)
+			}
+		}
+		l.mu.RUnlock()
+	}
+	return s.tok.login(userType, pin)
+}
+
+// Logout logs out of the session's token.
+func (l *Library) Logout(h uint64) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.tok.loginState(); !ok {
+		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	s.tok.logout()
+	return nil
+}
+
+// InitPIN sets the user PIN; the SO must be logged in on a R/W session.
+func (l *Library) InitPIN(h uint64, pin []byte) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	if u, ok := s.tok.loginState(); !ok || u != ck.CKU_SO {
+		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	if !s.rw() {
+		return ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	return s.tok.initPIN(pin)
+}
+
+// SetPIN changes the PIN of whoever is logged in (the user when nobody is).
+func (l *Library) SetPIN(h uint64, oldPIN, newPIN []byte) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	if !s.rw() {
+		return ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	u, ok := s.tok.loginState()
+	if !ok {
+		u = ck.CKU_USER
+	}
+	return s.tok.setPIN(u, oldPIN, newPIN)
+}
+
+// FindObjectsInit starts a search.
+func (l *Library) FindObjectsInit(h uint64, tmpl []Attr) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	busy := s.finding
+	s.mu.Unlock()
+	if busy {
+		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	found, err := s.tok.find(tmpl)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.find, s.finding = found, true
+	s.mu.Unlock()
+	return nil
+}
+
+// FindObjects returns up to max more handles.
+func (l *Library) FindObjects(h uint64, max int) ([]uint64, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.finding {
+		return nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	n := min(max, len(s.find))
+	out := s.find[:n]
+	s.find = s.find[n:]
+	return out, nil
+}
+
+// FindObjectsFinal ends the search.
+func (l *Library) FindObjectsFinal(h uint64) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.finding {
+		return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	s.find, s.finding = nil, false
+	return nil
+}
+
+// GetAttributeValue answers for each type; see AttrResult.
+func (l *Library) GetAttributeValue(h, obj uint64, types []ck.AttributeType) ([]AttrResult, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return nil, err
+	}
+	return getAttributes(o, types), nil
+}
+
+// DestroyObject destroys obj.
+func (l *Library) DestroyObject(h, obj uint64) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return err
+	}
+	if o.session == 0 && !s.rw() {
+		return ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	if len(o.Attrs[ck.CKA_DESTROYABLE]) == 1 && !o.Attrs.Bool(ck.CKA_DESTROYABLE) {
+		return ck.E(ck.CKR_ACTION_PROHIBITED)
+	}
+	return s.tok.destroy(o)
+}
+
+// GenerateRandom returns n bytes from the TPM's RNG. No login needed.
+func (l *Library) GenerateRandom(h uint64, n int) ([]byte, error) {
+	if _, err := l.session(h); err != nil {
+		return nil, err
+	}
+	v, err := l.run(h, func(e *tpm.Engine) (any, error) { return e.Random(n) })
+	if err != nil {
+		return nil, err
+	}
+	return v.([]byte), nil
+}

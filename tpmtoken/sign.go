@@ -1,0 +1,469 @@
+package tpmtoken
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"hash"
+	"math/big"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// signOp is an initialized C_Sign* operation.
+type signOp struct {
+	key    *Object
+	spec   mechSpec
+	pss    pssParams
+	sigLen int
+	h      hash.Hash
+	buf    []byte
+}
+
+type verifyOp struct {
+	pub  crypto.PublicKey
+	spec mechSpec
+	pss  pssParams
+	h    hash.Hash
+	buf  []byte
+}
+
+// digestInfo prefixes (DER of DigestInfo up to the digest) by hash.
+var digestInfo = map[crypto.Hash][]byte{
+	crypto.SHA1:   {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14},
+	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
+	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
+	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+}
+
+var tpmHash = map[crypto.Hash]tpm2.TPMAlgID{
+	crypto.SHA1: tpm2.TPMAlgSHA1, crypto.SHA256: tpm2.TPMAlgSHA256,
+	crypto.SHA384: tpm2.TPMAlgSHA384, crypto.SHA512: tpm2.TPMAlgSHA512,
+}
+
+// keySize is the signature length in bytes for key o, known before any
+// TPM command: 2 × field size for ECDSA, the modulus size for RSA.
+func keySize(o *Object) int {
+	if o.keyType() == ck.CKK_RSA {
+		return len(o.Attrs[ck.CKA_MODULUS])
+	}
+	for _, c := range curves {
+		if bytes.Equal(c.der, o.Attrs[ck.CKA_EC_PARAMS]) {
+			return 2 * ((c.curve.Params().BitSize + 7) / 8)
+		}
+	}
+	return 0
+}
+
+func checkMech(m Mechanism, o *Object, usage ck.AttributeType) (mechSpec, pssParams, error) {
+	spec, ok := signMechs[m.Type]
+	if !ok {
+		return spec, pssParams{}, ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	if o.keyType() != spec.keyType {
+		return spec, pssParams{}, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	if !o.Attrs.Bool(usage) {
+		return spec, pssParams{}, ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
+	}
+	var pss pssParams
+	var err error
+	if spec.pss {
+		pss, err = parsePSS(m, spec)
+	} else if len(m.Param) != 0 {
+		err = ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+	}
+	return spec, pss, err
+}
+
+// SignInit starts a signature with key.
+func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	busy := s.sign != nil
+	s.mu.Unlock()
+	if busy {
+		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	o, err := s.tok.object(key)
+	if err != nil {
+		return ck.E(ck.CKR_KEY_HANDLE_INVALID)
+	}
+	if o.class() != ck.CKO_PRIVATE_KEY || o.key == nil {
+		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	if !s.tok.userLoggedIn() {
+		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	spec, pss, err := checkMech(m, o, ck.CKA_SIGN)
+	if err != nil {
+		return err
+	}
+	op := &signOp{key: o, spec: spec, pss: pss, sigLen: keySize(o)}
+	if spec.hash != 0 {
+		op.h = spec.hash.New()
+	}
+	s.mu.Lock()
+	s.sign = op
+	s.mu.Unlock()
+	return nil
+}
+
+// takeSign returns the session's sign operation.
+func (l *Library) signOp(h uint64) (*Session, *signOp, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sign == nil {
+		return nil, nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	return s, s.sign, nil
+}
+
+// Sign signs data in one part. With query, or an output buffer smaller than
+// the signature, it returns the length (CKR_BUFFER_TOO_SMALL for the latter)
+// without touching the TPM and the operation stays active.
+func (l *Library) Sign(h uint64, data []byte, outCap int, query bool) ([]byte, int, error) {
+	s, op, err := l.signOp(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	if query {
+		return nil, op.sigLen, nil
+	}
+	if outCap < op.sigLen {
+		return nil, op.sigLen, ck.TooSmall(op.sigLen)
+	}
+	if op.h != nil {
+		op.h.Write(data)
+	} else {
+		op.buf = append(op.buf, data...)
+	}
+	return l.finishSign(s, op)
+}
+
+// SignUpdate feeds data to a multi-part signature.
+func (l *Library) SignUpdate(h uint64, data []byte) error {
+	s, op, err := l.signOp(h)
+	if err != nil {
+		return err
+	}
+	if op.h == nil {
+		op.buf = append(op.buf, data...)
+		if len(op.buf) > 1<<16 {
+			s.endSign()
+			return ck.E(ck.CKR_DATA_LEN_RANGE)
+		}
+		return nil
+	}
+	op.h.Write(data)
+	return nil
+}
+
+// SignFinal finishes a multi-part signature; length rules as for Sign.
+func (l *Library) SignFinal(h uint64, outCap int, query bool) ([]byte, int, error) {
+	s, op, err := l.signOp(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	if query {
+		return nil, op.sigLen, nil
+	}
+	if outCap < op.sigLen {
+		return nil, op.sigLen, ck.TooSmall(op.sigLen)
+	}
+	return l.finishSign(s, op)
+}
+
+func (s *Session) endSign() {
+	s.mu.Lock()
+	s.sign = nil
+	s.mu.Unlock()
+}
+
+func (l *Library) finishSign(s *Session, op *signOp) ([]byte, int, error) {
+	defer s.endSign()
+	input := op.buf
+	if op.h != nil {
+		input = op.h.Sum(nil)
+	}
+	key := op.key.key
+	var job func(e *tpm.Engine) (any, error)
+	var err error
+	if op.key.keyType() == ck.CKK_EC {
+		job, err = ecdsaJob(key, input, op.sigLen/2)
+	} else {
+		job, err = rsaJob(key, op, input)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	v, err := l.run(s.Handle, job)
+	if err != nil {
+		return nil, 0, err
+	}
+	sig := v.([]byte)
+	return sig, len(sig), nil
+}
+
+// ecdsaJob signs a digest of any length the way ECDSA defines it: the
+// leftmost field-size bytes, as an integer. Zero-padding on the left keeps
+// the integer, so the TPM's hash-sized digest rule never changes the maths.
+func ecdsaJob(key *tpm.Object, digest []byte, n int) (func(e *tpm.Engine) (any, error), error) {
+	if len(digest) == 0 {
+		return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
+	}
+	if len(digest) > n {
+		digest = digest[:n]
+	}
+	alg := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384}[n]
+	d := make([]byte, n)
+	copy(d[n-len(digest):], digest)
+	scheme := tpm2.TPMTSigScheme{
+		Scheme:  tpm2.TPMAlgECDSA,
+		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: alg}),
+	}
+	return func(e *tpm.Engine) (any, error) {
+		sig, err := e.Sign(key, d, scheme)
+		if err != nil {
+			return nil, err
+		}
+		ec, err := sig.Signature.ECDSA()
+		if err != nil {
+			return nil, err
+		}
+		out := make([]byte, 2*n)
+		new(big.Int).SetBytes(ec.SignatureR.Buffer).FillBytes(out[:n])
+		new(big.Int).SetBytes(ec.SignatureS.Buffer).FillBytes(out[n:])
+		return out, nil
+	}, nil
+}
+
+// rsaJob picks the TPM's own scheme where it does exactly what was asked
+// (PKCS#1 v1.5 over a known hash; PSS with salt = hash length) and raw RSA
+// over a module-encoded block otherwise.
+func rsaJob(key *tpm.Object, op *signOp, input []byte) (func(e *tpm.Engine) (any, error), error) {
+	k := op.sigLen
+	tpmSign := func(alg tpm2.TPMAlgID, h crypto.Hash, digest []byte) func(e *tpm.Engine) (any, error) {
+		scheme := tpm2.TPMTSigScheme{
+			Scheme:  alg,
+			Details: tpm2.NewTPMUSigScheme(alg, &tpm2.TPMSSchemeHash{HashAlg: tpmHash[h]}),
+		}
+		return func(e *tpm.Engine) (any, error) {
+			sig, err := e.Sign(key, digest, scheme)
+			if err != nil {
+				return nil, err
+			}
+			var rs *tpm2.TPMSSignatureRSA
+			if alg == tpm2.TPMAlgRSAPSS {
+				rs, err = sig.Signature.RSAPSS()
+			} else {
+				rs, err = sig.Signature.RSASSA()
+			}
+			if err != nil {
+				return nil, err
+			}
+			return leftPad(rs.Sig.Buffer, k), nil
+		}
+	}
+	raw := func(block []byte) func(e *tpm.Engine) (any, error) {
+		return func(e *tpm.Engine) (any, error) {
+			out, err := e.RSARaw(key, block)
+			if err != nil {
+				return nil, err
+			}
+			return leftPad(out, k), nil
+		}
+	}
+	switch {
+	case op.spec.raw:
+		if len(input) > k {
+			return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
+		}
+		return raw(leftPad(input, k)), nil
+	case op.spec.pss:
+		if len(input) != op.pss.hash.Size() {
+			return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
+		}
+		if op.pss.sLen == op.pss.hash.Size() && tpmHash[op.pss.hash] != 0 {
+			return tpmSign(tpm2.TPMAlgRSAPSS, op.pss.hash, input), nil
+		}
+		em, err := pssEncode(input, k, op.pss)
+		if err != nil {
+			return nil, err
+		}
+		return raw(em), nil
+	case op.spec.hash != 0:
+		return tpmSign(tpm2.TPMAlgRSASSA, op.spec.hash, input), nil
+	}
+	// CKM_RSA_PKCS: the input is normally a DigestInfo the TPM can sign itself.
+	for h, prefix := range digestInfo {
+		if len(input) == len(prefix)+h.Size() && bytes.HasPrefix(input, prefix) {
+			return tpmSign(tpm2.TPMAlgRSASSA, h, input[len(prefix):]), nil
+		}
+	}
+	if len(input) > k-11 {
+		return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
+	}
+	block := make([]byte, k)
+	block[1] = 1
+	for i := 2; i < k-len(input)-1; i++ {
+		block[i] = 0xff
+	}
+	copy(block[k-len(input):], input)
+	return raw(block), nil
+}
+
+func leftPad(b []byte, n int) []byte {
+	if len(b) >= n {
+		return b
+	}
+	out := make([]byte, n)
+	copy(out[n-len(b):], b)
+	return out
+}
+
+// VerifyInit starts verification with a public (or private) key object;
+// verification runs in software on the public key.
+func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	busy := s.verify != nil
+	s.mu.Unlock()
+	if busy {
+		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	o, err := s.tok.object(key)
+	if err != nil {
+		return ck.E(ck.CKR_KEY_HANDLE_INVALID)
+	}
+	usage := ck.CKA_VERIFY
+	if o.class() == ck.CKO_PRIVATE_KEY {
+		usage = ck.CKA_SIGN
+	} else if o.class() != ck.CKO_PUBLIC_KEY {
+		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	spec, pss, err := checkMech(m, o, usage)
+	if err != nil {
+		return err
+	}
+	pub, err := o.publicKey()
+	if err != nil {
+		return err
+	}
+	op := &verifyOp{pub: pub, spec: spec, pss: pss}
+	if spec.hash != 0 {
+		op.h = spec.hash.New()
+	}
+	s.mu.Lock()
+	s.verify = op
+	s.mu.Unlock()
+	return nil
+}
+
+func (l *Library) verifyOp(h uint64) (*Session, *verifyOp, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.verify == nil {
+		return nil, nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	return s, s.verify, nil
+}
+
+// Verify checks sig over data in one part.
+func (l *Library) Verify(h uint64, data, sig []byte) error {
+	s, op, err := l.verifyOp(h)
+	if err != nil {
+		return err
+	}
+	if op.h != nil {
+		op.h.Write(data)
+	} else {
+		op.buf = append(op.buf, data...)
+	}
+	return s.finishVerify(op, sig)
+}
+
+// VerifyUpdate feeds data to a multi-part verification.
+func (l *Library) VerifyUpdate(h uint64, data []byte) error {
+	_, op, err := l.verifyOp(h)
+	if err != nil {
+		return err
+	}
+	if op.h != nil {
+		op.h.Write(data)
+	} else {
+		op.buf = append(op.buf, data...)
+	}
+	return nil
+}
+
+// VerifyFinal checks sig over everything fed.
+func (l *Library) VerifyFinal(h uint64, sig []byte) error {
+	s, op, err := l.verifyOp(h)
+	if err != nil {
+		return err
+	}
+	return s.finishVerify(op, sig)
+}
+
+func (s *Session) finishVerify(op *verifyOp, sig []byte) error {
+	s.mu.Lock()
+	s.verify = nil
+	s.mu.Unlock()
+	input := op.buf
+	if op.h != nil {
+		input = op.h.Sum(nil)
+	}
+	bad := ck.E(ck.CKR_SIGNATURE_INVALID)
+	switch pub := op.pub.(type) {
+	case *ecdsa.PublicKey:
+		n := (pub.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*n {
+			return ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
+		}
+		if !ecdsa.Verify(pub, input, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {
+			return bad
+		}
+	case *rsa.PublicKey:
+		if len(sig) != pub.Size() {
+			return ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
+		}
+		var err error
+		switch {
+		case op.spec.raw:
+			m := new(big.Int).Exp(new(big.Int).SetBytes(sig), big.NewInt(int64(pub.E)), pub.N)
+			if !bytes.Equal(leftPad(m.Bytes(), pub.Size()), leftPad(input, pub.Size())) {
+				err = bad
+			}
+		case op.spec.pss:
+			err = rsa.VerifyPSS(pub, op.pss.hash, input, sig, &rsa.PSSOptions{SaltLength: op.pss.sLen})
+		case op.spec.hash != 0:
+			err = rsa.VerifyPKCS1v15(pub, op.spec.hash, input, sig)
+		default:
+			err = rsa.VerifyPKCS1v15(pub, 0, input, sig)
+		}
+		if err != nil {
+			return bad
+		}
+	default:
+		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package tpmtoken
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/store"
+)
+
+// Token is an initialized token: its record, its objects and login state.
+// Login state is per application, shared by all its sessions (the spec).
+type Token struct {
+	lib *Library
+
+	mu       sync.Mutex
+	rec      *store.Token
+	storage  *tpm.Object // parent of all keys; Auth known only while logged in
+	loggedIn ck.UserType
+	isLogged bool
+	objs     *store.Objects
+	objects  map[uint64]*Object
+	byUID    map[string]uint64
+}
+
+func (l *Library) newToken(rec *store.Token) *Token {
+	t := &Token{lib: l, objects: map[uint64]*Object{}, byUID: map[string]uint64{}}
+	t.setRecord(rec)
+	return t
+}
+
+func (t *Token) setRecord(rec *store.Token) {
+	t.rec = rec
+	t.objs = t.lib.store.Objects(rec.Serial)
+	t.storage = &tpm.Object{
+		ID: "storage:" + rec.Serial, Parent: t.lib.srk,
+		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Storage.Public),
+		Private: tpm2.TPM2BPrivate{Buffer: rec.Storage.Private},
+	}
+}
+
+// pinAuth derives a PIN object's authValue. It is never stored; with only
+// the disk, nothing can tell a right PIN from a wrong one.
+func pinAuth(salt, pin []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("tpm11 PIN v1\x00"))
+	h.Write(salt)
+	h.Write(pin)
+	return h.Sum(nil)
+}
+
+func checkPINLen(pin []byte) error {
+	if len(pin) < MinPINLen || len(pin) > MaxPINLen {
+		return ck.Errorf(ck.CKR_PIN_LEN_RANGE, "PIN must be %d..%d bytes", MinPINLen, MaxPINLen)
+	}
+	return nil
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// seal creates a PIN object under the SRK holding secret, openable with pin.
+func (l *Library) seal(e *tpm.Engine, secret, pin []byte) (store.PINObject, error) {
+	salt := randBytes(16)
+	pub, priv, err := e.Create(l.srk, tpm.SealTemplate(), pinAuth(salt, pin), secret)
+	if err != nil {
+		return store.PINObject{}, err
+	}
+	return store.PINObject{Salt: salt, Public: pub.Bytes(), Private: priv.Buffer}, nil
+}
+
+func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Object {
+	return &tpm.Object{
+		ID: id, Parent: l.srk,
+		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](p.Public),
+		Private: tpm2.TPM2BPrivate{Buffer: p.Private},
+		Auth:    pinAuth(p.Salt, pin),
+	}
+}
+
+// unseal checks pin against a PIN object in the TPM and returns the secret.
+// A wrong PIN counts against the TPM's dictionary-attack lockout.
+func (l *Library) unseal(e *tpm.Engine, id string, p *store.PINObject, pin []byte) ([]byte, error) {
+	return e.Unseal(l.sealObject(id, p, pin))
+}
+
+func padLabel(label []byte) string {
+	return strings.TrimRight(string(label), " \x00")
+}
+
+// InitToken initializes the token in slot id: a new token on the empty slot,
+// or, given the right SO PIN, a fresh start of an existing one (all its
+// objects destroyed).
+func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
+	if err := checkPINLen(soPIN); err != nil {
+		return err
+	}
+	s, err := l.slot(id)
+	if err != nil {
+		return err
+	}
+	if l.dev == nil {
+		return ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
+	}
+	l.mu.RLock()
+	for _, ss := range l.sessions {
+		if ss.slot == s {
+			l.mu.RUnlock()
+			return ck.E(ck.CKR_SESSION_EXISTS)
+		}
+	}
+	l.mu.RUnlock()
+	rec := &store.Token{Serial: hex.EncodeToString(randBytes(8)), Created: time.Now().UTC()}
+	if s.tok != nil {
+		old := s.tok.record()
+		rec.Serial, rec.Created = old.Serial, old.Created
+		if _, err := l.run(0, func(e *tpm.Engine) (any, error) {
+			return l.unseal(e, "so:"+old.Serial, &old.SO, soPIN)
+		}); err != nil {
+			return err
+		}
+	}
+	rec.Label = padLabel(label)
+	storageAuth := randBytes(32)
+	_, err = l.run(0, func(e *tpm.Engine) (any, error) {
+		pub, priv, err := e.Create(l.srk, tpm.StorageTemplate(), storageAuth, nil)
+		if err != nil {
+			return nil, err
+		}
+		rec.Storage = store.PINObject{Public: pub.Bytes(), Private: priv.Buffer}
+		rec.SO, err = l.seal(e, storageAuth, soPIN)
+		e.Forget("storage:" + rec.Serial)
+		return nil, err
+	})
+	if err != nil {
+		return err
+	}
+	if s.tok != nil {
+		if err := s.tok.objs.ClearAll(); err != nil {
+			return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		}
+	}
+	if err := l.store.PutToken(rec); err != nil {
+		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.tok != nil {
+		s.tok.mu.Lock()
+		s.tok.setRecord(rec)
+		s.tok.objects, s.tok.byUID, s.tok.isLogged = map[uint64]*Object{}, map[string]uint64{}, false
+		s.tok.mu.Unlock()
+		return nil
+	}
+	s.tok = l.newToken(rec)
+	l.slots = append(l.slots, &Slot{ID: uint64(len(l.slots))})
+	return nil
+}
+
+func (t *Token) record() *store.Token {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rec
+}
+
+// login checks pin for userType in the TPM and, for the user, makes the
+// storage key usable.
+func (t *Token) login(userType ck.UserType, pin []byte) error {
+	rec := t.record()
+	var p *store.PINObject
+	switch userType {
+	case ck.CKU_SO:
+		p = &rec.SO
+	case ck.CKU_USER:
+		if rec.User == nil {
+			return ck.E(ck.CKR_USER_PIN_NOT_INITIALIZED)
+		}
+		p = rec.User
+	default:
+		return ck.E(ck.CKR_USER_TYPE_INVALID)
+	}
+	if len(pin) > MaxPINLen {
+		return ck.E(ck.CKR_PIN_INCORRECT)
+	}
+	storage := t.storage
+	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
+		secret, err := t.lib.unseal(e, pinID(userType, rec.Serial), p, pin)
+		if err != nil {
+			return nil, err
+		}
+		storage.Auth = secret
+		return nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.isLogged, t.loggedIn = true, userType
+	t.mu.Unlock()
+	return nil
+}
+
+func pinID(userType ck.UserType, serial string) string {
+	if userType == ck.CKU_SO {
+		return "so:" + serial
+	}
+	return "user:" + serial
+}
+
+// logout forgets the storage key's authValue and flushes every user key.
+func (t *Token) logout() {
+	storage := t.storage
+	_, _ = t.lib.run(0, func(e *tpm.Engine) (any, error) {
+		storage.Auth = nil
+		e.ForgetChildren(storage.ID)
+		e.Forget(storage.ID)
+		return nil, nil
+	})
+	t.mu.Lock()
+	t.isLogged = false
+	t.mu.Unlock()
+}
+
+// loginState returns who is logged in.
+func (t *Token) loginState() (ck.UserType, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.loggedIn, t.isLogged
+}
+
+func (t *Token) userLoggedIn() bool {
+	u, ok := t.loginState()
+	return ok && u == ck.CKU_USER
+}
+
+// initPIN (SO) seals the storage key's authValue under a new user PIN: the
+// user's keys survive a PIN reset.
+func (t *Token) initPIN(pin []byte) error {
+	if err := checkPINLen(pin); err != nil {
+		return err
+	}
+	rec := *t.record()
+	storage := t.storage
+	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
+		p, err := t.lib.seal(e, storage.Auth, pin)
+		rec.User = &p
+		return nil, err
+	})
+	if err != nil {
+		return err
+	}
+	return t.putRecord(&rec)
+}
+
+func (t *Token) putRecord(rec *store.Token) error {
+	if err := t.lib.store.PutToken(rec); err != nil {
+		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+	}
+	t.mu.Lock()
+	t.rec = rec
+	t.mu.Unlock()
+	return nil
+}
+
+// setPIN re-wraps the logged-in user's (or SO's) PIN object with a new PIN
+// (TPM2_ObjectChangeAuth): no key is regenerated.
+func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
+	if err := checkPINLen(newPIN); err != nil {
+		return err
+	}
+	rec := *t.record()
+	p := &rec.SO // rec is a copy: changes land only with putRecord
+	if userType == ck.CKU_USER {
+		if rec.User == nil {
+			return ck.E(ck.CKR_USER_PIN_NOT_INITIALIZED)
+		}
+		u := *rec.User
+		rec.User = &u
+		p = rec.User
+	}
+	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
+		obj := t.lib.sealObject(pinID(userType, rec.Serial), p, oldPIN)
+		newSalt := randBytes(16)
+		priv, err := e.ChangeAuth(obj, pinAuth(newSalt, newPIN))
+		e.Forget(obj.ID)
+		if err != nil {
+			return nil, err
+		}
+		p.Salt, p.Private = newSalt, priv.Buffer
+		return nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	return t.putRecord(&rec)
+}
