@@ -124,8 +124,8 @@ func (e *Engine) Random(n int) ([]byte, error) {
 
 // Info is what the TPM says about itself.
 type Info struct {
-	Manufacturer string // four ASCII characters, e.g. "IBM "
-	VendorString string
+	Manufacturer                 string // four ASCII characters, e.g. "IBM "
+	VendorString                 string
 	FirmwareMajor, FirmwareMinor uint8
 }
 

@@ -15,11 +15,11 @@ type Session struct {
 	tok    *Token
 	flags  uint64
 
-	mu     sync.Mutex
-	find   []uint64
+	mu      sync.Mutex
+	find    []uint64
 	finding bool
-	sign   *signOp
-	verify *verifyOp
+	sign    *signOp
+	verify  *verifyOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }

@@ -1,0 +1,42 @@
+GO ?= go
+TAGS ?= netgo
+BUILD := build
+
+.PHONY: build test demo bench install clean test-go test-c test-clients
+
+build: $(BUILD)/libtpm11.so $(BUILD)/tpm11
+
+$(BUILD)/libtpm11.so: $(shell find module tpm tpmtoken asyncq ck internal -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.map') go.mod
+	@mkdir -p $(BUILD)
+	$(GO) build -tags '$(TAGS)' -buildmode=c-shared \
+		-ldflags="-s -w -extldflags=-Wl,--version-script=$(CURDIR)/module/exports.map" \
+		-o $@ ./module
+	@rm -f $(BUILD)/libtpm11.h
+
+$(BUILD)/tpm11: $(shell find cmd tpm tpmtoken asyncq ck internal -name '*.go') go.mod
+	@mkdir -p $(BUILD)
+	$(GO) build -tags '$(TAGS)' -o $@ ./cmd/tpm11
+
+test: build test-go test-c test-clients
+
+test-go:
+	$(GO) test -race -timeout 600s ./...
+
+test-c: build
+	./testdata/run-c-tests.sh
+
+test-clients: build
+	./testdata/pkcs11-tool-test.sh
+
+demo: build
+	./testdata/demo.sh
+
+bench: build
+	@echo "make bench: not yet implemented (issue 4)"; exit 1
+
+install: build
+	install -D -m 0755 $(BUILD)/libtpm11.so $(DESTDIR)/usr/lib/$(shell gcc -print-multiarch)/pkcs11/libtpm11.so
+	install -D -m 0755 $(BUILD)/tpm11 $(DESTDIR)/usr/bin/tpm11
+
+clean:
+	rm -rf $(BUILD)

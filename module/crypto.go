@@ -1,0 +1,104 @@
+package main
+
+/*
+#include "ck.h"
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+//export C_SignInit
+func C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+	return call("C_SignInit", func(l *tpmtoken.Library) error {
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		return l.SignInit(uint64(hSession), m, uint64(hKey))
+	})
+}
+
+//export C_Sign
+func C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_Sign", func(l *tpmtoken.Library) error {
+		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		if err != nil {
+			return err
+		}
+		return output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.Sign(uint64(hSession), data, capacity, query)
+		})
+	})
+}
+
+//export C_SignUpdate
+func C_SignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
+	return call("C_SignUpdate", func(l *tpmtoken.Library) error {
+		data, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		if err != nil {
+			return err
+		}
+		return l.SignUpdate(uint64(hSession), data)
+	})
+}
+
+//export C_SignFinal
+func C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_SignFinal", func(l *tpmtoken.Library) error {
+		return output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.SignFinal(uint64(hSession), capacity, query)
+		})
+	})
+}
+
+//export C_VerifyInit
+func C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+	return call("C_VerifyInit", func(l *tpmtoken.Library) error {
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		return l.VerifyInit(uint64(hSession), m, uint64(hKey))
+	})
+}
+
+//export C_Verify
+func C_Verify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
+	return call("C_Verify", func(l *tpmtoken.Library) error {
+		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		if err != nil {
+			return err
+		}
+		sig, err := goBytes(unsafe.Pointer(pSignature), ulSignatureLen)
+		if err != nil {
+			return err
+		}
+		return l.Verify(uint64(hSession), data, sig)
+	})
+}
+
+//export C_VerifyUpdate
+func C_VerifyUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
+	return call("C_VerifyUpdate", func(l *tpmtoken.Library) error {
+		data, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		if err != nil {
+			return err
+		}
+		return l.VerifyUpdate(uint64(hSession), data)
+	})
+}
+
+//export C_VerifyFinal
+func C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
+	return call("C_VerifyFinal", func(l *tpmtoken.Library) error {
+		sig, err := goBytes(unsafe.Pointer(pSignature), ulSignatureLen)
+		if err != nil {
+			return err
+		}
+		return l.VerifyFinal(uint64(hSession), sig)
+	})
+}

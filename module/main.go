@@ -1,0 +1,219 @@
+// Command module is libtpm11.so: the PKCS#11 C ABI and nothing else. Each
+// export decodes its C arguments, calls tpmtoken, and encodes the results;
+// rv() is the one place an error becomes a CK_RV. Configuration is read in
+// C_Initialize, never at load.
+package main
+
+/*
+#include "ck.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"unsafe"
+
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+func main() {}
+
+var (
+	stateMu sync.RWMutex
+	library *tpmtoken.Library
+	logger  = slog.New(slog.DiscardHandler)
+)
+
+var errNotInitialized = ck.E(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
+
+// lib returns the initialized library. Calls hold the read lock for their
+// duration so C_Finalize waits for them instead of freeing under them.
+func lib() (*tpmtoken.Library, func(), error) {
+	stateMu.RLock()
+	if library == nil {
+		stateMu.RUnlock()
+		return nil, func() {}, errNotInitialized
+	}
+	return library, stateMu.RUnlock, nil
+}
+
+// rv turns an error into the CK_RV returned to C.
+func rv(fn string, err error) C.CK_RV {
+	r := ck.ToRV(err)
+	if err != nil {
+		var ce *ck.Error
+		if !errors.As(err, &ce) {
+			logger.Error("unclassified error", "fn", fn, "err", err)
+		} else {
+			logger.Debug("call failed", "fn", fn, "rv", ck.RVName(r), "err", err)
+		}
+	}
+	return C.CK_RV(r)
+}
+
+// recoverRV keeps a panic from crossing into C.
+func recoverRV(fn string, out *C.CK_RV) {
+	if r := recover(); r != nil {
+		logger.Error("panic", "fn", fn, "panic", r, "stack", string(debug.Stack()))
+		*out = C.CK_RV(ck.CKR_GENERAL_ERROR)
+	}
+}
+
+// call runs f with the library and converts its error.
+func call(fn string, f func(l *tpmtoken.Library) error) (out C.CK_RV) {
+	defer recoverRV(fn, &out)
+	l, done, err := lib()
+	defer done()
+	if err != nil {
+		return rv(fn, err)
+	}
+	return rv(fn, f(l))
+}
+
+var errArgs = ck.E(ck.CKR_ARGUMENTS_BAD)
+
+// goBytes copies n bytes from C memory; NULL with n > 0 is bad arguments.
+func goBytes(p unsafe.Pointer, n C.CK_ULONG) ([]byte, error) {
+	if n == 0 {
+		return []byte{}, nil
+	}
+	if p == nil || uint64(n) > 1<<30 {
+		return nil, errArgs
+	}
+	return append([]byte(nil), unsafe.Slice((*byte)(p), int(n))...), nil
+}
+
+// template decodes a CK_ATTRIBUTE array.
+func template(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]tpmtoken.Attr, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	if p == nil || n > 1<<16 {
+		return nil, errArgs
+	}
+	var out []tpmtoken.Attr
+	for _, a := range unsafe.Slice(p, int(n)) {
+		v, err := goBytes(unsafe.Pointer(a.pValue), a.ulValueLen)
+		if err != nil {
+			return nil, ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
+		}
+		out = append(out, tpmtoken.Attr{Type: uint64(a._type), Value: v})
+	}
+	return out, nil
+}
+
+func mechanism(p C.CK_MECHANISM_PTR) (tpmtoken.Mechanism, error) {
+	if p == nil {
+		return tpmtoken.Mechanism{}, errArgs
+	}
+	param, err := goBytes(unsafe.Pointer(p.pParameter), p.ulParameterLen)
+	if err != nil {
+		return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+	}
+	return tpmtoken.Mechanism{Type: uint64(p.mechanism), Param: param}, nil
+}
+
+// padded fills a fixed-size CK text field, blank-padded (never NUL).
+func padded(dst unsafe.Pointer, size int, s string) {
+	b := unsafe.Slice((*byte)(dst), size)
+	for i := range b {
+		b[i] = ' '
+	}
+	copy(b, s)
+}
+
+// output implements the spec's convention for variable-length output
+// (section 5.2) given a function that produces the bytes: a NULL buffer
+// asks for the length only.
+func output(buf C.CK_BYTE_PTR, pulLen C.CK_ULONG_PTR, produce func(capacity int, query bool) ([]byte, int, error)) error {
+	if pulLen == nil {
+		return errArgs
+	}
+	out, n, err := produce(int(*pulLen), buf == nil)
+	var ce *ck.Error
+	if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
+		*pulLen = C.CK_ULONG(n)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	*pulLen = C.CK_ULONG(n)
+	if buf != nil {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), n), out)
+	}
+	return nil
+}
+
+//export C_Initialize
+func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
+	defer recoverRV("C_Initialize", &out)
+	if pInitArgs != nil {
+		a := (*C.CK_C_INITIALIZE_ARGS)(pInitArgs)
+		if a.pReserved != nil {
+			return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
+		}
+		set := 0
+		for _, f := range []unsafe.Pointer{unsafe.Pointer(a.CreateMutex), unsafe.Pointer(a.DestroyMutex), unsafe.Pointer(a.LockMutex), unsafe.Pointer(a.UnlockMutex)} {
+			if f != nil {
+				set++
+			}
+		}
+		if set != 0 && set != 4 {
+			return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
+		}
+		if uint64(a.flags)&ck.CKF_LIBRARY_CANT_CREATE_OS_THREADS != 0 {
+			return C.CK_RV(ck.CKR_NEED_TO_CREATE_THREADS)
+		}
+		// Our own locks are used whether or not the host offers mutexes.
+	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	if library != nil {
+		return C.CK_RV(ck.CKR_CRYPTOKI_ALREADY_INITIALIZED)
+	}
+	cfg := tpmtoken.LoadConfig(os.Getenv)
+	logger = cfg.Logger()
+	l, err := tpmtoken.Open(cfg)
+	if err != nil {
+		return rv("C_Initialize", err)
+	}
+	library = l
+	return C.CK_RV(ck.CKR_OK)
+}
+
+//export C_Finalize
+func C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
+	defer recoverRV("C_Finalize", &out)
+	if pReserved != nil {
+		return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
+	}
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	if library == nil {
+		return C.CK_RV(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
+	}
+	library.Close()
+	library = nil
+	return C.CK_RV(ck.CKR_OK)
+}
+
+//export C_GetInfo
+func C_GetInfo(pInfo C.CK_INFO_PTR) C.CK_RV {
+	return call("C_GetInfo", func(l *tpmtoken.Library) error {
+		if pInfo == nil {
+			return errArgs
+		}
+		pInfo.cryptokiVersion = C.CK_VERSION{major: 3, minor: 2}
+		padded(unsafe.Pointer(&pInfo.manufacturerID), 32, "tpm11")
+		pInfo.flags = 0
+		padded(unsafe.Pointer(&pInfo.libraryDescription), 32, "tpm11 PKCS#11 for TPM 2.0")
+		pInfo.libraryVersion = C.CK_VERSION{major: 0, minor: 1}
+		return nil
+	})
+}

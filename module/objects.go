@@ -1,0 +1,123 @@
+package main
+
+/*
+#include "ck.h"
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+//export C_FindObjectsInit
+func C_FindObjectsInit(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
+	return call("C_FindObjectsInit", func(l *tpmtoken.Library) error {
+		t, err := template(pTemplate, ulCount)
+		if err != nil {
+			return errArgs
+		}
+		return l.FindObjectsInit(uint64(hSession), t)
+	})
+}
+
+//export C_FindObjects
+func C_FindObjects(hSession C.CK_SESSION_HANDLE, phObject C.CK_OBJECT_HANDLE_PTR, ulMaxObjectCount C.CK_ULONG, pulObjectCount C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_FindObjects", func(l *tpmtoken.Library) error {
+		if pulObjectCount == nil || (phObject == nil && ulMaxObjectCount > 0) {
+			return errArgs
+		}
+		hs, err := l.FindObjects(uint64(hSession), int(min(ulMaxObjectCount, 1<<20)))
+		if err != nil {
+			return err
+		}
+		dst := unsafe.Slice((*C.CK_OBJECT_HANDLE)(phObject), len(hs))
+		for i, h := range hs {
+			dst[i] = C.CK_OBJECT_HANDLE(h)
+		}
+		*pulObjectCount = C.CK_ULONG(len(hs))
+		return nil
+	})
+}
+
+//export C_FindObjectsFinal
+func C_FindObjectsFinal(hSession C.CK_SESSION_HANDLE) C.CK_RV {
+	return call("C_FindObjectsFinal", func(l *tpmtoken.Library) error { return l.FindObjectsFinal(uint64(hSession)) })
+}
+
+//export C_GetAttributeValue
+func C_GetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
+	return call("C_GetAttributeValue", func(l *tpmtoken.Library) error {
+		if pTemplate == nil || ulCount > 1<<16 {
+			return errArgs
+		}
+		attrs := unsafe.Slice(pTemplate, int(ulCount))
+		types := make([]ck.AttributeType, len(attrs))
+		for i, a := range attrs {
+			types[i] = uint64(a._type)
+		}
+		res, err := l.GetAttributeValue(uint64(hSession), uint64(hObject), types)
+		if err != nil {
+			return err
+		}
+		// Every attribute is processed; the last problem found is returned,
+		// as the spec allows any of them.
+		var worst ck.RV
+		for i := range attrs {
+			a, r := &attrs[i], res[i]
+			switch {
+			case r.RV != ck.CKR_OK:
+				a.ulValueLen = C.CK_ULONG(ck.UnavailableInformation)
+				worst = r.RV
+			case a.pValue == nil:
+				a.ulValueLen = C.CK_ULONG(len(r.Value))
+			case int(a.ulValueLen) < len(r.Value):
+				a.ulValueLen = C.CK_ULONG(ck.UnavailableInformation)
+				worst = ck.CKR_BUFFER_TOO_SMALL
+			default:
+				copy(unsafe.Slice((*byte)(a.pValue), len(r.Value)), r.Value)
+				a.ulValueLen = C.CK_ULONG(len(r.Value))
+			}
+		}
+		if worst != ck.CKR_OK {
+			return ck.E(worst)
+		}
+		return nil
+	})
+}
+
+//export C_DestroyObject
+func C_DestroyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE) C.CK_RV {
+	return call("C_DestroyObject", func(l *tpmtoken.Library) error {
+		return l.DestroyObject(uint64(hSession), uint64(hObject))
+	})
+}
+
+//export C_GenerateKeyPair
+func C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, pPublicKeyTemplate C.CK_ATTRIBUTE_PTR, ulPublicKeyAttributeCount C.CK_ULONG, pPrivateKeyTemplate C.CK_ATTRIBUTE_PTR, ulPrivateKeyAttributeCount C.CK_ULONG, phPublicKey C.CK_OBJECT_HANDLE_PTR, phPrivateKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+	return call("C_GenerateKeyPair", func(l *tpmtoken.Library) error {
+		if phPublicKey == nil || phPrivateKey == nil {
+			return errArgs
+		}
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		pub, err := template(pPublicKeyTemplate, ulPublicKeyAttributeCount)
+		if err != nil {
+			return errArgs
+		}
+		priv, err := template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount)
+		if err != nil {
+			return errArgs
+		}
+		hPub, hPriv, err := l.GenerateKeyPair(uint64(hSession), m, pub, priv)
+		if err != nil {
+			return err
+		}
+		*phPublicKey, *phPrivateKey = C.CK_OBJECT_HANDLE(hPub), C.CK_OBJECT_HANDLE(hPriv)
+		return nil
+	})
+}
