@@ -34,8 +34,6 @@ type Queue[R any] struct {
 	ring     []uint64 // owners with queued jobs, in service order
 	detached map[uint64]*Ticket
 	closed   bool
-	idle     *sync.Cond
-	running  *Ticket
 }
 
 type state int
@@ -70,7 +68,6 @@ func New[R any](res R) *Queue[R] {
 		queues:   map[uint64][]*Ticket{},
 		detached: map[uint64]*Ticket{},
 	}
-	q.idle = sync.NewCond(&q.mu)
 	go q.work()
 	return q
 }
@@ -130,11 +127,8 @@ func (q *Queue[R]) next() *Ticket {
 		}
 		t.state = running
 		t.mu.Unlock()
-		q.running = t
 		return t
 	}
-	q.running = nil
-	q.idle.Broadcast()
 	return nil
 }
 

@@ -20,7 +20,7 @@ import (
 
 // startSwtpm runs a private swtpm on a unix socket in a temp dir (the
 // library dials it like a user's config would) and returns its spec.
-func startSwtpm(t *testing.T) string {
+func startSwtpm(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("swtpm"); err != nil {
 		t.Skip("swtpm not installed")
@@ -61,7 +61,7 @@ func ulong(v uint64) []byte {
 var p256 = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
 
 // provision makes a token with SO PIN "sopin1" and user PIN "userpin".
-func provision(t *testing.T, l *tpmtoken.Library) uint64 {
+func provision(t testing.TB, l *tpmtoken.Library) uint64 {
 	require.NoError(t, l.InitToken(0, []byte("sopin1"), []byte("test token")))
 	h, err := l.OpenSession(0, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
 	require.NoError(t, err)

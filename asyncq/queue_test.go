@@ -1,0 +1,165 @@
+package asyncq
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// gate is a fake resource whose jobs block until released, so tests control
+// exactly when the worker is busy.
+type gate struct {
+	mu    sync.Mutex
+	order []string
+}
+
+func (g *gate) record(s string) {
+	g.mu.Lock()
+	g.order = append(g.order, s)
+	g.mu.Unlock()
+}
+
+func blocker(g *gate, name string, release <-chan struct{}) Job[*gate] {
+	return func(r *gate) (any, error) {
+		<-release
+		r.record(name)
+		return name, nil
+	}
+}
+
+func TestRoundRobinBetweenOwners(t *testing.T) {
+	g := &gate{}
+	q := New(g)
+	defer q.Close(time.Second)
+	hold := make(chan struct{})
+	first := q.Submit(0, blocker(g, "hold", hold), nil)
+	var ts []*Ticket
+	// Owner 1 floods the queue before owner 2 submits one job.
+	for i := 0; i < 5; i++ {
+		ts = append(ts, q.Submit(1, func(r *gate) (any, error) { r.record("busy"); return nil, nil }, nil))
+	}
+	ts = append(ts, q.Submit(2, func(r *gate) (any, error) { r.record("other"); return nil, nil }, nil))
+	close(hold)
+	for _, tk := range append(ts, first) {
+		<-tk.Done()
+	}
+	require.Equal(t, []string{"hold", "busy", "other", "busy", "busy", "busy", "busy"}, g.order)
+}
+
+func TestCancelQueuedNeverRuns(t *testing.T) {
+	g := &gate{}
+	q := New(g)
+	defer q.Close(time.Second)
+	hold := make(chan struct{})
+	running := q.Submit(0, blocker(g, "running", hold), nil)
+	queued := q.Submit(1, blocker(g, "queued", nil), nil)
+	require.True(t, queued.Cancel())
+	require.True(t, queued.Poll())
+	_, err := queued.Result()
+	require.ErrorIs(t, err, ErrCancelled)
+	close(hold)
+	<-running.Done()
+	q.Do(2, func(*gate) (any, error) { return nil, nil })
+	require.Equal(t, []string{"running"}, g.order)
+}
+
+func TestCancelRunningDiscardsResult(t *testing.T) {
+	g := &gate{}
+	q := New(g)
+	defer q.Close(time.Second)
+	hold := make(chan struct{})
+	discarded := make(chan any, 1)
+	tk := q.Submit(0, func(r *gate) (any, error) { <-hold; return "made", nil },
+		func(r *gate, v any) { discarded <- v })
+	waitRunning(tk)
+	require.False(t, tk.Wait(10*time.Millisecond))
+	require.True(t, tk.Cancel())
+	close(hold)
+	<-tk.Done()
+	_, err := tk.Result()
+	require.ErrorIs(t, err, ErrCancelled)
+	require.Equal(t, "made", <-discarded)
+}
+
+func TestDetachJoin(t *testing.T) {
+	q := New(&gate{})
+	defer q.Close(time.Second)
+	hold := make(chan struct{})
+	tk := q.Submit(0, blocker(&gate{}, "x", hold), nil)
+	id := q.Detach(tk)
+	require.NotZero(t, id)
+	require.Equal(t, id, q.Detach(tk), "detaching twice keeps the ID")
+	close(hold)
+	got, ok := q.Join(id)
+	require.True(t, ok)
+	<-got.Done()
+	v, err := got.Result()
+	require.NoError(t, err)
+	require.Equal(t, "x", v)
+	_, ok = q.Join(id)
+	require.False(t, ok, "an ID joins once")
+}
+
+func TestCloseDropsQueuedButRunsDetached(t *testing.T) {
+	g := &gate{}
+	q := New(g)
+	hold := make(chan struct{})
+	running := q.Submit(0, blocker(g, "running", hold), nil)
+	waitRunning(running)
+	dropped := q.Submit(1, blocker(g, "dropped", nil), nil)
+	detached := q.Submit(2, func(r *gate) (any, error) { r.record("detached"); return nil, nil }, nil)
+	q.Detach(detached)
+	go func() { time.Sleep(20 * time.Millisecond); close(hold) }()
+	require.True(t, q.Close(5*time.Second))
+	<-running.Done()
+	<-dropped.Done()
+	_, err := dropped.Result()
+	require.ErrorIs(t, err, ErrCancelled)
+	require.Equal(t, []string{"running", "detached"}, g.order)
+	_, err = q.Submit(0, blocker(g, "late", nil), nil).Result()
+	require.True(t, errors.Is(err, ErrClosed))
+}
+
+func TestPanickingJobDoesNotKillWorker(t *testing.T) {
+	q := New(&gate{})
+	defer q.Close(time.Second)
+	_, err := q.Do(0, func(*gate) (any, error) { panic("boom") })
+	require.Error(t, err)
+	v, err := q.Do(0, func(*gate) (any, error) { return 1, nil })
+	require.NoError(t, err)
+	require.Equal(t, 1, v)
+}
+
+func TestManyGoroutines(t *testing.T) {
+	n := 0
+	q := New(&n)
+	defer q.Close(time.Second)
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func(owner uint64) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				_, _ = q.Do(owner, func(p *int) (any, error) { *p++; return nil, nil })
+			}
+		}(uint64(g))
+	}
+	wg.Wait()
+	v, _ := q.Do(0, func(p *int) (any, error) { return *p, nil })
+	require.Equal(t, 32*200, v)
+}
+
+func waitRunning(tk *Ticket) {
+	for {
+		tk.mu.Lock()
+		st := tk.state
+		tk.mu.Unlock()
+		if st == running {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
