@@ -29,9 +29,9 @@ func C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_UL
 		if err != nil {
 			return err
 		}
-		return output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.Sign(uint64(hSession), data, capacity, query)
-		})
+		}), pSignature, capacity(pulSignatureLen))
 	})
 }
 
@@ -49,9 +49,9 @@ func C_SignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C
 //export C_SignFinal
 func C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_SignFinal", func(l *tpmtoken.Library) error {
-		return output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.SignFinal(uint64(hSession), capacity, query)
-		})
+		}), pSignature, capacity(pulSignatureLen))
 	})
 }
 

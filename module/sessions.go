@@ -78,7 +78,7 @@ func C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE_PTR, ul
 		}
 		b, err := l.GenerateRandom(uint64(hSession), int(ulRandomLen))
 		if err != nil {
-			return err
+			return pendOutput(l, hSession, err, RandomData, int(ulRandomLen))
 		}
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(RandomData)), len(b)), b)
 		return nil

@@ -16,14 +16,19 @@ func (e *Engine) Create(parent *Object, template tpm2.TPMTPublic, authValue, dat
 	if err != nil {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
 	}
-	rsp, err := tpm2.Create{
-		ParentHandle: auth(ph, parent.Auth),
-		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
-			UserAuth: tpm2.TPM2BAuth{Buffer: authValue},
-			Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
-		}},
-		InPublic: tpm2.New2B(template),
-	}.Execute(e.tr())
+	// TPM2_Create builds the object in a transient slot: it needs room.
+	var rsp *tpm2.CreateResponse
+	err = e.withRoom(map[string]bool{parent.ID: true}, func() (err error) {
+		rsp, err = tpm2.Create{
+			ParentHandle: auth(ph, parent.Auth),
+			InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
+				UserAuth: tpm2.TPM2BAuth{Buffer: authValue},
+				Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
+			}},
+			InPublic: tpm2.New2B(template),
+		}.Execute(e.tr())
+		return err
+	})
 	if err != nil {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("create: %w", err)
 	}

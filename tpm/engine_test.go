@@ -50,6 +50,10 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 				new(big.Int).SetBytes(ec.SignatureR.Buffer), new(big.Int).SetBytes(ec.SignatureS.Buffer)))
 		}
 	}
+	// The TPM's slots are full now (SRK, parent, a key): Create still works.
+	_, _, err = e.Create(parent, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+	require.NoError(t, err)
+
 	// A key used again costs exactly one command: no Load.
 	before := e.Commands
 	_, err = e.Sign(keys[4], digest[:], tpm2.TPMTSigScheme{

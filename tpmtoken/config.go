@@ -22,6 +22,9 @@ type Config struct {
 	// Latency is added to every TPM command. Test and benchmark use only
 	// (TPM11_TEST_LATENCY, a Go duration).
 	Latency time.Duration
+	// AsyncGrace is how long an operation on an async session may run
+	// before it returns CKR_PENDING (TPM11_ASYNC_GRACE, a Go duration).
+	AsyncGrace time.Duration
 }
 
 // LoadConfig resolves the configuration from env (os.Getenv in production).
@@ -67,6 +70,9 @@ func LoadConfig(env func(string) string) Config {
 	}
 	if d, err := time.ParseDuration(env("TPM11_TEST_LATENCY")); err == nil {
 		c.Latency = d
+	}
+	if d, err := time.ParseDuration(env("TPM11_ASYNC_GRACE")); err == nil {
+		c.AsyncGrace = d
 	}
 	return c
 }

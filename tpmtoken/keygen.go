@@ -183,22 +183,31 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
 	storage := s.tok.storage
-	v, err := l.run(h, func(e *tpm.Engine) (any, error) {
+	res, err := l.start(s, "C_GenerateKeyPair", ck.CKF_GENERATE_KEY_PAIR, func(e *tpm.Engine) (any, error) {
 		p, k, err := e.Create(storage, template, nil, nil)
 		if err != nil {
 			return nil, err
 		}
 		return &tpm.Object{Parent: storage, Public: p, Private: k}, nil
+	}, func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		pubH, privH, err := s.tok.addKeyPair(v.(*tpm.Object), kt, ecParams, pub, priv, m.Type, h)
+		return Result{Objects: []uint64{pubH, privH}}, err
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	key := v.(*tpm.Object)
+	return res.Objects[0], res.Objects[1], nil
+}
+
+// addKeyPair makes the objects of a key pair the TPM created.
+func (t *Token) addKeyPair(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub, priv Attrs, mech ck.MechType, session uint64) (uint64, uint64, error) {
 	spki, err := publicAttrs(key, kt, ecParams, pub, priv)
 	if err != nil {
 		return 0, 0, err
 	}
-	mech := m.Type
 	for _, a := range []Attrs{pub, priv} {
 		a.SetBool(ck.CKA_LOCAL, true)
 		a.SetULong(ck.CKA_KEY_GEN_MECHANISM, mech)
@@ -212,14 +221,14 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	for _, o := range []*Object{pubObj, privObj} {
 		o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)
 		if !o.Attrs.Bool(ck.CKA_TOKEN) {
-			o.session = h
+			o.session = session
 		}
 	}
-	if err := s.tok.add(privObj); err != nil {
+	if err := t.add(privObj); err != nil {
 		return 0, 0, err
 	}
-	if err := s.tok.add(pubObj); err != nil {
-		_ = s.tok.destroy(privObj)
+	if err := t.add(pubObj); err != nil {
+		_ = t.destroy(privObj)
 		return 0, 0, err
 	}
 	return pubObj.Handle, privObj.Handle, nil

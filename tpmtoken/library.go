@@ -198,7 +198,7 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	ti := l.tpmInfo()
 	info := TokenInfo{
 		Manufacturer: ti.Manufacturer, Model: "TPM 2.0 " + ti.VendorString,
-		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED,
+		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED | ck.CKF_ASYNC_SESSION_SUPPORTED,
 		MinPIN: MinPINLen, MaxPIN: MaxPINLen,
 		HW: [2]uint8{0, 0}, FW: [2]uint8{ti.FirmwareMajor, ti.FirmwareMinor},
 	}

@@ -20,6 +20,7 @@ type Session struct {
 	finding bool
 	sign    *signOp
 	verify  *verifyOp
+	pending *pending
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -27,7 +28,10 @@ func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
 // close ends the session's operations and destroys its session objects.
 func (s *Session) close() {
 	s.mu.Lock()
-	s.sign, s.verify, s.find = nil, nil, nil
+	if s.pending != nil {
+		s.pending.t.Cancel()
+	}
+	s.sign, s.verify, s.find, s.pending = nil, nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)
@@ -38,9 +42,6 @@ func (s *Session) close() {
 func (l *Library) OpenSession(id uint64, flags uint64) (uint64, error) {
 	if flags&ck.CKF_SERIAL_SESSION == 0 {
 		return 0, ck.E(ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
-	}
-	if flags&ck.CKF_ASYNC_SESSION != 0 {
-		return 0, ck.E(ck.CKR_SESSION_ASYNC_NOT_SUPPORTED)
 	}
 	s, err := l.slot(id)
 	if err != nil {
@@ -64,7 +65,24 @@ func (l *Library) OpenSession(id uint64, flags uint64) (uint64, error) {
 	return ss.Handle, nil
 }
 
+// session returns session h for a call that may change its state: while an
+// asynchronous operation is pending, that is CKR_OPERATION_ACTIVE.
 func (l *Library) session(h uint64) (*Session, error) {
+	s, err := l.anySession(h)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	busy := s.pending != nil
+	s.mu.Unlock()
+	if busy {
+		return nil, ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	return s, nil
+}
+
+// anySession returns session h for the calls allowed while one pends.
+func (l *Library) anySession(h uint64) (*Session, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	s := l.sessions[h]
@@ -125,7 +143,7 @@ type SessionInfo struct {
 }
 
 func (l *Library) SessionInfo(h uint64) (SessionInfo, error) {
-	s, err := l.session(h)
+	s, err := l.anySession(h)
 	if err != nil {
 		return SessionInfo{}, err
 	}
@@ -307,12 +325,17 @@ func (l *Library) DestroyObject(h, obj uint64) error {
 
 // GenerateRandom returns n bytes from the TPM's RNG. No login needed.
 func (l *Library) GenerateRandom(h uint64, n int) ([]byte, error) {
-	if _, err := l.session(h); err != nil {
-		return nil, err
-	}
-	v, err := l.run(h, func(e *tpm.Engine) (any, error) { return e.Random(n) })
+	s, err := l.session(h)
 	if err != nil {
 		return nil, err
 	}
-	return v.([]byte), nil
+	res, err := l.start(s, "C_GenerateRandom", 0,
+		func(e *tpm.Engine) (any, error) { return e.Random(n) },
+		func(v any, err error) (Result, error) {
+			if err != nil {
+				return Result{}, err
+			}
+			return Result{Data: v.([]byte)}, nil
+		})
+	return res.Data, err
 }

@@ -148,7 +148,7 @@ func (l *Library) Sign(h uint64, data []byte, outCap int, query bool) ([]byte, i
 	} else {
 		op.buf = append(op.buf, data...)
 	}
-	return l.finishSign(s, op)
+	return l.finishSign(s, op, "C_Sign")
 }
 
 // SignUpdate feeds data to a multi-part signature.
@@ -181,7 +181,7 @@ func (l *Library) SignFinal(h uint64, outCap int, query bool) ([]byte, int, erro
 	if outCap < op.sigLen {
 		return nil, op.sigLen, ck.TooSmall(op.sigLen)
 	}
-	return l.finishSign(s, op)
+	return l.finishSign(s, op, "C_SignFinal")
 }
 
 func (s *Session) endSign() {
@@ -190,7 +190,9 @@ func (s *Session) endSign() {
 	s.mu.Unlock()
 }
 
-func (l *Library) finishSign(s *Session, op *signOp) ([]byte, int, error) {
+// finishSign runs the signature; on an async session it may pend (the
+// operation is then consumed: its state lives in the pending job).
+func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, error) {
 	defer s.endSign()
 	input := op.buf
 	if op.h != nil {
@@ -207,12 +209,16 @@ func (l *Library) finishSign(s *Session, op *signOp) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := l.run(s.Handle, job)
+	res, err := l.start(s, fn, ck.CKF_SIGN, job, func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Data: v.([]byte)}, nil
+	})
 	if err != nil {
-		return nil, 0, err
+		return nil, op.sigLen, err
 	}
-	sig := v.([]byte)
-	return sig, len(sig), nil
+	return res.Data, len(res.Data), nil
 }
 
 // ecdsaJob signs a digest of any length the way ECDSA defines it: the

@@ -7,40 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ck.h"
+#include "test.h"
 
-#define CKR_SLOT_ID_INVALID 0x003UL
-#define CKR_NEED_TO_CREATE_THREADS 0x009UL
-#define CKR_MECHANISM_INVALID 0x070UL
-#define CKR_OBJECT_HANDLE_INVALID 0x082UL
-#define CKR_OPERATION_NOT_INITIALIZED 0x091UL
-#define CKR_PIN_INCORRECT 0x0A0UL
-#define CKR_SESSION_HANDLE_INVALID 0x0B3UL
-#define CKR_SESSION_PARALLEL_NOT_SUPPORTED 0x0B4UL
-#define CKR_SIGNATURE_INVALID 0x0C0UL
-#define CKR_USER_NOT_LOGGED_IN 0x101UL
-#define CKR_CRYPTOKI_NOT_INITIALIZED 0x190UL
-#define CKR_CRYPTOKI_ALREADY_INITIALIZED 0x191UL
-#define CKF_SERIAL_SESSION 4UL
-#define CKF_RW_SESSION 2UL
-#define CKF_OS_LOCKING_OK 2UL
-#define CKF_LIBRARY_CANT_CREATE_OS_THREADS 1UL
-#define CKF_TOKEN_INITIALIZED 0x400UL
-#define CKU_SO 0UL
-#define CKU_USER 1UL
-#define CKM_EC_KEY_PAIR_GEN 0x1040UL
-#define CKM_ECDSA_SHA256 0x1044UL
-#define CKA_TOKEN 0x1UL
-#define CKA_ID 0x102UL
-#define CKA_EC_PARAMS 0x180UL
-#define CKA_EC_POINT 0x181UL
-#define CKA_VALUE 0x11UL
-#define CKR_ATTRIBUTE_SENSITIVE 0x011UL
-#define CK_UNAVAILABLE_INFORMATION (~0UL)
 
-static int failures;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
-#define RV(call, want) do { CK_RV _r = (call); CHECK(_r == (want), "%s = 0x%lx, want 0x%lx", #call, _r, (CK_ULONG)(want)); } while (0)
 
 _Static_assert(sizeof(CK_ULONG) == 8, "CK_ULONG");
 _Static_assert(sizeof(CK_INFO) == 88, "CK_INFO");
@@ -122,7 +91,8 @@ static void test_not_initialized(void) {
   RV(f->C_Sign(1, buf, 1, buf, &n), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_GenerateRandom(1, buf, 8), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_GenerateKeyPair(1, NULL, NULL, 0, NULL, 0, NULL, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
-  RV(f->C_AsyncComplete(1, (CK_UTF8CHAR_PTR) "C_Sign", NULL), CKR_FUNCTION_NOT_SUPPORTED);
+  RV(f->C_AsyncComplete(1, (CK_UTF8CHAR_PTR) "C_Sign", NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_AsyncJoin(1, (CK_UTF8CHAR_PTR) "C_Sign", 1, NULL, 0), CKR_FUNCTION_NOT_SUPPORTED);
 }
 
 static CK_RV dummy_mutex(CK_VOID_PTR p) { (void)p; return CKR_OK; }

@@ -1,0 +1,93 @@
+package main
+
+/*
+#include "ck.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"unsafe"
+
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+// outBuf is where a pending operation's result goes: the caller's buffer,
+// kept as an address (never a Go pointer) until C_AsyncComplete copies into
+// it on the caller's thread. ptr points into C memory, so holding it in Go
+// memory breaks no cgo pointer rule.
+type outBuf struct {
+	ptr unsafe.Pointer
+	cap int
+}
+
+// pendOutput records buf for session h if err says the call pended.
+func pendOutput(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, err error, buf C.CK_BYTE_PTR, capacity int) error {
+	if ck.ToRV(err) == ck.CKR_PENDING {
+		l.SetPendingOutput(uint64(h), outBuf{ptr: unsafe.Pointer(buf), cap: capacity})
+	}
+	return err
+}
+
+// capacity is *p, or 0 for NULL (the call itself reports the NULL).
+func capacity(p C.CK_ULONG_PTR) int {
+	if p == nil {
+		return 0
+	}
+	return int(*p)
+}
+
+// functionName reads a NUL-terminated name of bounded length.
+func functionName(p C.CK_UTF8CHAR_PTR) (string, error) {
+	if p == nil {
+		return "", errArgs
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(p)), 64)
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), nil
+		}
+	}
+	return "", errArgs
+}
+
+//export C_AsyncComplete
+func C_AsyncComplete(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, pResult C.CK_ASYNC_DATA_PTR) C.CK_RV {
+	return call("C_AsyncComplete", func(l *tpmtoken.Library) error {
+		name, err := functionName(pFunctionName)
+		if err != nil {
+			return err
+		}
+		if pResult != nil && pResult.ulVersion != 0 {
+			return ck.Errorf(ck.CKR_ARGUMENTS_BAD, "CK_ASYNC_DATA.ulVersion must be 0")
+		}
+		res, consumed, err := l.AsyncComplete(uint64(hSession), name, pResult != nil)
+		if !consumed || pResult == nil {
+			return err
+		}
+		if b, ok := res.Out.(outBuf); ok {
+			pResult.pValue = C.CK_BYTE_PTR(b.ptr)
+			if err == nil && b.ptr != nil && len(res.Data) <= b.cap {
+				copy(unsafe.Slice((*byte)(b.ptr), len(res.Data)), res.Data)
+			} else if err == nil && len(res.Data) > 0 {
+				err = errors.New("pending result larger than its buffer")
+			}
+		}
+		pResult.ulValue = C.CK_ULONG(len(res.Data))
+		if len(res.Objects) > 0 {
+			pResult.hObject = C.CK_OBJECT_HANDLE(res.Objects[0])
+		}
+		if len(res.Objects) > 1 {
+			pResult.hAdditionalObject = C.CK_OBJECT_HANDLE(res.Objects[1])
+		}
+		return err
+	})
+}
+
+//export C_SessionCancel
+func C_SessionCancel(hSession C.CK_SESSION_HANDLE, flags C.CK_FLAGS) C.CK_RV {
+	return call("C_SessionCancel", func(l *tpmtoken.Library) error {
+		return l.SessionCancel(uint64(hSession), uint64(flags))
+	})
+}
