@@ -91,3 +91,37 @@ func C_SessionCancel(hSession C.CK_SESSION_HANDLE, flags C.CK_FLAGS) C.CK_RV {
 		return l.SessionCancel(uint64(hSession), uint64(flags))
 	})
 }
+
+//export C_AsyncGetID
+func C_AsyncGetID(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, pulID C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_AsyncGetID", func(l *tpmtoken.Library) error {
+		name, err := functionName(pFunctionName)
+		if err != nil || pulID == nil {
+			return errArgs
+		}
+		id, err := l.AsyncGetID(uint64(hSession), name)
+		if err != nil {
+			return err
+		}
+		*pulID = C.CK_ULONG(id)
+		return nil
+	})
+}
+
+//export C_AsyncJoin
+func C_AsyncJoin(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, ulID C.CK_ULONG, pData C.CK_BYTE_PTR, ulData C.CK_ULONG) C.CK_RV {
+	return call("C_AsyncJoin", func(l *tpmtoken.Library) error {
+		name, err := functionName(pFunctionName)
+		if err != nil {
+			return err
+		}
+		if pData == nil {
+			ulData = 0
+		}
+		if err := l.AsyncJoin(uint64(hSession), name, uint64(ulID), int(ulData)); err != nil {
+			return err
+		}
+		l.SetPendingOutput(uint64(hSession), outBuf{ptr: unsafe.Pointer(pData), cap: int(ulData)})
+		return nil
+	})
+}

@@ -15,14 +15,29 @@ type Result struct {
 	Out     any
 }
 
-// pending is the one operation an async session may have in flight.
+// pending is the one operation an async session may have in flight: a
+// job of this session, or a detached one joined by ID.
 type pending struct {
 	fn     string
 	flag   uint64 // CKF_* of C_SessionCancel that matches it
-	t      *asyncq.Ticket
-	output bool // has outputs: C_AsyncComplete needs a CK_ASYNC_DATA
-	finish func(v any, err error) (Result, error)
+	output bool   // has outputs: C_AsyncComplete needs a CK_ASYNC_DATA
+	poll   func() bool
+	cancel func()
+	result func() (Result, error)
 	out    any
+	// detach, if not nil, persists the operation past its session and
+	// returns its ID; nil means CKR_STATE_UNSAVEABLE.
+	detach func() (uint64, error)
+}
+
+func jobPending(fn string, flag uint64, t *asyncq.Ticket, finish func(v any, err error) (Result, error)) *pending {
+	return &pending{
+		fn: fn, flag: flag, output: true, poll: t.Poll, cancel: func() { t.Cancel() },
+		result: func() (Result, error) {
+			v, err := t.Result()
+			return finish(v, tpmError(err))
+		},
+	}
 }
 
 // Functions that may pend; any other name given to C_AsyncComplete is bad.
@@ -30,14 +45,52 @@ var asyncFunctions = map[string]bool{
 	"C_Sign": true, "C_SignFinal": true, "C_GenerateKeyPair": true, "C_GenerateRandom": true,
 }
 
+// AsyncGetID detaches session h's pending fn and returns its ID. The
+// operation then runs to completion without the session, even past
+// C_Finalize, and its result is kept in the token store for C_AsyncJoin.
+func (l *Library) AsyncGetID(h uint64, fn string) (uint64, error) {
+	if !asyncFunctions[fn] {
+		return 0, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "%q cannot be asynchronous", fn)
+	}
+	s, err := l.anySession(h)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending
+	if p == nil || p.fn != fn {
+		return 0, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	if p.detach == nil {
+		return 0, ck.E(ck.CKR_STATE_UNSAVEABLE)
+	}
+	id, err := p.detach()
+	if err != nil {
+		return 0, err
+	}
+	s.pending = nil
+	return id, nil
+}
+
 var errPending = ck.E(ck.CKR_PENDING)
+
+// dataResult is the finish of a job whose value is its output bytes.
+func dataResult(v any, err error) (Result, error) {
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Data: v.([]byte)}, nil
+}
 
 // start runs job for session s. A synchronous session waits for it. An
 // async session waits at most the grace period, then records the job as
 // pending and returns CKR_PENDING: only hardware latency makes it pend.
 // finish turns the job's value into the result; it runs on the caller's
 // thread (here, or in C_AsyncComplete).
-func (l *Library) start(s *Session, fn string, flag uint64, job func(e *tpm.Engine) (any, error), finish func(v any, err error) (Result, error)) (Result, error) {
+// persist, if not nil, makes the operation saveable (C_AsyncGetID): it
+// finishes the job without a session and returns the record to keep.
+func (l *Library) start(s *Session, fn string, flag uint64, job func(e *tpm.Engine) (any, error), finish func(v any, err error) (Result, error), persist *persistSpec) (Result, error) {
 	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil {
 		v, err := l.run(s.Handle, job)
 		return finish(v, err)
@@ -47,8 +100,12 @@ func (l *Library) start(s *Session, fn string, flag uint64, job func(e *tpm.Engi
 		v, err := t.Result()
 		return finish(v, tpmError(err))
 	}
+	p := jobPending(fn, flag, t, finish)
+	if persist != nil {
+		p.detach = func() (uint64, error) { return l.detach(s.tok, fn, t, persist) }
+	}
 	s.mu.Lock()
-	s.pending = &pending{fn: fn, flag: flag, t: t, output: true, finish: finish}
+	s.pending = p
 	s.mu.Unlock()
 	return Result{}, errPending
 }
@@ -85,14 +142,13 @@ func (l *Library) AsyncComplete(h uint64, fn string, haveResult bool) (res Resul
 	case p.output && !haveResult:
 		s.mu.Unlock()
 		return Result{}, false, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "%s has outputs: pResult is required", fn)
-	case !p.t.Poll():
+	case !p.poll():
 		s.mu.Unlock()
 		return Result{}, false, errPending
 	}
 	s.pending = nil
 	s.mu.Unlock()
-	v, jobErr := p.t.Result()
-	res, err = p.finish(v, tpmError(jobErr))
+	res, err = p.result()
 	res.Out = p.out
 	return res, true, err
 }
@@ -108,7 +164,7 @@ func (l *Library) SessionCancel(h uint64, flags uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p := s.pending; p != nil && flags&p.flag != 0 {
-		p.t.Cancel()
+		p.cancel()
 		s.pending = nil
 	}
 	if flags&ck.CKF_SIGN != 0 {

@@ -183,6 +183,20 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
 	storage := s.tok.storage
+	// Saveable only if it makes no session objects.
+	var persist *persistSpec
+	if pub.Bool(ck.CKA_TOKEN) && priv.Bool(ck.CKA_TOKEN) {
+		persist = &persistSpec{save: func(v any, err error) (asyncRecord, error) {
+			if err != nil {
+				return asyncRecord{}, err
+			}
+			pubH, privH, err := s.tok.addKeyPair(v.(*tpm.Object), kt, ecParams, pub, priv, m.Type, 0)
+			if err != nil {
+				return asyncRecord{}, err
+			}
+			return asyncRecord{UIDs: s.tok.uids(pubH, privH)}, nil
+		}}
+	}
 	res, err := l.start(s, "C_GenerateKeyPair", ck.CKF_GENERATE_KEY_PAIR, func(e *tpm.Engine) (any, error) {
 		p, k, err := e.Create(storage, template, nil, nil)
 		if err != nil {
@@ -195,7 +209,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		}
 		pubH, privH, err := s.tok.addKeyPair(v.(*tpm.Object), kt, ecParams, pub, priv, m.Type, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
-	})
+	}, persist)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -289,4 +303,17 @@ func publicAttrs(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub, priv Attr
 		return nil, ck.Wrap(ck.CKR_GENERAL_ERROR, err)
 	}
 	return spki, nil
+}
+
+// uids returns the UIDs of objects by handle.
+func (t *Token) uids(hs ...uint64) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for _, h := range hs {
+		if o := t.objects[h]; o != nil {
+			out = append(out, o.UID)
+		}
+	}
+	return out
 }

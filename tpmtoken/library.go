@@ -29,6 +29,9 @@ type Library struct {
 
 	handles atomic.Uint64
 
+	detached map[uint64]*detachedOp
+	wg       sync.WaitGroup // detached operations still finishing
+
 	infoOnce sync.Once
 	info     tpm.Info
 }
@@ -42,7 +45,7 @@ type Slot struct {
 // Open starts the library: store, TPM, worker. A TPM that cannot be opened
 // is not an error here: the host keeps running and the slot shows no token.
 func Open(cfg Config) (*Library, error) {
-	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}}
+	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}, detached: map[uint64]*detachedOp{}}
 	st, err := store.Open(cfg.Store)
 	if err != nil {
 		return nil, ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
@@ -73,6 +76,9 @@ func Open(cfg Config) (*Library, error) {
 	return l, nil
 }
 
+// DetachedWait bounds how long C_Finalize waits for detached operations.
+var DetachedWait = 60 * time.Second
+
 // Close cancels all sessions' work, empties the TPM of what we loaded and
 // stops the worker.
 func (l *Library) Close() {
@@ -82,6 +88,15 @@ func (l *Library) Close() {
 	l.mu.Unlock()
 	for _, s := range sessions {
 		s.close()
+	}
+	// Detached operations were promised to outlive C_Finalize: wait for
+	// them to finish and be recorded, within a bound.
+	finished := make(chan struct{})
+	go func() { l.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(DetachedWait):
+		l.log.Error("detached operations still running at finalize")
 	}
 	if l.q != nil {
 		_, _ = l.q.Do(0, func(e *tpm.Engine) (any, error) { e.FlushAll(); return nil, nil })

@@ -29,7 +29,7 @@ func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
 func (s *Session) close() {
 	s.mu.Lock()
 	if s.pending != nil {
-		s.pending.t.Cancel()
+		s.pending.cancel()
 	}
 	s.sign, s.verify, s.find, s.pending = nil, nil, nil, nil
 	s.mu.Unlock()
@@ -329,13 +329,8 @@ func (l *Library) GenerateRandom(h uint64, n int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.start(s, "C_GenerateRandom", 0,
+	res, err := l.start(s, "C_GenerateRandom", ^uint64(0), // no mechanism flag: any flags cancel it
 		func(e *tpm.Engine) (any, error) { return e.Random(n) },
-		func(v any, err error) (Result, error) {
-			if err != nil {
-				return Result{}, err
-			}
-			return Result{Data: v.([]byte)}, nil
-		})
+		dataResult, nil)
 	return res.Data, err
 }

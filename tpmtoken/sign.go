@@ -209,11 +209,15 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, er
 	if err != nil {
 		return nil, 0, err
 	}
-	res, err := l.start(s, fn, ck.CKF_SIGN, job, func(v any, err error) (Result, error) {
-		if err != nil {
-			return Result{}, err
-		}
-		return Result{Data: v.([]byte)}, nil
+	// A signature is not secret: a detached sign may keep it in the store.
+	res, err := l.start(s, fn, ck.CKF_SIGN, job, dataResult, &persistSpec{
+		bound: op.sigLen,
+		save: func(v any, err error) (asyncRecord, error) {
+			if err != nil {
+				return asyncRecord{}, err
+			}
+			return asyncRecord{Data: v.([]byte)}, nil
+		},
 	})
 	if err != nil {
 		return nil, op.sigLen, err

@@ -242,3 +242,37 @@ func (o *Objects) Delete(uid string) error {
 	}
 	return err
 }
+
+func (s *Store) resultPath(serial string, id uint64) string {
+	return filepath.Join(s.tokenDir(serial), "async", fmt.Sprintf("%016x.json", id))
+}
+
+// PutResult keeps a detached operation's result (never a secret) under its ID.
+func (s *Store) PutResult(serial string, id uint64, v any) error {
+	if err := os.MkdirAll(filepath.Dir(s.resultPath(serial, id)), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(s.resultPath(serial, id), b)
+}
+
+// Result reads a detached operation's result into v.
+func (s *Store) Result(serial string, id uint64, v any) error {
+	b, err := os.ReadFile(s.resultPath(serial, id))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// DeleteResult forgets a result (joined, or expired).
+func (s *Store) DeleteResult(serial string, id uint64) error {
+	err := os.Remove(s.resultPath(serial, id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
