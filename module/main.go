@@ -15,6 +15,8 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/tpm11/tpm11/ck"
@@ -30,6 +32,18 @@ var (
 )
 
 var errNotInitialized = ck.E(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
+
+// initPID is the process that initialized the library. A Go runtime does
+// not survive fork (its threads, and any lock they held, stay in the
+// parent), so a forked child fails fast instead of hanging: forking servers
+// should reach the module through p11-kit's server.
+var initPID atomic.Int64
+
+
+func forked() bool {
+	pid := initPID.Load()
+	return pid != 0 && int64(syscall.Getpid()) != pid
+}
 
 // lib returns the initialized library. Calls hold the read lock for their
 // duration so C_Finalize waits for them instead of freeing under them.
@@ -67,6 +81,9 @@ func recoverRV(fn string, out *C.CK_RV) {
 // call runs f with the library and converts its error.
 func call(fn string, f func(l *tpmtoken.Library) error) (out C.CK_RV) {
 	defer recoverRV(fn, &out)
+	if forked() {
+		return C.CK_RV(ck.CKR_GENERAL_ERROR)
+	}
 	l, done, err := lib()
 	defer done()
 	if err != nil {
@@ -172,6 +189,9 @@ func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
 		}
 		// Our own locks are used whether or not the host offers mutexes.
 	}
+	if forked() {
+		return C.CK_RV(ck.CKR_GENERAL_ERROR)
+	}
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if library != nil {
@@ -184,12 +204,16 @@ func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
 		return rv("C_Initialize", err)
 	}
 	library = l
+	initPID.Store(int64(syscall.Getpid()))
 	return C.CK_RV(ck.CKR_OK)
 }
 
 //export C_Finalize
 func C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	defer recoverRV("C_Finalize", &out)
+	if forked() {
+		return C.CK_RV(ck.CKR_GENERAL_ERROR)
+	}
 	if pReserved != nil {
 		return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
 	}
@@ -200,6 +224,7 @@ func C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	}
 	library.Close()
 	library = nil
+	initPID.Store(0)
 	return C.CK_RV(ck.CKR_OK)
 }
 

@@ -3,6 +3,9 @@
  * before initialization and for bad arguments, then a token, a key and
  * signatures, and 8 threads signing on their own sessions. */
 #include <dlfcn.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +148,20 @@ static void test_bad_arguments(void) {
   RV(f->C_GenerateRandom(0x12345, NULL, 8), CKR_ARGUMENTS_BAD);
 }
 
+/* A forked child fails fast instead of hanging on the parent's Go runtime. */
+static void test_fork(void) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    CK_INFO info;
+    CK_RV a = f->C_GetInfo(&info), b = f->C_Initialize(NULL);
+    _exit(a == 0x005UL && b == 0x005UL ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child did not fail fast with CKR_GENERAL_ERROR (status 0x%x)", status);
+}
+
 static void *signer(void *arg) {
   (void)arg;
   CK_SESSION_HANDLE h;
@@ -257,6 +274,7 @@ int main(int argc, char **argv) {
   test_not_initialized();
   test_initialize_rules();
   test_bad_arguments();
+  test_fork();
   test_token();
   if (failures) {
     fprintf(stderr, "%d failures\n", failures);
