@@ -39,7 +39,6 @@ var errNotInitialized = ck.E(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
 // should reach the module through p11-kit's server.
 var initPID atomic.Int64
 
-
 func forked() bool {
 	pid := initPID.Load()
 	return pid != 0 && int64(syscall.Getpid()) != pid
