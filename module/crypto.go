@@ -102,3 +102,47 @@ func C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSig
 		return l.VerifyFinal(uint64(hSession), sig)
 	})
 }
+
+//export C_DigestInit
+func C_DigestInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR) C.CK_RV {
+	return call("C_DigestInit", func(l *tpmtoken.Library) error {
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		return l.DigestInit(uint64(hSession), m)
+	})
+}
+
+//export C_Digest
+func C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_Digest", func(l *tpmtoken.Library) error {
+		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		if err != nil {
+			return err
+		}
+		return output(pDigest, pulDigestLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.Digest(uint64(hSession), data, capacity, query)
+		})
+	})
+}
+
+//export C_DigestUpdate
+func C_DigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
+	return call("C_DigestUpdate", func(l *tpmtoken.Library) error {
+		data, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		if err != nil {
+			return err
+		}
+		return l.DigestUpdate(uint64(hSession), data)
+	})
+}
+
+//export C_DigestFinal
+func C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_DigestFinal", func(l *tpmtoken.Library) error {
+		return output(pDigest, pulDigestLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.DigestFinal(uint64(hSession), capacity, query)
+		})
+	})
+}

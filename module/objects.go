@@ -121,3 +121,22 @@ func C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_P
 		return nil
 	})
 }
+
+//export C_CreateObject
+func C_CreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+	return call("C_CreateObject", func(l *tpmtoken.Library) error {
+		if phObject == nil || pTemplate == nil {
+			return errArgs
+		}
+		t, err := template(pTemplate, ulCount)
+		if err != nil {
+			return err
+		}
+		h, err := l.CreateObject(uint64(hSession), t)
+		if err != nil {
+			return err
+		}
+		*phObject = C.CK_OBJECT_HANDLE(h)
+		return nil
+	})
+}

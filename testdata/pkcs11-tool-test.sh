@@ -92,4 +92,18 @@ PU --delete-object --type privkey --id 02 >/dev/null || fail "destroy"
 PU -O --type privkey 2>/dev/null | grep -q "label: *rsa" && fail "destroyed key still present"
 PU -O --type privkey 2>/dev/null | grep -q "label: *ec" || fail "the other key went too"
 pass "C_DestroyObject removes the key"
+# Digests in software, no login; certificates and public data objects.
+P --token-label ci --hash -m SHA256 -i data -o digest >/dev/null 2>&1
+cmp -s digest hash || fail "C_Digest SHA256 differs from openssl"
+pass "C_Digest SHA-256 matches openssl"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout certkey.pem -subj /CN=tpm11-test \
+  -days 1 -outform DER -out cert.der 2>/dev/null
+PU --write-object cert.der --type cert --id 01 --label cert >/dev/null || fail "write certificate"
+P --token-label ci --read-object --type cert --id 01 -o cert-back.der >/dev/null || fail "read certificate without login"
+cmp -s cert.der cert-back.der || fail "certificate read back differs"
+P --token-label ci -O --type cert | grep -q "CN=tpm11-test" || fail "certificate subject not derived"
+echo "public note" > note
+PU --write-object note --type data --label note >/dev/null || fail "write data object"
+P --token-label ci -O --type data | grep -q "note" || fail "public data object not visible without login"
+pass "X.509 certificate and public data object stored, listed and read back without login"
 echo "pkcs11-tool tests passed"

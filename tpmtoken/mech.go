@@ -45,6 +45,11 @@ var mechanisms = map[ck.MechType]MechInfo{
 	ck.CKM_SHA256_RSA_PKCS_PSS:   {2048, 2048, hw | ck.CKF_SIGN | ck.CKF_VERIFY},
 	ck.CKM_SHA384_RSA_PKCS_PSS:   {2048, 2048, hw | ck.CKF_SIGN | ck.CKF_VERIFY},
 	ck.CKM_SHA512_RSA_PKCS_PSS:   {2048, 2048, hw | ck.CKF_SIGN | ck.CKF_VERIFY},
+	ck.CKM_SHA_1:                 {0, 0, ck.CKF_DIGEST},
+	ck.CKM_SHA224:                {0, 0, ck.CKF_DIGEST},
+	ck.CKM_SHA256:                {0, 0, ck.CKF_DIGEST},
+	ck.CKM_SHA384:                {0, 0, ck.CKF_DIGEST},
+	ck.CKM_SHA512:                {0, 0, ck.CKF_DIGEST},
 }
 
 // MechanismList lists the mechanisms of slot id, sorted.

@@ -21,6 +21,7 @@ type Session struct {
 	sign    *signOp
 	verify  *verifyOp
 	pending *pending
+	digest  *digestOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -31,7 +32,7 @@ func (s *Session) close() {
 	if s.pending != nil {
 		s.pending.cancel()
 	}
-	s.sign, s.verify, s.find, s.pending = nil, nil, nil, nil
+	s.sign, s.verify, s.find, s.pending, s.digest = nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)
