@@ -52,11 +52,8 @@ func (l *Library) Digest(h uint64, data []byte, outCap int, query bool) ([]byte,
 		return nil, 0, err
 	}
 	n := op.h.Size()
-	if query {
-		return nil, n, nil
-	}
-	if outCap < n {
-		return nil, n, ck.TooSmall(n)
+	if answered, err := sized(n, outCap, query); answered {
+		return nil, n, err
 	}
 	op.h.Write(data)
 	return s.endDigest(op), n, nil
@@ -78,11 +75,8 @@ func (l *Library) DigestFinal(h uint64, outCap int, query bool) ([]byte, int, er
 		return nil, 0, err
 	}
 	n := op.h.Size()
-	if query {
-		return nil, n, nil
-	}
-	if outCap < n {
-		return nil, n, ck.TooSmall(n)
+	if answered, err := sized(n, outCap, query); answered {
+		return nil, n, err
 	}
 	return s.endDigest(op), n, nil
 }

@@ -137,11 +137,8 @@ func (l *Library) Sign(h uint64, data []byte, outCap int, query bool) ([]byte, i
 	if err != nil {
 		return nil, 0, err
 	}
-	if query {
-		return nil, op.sigLen, nil
-	}
-	if outCap < op.sigLen {
-		return nil, op.sigLen, ck.TooSmall(op.sigLen)
+	if answered, err := sized(op.sigLen, outCap, query); answered {
+		return nil, op.sigLen, err
 	}
 	if op.h != nil {
 		op.h.Write(data)
@@ -175,11 +172,8 @@ func (l *Library) SignFinal(h uint64, outCap int, query bool) ([]byte, int, erro
 	if err != nil {
 		return nil, 0, err
 	}
-	if query {
-		return nil, op.sigLen, nil
-	}
-	if outCap < op.sigLen {
-		return nil, op.sigLen, ck.TooSmall(op.sigLen)
+	if answered, err := sized(op.sigLen, outCap, query); answered {
+		return nil, op.sigLen, err
 	}
 	return l.finishSign(s, op, "C_SignFinal")
 }
@@ -331,6 +325,18 @@ func rsaJob(key *tpm.Object, op *signOp, input []byte) (func(e *tpm.Engine) (any
 	}
 	copy(block[k-len(input):], input)
 	return raw(block), nil
+}
+
+// sized applies the output-length convention before any work is done: a
+// length query, or a buffer smaller than n, is answered with n alone.
+func sized(n, outCap int, query bool) (answered bool, err error) {
+	if query {
+		return true, nil
+	}
+	if outCap < n {
+		return true, ck.TooSmall(n)
+	}
+	return false, nil
 }
 
 func leftPad(b []byte, n int) []byte {

@@ -1,0 +1,71 @@
+package tpm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// DAState is the TPM's dictionary-attack state. It is TPM-wide: every
+// DA-protected authorization shares one counter.
+type DAState struct {
+	Counter, MaxTries uint32
+	InLockout         bool
+}
+
+// DAState reads the lockout counter, the allowed failures and whether the
+// TPM is in lockout (TPMA_PERMANENT.inLockout, bit 9).
+func (e *Engine) DAState() (DAState, error) {
+	rsp, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapTPMProperties,
+		Property:      uint32(tpm2.TPMPTPermanent),
+		PropertyCount: uint32(tpm2.TPMPTMaxAuthFail-tpm2.TPMPTPermanent) + 1,
+	}.Execute(e.tr())
+	if err != nil {
+		return DAState{}, err
+	}
+	props, err := rsp.CapabilityData.Data.TPMProperties()
+	if err != nil {
+		return DAState{}, err
+	}
+	var st DAState
+	for _, p := range props.TPMProperty {
+		switch p.Property {
+		case tpm2.TPMPTPermanent:
+			st.InLockout = p.Value&(1<<9) != 0
+		case tpm2.TPMPTLockoutCounter:
+			st.Counter = p.Value
+		case tpm2.TPMPTMaxAuthFail:
+			st.MaxTries = p.Value
+		}
+	}
+	return st, nil
+}
+
+// SetDAParameters runs TPM2_DictionaryAttackParameters with the lockout
+// hierarchy's (empty) password. go-tpm's tpm2 package has no DA commands,
+// so the command is marshalled here.
+func SetDAParameters(t transport.TPM, maxTries, recoverySeconds, lockoutRecoverySeconds uint32) error {
+	cmd := []byte{0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x3A} // TPM_ST_SESSIONS, size, TPM_CC_DictionaryAttackParameters
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHLockout))
+	cmd = binary.BigEndian.AppendUint32(cmd, 9)                    // authorization area size
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRSPW)) // password session
+	cmd = append(cmd, 0, 0, 0x01, 0, 0)                            // no nonce, continueSession, empty password
+	for _, v := range []uint32{maxTries, recoverySeconds, lockoutRecoverySeconds} {
+		cmd = binary.BigEndian.AppendUint32(cmd, v)
+	}
+	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
+	rsp, err := t.Send(cmd)
+	if err != nil {
+		return err
+	}
+	if len(rsp) < 10 {
+		return fmt.Errorf("short TPM response")
+	}
+	if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])); rc != tpm2.TPMRCSuccess {
+		return rc
+	}
+	return nil
+}
