@@ -146,3 +146,51 @@ func C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDiges
 		})
 	})
 }
+
+//export C_DecryptInit
+func C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+	return call("C_DecryptInit", func(l *tpmtoken.Library) error {
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		return l.DecryptInit(uint64(hSession), m, uint64(hKey))
+	})
+}
+
+//export C_Decrypt
+func C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEncryptedDataLen C.CK_ULONG, pData C.CK_BYTE_PTR, pulDataLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_Decrypt", func(l *tpmtoken.Library) error {
+		in, err := goBytes(unsafe.Pointer(pEncryptedData), ulEncryptedDataLen)
+		if err != nil {
+			return err
+		}
+		return output(pData, pulDataLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.Decrypt(uint64(hSession), in, capacity, query)
+		})
+	})
+}
+
+//export C_DecryptUpdate
+func C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR, ulEncryptedPartLen C.CK_ULONG, pPart C.CK_BYTE_PTR, pulPartLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_DecryptUpdate", func(l *tpmtoken.Library) error {
+		in, err := goBytes(unsafe.Pointer(pEncryptedPart), ulEncryptedPartLen)
+		if err != nil || pulPartLen == nil {
+			return errArgs
+		}
+		if err := l.DecryptUpdate(uint64(hSession), in); err != nil {
+			return err
+		}
+		*pulPartLen = 0 // RSA yields its plaintext at C_DecryptFinal
+		return nil
+	})
+}
+
+//export C_DecryptFinal
+func C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLastPartLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_DecryptFinal", func(l *tpmtoken.Library) error {
+		return output(pLastPart, pulLastPartLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.DecryptFinal(uint64(hSession), capacity, query)
+		})
+	})
+}

@@ -131,6 +131,20 @@ func mechanism(p C.CK_MECHANISM_PTR) (tpmtoken.Mechanism, error) {
 	if err != nil {
 		return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
 	}
+	// CK_RSA_PKCS_OAEP_PARAMS points at its label: pass hashAlg, mgf and
+	// source, then the label bytes, so no C pointer leaves this package.
+	if uint64(p.mechanism) == ck.CKM_RSA_PKCS_OAEP {
+		if p.ulParameterLen != C.CK_ULONG(unsafe.Sizeof(C.CK_RSA_PKCS_OAEP_PARAMS{})) {
+			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		o := (*C.CK_RSA_PKCS_OAEP_PARAMS)(p.pParameter)
+		label, err := goBytes(unsafe.Pointer(o.pSourceData), o.ulSourceDataLen)
+		if err != nil {
+			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		param = param[:24]
+		param = append(param, label...)
+	}
 	return tpmtoken.Mechanism{Type: uint64(p.mechanism), Param: param}, nil
 }
 

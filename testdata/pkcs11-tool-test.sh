@@ -65,6 +65,20 @@ openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:0 -ver
   || fail "PSS salt 0"
 pass "SHA256-RSA-PKCS-PSS with salt length 0 (encoded in the module) verified by openssl"
 
+# Decryption in the TPM (raw RSA) with padding removed in the module.
+echo "for the TPM's eyes" > secret
+openssl pkeyutl -encrypt -pubin -inkey pub02.pem -in secret -out ct
+PU --decrypt --id 02 -m RSA-PKCS -i ct -o pt >/dev/null 2>&1 && cmp -s pt secret || fail "RSA-PKCS decrypt"
+openssl pkeyutl -encrypt -pubin -inkey pub02.pem -in secret -out ct -pkeyopt rsa_padding_mode:oaep \
+  -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256
+PU --decrypt --id 02 -m RSA-PKCS-OAEP --hash-algorithm SHA256 --mgf MGF1-SHA256 -i ct -o pt >/dev/null 2>&1 && cmp -s pt secret \
+  || fail "RSA-PKCS-OAEP decrypt"
+pass "RSA-PKCS and RSA-PKCS-OAEP (SHA-256) ciphertexts from openssl decrypted in the TPM"
+
+out=$(PU --test 2>&1) || fail "pkcs11-tool --test --login: $out"
+echo "$out" | grep -q "No errors" || fail "pkcs11-tool --test --login: $out"
+pass "pkcs11-tool --test --login: no errors"
+
 # Verification inside the module, and a tampered signature refused.
 PU --sign --id 01 -m ECDSA-SHA256 -i data -o sig >/dev/null
 PU --verify --id 01 -m ECDSA-SHA256 -i data --signature-file sig 2>&1 | grep -q "Signature is valid" || fail "C_Verify"

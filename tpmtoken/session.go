@@ -22,6 +22,7 @@ type Session struct {
 	verify  *verifyOp
 	pending *pending
 	digest  *digestOp
+	decrypt *decryptOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -32,7 +33,7 @@ func (s *Session) close() {
 	if s.pending != nil {
 		s.pending.cancel()
 	}
-	s.sign, s.verify, s.find, s.pending, s.digest = nil, nil, nil, nil, nil
+	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt = nil, nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)

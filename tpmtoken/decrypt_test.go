@@ -1,0 +1,57 @@
+package tpmtoken_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+// RSA decryption in the TPM round-trips with Go's crypto: PKCS#1 v1.5 and
+// OAEP-SHA256 with a label (which a TPM's own OAEP cannot serve).
+func TestRSADecryptAgainstGoCrypto(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_MODULUS_BITS, ulong(2048)}}, []tpmtoken.Attr{{ck.CKA_DECRYPT, []byte{1}}})
+	require.NoError(t, err)
+	res, err := l.GetAttributeValue(h, priv, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	pk, err := x509.ParsePKIXPublicKey(res[0].Value)
+	require.NoError(t, err)
+	pub := pk.(*rsa.PublicKey)
+	msg := []byte("decrypted inside the TPM")
+
+	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
+	require.NoError(t, err)
+	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS}, priv))
+	_, n, err := l.Decrypt(h, ct, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 256, n)
+	got, _, err := l.Decrypt(h, ct, 256, false)
+	require.NoError(t, err)
+	require.Equal(t, msg, got)
+
+	label := []byte("a label")
+	ct, err = rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, msg, label)
+	require.NoError(t, err)
+	param := binary.NativeEndian.AppendUint64(nil, ck.CKM_SHA256)
+	param = binary.NativeEndian.AppendUint64(param, ck.CKG_MGF1_SHA256)
+	param = binary.NativeEndian.AppendUint64(param, 1)
+	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(param, label...)}, priv))
+	got, _, err = l.Decrypt(h, ct, 256, false)
+	require.NoError(t, err)
+	require.Equal(t, msg, got)
+
+	// The wrong label is refused, not silently decrypted.
+	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(param, "other"...)}, priv))
+	_, _, err = l.Decrypt(h, ct, 256, false)
+	require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, ck.ToRV(err))
+}
