@@ -28,3 +28,5 @@ printf '%-52s %12s %8s\n' "8 threads, own sessions, ECDSA signs/s (errors)" "$(v
 printf '%-52s %12s %8s\n' "1 thread, 32 async sessions, ECDSA signs/s (errors)" "$(v ec_async32_signs_per_s) ($(v ec_async32_errors))" "$(ratio "$(v ec_async32_signs_per_s)" "$ec_floor")"
 printf '%-52s %12s %8s\n' "C_Sign returning CKR_PENDING p50 / p99 us" "$(v pending_return_p50_us) / $(v pending_return_p99_us)" ""
 printf '%-52s %12s %8s\n' "dlopen -> logged in, ms" "$(v dlopen_to_logged_in_ms)" ""
+printf '%-52s %12s %8s\n' "RSS added by loading + login, MB" "$(v rss_module_mb)" ""
+printf '%-52s %12s %8s\n' "RSS added by 1,000 open sessions, MB" "$(v rss_1000_sessions_mb)" ""

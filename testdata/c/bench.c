@@ -40,6 +40,17 @@ static CK_SESSION_HANDLE session(CK_FLAGS extra) {
 
 static CK_OBJECT_HANDLE ec_key, rsa_key;
 
+/* rss_mb is this process's resident set size. */
+static double rss_mb(void) {
+  FILE *fp = fopen("/proc/self/status", "r");
+  char line[256];
+  double kb = 0;
+  while (fp && fgets(line, sizeof line, fp))
+    if (strncmp(line, "VmRSS:", 6) == 0) kb = atof(line + 6);
+  if (fp) fclose(fp);
+  return kb / 1024;
+}
+
 static int sign_once(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech) {
   CK_MECHANISM m = {mech, NULL, 0};
   CK_BYTE sig[512];
@@ -125,7 +136,7 @@ static void async32(int n) {
 
 int main(int argc, char **argv) {
   int n = argc > 2 ? atoi(argv[2]) : 400;
-  double t0 = now();
+  double rss0 = rss_mb(), t0 = now();
   void *so = dlopen(argv[1], RTLD_NOW);
   if (!so) return 2;
   CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
@@ -136,6 +147,13 @@ int main(int argc, char **argv) {
   CK_SESSION_HANDLE h = session(0);
   if (f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8) != CKR_OK) return 4;
   printf("dlopen_to_logged_in_ms %.1f\n", (now() - t0) * 1e3);
+  double rss1 = rss_mb();
+  printf("rss_module_mb %.1f\n", rss1 - rss0);
+  CK_SESSION_HANDLE many[1000];
+  for (int i = 0; i < 1000; i++) many[i] = session(0);
+  printf("rss_1000_sessions_mb %.1f\n", rss_mb() - rss1);
+  for (int i = 0; i < 1000; i++) f->C_CloseSession(many[i]);
+  f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8); /* closing the last other sessions kept h's login */
   CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0}, rgen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
   CK_ULONG bits = 2048;
   CK_ATTRIBUTE pub[] = {{CKA_EC_PARAMS, ec_params, sizeof ec_params}}, rpub[] = {{CKA_MODULUS_BITS, &bits, sizeof bits}};
