@@ -75,6 +75,9 @@ func (l *Library) MechanismInfo(id uint64, m ck.MechType) (MechInfo, error) {
 	if !ok {
 		return MechInfo{}, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
+	if l.Simulated() {
+		info.Flags &^= ck.CKF_HW // a simulator is not hardware: say so
+	}
 	return info, nil
 }
 
