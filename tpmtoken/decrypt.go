@@ -72,16 +72,7 @@ func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
 }
 
 func (l *Library) decryptOp(h uint64) (*Session, *decryptOp, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.decrypt == nil {
-		return nil, nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
-	}
-	return s, s.decrypt, nil
+	return activeOp(l, h, func(s *Session) *decryptOp { return s.decrypt })
 }
 
 // DecryptUpdate collects ciphertext; RSA decrypts it whole at DecryptFinal

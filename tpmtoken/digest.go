@@ -33,16 +33,7 @@ func (l *Library) DigestInit(h uint64, m Mechanism) error {
 }
 
 func (l *Library) digestOp(h uint64) (*Session, *digestOp, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.digest == nil {
-		return nil, nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
-	}
-	return s, s.digest, nil
+	return activeOp(l, h, func(s *Session) *digestOp { return s.digest })
 }
 
 // Digest hashes data in one part; length rules as for Sign.

@@ -13,22 +13,50 @@ import (
 	"github.com/tpm11/tpm11/tpm"
 )
 
+// input is what a sign or verify operation has been fed: hashed as it
+// comes for the hashing mechanisms, kept whole for the raw ones.
+type input struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newInput(spec mechSpec) input {
+	if spec.hash != 0 {
+		return input{h: spec.hash.New()}
+	}
+	return input{}
+}
+
+func (in *input) write(data []byte) {
+	if in.h != nil {
+		in.h.Write(data)
+	} else {
+		in.buf = append(in.buf, data...)
+	}
+}
+
+// value is the digest, or the raw data.
+func (in *input) value() []byte {
+	if in.h != nil {
+		return in.h.Sum(nil)
+	}
+	return in.buf
+}
+
 // signOp is an initialized C_Sign* operation.
 type signOp struct {
+	input
 	key    *Object
 	spec   mechSpec
 	pss    pssParams
 	sigLen int
-	h      hash.Hash
-	buf    []byte
 }
 
 type verifyOp struct {
+	input
 	pub  crypto.PublicKey
 	spec mechSpec
 	pss  pssParams
-	h    hash.Hash
-	buf  []byte
 }
 
 // digestInfo prefixes (DER of DigestInfo up to the digest) by hash.
@@ -105,28 +133,31 @@ func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
 	if err != nil {
 		return err
 	}
-	op := &signOp{key: o, spec: spec, pss: pss, sigLen: keySize(o)}
-	if spec.hash != 0 {
-		op.h = spec.hash.New()
-	}
+	op := &signOp{input: newInput(spec), key: o, spec: spec, pss: pss, sigLen: keySize(o)}
 	s.mu.Lock()
 	s.sign = op
 	s.mu.Unlock()
 	return nil
 }
 
-// takeSign returns the session's sign operation.
 func (l *Library) signOp(h uint64) (*Session, *signOp, error) {
+	return activeOp(l, h, func(s *Session) *signOp { return s.sign })
+}
+
+// activeOp returns session h and its operation that pick selects, or
+// CKR_OPERATION_NOT_INITIALIZED when there is none.
+func activeOp[T any](l *Library, h uint64, pick func(*Session) *T) (*Session, *T, error) {
 	s, err := l.session(h)
 	if err != nil {
 		return nil, nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sign == nil {
+	op := pick(s)
+	if op == nil {
 		return nil, nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
 	}
-	return s, s.sign, nil
+	return s, op, nil
 }
 
 // Sign signs data in one part. With query, or an output buffer smaller than
@@ -140,11 +171,7 @@ func (l *Library) Sign(h uint64, data []byte, outCap int, query bool) ([]byte, i
 	if answered, err := sized(op.sigLen, outCap, query); answered {
 		return nil, op.sigLen, err
 	}
-	if op.h != nil {
-		op.h.Write(data)
-	} else {
-		op.buf = append(op.buf, data...)
-	}
+	op.write(data)
 	return l.finishSign(s, op, "C_Sign")
 }
 
@@ -154,15 +181,11 @@ func (l *Library) SignUpdate(h uint64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if op.h == nil {
-		op.buf = append(op.buf, data...)
-		if len(op.buf) > 1<<16 {
-			s.endSign()
-			return ck.E(ck.CKR_DATA_LEN_RANGE)
-		}
-		return nil
+	op.write(data)
+	if op.h == nil && len(op.buf) > 1<<16 {
+		s.endSign()
+		return ck.E(ck.CKR_DATA_LEN_RANGE)
 	}
-	op.h.Write(data)
 	return nil
 }
 
@@ -188,17 +211,14 @@ func (s *Session) endSign() {
 // operation is then consumed: its state lives in the pending job).
 func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, error) {
 	defer s.endSign()
-	input := op.buf
-	if op.h != nil {
-		input = op.h.Sum(nil)
-	}
+	data := op.value()
 	key := op.key.key
 	var job func(e *tpm.Engine) (any, error)
 	var err error
 	if op.key.keyType() == ck.CKK_EC {
-		job, err = ecdsaJob(key, input, op.sigLen/2)
+		job, err = ecdsaJob(key, data, op.sigLen/2)
 	} else {
-		job, err = rsaJob(key, op, input)
+		job, err = rsaJob(key, op, data)
 	}
 	if err != nil {
 		return nil, 0, err
@@ -379,10 +399,7 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 	if err != nil {
 		return err
 	}
-	op := &verifyOp{pub: pub, spec: spec, pss: pss}
-	if spec.hash != 0 {
-		op.h = spec.hash.New()
-	}
+	op := &verifyOp{input: newInput(spec), pub: pub, spec: spec, pss: pss}
 	s.mu.Lock()
 	s.verify = op
 	s.mu.Unlock()
@@ -390,16 +407,7 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 }
 
 func (l *Library) verifyOp(h uint64) (*Session, *verifyOp, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.verify == nil {
-		return nil, nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
-	}
-	return s, s.verify, nil
+	return activeOp(l, h, func(s *Session) *verifyOp { return s.verify })
 }
 
 // Verify checks sig over data in one part.
@@ -408,11 +416,7 @@ func (l *Library) Verify(h uint64, data, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	if op.h != nil {
-		op.h.Write(data)
-	} else {
-		op.buf = append(op.buf, data...)
-	}
+	op.write(data)
 	return s.finishVerify(op, sig)
 }
 
@@ -422,11 +426,7 @@ func (l *Library) VerifyUpdate(h uint64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if op.h != nil {
-		op.h.Write(data)
-	} else {
-		op.buf = append(op.buf, data...)
-	}
+	op.write(data)
 	return nil
 }
 
@@ -443,10 +443,7 @@ func (s *Session) finishVerify(op *verifyOp, sig []byte) error {
 	s.mu.Lock()
 	s.verify = nil
 	s.mu.Unlock()
-	input := op.buf
-	if op.h != nil {
-		input = op.h.Sum(nil)
-	}
+	input := op.value()
 	bad := ck.E(ck.CKR_SIGNATURE_INVALID)
 	switch pub := op.pub.(type) {
 	case *ecdsa.PublicKey:
