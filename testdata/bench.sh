@@ -9,6 +9,8 @@ gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -o "$WORK/bench" "$ROOT/testdata
 floor=$(cd "$ROOT" && go test -run '^$' -bench SignVsFloor -benchtime ${N}x ./tpmtoken/ 2>/dev/null)
 ec_floor=$(echo "$floor" | awk '/ECDSA-P256/ {for (i=1;i<NF;i++) if ($(i+1)=="floor-signs/s") print $i}')
 rsa_floor=$(echo "$floor" | awk '/RSA2048/ {for (i=1;i<NF;i++) if ($(i+1)=="floor-signs/s") print $i}')
+more=$(cd "$ROOT" && go test -run '^$' -bench 'Commands|ManyObjects' -benchtime 1x ./tpmtoken/ 2>/dev/null)
+m() { echo "$more" | awk -v k="$1" '{for (i=1;i<NF;i++) if ($(i+1)==k) print $i}'; }
 
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
@@ -30,3 +32,8 @@ printf '%-52s %12s %8s\n' "C_Sign returning CKR_PENDING p50 / p99 us" "$(v pendi
 printf '%-52s %12s %8s\n' "dlopen -> logged in, ms" "$(v dlopen_to_logged_in_ms)" ""
 printf '%-52s %12s %8s\n' "RSS added by loading + login, MB" "$(v rss_module_mb)" ""
 printf '%-52s %12s %8s\n' "RSS added by 1,000 open sessions, MB" "$(v rss_1000_sessions_mb)" ""
+printf '%-52s %12s %8s\n' "TPM commands, start to logged in" "$(m cmds-to-login)" ""
+printf '%-52s %12s %8s\n' "TPM commands per steady-state C_Sign" "$(m cmds/sign)" ""
+printf '%-52s %12s %8s\n' "10,000 objects: C_Initialize, ms" "$(m init-ms)" ""
+printf '%-52s %12s %8s\n' "10,000 objects: first find (reads the store), ms" "$(m first-find-ms)" ""
+printf '%-52s %12s %8s\n' "10,000 objects: find by attribute, ms" "$(m find-ms)" ""

@@ -105,3 +105,94 @@ func tokenSigns(b *testing.B, kind string, n int) []time.Duration {
 	}
 	return out
 }
+
+// BenchmarkCommands counts TPM commands from start to logged in, and per
+// steady-state sign.
+func BenchmarkCommands(b *testing.B) {
+	spec, store := startSwtpm(b), b.TempDir()
+	l := open2(b, spec, store)
+	h := provision(b, l)
+	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, p256}},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.Close()
+
+	l = open2(b, spec, store)
+	defer l.Close()
+	s, _ := l.OpenSession(0, ck.CKF_SERIAL_SESSION)
+	if err := l.Login(s, ck.CKU_USER, []byte("userpin")); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(l.TPMCommands()), "cmds-to-login")
+	_ = priv
+	if err := l.FindObjectsInit(s, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)}}); err != nil {
+		b.Fatal(err)
+	}
+	keys, _ := l.FindObjects(s, 1)
+	_ = l.FindObjectsFinal(s)
+	sign := func() {
+		if err := l.SignInit(s, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, keys[0]); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := l.Sign(s, []byte("x"), 64, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sign() // first use loads the storage key and the key
+	before := l.TPMCommands()
+	n := max(b.N, 10)
+	for i := 0; i < n; i++ {
+		sign()
+	}
+	b.ReportMetric(float64(l.TPMCommands()-before)/float64(n), "cmds/sign")
+}
+
+func open2(b *testing.B, spec, store string) *tpmtoken.Library {
+	l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkManyObjects: C_Initialize and a find by CKA_ID with 10,000
+// objects in the store.
+func BenchmarkManyObjects(b *testing.B) {
+	spec, dir := startSwtpm(b), b.TempDir()
+	l := open2(b, spec, dir)
+	h := provision(b, l)
+	for i := 0; i < 10000; i++ {
+		if _, err := l.CreateObject(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_DATA)}, {ck.CKA_TOKEN, []byte{1}},
+			{ck.CKA_LABEL, []byte{byte(i), byte(i >> 8)}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Close()
+	var initT, firstFind, find time.Duration
+	for i := 0; i < max(b.N, 3); i++ {
+		t0 := time.Now()
+		l = open2(b, spec, dir)
+		initT += time.Since(t0)
+		s, _ := l.OpenSession(0, ck.CKF_SERIAL_SESSION)
+		t0 = time.Now()
+		_ = l.FindObjectsInit(s, []tpmtoken.Attr{{ck.CKA_LABEL, []byte{7, 7}}})
+		firstFind += time.Since(t0)
+		_ = l.FindObjectsFinal(s)
+		t0 = time.Now()
+		_ = l.FindObjectsInit(s, []tpmtoken.Attr{{ck.CKA_LABEL, []byte{8, 8}}})
+		got, _ := l.FindObjects(s, 10)
+		find += time.Since(t0)
+		if len(got) != 1 {
+			b.Fatalf("found %d", len(got))
+		}
+		_ = l.FindObjectsFinal(s)
+		l.Close()
+	}
+	n := float64(max(b.N, 3))
+	b.ReportMetric(float64(initT.Microseconds())/n/1000, "init-ms")
+	b.ReportMetric(float64(firstFind.Microseconds())/n/1000, "first-find-ms")
+	b.ReportMetric(float64(find.Microseconds())/n/1000, "find-ms")
+}

@@ -265,3 +265,14 @@ func (l *Library) pinFlags() uint64 {
 	}
 	return f
 }
+
+// TPMCommands is how many TPM commands this library has sent: for
+// diagnostics and benchmarks.
+func (l *Library) TPMCommands() uint64 {
+	if l.q == nil {
+		return 0
+	}
+	v, _ := l.q.Do(0, func(e *tpm.Engine) (any, error) { return e.Commands, nil })
+	n, _ := v.(uint64)
+	return n
+}

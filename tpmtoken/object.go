@@ -49,7 +49,7 @@ func (t *Token) refresh() error {
 	if err != nil {
 		return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
 	}
-	if !changed && len(t.byUID) > 0 {
+	if !changed {
 		return nil
 	}
 	for uid, h := range t.byUID {

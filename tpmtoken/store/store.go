@@ -155,8 +155,9 @@ func (o *Objects) ClearAll() error {
 	return nil
 }
 
-// Sync brings the cache up to date with the disk and returns the objects
-// by UID, plus whether anything changed since the last Sync.
+// Sync brings the cache up to date with the disk and, when anything changed
+// since the last Sync, returns all objects by UID (nil otherwise: the
+// caller's view is current).
 func (o *Objects) Sync() (map[string]*Object, bool, error) {
 	st, err := os.Stat(o.dir)
 	if err != nil {
@@ -202,6 +203,9 @@ func (o *Objects) Sync() (map[string]*Object, bool, error) {
 				changed = true
 			}
 		}
+	}
+	if !changed {
+		return nil, false, nil
 	}
 	out := make(map[string]*Object, len(o.cache))
 	for uid, c := range o.cache {
