@@ -140,3 +140,51 @@ func C_CreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, 
 		return nil
 	})
 }
+
+//export C_SetAttributeValue
+func C_SetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
+	return call("C_SetAttributeValue", func(l *tpmtoken.Library) error {
+		if pTemplate == nil && ulCount > 0 {
+			return errArgs
+		}
+		t, err := template(pTemplate, ulCount)
+		if err != nil {
+			return err
+		}
+		return l.SetAttributeValue(uint64(hSession), uint64(hObject), t)
+	})
+}
+
+//export C_CopyObject
+func C_CopyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phNewObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+	return call("C_CopyObject", func(l *tpmtoken.Library) error {
+		if phNewObject == nil || (pTemplate == nil && ulCount > 0) {
+			return errArgs
+		}
+		t, err := template(pTemplate, ulCount)
+		if err != nil {
+			return err
+		}
+		h, err := l.CopyObject(uint64(hSession), uint64(hObject), t)
+		if err != nil {
+			return err
+		}
+		*phNewObject = C.CK_OBJECT_HANDLE(h)
+		return nil
+	})
+}
+
+//export C_GetObjectSize
+func C_GetObjectSize(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pulSize C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_GetObjectSize", func(l *tpmtoken.Library) error {
+		if pulSize == nil {
+			return errArgs
+		}
+		n, err := l.ObjectSize(uint64(hSession), uint64(hObject))
+		if err != nil {
+			return err
+		}
+		*pulSize = C.CK_ULONG(n)
+		return nil
+	})
+}

@@ -159,7 +159,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, err
 	}
 	priv, err := keyTemplate(vt, ck.CKO_PRIVATE_KEY, kt,
-		map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: false,
+		map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
 			ck.CKA_DESTROYABLE: true, ck.CKA_SIGN: true, ck.CKA_DECRYPT: false, ck.CKA_DERIVE: false, ck.CKA_UNWRAP: false,
 			ck.CKA_SIGN_RECOVER: false, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false, ck.CKA_ALWAYS_AUTHENTICATE: false,
 			ck.CKA_WRAP_WITH_TRUSTED: false}, privAllowed)

@@ -1,0 +1,147 @@
+package tpmtoken
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/tpm11/tpm11/ck"
+)
+
+// modifiableAttrs may change after creation (when CKA_MODIFIABLE is true).
+// Usage flags may only be turned off for keys: a TPM key's allowed use is
+// fixed by its template, so turning one on is refused.
+var modifiableAttrs = []ck.AttributeType{ck.CKA_LABEL, ck.CKA_ID, ck.CKA_SUBJECT, ck.CKA_START_DATE,
+	ck.CKA_END_DATE, ck.CKA_APPLICATION, ck.CKA_OBJECT_ID, ck.CKA_VALUE}
+
+// SetAttributeValue changes attributes of obj with the spec's rules.
+func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return err
+	}
+	if o.session == 0 && !s.rw() {
+		return ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	if len(o.Attrs[ck.CKA_MODIFIABLE]) == 1 && !o.Attrs.Bool(ck.CKA_MODIFIABLE) {
+		return ck.E(ck.CKR_ACTION_PROHIBITED)
+	}
+	next := Attrs{}
+	for k, v := range o.Attrs {
+		next[k] = v
+	}
+	class := o.class()
+	for _, a := range tmpl {
+		switch {
+		case a.Type == ck.CKA_VALUE && class != ck.CKO_DATA:
+			return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "CKA_VALUE")
+		case contains(modifiableAttrs, a.Type):
+			next[a.Type] = bytes.Clone(a.Value)
+		case contains(usageAttrs, a.Type):
+			t := NewTemplate([]Attr{a})
+			b, _, err := t.Bool(a.Type)
+			if err != nil {
+				return err
+			}
+			if b && !o.Attrs.Bool(a.Type) {
+				return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "usage 0x%x cannot be added to a TPM key", a.Type)
+			}
+			next.SetBool(a.Type, b)
+		case a.Type == ck.CKA_SENSITIVE || a.Type == ck.CKA_EXTRACTABLE || a.Type == ck.CKA_PRIVATE || a.Type == ck.CKA_TOKEN:
+			if !bytes.Equal(o.Attrs[a.Type], a.Value) {
+				return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x", a.Type)
+			}
+		default:
+			if _, known := o.Attrs[a.Type]; known {
+				return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x", a.Type)
+			}
+			return ck.Errorf(ck.CKR_ATTRIBUTE_TYPE_INVALID, "attribute 0x%x", a.Type)
+		}
+	}
+	if o.session == 0 {
+		rec := o.record()
+		rec.Attrs = next
+		if err := s.tok.objs.Put(rec); err != nil {
+			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		}
+	}
+	s.tok.mu.Lock()
+	o.Attrs = next
+	s.tok.mu.Unlock()
+	return nil
+}
+
+// CopyObject copies obj with tmpl's changes (an empty template is the
+// plain copy NSS asks for). TPM keys copy as new objects over the same
+// TPM-wrapped blobs: no key material leaves the TPM.
+func (l *Library) CopyObject(h, obj uint64, tmpl []Attr) (uint64, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return 0, err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return 0, err
+	}
+	if len(o.Attrs[ck.CKA_COPYABLE]) == 1 && !o.Attrs.Bool(ck.CKA_COPYABLE) {
+		return 0, ck.E(ck.CKR_ACTION_PROHIBITED)
+	}
+	c := &Object{UID: newUID(), Attrs: Attrs{}, key: nil}
+	for k, v := range o.Attrs {
+		c.Attrs[k] = v
+	}
+	t := NewTemplate(tmpl)
+	for typ, v := range t {
+		switch {
+		case typ == ck.CKA_TOKEN || typ == ck.CKA_PRIVATE || typ == ck.CKA_MODIFIABLE || typ == ck.CKA_DESTROYABLE:
+			b, _, err := t.Bool(typ)
+			if err != nil {
+				return 0, err
+			}
+			c.Attrs.SetBool(typ, b)
+		case contains(modifiableAttrs, typ) && (typ != ck.CKA_VALUE || o.class() == ck.CKO_DATA):
+			c.Attrs[typ] = bytes.Clone(v)
+		default:
+			return 0, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x", typ)
+		}
+	}
+	if c.Attrs.Bool(ck.CKA_TOKEN) && !s.rw() {
+		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	if c.Attrs.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
+		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	if o.key != nil {
+		k := *o.key
+		k.ID = "key:" + c.UID
+		c.key = &k
+	}
+	c.Attrs[ck.CKA_UNIQUE_ID] = []byte(c.UID)
+	if !c.Attrs.Bool(ck.CKA_TOKEN) {
+		c.session = h
+	}
+	if err := s.tok.add(c); err != nil {
+		return 0, err
+	}
+	return c.Handle, nil
+}
+
+// ObjectSize is the size of the object's stored record, in bytes.
+func (l *Library) ObjectSize(h, obj uint64) (uint64, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return 0, err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(o.record())
+	if err != nil {
+		return 0, ck.Wrap(ck.CKR_GENERAL_ERROR, err)
+	}
+	return uint64(len(b)), nil
+}
