@@ -84,3 +84,14 @@ func C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE_PTR, ul
 		return nil
 	})
 }
+
+//export C_SeedRandom
+func C_SeedRandom(hSession C.CK_SESSION_HANDLE, pSeed C.CK_BYTE_PTR, ulSeedLen C.CK_ULONG) C.CK_RV {
+	return call("C_SeedRandom", func(l *tpmtoken.Library) error {
+		seed, err := goBytes(unsafe.Pointer(pSeed), ulSeedLen)
+		if err != nil {
+			return err
+		}
+		return l.SeedRandom(uint64(hSession), seed)
+	})
+}

@@ -57,7 +57,27 @@ func SetDAParameters(t transport.TPM, maxTries, recoverySeconds, lockoutRecovery
 		cmd = binary.BigEndian.AppendUint32(cmd, v)
 	}
 	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
-	rsp, err := t.Send(cmd)
+	return checkRC(t.Send(cmd))
+}
+
+// StirRandom mixes data into the TPM's RNG state (TPM2_StirRandom, which
+// go-tpm's tpm2 package lacks), at most 128 bytes per command.
+func (e *Engine) StirRandom(data []byte) error {
+	for len(data) > 0 {
+		n := min(len(data), 128)
+		cmd := []byte{0x80, 0x01, 0, 0, 0, 0, 0, 0, 0x01, 0x46} // TPM_ST_NO_SESSIONS, size, TPM_CC_StirRandom
+		cmd = binary.BigEndian.AppendUint16(cmd, uint16(n))
+		cmd = append(cmd, data[:n]...)
+		binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
+		if err := checkRC(e.tr().Send(cmd)); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+func checkRC(rsp []byte, err error) error {
 	if err != nil {
 		return err
 	}

@@ -336,3 +336,12 @@ func (l *Library) GenerateRandom(h uint64, n int) ([]byte, error) {
 		dataResult, nil)
 	return res.Data, err
 }
+
+// SeedRandom mixes seed into the TPM's RNG (TPM2_StirRandom). No login needed.
+func (l *Library) SeedRandom(h uint64, seed []byte) error {
+	if _, err := l.session(h); err != nil {
+		return err
+	}
+	_, err := l.run(h, func(e *tpm.Engine) (any, error) { return nil, e.StirRandom(seed) })
+	return err
+}

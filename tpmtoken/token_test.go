@@ -112,6 +112,12 @@ func TestTokenKeygenSignAcrossLibraries(t *testing.T) {
 	require.True(t, ecdsa.Verify(pk.(*ecdsa.PublicKey), d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])))
 	require.NoError(t, l.VerifyInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, pubH))
 	require.NoError(t, l.Verify(h, msg, sig))
+	require.NoError(t, l.SeedRandom(h, make([]byte, 300)), "TPM2_StirRandom in chunks")
+	r1, err := l.GenerateRandom(h, 100)
+	require.NoError(t, err)
+	r2, _ := l.GenerateRandom(h, 100)
+	require.Len(t, r1, 100)
+	require.NotEqual(t, r1, r2)
 	l.Close()
 
 	// A new library (as after C_Finalize/C_Initialize, or another process)
