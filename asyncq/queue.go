@@ -29,6 +29,9 @@ type Queue[R any] struct {
 	wake chan struct{}
 	done chan struct{}
 
+	idleAfter time.Duration
+	onIdle    func(R)
+
 	mu       sync.Mutex
 	queues   map[uint64][]*Ticket
 	ring     []uint64 // owners with queued jobs, in service order
@@ -70,6 +73,15 @@ func New[R any](res R) *Queue[R] {
 	}
 	go q.work()
 	return q
+}
+
+// OnIdle makes the worker call f with the resource once the queue has been
+// empty for d (e.g. to let go of a TPM other processes wait for). Call it
+// before submitting work.
+func (q *Queue[R]) OnIdle(d time.Duration, f func(R)) {
+	q.mu.Lock()
+	q.idleAfter, q.onIdle = d, f
+	q.mu.Unlock()
 }
 
 // Submit queues job for owner. discard, if not nil, runs on the worker with
@@ -134,18 +146,31 @@ func (q *Queue[R]) next() *Ticket {
 
 func (q *Queue[R]) work() {
 	defer close(q.done)
+	busySinceIdle := false
 	for {
 		t := q.next()
 		if t == nil {
 			q.mu.Lock()
-			closed := q.closed
+			closed, after, onIdle := q.closed, q.idleAfter, q.onIdle
 			q.mu.Unlock()
 			if closed {
 				return
 			}
-			<-q.wake
+			if onIdle == nil || !busySinceIdle {
+				<-q.wake
+				continue
+			}
+			timer := time.NewTimer(after)
+			select {
+			case <-q.wake:
+				timer.Stop()
+			case <-timer.C:
+				onIdle(q.res)
+				busySinceIdle = false
+			}
 			continue
 		}
+		busySinceIdle = true
 		v, err := safeRun(t.run)
 		t.mu.Lock()
 		cancelled := t.cancelled

@@ -120,4 +120,22 @@ echo "public note" > note
 PU --write-object note --type data --label note >/dev/null || fail "write data object"
 P --token-label ci -O --type data | grep -q "note" || fail "public data object not visible without login"
 pass "X.509 certificate and public data object stored, listed and read back without login"
+# Four processes at once on one token and one swtpm: keygen, find, sign, destroy.
+pids=
+for p in 1 2 3 4; do
+  (
+    for r in 1 2 3; do
+      id=$(printf '07%d%d' $p $r)
+      PU --keypairgen --key-type EC:prime256v1 --id $id --label mp >/dev/null 2>&1 || { echo "keygen $p/$r" >> mp-errors; continue; }
+      PU --sign --id $id -m ECDSA-SHA256 -i data -o sig-$p >/dev/null 2>&1 || echo "sign $p/$r" >> mp-errors
+      [ $r = 3 ] || PU --delete-object --type privkey --id $id >/dev/null 2>&1 || echo "delete $p/$r" >> mp-errors
+    done
+  ) &
+  pids="$pids $!"
+done
+wait $pids  # not a bare wait: swtpm is a background job too
+[ -f mp-errors ] && fail "concurrent processes: $(cat mp-errors | tr '\n' ' ')"
+n=$(PU -O --type privkey 2>/dev/null | grep -c "label: *mp")
+[ "$n" = 4 ] || fail "expected 4 surviving keys from 4 processes, found $n"
+pass "4 concurrent processes: 12 keygens, 12 signs, 8 deletes, no errors, consistent view"
 echo "pkcs11-tool tests passed"

@@ -232,6 +232,16 @@ func (e *Engine) ForgetChildren(parentID string) {
 	}
 }
 
+// SaveAll saves and flushes every loaded object, leaving the TPM's slots to
+// other processes; each comes back by ContextLoad when next used.
+func (e *Engine) SaveAll() {
+	for e.loadedCount() > 0 {
+		if e.evictOne(nil) != nil {
+			return
+		}
+	}
+}
+
 // FlushAll empties the TPM of everything this Engine loaded.
 func (e *Engine) FlushAll() {
 	for id := range e.slots {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -23,6 +24,10 @@ type Device struct {
 	Simulated bool
 	// Spec is the backend specification it was opened from.
 	Spec string
+	// Release, if not nil, disconnects from a TPM that serves one client at
+	// a time (swtpm), so other processes can reach it; the next command
+	// reconnects.
+	Release func() error
 	// DefaultSlots is how many transient objects may be loaded at once
 	// before the Engine must swap; a kernel resource manager virtualizes them.
 	ObjectSlots int
@@ -66,7 +71,7 @@ func Open(spec, stateDir string) (*Device, error) {
 		if err := s.connect(); err != nil {
 			return nil, err
 		}
-		return &Device{TPM: Retrying(s), Close: s.Close, Spec: spec, ObjectSlots: 3}, nil
+		return &Device{TPM: Retrying(s), Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3}, nil
 	case "simulator":
 		if simulatorOpener == nil {
 			return nil, ErrNoSimulator
@@ -104,13 +109,25 @@ func NewStream(c net.Conn) *Stream {
 	return &Stream{conn: c, dial: func() (net.Conn, error) { return nil, errors.New("connection closed") }}
 }
 
+// ConnectWait bounds how long a connection waits for a swtpm busy with
+// another process (it serves one at a time; its listen queue is short).
+var ConnectWait = 30 * time.Second
+
 func (s *Stream) connect() error {
-	c, err := s.dial()
-	if err != nil {
-		return fmt.Errorf("connect to TPM: %w", err)
+	deadline := time.Now().Add(ConnectWait)
+	delay := time.Millisecond
+	for {
+		c, err := s.dial()
+		if err == nil {
+			s.conn = c
+			return nil
+		}
+		if !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
+			return fmt.Errorf("connect to TPM: %w", err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 50*time.Millisecond)
 	}
-	s.conn = c
-	return nil
 }
 
 // ResponseTimeout bounds one command so a dead TPM never hangs the host.

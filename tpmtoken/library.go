@@ -62,6 +62,15 @@ func Open(cfg Config) (*Library, error) {
 		t = tpm.Latency{T: t, Delay: cfg.Latency}
 	}
 	l.q = asyncq.New(tpm.NewEngine(t, l.dev.ObjectSlots))
+	if release := l.dev.Release; release != nil {
+		// swtpm serves one connection at a time and has no resource
+		// manager: when idle, hand the TPM back empty so other processes
+		// on the same token can use it.
+		l.q.OnIdle(ReleaseAfter, func(e *tpm.Engine) {
+			e.SaveAll()
+			_ = release()
+		})
+	}
 	l.srk = &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
 	recs, err := st.Tokens()
 	if err != nil {
@@ -75,6 +84,9 @@ func Open(cfg Config) (*Library, error) {
 	l.log.Info("initialized", "tpm", cfg.TPM, "store", cfg.Store, "tokens", len(recs), "simulated", l.dev.Simulated)
 	return l, nil
 }
+
+// ReleaseAfter is how long a swtpm connection stays with an idle process.
+var ReleaseAfter = 20 * time.Millisecond
 
 // DetachedWait bounds how long C_Finalize waits for detached operations.
 var DetachedWait = 60 * time.Second
