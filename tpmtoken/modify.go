@@ -15,19 +15,9 @@ var modifiableAttrs = []ck.AttributeType{ck.CKA_LABEL, ck.CKA_ID, ck.CKA_SUBJECT
 
 // SetAttributeValue changes attributes of obj with the spec's rules.
 func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
-	s, err := l.session(h)
+	s, o, err := l.changeableObject(h, obj, ck.CKA_MODIFIABLE)
 	if err != nil {
 		return err
-	}
-	o, err := s.tok.object(obj)
-	if err != nil {
-		return err
-	}
-	if o.session == 0 && !s.rw() {
-		return ck.E(ck.CKR_SESSION_READ_ONLY)
-	}
-	if len(o.Attrs[ck.CKA_MODIFIABLE]) == 1 && !o.Attrs.Bool(ck.CKA_MODIFIABLE) {
-		return ck.E(ck.CKR_ACTION_PROHIBITED)
 	}
 	next := Attrs{}
 	for k, v := range o.Attrs {
@@ -78,11 +68,7 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 // plain copy NSS asks for). TPM keys copy as new objects over the same
 // TPM-wrapped blobs: no key material leaves the TPM.
 func (l *Library) CopyObject(h, obj uint64, tmpl []Attr) (uint64, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return 0, err
-	}
-	o, err := s.tok.object(obj)
+	s, o, err := l.sessionObject(h, obj)
 	if err != nil {
 		return 0, err
 	}
@@ -131,11 +117,7 @@ func (l *Library) CopyObject(h, obj uint64, tmpl []Attr) (uint64, error) {
 
 // ObjectSize is the size of the object's stored record, in bytes.
 func (l *Library) ObjectSize(h, obj uint64) (uint64, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return 0, err
-	}
-	o, err := s.tok.object(obj)
+	_, o, err := l.sessionObject(h, obj)
 	if err != nil {
 		return 0, err
 	}

@@ -195,3 +195,32 @@ func getAttributes(o *Object, types []ck.AttributeType) []AttrResult {
 	}
 	return res
 }
+
+// sessionObject returns session h and the object obj visible to it.
+func (l *Library) sessionObject(h, obj uint64) (*Session, *Object, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, o, nil
+}
+
+// changeableObject is sessionObject for a change gated by flag
+// (CKA_MODIFIABLE, CKA_DESTROYABLE): token objects need a R/W session.
+func (l *Library) changeableObject(h, obj uint64, flag ck.AttributeType) (*Session, *Object, error) {
+	s, o, err := l.sessionObject(h, obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	if o.session == 0 && !s.rw() {
+		return nil, nil, ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	if len(o.Attrs[flag]) == 1 && !o.Attrs.Bool(flag) {
+		return nil, nil, ck.E(ck.CKR_ACTION_PROHIBITED)
+	}
+	return s, o, nil
+}

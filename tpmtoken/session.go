@@ -295,11 +295,7 @@ func (l *Library) FindObjectsFinal(h uint64) error {
 
 // GetAttributeValue answers for each type; see AttrResult.
 func (l *Library) GetAttributeValue(h, obj uint64, types []ck.AttributeType) ([]AttrResult, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return nil, err
-	}
-	o, err := s.tok.object(obj)
+	_, o, err := l.sessionObject(h, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -308,19 +304,9 @@ func (l *Library) GetAttributeValue(h, obj uint64, types []ck.AttributeType) ([]
 
 // DestroyObject destroys obj.
 func (l *Library) DestroyObject(h, obj uint64) error {
-	s, err := l.session(h)
+	s, o, err := l.changeableObject(h, obj, ck.CKA_DESTROYABLE)
 	if err != nil {
 		return err
-	}
-	o, err := s.tok.object(obj)
-	if err != nil {
-		return err
-	}
-	if o.session == 0 && !s.rw() {
-		return ck.E(ck.CKR_SESSION_READ_ONLY)
-	}
-	if len(o.Attrs[ck.CKA_DESTROYABLE]) == 1 && !o.Attrs.Bool(ck.CKA_DESTROYABLE) {
-		return ck.E(ck.CKR_ACTION_PROHIBITED)
 	}
 	return s.tok.destroy(o)
 }

@@ -107,21 +107,31 @@ func checkMech(m Mechanism, o *Object, usage ck.AttributeType) (mechSpec, pssPar
 	return spec, pss, err
 }
 
-// SignInit starts a signature with key.
-func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
+// keyOpInit returns session h and key for an *Init whose operation is
+// not already active (busy says whether it is).
+func (l *Library) keyOpInit(h, key uint64, busy func(*Session) bool) (*Session, *Object, error) {
 	s, err := l.session(h)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	s.mu.Lock()
-	busy := s.sign != nil
+	active := busy(s)
 	s.mu.Unlock()
-	if busy {
-		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	if active {
+		return nil, nil, ck.E(ck.CKR_OPERATION_ACTIVE)
 	}
 	o, err := s.tok.object(key)
 	if err != nil {
-		return ck.E(ck.CKR_KEY_HANDLE_INVALID)
+		return nil, nil, ck.E(ck.CKR_KEY_HANDLE_INVALID)
+	}
+	return s, o, nil
+}
+
+// SignInit starts a signature with key.
+func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
+	s, o, err := l.keyOpInit(h, key, func(s *Session) bool { return s.sign != nil })
+	if err != nil {
+		return err
 	}
 	if o.class() != ck.CKO_PRIVATE_KEY || o.key == nil {
 		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
@@ -371,19 +381,9 @@ func leftPad(b []byte, n int) []byte {
 // VerifyInit starts verification with a public (or private) key object;
 // verification runs in software on the public key.
 func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
-	s, err := l.session(h)
+	s, o, err := l.keyOpInit(h, key, func(s *Session) bool { return s.verify != nil })
 	if err != nil {
 		return err
-	}
-	s.mu.Lock()
-	busy := s.verify != nil
-	s.mu.Unlock()
-	if busy {
-		return ck.E(ck.CKR_OPERATION_ACTIVE)
-	}
-	o, err := s.tok.object(key)
-	if err != nil {
-		return ck.E(ck.CKR_KEY_HANDLE_INVALID)
 	}
 	usage := ck.CKA_VERIFY
 	if o.class() == ck.CKO_PRIVATE_KEY {
