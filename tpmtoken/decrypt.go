@@ -38,6 +38,9 @@ func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
 	if !o.Attrs.Bool(ck.CKA_DECRYPT) {
 		return ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
 	}
+	if !o.allows(m.Type) {
+		return ck.E(ck.CKR_MECHANISM_INVALID)
+	}
 	if !s.tok.userLoggedIn() {
 		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}

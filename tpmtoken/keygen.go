@@ -52,6 +52,11 @@ func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults ma
 			}
 		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT:
 			// read by the generator
+		case typ == ck.CKA_ALLOWED_MECHANISMS:
+			if len(v)%8 != 0 {
+				return nil, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "CKA_ALLOWED_MECHANISMS is a CK_MECHANISM_TYPE array")
+			}
+			a[typ] = bytes.Clone(v)
 		case contains(generatedOnly, typ):
 			return nil, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x is set by the token", typ)
 		case contains(copiedAttrs, typ):

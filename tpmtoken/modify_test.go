@@ -46,3 +46,19 @@ func TestSetCopyAndSize(t *testing.T) {
 	found, _ := l.FindObjects(s, 10)
 	require.Len(t, found, 2, "the renamed key and its copy")
 }
+
+func TestAllowedMechanisms(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}},
+		[]tpmtoken.Attr{{ck.CKA_ALLOWED_MECHANISMS, ulong(ck.CKM_ECDSA_SHA256)}})
+	require.NoError(t, err)
+	require.NoError(t, l.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, priv))
+	require.NoError(t, l.SessionCancel(h, ck.CKF_SIGN))
+	require.Equal(t, ck.CKR_MECHANISM_INVALID, ck.ToRV(l.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA}, priv)))
+	res, err := l.GetAttributeValue(h, priv, []ck.AttributeType{ck.CKA_ALLOWED_MECHANISMS})
+	require.NoError(t, err)
+	require.Equal(t, ulong(ck.CKM_ECDSA_SHA256), res[0].Value)
+}

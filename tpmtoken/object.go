@@ -3,6 +3,7 @@ package tpmtoken
 import (
 	"crypto"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"slices"
 
@@ -38,6 +39,20 @@ func (o *Object) publicKey() (crypto.PublicKey, error) {
 		return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
 	}
 	return pk, nil
+}
+
+// allows reports whether CKA_ALLOWED_MECHANISMS, if set, lists m.
+func (o *Object) allows(m ck.MechType) bool {
+	list, ok := o.Attrs[ck.CKA_ALLOWED_MECHANISMS]
+	if !ok {
+		return true
+	}
+	for i := 0; i+8 <= len(list); i += 8 {
+		if binary.NativeEndian.Uint64(list[i:]) == m {
+			return true
+		}
+	}
+	return false
 }
 
 func newUID() string { return hex.EncodeToString(randBytes(16)) }

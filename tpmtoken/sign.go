@@ -94,6 +94,9 @@ func checkMech(m Mechanism, o *Object, usage ck.AttributeType) (mechSpec, pssPar
 	if o.keyType() != spec.keyType {
 		return spec, pssParams{}, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
+	if !o.allows(m.Type) {
+		return spec, pssParams{}, ck.E(ck.CKR_MECHANISM_INVALID)
+	}
 	if !o.Attrs.Bool(usage) {
 		return spec, pssParams{}, ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
 	}
