@@ -110,7 +110,7 @@ func tokenSigns(b *testing.B, kind string, n int) []time.Duration {
 // steady-state sign.
 func BenchmarkCommands(b *testing.B) {
 	spec, store := startSwtpm(b), b.TempDir()
-	l := open2(b, spec, store)
+	l := open(b, spec, store)
 	h := provision(b, l)
 	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
 		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, p256}},
@@ -120,7 +120,7 @@ func BenchmarkCommands(b *testing.B) {
 	}
 	l.Close()
 
-	l = open2(b, spec, store)
+	l = open(b, spec, store)
 	defer l.Close()
 	s, _ := l.OpenSession(0, ck.CKF_SERIAL_SESSION)
 	if err := l.Login(s, ck.CKU_USER, []byte("userpin")); err != nil {
@@ -150,19 +150,11 @@ func BenchmarkCommands(b *testing.B) {
 	b.ReportMetric(float64(l.TPMCommands()-before)/float64(n), "cmds/sign")
 }
 
-func open2(b *testing.B, spec, store string) *tpmtoken.Library {
-	l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: store})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return l
-}
-
 // BenchmarkManyObjects: C_Initialize and a find by CKA_ID with 10,000
 // objects in the store.
 func BenchmarkManyObjects(b *testing.B) {
 	spec, dir := startSwtpm(b), b.TempDir()
-	l := open2(b, spec, dir)
+	l := open(b, spec, dir)
 	h := provision(b, l)
 	for i := 0; i < 10000; i++ {
 		if _, err := l.CreateObject(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_DATA)}, {ck.CKA_TOKEN, []byte{1}},
@@ -174,7 +166,7 @@ func BenchmarkManyObjects(b *testing.B) {
 	var initT, firstFind, find time.Duration
 	for i := 0; i < max(b.N, 3); i++ {
 		t0 := time.Now()
-		l = open2(b, spec, dir)
+		l = open(b, spec, dir)
 		initT += time.Since(t0)
 		s, _ := l.OpenSession(0, ck.CKF_SERIAL_SESSION)
 		t0 = time.Now()

@@ -42,12 +42,7 @@ func (l *Library) Digest(h uint64, data []byte, outCap int, query bool) ([]byte,
 	if err != nil {
 		return nil, 0, err
 	}
-	n := op.h.Size()
-	if answered, err := sized(n, outCap, query); answered {
-		return nil, n, err
-	}
-	op.h.Write(data)
-	return s.endDigest(op), n, nil
+	return s.finishDigest(op, data, outCap, query)
 }
 
 // DigestUpdate feeds data.
@@ -65,16 +60,19 @@ func (l *Library) DigestFinal(h uint64, outCap int, query bool) ([]byte, int, er
 	if err != nil {
 		return nil, 0, err
 	}
+	return s.finishDigest(op, nil, outCap, query)
+}
+
+// finishDigest hashes the last data and ends the operation, unless the
+// call only asks for (or lacks room for) the length.
+func (s *Session) finishDigest(op *digestOp, last []byte, outCap int, query bool) ([]byte, int, error) {
 	n := op.h.Size()
 	if answered, err := sized(n, outCap, query); answered {
 		return nil, n, err
 	}
-	return s.endDigest(op), n, nil
-}
-
-func (s *Session) endDigest(op *digestOp) []byte {
+	op.h.Write(last)
 	s.mu.Lock()
 	s.digest = nil
 	s.mu.Unlock()
-	return op.h.Sum(nil)
+	return op.h.Sum(nil), n, nil
 }

@@ -1,10 +1,8 @@
 package tpmtoken_test
 
 import (
-	"crypto/ecdsa"
 	"crypto/sha512"
 	"crypto/x509"
-	"math/big"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -31,5 +29,5 @@ func TestP384SignVerifiedByGo(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 96, n)
 	d := sha512.Sum384(msg)
-	require.True(t, ecdsa.Verify(pk.(*ecdsa.PublicKey), d[:], new(big.Int).SetBytes(sig[:48]), new(big.Int).SetBytes(sig[48:])))
+	requireECDSA(t, pk, d[:], sig)
 }
