@@ -212,11 +212,31 @@ const (
 	CKM_ECDH1_DERIVE           MechType = 0x1050
 	CKM_GENERIC_SECRET_KEY_GEN MechType = 0x0350
 	CKM_AES_KEY_GEN            MechType = 0x1080
+	CKM_AES_ECB                MechType = 0x1081
+	CKM_AES_CBC                MechType = 0x1082
+	CKM_AES_CBC_PAD            MechType = 0x1085
+	CKM_AES_CTR                MechType = 0x1086
+	CKM_AES_OFB                MechType = 0x2104
+	CKM_AES_CFB128             MechType = 0x2107
+	CKM_SHA_1_HMAC             MechType = 0x0221
+	CKM_SHA256_HMAC            MechType = 0x0251
+	CKM_SHA384_HMAC            MechType = 0x0261
+	CKM_SHA512_HMAC            MechType = 0x0271
 	CKG_MGF1_SHA1              ULong    = 1
 	CKG_MGF1_SHA256            ULong    = 2
 	CKG_MGF1_SHA384            ULong    = 3
 	CKG_MGF1_SHA512            ULong    = 4
 	CKG_MGF1_SHA224            ULong    = 5
+)
+
+// Key derivation functions of CK_ECDH1_DERIVE_PARAMS.
+const (
+	CKD_NULL       ULong = 1
+	CKD_SHA1_KDF   ULong = 2
+	CKD_SHA224_KDF ULong = 5
+	CKD_SHA256_KDF ULong = 6
+	CKD_SHA384_KDF ULong = 7
+	CKD_SHA512_KDF ULong = 8
 )
 
 // Mechanism info flags.

@@ -145,18 +145,15 @@ func completePublicKey(a Attrs) error {
 		if _, err := asn1.Unmarshal(a[ck.CKA_EC_POINT], &pt); err != nil {
 			return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
 		}
-		for _, c := range curves {
-			if bytes.Equal(c.der, a[ck.CKA_EC_PARAMS]) {
-				x, y := unmarshalPoint(c.curve.Params().BitSize, pt)
-				if x == nil || !c.curve.IsOnCurve(x, y) {
-					return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
-				}
-				pk = &ecdsa.PublicKey{Curve: c.curve, X: x, Y: y}
-			}
-		}
-		if pk == nil {
+		c := curveOf(a[ck.CKA_EC_PARAMS])
+		if c == nil {
 			return ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
 		}
+		x, y := unmarshalPoint(c.curve.Params().BitSize, pt)
+		if x == nil || !c.curve.IsOnCurve(x, y) {
+			return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
+		}
+		pk = &ecdsa.PublicKey{Curve: c.curve, X: x, Y: y}
 	case ck.CKK_RSA:
 		n, e := a[ck.CKA_MODULUS], a[ck.CKA_PUBLIC_EXPONENT]
 		if len(n) == 0 || len(e) == 0 || len(e) > 4 {

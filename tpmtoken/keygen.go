@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"math/big"
+	"slices"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
@@ -13,13 +14,26 @@ import (
 )
 
 // curves maps DER-encoded named-curve OIDs (CKA_EC_PARAMS) to TPM curves.
-var curves = []struct {
+type curveInfo struct {
 	der   []byte
 	tpm   tpm2.TPMECCCurve
 	curve elliptic.Curve
-}{
+}
+
+var curves = []curveInfo{
 	{[]byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, tpm2.TPMECCNistP256, elliptic.P256()},
 	{[]byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, tpm2.TPMECCNistP384, elliptic.P384()},
+	{[]byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}, tpm2.TPMECCNistP521, elliptic.P521()},
+}
+
+// curveOf returns the curve named by DER ecParams, nil if unknown.
+func curveOf(ecParams []byte) *curveInfo {
+	for i := range curves {
+		if bytes.Equal(curves[i].der, ecParams) {
+			return &curves[i]
+		}
+	}
+	return nil
 }
 
 // Attributes that describe what a key may do, and which do not apply to EC.
@@ -115,15 +129,11 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		if ecParams == nil {
 			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 		}
-		found := false
-		for _, c := range curves {
-			if bytes.Equal(c.der, ecParams) {
-				template, found = tpm.ECCKeyTemplate(c.tpm), true
-			}
-		}
-		if !found {
+		c := curveOf(ecParams)
+		if c == nil || !slices.Contains(l.caps().Curves, c.tpm) {
 			return 0, 0, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
 		}
+		template = tpm.ECCKeyTemplate(c.tpm)
 	case ck.CKM_RSA_PKCS_KEY_PAIR_GEN:
 		kt = ck.CKK_RSA
 		bits, ok, err := pt.ULong(ck.CKA_MODULUS_BITS)
@@ -133,8 +143,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		if !ok {
 			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 		}
-		info := mechanisms[m.Type]
-		if bits < info.Min || bits > info.Max {
+		if !slices.Contains(l.caps().RSABits, int(bits)) {
 			return 0, 0, ck.Errorf(ck.CKR_KEY_SIZE_RANGE, "RSA %d bits", bits)
 		}
 		if e, ok := pt[ck.CKA_PUBLIC_EXPONENT]; ok && new(big.Int).SetBytes(e).Int64() != 65537 {

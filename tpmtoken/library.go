@@ -34,6 +34,8 @@ type Library struct {
 
 	infoOnce sync.Once
 	info     tpm.Info
+	capsOnce sync.Once
+	capsVal  caps
 }
 
 // Slot holds a token, or is the empty slot C_InitToken initializes.
@@ -140,6 +142,20 @@ func (l *Library) tpmInfo() tpm.Info {
 		}
 	})
 	return l.info
+}
+
+// caps is what this TPM supports, asked once on first need (not at load,
+// so starting and logging in cost no extra TPM commands).
+type caps struct{ tpm.Caps }
+
+func (l *Library) caps() caps {
+	l.capsOnce.Do(func() {
+		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Probe(), nil })
+		if err == nil {
+			l.capsVal = caps{v.(tpm.Caps)}
+		}
+	})
+	return l.capsVal
 }
 
 // SlotList lists slot IDs; with tokenPresent, only slots holding a token

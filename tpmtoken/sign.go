@@ -62,6 +62,7 @@ type verifyOp struct {
 // digestInfo prefixes (DER of DigestInfo up to the digest) by hash.
 var digestInfo = map[crypto.Hash][]byte{
 	crypto.SHA1:   {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14},
+	crypto.SHA224: {0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c},
 	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
 	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
 	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
@@ -78,10 +79,8 @@ func keySize(o *Object) int {
 	if o.keyType() == ck.CKK_RSA {
 		return len(o.Attrs[ck.CKA_MODULUS])
 	}
-	for _, c := range curves {
-		if bytes.Equal(c.der, o.Attrs[ck.CKA_EC_PARAMS]) {
-			return 2 * ((c.curve.Params().BitSize + 7) / 8)
-		}
+	if c := curveOf(o.Attrs[ck.CKA_EC_PARAMS]); c != nil {
+		return 2 * ((c.curve.Params().BitSize + 7) / 8)
 	}
 	return 0
 }
@@ -229,7 +228,7 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, er
 	var job func(e *tpm.Engine) (any, error)
 	var err error
 	if op.key.keyType() == ck.CKK_EC {
-		job, err = ecdsaJob(key, data, op.sigLen/2)
+		job, err = ecdsaJob(key, data, op.sigLen/2, curveOf(op.key.Attrs[ck.CKA_EC_PARAMS]).curve.Params().N.BitLen())
 	} else {
 		job, err = rsaJob(key, op, data)
 	}
@@ -253,18 +252,23 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, er
 }
 
 // ecdsaJob signs a digest of any length the way ECDSA defines it: the
-// leftmost field-size bytes, as an integer. Zero-padding on the left keeps
-// the integer, so the TPM's hash-sized digest rule never changes the maths.
-func ecdsaJob(key *tpm.Object, digest []byte, n int) (func(e *tpm.Engine) (any, error), error) {
+// leftmost order-size bits, as an integer. The TPM wants a digest exactly
+// as long as the scheme's hash, so the integer is zero-padded on the left to
+// the longest hash that fits (SHA-512 for P-521), which keeps the maths.
+func ecdsaJob(key *tpm.Object, digest []byte, n, orderBits int) (func(e *tpm.Engine) (any, error), error) {
 	if len(digest) == 0 {
 		return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
 	}
-	if len(digest) > n {
-		digest = digest[:n]
+	z := new(big.Int).SetBytes(digest)
+	if excess := len(digest)*8 - orderBits; excess > 0 {
+		z.Rsh(z, uint(excess))
 	}
-	alg := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384}[n]
-	d := make([]byte, n)
-	copy(d[n-len(digest):], digest)
+	hLen := min(n, 64)
+	if (z.BitLen()+7)/8 > hLen {
+		return nil, ck.Errorf(ck.CKR_DATA_LEN_RANGE, "the TPM signs at most a %d-byte integer", hLen)
+	}
+	alg := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[hLen]
+	d := z.FillBytes(make([]byte, hLen))
 	scheme := tpm2.TPMTSigScheme{
 		Scheme:  tpm2.TPMAlgECDSA,
 		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: alg}),
@@ -339,12 +343,14 @@ func rsaJob(key *tpm.Object, op *signOp, input []byte) (func(e *tpm.Engine) (any
 			return nil, err
 		}
 		return raw(em), nil
-	case op.spec.hash != 0:
+	case op.spec.hash != 0 && tpmHash[op.spec.hash] != 0:
 		return tpmSign(tpm2.TPMAlgRSASSA, op.spec.hash, input), nil
+	case op.spec.hash != 0: // a hash the TPM lacks (SHA-224)
+		input = append(bytes.Clone(digestInfo[op.spec.hash]), input...)
 	}
 	// CKM_RSA_PKCS: the input is normally a DigestInfo the TPM can sign itself.
 	for h, prefix := range digestInfo {
-		if len(input) == len(prefix)+h.Size() && bytes.HasPrefix(input, prefix) {
+		if len(input) == len(prefix)+h.Size() && bytes.HasPrefix(input, prefix) && tpmHash[h] != 0 {
 			return tpmSign(tpm2.TPMAlgRSASSA, h, input[len(prefix):]), nil
 		}
 	}

@@ -1,0 +1,39 @@
+package tpm
+
+import (
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Caps is what the TPM can do among the key kinds the token offers, asked
+// of the TPM itself (TPM2_TestParms): TPMs differ, swtpm makes RSA-3072
+// where the reference simulator stops at 2048, none here makes RSA-4096.
+type Caps struct {
+	RSABits []int
+	Curves  []tpm2.TPMECCCurve
+	AESBits []int
+}
+
+// Probe asks the TPM which of the sizes the token knows it supports.
+func (e *Engine) Probe() Caps {
+	ok := func(p tpm2.TPMTPublicParms) bool {
+		_, err := tpm2.TestParms{Parameters: p}.Execute(e.tr())
+		return err == nil
+	}
+	var c Caps
+	for _, bits := range []int{2048, 3072, 4096} {
+		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgRSA, Parameters: RSAKeyTemplate(bits).Parameters}) {
+			c.RSABits = append(c.RSABits, bits)
+		}
+	}
+	for _, curve := range []tpm2.TPMECCCurve{tpm2.TPMECCNistP256, tpm2.TPMECCNistP384, tpm2.TPMECCNistP521} {
+		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgECC, Parameters: ECCKeyTemplate(curve).Parameters}) {
+			c.Curves = append(c.Curves, curve)
+		}
+	}
+	for _, bits := range []int{128, 192, 256} {
+		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgSymCipher, Parameters: AESKeyTemplate(bits).Parameters}) {
+			c.AESBits = append(c.AESBits, bits)
+		}
+	}
+	return c
+}
