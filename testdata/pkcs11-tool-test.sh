@@ -120,6 +120,17 @@ echo "public note" > note
 PU --write-object note --type data --label note >/dev/null || fail "write data object"
 P --token-label ci -O --type data | grep -q "note" || fail "public data object not visible without login"
 pass "X.509 certificate and public data object stored, listed and read back without login"
+# PEM keys made by openssl, imported into the TPM (C_CreateObject -> TPM2_Import), then signing there.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out imp-rsa.pem 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out imp-ec.pem 2>/dev/null
+PU --write-object imp-rsa.pem --type privkey --id 0a --label imported-rsa --usage-sign >/dev/null || fail "import RSA PEM"
+PU --write-object imp-ec.pem --type privkey --id 0b --label imported-ec --usage-sign >/dev/null || fail "import EC PEM"
+PU --sign --id 0a -m SHA256-RSA-PKCS -i data -o sig >/dev/null || fail "sign with imported RSA"
+openssl dgst -sha256 -verify <(openssl pkey -in imp-rsa.pem -pubout) -signature sig data >/dev/null || fail "imported RSA signature"
+PU --sign --id 0b -m ECDSA-SHA384 --signature-format openssl -i data -o sig >/dev/null || fail "sign with imported EC"
+openssl dgst -sha384 -verify <(openssl pkey -in imp-ec.pem -pubout) -signature sig data >/dev/null || fail "imported EC signature"
+PU -O --type privkey --id 0a | grep -q "Access:.*sensitive" || fail "imported key not sensitive"
+pass "openssl PEM keys (RSA-2048, EC P-384) imported into the TPM; signatures verified by openssl; sensitive"
 # Four processes at once on one token and one swtpm: keygen, find, sign, destroy.
 pids=
 for p in 1 2 3 4; do

@@ -25,8 +25,8 @@ var createAttrs = map[ck.ObjectClass][]ck.AttributeType{
 		ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.CKA_EC_PARAMS, ck.CKA_EC_POINT},
 }
 
-// CreateObject creates a data object, an X.509 certificate or a public key.
-// Importing private and secret keys into the TPM is not implemented yet.
+// CreateObject creates a data object, an X.509 certificate, a public key,
+// or imports a private or secret key into the TPM.
 func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	s, err := l.session(h)
 	if err != nil {
@@ -39,6 +39,9 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	}
 	if !ok {
 		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	}
+	if class == ck.CKO_PRIVATE_KEY {
+		return l.importPrivateKey(s, t)
 	}
 	allowed, known := createAttrs[class]
 	if !known {

@@ -49,6 +49,31 @@ var (
 		ck.CKA_WRAP_WITH_TRUSTED}, usageAttrs...)
 )
 
+// Defaults of the halves of a key pair where the template is silent.
+var (
+	pubDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: false, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
+		ck.CKA_DESTROYABLE: true, ck.CKA_VERIFY: true, ck.CKA_ENCRYPT: false, ck.CKA_DERIVE: false, ck.CKA_WRAP: false,
+		ck.CKA_VERIFY_RECOVER: false, ck.CKA_TRUSTED: false}
+	privDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
+		ck.CKA_DESTROYABLE: true, ck.CKA_SIGN: true, ck.CKA_DECRYPT: false, ck.CKA_DERIVE: false, ck.CKA_UNWRAP: false,
+		ck.CKA_SIGN_RECOVER: false, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false, ck.CKA_ALWAYS_AUTHENTICATE: false,
+		ck.CKA_WRAP_WITH_TRUSTED: false}
+)
+
+// keyAllowed is, per key type, which attributes may be true on the public
+// and private halves: EC keys sign, verify and derive, never encrypt.
+func keyAllowed(kt ck.KeyType) (pub, priv map[ck.AttributeType]bool) {
+	pub, priv = set(ck.CKA_VERIFY, ck.CKA_DERIVE), set(ck.CKA_SIGN, ck.CKA_DERIVE)
+	if kt == ck.CKK_RSA {
+		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP)
+	}
+	for _, t := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
+		ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE} {
+		pub[t], priv[t] = true, true
+	}
+	return pub, priv
+}
+
 // keyTemplate applies a caller template over defaults for one half of a
 // key pair, refusing what the token cannot honour.
 func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults map[ck.AttributeType]bool, allowed map[ck.AttributeType]bool) (Attrs, error) {
@@ -153,30 +178,14 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	default:
 		return 0, 0, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
-	var pubAllowed, privAllowed map[ck.AttributeType]bool
-	base := set(ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE)
-	pubAllowed, privAllowed = set(ck.CKA_VERIFY), set(ck.CKA_SIGN)
-	if kt == ck.CKK_RSA {
-		pubAllowed, privAllowed = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP)
-	} else {
-		privAllowed[ck.CKA_DERIVE] = true
-		pubAllowed[ck.CKA_DERIVE] = true
-	}
-	for t := range base {
-		pubAllowed[t], privAllowed[t] = true, true
-	}
+	pubAllowed, privAllowed := keyAllowed(kt)
 	pub, err := keyTemplate(pt, ck.CKO_PUBLIC_KEY, kt,
-		map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: false, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
-			ck.CKA_DESTROYABLE: true, ck.CKA_VERIFY: true, ck.CKA_ENCRYPT: false, ck.CKA_DERIVE: false, ck.CKA_WRAP: false,
-			ck.CKA_VERIFY_RECOVER: false, ck.CKA_TRUSTED: false}, pubAllowed)
+		pubDefaults, pubAllowed)
 	if err != nil {
 		return 0, 0, err
 	}
 	priv, err := keyTemplate(vt, ck.CKO_PRIVATE_KEY, kt,
-		map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
-			ck.CKA_DESTROYABLE: true, ck.CKA_SIGN: true, ck.CKA_DECRYPT: false, ck.CKA_DERIVE: false, ck.CKA_UNWRAP: false,
-			ck.CKA_SIGN_RECOVER: false, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false, ck.CKA_ALWAYS_AUTHENTICATE: false,
-			ck.CKA_WRAP_WITH_TRUSTED: false}, privAllowed)
+		privDefaults, privAllowed)
 	if err != nil {
 		return 0, 0, err
 	}
