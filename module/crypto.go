@@ -175,14 +175,12 @@ func C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEnc
 func C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR, ulEncryptedPartLen C.CK_ULONG, pPart C.CK_BYTE_PTR, pulPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DecryptUpdate", func(l *tpmtoken.Library) error {
 		in, err := goBytes(unsafe.Pointer(pEncryptedPart), ulEncryptedPartLen)
-		if err != nil || pulPartLen == nil {
-			return errArgs
-		}
-		if err := l.DecryptUpdate(uint64(hSession), in); err != nil {
+		if err != nil {
 			return err
 		}
-		*pulPartLen = 0 // RSA yields its plaintext at C_DecryptFinal
-		return nil
+		return output(pPart, pulPartLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.DecryptUpdate(uint64(hSession), in, capacity, query)
+		})
 	})
 }
 
@@ -191,6 +189,52 @@ func C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLa
 	return call("C_DecryptFinal", func(l *tpmtoken.Library) error {
 		return output(pLastPart, pulLastPartLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.DecryptFinal(uint64(hSession), capacity, query)
+		})
+	})
+}
+
+//export C_EncryptInit
+func C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+	return call("C_EncryptInit", func(l *tpmtoken.Library) error {
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		return l.EncryptInit(uint64(hSession), m, uint64(hKey))
+	})
+}
+
+//export C_Encrypt
+func C_Encrypt(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pEncryptedData C.CK_BYTE_PTR, pulEncryptedDataLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_Encrypt", func(l *tpmtoken.Library) error {
+		in, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		if err != nil {
+			return err
+		}
+		return output(pEncryptedData, pulEncryptedDataLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.Encrypt(uint64(hSession), in, capacity, query)
+		})
+	})
+}
+
+//export C_EncryptUpdate
+func C_EncryptUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG, pEncryptedPart C.CK_BYTE_PTR, pulEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_EncryptUpdate", func(l *tpmtoken.Library) error {
+		in, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		if err != nil {
+			return err
+		}
+		return output(pEncryptedPart, pulEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.EncryptUpdate(uint64(hSession), in, capacity, query)
+		})
+	})
+}
+
+//export C_EncryptFinal
+func C_EncryptFinal(hSession C.CK_SESSION_HANDLE, pLastEncryptedPart C.CK_BYTE_PTR, pulLastEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
+	return call("C_EncryptFinal", func(l *tpmtoken.Library) error {
+		return output(pLastEncryptedPart, pulLastEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
+			return l.EncryptFinal(uint64(hSession), capacity, query)
 		})
 	})
 }

@@ -10,6 +10,7 @@ package main
 import "C"
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"os"
@@ -144,6 +145,22 @@ func mechanism(p C.CK_MECHANISM_PTR) (tpmtoken.Mechanism, error) {
 		}
 		param = param[:24]
 		param = append(param, label...)
+	}
+	// CK_ECDH1_DERIVE_PARAMS likewise: kdf, the shared-data length, the
+	// shared data, then the other party's public value.
+	if uint64(p.mechanism) == ck.CKM_ECDH1_DERIVE {
+		if p.ulParameterLen != C.CK_ULONG(unsafe.Sizeof(C.CK_ECDH1_DERIVE_PARAMS{})) {
+			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		e := (*C.CK_ECDH1_DERIVE_PARAMS)(p.pParameter)
+		shared, err1 := goBytes(unsafe.Pointer(e.pSharedData), e.ulSharedDataLen)
+		public, err2 := goBytes(unsafe.Pointer(e.pPublicData), e.ulPublicDataLen)
+		if err1 != nil || err2 != nil {
+			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		param = binary.NativeEndian.AppendUint64(nil, uint64(e.kdf))
+		param = binary.NativeEndian.AppendUint64(param, uint64(len(shared)))
+		param = append(append(param, shared...), public...)
 	}
 	return tpmtoken.Mechanism{Type: uint64(p.mechanism), Param: param}, nil
 }

@@ -122,6 +122,46 @@ func C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_P
 	})
 }
 
+//export C_GenerateKey
+func C_GenerateKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+	return call("C_GenerateKey", func(l *tpmtoken.Library) error {
+		return newKey(phKey, pMechanism, pTemplate, ulCount, func(m tpmtoken.Mechanism, t []tpmtoken.Attr) (uint64, error) {
+			return l.GenerateKey(uint64(hSession), m, t)
+		})
+	})
+}
+
+//export C_DeriveKey
+func C_DeriveKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hBaseKey C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulAttributeCount C.CK_ULONG, phKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+	return call("C_DeriveKey", func(l *tpmtoken.Library) error {
+		return newKey(phKey, pMechanism, pTemplate, ulAttributeCount, func(m tpmtoken.Mechanism, t []tpmtoken.Attr) (uint64, error) {
+			return l.DeriveKey(uint64(hSession), m, uint64(hBaseKey), t)
+		})
+	})
+}
+
+// newKey decodes what C_GenerateKey and C_DeriveKey share and stores the
+// new key's handle.
+func newKey(ph C.CK_OBJECT_HANDLE_PTR, pm C.CK_MECHANISM_PTR, pt C.CK_ATTRIBUTE_PTR, n C.CK_ULONG, f func(tpmtoken.Mechanism, []tpmtoken.Attr) (uint64, error)) error {
+	if ph == nil {
+		return errArgs
+	}
+	m, err := mechanism(pm)
+	if err != nil {
+		return err
+	}
+	t, err := template(pt, n)
+	if err != nil {
+		return errArgs
+	}
+	h, err := f(m, t)
+	if err != nil {
+		return err
+	}
+	*ph = C.CK_OBJECT_HANDLE(h)
+	return nil
+}
+
 //export C_CreateObject
 func C_CreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
 	return call("C_CreateObject", func(l *tpmtoken.Library) error {

@@ -120,11 +120,15 @@ func AESKeyTemplate(bits int) tpm2.TPMTPublic {
 	}
 }
 
-// HMACKeyTemplate is a keyed-hash signing key with a NULL scheme, so one key
-// serves HMAC with any hash (chosen per TPM2_HMAC call).
+// HMACKeyTemplate is a keyed-hash key with a NULL scheme, so one key serves
+// HMAC with any hash (chosen per TPM2_HMAC call). A TPM allows the NULL
+// scheme on a keyed-hash key only with both sign and decrypt set (sign
+// alone requires an HMAC scheme, which fixes the hash); no command the
+// token sends decrypts with it.
 func HMACKeyTemplate() tpm2.TPMTPublic {
 	a := keyAttrs()
 	a.SignEncrypt = true
+	a.Decrypt = true
 	return tpm2.TPMTPublic{
 		Type:             tpm2.TPMAlgKeyedHash,
 		NameAlg:          tpm2.TPMAlgSHA256,

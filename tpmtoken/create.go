@@ -40,8 +40,11 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	if !ok {
 		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 	}
-	if class == ck.CKO_PRIVATE_KEY {
+	switch class {
+	case ck.CKO_PRIVATE_KEY:
 		return l.importPrivateKey(s, t)
+	case ck.CKO_SECRET_KEY:
+		return l.importSecretKey(s, t)
 	}
 	allowed, known := createAttrs[class]
 	if !known {

@@ -18,25 +18,16 @@ type decryptOp struct {
 	hash  crypto.Hash
 	label []byte
 	raw   bool
-	buf   []byte // input of a multi-part decryption
+	buf   []byte  // input of a multi-part decryption
+	aes   *aesOp // an AES decryption instead
 }
 
 // DecryptInit starts an RSA decryption (CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP,
 // CKM_RSA_X_509).
 func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
-	s, err := l.session(h)
+	s, o, err := l.keyOpInit(h, key, func(s *Session) bool { return s.decrypt != nil })
 	if err != nil {
 		return err
-	}
-	o, err := s.tok.object(key)
-	if err != nil {
-		return ck.E(ck.CKR_KEY_HANDLE_INVALID)
-	}
-	if o.class() != ck.CKO_PRIVATE_KEY || o.key == nil || o.keyType() != ck.CKK_RSA {
-		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
-	}
-	if !o.Attrs.Bool(ck.CKA_DECRYPT) {
-		return ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
 	}
 	if !o.allows(m.Type) {
 		return ck.E(ck.CKR_MECHANISM_INVALID)
@@ -44,27 +35,38 @@ func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
 	if !s.tok.userLoggedIn() {
 		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
+	if o.class() == ck.CKO_SECRET_KEY {
+		a, err := newAESOp(m, o, true)
+		if err != nil {
+			return err
+		}
+		if !o.Attrs.Bool(ck.CKA_DECRYPT) {
+			return ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
+		}
+		return s.setDecrypt(&decryptOp{key: o, aes: a})
+	}
+	if o.class() != ck.CKO_PRIVATE_KEY || o.key == nil || o.keyType() != ck.CKK_RSA {
+		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	if !o.Attrs.Bool(ck.CKA_DECRYPT) {
+		return ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
+	}
 	op := &decryptOp{key: o}
 	switch m.Type {
 	case ck.CKM_RSA_PKCS:
 	case ck.CKM_RSA_X_509:
 		op.raw = true
 	case ck.CKM_RSA_PKCS_OAEP:
-		// Module-decoded CK_RSA_PKCS_OAEP_PARAMS: hashAlg, mgf, source, then the label.
-		if len(m.Param) < 24 {
-			return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		if err := parseOAEP(m, op); err != nil {
+			return err
 		}
-		hf, ok := ckmHash[binary.NativeEndian.Uint64(m.Param)]
-		if !ok || mgfHash[binary.NativeEndian.Uint64(m.Param[8:])] != hf {
-			return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		if src := binary.NativeEndian.Uint64(m.Param[16:]); src != 0 && src != 1 { // 1 = CKZ_DATA_SPECIFIED
-			return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		op.oaep, op.hash, op.label = true, hf, m.Param[24:]
 	default:
 		return ck.E(ck.CKR_MECHANISM_INVALID)
 	}
+	return s.setDecrypt(op)
+}
+
+func (s *Session) setDecrypt(op *decryptOp) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.decrypt != nil {
@@ -74,22 +76,34 @@ func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
 	return nil
 }
 
+func (s *Session) endDecrypt() {
+	s.mu.Lock()
+	s.decrypt = nil
+	s.mu.Unlock()
+}
+
 func (l *Library) decryptOp(h uint64) (*Session, *decryptOp, error) {
 	return activeOp(l, h, func(s *Session) *decryptOp { return s.decrypt })
 }
 
-// DecryptUpdate collects ciphertext; RSA decrypts it whole at DecryptFinal
-// and produces no output before.
-func (l *Library) DecryptUpdate(h uint64, in []byte) error {
+// DecryptUpdate decrypts whole AES blocks as they come; RSA collects the
+// ciphertext, decrypts it whole at DecryptFinal and outputs nothing before.
+func (l *Library) DecryptUpdate(h uint64, in []byte, outCap int, query bool) ([]byte, int, error) {
 	_, op, err := l.decryptOp(h)
 	if err != nil {
-		return err
+		return nil, 0, err
+	}
+	if op.aes != nil {
+		return l.aesUpdate(h, op.aes, in, outCap, query)
+	}
+	if query {
+		return nil, 0, nil
 	}
 	if len(op.buf)+len(in) > keySize(op.key) {
-		return ck.E(ck.CKR_ENCRYPTED_DATA_LEN_RANGE)
+		return nil, 0, ck.E(ck.CKR_ENCRYPTED_DATA_LEN_RANGE)
 	}
 	op.buf = append(op.buf, in...)
-	return nil
+	return nil, 0, nil
 }
 
 // DecryptFinal decrypts what DecryptUpdate collected.
@@ -97,6 +111,9 @@ func (l *Library) DecryptFinal(h uint64, outCap int, query bool) ([]byte, int, e
 	s, op, err := l.decryptOp(h)
 	if err != nil {
 		return nil, 0, err
+	}
+	if op.aes != nil {
+		return l.aesFinal(h, op.aes, outCap, query, s.endDecrypt)
 	}
 	return l.decrypt(s, op, op.buf, outCap, query)
 }
@@ -108,6 +125,9 @@ func (l *Library) Decrypt(h uint64, in []byte, outCap int, query bool) ([]byte, 
 	if err != nil {
 		return nil, 0, err
 	}
+	if op.aes != nil {
+		return l.aesOneShot(h, op.aes, in, outCap, query, s.endDecrypt)
+	}
 	return l.decrypt(s, op, in, outCap, query)
 }
 
@@ -117,9 +137,7 @@ func (l *Library) decrypt(s *Session, op *decryptOp, in []byte, outCap int, quer
 	if answered, err := sized(k, outCap, query); answered {
 		return nil, k, err
 	}
-	s.mu.Lock()
-	s.decrypt = nil
-	s.mu.Unlock()
+	s.endDecrypt()
 	if len(in) != k {
 		return nil, 0, ck.E(ck.CKR_ENCRYPTED_DATA_LEN_RANGE)
 	}
@@ -193,4 +211,21 @@ func oaepDecode(em []byte, h crypto.Hash, label []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return rest[idx+1:], true
+}
+
+// parseOAEP reads the module-decoded CK_RSA_PKCS_OAEP_PARAMS: hashAlg, mgf,
+// source, then the label bytes.
+func parseOAEP(m Mechanism, op *decryptOp) error {
+	if len(m.Param) < 24 {
+		return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+	}
+	hf, ok := ckmHash[binary.NativeEndian.Uint64(m.Param)]
+	if !ok || mgfHash[binary.NativeEndian.Uint64(m.Param[8:])] != hf {
+		return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+	}
+	if src := binary.NativeEndian.Uint64(m.Param[16:]); src != 0 && src != 1 { // 1 = CKZ_DATA_SPECIFIED
+		return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+	}
+	op.oaep, op.hash, op.label = true, hf, m.Param[24:]
+	return nil
 }

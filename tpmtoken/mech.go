@@ -165,7 +165,8 @@ type mechSpec struct {
 	keyType ck.KeyType
 	hash    crypto.Hash // hashed in software first; 0 for raw input
 	pss     bool
-	raw     bool // CKM_RSA_X_509
+	raw     bool        // CKM_RSA_X_509
+	mac     crypto.Hash // HMAC in the TPM with a secret key
 }
 
 var signMechs = map[ck.MechType]mechSpec{
@@ -178,6 +179,10 @@ var signMechs = map[ck.MechType]mechSpec{
 	ck.CKM_ECDSA_SHA384:        {keyType: ck.CKK_EC, hash: crypto.SHA384},
 	ck.CKM_ECDSA_SHA512:        {keyType: ck.CKK_EC, hash: crypto.SHA512},
 	ck.CKM_RSA_PKCS:            {keyType: ck.CKK_RSA},
+	ck.CKM_SHA_1_HMAC:          {keyType: ck.CKK_GENERIC_SECRET, mac: crypto.SHA1},
+	ck.CKM_SHA256_HMAC:         {keyType: ck.CKK_GENERIC_SECRET, mac: crypto.SHA256},
+	ck.CKM_SHA384_HMAC:         {keyType: ck.CKK_GENERIC_SECRET, mac: crypto.SHA384},
+	ck.CKM_SHA512_HMAC:         {keyType: ck.CKK_GENERIC_SECRET, mac: crypto.SHA512},
 	ck.CKM_RSA_X_509:           {keyType: ck.CKK_RSA, raw: true},
 	ck.CKM_SHA1_RSA_PKCS:       {keyType: ck.CKK_RSA, hash: crypto.SHA1},
 	ck.CKM_SHA256_RSA_PKCS:     {keyType: ck.CKK_RSA, hash: crypto.SHA256},

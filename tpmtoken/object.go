@@ -108,6 +108,9 @@ func (o *Object) record() *store.Object {
 
 // add makes o visible: token objects are written to the store first.
 func (t *Token) add(o *Object) error {
+	if _, clear := o.Attrs[ck.CKA_VALUE]; clear && o.session == 0 && o.class() == ck.CKO_SECRET_KEY {
+		return ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a key whose value is readable cannot be a token object")
+	}
 	if o.session == 0 {
 		if err := t.objs.Put(o.record()); err != nil {
 			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)

@@ -23,6 +23,7 @@ type Session struct {
 	pending *pending
 	digest  *digestOp
 	decrypt *decryptOp
+	encrypt *encryptOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -33,7 +34,7 @@ func (s *Session) close() {
 	if s.pending != nil {
 		s.pending.cancel()
 	}
-	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt = nil, nil, nil, nil, nil, nil
+	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt, s.encrypt = nil, nil, nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/subtle"
 	"hash"
 	"math/big"
 
@@ -55,6 +56,7 @@ type signOp struct {
 type verifyOp struct {
 	input
 	pub  crypto.PublicKey
+	mac  *Object // the secret key of an HMAC verification
 	spec mechSpec
 	pss  pssParams
 }
@@ -135,7 +137,7 @@ func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
 	if err != nil {
 		return err
 	}
-	if o.class() != ck.CKO_PRIVATE_KEY || o.key == nil {
+	if (o.class() != ck.CKO_PRIVATE_KEY && o.class() != ck.CKO_SECRET_KEY) || o.key == nil {
 		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
 	if !s.tok.userLoggedIn() {
@@ -146,6 +148,9 @@ func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
 		return err
 	}
 	op := &signOp{input: newInput(spec), key: o, spec: spec, pss: pss, sigLen: keySize(o)}
+	if spec.mac != 0 {
+		op.sigLen = spec.mac.Size()
+	}
 	s.mu.Lock()
 	s.sign = op
 	s.mu.Unlock()
@@ -194,7 +199,7 @@ func (l *Library) SignUpdate(h uint64, data []byte) error {
 		return err
 	}
 	op.write(data)
-	if op.h == nil && len(op.buf) > 1<<16 {
+	if op.h == nil && len(op.buf) > op.spec.maxInput() {
 		s.endSign()
 		return ck.E(ck.CKR_DATA_LEN_RANGE)
 	}
@@ -227,9 +232,12 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, er
 	key := op.key.key
 	var job func(e *tpm.Engine) (any, error)
 	var err error
-	if op.key.keyType() == ck.CKK_EC {
+	switch {
+	case op.spec.mac != 0:
+		job = hmacJob(key, op.spec.mac, data)
+	case op.key.keyType() == ck.CKK_EC:
 		job, err = ecdsaJob(key, data, op.sigLen/2, curveOf(op.key.Attrs[ck.CKA_EC_PARAMS]).curve.Params().N.BitLen())
-	} else {
+	default:
 		job, err = rsaJob(key, op, data)
 	}
 	if err != nil {
@@ -249,6 +257,20 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string) ([]byte, int, er
 		return nil, op.sigLen, err
 	}
 	return res.Data, len(res.Data), nil
+}
+
+// maxInput bounds what a multi-part operation without a running hash
+// accumulates: a raw signature's input is short; HMAC input is sent to the
+// TPM in 1 KiB pieces at the end.
+func (spec mechSpec) maxInput() int {
+	if spec.mac != 0 {
+		return 1 << 26
+	}
+	return 1 << 16
+}
+
+func hmacJob(key *tpm.Object, h crypto.Hash, data []byte) func(e *tpm.Engine) (any, error) {
+	return func(e *tpm.Engine) (any, error) { return e.HMAC(key, tpmHash[h], data) }
 }
 
 // ecdsaJob signs a digest of any length the way ECDSA defines it: the
@@ -395,20 +417,26 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 		return err
 	}
 	usage := ck.CKA_VERIFY
-	if o.class() == ck.CKO_PRIVATE_KEY {
+	switch o.class() {
+	case ck.CKO_PRIVATE_KEY:
 		usage = ck.CKA_SIGN
-	} else if o.class() != ck.CKO_PUBLIC_KEY {
+	case ck.CKO_PUBLIC_KEY, ck.CKO_SECRET_KEY:
+	default:
 		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
 	spec, pss, err := checkMech(m, o, usage)
 	if err != nil {
 		return err
 	}
-	pub, err := o.publicKey()
-	if err != nil {
+	op := &verifyOp{input: newInput(spec), spec: spec, pss: pss}
+	if spec.mac != 0 {
+		if o.key == nil {
+			return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+		}
+		op.mac = o
+	} else if op.pub, err = o.publicKey(); err != nil {
 		return err
 	}
-	op := &verifyOp{input: newInput(spec), pub: pub, spec: spec, pss: pss}
 	s.mu.Lock()
 	s.verify = op
 	s.mu.Unlock()
@@ -426,16 +454,22 @@ func (l *Library) Verify(h uint64, data, sig []byte) error {
 		return err
 	}
 	op.write(data)
-	return s.finishVerify(op, sig)
+	return l.finishVerify(s, op, sig)
 }
 
 // VerifyUpdate feeds data to a multi-part verification.
 func (l *Library) VerifyUpdate(h uint64, data []byte) error {
-	_, op, err := l.verifyOp(h)
+	s, op, err := l.verifyOp(h)
 	if err != nil {
 		return err
 	}
 	op.write(data)
+	if op.h == nil && len(op.buf) > op.spec.maxInput() {
+		s.mu.Lock()
+		s.verify = nil
+		s.mu.Unlock()
+		return ck.E(ck.CKR_DATA_LEN_RANGE)
+	}
 	return nil
 }
 
@@ -445,15 +479,28 @@ func (l *Library) VerifyFinal(h uint64, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	return s.finishVerify(op, sig)
+	return l.finishVerify(s, op, sig)
 }
 
-func (s *Session) finishVerify(op *verifyOp, sig []byte) error {
+func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
 	s.mu.Lock()
 	s.verify = nil
 	s.mu.Unlock()
 	input := op.value()
 	bad := ck.E(ck.CKR_SIGNATURE_INVALID)
+	if op.mac != nil {
+		if len(sig) != op.spec.mac.Size() {
+			return ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
+		}
+		v, err := l.run(s.Handle, hmacJob(op.mac.key, op.spec.mac, input))
+		if err != nil {
+			return err
+		}
+		if subtle.ConstantTimeCompare(v.([]byte), sig) != 1 {
+			return bad
+		}
+		return nil
+	}
 	switch pub := op.pub.(type) {
 	case *ecdsa.PublicKey:
 		n := (pub.Curve.Params().BitSize + 7) / 8

@@ -1,0 +1,197 @@
+package tpmtoken
+
+import (
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// Secret keys (AES, generic secret for HMAC) live in the TPM like private
+// keys. A sensitive one's value is never known outside it. A session key
+// that is not sensitive (a derived key an application wants to read) keeps
+// its value in memory as CKA_VALUE too; such a value is never written to
+// the store, so a token key is always sensitive.
+
+var secretDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true,
+	ck.CKA_COPYABLE: true, ck.CKA_DESTROYABLE: true, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false,
+	ck.CKA_DERIVE: false, ck.CKA_WRAP: false, ck.CKA_UNWRAP: false, ck.CKA_TRUSTED: false, ck.CKA_WRAP_WITH_TRUSTED: false}
+
+// secretAttrs builds a secret key's attributes from a caller template
+// (without CKA_VALUE and CKA_VALUE_LEN, which the caller has taken out).
+func secretAttrs(tmpl Template, kt ck.KeyType) (Attrs, error) {
+	defaults := maps(secretDefaults)
+	allowed := set(ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE,
+		ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY,
+		ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE, ck.CKA_TRUSTED, ck.CKA_WRAP_WITH_TRUSTED)
+	aes := kt == ck.CKK_AES
+	defaults[ck.CKA_ENCRYPT], defaults[ck.CKA_DECRYPT] = aes, aes
+	defaults[ck.CKA_SIGN], defaults[ck.CKA_VERIFY] = !aes, !aes
+	return keyTemplate(tmpl, ck.CKO_SECRET_KEY, kt, defaults, allowed)
+}
+
+func maps(m map[ck.AttributeType]bool) map[ck.AttributeType]bool {
+	out := make(map[ck.AttributeType]bool, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// secretSpec checks a secret key's type and length and gives its TPM template.
+func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
+	switch kt {
+	case ck.CKK_AES:
+		if !slices.Contains(l.caps().AESBits, n*8) {
+			return tpm2.TPMTPublic{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "this TPM has no %d-byte AES", n)
+		}
+		return tpm.AESKeyTemplate(n * 8), nil
+	case ck.CKK_GENERIC_SECRET:
+		if n < 1 || n > maxSecretBytes {
+			return tpm2.TPMTPublic{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "a TPM keyed hash holds 1 to %d bytes", maxSecretBytes)
+		}
+		return tpm.HMACKeyTemplate(), nil
+	}
+	return tpm2.TPMTPublic{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "secret key type 0x%x", kt)
+}
+
+// addSecret makes a secret-key object: the TPM generates the value when
+// value is nil (and the key is sensitive), else the value is put in.
+func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []byte) (uint64, error) {
+	template, err := l.secretSpec(kt, n)
+	if err != nil {
+		return 0, err
+	}
+	token := a.Bool(ck.CKA_TOKEN)
+	if !a.Bool(ck.CKA_SENSITIVE) && token {
+		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a token key's value is never stored outside the TPM: it must be sensitive")
+	}
+	if token && !s.rw() {
+		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	if !s.tok.userLoggedIn() {
+		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	// The TPM makes a keyed-hash key as long as its name hash: choose that
+	// hash for the lengths it can make, and draw other lengths from its RNG.
+	if value == nil && kt == ck.CKK_GENERIC_SECRET {
+		alg, ok := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[n]
+		if ok && a.Bool(ck.CKA_SENSITIVE) {
+			template.NameAlg = alg
+		} else {
+			v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) { return e.Random(n) })
+			if err != nil {
+				return 0, err
+			}
+			value = v.([]byte)
+		}
+	}
+	if value == nil && !a.Bool(ck.CKA_SENSITIVE) {
+		v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) { return e.Random(n) })
+		if err != nil {
+			return 0, err
+		}
+		value = v.([]byte)
+	}
+	if value != nil {
+		template = tpm.Supplied(template)
+		// A keyed-hash key may be at most its name hash's block long.
+		if kt == ck.CKK_GENERIC_SECRET && len(value) > 64 {
+			template.NameAlg = tpm2.TPMAlgSHA512
+		}
+	}
+	storage := s.tok.storage
+	v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) {
+		p, k, err := e.Create(storage, template, nil, value)
+		if err != nil {
+			return nil, err
+		}
+		return &tpm.Object{Parent: storage, Public: p, Private: k}, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
+	if !a.Bool(ck.CKA_SENSITIVE) {
+		a[ck.CKA_VALUE] = value
+	}
+	o := &Object{UID: newUID(), Attrs: a, key: v.(*tpm.Object)}
+	o.key.ID = "key:" + o.UID
+	a[ck.CKA_UNIQUE_ID] = []byte(o.UID)
+	if !token {
+		o.session = s.Handle
+	}
+	if err := s.tok.add(o); err != nil {
+		return 0, err
+	}
+	return o.Handle, nil
+}
+
+// GenerateKey makes an AES or generic secret key in the TPM.
+func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return 0, err
+	}
+	var kt ck.KeyType
+	switch m.Type {
+	case ck.CKM_AES_KEY_GEN:
+		kt = ck.CKK_AES
+	case ck.CKM_GENERIC_SECRET_KEY_GEN:
+		kt = ck.CKK_GENERIC_SECRET
+	default:
+		return 0, ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	if len(m.Param) != 0 {
+		return 0, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+	}
+	t := NewTemplate(tmpl)
+	n, ok, err := t.ULong(ck.CKA_VALUE_LEN)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	}
+	if _, ok := t[ck.CKA_VALUE]; ok {
+		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "CKA_VALUE is generated")
+	}
+	delete(t, ck.CKA_VALUE_LEN)
+	a, err := secretAttrs(t, kt)
+	if err != nil {
+		return 0, err
+	}
+	a.SetBool(ck.CKA_LOCAL, true)
+	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, m.Type)
+	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, a.Bool(ck.CKA_SENSITIVE))
+	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, !a.Bool(ck.CKA_EXTRACTABLE))
+	return l.addSecret(s, a, kt, int(min(n, 1<<16)), nil)
+}
+
+// importSecretKey is C_CreateObject for a secret key: its value is put into
+// the TPM (TPM2_Create with caller data) and kept outside only as the
+// TPM-wrapped blob.
+func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
+	kt, ok, err := t.ULong(ck.CKA_KEY_TYPE)
+	if err != nil {
+		return 0, err
+	}
+	value, hasValue := t[ck.CKA_VALUE]
+	if !ok || !hasValue {
+		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	}
+	if _, ok := t[ck.CKA_VALUE_LEN]; ok {
+		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN comes from CKA_VALUE")
+	}
+	delete(t, ck.CKA_VALUE)
+	a, err := secretAttrs(t, kt)
+	if err != nil {
+		return 0, err
+	}
+	a.SetBool(ck.CKA_LOCAL, false)
+	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
+	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, false)
+	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, false)
+	return l.addSecret(s, a, kt, len(value), value)
+}
