@@ -131,6 +131,51 @@ PU --sign --id 0b -m ECDSA-SHA384 --signature-format openssl -i data -o sig >/de
 openssl dgst -sha384 -verify <(openssl pkey -in imp-ec.pem -pubout) -signature sig data >/dev/null || fail "imported EC signature"
 PU -O --type privkey --id 0a | grep -q "Access:.*sensitive" || fail "imported key not sensitive"
 pass "openssl PEM keys (RSA-2048, EC P-384) imported into the TPM; signatures verified by openssl; sensitive"
+# pkcs11-tool's own EC test (keygen, attribute changes, sign, delete) on each curve.
+for curve in prime256v1 secp384r1 secp521r1; do
+  out=$(PU --session-rw --test-ec --id 0c0c --key-type EC:$curve 2>&1) || fail "--test-ec $curve: $out"
+  echo "$out" | grep -q "==> OK" || fail "--test-ec $curve: $out"
+done
+pass "pkcs11-tool --test-ec passes on P-256, P-384 and P-521"
+
+# Larger keys: RSA-3072 and P-521 made in the TPM, signatures verified by openssl.
+PU --keypairgen --key-type rsa:3072 --id 0d --label rsa3072 >/dev/null || fail "RSA-3072 keygen"
+PU --keypairgen --key-type EC:secp521r1 --id 0e --label p521 >/dev/null || fail "P-521 keygen"
+for id in 0d 0e; do
+  P --token-label ci --read-object --type pubkey --id $id -o pub$id.der >/dev/null 2>&1
+  openssl pkey -pubin -inform DER -in pub$id.der -out pub$id.pem || fail "public key $id"
+done
+PU --sign --id 0d -m SHA384-RSA-PKCS -i data -o sig >/dev/null
+openssl dgst -sha384 -verify pub0d.pem -signature sig data >/dev/null || fail "RSA-3072 signature"
+PU --sign --id 0e -m ECDSA-SHA512 --signature-format openssl -i data -o sig >/dev/null
+openssl dgst -sha512 -verify pub0e.pem -signature sig data >/dev/null || fail "P-521 signature"
+pass "RSA-3072 (SHA384-RSA-PKCS) and P-521 (ECDSA-SHA512) verified by openssl"
+
+# ECDH in the TPM agrees with openssl's.
+PU --keypairgen --key-type EC:prime256v1 --id 0f --label ecdh --usage-derive >/dev/null || fail "ECDH keygen"
+P --token-label ci --read-object --type pubkey --id 0f -o pub0f.der >/dev/null 2>&1
+openssl pkey -pubin -inform DER -in pub0f.der -out pub0f.pem
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out peer.pem 2>/dev/null
+openssl pkey -in peer.pem -pubout -outform DER -out peer.der
+PU --derive -m ECDH1-DERIVE --id 0f -i peer.der -o z-tpm >/dev/null 2>&1 || fail "C_DeriveKey"
+openssl pkeyutl -derive -inkey peer.pem -peerkey pub0f.pem -out z-openssl
+cmp -s z-tpm z-openssl || fail "ECDH shared secret differs from openssl's"
+pass "ECDH1-DERIVE in the TPM equals openssl's shared secret"
+
+# AES in the TPM: a generated key round-trips; an imported key's ciphertext openssl decrypts.
+head -c 1000 /dev/urandom > plain
+iv=000102030405060708090a0b0c0d0e0f
+PU --keygen --key-type AES:32 --id 10 --label aes >/dev/null || fail "AES keygen"
+PU --encrypt --id 10 -m AES-CBC-PAD --iv $iv -i plain -o ct >/dev/null 2>&1 || fail "AES encrypt"
+PU --decrypt --id 10 -m AES-CBC-PAD --iv $iv -i ct -o back >/dev/null 2>&1 || fail "AES decrypt"
+cmp -s plain back || fail "AES round trip"
+head -c 32 /dev/urandom > aes.key
+PU --write-object aes.key --type secrkey --key-type AES:32 --id 11 --label aes-imported >/dev/null || fail "AES import"
+PU --encrypt --id 11 -m AES-CBC-PAD --iv $iv -i plain -o ct >/dev/null 2>&1 || fail "AES encrypt (imported)"
+openssl enc -d -aes-256-cbc -K "$(od -An -tx1 aes.key | tr -d ' \n')" -iv $iv -in ct -out back || fail "openssl AES decrypt"
+cmp -s plain back || fail "openssl decrypts to something else"
+pass "AES-256-CBC-PAD in the TPM: generated key round-trips, imported key's ciphertext decrypted by openssl"
+
 # Four processes at once on one token and one swtpm: keygen, find, sign, destroy.
 pids=
 for p in 1 2 3 4; do

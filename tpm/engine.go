@@ -120,13 +120,50 @@ func (e *Engine) withRoom(keep map[string]bool, load func() error) error {
 		}
 	}
 	err := load()
-	for tries := 0; err != nil && errors.Is(err, tpm2.TPMRCObjectMemory) && tries < e.capacity; tries++ {
+	orphans := false
+	for tries := 0; err != nil && errors.Is(err, tpm2.TPMRCObjectMemory) && tries < e.capacity+1; tries++ {
 		if e.evictOne(keep) != nil {
-			break
+			if orphans {
+				break
+			}
+			e.flushOrphans()
+			orphans = true
 		}
 		err = load()
 	}
 	return err
+}
+
+// flushOrphans flushes transient objects that are not this Engine's. It is
+// only reached on a TPM without a resource manager (swtpm, /dev/tpm0),
+// where whoever holds the connection is its only user and every process
+// saves and flushes its objects before letting go of it: what is left was
+// left by a process that died mid-operation, and would fill the TPM's few
+// slots for good.
+func (e *Engine) flushOrphans() {
+	rsp, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapHandles,
+		Property:      uint32(tpm2.TPMHTTransient) << 24,
+		PropertyCount: 64,
+	}.Execute(e.tr())
+	if err != nil {
+		return
+	}
+	hs, err := rsp.CapabilityData.Data.Handles()
+	if err != nil {
+		return
+	}
+	ours := map[tpm2.TPMHandle]bool{}
+	for _, s := range e.slots {
+		if s.loaded {
+			ours[s.handle] = true
+		}
+	}
+	for _, h := range hs.Handle {
+		if !ours[h] {
+			_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(e.tr())
+		}
+	}
 }
 
 // Handle makes obj loaded and returns its handle and name.

@@ -83,3 +83,20 @@ func TestSealUnsealChecksAuth(t *testing.T) {
 	e.FlushAll()
 	swtpmtest.CheckNoLeaks(t, tr, 0)
 }
+
+// A process that died with objects loaded leaves them in a TPM without a
+// resource manager: the next Engine flushes those orphans when the TPM is
+// full rather than failing forever with TPM_RC_OBJECT_MEMORY.
+func TestEngineFlushesOrphansOfADeadProcess(t *testing.T) {
+	tr := swtpmtest.Start(t)
+	for i := 0; i < 3; i++ { // the dead process's objects fill every slot
+		_, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm.SRKTemplate()}.Execute(tr)
+		require.NoError(t, err)
+	}
+	e := tpm.NewEngine(tr, 3)
+	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	_, _, err := e.Create(srk, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+	require.NoError(t, err)
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
+}

@@ -54,9 +54,6 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !priv.Bool(ck.CKA_SENSITIVE) {
-		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "TPM keys are always sensitive")
-	}
 	if kt == ck.CKK_EC {
 		for _, a := range ecNever {
 			priv.SetBool(a, false)

@@ -95,8 +95,8 @@ func TestImportPrivateKeys(t *testing.T) {
 	// the private key, in any of its encodings.
 	requireNotInStore(t, dir, rk.Primes[0].Bytes()[:16], rk.Primes[1].Bytes()[:16], rk.D.Bytes()[:16])
 
-	// Not sensitive cannot be honoured for a key inside the TPM.
-	_, err = l.CreateObject(h, append(append([]tpmtoken.Attr{}, full...), tpmtoken.Attr{Type: ck.CKA_SENSITIVE, Value: boolAttr(false)}))
+	// Extractable cannot be honoured for a key inside the TPM.
+	_, err = l.CreateObject(h, append(append([]tpmtoken.Attr{}, full...), tpmtoken.Attr{Type: ck.CKA_EXTRACTABLE, Value: boolAttr(true)}))
 	require.Equal(t, ck.CKR_ATTRIBUTE_VALUE_INVALID, rv(err))
 }
 

@@ -189,10 +189,6 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if err != nil {
 		return 0, 0, err
 	}
-	// A TPM key's private part can never be read: it is always sensitive.
-	if !priv.Bool(ck.CKA_SENSITIVE) {
-		return 0, 0, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "TPM keys are always sensitive")
-	}
 	if kt == ck.CKK_EC {
 		for _, t := range ecNever {
 			pub.SetBool(t, false)
@@ -250,7 +246,9 @@ func (t *Token) addKeyPair(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub,
 		a.SetULong(ck.CKA_KEY_GEN_MECHANISM, mech)
 		a[ck.CKA_PUBLIC_KEY_INFO] = spki
 	}
-	priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, true)
+	// CKA_EXTRACTABLE is always false (nothing can take a key out of the
+	// TPM), so even a key marked not sensitive never reveals its value.
+	priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, priv.Bool(ck.CKA_SENSITIVE))
 	priv.SetBool(ck.CKA_NEVER_EXTRACTABLE, true)
 	pubObj := &Object{UID: newUID(), Attrs: pub}
 	privObj := &Object{UID: newUID(), Attrs: priv, key: key}

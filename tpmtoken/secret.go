@@ -9,10 +9,12 @@ import (
 )
 
 // Secret keys (AES, generic secret for HMAC) live in the TPM like private
-// keys. A sensitive one's value is never known outside it. A session key
-// that is not sensitive (a derived key an application wants to read) keeps
-// its value in memory as CKA_VALUE too; such a value is never written to
-// the store, so a token key is always sensitive.
+// keys, and their value is never known outside it unless it is readable:
+// not sensitive and extractable (a derived key an application wants to
+// read). A readable session key keeps its value in memory as CKA_VALUE too;
+// such a value is never written to the store, so no token key is readable.
+
+func readable(a Attrs) bool { return !a.Bool(ck.CKA_SENSITIVE) && a.Bool(ck.CKA_EXTRACTABLE) }
 
 var secretDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true,
 	ck.CKA_COPYABLE: true, ck.CKA_DESTROYABLE: true, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false,
@@ -64,8 +66,8 @@ func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []b
 		return 0, err
 	}
 	token := a.Bool(ck.CKA_TOKEN)
-	if !a.Bool(ck.CKA_SENSITIVE) && token {
-		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a token key's value is never stored outside the TPM: it must be sensitive")
+	if readable(a) && token {
+		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a token key's value is never stored outside the TPM: it cannot be both extractable and not sensitive")
 	}
 	if token && !s.rw() {
 		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
@@ -77,7 +79,7 @@ func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []b
 	// hash for the lengths it can make, and draw other lengths from its RNG.
 	if value == nil && kt == ck.CKK_GENERIC_SECRET {
 		alg, ok := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[n]
-		if ok && a.Bool(ck.CKA_SENSITIVE) {
+		if ok && !readable(a) {
 			template.NameAlg = alg
 		} else {
 			v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) { return e.Random(n) })
@@ -87,7 +89,7 @@ func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []b
 			value = v.([]byte)
 		}
 	}
-	if value == nil && !a.Bool(ck.CKA_SENSITIVE) {
+	if value == nil && readable(a) {
 		v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) { return e.Random(n) })
 		if err != nil {
 			return 0, err
@@ -113,7 +115,7 @@ func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []b
 		return 0, err
 	}
 	a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
-	if !a.Bool(ck.CKA_SENSITIVE) {
+	if readable(a) {
 		a[ck.CKA_VALUE] = value
 	}
 	o := &Object{UID: newUID(), Attrs: a, key: v.(*tpm.Object)}

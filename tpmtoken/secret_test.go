@@ -211,8 +211,16 @@ func TestHMACAgainstGoCrypto(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ck.CKR_KEY_TYPE_INCONSISTENT, rv(l.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_SHA256_HMAC}, aesKey)))
 	_, err = l.GenerateKey(h, tpmtoken.Mechanism{Type: ck.CKM_GENERIC_SECRET_KEY_GEN},
-		[]tpmtoken.Attr{{ck.CKA_VALUE_LEN, ulong(32)}, {ck.CKA_TOKEN, boolAttr(true)}, {ck.CKA_SENSITIVE, boolAttr(false)}})
+		[]tpmtoken.Attr{{ck.CKA_VALUE_LEN, ulong(32)}, {ck.CKA_TOKEN, boolAttr(true)}, {ck.CKA_SENSITIVE, boolAttr(false)},
+			{ck.CKA_EXTRACTABLE, boolAttr(true)}})
 	require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
+	// Not sensitive but not extractable: allowed, and still unreadable.
+	k, err := l.GenerateKey(h, tpmtoken.Mechanism{Type: ck.CKM_GENERIC_SECRET_KEY_GEN},
+		[]tpmtoken.Attr{{ck.CKA_VALUE_LEN, ulong(32)}, {ck.CKA_TOKEN, boolAttr(true)}, {ck.CKA_SENSITIVE, boolAttr(false)}})
+	require.NoError(t, err)
+	res, err := l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+	require.NoError(t, err)
+	require.Equal(t, ck.CKR_ATTRIBUTE_SENSITIVE, res[0].RV)
 }
 
 func refKDF(z, shared []byte, n int) []byte {
