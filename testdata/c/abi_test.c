@@ -1,7 +1,8 @@
 /* ABI test for libtpm11.so, driven from C as a real host would: interface
  * lists and versions, C_Initialize/C_Finalize rules, return codes for calls
  * before initialization and for bad arguments, then a token, a key and
- * signatures, and 8 threads signing on their own sessions. */
+ * signatures, secret keys and ECDH, and 16 threads with mixed operations
+ * on their own sessions. */
 #include <dlfcn.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -29,7 +30,7 @@ _Static_assert(sizeof(CK_FUNCTION_LIST_3_0) == 8 + 92 * 8, "3.0 list");
 _Static_assert(sizeof(CK_FUNCTION_LIST_3_2) == 8 + 104 * 8, "3.2 list");
 
 static CK_FUNCTION_LIST_3_2 *f;
-static CK_OBJECT_HANDLE priv_key;
+static CK_OBJECT_HANDLE priv_key, pub_key;
 static CK_BYTE ec_params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 
 static void check_entries(void *list, int n, const char *what) {
@@ -162,20 +163,91 @@ static void test_fork(void) {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child did not fail fast with CKR_GENERAL_ERROR (status 0x%x)", status);
 }
 
-static void *signer(void *arg) {
-  (void)arg;
+static CK_OBJECT_HANDLE hmac_key, aes_key;
+
+/* One of 16 threads, each on its own session, no application lock: by
+ * thread number it signs with ECDSA, MACs with HMAC, round-trips AES-CBC in
+ * the TPM, or finds objects and digests in software. */
+static void *worker(void *arg) {
+  long kind = (long)arg % 4;
   CK_SESSION_HANDLE h;
   CK_RV r = f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h);
   long bad = r != CKR_OK;
-  CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
-  for (int i = 0; i < 50 && !bad; i++) {
-    CK_BYTE sig[64];
-    CK_ULONG n = sizeof sig;
-    bad += f->C_SignInit(h, &m, priv_key) != CKR_OK;
-    bad += f->C_Sign(h, (CK_BYTE_PTR) "thread", 6, sig, &n) != CKR_OK;
+  CK_BYTE iv[16] = {1, 2, 3};
+  CK_MECHANISM ecdsa = {CKM_ECDSA_SHA256, NULL, 0}, hmac = {CKM_SHA256_HMAC, NULL, 0},
+               aes = {CKM_AES_CBC_PAD, iv, sizeof iv}, sha = {CKM_SHA256, NULL, 0};
+  for (int i = 0; i < 30 && !bad; i++) {
+    CK_BYTE out[64], back[64];
+    CK_ULONG n = sizeof out, m = sizeof back, count = 0;
+    CK_OBJECT_HANDLE found[4];
+    switch (kind) {
+    case 0:
+      bad += f->C_SignInit(h, &ecdsa, priv_key) != CKR_OK;
+      bad += f->C_Sign(h, (CK_BYTE_PTR) "thread", 6, out, &n) != CKR_OK || n != 64;
+      break;
+    case 1:
+      bad += f->C_SignInit(h, &hmac, hmac_key) != CKR_OK;
+      bad += f->C_Sign(h, (CK_BYTE_PTR) "thread", 6, out, &n) != CKR_OK || n != 32;
+      bad += f->C_VerifyInit(h, &hmac, hmac_key) != CKR_OK;
+      bad += f->C_Verify(h, (CK_BYTE_PTR) "thread", 6, out, n) != CKR_OK;
+      break;
+    case 2:
+      bad += f->C_EncryptInit(h, &aes, aes_key) != CKR_OK;
+      bad += f->C_Encrypt(h, (CK_BYTE_PTR) "sixteen bytes!!!+5", 18, out, &n) != CKR_OK || n != 32;
+      bad += f->C_DecryptInit(h, &aes, aes_key) != CKR_OK;
+      bad += f->C_Decrypt(h, out, n, back, &m) != CKR_OK || m != 18 || memcmp(back, "sixteen bytes!!!+5", 18) != 0;
+      break;
+    default:
+      bad += f->C_FindObjectsInit(h, NULL, 0) != CKR_OK;
+      bad += f->C_FindObjects(h, found, 4, &count) != CKR_OK || count == 0;
+      bad += f->C_FindObjectsFinal(h) != CKR_OK;
+      bad += f->C_DigestInit(h, &sha) != CKR_OK;
+      bad += f->C_Digest(h, (CK_BYTE_PTR) "thread", 6, out, &n) != CKR_OK || n != 32;
+    }
   }
   f->C_CloseSession(h);
   return (void *)bad;
+}
+
+/* Secret keys and ECDH through the C ABI, with bad arguments refused. */
+static void test_secret(CK_SESSION_HANDLE h) {
+  CK_ULONG len32 = 32;
+  CK_ATTRIBUTE t[] = {{CKA_VALUE_LEN, &len32, sizeof len32}};
+  CK_MECHANISM gen = {CKM_GENERIC_SECRET_KEY_GEN, NULL, 0}, agen = {CKM_AES_KEY_GEN, NULL, 0};
+  RV(f->C_GenerateKey(h, &gen, t, 1, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_GenerateKey(h, &gen, t, 1, &hmac_key), CKR_OK);
+  RV(f->C_GenerateKey(h, &agen, t, 1, &aes_key), CKR_OK);
+  CK_BYTE iv[16] = {0};
+  CK_MECHANISM aes = {CKM_AES_CBC_PAD, iv, sizeof iv};
+  RV(f->C_EncryptInit(h, &aes, aes_key), CKR_OK);
+  RV(f->C_Encrypt(h, (CK_BYTE_PTR) "abc", 3, NULL, NULL), CKR_ARGUMENTS_BAD);
+  CK_ULONG n = 0;
+  RV(f->C_Encrypt(h, (CK_BYTE_PTR) "abc", 3, NULL, &n), CKR_OK);
+  CHECK(n == 16, "CBC_PAD length query gave %lu", n);
+  CK_BYTE ct[16];
+  RV(f->C_Encrypt(h, (CK_BYTE_PTR) "abc", 3, ct, &n), CKR_OK);
+
+  /* ECDH: our own public key as the peer's; NULL public data is refused. */
+  CK_BYTE point[80];
+  CK_ATTRIBUTE get[] = {{CKA_EC_POINT, point, sizeof point}};
+  RV(f->C_GetAttributeValue(h, pub_key, get, 1), CKR_OK);
+  CK_ECDH1_DERIVE_PARAMS p = {CKD_NULL, 0, NULL, 65, point + 2};
+  CK_MECHANISM derive = {CKM_ECDH1_DERIVE, &p, sizeof p};
+  CK_ULONG cls = CKO_SECRET_KEY;
+  CK_ULONG kt = CKK_GENERIC_SECRET;
+  CK_BBOOL no = 0, yes = 1;
+  CK_ATTRIBUTE dt[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt},
+                       {CKA_SENSITIVE, &no, 1}, {CKA_EXTRACTABLE, &yes, 1}};
+  CK_OBJECT_HANDLE dk;
+  RV(f->C_DeriveKey(h, &derive, priv_key, dt, 4, &dk), CKR_OK);
+  CK_BYTE z[66];
+  CK_ATTRIBUTE zv[] = {{CKA_VALUE, z, sizeof z}};
+  RV(f->C_GetAttributeValue(h, dk, zv, 1), CKR_OK);
+  CHECK(zv[0].ulValueLen == 32, "shared secret length %lu", zv[0].ulValueLen);
+  p.pPublicData = NULL;
+  RV(f->C_DeriveKey(h, &derive, priv_key, dt, 4, &dk), CKR_MECHANISM_PARAM_INVALID);
+  derive.ulParameterLen = 8;
+  RV(f->C_DeriveKey(h, &derive, priv_key, dt, 4, &dk), CKR_MECHANISM_PARAM_INVALID);
 }
 
 static void test_token(void) {
@@ -201,12 +273,13 @@ static void test_token(void) {
   CK_BBOOL yes = 1;
   CK_BYTE id[] = {7};
   CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &yes, 1}, {CKA_EC_PARAMS, ec_params, sizeof ec_params}, {CKA_ID, id, 1}};
-  CK_ATTRIBUTE prv[] = {{CKA_TOKEN, &yes, 1}, {CKA_ID, id, 1}};
+  CK_ATTRIBUTE prv[] = {{CKA_TOKEN, &yes, 1}, {CKA_ID, id, 1}, {CKA_DERIVE, &yes, 1}};
   CK_OBJECT_HANDLE hpub;
-  RV(f->C_GenerateKeyPair(h, &gen, pub, 3, prv, 2, &hpub, &priv_key), CKR_USER_NOT_LOGGED_IN);
+  RV(f->C_GenerateKeyPair(h, &gen, pub, 3, prv, 3, &hpub, &priv_key), CKR_USER_NOT_LOGGED_IN);
   RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "wrong-pin", 9), CKR_PIN_INCORRECT);
   RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
-  RV(f->C_GenerateKeyPair(h, &gen, pub, 3, prv, 2, &hpub, &priv_key), CKR_OK);
+  RV(f->C_GenerateKeyPair(h, &gen, pub, 3, prv, 3, &hpub, &priv_key), CKR_OK);
+  pub_key = hpub;
 
   CK_BYTE point[80];
   CK_ATTRIBUTE get[] = {{CKA_EC_POINT, NULL, 0}, {CKA_VALUE, point, sizeof point}};
@@ -246,15 +319,16 @@ static void test_token(void) {
   RV(f->C_VerifyInit(h, &m, hpub), CKR_OK);
   RV(f->C_Verify(h, (CK_BYTE_PTR) "hello", 5, sig, siglen), CKR_OK);
 
-  pthread_t t[8];
-  for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, signer, NULL);
+  test_secret(h);
+  pthread_t t[16];
+  for (long i = 0; i < 16; i++) pthread_create(&t[i], NULL, worker, (void *)i);
   long bad = 0;
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < 16; i++) {
     void *r;
     pthread_join(t[i], &r);
     bad += (long)r;
   }
-  CHECK(bad == 0, "%ld failures in 8 threads x 50 signs", bad);
+  CHECK(bad == 0, "%ld failures in 16 threads x 30 mixed operations", bad);
 
   /* C_Finalize resets state: old handles are gone after a new C_Initialize. */
   RV(f->C_Finalize(NULL), CKR_OK);
