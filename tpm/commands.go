@@ -18,9 +18,16 @@ func (e *Engine) Create(parent *Object, template tpm2.TPMTPublic, authValue, dat
 	}
 	// TPM2_Create builds the object in a transient slot: it needs room.
 	var rsp *tpm2.CreateResponse
-	err = e.withRoom(map[string]bool{parent.ID: true}, func() (err error) {
+	keep := map[string]bool{parent.ID: true}
+	err = e.withRoom(keep, func() (err error) {
+		// The sensitive part (an authValue, sealed data, a key) is the
+		// first parameter: encrypted on the bus.
+		pa, err := e.secret(ph, parent.Auth, keep, encryptIn)
+		if err != nil {
+			return err
+		}
 		rsp, err = tpm2.Create{
-			ParentHandle: auth(ph, parent.Auth),
+			ParentHandle: pa,
 			InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
 				UserAuth: tpm2.TPM2BAuth{Buffer: authValue},
 				Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
@@ -44,12 +51,17 @@ func (e *Engine) ChangeAuth(obj *Object, newAuth []byte) (tpm2.TPM2BPrivate, err
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err
 	}
-	ph, err := e.handle(obj.Parent, map[string]bool{obj.ID: true})
+	keep := map[string]bool{obj.ID: true}
+	ph, err := e.handle(obj.Parent, keep)
+	if err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
+	oa, err := e.secret(h, obj.Auth, keep, encryptIn)
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err
 	}
 	rsp, err := tpm2.ObjectChangeAuth{
-		ObjectHandle: auth(h, obj.Auth),
+		ObjectHandle: oa,
 		ParentHandle: ph,
 		NewAuth:      tpm2.TPM2BAuth{Buffer: newAuth},
 	}.Execute(e.tr())
@@ -67,7 +79,11 @@ func (e *Engine) Unseal(obj *Object) ([]byte, error) {
 		return nil, err
 	}
 	defer e.Forget(obj.ID)
-	rsp, err := tpm2.Unseal{ItemHandle: auth(h, obj.Auth)}.Execute(e.tr())
+	ia, err := e.secret(h, obj.Auth, map[string]bool{obj.ID: true}, encryptOut)
+	if err != nil {
+		return nil, err
+	}
+	rsp, err := tpm2.Unseal{ItemHandle: ia}.Execute(e.tr())
 	if err != nil {
 		return nil, err
 	}

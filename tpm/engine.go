@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -37,6 +38,7 @@ func (o *Object) Name() (tpm2.TPM2BName, error) {
 
 type slot struct {
 	obj     *Object
+	pub     tpm2.TPMTPublic // a primary's public area, as the TPM made it
 	handle  tpm2.TPMHandle
 	name    tpm2.TPM2BName
 	loaded  bool
@@ -55,6 +57,9 @@ type Engine struct {
 	clock    uint64
 	// Commands counts TPM commands sent, for diagnostics and benchmarks.
 	Commands uint64
+	// Salt, if set, is a primary key that salts the sessions carrying
+	// secrets (see secret), so they never cross the TPM bus in the clear.
+	Salt *Object
 }
 
 // NewEngine returns an Engine over t that keeps at most capacity objects loaded.
@@ -212,6 +217,11 @@ func (e *Engine) handle(obj *Object, keep map[string]bool) (tpm2.NamedHandle, er
 				return err
 			}
 			s.handle, s.name = rsp.ObjectHandle, rsp.Name
+			pub, err := rsp.OutPublic.Contents()
+			if err != nil {
+				return err
+			}
+			s.pub = *pub
 			return nil
 		})
 	} else {
@@ -221,8 +231,12 @@ func (e *Engine) handle(obj *Object, keep map[string]bool) (tpm2.NamedHandle, er
 			return tpm2.NamedHandle{}, err
 		}
 		err = e.withRoom(keep, func() error {
+			pa, err := e.secret(parent, obj.Parent.Auth, keep)
+			if err != nil {
+				return err
+			}
 			rsp, err := tpm2.Load{
-				ParentHandle: auth(parent, obj.Parent.Auth),
+				ParentHandle: pa,
 				InPrivate:    obj.Private,
 				InPublic:     obj.Public,
 			}.Execute(e.tr())
@@ -244,6 +258,33 @@ func (e *Engine) handle(obj *Object, keep map[string]bool) (tpm2.NamedHandle, er
 func auth(h tpm2.NamedHandle, value []byte) tpm2.AuthHandle {
 	return tpm2.AuthHandle{Handle: h.Handle, Name: h.Name, Auth: tpm2.PasswordAuth(value)}
 }
+
+// secret authorizes h with value without sending value: an HMAC session
+// salted to e.Salt (so only this TPM can derive the session key), with
+// parameter encryption in dir when the command or response carries a
+// secret (a PIN-sealed value, new auth, key material). An empty value has
+// nothing to hide and uses a password session; so does an Engine without
+// a Salt, and the salt key itself.
+func (e *Engine) secret(h tpm2.NamedHandle, value []byte, keep map[string]bool, dir ...tpm2.AuthOption) (tpm2.AuthHandle, error) {
+	if e.Salt == nil || (len(value) == 0 && len(dir) == 0) || bytes.IndexByte(value, 0) >= 0 {
+		// (go-tpm cuts an HMAC key at a zero byte: such a value, which the
+		// token never makes, can only go as a password.)
+		return auth(h, value), nil
+	}
+	keep[e.Salt.ID] = true
+	sh, err := e.handle(e.Salt, keep)
+	if err != nil {
+		return tpm2.AuthHandle{}, err
+	}
+	opts := append([]tpm2.AuthOption{tpm2.Auth(value), tpm2.Salted(sh.Handle, e.slots[e.Salt.ID].pub)}, dir...)
+	return tpm2.AuthHandle{Handle: h.Handle, Name: h.Name, Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, opts...)}, nil
+}
+
+// Parameter encryption directions for secret.
+var (
+	encryptIn  = tpm2.AESEncryption(128, tpm2.EncryptIn)
+	encryptOut = tpm2.AESEncryption(128, tpm2.EncryptOut)
+)
 
 // Forget flushes obj's TPM copy, if any, and drops it from the cache.
 func (e *Engine) Forget(id string) {

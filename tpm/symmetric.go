@@ -90,8 +90,13 @@ func (e *Engine) ECDH(key *Object, x, y []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Z is the shared secret: encrypted on its way out.
+	ka, err := e.secret(h, key.Auth, map[string]bool{key.ID: true}, encryptOut)
+	if err != nil {
+		return nil, err
+	}
 	rsp, err := tpm2.ECDHZGen{
-		KeyHandle: auth(h, key.Auth),
+		KeyHandle: ka,
 		InPoint: tpm2.New2B(tpm2.TPMSECCPoint{
 			X: tpm2.TPM2BECCParameter{Buffer: x},
 			Y: tpm2.TPM2BECCParameter{Buffer: y},
@@ -117,8 +122,12 @@ func (e *Engine) Import(parent *Object, public tpm2.TPMTPublic, sensitive tpm2.T
 		return tpm2.TPM2BPrivate{}, err
 	}
 	dup := tpm2.Marshal(tpm2.New2B(sensitive))
+	pa, err := e.secret(ph, parent.Auth, map[string]bool{parent.ID: true})
+	if err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
 	rsp, err := tpm2.Import{
-		ParentHandle: auth(ph, parent.Auth),
+		ParentHandle: pa,
 		ObjectPublic: tpm2.New2B(public),
 		Duplicate:    tpm2.TPM2BPrivate{Buffer: dup},
 		Symmetric:    tpm2.TPMTSymDef{Algorithm: tpm2.TPMAlgNull},

@@ -18,7 +18,7 @@ type decryptOp struct {
 	hash  crypto.Hash
 	label []byte
 	raw   bool
-	buf   []byte  // input of a multi-part decryption
+	buf   []byte // input of a multi-part decryption
 	aes   *aesOp // an AES decryption instead
 }
 

@@ -2,18 +2,18 @@ package tpmtoken_test
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io/fs"
 	"math/big"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"

@@ -63,7 +63,10 @@ func Open(cfg Config) (*Library, error) {
 	if cfg.Latency > 0 {
 		t = tpm.Latency{T: t, Delay: cfg.Latency}
 	}
-	l.q = asyncq.New(tpm.NewEngine(t, l.dev.ObjectSlots))
+	l.srk = &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	eng := tpm.NewEngine(t, l.dev.ObjectSlots)
+	eng.Salt = l.srk // PINs, sealed values and keys never cross the bus in the clear
+	l.q = asyncq.New(eng)
 	if release := l.dev.Release; release != nil {
 		// swtpm serves one connection at a time and has no resource
 		// manager: when idle, hand the TPM back empty so other processes
@@ -73,7 +76,6 @@ func Open(cfg Config) (*Library, error) {
 			_ = release()
 		})
 	}
-	l.srk = &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
 	recs, err := st.Tokens()
 	if err != nil {
 		l.Close()

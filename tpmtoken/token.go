@@ -52,8 +52,14 @@ func pinAuth(salt, pin []byte) []byte {
 	h.Write([]byte("tpm11 PIN v1\x00"))
 	h.Write(salt)
 	h.Write(pin)
-	return h.Sum(nil)
+	return authText(h.Sum(nil)[:16])
 }
+
+// authText turns 16 bytes into a 32-byte authValue with no zero byte: go-tpm
+// (v0.9.8) keys session HMACs with an authValue cut at its first zero byte,
+// which the TPM does not do, so a value with a zero inside would fail every
+// HMAC authorization.
+func authText(b []byte) []byte { return []byte(hex.EncodeToString(b)) }
 
 func checkPINLen(pin []byte) error {
 	if len(pin) < MinPINLen || len(pin) > MaxPINLen {
@@ -130,7 +136,7 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		}
 	}
 	rec.Label = padLabel(label)
-	storageAuth := randBytes(32)
+	storageAuth := authText(randBytes(16))
 	_, err = l.run(0, func(e *tpm.Engine) (any, error) {
 		pub, priv, err := e.Create(l.srk, tpm.StorageTemplate(), storageAuth, nil)
 		if err != nil {
