@@ -59,6 +59,7 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 		}
 	}
 	s.tok.mu.Lock()
+	s.tok.invalidate()
 	o.Attrs = next
 	s.tok.mu.Unlock()
 	return nil

@@ -16,7 +16,21 @@ func TestSetCopyAndSize(t *testing.T) {
 		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, p256}}, []tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}})
 	require.NoError(t, err)
 
+	findAll := func(tmpl ...tpmtoken.Attr) []uint64 {
+		require.NoError(t, l.FindObjectsInit(h, tmpl))
+		found, err := l.FindObjects(h, 100)
+		require.NoError(t, err)
+		require.NoError(t, l.FindObjectsFinal(h))
+		return found
+	}
+	require.Equal(t, []uint64{priv}, findAll(tpmtoken.Attr{Type: ck.CKA_CLASS, Value: ulong(ck.CKO_PRIVATE_KEY)}))
 	require.NoError(t, l.SetAttributeValue(h, priv, []tpmtoken.Attr{{ck.CKA_LABEL, []byte("renamed")}, {ck.CKA_ID, []byte{9}}}))
+	// The find index follows the change.
+	require.Equal(t, []uint64{priv}, findAll(tpmtoken.Attr{Type: ck.CKA_ID, Value: []byte{9}}))
+	require.Equal(t, []uint64{priv}, findAll(tpmtoken.Attr{Type: ck.CKA_LABEL, Value: []byte("renamed")},
+		tpmtoken.Attr{Type: ck.CKA_CLASS, Value: ulong(ck.CKO_PRIVATE_KEY)}))
+	require.Empty(t, findAll(tpmtoken.Attr{Type: ck.CKA_LABEL, Value: []byte("renamed")},
+		tpmtoken.Attr{Type: ck.CKA_CLASS, Value: ulong(ck.CKO_PUBLIC_KEY)}))
 	require.Equal(t, ck.CKR_ATTRIBUTE_READ_ONLY, ck.ToRV(l.SetAttributeValue(h, priv, []tpmtoken.Attr{{ck.CKA_SENSITIVE, []byte{0}}})))
 	require.Equal(t, ck.CKR_ATTRIBUTE_READ_ONLY, ck.ToRV(l.SetAttributeValue(h, pub, []tpmtoken.Attr{{ck.CKA_EC_POINT, []byte{4}}})))
 	require.Equal(t, ck.CKR_ATTRIBUTE_READ_ONLY, ck.ToRV(l.SetAttributeValue(h, priv, []tpmtoken.Attr{{ck.CKA_DECRYPT, []byte{1}}})))

@@ -67,6 +67,7 @@ func (t *Token) refresh() error {
 	if !changed {
 		return nil
 	}
+	t.invalidate()
 	for uid, h := range t.byUID {
 		if _, ok := recs[uid]; !ok && t.objects[h] != nil && t.objects[h].session == 0 {
 			delete(t.objects, h)
@@ -118,6 +119,7 @@ func (t *Token) add(o *Object) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.invalidate()
 	o.Handle = t.lib.handles.Add(1)
 	t.objects[o.Handle] = o
 	t.byUID[o.UID] = o.Handle
@@ -153,6 +155,7 @@ func (t *Token) destroy(o *Object) error {
 		}
 	}
 	t.mu.Lock()
+	t.invalidate()
 	delete(t.objects, o.Handle)
 	delete(t.byUID, o.UID)
 	t.mu.Unlock()
@@ -186,9 +189,17 @@ func (t *Token) find(tmpl []Attr) ([]uint64, error) {
 		return nil, err
 	}
 	var out []uint64
-	for h, o := range t.objects {
-		if t.visible(o) && o.Attrs.Matches(tmpl) {
-			out = append(out, h)
+	if hs, ok := t.candidates(tmpl); ok {
+		for _, h := range hs {
+			if o := t.objects[h]; o != nil && t.visible(o) && o.Attrs.Matches(tmpl) {
+				out = append(out, h)
+			}
+		}
+	} else {
+		for h, o := range t.objects {
+			if t.visible(o) && o.Attrs.Matches(tmpl) {
+				out = append(out, h)
+			}
 		}
 	}
 	slices.Sort(out)

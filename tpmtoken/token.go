@@ -27,6 +27,7 @@ type Token struct {
 	objs     *store.Objects
 	objects  map[uint64]*Object
 	byUID    map[string]uint64
+	idx      objIndex
 }
 
 func (l *Library) newToken(rec *store.Token) *Token {
@@ -164,6 +165,7 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		s.tok.mu.Lock()
 		s.tok.setRecord(rec)
 		s.tok.objects, s.tok.byUID, s.tok.isLogged = map[uint64]*Object{}, map[string]uint64{}, false
+		s.tok.invalidate()
 		s.tok.mu.Unlock()
 		return nil
 	}
