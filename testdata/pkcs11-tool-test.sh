@@ -176,6 +176,15 @@ openssl enc -d -aes-256-cbc -K "$(od -An -tx1 aes.key | tr -d ' \n')" -iv $iv -i
 cmp -s plain back || fail "openssl decrypts to something else"
 pass "AES-256-CBC-PAD in the TPM: generated key round-trips, imported key's ciphertext decrypted by openssl"
 
+# pkcs11-tool --test-threads: C_Initialize from 4 threads at once, then slot queries from each.
+out=$(timeout 60 pkcs11-tool --module "$MODULE" --test-threads INGISL --test-threads INGISL --test-threads INGISL \
+  --test-threads INGISL -L 2>&1) || fail "--test-threads: $out"
+n=$(echo "$out" | grep -c "C_Initialize returned CKR_OK")
+[ "$n" = 1 ] || fail "--test-threads: $n threads initialized, want exactly 1: $out"
+[ "$(echo "$out" | grep -c "C_Initialize returned CKR_CRYPTOKI_ALREADY_INITIALIZED")" = 3 ] || fail "--test-threads: $out"
+[ "$(echo "$out" | grep -c "C_GetSlotList returned CKR_OK")" = 8 ] || fail "--test-threads slot lists: $out"
+pass "pkcs11-tool --test-threads: one C_Initialize wins, three get ALREADY_INITIALIZED, all query slots"
+
 # Four processes at once on one token and one swtpm: keygen, find, sign, destroy.
 pids=
 for p in 1 2 3 4; do

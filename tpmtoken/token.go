@@ -46,13 +46,21 @@ func (t *Token) setRecord(rec *store.Token) {
 	}
 }
 
+// pinScheme is how new PIN objects derive their authValue.
+const pinScheme = 2
+
 // pinAuth derives a PIN object's authValue. It is never stored; with only
-// the disk, nothing can tell a right PIN from a wrong one.
-func pinAuth(salt, pin []byte) []byte {
+// the disk, nothing can tell a right PIN from a wrong one. Scheme 0 (raw
+// digest, possibly with zero bytes, so only usable as a password) is kept
+// for tokens made by the first release until their next PIN change.
+func pinAuth(scheme int, salt, pin []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte("tpm11 PIN v1\x00"))
 	h.Write(salt)
 	h.Write(pin)
+	if scheme == 0 {
+		return h.Sum(nil)
+	}
 	return authText(h.Sum(nil)[:16])
 }
 
@@ -78,11 +86,11 @@ func randBytes(n int) []byte {
 // seal creates a PIN object under the SRK holding secret, openable with pin.
 func (l *Library) seal(e *tpm.Engine, secret, pin []byte) (store.PINObject, error) {
 	salt := randBytes(16)
-	pub, priv, err := e.Create(l.srk, tpm.SealTemplate(), pinAuth(salt, pin), secret)
+	pub, priv, err := e.Create(l.srk, tpm.SealTemplate(), pinAuth(pinScheme, salt, pin), secret)
 	if err != nil {
 		return store.PINObject{}, err
 	}
-	return store.PINObject{Salt: salt, Public: pub.Bytes(), Private: priv.Buffer}, nil
+	return store.PINObject{Scheme: pinScheme, Salt: salt, Public: pub.Bytes(), Private: priv.Buffer}, nil
 }
 
 func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Object {
@@ -90,7 +98,7 @@ func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Obj
 		ID: id, Parent: l.srk,
 		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](p.Public),
 		Private: tpm2.TPM2BPrivate{Buffer: p.Private},
-		Auth:    pinAuth(p.Salt, pin),
+		Auth:    pinAuth(p.Scheme, p.Salt, pin),
 	}
 }
 
@@ -298,12 +306,12 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
 		obj := t.lib.sealObject(pinID(userType, rec.Serial), p, oldPIN)
 		newSalt := randBytes(16)
-		priv, err := e.ChangeAuth(obj, pinAuth(newSalt, newPIN))
+		priv, err := e.ChangeAuth(obj, pinAuth(pinScheme, newSalt, newPIN))
 		e.Forget(obj.ID)
 		if err != nil {
 			return nil, err
 		}
-		p.Salt, p.Private = newSalt, priv.Buffer
+		p.Scheme, p.Salt, p.Private = pinScheme, newSalt, priv.Buffer
 		return nil, nil
 	})
 	if err != nil {

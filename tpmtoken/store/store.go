@@ -37,6 +37,9 @@ func Open(root string) (*Store, error) {
 // Neither the PIN nor anything that can check it offline is stored: the
 // private blob is only usable inside the TPM that wrapped it.
 type PINObject struct {
+	// Scheme is how the authValue is derived from the PIN (0: the first
+	// release's raw digest; 2: zero-free text). Never the PIN itself.
+	Scheme  int    `json:"scheme,omitempty"`
 	Salt    []byte `json:"salt"`
 	Public  []byte `json:"public"`
 	Private []byte `json:"private"`
