@@ -29,8 +29,9 @@ type Queue[R any] struct {
 	wake chan struct{}
 	done chan struct{}
 
-	idleAfter time.Duration
-	onIdle    func(R)
+	idleAfter  time.Duration
+	onIdle     func(R)
+	yieldAfter time.Duration
 
 	mu       sync.Mutex
 	queues   map[uint64][]*Ticket
@@ -81,6 +82,15 @@ func New[R any](res R) *Queue[R] {
 func (q *Queue[R]) OnIdle(d time.Duration, f func(R)) {
 	q.mu.Lock()
 	q.idleAfter, q.onIdle = d, f
+	q.mu.Unlock()
+}
+
+// YieldEvery makes the worker also call the OnIdle function between jobs
+// once it has been busy for d without going idle, so a resource shared
+// with other processes is handed over even by one that never pauses.
+func (q *Queue[R]) YieldEvery(d time.Duration) {
+	q.mu.Lock()
+	q.yieldAfter = d
 	q.mu.Unlock()
 }
 
@@ -147,6 +157,7 @@ func (q *Queue[R]) next() *Ticket {
 func (q *Queue[R]) work() {
 	defer close(q.done)
 	busySinceIdle := false
+	var heldSince time.Time
 	for {
 		t := q.next()
 		if t == nil {
@@ -169,6 +180,16 @@ func (q *Queue[R]) work() {
 				busySinceIdle = false
 			}
 			continue
+		}
+		q.mu.Lock()
+		yieldAfter, onIdle := q.yieldAfter, q.onIdle
+		q.mu.Unlock()
+		if busySinceIdle && onIdle != nil && yieldAfter > 0 && time.Since(heldSince) > yieldAfter {
+			onIdle(q.res)
+			busySinceIdle = false
+		}
+		if !busySinceIdle {
+			heldSince = time.Now()
 		}
 		busySinceIdle = true
 		v, err := safeRun(t.run)

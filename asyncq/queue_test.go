@@ -3,6 +3,7 @@ package asyncq
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,4 +163,26 @@ func waitRunning(tk *Ticket) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// The idle function runs after the queue has been empty for a while, and,
+// with YieldEvery, also between jobs of a queue that never empties.
+func TestIdleAndYield(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	var calls atomic.Int32
+	q.OnIdle(5*time.Millisecond, func(int) { calls.Add(1) })
+	_, err := q.Do(1, func(int) (any, error) { return nil, nil })
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, int32(1), calls.Load(), "idle again without work in between")
+
+	q.YieldEvery(10 * time.Millisecond)
+	start := time.Now()
+	for time.Since(start) < 100*time.Millisecond { // never idle for 5 ms
+		_, err := q.Do(1, func(int) (any, error) { time.Sleep(time.Millisecond); return nil, nil })
+		require.NoError(t, err)
+	}
+	require.GreaterOrEqual(t, calls.Load(), int32(4), "a busy queue yields about every 10 ms")
 }

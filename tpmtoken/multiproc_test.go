@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
@@ -73,4 +74,58 @@ func TestFourLibrariesShareOneSwtpm(t *testing.T) {
 	require.NoError(t, l.FindObjectsInit(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)}}))
 	found, _ := l.FindObjects(h, 100)
 	require.Len(t, found, n*rounds)
+}
+
+// A process that signs without pause still hands swtpm over: another
+// process logs in and signs while the first is busy, instead of waiting
+// until it stops.
+func TestBusyLibraryYieldsTheTPM(t *testing.T) {
+	spec, store := startSwtpm(t), t.TempDir()
+	busy := open(t, spec, store)
+	defer busy.Close()
+	h := provision(t, busy)
+	_, priv, err := busy.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, p256}}, []tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}})
+	require.NoError(t, err)
+
+	var otherDone sync.WaitGroup
+	otherDone.Add(1)
+	finished := make(chan struct{})
+	go func() {
+		defer otherDone.Done()
+		defer close(finished)
+		time.Sleep(100 * time.Millisecond) // the busy one holds the TPM by now
+		l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: store})
+		if !assert.NoError(t, err) {
+			return
+		}
+		defer l.Close()
+		s, _ := l.OpenSession(0, ck.CKF_SERIAL_SESSION)
+		assert.NoError(t, l.Login(s, ck.CKU_USER, []byte("userpin")))
+		assert.NoError(t, l.FindObjectsInit(s, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)}}))
+		keys, _ := l.FindObjects(s, 1)
+		if !assert.Len(t, keys, 1) {
+			return
+		}
+		assert.NoError(t, l.SignInit(s, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, keys[0]))
+		_, _, err = l.Sign(s, []byte("my turn"), 64, false)
+		assert.NoError(t, err)
+	}()
+	signs, start := 0, time.Now()
+	for busyToo := true; busyToo; {
+		select {
+		case <-finished:
+			busyToo = false
+		default:
+			if time.Since(start) > 20*time.Second {
+				t.Fatal("the other process never got the TPM while this one was busy")
+			}
+			require.NoError(t, busy.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, priv))
+			_, _, err := busy.Sign(h, []byte("busy"), 64, false)
+			require.NoError(t, err)
+			signs++
+		}
+	}
+	otherDone.Wait()
+	t.Logf("the other process finished after %v, while this one made %d signatures", time.Since(start), signs)
 }
