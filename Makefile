@@ -27,6 +27,7 @@ test-c: build
 
 test-clients: build
 	./testdata/pkcs11-tool-test.sh
+	./testdata/clients-test.sh
 
 demo: build
 	./testdata/demo.sh

@@ -214,9 +214,10 @@ func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
 		if set != 0 && set != 4 {
 			return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
 		}
-		if uint64(a.flags)&ck.CKF_LIBRARY_CANT_CREATE_OS_THREADS != 0 {
-			return C.CK_RV(ck.CKR_NEED_TO_CREATE_THREADS)
-		}
+		// CKF_LIBRARY_CANT_CREATE_OS_THREADS is accepted: p11-kit sets it
+		// for every module it loads (GnuTLS, p11tool), refusing it would
+		// make the module unusable there, and the Go runtime's threads
+		// were made when the library was loaded, not by this call.
 		// Our own locks are used whether or not the host offers mutexes.
 	}
 	if forked() {

@@ -111,10 +111,7 @@ static void test_initialize_rules(void) {
   a.LockMutex = dummy_mutex; /* only some mutex functions */
   RV(f->C_Initialize(&a), CKR_ARGUMENTS_BAD);
   memset(&a, 0, sizeof a);
-  a.flags = CKF_LIBRARY_CANT_CREATE_OS_THREADS;
-  RV(f->C_Initialize(&a), CKR_NEED_TO_CREATE_THREADS);
-  memset(&a, 0, sizeof a);
-  a.flags = CKF_OS_LOCKING_OK;
+  a.flags = CKF_OS_LOCKING_OK | CKF_LIBRARY_CANT_CREATE_OS_THREADS; /* what p11-kit passes */
   RV(f->C_Initialize(&a), CKR_OK);
   RV(f->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
   RV(f->C_Finalize(&a), CKR_ARGUMENTS_BAD);

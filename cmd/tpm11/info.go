@@ -1,0 +1,129 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+func cmdInfo(args []string) error {
+	if err := flag.NewFlagSet("info", flag.ContinueOnError).Parse(args); err != nil {
+		return err
+	}
+	cfg := tpmtoken.LoadConfig(os.Getenv)
+	fmt.Printf("tpm:    %s\nstore:  %s\n", cfg.TPM, cfg.Store)
+	l, err := tpmtoken.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	d, err := l.Diagnose()
+	if err != nil {
+		fmt.Println("TPM:    not reachable:", err)
+	} else {
+		if d.Simulated {
+			fmt.Println("WARNING: software TPM simulator: keys have no hardware protection")
+		}
+		fmt.Printf("TPM:    %q %q firmware %d.%d\n", d.TPM.Manufacturer, d.TPM.VendorString, d.TPM.FirmwareMajor, d.TPM.FirmwareMinor)
+		curves := []string{}
+		for _, c := range d.Caps.Curves {
+			curves = append(curves, fmt.Sprintf("P-%d", map[int]int{32: 256, 48: 384, 66: 521}[curveBytes(c)]))
+		}
+		fmt.Printf("keys:   RSA %v bits, EC %v, AES %v bits\n", d.Caps.RSABits, curves, d.Caps.AESBits)
+		fmt.Printf("lockout: %d of %d failed authorizations counted, locked out: %v (TPM-wide)\n", d.DA.Counter, d.DA.MaxTries, d.DA.InLockout)
+	}
+	for _, id := range l.SlotList(false) {
+		si, _ := l.SlotInfo(id)
+		fmt.Printf("slot %d: %s\n", id, si.Description)
+		ti, err := l.TokenInfo(id)
+		if err != nil || ti.Flags&ck.CKF_TOKEN_INITIALIZED == 0 {
+			fmt.Println("  no token (tpm11 init makes one)")
+			continue
+		}
+		fmt.Printf("  token %q serial %s, user PIN set: %v\n", ti.Label, ti.Serial, ti.Flags&ck.CKF_USER_PIN_INITIALIZED != 0)
+	}
+	return nil
+}
+
+func cmdInit(args []string) error {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	slot := fs.Uint64("slot", 0, "slot")
+	label := fs.String("label", "", "token label")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *label == "" {
+		return fmt.Errorf("-label is required")
+	}
+	so, err := pin("TPM11_SO_PIN", "new SO PIN")
+	if err != nil {
+		return err
+	}
+	user, err := pin("TPM11_PIN", "new user PIN")
+	if err != nil {
+		return err
+	}
+	l, err := open()
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := l.InitToken(*slot, so, []byte(*label)); err != nil {
+		return err
+	}
+	h, err := l.OpenSession(*slot, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
+	if err != nil {
+		return err
+	}
+	if err := l.Login(h, ck.CKU_SO, so); err != nil {
+		return err
+	}
+	if err := l.InitPIN(h, user); err != nil {
+		return err
+	}
+	ti, _ := l.TokenInfo(*slot)
+	fmt.Printf("token %q initialized, serial %s\n", ti.Label, ti.Serial)
+	return nil
+}
+
+// cmdSelftest makes a session key in the TPM, signs, and verifies: the
+// whole path from store to TPM and back, with timings.
+func cmdSelftest(args []string) error {
+	k := newKeyFlags("selftest")
+	if _, err := k.parse(args, false); err != nil {
+		return err
+	}
+	l, err := open()
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	h, err := session(l, *k.slot, true)
+	if err != nil {
+		return err
+	}
+	pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, oidP256)}, nil)
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
+	if err := l.SignInit(h, m, priv); err != nil {
+		return err
+	}
+	sig, _, err := l.Sign(h, []byte("tpm11 selftest"), 64, false)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	if err := l.VerifyInit(h, m, pub); err != nil {
+		return err
+	}
+	if err := l.Verify(h, []byte("tpm11 selftest"), sig); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	fmt.Printf("ok: P-256 key made in the TPM, signature verified; %d TPM commands\n", l.TPMCommands())
+	return nil
+}

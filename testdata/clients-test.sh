@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The tpm11 tool and the other real clients against libtpm11.so on a private
+# swtpm: provisioning and PEM import with tpm11, then OpenSSH (ssh-keygen -D,
+# ssh-agent signing through ssh-pkcs11-helper), GnuTLS p11tool and p11-kit.
+source "$(dirname "$0")/lib.sh"
+exec 3>&2 2>"$WORK/swtpm.log"
+fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+start_swtpm "$WORK/tpm"
+export TPM11_STORE=$WORK/store TPM11_SO_PIN=87654321 TPM11_PIN=123456
+T() { "$ROOT/build/tpm11" "$@"; }
+cd "$WORK"
+
+T init -label clients >/dev/null || fail "tpm11 init"
+T info > info.txt || fail "tpm11 info"
+grep -q 'token "clients"' info.txt || fail "info does not show the token: $(cat info.txt)"
+grep -q "RSA \[2048 3072\] bits, EC \[P-256 P-384 P-521\]" info.txt || fail "info capabilities: $(cat info.txt)"
+pass "tpm11 init and info (token, TPM capabilities, lockout state)"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout imp.key -subj /CN=imported \
+  -days 1 -out imp.crt 2>/dev/null
+cat imp.key imp.crt > bundle.pem
+T import -id 01 -label imported bundle.pem >/dev/null || fail "tpm11 import"
+T keygen -type rsa:2048 -id 02 -label made-here > rsa.pub.pem || fail "tpm11 keygen"
+T list > list.txt || fail "tpm11 list"
+grep -q "private key EC P-256, imported .*id 01" list.txt || fail "list: $(cat list.txt)"
+grep -q "private key RSA, made in the TPM .*id 02" list.txt || fail "list: $(cat list.txt)"
+grep -q "certificate .*id 01" list.txt || fail "list: $(cat list.txt)"
+T export -id 01 > imp.pub.pem || fail "tpm11 export"
+cmp -s imp.pub.pem <(openssl pkey -in imp.key -pubout) || fail "exported public key differs from the PEM's"
+T export -id 01 -cert | openssl x509 -noout -subject | grep -q "CN *= *imported" || fail "exported certificate"
+T selftest >/dev/null || fail "tpm11 selftest"
+pass "tpm11 import (key + certificate), keygen, list, export, selftest"
+
+# OpenSSH: ssh-keygen lists both public keys; ssh-agent signs with the TPM key.
+ssh-keygen -D "$MODULE" > ssh-keys 2>/dev/null || fail "ssh-keygen -D"
+grep -q "^ecdsa-sha2-nistp256 " ssh-keys || fail "ssh-keygen -D: no EC key: $(cat ssh-keys)"
+grep -q "^ssh-rsa " ssh-keys || fail "ssh-keygen -D: no RSA key: $(cat ssh-keys)"
+[ "$(ssh-keygen -i -m PKCS8 -f imp.pub.pem | cut -d' ' -f2)" = "$(grep ecdsa ssh-keys | cut -d' ' -f2)" ] \
+  || fail "ssh-keygen -D shows another EC key"
+pass "ssh-keygen -D lists the EC and RSA keys without a PIN"
+
+printf '#!/bin/sh\necho %s\n' "$TPM11_PIN" > askpass && chmod +x askpass
+eval "$(ssh-agent -s -a "$WORK/agent.sock" -P "$MODULE")" >/dev/null  # -P: the agent loads only allow-listed modules
+trap 'kill $SSH_AGENT_PID 2>/dev/null; cleanup' EXIT
+SSH_ASKPASS=$WORK/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=none setsid -w ssh-add -s "$MODULE" </dev/null >/dev/null 2>&1 \
+  || fail "ssh-add -s"
+ssh-add -L > agent-keys || fail "the agent holds no keys"
+grep ecdsa agent-keys > id.pub
+echo "signed by ssh through the TPM" > msg
+ssh-keygen -Y sign -n file -f id.pub msg >/dev/null 2>&1 || fail "ssh-keygen -Y sign through the agent"
+echo "tpm11 $(cat id.pub)" > allowed
+ssh-keygen -Y verify -n file -f allowed -I tpm11 -s msg.sig < msg >/dev/null || fail "ssh signature does not verify"
+pass "ssh-agent (ssh-pkcs11-helper) signs with the TPM key; ssh-keygen -Y verify accepts it"
+
+# GnuTLS: p11tool lists the token and signs and verifies with each key.
+export GNUTLS_PIN=$TPM11_PIN
+URL="pkcs11:token=clients"
+p11tool --provider "$MODULE" --list-tokens | grep -q "Label: clients" || fail "p11tool --list-tokens"
+for id in %01 %02; do
+  out=$(p11tool --provider "$MODULE" --login --test-sign "$URL;id=$id;type=private" 2>&1) || fail "p11tool --test-sign $id: $out"
+  echo "$out" | grep -q "Verifying against public key in the token... ok" || fail "p11tool --test-sign $id: $out"
+done
+pass "p11tool (GnuTLS) signs with the EC and RSA keys and verifies"
+
+# p11-kit server: the way forking servers reach the module (a Go runtime does
+# not survive fork); a client through p11-kit-client.so signs with the key.
+CLIENT=$(find /usr/lib -name p11-kit-client.so | head -1)
+[ -n "$CLIENT" ] || fail "p11-kit-client.so not installed"
+p11-kit server --provider "$MODULE" -n "$WORK/p11.sock" "pkcs11:" > p11env </dev/null 2>&1 || fail "p11-kit server"
+source ./p11env
+trap 'kill $SSH_AGENT_PID $P11_KIT_SERVER_PID 2>/dev/null; cleanup' EXIT
+PC() { pkcs11-tool --module "$CLIENT" "$@"; }
+PC -L 2>/dev/null | grep -q "token label *: clients" || fail "p11-kit client does not see the token"
+# (p11-kit 0.24's RPC refuses CKM_ECDSA_SHA256 itself; CKM_ECDSA over a digest passes.)
+openssl dgst -sha256 -binary msg > msg.sha256
+PC --token-label clients --login --pin "$TPM11_PIN" --sign --id 01 -m ECDSA --signature-format openssl \
+  -i msg.sha256 -o p11kit.sig >p11kit.out 2>&1 || fail "sign through p11-kit server: $(cat p11kit.out)"
+openssl pkeyutl -verify -pubin -inkey imp.pub.pem -in msg.sha256 -sigfile p11kit.sig >/dev/null || fail "p11-kit signature does not verify"
+pass "through p11-kit server and p11-kit-client.so: token listed, signature verified by openssl"
+
+T delete -id 02 >/dev/null || fail "tpm11 delete"
+T list | grep -q "id 02" && fail "deleted objects still listed"
+pass "tpm11 delete"
+echo "client tests passed"

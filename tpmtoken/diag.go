@@ -1,0 +1,29 @@
+package tpmtoken
+
+import (
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// Diagnostics is what `tpm11 info` reports about the TPM behind the token.
+type Diagnostics struct {
+	Backend   string
+	Simulated bool
+	TPM       tpm.Info
+	Caps      tpm.Caps
+	DA        tpm.DAState
+}
+
+// Diagnose asks the TPM about itself; it fails when there is no TPM.
+func (l *Library) Diagnose() (Diagnostics, error) {
+	if l.dev == nil {
+		return Diagnostics{}, ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
+	}
+	d := Diagnostics{Backend: l.dev.Spec, Simulated: l.dev.Simulated, TPM: l.tpmInfo(), Caps: l.caps().Caps}
+	v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.DAState() })
+	if err != nil {
+		return d, err
+	}
+	d.DA = v.(tpm.DAState)
+	return d, nil
+}
