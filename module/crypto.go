@@ -165,9 +165,9 @@ func C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEnc
 		if err != nil {
 			return err
 		}
-		return output(pData, pulDataLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pData, pulDataLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.Decrypt(uint64(hSession), in, capacity, query)
-		})
+		}), pData, capacity(pulDataLen))
 	})
 }
 
@@ -178,18 +178,18 @@ func C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR,
 		if err != nil {
 			return err
 		}
-		return output(pPart, pulPartLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pPart, pulPartLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.DecryptUpdate(uint64(hSession), in, capacity, query)
-		})
+		}), pPart, capacity(pulPartLen))
 	})
 }
 
 //export C_DecryptFinal
 func C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLastPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DecryptFinal", func(l *tpmtoken.Library) error {
-		return output(pLastPart, pulLastPartLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pLastPart, pulLastPartLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.DecryptFinal(uint64(hSession), capacity, query)
-		})
+		}), pLastPart, capacity(pulLastPartLen))
 	})
 }
 
@@ -211,9 +211,9 @@ func C_Encrypt(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK
 		if err != nil {
 			return err
 		}
-		return output(pEncryptedData, pulEncryptedDataLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pEncryptedData, pulEncryptedDataLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.Encrypt(uint64(hSession), in, capacity, query)
-		})
+		}), pEncryptedData, capacity(pulEncryptedDataLen))
 	})
 }
 
@@ -224,17 +224,17 @@ func C_EncryptUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLe
 		if err != nil {
 			return err
 		}
-		return output(pEncryptedPart, pulEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pEncryptedPart, pulEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.EncryptUpdate(uint64(hSession), in, capacity, query)
-		})
+		}), pEncryptedPart, capacity(pulEncryptedPartLen))
 	})
 }
 
 //export C_EncryptFinal
 func C_EncryptFinal(hSession C.CK_SESSION_HANDLE, pLastEncryptedPart C.CK_BYTE_PTR, pulLastEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_EncryptFinal", func(l *tpmtoken.Library) error {
-		return output(pLastEncryptedPart, pulLastEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
+		return pendOutput(l, hSession, output(pLastEncryptedPart, pulLastEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
 			return l.EncryptFinal(uint64(hSession), capacity, query)
-		})
+		}), pLastEncryptedPart, capacity(pulLastEncryptedPartLen))
 	})
 }

@@ -43,6 +43,9 @@ func jobPending(fn string, flag uint64, t *asyncq.Ticket, finish func(v any, err
 // Functions that may pend; any other name given to C_AsyncComplete is bad.
 var asyncFunctions = map[string]bool{
 	"C_Sign": true, "C_SignFinal": true, "C_GenerateKeyPair": true, "C_GenerateRandom": true,
+	"C_Decrypt": true, "C_DecryptUpdate": true, "C_DecryptFinal": true,
+	"C_Encrypt": true, "C_EncryptUpdate": true, "C_EncryptFinal": true,
+	"C_GenerateKey": true, "C_DeriveKey": true, "C_CreateObject": true,
 }
 
 // AsyncGetID detaches session h's pending fn and returns its ID. The
@@ -172,6 +175,12 @@ func (l *Library) SessionCancel(h uint64, flags uint64) error {
 	}
 	if flags&ck.CKF_VERIFY != 0 {
 		s.verify = nil
+	}
+	if flags&ck.CKF_ENCRYPT != 0 {
+		s.encrypt = nil
+	}
+	if flags&ck.CKF_DECRYPT != 0 {
+		s.decrypt = nil
 	}
 	return nil
 }

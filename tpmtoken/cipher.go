@@ -122,10 +122,11 @@ func (op *aesOp) oneShotLen(n int) (int, error) {
 	return n, nil
 }
 
-// run sends data through the TPM and advances the IV.
-func (l *Library) aesRun(h uint64, op *aesOp, data []byte) ([]byte, error) {
+// aesRun sends data through the TPM as fn (it may pend on an async
+// session); on completion the IV advances and post shapes the output.
+func (l *Library) aesRun(s *Session, fn string, op *aesOp, data []byte, post func([]byte) ([]byte, error)) ([]byte, error) {
 	if len(data) == 0 {
-		return []byte{}, nil
+		return post([]byte{})
 	}
 	if op.counterBits > 0 && op.counterBits < 128 {
 		// The TPM counts with the whole block; refuse rather than let the
@@ -142,18 +143,39 @@ func (l *Library) aesRun(h uint64, op *aesOp, data []byte) ([]byte, error) {
 		iv = nil
 	}
 	type res struct{ out, iv []byte }
-	v, err := l.run(h, func(e *tpm.Engine) (any, error) {
+	job := func(e *tpm.Engine) (any, error) {
 		out, next, err := e.EncryptDecrypt(key, decrypt, mode, iv, data)
 		return res{out, next}, err
-	})
-	if err != nil {
-		return nil, err
 	}
-	r := v.(res)
-	if op.mode.tpm != tpm2.TPMAlgECB {
-		op.iv = r.iv
+	finish := func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		r := v.(res)
+		if op.mode.tpm != tpm2.TPMAlgECB {
+			op.iv = r.iv
+		}
+		out, err := post(r.out)
+		return Result{Data: out}, err
 	}
-	return r.out, nil
+	flag := ck.CKF_ENCRYPT
+	if op.decrypt {
+		flag = ck.CKF_DECRYPT
+	}
+	r, err := l.start(s, fn, flag, job, finish, nil)
+	return r.Data, err
+}
+
+// asIs is the post-processing of an output that needs none.
+func asIs(b []byte) ([]byte, error) { return b, nil }
+
+// unpadded is the post-processing of CBC_PAD decryption's last blocks.
+func unpadded(b []byte) ([]byte, error) {
+	out, ok := unpad(b)
+	if !ok {
+		return nil, ck.E(ck.CKR_ENCRYPTED_DATA_INVALID)
+	}
+	return out, nil
 }
 
 // unpad strips PKCS#7 padding after CBC_PAD decryption.
@@ -175,7 +197,7 @@ func unpad(b []byte) ([]byte, bool) {
 
 // aesOneShot is C_Encrypt/C_Decrypt: output length rules first, then one
 // pass through the TPM.
-func (l *Library) aesOneShot(h uint64, op *aesOp, in []byte, outCap int, query bool, end func()) ([]byte, int, error) {
+func (l *Library) aesOneShot(s *Session, fn string, op *aesOp, in []byte, outCap int, query bool, end func()) ([]byte, int, error) {
 	n, err := op.oneShotLen(len(in))
 	if err != nil {
 		end()
@@ -190,35 +212,36 @@ func (l *Library) aesOneShot(h uint64, op *aesOp, in []byte, outCap int, query b
 		op.held = in
 		data, _ = op.finalInput()
 	}
-	out, err := l.aesRun(h, op, data)
+	return sizedOut(l.aesRun(s, fn, op, data, op.post()))
+}
+
+// post is how the last output of op is shaped.
+func (op *aesOp) post() func([]byte) ([]byte, error) {
+	if op.mode.pad && op.decrypt {
+		return unpadded
+	}
+	return asIs
+}
+
+func sizedOut(b []byte, err error) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if op.mode.pad && op.decrypt {
-		var ok bool
-		if out, ok = unpad(out); !ok {
-			return nil, 0, ck.E(ck.CKR_ENCRYPTED_DATA_INVALID)
-		}
-	}
-	return out, len(out), nil
+	return b, len(b), nil
 }
 
 // aesUpdate is C_EncryptUpdate/C_DecryptUpdate.
-func (l *Library) aesUpdate(h uint64, op *aesOp, in []byte, outCap int, query bool) ([]byte, int, error) {
+func (l *Library) aesUpdate(s *Session, fn string, op *aesOp, in []byte, outCap int, query bool) ([]byte, int, error) {
 	now, keep := op.split(in)
 	if answered, err := sized(len(now), outCap, query); answered {
 		return nil, len(now), err
 	}
-	out, err := l.aesRun(h, op, now)
-	if err != nil {
-		return nil, 0, err
-	}
 	op.held = keep
-	return out, len(out), nil
+	return sizedOut(l.aesRun(s, fn, op, now, asIs))
 }
 
 // aesFinal is C_EncryptFinal/C_DecryptFinal.
-func (l *Library) aesFinal(h uint64, op *aesOp, outCap int, query bool, end func()) ([]byte, int, error) {
+func (l *Library) aesFinal(s *Session, fn string, op *aesOp, outCap int, query bool, end func()) ([]byte, int, error) {
 	in, err := op.finalInput()
 	if err != nil {
 		end()
@@ -228,15 +251,5 @@ func (l *Library) aesFinal(h uint64, op *aesOp, outCap int, query bool, end func
 		return nil, len(in), err
 	}
 	defer end()
-	out, err := l.aesRun(h, op, in)
-	if err != nil {
-		return nil, 0, err
-	}
-	if op.mode.pad && op.decrypt {
-		var ok bool
-		if out, ok = unpad(out); !ok {
-			return nil, 0, ck.E(ck.CKR_ENCRYPTED_DATA_INVALID)
-		}
-	}
-	return out, len(out), nil
+	return sizedOut(l.aesRun(s, fn, op, in, op.post()))
 }

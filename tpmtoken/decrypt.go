@@ -89,12 +89,12 @@ func (l *Library) decryptOp(h uint64) (*Session, *decryptOp, error) {
 // DecryptUpdate decrypts whole AES blocks as they come; RSA collects the
 // ciphertext, decrypts it whole at DecryptFinal and outputs nothing before.
 func (l *Library) DecryptUpdate(h uint64, in []byte, outCap int, query bool) ([]byte, int, error) {
-	_, op, err := l.decryptOp(h)
+	s, op, err := l.decryptOp(h)
 	if err != nil {
 		return nil, 0, err
 	}
 	if op.aes != nil {
-		return l.aesUpdate(h, op.aes, in, outCap, query)
+		return l.aesUpdate(s, "C_DecryptUpdate", op.aes, in, outCap, query)
 	}
 	if query {
 		return nil, 0, nil
@@ -113,9 +113,9 @@ func (l *Library) DecryptFinal(h uint64, outCap int, query bool) ([]byte, int, e
 		return nil, 0, err
 	}
 	if op.aes != nil {
-		return l.aesFinal(h, op.aes, outCap, query, s.endDecrypt)
+		return l.aesFinal(s, "C_DecryptFinal", op.aes, outCap, query, s.endDecrypt)
 	}
-	return l.decrypt(s, op, op.buf, outCap, query)
+	return l.decrypt(s, "C_DecryptFinal", op, op.buf, outCap, query)
 }
 
 // Decrypt decrypts in one part. The plaintext is at most the modulus size;
@@ -126,13 +126,12 @@ func (l *Library) Decrypt(h uint64, in []byte, outCap int, query bool) ([]byte, 
 		return nil, 0, err
 	}
 	if op.aes != nil {
-		return l.aesOneShot(h, op.aes, in, outCap, query, s.endDecrypt)
+		return l.aesOneShot(s, "C_Decrypt", op.aes, in, outCap, query, s.endDecrypt)
 	}
-	return l.decrypt(s, op, in, outCap, query)
+	return l.decrypt(s, "C_Decrypt", op, in, outCap, query)
 }
 
-func (l *Library) decrypt(s *Session, op *decryptOp, in []byte, outCap int, query bool) ([]byte, int, error) {
-	h := s.Handle
+func (l *Library) decrypt(s *Session, fn string, op *decryptOp, in []byte, outCap int, query bool) ([]byte, int, error) {
 	k := keySize(op.key)
 	if answered, err := sized(k, outCap, query); answered {
 		return nil, k, err
@@ -142,25 +141,33 @@ func (l *Library) decrypt(s *Session, op *decryptOp, in []byte, outCap int, quer
 		return nil, 0, ck.E(ck.CKR_ENCRYPTED_DATA_LEN_RANGE)
 	}
 	key := op.key.key
-	v, err := l.run(h, func(e *tpm.Engine) (any, error) { return e.RSARaw(key, in) })
+	job := func(e *tpm.Engine) (any, error) { return e.RSARaw(key, in) }
+	finish := func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		em := leftPad(v.([]byte), k)
+		var out []byte
+		var ok bool
+		switch {
+		case op.raw:
+			out, ok = em, true
+		case op.oaep:
+			out, ok = oaepDecode(em, op.hash, op.label)
+		default:
+			out, ok = pkcs1v15Decode(em)
+		}
+		if !ok {
+			return Result{}, ck.E(ck.CKR_ENCRYPTED_DATA_INVALID)
+		}
+		return Result{Data: out}, nil
+	}
+	// Plaintext is never kept in the store: no persist, so not detachable.
+	res, err := l.start(s, fn, ck.CKF_DECRYPT, job, finish, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	em := leftPad(v.([]byte), k)
-	var out []byte
-	var ok bool
-	switch {
-	case op.raw:
-		out, ok = em, true
-	case op.oaep:
-		out, ok = oaepDecode(em, op.hash, op.label)
-	default:
-		out, ok = pkcs1v15Decode(em)
-	}
-	if !ok {
-		return nil, 0, ck.E(ck.CKR_ENCRYPTED_DATA_INVALID)
-	}
-	return out, len(out), nil
+	return res.Data, len(res.Data), nil
 }
 
 // pkcs1v15Decode removes EME-PKCS1-v1_5 padding (00 02 PS 00 M).

@@ -93,17 +93,18 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
 	key := o.key
-	v, err := l.run(h, func(e *tpm.Engine) (any, error) { return e.ECDH(key, peer[1:1+size], peer[1+size:]) })
-	if err != nil {
-		return 0, err
+	value := func(e *tpm.Engine) ([]byte, error) {
+		z, err := e.ECDH(key, peer[1:1+size], peer[1+size:])
+		if err != nil {
+			return nil, err
+		}
+		return x963KDF(kdf, leftPad(z, size), shared, int(n)), nil
 	}
-	z := leftPad(v.([]byte), size)
-	value := x963KDF(kdf, z, shared, int(n))
 	a.SetBool(ck.CKA_LOCAL, false)
 	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
 	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE) && a.Bool(ck.CKA_SENSITIVE))
 	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE) && !a.Bool(ck.CKA_EXTRACTABLE))
-	return l.addSecret(s, a, kt, int(n), value)
+	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)
 }
 
 // peerPoint accepts the other party's public value as an uncompressed

@@ -90,7 +90,7 @@ func (l *Library) Encrypt(h uint64, in []byte, outCap int, query bool) ([]byte, 
 		return nil, 0, err
 	}
 	if op.aes != nil {
-		return l.aesOneShot(h, op.aes, in, outCap, query, s.endEncrypt)
+		return l.aesOneShot(s, "C_Encrypt", op.aes, in, outCap, query, s.endEncrypt)
 	}
 	return op.rsaEncrypt(s, in, outCap, query)
 }
@@ -102,7 +102,7 @@ func (l *Library) EncryptUpdate(h uint64, in []byte, outCap int, query bool) ([]
 		return nil, 0, err
 	}
 	if op.aes != nil {
-		return l.aesUpdate(h, op.aes, in, outCap, query)
+		return l.aesUpdate(s, "C_EncryptUpdate", op.aes, in, outCap, query)
 	}
 	if query {
 		return nil, 0, nil
@@ -122,7 +122,7 @@ func (l *Library) EncryptFinal(h uint64, outCap int, query bool) ([]byte, int, e
 		return nil, 0, err
 	}
 	if op.aes != nil {
-		return l.aesFinal(h, op.aes, outCap, query, s.endEncrypt)
+		return l.aesFinal(s, "C_EncryptFinal", op.aes, outCap, query, s.endEncrypt)
 	}
 	return op.rsaEncrypt(s, op.buf, outCap, query)
 }

@@ -67,32 +67,37 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 	}
 	storage := s.tok.storage
 	sensitive.SeedValue = tpm2.TPM2BDigest{Buffer: randBytes(32)}
-	v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) {
-		return e.Import(storage, public, sensitive)
-	})
+	job := func(e *tpm.Engine) (any, error) { return e.Import(storage, public, sensitive) }
+	finish := func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		key := &tpm.Object{Parent: storage, Public: tpm2.New2B(public), Private: v.(tpm2.TPM2BPrivate)}
+		spki, err := publicAttrs(key, kt, rest[ck.CKA_EC_PARAMS], Attrs{}, priv)
+		if err != nil {
+			return Result{}, err
+		}
+		priv[ck.CKA_PUBLIC_KEY_INFO] = spki
+		priv.SetBool(ck.CKA_LOCAL, false)
+		priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, false)
+		priv.SetBool(ck.CKA_NEVER_EXTRACTABLE, false)
+		priv.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
+		o := &Object{UID: newUID(), Attrs: priv, key: key}
+		key.ID = "key:" + o.UID
+		o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)
+		if !priv.Bool(ck.CKA_TOKEN) {
+			o.session = s.Handle
+		}
+		if err := s.tok.add(o); err != nil {
+			return Result{}, err
+		}
+		return Result{Objects: []uint64{o.Handle}}, nil
+	}
+	res, err := l.start(s, "C_CreateObject", 0, job, finish, nil)
 	if err != nil {
 		return 0, err
 	}
-	key := &tpm.Object{Parent: storage, Public: tpm2.New2B(public), Private: v.(tpm2.TPM2BPrivate)}
-	spki, err := publicAttrs(key, kt, rest[ck.CKA_EC_PARAMS], Attrs{}, priv)
-	if err != nil {
-		return 0, err
-	}
-	priv[ck.CKA_PUBLIC_KEY_INFO] = spki
-	priv.SetBool(ck.CKA_LOCAL, false)
-	priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, false)
-	priv.SetBool(ck.CKA_NEVER_EXTRACTABLE, false)
-	priv.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
-	o := &Object{UID: newUID(), Attrs: priv, key: key}
-	key.ID = "key:" + o.UID
-	o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)
-	if !priv.Bool(ck.CKA_TOKEN) {
-		o.session = s.Handle
-	}
-	if err := s.tok.add(o); err != nil {
-		return 0, err
-	}
-	return o.Handle, nil
+	return res.Objects[0], nil
 }
 
 // rsaImport builds the TPM's public and sensitive areas of an RSA key: the

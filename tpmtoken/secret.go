@@ -58,9 +58,11 @@ func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
 	return tpm2.TPMTPublic{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "secret key type 0x%x", kt)
 }
 
-// addSecret makes a secret-key object: the TPM generates the value when
-// value is nil (and the key is sensitive), else the value is put in.
-func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []byte) (uint64, error) {
+// addSecret makes a secret-key object as one TPM job (which may pend on an
+// async session, as fn): the TPM generates the value when neither value
+// nor makeValue gives one (and the key is not readable); makeValue, if
+// set, computes the value in the job (TPM random bytes, an ECDH result).
+func (l *Library) addSecret(s *Session, fn string, flag uint64, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (uint64, error) {
 	template, err := l.secretSpec(kt, n)
 	if err != nil {
 		return 0, err
@@ -77,57 +79,66 @@ func (l *Library) addSecret(s *Session, a Attrs, kt ck.KeyType, n int, value []b
 	}
 	// The TPM makes a keyed-hash key as long as its name hash: choose that
 	// hash for the lengths it can make, and draw other lengths from its RNG.
-	if value == nil && kt == ck.CKK_GENERIC_SECRET {
+	if value == nil && makeValue == nil {
 		alg, ok := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[n]
-		if ok && !readable(a) {
+		switch {
+		case kt == ck.CKK_GENERIC_SECRET && ok && !readable(a):
 			template.NameAlg = alg
-		} else {
-			v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) { return e.Random(n) })
-			if err != nil {
-				return 0, err
-			}
-			value = v.([]byte)
-		}
-	}
-	if value == nil && readable(a) {
-		v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) { return e.Random(n) })
-		if err != nil {
-			return 0, err
-		}
-		value = v.([]byte)
-	}
-	if value != nil {
-		template = tpm.Supplied(template)
-		// A keyed-hash key may be at most its name hash's block long.
-		if kt == ck.CKK_GENERIC_SECRET && len(value) > 64 {
-			template.NameAlg = tpm2.TPMAlgSHA512
+		case kt == ck.CKK_GENERIC_SECRET || readable(a):
+			makeValue = func(e *tpm.Engine) ([]byte, error) { return e.Random(n) }
 		}
 	}
 	storage := s.tok.storage
-	v, err := l.run(s.Handle, func(e *tpm.Engine) (any, error) {
-		p, k, err := e.Create(storage, template, nil, value)
+	type made struct {
+		key   *tpm.Object
+		value []byte
+	}
+	job := func(e *tpm.Engine) (any, error) {
+		v, t := value, template
+		if makeValue != nil {
+			var err error
+			if v, err = makeValue(e); err != nil {
+				return nil, err
+			}
+		}
+		if v != nil {
+			t = tpm.Supplied(t)
+			// A keyed-hash key may be at most its name hash's block long.
+			if kt == ck.CKK_GENERIC_SECRET && len(v) > 64 {
+				t.NameAlg = tpm2.TPMAlgSHA512
+			}
+		}
+		p, k, err := e.Create(storage, t, nil, v)
 		if err != nil {
 			return nil, err
 		}
-		return &tpm.Object{Parent: storage, Public: p, Private: k}, nil
-	})
+		return made{&tpm.Object{Parent: storage, Public: p, Private: k}, v}, nil
+	}
+	finish := func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		m := v.(made)
+		a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
+		if readable(a) {
+			a[ck.CKA_VALUE] = m.value
+		}
+		o := &Object{UID: newUID(), Attrs: a, key: m.key}
+		o.key.ID = "key:" + o.UID
+		a[ck.CKA_UNIQUE_ID] = []byte(o.UID)
+		if !token {
+			o.session = s.Handle
+		}
+		if err := s.tok.add(o); err != nil {
+			return Result{}, err
+		}
+		return Result{Objects: []uint64{o.Handle}}, nil
+	}
+	res, err := l.start(s, fn, flag, job, finish, nil)
 	if err != nil {
 		return 0, err
 	}
-	a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
-	if readable(a) {
-		a[ck.CKA_VALUE] = value
-	}
-	o := &Object{UID: newUID(), Attrs: a, key: v.(*tpm.Object)}
-	o.key.ID = "key:" + o.UID
-	a[ck.CKA_UNIQUE_ID] = []byte(o.UID)
-	if !token {
-		o.session = s.Handle
-	}
-	if err := s.tok.add(o); err != nil {
-		return 0, err
-	}
-	return o.Handle, nil
+	return res.Objects[0], nil
 }
 
 // GenerateKey makes an AES or generic secret key in the TPM.
@@ -168,7 +179,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, m.Type)
 	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, a.Bool(ck.CKA_SENSITIVE))
 	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, !a.Bool(ck.CKA_EXTRACTABLE))
-	return l.addSecret(s, a, kt, int(min(n, 1<<16)), nil)
+	return l.addSecret(s, "C_GenerateKey", ck.CKF_GENERATE, a, kt, int(min(n, 1<<16)), nil, nil)
 }
 
 // importSecretKey is C_CreateObject for a secret key: its value is put into
@@ -195,5 +206,5 @@ func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
 	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
 	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, false)
 	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, false)
-	return l.addSecret(s, a, kt, len(value), value)
+	return l.addSecret(s, "C_CreateObject", 0, a, kt, len(value), value, nil)
 }

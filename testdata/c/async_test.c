@@ -52,9 +52,9 @@ int main(int argc, char **argv) {
   CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
   CK_BBOOL yes = 1;
   CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &yes, 1}, {CKA_EC_PARAMS, ec_params, sizeof ec_params}};
-  CK_ATTRIBUTE prv[] = {{CKA_TOKEN, &yes, 1}};
+  CK_ATTRIBUTE prv[] = {{CKA_TOKEN, &yes, 1}, {CKA_DERIVE, &yes, 1}};
   CK_OBJECT_HANDLE hpub, hpriv;
-  RV(f->C_GenerateKeyPair(sync, &gen, pub, 2, prv, 1, &hpub, &hpriv), CKR_OK);
+  RV(f->C_GenerateKeyPair(sync, &gen, pub, 2, prv, 2, &hpub, &hpriv), CKR_OK);
 
   /* Synchronous sessions never pend, even on a slow TPM. */
   CK_BYTE sig[64];
@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
 
   /* C_GenerateKeyPair pends and completes with both handles, public first. */
   memset(&res, 0, sizeof res);
-  RV(f->C_GenerateKeyPair(as, &gen, pub, 2, prv, 1, &hpub, &hpriv), CKR_PENDING);
+  RV(f->C_GenerateKeyPair(as, &gen, pub, 2, prv, 2, &hpub, &hpriv), CKR_PENDING);
   RV(complete(as, "C_GenerateKeyPair", &res), CKR_OK);
   CHECK(res.hObject != 0 && res.hAdditionalObject != 0, "keygen handles missing");
   RV(f->C_SignInit(sync, &sign_mech, res.hAdditionalObject), CKR_OK);
@@ -135,6 +135,53 @@ int main(int argc, char **argv) {
   int zero = 1;
   for (int i = 0; i < 32; i++) zero &= rnd[i] == 0;
   CHECK(!zero, "random buffer not filled");
+
+  /* C_GenerateKey pends and completes with the key's handle. */
+  CK_ULONG len32 = 32;
+  CK_ATTRIBUTE vl[] = {{CKA_VALUE_LEN, &len32, sizeof len32}};
+  CK_MECHANISM agen = {CKM_AES_KEY_GEN, NULL, 0};
+  CK_OBJECT_HANDLE aes = 0;
+  memset(&res, 0, sizeof res);
+  RV(f->C_GenerateKey(as, &agen, vl, 1, &aes), CKR_PENDING);
+  CHECK(aes == 0, "phKey written after PENDING");
+  RV(complete(as, "C_GenerateKey", &res), CKR_OK);
+  aes = res.hObject;
+  CHECK(aes != 0, "C_GenerateKey completed without a handle");
+
+  /* C_Encrypt and C_Decrypt with that key pend, fill the original buffers, and round-trip. */
+  CK_BYTE iv[16] = {9};
+  CK_MECHANISM cbc = {CKM_AES_CBC_PAD, iv, sizeof iv};
+  CK_BYTE ct[48], pt[48];
+  CK_ULONG ctlen = sizeof ct, ptlen = sizeof pt;
+  RV(f->C_EncryptInit(as, &cbc, aes), CKR_OK);
+  RV(f->C_Encrypt(as, (CK_BYTE_PTR) "thirty-three bytes of plain text!", 33, ct, &ctlen), CKR_PENDING);
+  memset(&res, 0, sizeof res);
+  RV(complete(as, "C_Encrypt", &res), CKR_OK);
+  CHECK(res.pValue == ct && res.ulValue == 48, "encrypt result %p %lu", (void *)res.pValue, res.ulValue);
+  RV(f->C_DecryptInit(as, &cbc, aes), CKR_OK);
+  RV(f->C_Decrypt(as, ct, 48, pt, &ptlen), CKR_PENDING);
+  memset(&res, 0, sizeof res);
+  RV(complete(as, "C_Decrypt", &res), CKR_OK);
+  CHECK(res.pValue == pt && res.ulValue == 33 && memcmp(pt, "thirty-three bytes of plain text!", 33) == 0, "decrypt result");
+  /* A decryption is never detached: its plaintext would have to be stored. */
+  RV(f->C_DecryptInit(as, &cbc, aes), CKR_OK);
+  ptlen = sizeof pt;
+  RV(f->C_Decrypt(as, ct, 48, pt, &ptlen), CKR_PENDING);
+  CK_ULONG id;
+  RV(f->C_AsyncGetID(as, (CK_UTF8CHAR_PTR) "C_Decrypt", &id), CKR_STATE_UNSAVEABLE);
+  RV(complete(as, "C_Decrypt", &res), CKR_OK);
+
+  /* C_DeriveKey (ECDH in the TPM) pends and completes with a handle. */
+  CK_BYTE point[80];
+  CK_ATTRIBUTE gp[] = {{CKA_EC_POINT, point, sizeof point}};
+  RV(f->C_GetAttributeValue(sync, hpub, gp, 1), CKR_OK);
+  CK_ECDH1_DERIVE_PARAMS dp = {CKD_NULL, 0, NULL, 65, point + 2};
+  CK_MECHANISM derive = {CKM_ECDH1_DERIVE, &dp, sizeof dp};
+  CK_OBJECT_HANDLE dk = 0;
+  memset(&res, 0, sizeof res);
+  RV(f->C_DeriveKey(as, &derive, hpriv, NULL, 0, &dk), CKR_PENDING);
+  RV(complete(as, "C_DeriveKey", &res), CKR_OK);
+  CHECK(res.hObject != 0 && dk == 0, "derive result");
 
   /* Closing a session with pending work cancels it and returns CKR_OK. */
   RV(f->C_SignInit(as, &sign_mech, hpriv), CKR_OK);
