@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tpm11 tool and the other real clients against libtpm11.so on a private
 # swtpm: provisioning and PEM import with tpm11, then OpenSSH (ssh-keygen -D,
-# ssh-agent signing through ssh-pkcs11-helper), GnuTLS p11tool and p11-kit.
+# ssh-agent signing through ssh-pkcs11-helper), GnuTLS p11tool, p11-kit
+# server, NSS certutil and Java's SunPKCS11.
 source "$(dirname "$0")/lib.sh"
 exec 3>&2 2>"$WORK/swtpm.log"
 fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/swtpm.log" >&3; exit 1; }
@@ -77,6 +78,28 @@ PC --token-label clients --login --pin "$TPM11_PIN" --sign --id 01 -m ECDSA --si
   -i msg.sha256 -o p11kit.sig >p11kit.out 2>&1 || fail "sign through p11-kit server: $(cat p11kit.out)"
 openssl pkeyutl -verify -pubin -inkey imp.pub.pem -in msg.sha256 -sigfile p11kit.sig >/dev/null || fail "p11-kit signature does not verify"
 pass "through p11-kit server and p11-kit-client.so: token listed, signature verified by openssl"
+
+# NSS: the module in an NSS database; certutil lists the key and certificate,
+# makes a key on the token, and signs a certificate request with the TPM key.
+mkdir nss
+certutil -N -d sql:nss --empty-password || fail "certutil -N"
+modutil -dbdir sql:nss -add tpm11 -libfile "$MODULE" -force >/dev/null 2>&1 || fail "modutil -add"
+echo "$TPM11_PIN" > pinfile
+head -c 64 /dev/urandom > noise
+certutil -d sql:nss -L -h all -f pinfile 2>/dev/null | grep -q "^clients:imported " || fail "NSS does not list the certificate"
+certutil -d sql:nss -G -k ec -q nistp256 -h clients -f pinfile -z noise >/dev/null 2>&1 || fail "NSS keygen on the token"
+[ "$(certutil -d sql:nss -K -h clients -f pinfile 2>/dev/null | grep -c '> ec ')" -ge 2 ] || fail "NSS does not list both EC keys"
+certutil -d sql:nss -R -k 01 -h clients -s CN=nss -f pinfile -z noise -a -o nss.csr >/dev/null 2>&1 || fail "NSS certificate request"
+openssl req -in nss.csr -noout -verify 2>&1 | grep -q "verify OK" || fail "NSS request signature"
+pass "NSS certutil: certificate listed, key made on the token, request signed with the TPM key (openssl verifies)"
+
+# Java: SunPKCS11 sees the key entry and keytool signs a certificate request with it.
+printf 'name = tpm11\nlibrary = %s\nslot = 0\n' "$MODULE" > sunpkcs11.cfg
+KT() { keytool -storetype PKCS11 -providerClass sun.security.pkcs11.SunPKCS11 -providerArg sunpkcs11.cfg -storepass "$TPM11_PIN" "$@"; }
+KT -list 2>&1 | grep -q "^imported, PrivateKeyEntry" || fail "keytool -list: $(KT -list 2>&1)"
+KT -certreq -alias imported -file java.csr >/dev/null 2>&1 || fail "keytool -certreq"
+openssl req -in java.csr -noout -verify 2>&1 | grep -q "verify OK" || fail "Java request signature"
+pass "Java SunPKCS11 (keytool): key entry listed, request signed with the TPM key (openssl verifies)"
 
 T delete -id 02 >/dev/null || fail "tpm11 delete"
 T list | grep -q "id 02" && fail "deleted objects still listed"
