@@ -179,11 +179,12 @@ pass "AES-256-CBC-PAD in the TPM: generated key round-trips, imported key's ciph
 # pkcs11-tool --test-threads: C_Initialize from 4 threads at once, then slot queries from each.
 out=$(timeout 60 pkcs11-tool --module "$MODULE" --test-threads INGISL --test-threads INGISL --test-threads INGISL \
   --test-threads INGISL -L 2>&1) || fail "--test-threads: $out"
-n=$(echo "$out" | grep -c "C_Initialize returned CKR_OK")
-[ "$n" = 1 ] || fail "--test-threads: $n threads initialized, want exactly 1: $out"
-[ "$(echo "$out" | grep -c "C_Initialize returned CKR_CRYPTOKI_ALREADY_INITIALIZED")" = 3 ] || fail "--test-threads: $out"
+# pkcs11-tool's main thread initializes too: exactly one of the five wins.
+won=$(echo "$out" | grep -c -E "C_Initialize returned CKR_OK|Main C_Initialize\(NULL\) rv:CKR_OK$")
+lost=$(echo "$out" | grep -c -E "C_Initialize returned CKR_CRYPTOKI_ALREADY_INITIALIZED|Main C_Initialize\(NULL\) rv:CKR_CRYPTOKI_ALREADY_INITIALIZED")
+[ "$won" = 1 ] && [ "$lost" = 4 ] || fail "--test-threads: $won won, $lost already initialized: $out"
 [ "$(echo "$out" | grep -c "C_GetSlotList returned CKR_OK")" = 8 ] || fail "--test-threads slot lists: $out"
-pass "pkcs11-tool --test-threads: one C_Initialize wins, three get ALREADY_INITIALIZED, all query slots"
+pass "pkcs11-tool --test-threads: one C_Initialize wins, the others get ALREADY_INITIALIZED, all query slots"
 
 # Four processes at once on one token and one swtpm: keygen, find, sign, destroy.
 pids=
