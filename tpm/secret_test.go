@@ -2,6 +2,11 @@ package tpm_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"math/big"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
@@ -24,9 +29,10 @@ func (p *tap) Send(cmd []byte) ([]byte, error) {
 	return rsp, err
 }
 
-// With a salt key, authValues, sealed data and new auths never appear on
-// the bus: sealing, unsealing, changing auth and loading under a parent
-// with a secret auth all go through salted, encrypted HMAC sessions.
+// With a salt key, authValues, sealed data, new auths and imported private
+// keys never appear on the bus: sealing, unsealing, changing auth, loading
+// under a parent with a secret auth and importing all go through salted,
+// encrypted HMAC sessions (and, for the import, an inner wrapper).
 func TestSecretsNeverCrossTheBus(t *testing.T) {
 	p := &tap{t: swtpmtest.Start(t)}
 	e := tpm.NewEngine(p, 3)
@@ -51,7 +57,33 @@ func TestSecretsNeverCrossTheBus(t *testing.T) {
 	e.FlushAll()
 	_, err = e.Handle(&tpm.Object{ID: "key", Parent: storage, Public: kp, Private: kk})
 	require.NoError(t, err)
-	for _, secret := range [][]byte{pinAuth, newAuth, sealed} {
+
+	// An imported private key travels inner-wrapped, its wrapping key encrypted.
+	ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	d := ek.D.FillBytes(make([]byte, 32))
+	pubArea := tpm.Importable(tpm.ECCKeyTemplate(tpm2.TPMECCNistP256))
+	pubArea.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
+		X: tpm2.TPM2BECCParameter{Buffer: ek.X.FillBytes(make([]byte, 32))},
+		Y: tpm2.TPM2BECCParameter{Buffer: ek.Y.FillBytes(make([]byte, 32))},
+	})
+	ip, err := e.Import(storage, pubArea, tpm2.TPMTSensitive{
+		SensitiveType: tpm2.TPMAlgECC,
+		SeedValue:     tpm2.TPM2BDigest{Buffer: make([]byte, 32)},
+		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgECC, &tpm2.TPM2BECCParameter{Buffer: d}),
+	})
+	require.NoError(t, err)
+	digest := sha256.Sum256([]byte("imported"))
+	sig, err := e.Sign(&tpm.Object{ID: "imported", Parent: storage, Public: tpm2.New2B(pubArea), Private: ip}, digest[:], tpm2.TPMTSigScheme{
+		Scheme:  tpm2.TPMAlgECDSA,
+		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+	})
+	require.NoError(t, err)
+	es, err := sig.Signature.ECDSA()
+	require.NoError(t, err)
+	require.True(t, ecdsa.Verify(&ek.PublicKey, digest[:], new(big.Int).SetBytes(es.SignatureR.Buffer), new(big.Int).SetBytes(es.SignatureS.Buffer)))
+
+	for _, secret := range [][]byte{pinAuth, newAuth, sealed, d[:16], d[16:]} {
 		require.False(t, bytes.Contains(p.seen.Bytes(), secret), "%q seen on the bus", secret)
 	}
 	// Without a salt key, the same exchange shows the PIN-derived value.

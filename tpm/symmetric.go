@@ -1,6 +1,10 @@
 package tpm
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+
 	"github.com/google/go-tpm/tpm2"
 )
 
@@ -114,26 +118,66 @@ func (e *Engine) ECDH(key *Object, x, y []byte) ([]byte, error) {
 
 // Import wraps a key the caller supplies (public area and sensitive part)
 // under parent with TPM2_Import and returns its private blob, which loads
-// like any key the TPM made. The sensitive part is sent without an inner or
-// outer wrapper: it comes from this host's memory in any case.
+// like any key the TPM made. The sensitive part travels under an inner
+// wrapper (AES-128-CFB with a fresh key and an integrity hash); that key is
+// the command's first parameter, encrypted by the salted session, so the
+// private key never crosses the bus in the clear.
 func (e *Engine) Import(parent *Object, public tpm2.TPMTPublic, sensitive tpm2.TPMTSensitive) (tpm2.TPM2BPrivate, error) {
 	ph, err := e.Handle(parent)
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err
 	}
-	dup := tpm2.Marshal(tpm2.New2B(sensitive))
-	pa, err := e.secret(ph, parent.Auth, map[string]bool{parent.ID: true})
+	symKey := make([]byte, 16)
+	if _, err := rand.Read(symKey); err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
+	dup, err := innerWrap(public, sensitive, symKey)
+	if err != nil {
+		return tpm2.TPM2BPrivate{}, err
+	}
+	pa, err := e.secret(ph, parent.Auth, map[string]bool{parent.ID: true}, encryptIn)
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err
 	}
 	rsp, err := tpm2.Import{
-		ParentHandle: pa,
-		ObjectPublic: tpm2.New2B(public),
-		Duplicate:    tpm2.TPM2BPrivate{Buffer: dup},
-		Symmetric:    tpm2.TPMTSymDef{Algorithm: tpm2.TPMAlgNull},
+		ParentHandle:  pa,
+		EncryptionKey: tpm2.TPM2BData{Buffer: symKey},
+		ObjectPublic:  tpm2.New2B(public),
+		Duplicate:     tpm2.TPM2BPrivate{Buffer: dup},
+		Symmetric: tpm2.TPMTSymDef{
+			Algorithm: tpm2.TPMAlgAES,
+			KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
+			Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
+		},
 	}.Execute(e.tr())
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err
 	}
 	return rsp.OutPrivate, nil
+}
+
+// innerWrap is the TPM's inner duplication wrapper (TPM 2.0 Part 1,
+// "Inner Duplication Wrapper"): AES-CFB with a zero IV over
+// TPM2B(H_nameAlg(TPM2B_SENSITIVE || Name)) || TPM2B_SENSITIVE.
+func innerWrap(public tpm2.TPMTPublic, sensitive tpm2.TPMTSensitive, symKey []byte) ([]byte, error) {
+	name, err := tpm2.ObjectName(&public)
+	if err != nil {
+		return nil, err
+	}
+	hf, err := public.NameAlg.Hash()
+	if err != nil {
+		return nil, err
+	}
+	sens := tpm2.Marshal(tpm2.New2B(sensitive))
+	h := hf.New()
+	h.Write(sens)
+	h.Write(name.Buffer)
+	plain := append(tpm2.Marshal(tpm2.TPM2BDigest{Buffer: h.Sum(nil)}), sens...)
+	block, err := aes.NewCipher(symKey)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(plain))
+	cipher.NewCFBEncrypter(block, make([]byte, aes.BlockSize)).XORKeyStream(out, plain)
+	return out, nil
 }
