@@ -96,34 +96,27 @@ func cmdSelftest(args []string) error {
 	if _, err := k.parse(args, false); err != nil {
 		return err
 	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	h, err := session(l, *k.slot, true)
-	if err != nil {
-		return err
-	}
-	pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
-		[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, oidP256)}, nil)
-	if err != nil {
-		return fmt.Errorf("keygen: %w", err)
-	}
-	m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
-	if err := l.SignInit(h, m, priv); err != nil {
-		return err
-	}
-	sig, _, err := l.Sign(h, []byte("tpm11 selftest"), 64, false)
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	if err := l.VerifyInit(h, m, pub); err != nil {
-		return err
-	}
-	if err := l.Verify(h, []byte("tpm11 selftest"), sig); err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	fmt.Printf("ok: P-256 key made in the TPM, signature verified; %d TPM commands\n", l.TPMCommands())
-	return nil
+	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
+		pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+			[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, oidP256)}, nil)
+		if err != nil {
+			return fmt.Errorf("keygen: %w", err)
+		}
+		m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
+		if err := l.SignInit(h, m, priv); err != nil {
+			return err
+		}
+		sig, _, err := l.Sign(h, []byte("tpm11 selftest"), 64, false)
+		if err != nil {
+			return fmt.Errorf("sign: %w", err)
+		}
+		if err := l.VerifyInit(h, m, pub); err != nil {
+			return err
+		}
+		if err := l.Verify(h, []byte("tpm11 selftest"), sig); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		fmt.Printf("ok: P-256 key made in the TPM, signature verified; %d TPM commands\n", l.TPMCommands())
+		return nil
+	})
 }

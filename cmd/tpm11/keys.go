@@ -63,20 +63,13 @@ func cmdKeygen(args []string) error {
 	default:
 		return fmt.Errorf("unknown -type %q", *typ)
 	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	h, err := session(l, *k.slot, true)
-	if err != nil {
-		return err
-	}
-	pub, _, err := l.GenerateKeyPair(h, m, labelled(pubT, id, *k.label), labelled(privT, id, *k.label))
-	if err != nil {
-		return err
-	}
-	return printPEM(l, h, pub, ck.CKA_PUBLIC_KEY_INFO, "PUBLIC KEY")
+	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
+		pub, _, err := l.GenerateKeyPair(h, m, labelled(pubT, id, *k.label), labelled(privT, id, *k.label))
+		if err != nil {
+			return err
+		}
+		return printPEM(l, h, pub, ck.CKA_PUBLIC_KEY_INFO, "PUBLIC KEY")
+	})
 }
 
 func printPEM(l *tpmtoken.Library, h, obj uint64, a ck.AttributeType, kind string) error {
@@ -159,30 +152,23 @@ func cmdImport(args []string) error {
 	default:
 		return fmt.Errorf("%T keys are not supported", key)
 	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	h, err := session(l, *k.slot, true)
-	if err != nil {
-		return err
-	}
-	if _, err := l.CreateObject(h, labelled(privT, id, *k.label)); err != nil {
-		return fmt.Errorf("private key: %w", err)
-	}
-	if _, err := l.CreateObject(h, labelled(pubT, id, *k.label)); err != nil {
-		return fmt.Errorf("public key: %w", err)
-	}
-	for _, c := range certs {
-		t := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(ck.CKO_CERTIFICATE)), attr(ck.CKA_TOKEN, yes),
-			attr(ck.CKA_CERTIFICATE_TYPE, ulong(ck.CKC_X_509)), attr(ck.CKA_VALUE, c)}
-		if _, err := l.CreateObject(h, labelled(t, id, *k.label)); err != nil {
-			return fmt.Errorf("certificate: %w", err)
+	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
+		if _, err := l.CreateObject(h, labelled(privT, id, *k.label)); err != nil {
+			return fmt.Errorf("private key: %w", err)
 		}
-	}
-	fmt.Printf("imported into the TPM: private key, public key, %d certificate(s), id %x\n", len(certs), id)
-	return nil
+		if _, err := l.CreateObject(h, labelled(pubT, id, *k.label)); err != nil {
+			return fmt.Errorf("public key: %w", err)
+		}
+		for _, c := range certs {
+			t := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(ck.CKO_CERTIFICATE)), attr(ck.CKA_TOKEN, yes),
+				attr(ck.CKA_CERTIFICATE_TYPE, ulong(ck.CKC_X_509)), attr(ck.CKA_VALUE, c)}
+			if _, err := l.CreateObject(h, labelled(t, id, *k.label)); err != nil {
+				return fmt.Errorf("certificate: %w", err)
+			}
+		}
+		fmt.Printf("imported into the TPM: private key, public key, %d certificate(s), id %x\n", len(certs), id)
+		return nil
+	})
 }
 
 func cmdExport(args []string) error {
@@ -192,27 +178,20 @@ func cmdExport(args []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	h, err := session(l, *k.slot, false) // public objects need no PIN
-	if err != nil {
-		return err
-	}
-	class, a, kind := ck.CKO_PUBLIC_KEY, ck.CKA_PUBLIC_KEY_INFO, "PUBLIC KEY"
-	if *cert {
-		class, a, kind = ck.CKO_CERTIFICATE, ck.CKA_VALUE, "CERTIFICATE"
-	}
-	objs, err := find(l, h, attr(ck.CKA_CLASS, ulong(class)), attr(ck.CKA_ID, id))
-	if err != nil {
-		return err
-	}
-	if len(objs) == 0 {
-		return fmt.Errorf("no %s with id %x", strings.ToLower(kind), id)
-	}
-	return printPEM(l, h, objs[0], a, kind)
+	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
+		class, a, kind := ck.CKO_PUBLIC_KEY, ck.CKA_PUBLIC_KEY_INFO, "PUBLIC KEY"
+		if *cert {
+			class, a, kind = ck.CKO_CERTIFICATE, ck.CKA_VALUE, "CERTIFICATE"
+		}
+		objs, err := find(l, h, attr(ck.CKA_CLASS, ulong(class)), attr(ck.CKA_ID, id))
+		if err != nil {
+			return err
+		}
+		if len(objs) == 0 {
+			return fmt.Errorf("no %s with id %x", strings.ToLower(kind), id)
+		}
+		return printPEM(l, h, objs[0], a, kind)
+	})
 }
 
 func cmdDelete(args []string) error {
@@ -221,26 +200,19 @@ func cmdDelete(args []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	h, err := session(l, *k.slot, true)
-	if err != nil {
-		return err
-	}
-	objs, err := find(l, h, attr(ck.CKA_ID, id))
-	if err != nil {
-		return err
-	}
-	for _, o := range objs {
-		if err := l.DestroyObject(h, o); err != nil {
+	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
+		objs, err := find(l, h, attr(ck.CKA_ID, id))
+		if err != nil {
 			return err
 		}
-	}
-	fmt.Printf("destroyed %d object(s) with id %x\n", len(objs), id)
-	return nil
+		for _, o := range objs {
+			if err := l.DestroyObject(h, o); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("destroyed %d object(s) with id %x\n", len(objs), id)
+		return nil
+	})
 }
 
 var classNames = map[uint64]string{ck.CKO_DATA: "data", ck.CKO_CERTIFICATE: "certificate",
@@ -252,59 +224,52 @@ func cmdList(args []string) error {
 	if _, err := k.parse(args, false); err != nil {
 		return err
 	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
 	_, login := os.LookupEnv("TPM11_PIN")
-	h, err := session(l, *k.slot, login)
-	if err != nil {
-		return err
-	}
-	objs, err := find(l, h)
-	if err != nil {
-		return err
-	}
-	types := []ck.AttributeType{ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_LABEL, ck.CKA_LOCAL,
-		ck.CKA_MODULUS_BITS, ck.CKA_EC_PARAMS, ck.CKA_VALUE_LEN}
-	for _, o := range objs {
-		res, err := l.GetAttributeValue(h, o, types)
+	return withSession(*k.slot, login, func(l *tpmtoken.Library, h uint64) error {
+		objs, err := find(l, h)
 		if err != nil {
 			return err
 		}
-		val := func(i int) []byte {
-			if res[i].RV != ck.CKR_OK {
-				return nil
+		types := []ck.AttributeType{ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_LABEL, ck.CKA_LOCAL,
+			ck.CKA_MODULUS_BITS, ck.CKA_EC_PARAMS, ck.CKA_VALUE_LEN}
+		for _, o := range objs {
+			res, err := l.GetAttributeValue(h, o, types)
+			if err != nil {
+				return err
 			}
-			return res[i].Value
-		}
-		u := func(i int) uint64 {
-			if len(val(i)) != 8 {
-				return ^uint64(0)
+			val := func(i int) []byte {
+				if res[i].RV != ck.CKR_OK {
+					return nil
+				}
+				return res[i].Value
 			}
-			return binary.NativeEndian.Uint64(val(i))
+			u := func(i int) uint64 {
+				if len(val(i)) != 8 {
+					return ^uint64(0)
+				}
+				return binary.NativeEndian.Uint64(val(i))
+			}
+			line := classNames[u(0)]
+			if kn, ok := keyNames[u(1)]; ok {
+				line += " " + kn
+			}
+			switch {
+			case string(val(6)) == string(oidP256):
+				line += " P-256"
+			case string(val(6)) == string(oidP384):
+				line += " P-384"
+			case string(val(6)) == string(oidP521):
+				line += " P-521"
+			case u(5) != ^uint64(0):
+				line += fmt.Sprintf(" %d", u(5))
+			case u(7) != ^uint64(0):
+				line += fmt.Sprintf(" %d bytes", u(7))
+			}
+			if len(val(4)) == 1 && u(0) == ck.CKO_PRIVATE_KEY {
+				line += map[bool]string{true: ", made in the TPM", false: ", imported"}[val(4)[0] == 1]
+			}
+			fmt.Printf("%-40s id %-16s label %q\n", line, hex.EncodeToString(val(2)), val(3))
 		}
-		line := classNames[u(0)]
-		if kn, ok := keyNames[u(1)]; ok {
-			line += " " + kn
-		}
-		switch {
-		case string(val(6)) == string(oidP256):
-			line += " P-256"
-		case string(val(6)) == string(oidP384):
-			line += " P-384"
-		case string(val(6)) == string(oidP521):
-			line += " P-521"
-		case u(5) != ^uint64(0):
-			line += fmt.Sprintf(" %d", u(5))
-		case u(7) != ^uint64(0):
-			line += fmt.Sprintf(" %d bytes", u(7))
-		}
-		if len(val(4)) == 1 && u(0) == ck.CKO_PRIVATE_KEY {
-			line += map[bool]string{true: ", made in the TPM", false: ", imported"}[val(4)[0] == 1]
-		}
-		fmt.Printf("%-40s id %-16s label %q\n", line, hex.EncodeToString(val(2)), val(3))
-	}
-	return nil
+		return nil
+	})
 }

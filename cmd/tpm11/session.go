@@ -38,6 +38,21 @@ func open() (*tpmtoken.Library, error) {
 	return tpmtoken.Open(tpmtoken.LoadConfig(os.Getenv))
 }
 
+// withSession runs f with the library and a R/W session on slot, the
+// user logged in if login.
+func withSession(slot uint64, login bool, f func(l *tpmtoken.Library, h uint64) error) error {
+	l, err := open()
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	h, err := session(l, slot, login)
+	if err != nil {
+		return err
+	}
+	return f(l, h)
+}
+
 // session opens a R/W session on slot and, if login, logs the user in.
 func session(l *tpmtoken.Library, slot uint64, login bool) (uint64, error) {
 	h, err := l.OpenSession(slot, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
