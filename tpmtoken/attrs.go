@@ -103,3 +103,27 @@ type AttrResult struct {
 	Value []byte
 	RV    ck.RV
 }
+
+// setOrigin records where a key came from. A key made here has CKA_LOCAL
+// and its mechanism; one brought in (imported, derived) has neither. A key
+// is always sensitive / never extractable only if it was so from the start
+// (an imported key never was: its value existed outside).
+func (a Attrs) setOrigin(local bool, mech ck.MechType, alwaysSensitive, neverExtractable bool) {
+	a.SetBool(ck.CKA_LOCAL, local)
+	if !local {
+		mech = ck.UnavailableInformation
+	}
+	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, mech)
+	if a.ULongOr(ck.CKA_CLASS) != ck.CKO_PUBLIC_KEY {
+		a.SetBool(ck.CKA_ALWAYS_SENSITIVE, alwaysSensitive && a.Bool(ck.CKA_SENSITIVE))
+		a.SetBool(ck.CKA_NEVER_EXTRACTABLE, neverExtractable && !a.Bool(ck.CKA_EXTRACTABLE))
+	}
+}
+
+// ULongOr is the CK_ULONG value of t, or CK_UNAVAILABLE_INFORMATION.
+func (a Attrs) ULongOr(t ck.AttributeType) uint64 {
+	if v, ok := a.ULong(t); ok {
+		return v
+	}
+	return ck.UnavailableInformation
+}

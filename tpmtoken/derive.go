@@ -100,10 +100,7 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		}
 		return x963KDF(kdf, leftPad(z, size), shared, int(n)), nil
 	}
-	a.SetBool(ck.CKA_LOCAL, false)
-	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
-	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE) && a.Bool(ck.CKA_SENSITIVE))
-	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE) && !a.Bool(ck.CKA_EXTRACTABLE))
+	a.setOrigin(false, 0, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE), o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE))
 	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)
 }
 

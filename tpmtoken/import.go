@@ -78,10 +78,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 			return Result{}, err
 		}
 		priv[ck.CKA_PUBLIC_KEY_INFO] = spki
-		priv.SetBool(ck.CKA_LOCAL, false)
-		priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, false)
-		priv.SetBool(ck.CKA_NEVER_EXTRACTABLE, false)
-		priv.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
+		priv.setOrigin(false, 0, false, false)
 		o := &Object{UID: newUID(), Attrs: priv, key: key}
 		key.ID = "key:" + o.UID
 		o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)

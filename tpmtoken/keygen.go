@@ -241,15 +241,12 @@ func (t *Token) addKeyPair(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub,
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, a := range []Attrs{pub, priv} {
-		a.SetBool(ck.CKA_LOCAL, true)
-		a.SetULong(ck.CKA_KEY_GEN_MECHANISM, mech)
-		a[ck.CKA_PUBLIC_KEY_INFO] = spki
-	}
 	// CKA_EXTRACTABLE is always false (nothing can take a key out of the
 	// TPM), so even a key marked not sensitive never reveals its value.
-	priv.SetBool(ck.CKA_ALWAYS_SENSITIVE, priv.Bool(ck.CKA_SENSITIVE))
-	priv.SetBool(ck.CKA_NEVER_EXTRACTABLE, true)
+	for _, a := range []Attrs{pub, priv} {
+		a.setOrigin(true, mech, true, true)
+		a[ck.CKA_PUBLIC_KEY_INFO] = spki
+	}
 	pubObj := &Object{UID: newUID(), Attrs: pub}
 	privObj := &Object{UID: newUID(), Attrs: priv, key: key}
 	key.ID = "key:" + privObj.UID

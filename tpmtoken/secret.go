@@ -175,10 +175,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 	if err != nil {
 		return 0, err
 	}
-	a.SetBool(ck.CKA_LOCAL, true)
-	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, m.Type)
-	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, a.Bool(ck.CKA_SENSITIVE))
-	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, !a.Bool(ck.CKA_EXTRACTABLE))
+	a.setOrigin(true, m.Type, true, true)
 	return l.addSecret(s, "C_GenerateKey", ck.CKF_GENERATE, a, kt, int(min(n, 1<<16)), nil, nil)
 }
 
@@ -202,9 +199,6 @@ func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	a.SetBool(ck.CKA_LOCAL, false)
-	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, ck.UnavailableInformation)
-	a.SetBool(ck.CKA_ALWAYS_SENSITIVE, false)
-	a.SetBool(ck.CKA_NEVER_EXTRACTABLE, false)
+	a.setOrigin(false, 0, false, false)
 	return l.addSecret(s, "C_CreateObject", 0, a, kt, len(value), value, nil)
 }
