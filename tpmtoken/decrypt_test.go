@@ -1,6 +1,7 @@
 package tpmtoken_test
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -49,6 +50,24 @@ func TestRSADecryptAgainstGoCrypto(t *testing.T) {
 	got, _, err = l.Decrypt(h, ct, 256, false)
 	require.NoError(t, err)
 	require.Equal(t, msg, got)
+
+	// Every OAEP hash, with and without a label.
+	for ckh, hf := range map[ck.MechType]crypto.Hash{ck.CKM_SHA_1: crypto.SHA1, ck.CKM_SHA224: crypto.SHA224,
+		ck.CKM_SHA384: crypto.SHA384, ck.CKM_SHA512: crypto.SHA512} {
+		mgf := map[crypto.Hash]uint64{crypto.SHA1: ck.CKG_MGF1_SHA1, crypto.SHA224: ck.CKG_MGF1_SHA224,
+			crypto.SHA384: ck.CKG_MGF1_SHA384, crypto.SHA512: ck.CKG_MGF1_SHA512}[hf]
+		for _, lb := range [][]byte{nil, []byte("label")} {
+			ct, err := rsa.EncryptOAEP(hf.New(), rand.Reader, pub, msg, lb)
+			require.NoError(t, err)
+			p := binary.NativeEndian.AppendUint64(nil, ckh)
+			p = binary.NativeEndian.AppendUint64(p, mgf)
+			p = binary.NativeEndian.AppendUint64(p, 1)
+			require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(p, lb...)}, priv))
+			got, _, err := l.Decrypt(h, ct, 256, false)
+			require.NoError(t, err, "OAEP %v label %q", hf, lb)
+			require.Equal(t, msg, got)
+		}
+	}
 
 	// The wrong label is refused, not silently decrypted.
 	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(param, "other"...)}, priv))
