@@ -37,9 +37,13 @@ demo: build
 bench: build
 	./testdata/bench.sh
 
+# p11-kit finds the module through its registration file (p11-kit
+# list-modules, GnuTLS, p11-kit-proxy); the module name is the file name.
 install: build
 	install -D -m 0755 $(BUILD)/libtpm11.so $(DESTDIR)/usr/lib/$(shell gcc -print-multiarch)/pkcs11/libtpm11.so
 	install -D -m 0755 $(BUILD)/tpm11 $(DESTDIR)/usr/bin/tpm11
+	install -d $(DESTDIR)/usr/share/p11-kit/modules
+	echo "module: libtpm11.so" > $(DESTDIR)/usr/share/p11-kit/modules/tpm11.module
 
 clean:
 	rm -rf $(BUILD)
