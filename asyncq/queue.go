@@ -55,6 +55,9 @@ type Ticket struct {
 	discard func(any)
 	done    chan struct{}
 
+	// word and sleeper are block's futex: word is 1 once finished.
+	word, sleeper uint32
+
 	mu        sync.Mutex
 	state     state
 	cancelled bool
@@ -124,7 +127,7 @@ func (q *Queue[R]) Submit(owner uint64, job Job[R], discard func(R, any)) *Ticke
 // Do submits job and waits for it: the synchronous path.
 func (q *Queue[R]) Do(owner uint64, job Job[R]) (any, error) {
 	t := q.Submit(owner, job, nil)
-	<-t.done
+	t.block()
 	return t.Result()
 }
 
@@ -225,6 +228,7 @@ func (t *Ticket) finish(v any, err error) {
 	t.state, t.val, t.err = finished, v, err
 	t.mu.Unlock()
 	close(t.done)
+	t.wakeSleeper()
 }
 
 // Done is closed when the job has finished (or was dropped).
