@@ -26,7 +26,7 @@ type Job[R any] func(r R) (any, error)
 // cannot starve the others.
 type Queue[R any] struct {
 	res  R
-	wake chan struct{}
+	wake *signal
 	done chan struct{}
 
 	idleAfter  time.Duration
@@ -70,7 +70,7 @@ type Ticket struct {
 func New[R any](res R) *Queue[R] {
 	q := &Queue[R]{
 		res:      res,
-		wake:     make(chan struct{}, 1),
+		wake:     newSignal(),
 		done:     make(chan struct{}),
 		queues:   map[uint64][]*Ticket{},
 		detached: map[uint64]*Ticket{},
@@ -117,10 +117,7 @@ func (q *Queue[R]) Submit(owner uint64, job Job[R], discard func(R, any)) *Ticke
 	}
 	q.queues[owner] = append(q.queues[owner], t)
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.wake.notify()
 	return t
 }
 
@@ -171,14 +168,10 @@ func (q *Queue[R]) work() {
 				return
 			}
 			if onIdle == nil || !busySinceIdle {
-				<-q.wake
+				q.wake.wait(0)
 				continue
 			}
-			timer := time.NewTimer(after)
-			select {
-			case <-q.wake:
-				timer.Stop()
-			case <-timer.C:
+			if !q.wake.wait(after) {
 				onIdle(q.res)
 				busySinceIdle = false
 			}
@@ -352,10 +345,7 @@ func (q *Queue[R]) Close(d time.Duration) bool {
 	for _, t := range dropped {
 		t.Cancel()
 	}
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.wake.notify()
 	select {
 	case <-q.done:
 		return true

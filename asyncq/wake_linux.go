@@ -3,6 +3,7 @@ package asyncq
 import (
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -31,5 +32,39 @@ func (t *Ticket) wakeSleeper() {
 	atomic.StoreUint32(&t.word, 1)
 	if atomic.LoadUint32(&t.sleeper) == 1 {
 		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&t.word)), futexWakePrivate, 1, 0, 0, 0)
+	}
+}
+
+// signal is the worker's "there may be work" flag, like a channel with a
+// one-slot buffer: notify never blocks and is never lost. The worker sleeps
+// on it with a futex, so a submitter wakes that thread directly instead of
+// readying a goroutine on its own P, which it then holds in a syscall.
+type signal struct{ pending uint32 }
+
+func newSignal() *signal { return &signal{} }
+
+func (s *signal) notify() {
+	if atomic.SwapUint32(&s.pending, 1) == 0 {
+		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&s.pending)), futexWakePrivate, 1, 0, 0, 0)
+	}
+}
+
+// wait waits for a notify, at most d if d > 0; it reports whether one came.
+func (s *signal) wait(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if atomic.SwapUint32(&s.pending, 0) == 1 {
+			return true
+		}
+		var ts *syscall.Timespec
+		if d > 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false
+			}
+			t := syscall.NsecToTimespec(left.Nanoseconds())
+			ts = &t
+		}
+		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&s.pending)), futexWaitPrivate, 0, uintptr(unsafe.Pointer(ts)), 0, 0)
 	}
 }

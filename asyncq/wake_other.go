@@ -2,5 +2,34 @@
 
 package asyncq
 
+import "time"
+
 func (t *Ticket) block()       { <-t.done }
 func (t *Ticket) wakeSleeper() {}
+
+// signal is a one-slot "there may be work" flag for the worker.
+type signal struct{ c chan struct{} }
+
+func newSignal() *signal { return &signal{c: make(chan struct{}, 1)} }
+
+func (s *signal) notify() {
+	select {
+	case s.c <- struct{}{}:
+	default:
+	}
+}
+
+func (s *signal) wait(d time.Duration) bool {
+	if d <= 0 {
+		<-s.c
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.c:
+		return true
+	case <-t.C:
+		return false
+	}
+}
