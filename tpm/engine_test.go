@@ -100,3 +100,80 @@ func TestEngineFlushesOrphansOfADeadProcess(t *testing.T) {
 	e.FlushAll()
 	swtpmtest.CheckNoLeaks(t, tr, 0)
 }
+
+// An SRK the owner keeps at the well-known persistent handle is used in
+// place of re-creating it (ReadPublic instead of CreatePrimary), and keys
+// made under either load under the other; a different key at that handle,
+// or the same template under another hierarchy, is not used.
+func TestPersistentSRK(t *testing.T) {
+	tr := swtpmtest.Start(t)
+	const persistent = tpm.SRKHandle
+	newSRK := func() *tpm.Object { return &tpm.Object{ID: "srk", Public: tpm.SRKTemplate(), Persistent: persistent} }
+
+	// Nothing persisted yet: CreatePrimary; a key made under it.
+	e := tpm.NewEngine(tr, 3)
+	srk := newSRK()
+	pub, priv, err := e.Create(srk, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+	require.NoError(t, err)
+	e.FlushAll()
+
+	// The same template made in the endorsement hierarchy (the owner may
+	// persist those too) is another key: not used.
+	ek, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm.SRKTemplate()}.Execute(tr)
+	require.NoError(t, err)
+	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: ek.ObjectHandle, Name: ek.Name},
+		PersistentHandle: persistent}.Execute(tr)
+	require.NoError(t, err)
+	_, err = tpm2.FlushContext{FlushHandle: ek.ObjectHandle}.Execute(tr)
+	require.NoError(t, err)
+	e = tpm.NewEngine(tr, 3)
+	h, err := e.Handle(newSRK())
+	require.NoError(t, err)
+	require.NotEqual(t, persistent, h.Handle)
+	e.FlushAll()
+	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: persistent, Name: ek.Name},
+		PersistentHandle: persistent}.Execute(tr)
+	require.NoError(t, err)
+
+	// The owner persists the SRK: a new Engine reads it instead of creating it.
+	made, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm.SRKTemplate()}.Execute(tr)
+	require.NoError(t, err)
+	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: made.ObjectHandle, Name: made.Name},
+		PersistentHandle: persistent}.Execute(tr)
+	require.NoError(t, err)
+	_, err = tpm2.FlushContext{FlushHandle: made.ObjectHandle}.Execute(tr)
+	require.NoError(t, err)
+	e = tpm.NewEngine(tr, 3)
+	srk = newSRK()
+	h, err = e.Handle(srk)
+	require.NoError(t, err)
+	require.Equal(t, persistent, h.Handle)
+	require.Equal(t, uint64(1), e.Commands, "one ReadPublic, no CreatePrimary")
+	digest := sha256.Sum256([]byte("persistent"))
+	_, err = e.Sign(&tpm.Object{ID: "k", Parent: srk, Public: pub, Private: priv}, digest[:], tpm2.TPMTSigScheme{
+		Scheme:  tpm2.TPMAlgECDSA,
+		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+	})
+	require.NoError(t, err)
+	e.SaveAll()
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
+
+	// Another key at the handle (an RSA SRK, as other tools make) is not used.
+	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: persistent, Name: made.Name},
+		PersistentHandle: persistent}.Execute(tr)
+	require.NoError(t, err)
+	rsa, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}.Execute(tr)
+	require.NoError(t, err)
+	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: rsa.ObjectHandle, Name: rsa.Name},
+		PersistentHandle: persistent}.Execute(tr)
+	require.NoError(t, err)
+	_, err = tpm2.FlushContext{FlushHandle: rsa.ObjectHandle}.Execute(tr)
+	require.NoError(t, err)
+	e = tpm.NewEngine(tr, 3)
+	h, err = e.Handle(newSRK())
+	require.NoError(t, err)
+	require.NotEqual(t, persistent, h.Handle)
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
+}

@@ -4,6 +4,10 @@ import (
 	"github.com/google/go-tpm/tpm2"
 )
 
+// SRKHandle is where the TCG's provisioning guidance (and systemd, among
+// others) keeps a persistent SRK.
+const SRKHandle = tpm2.TPMHandle(0x81000001)
+
 // SRKTemplate is the TCG ECC P-256 storage root key: the same in every
 // process on the same TPM, so key blobs saved under it load again.
 func SRKTemplate() tpm2.TPM2BPublic { return tpm2.New2B(tpm2.ECCSRKTemplate) }

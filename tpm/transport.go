@@ -28,6 +28,9 @@ type Device struct {
 	// a time (swtpm), so other processes can reach it; the next command
 	// reconnects.
 	Release func() error
+	// Hardware is a real TPM: a CreatePrimary costs tens of milliseconds, so
+	// a persistent SRK is worth looking for.
+	Hardware bool
 	// DefaultSlots is how many transient objects may be loaded at once
 	// before the Engine must swap; a kernel resource manager virtualizes them.
 	ObjectSlots int
@@ -60,7 +63,7 @@ func Open(spec, stateDir string) (*Device, error) {
 		if strings.Contains(path, "tpmrm") {
 			slots = 64
 		}
-		return &Device{TPM: Retrying(t), Close: t.Close, Spec: spec, ObjectSlots: slots}, nil
+		return &Device{TPM: Retrying(t), Close: t.Close, Spec: spec, ObjectSlots: slots, Hardware: true}, nil
 	case "swtpm":
 		network, addr, ok := strings.Cut(rest, ":")
 		if !ok || (network != "unix" && network != "tcp") {

@@ -64,6 +64,9 @@ func Open(cfg Config) (*Library, error) {
 		t = tpm.Latency{T: t, Delay: cfg.Latency}
 	}
 	l.srk = &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	if l.dev.Hardware {
+		l.srk.Persistent = tpm.SRKHandle // used only if it is this very key
+	}
 	eng := tpm.NewEngine(t, l.dev.ObjectSlots)
 	eng.Salt = l.srk // PINs, sealed values and keys never cross the bus in the clear
 	l.q = asyncq.New(eng)
