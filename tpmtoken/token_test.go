@@ -5,42 +5,18 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"math/big"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
-// startSwtpm runs a private swtpm on a unix socket in a temp dir (the
-// library dials it like a user's config would) and returns its spec.
-func startSwtpm(t testing.TB) string {
-	t.Helper()
-	if _, err := exec.LookPath("swtpm"); err != nil {
-		t.Skip("swtpm not installed")
-	}
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+sock+".ctrl", "--tpmstate", "dir="+dir,
-		"--flags", "not-need-init,startup-clear")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return "swtpm:unix:" + sock
-}
+// startSwtpm runs a private swtpm on a unix socket (the library dials it
+// like a user's config would) and returns its spec.
+func startSwtpm(t testing.TB) string { return swtpmtest.Socket(t) }
 
 func open(t testing.TB, spec, store string) *tpmtoken.Library {
 	l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: store})

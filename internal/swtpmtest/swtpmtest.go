@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -71,4 +73,30 @@ func CheckNoLeaks(t testing.TB, tr interface {
 	if n := len(h.Handle); n > allowed {
 		t.Errorf("%d transient objects left loaded, want at most %d", n, allowed)
 	}
+}
+
+// Socket runs a private swtpm on a unix socket in a temp dir, as a user's
+// configuration would name it, and returns the backend spec for it.
+func Socket(t testing.TB) string {
+	t.Helper()
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Skip("swtpm not installed")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "tpm.sock")
+	cmd := exec.Command("swtpm", "socket", "--tpm2", "--server", "type=unixio,path="+sock,
+		"--ctrl", "type=unixio,path="+sock+".ctrl", "--tpmstate", "dir="+dir,
+		"--flags", "not-need-init,startup-clear")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "swtpm:unix:" + sock
 }
