@@ -109,6 +109,22 @@ func TestPersistentSRK(t *testing.T) {
 	tr := swtpmtest.Start(t)
 	const persistent = tpm.SRKHandle
 	newSRK := func() *tpm.Object { return &tpm.Object{ID: "srk", Public: tpm.SRKTemplate(), Persistent: persistent} }
+	// persist makes a primary key in hierarchy and keeps it at the handle.
+	persist := func(hierarchy tpm2.TPMHandle, template tpm2.TPM2BPublic) tpm2.TPM2BName {
+		made, err := tpm2.CreatePrimary{PrimaryHandle: hierarchy, InPublic: template}.Execute(tr)
+		require.NoError(t, err)
+		_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: made.ObjectHandle, Name: made.Name},
+			PersistentHandle: persistent}.Execute(tr)
+		require.NoError(t, err)
+		_, err = tpm2.FlushContext{FlushHandle: made.ObjectHandle}.Execute(tr)
+		require.NoError(t, err)
+		return made.Name
+	}
+	unpersist := func(name tpm2.TPM2BName) {
+		_, err := tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: persistent, Name: name},
+			PersistentHandle: persistent}.Execute(tr)
+		require.NoError(t, err)
+	}
 
 	// Nothing persisted yet: CreatePrimary; a key made under it.
 	e := tpm.NewEngine(tr, 3)
@@ -119,30 +135,16 @@ func TestPersistentSRK(t *testing.T) {
 
 	// The same template made in the endorsement hierarchy (the owner may
 	// persist those too) is another key: not used.
-	ek, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm.SRKTemplate()}.Execute(tr)
-	require.NoError(t, err)
-	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: ek.ObjectHandle, Name: ek.Name},
-		PersistentHandle: persistent}.Execute(tr)
-	require.NoError(t, err)
-	_, err = tpm2.FlushContext{FlushHandle: ek.ObjectHandle}.Execute(tr)
-	require.NoError(t, err)
+	ekName := persist(tpm2.TPMRHEndorsement, tpm.SRKTemplate())
 	e = tpm.NewEngine(tr, 3)
 	h, err := e.Handle(newSRK())
 	require.NoError(t, err)
 	require.NotEqual(t, persistent, h.Handle)
 	e.FlushAll()
-	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: persistent, Name: ek.Name},
-		PersistentHandle: persistent}.Execute(tr)
-	require.NoError(t, err)
+	unpersist(ekName)
 
 	// The owner persists the SRK: a new Engine reads it instead of creating it.
-	made, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm.SRKTemplate()}.Execute(tr)
-	require.NoError(t, err)
-	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: made.ObjectHandle, Name: made.Name},
-		PersistentHandle: persistent}.Execute(tr)
-	require.NoError(t, err)
-	_, err = tpm2.FlushContext{FlushHandle: made.ObjectHandle}.Execute(tr)
-	require.NoError(t, err)
+	srkName := persist(tpm2.TPMRHOwner, tpm.SRKTemplate())
 	e = tpm.NewEngine(tr, 3)
 	srk = newSRK()
 	h, err = e.Handle(srk)
@@ -160,16 +162,8 @@ func TestPersistentSRK(t *testing.T) {
 	swtpmtest.CheckNoLeaks(t, tr, 0)
 
 	// Another key at the handle (an RSA SRK, as other tools make) is not used.
-	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: persistent, Name: made.Name},
-		PersistentHandle: persistent}.Execute(tr)
-	require.NoError(t, err)
-	rsa, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.RSASRKTemplate)}.Execute(tr)
-	require.NoError(t, err)
-	_, err = tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: rsa.ObjectHandle, Name: rsa.Name},
-		PersistentHandle: persistent}.Execute(tr)
-	require.NoError(t, err)
-	_, err = tpm2.FlushContext{FlushHandle: rsa.ObjectHandle}.Execute(tr)
-	require.NoError(t, err)
+	unpersist(srkName)
+	persist(tpm2.TPMRHOwner, tpm2.New2B(tpm2.RSASRKTemplate))
 	e = tpm.NewEngine(tr, 3)
 	h, err = e.Handle(newSRK())
 	require.NoError(t, err)
