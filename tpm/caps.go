@@ -1,6 +1,8 @@
 package tpm
 
 import (
+	"errors"
+
 	"github.com/google/go-tpm/tpm2"
 )
 
@@ -13,10 +15,17 @@ type Caps struct {
 	AESBits []int
 }
 
-// Probe asks the TPM which of the sizes the token knows it supports.
-func (e *Engine) Probe() Caps {
+// Probe asks the TPM which of the sizes the token knows it supports. A
+// size the TPM refuses (TPM_RC_VALUE, _CURVE, _KEY_SIZE...) is left out; a
+// failure to reach the TPM is an error, so nothing is concluded from it.
+func (e *Engine) Probe() (Caps, error) {
+	var fail error
 	ok := func(p tpm2.TPMTPublicParms) bool {
 		_, err := tpm2.TestParms{Parameters: p}.Execute(e.tr())
+		var rc tpm2.TPMRC
+		if err != nil && !errors.As(err, &rc) && fail == nil {
+			fail = err
+		}
 		return err == nil
 	}
 	var c Caps
@@ -35,5 +44,5 @@ func (e *Engine) Probe() Caps {
 			c.AESBits = append(c.AESBits, bits)
 		}
 	}
-	return c
+	return c, fail
 }

@@ -34,8 +34,8 @@ type Library struct {
 
 	infoOnce sync.Once
 	info     tpm.Info
-	capsOnce sync.Once
-	capsVal  caps
+	capsMu   sync.Mutex
+	capsVal  *caps
 }
 
 // Slot holds a token, or is the empty slot C_InitToken initializes.
@@ -161,14 +161,18 @@ func (l *Library) tpmInfo() tpm.Info {
 // so starting and logging in cost no extra TPM commands).
 type caps struct{ tpm.Caps }
 
+// A failed probe is not kept: the next call asks again.
 func (l *Library) caps() caps {
-	l.capsOnce.Do(func() {
-		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Probe(), nil })
-		if err == nil {
-			l.capsVal = caps{v.(tpm.Caps)}
+	l.capsMu.Lock()
+	defer l.capsMu.Unlock()
+	if l.capsVal == nil {
+		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Probe() })
+		if err != nil {
+			return caps{}
 		}
-	})
-	return l.capsVal
+		l.capsVal = &caps{v.(tpm.Caps)}
+	}
+	return *l.capsVal
 }
 
 // SlotList lists slot IDs; with tokenPresent, only slots holding a token
