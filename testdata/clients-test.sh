@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tpm11 tool and the other real clients against libtpm11.so on a private
-# swtpm: provisioning and PEM import with tpm11, then OpenSSH (ssh-keygen -D,
+# swtpm: provisioning and PEM import with tpm11, then OpenSSL's pkcs11 engine,
+# OpenSSH (ssh-keygen -D,
 # ssh-agent signing through ssh-pkcs11-helper), GnuTLS p11tool, p11-kit
 # server, NSS certutil and Java's SunPKCS11.
 source "$(dirname "$0")/lib.sh"
@@ -31,6 +32,15 @@ cmp -s imp.pub.pem <(openssl pkey -in imp.key -pubout) || fail "exported public 
 T export -id 01 -cert | openssl x509 -noout -subject | grep -q "CN *= *imported" || fail "exported certificate"
 T selftest >/dev/null || fail "tpm11 selftest"
 pass "tpm11 import (key + certificate), keygen, list, export, selftest"
+
+# OpenSSL through libp11's pkcs11 engine, a pkcs11: URI with the PIN in it:
+# a self-signed certificate whose signature was made in the TPM.
+PKCS11_MODULE_PATH=$MODULE openssl req -new -x509 -engine pkcs11 -keyform engine \
+  -key "pkcs11:token=clients;id=%01;type=private;pin-value=$TPM11_PIN" -subj /CN=engine -days 1 -out engine.crt \
+  >/dev/null 2>&1 || fail "openssl req through the pkcs11 engine"
+openssl x509 -in engine.crt -noout -pubkey | cmp -s - imp.pub.pem || fail "engine certificate has another key"
+openssl verify -CAfile engine.crt engine.crt >/dev/null || fail "engine certificate signature"
+pass "OpenSSL (libp11 pkcs11 engine, pkcs11: URI): self-signed certificate signed in the TPM verifies"
 
 # OpenSSH: ssh-keygen lists both public keys; ssh-agent signs with the TPM key.
 ssh-keygen -D "$MODULE" > ssh-keys 2>/dev/null || fail "ssh-keygen -D"
