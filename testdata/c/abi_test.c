@@ -144,6 +144,21 @@ static void test_bad_arguments(void) {
   RV(f->C_Sign(0x12345, buf, 1, buf, &n), CKR_SESSION_HANDLE_INVALID);
   RV(f->C_Sign(0x12345, buf, 1, buf, NULL), CKR_ARGUMENTS_BAD);
   RV(f->C_GenerateRandom(0x12345, NULL, 8), CKR_ARGUMENTS_BAD);
+  /* The encryption, key-making and derivation entry points. */
+  CK_MECHANISM m = {CKM_AES_CBC_PAD, NULL, 0};
+  CK_OBJECT_HANDLE k;
+  RV(f->C_EncryptInit(0x12345, NULL, 1), CKR_ARGUMENTS_BAD);
+  RV(f->C_EncryptInit(0x12345, &m, 1), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_Encrypt(0x12345, buf, 1, buf, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_Encrypt(0x12345, NULL, 8, buf, &n), CKR_ARGUMENTS_BAD);
+  RV(f->C_EncryptUpdate(0x12345, buf, 1, buf, &n), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_EncryptFinal(0x12345, buf, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_DecryptUpdate(0x12345, buf, 1, buf, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_GenerateKey(0x12345, &m, NULL, 0, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_GenerateKey(0x12345, &m, NULL, 0, &k), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_DeriveKey(0x12345, NULL, 1, NULL, 0, &k), CKR_ARGUMENTS_BAD);
+  CK_MECHANISM d = {CKM_ECDH1_DERIVE, buf, 3};
+  RV(f->C_DeriveKey(0x12345, &d, 1, NULL, 0, &k), CKR_MECHANISM_PARAM_INVALID);
 }
 
 /* A forked child fails fast instead of hanging on the parent's Go runtime. */
