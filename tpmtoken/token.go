@@ -139,7 +139,13 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		old := s.tok.record()
 		rec.Serial, rec.Created = old.Serial, old.Created
 		if _, err := l.run(0, func(e *tpm.Engine) (any, error) {
-			return l.unseal(e, "so:"+old.Serial, &old.SO, soPIN)
+			if _, err := l.unseal(e, "so:"+old.Serial, &old.SO, soPIN); err != nil {
+				return nil, err
+			}
+			// The old keys and their parent are gone with the token.
+			e.ForgetChildren("storage:" + old.Serial)
+			e.Forget("storage:" + old.Serial)
+			return nil, nil
 		}); err != nil {
 			return err
 		}
