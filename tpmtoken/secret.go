@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"maps"
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
@@ -23,7 +24,7 @@ var secretDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVA
 // secretAttrs builds a secret key's attributes from a caller template
 // (without CKA_VALUE and CKA_VALUE_LEN, which the caller has taken out).
 func secretAttrs(tmpl Template, kt ck.KeyType) (Attrs, error) {
-	defaults := maps(secretDefaults)
+	defaults := maps.Clone(secretDefaults)
 	allowed := set(ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE,
 		ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY,
 		ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE, ck.CKA_TRUSTED, ck.CKA_WRAP_WITH_TRUSTED)
@@ -31,14 +32,6 @@ func secretAttrs(tmpl Template, kt ck.KeyType) (Attrs, error) {
 	defaults[ck.CKA_ENCRYPT], defaults[ck.CKA_DECRYPT] = aes, aes
 	defaults[ck.CKA_SIGN], defaults[ck.CKA_VERIFY] = !aes, !aes
 	return keyTemplate(tmpl, ck.CKO_SECRET_KEY, kt, defaults, allowed)
-}
-
-func maps(m map[ck.AttributeType]bool) map[ck.AttributeType]bool {
-	out := make(map[ck.AttributeType]bool, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // secretSpec checks a secret key's type and length and gives its TPM template.
