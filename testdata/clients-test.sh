@@ -111,6 +111,14 @@ KT -certreq -alias imported -file java.csr >/dev/null 2>&1 || fail "keytool -cer
 openssl req -in java.csr -noout -verify 2>&1 | grep -q "verify OK" || fail "Java request signature"
 pass "Java SunPKCS11 (keytool): key entry listed, request signed with the TPM key (openssl verifies)"
 
+TPM11_NEW_PIN=654321 T set-pin >/dev/null || fail "tpm11 set-pin"
+TPM11_PIN=123456 T selftest >/dev/null 2>&1 && fail "the old PIN still works"
+TPM11_PIN=654321 T selftest >/dev/null || fail "the new PIN does not work"
+TPM11_NEW_PIN=$TPM11_PIN T reset-pin >/dev/null || fail "tpm11 reset-pin"
+T selftest >/dev/null || fail "the reset PIN does not work"
+T list | grep -q "id 02" || fail "keys lost by PIN changes"
+pass "tpm11 set-pin and reset-pin (SO); keys kept"
+
 T delete -id 02 >/dev/null || fail "tpm11 delete"
 T list | grep -q "id 02" && fail "deleted objects still listed"
 pass "tpm11 delete"

@@ -120,3 +120,55 @@ func cmdSelftest(args []string) error {
 		return nil
 	})
 }
+
+func cmdSetPIN(args []string) error {
+	k := newKeyFlags("set-pin")
+	if _, err := k.parse(args, false); err != nil {
+		return err
+	}
+	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
+		old, err := pin("TPM11_PIN", "user PIN")
+		if err != nil {
+			return err
+		}
+		next, err := pin("TPM11_NEW_PIN", "new user PIN")
+		if err != nil {
+			return err
+		}
+		if err := l.Login(h, ck.CKU_USER, old); err != nil {
+			return err
+		}
+		if err := l.SetPIN(h, old, next); err != nil {
+			return err
+		}
+		fmt.Println("user PIN changed; keys unchanged")
+		return nil
+	})
+}
+
+// cmdResetPIN is C_InitPIN by the SO: the way back after a forgotten user
+// PIN. The TPM's lockout still applies to the SO PIN.
+func cmdResetPIN(args []string) error {
+	k := newKeyFlags("reset-pin")
+	if _, err := k.parse(args, false); err != nil {
+		return err
+	}
+	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
+		so, err := pin("TPM11_SO_PIN", "SO PIN")
+		if err != nil {
+			return err
+		}
+		next, err := pin("TPM11_NEW_PIN", "new user PIN")
+		if err != nil {
+			return err
+		}
+		if err := l.Login(h, ck.CKU_SO, so); err != nil {
+			return err
+		}
+		if err := l.InitPIN(h, next); err != nil {
+			return err
+		}
+		fmt.Println("user PIN reset; keys kept")
+		return nil
+	})
+}

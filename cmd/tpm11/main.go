@@ -16,6 +16,8 @@ var commands = []struct {
 }{
 	{"info", "", "configuration, TPM, its capabilities and lockout state, tokens", cmdInfo},
 	{"init", "[-slot N] -label LABEL", "initialize a token (destroying one already there) and set its PINs", cmdInit},
+	{"set-pin", "[-slot N]", "change the user PIN (TPM11_PIN, then the new one from TPM11_NEW_PIN or stdin)", cmdSetPIN},
+	{"reset-pin", "[-slot N]", "as SO (TPM11_SO_PIN), give the user a new PIN (TPM11_NEW_PIN or stdin); keys are kept", cmdResetPIN},
 	{"list", "[-slot N]", "list objects (private ones too when TPM11_PIN is set)", cmdList},
 	{"keygen", "-type ec:p256|ec:p384|ec:p521|rsa:2048|rsa:3072 -id HEX [-label L]", "make a key pair in the TPM; prints its public key", cmdKeygen},
 	{"import", "-id HEX [-label L] FILE.pem", "import a PEM private key (and a certificate in the same file) into the TPM", cmdImport},
