@@ -16,7 +16,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tpm11/tpm11/internal/atomicfile"
@@ -179,6 +183,12 @@ func (o *Objects) Sync() (map[string]*Object, bool, error) {
 			return nil, false, err
 		}
 		seen := make(map[string]bool, len(ents))
+		type todo struct {
+			uid, path string
+			info      os.FileInfo
+			obj       *Object
+		}
+		var reads []*todo
 		for _, e := range ents {
 			name := e.Name()
 			if !strings.HasSuffix(name, ".obj") {
@@ -193,12 +203,16 @@ func (o *Objects) Sync() (map[string]*Object, bool, error) {
 			if c := o.cache[uid]; c != nil && c.mod.Equal(info.ModTime()) && c.size == info.Size() {
 				continue
 			}
-			obj, err := readObject(filepath.Join(o.dir, name))
-			if err != nil {
-				continue
+			reads = append(reads, &todo{uid: uid, path: filepath.Join(o.dir, name), info: info})
+		}
+		// Reading is syscall- and JSON-bound: spread a cold start (every
+		// object at once) over the CPUs.
+		parallel(len(reads), func(i int) { reads[i].obj, _ = readObject(reads[i].path) })
+		for _, r := range reads {
+			if r.obj != nil {
+				o.cache[r.uid] = &cached{mod: r.info.ModTime(), size: r.info.Size(), obj: r.obj}
+				changed = true
 			}
-			o.cache[uid] = &cached{mod: info.ModTime(), size: info.Size(), obj: obj}
-			changed = true
 		}
 		for uid := range o.cache {
 			if !seen[uid] {
@@ -217,8 +231,31 @@ func (o *Objects) Sync() (map[string]*Object, bool, error) {
 	return out, changed, nil
 }
 
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func readObject(path string) (*Object, error) {
-	b, err := os.ReadFile(path)
+	b, err := readSmall(path)
 	if err != nil {
 		return nil, err
 	}
@@ -282,4 +319,32 @@ func (s *Store) DeleteResult(serial string, id uint64) error {
 		return nil
 	}
 	return err
+}
+
+// readSmall reads a whole small file with plain syscalls: os.ReadFile would
+// also try to register each file with the network poller, which for
+// thousands of object files was a quarter of a cold start.
+func readSmall(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
