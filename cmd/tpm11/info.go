@@ -122,39 +122,26 @@ func cmdSelftest(args []string) error {
 }
 
 func cmdSetPIN(args []string) error {
-	k := newKeyFlags("set-pin")
-	if _, err := k.parse(args, false); err != nil {
-		return err
-	}
-	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
-		old, err := pin("TPM11_PIN", "user PIN")
-		if err != nil {
-			return err
-		}
-		next, err := pin("TPM11_NEW_PIN", "new user PIN")
-		if err != nil {
-			return err
-		}
-		if err := l.Login(h, ck.CKU_USER, old); err != nil {
-			return err
-		}
-		if err := l.SetPIN(h, old, next); err != nil {
-			return err
-		}
-		fmt.Println("user PIN changed; keys unchanged")
-		return nil
-	})
+	return newPIN(args, "set-pin", ck.CKU_USER, "TPM11_PIN", "user PIN", "user PIN changed; keys unchanged",
+		func(l *tpmtoken.Library, h uint64, cur, next []byte) error { return l.SetPIN(h, cur, next) })
 }
 
 // cmdResetPIN is C_InitPIN by the SO: the way back after a forgotten user
 // PIN. The TPM's lockout still applies to the SO PIN.
 func cmdResetPIN(args []string) error {
-	k := newKeyFlags("reset-pin")
+	return newPIN(args, "reset-pin", ck.CKU_SO, "TPM11_SO_PIN", "SO PIN", "user PIN reset; keys kept",
+		func(l *tpmtoken.Library, h uint64, _, next []byte) error { return l.InitPIN(h, next) })
+}
+
+// newPIN logs in as who with the PIN from env, reads the new user PIN
+// (TPM11_NEW_PIN or stdin) and applies it.
+func newPIN(args []string, name string, who ck.UserType, env, what, done string, apply func(l *tpmtoken.Library, h uint64, cur, next []byte) error) error {
+	k := newKeyFlags(name)
 	if _, err := k.parse(args, false); err != nil {
 		return err
 	}
 	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
-		so, err := pin("TPM11_SO_PIN", "SO PIN")
+		cur, err := pin(env, what)
 		if err != nil {
 			return err
 		}
@@ -162,13 +149,13 @@ func cmdResetPIN(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := l.Login(h, ck.CKU_SO, so); err != nil {
+		if err := l.Login(h, who, cur); err != nil {
 			return err
 		}
-		if err := l.InitPIN(h, next); err != nil {
+		if err := apply(l, h, cur, next); err != nil {
 			return err
 		}
-		fmt.Println("user PIN reset; keys kept")
+		fmt.Println(done)
 		return nil
 	})
 }
