@@ -275,6 +275,7 @@ func (t *Ticket) Cancel() bool {
 		t.err = ErrCancelled
 		t.mu.Unlock()
 		close(t.done)
+		t.wakeSleeper()
 	}
 	return true
 }

@@ -186,3 +186,29 @@ func TestIdleAndYield(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, calls.Load(), int32(4), "a busy queue yields about every 10 ms")
 }
+
+// A synchronous caller whose queued job is dropped (the queue closes while
+// the worker is busy) wakes with an error instead of sleeping forever.
+func TestDoWakesWhenItsJobIsDropped(t *testing.T) {
+	g := &gate{}
+	q := New(g)
+	release := make(chan struct{})
+	busy := q.Submit(1, blocker(g, "busy", release), nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := q.Do(2, func(*gate) (any, error) { return nil, nil })
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the Do is queued behind the busy job
+	closed := make(chan bool, 1)
+	go func() { closed <- q.Close(5 * time.Second) }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrCancelled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Do still asleep after its job was dropped")
+	}
+	close(release)
+	require.True(t, <-closed)
+	require.True(t, busy.Wait(time.Second))
+}
