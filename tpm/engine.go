@@ -43,16 +43,16 @@ func (o *Object) Name() (tpm2.TPM2BName, error) {
 }
 
 type slot struct {
-	obj     *Object
-	pub     tpm2.TPMTPublic // a primary's public area, as the TPM made it
+	obj *Object
+	pub tpm2.TPMTPublic // a primary's public area, as the TPM made it
 	// persistent: the object lives at a persistent handle, takes no
 	// transient slot, and is never saved, flushed or evicted.
 	persistent bool
-	handle  tpm2.TPMHandle
-	name    tpm2.TPM2BName
-	loaded  bool
-	saved   *tpm2.TPMSContext
-	lastUse uint64
+	handle     tpm2.TPMHandle
+	name       tpm2.TPM2BName
+	loaded     bool
+	saved      *tpm2.TPMSContext
+	lastUse    uint64
 }
 
 // Engine runs TPM commands for one owner goroutine and keeps objects loaded
