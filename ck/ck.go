@@ -3,16 +3,22 @@
 // Values are transcribed from the PKCS#11 3.2 specification.
 package ck
 
+// CK_ULONG is 64 bits on the platforms tpm11 builds for (LP64). Each kind
+// of identifier is its own type, so an attribute can never be passed where a
+// mechanism is expected.
 type (
 	ULong         = uint64
-	RV            = uint64
-	AttributeType = uint64
-	ObjectClass   = uint64
-	KeyType       = uint64
-	MechType      = uint64
-	Flags         = uint64
-	UserType      = uint64
-	State         = uint64
+	RV            uint64
+	AttributeType uint64
+	ObjectClass   uint64
+	KeyType       uint64
+	MechType      uint64
+	Flags         uint64
+	UserType      uint64
+	State         uint64
+	// MGF is CK_RSA_PKCS_MGF_TYPE, KDF is CK_EC_KDF_TYPE.
+	MGF ULong
+	KDF ULong
 )
 
 // CK_UNAVAILABLE_INFORMATION and CK_EFFECTIVELY_INFINITE.
@@ -222,21 +228,24 @@ const (
 	CKM_SHA256_HMAC            MechType = 0x0251
 	CKM_SHA384_HMAC            MechType = 0x0261
 	CKM_SHA512_HMAC            MechType = 0x0271
-	CKG_MGF1_SHA1              ULong    = 1
-	CKG_MGF1_SHA256            ULong    = 2
-	CKG_MGF1_SHA384            ULong    = 3
-	CKG_MGF1_SHA512            ULong    = 4
-	CKG_MGF1_SHA224            ULong    = 5
+	CKG_MGF1_SHA1              MGF      = 1
+	CKG_MGF1_SHA256            MGF      = 2
+	CKG_MGF1_SHA384            MGF      = 3
+	CKG_MGF1_SHA512            MGF      = 4
+	CKG_MGF1_SHA224            MGF      = 5
 )
+
+// CKZ_DATA_SPECIFIED is CK_RSA_PKCS_OAEP_PARAMS' one source of a label.
+const CKZ_DATA_SPECIFIED ULong = 1
 
 // Key derivation functions of CK_ECDH1_DERIVE_PARAMS.
 const (
-	CKD_NULL       ULong = 1
-	CKD_SHA1_KDF   ULong = 2
-	CKD_SHA224_KDF ULong = 5
-	CKD_SHA256_KDF ULong = 6
-	CKD_SHA384_KDF ULong = 7
-	CKD_SHA512_KDF ULong = 8
+	CKD_NULL       KDF = 1
+	CKD_SHA1_KDF   KDF = 2
+	CKD_SHA224_KDF KDF = 5
+	CKD_SHA256_KDF KDF = 6
+	CKD_SHA384_KDF KDF = 7
+	CKD_SHA512_KDF KDF = 8
 )
 
 // Mechanism info flags.

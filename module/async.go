@@ -22,22 +22,6 @@ type outBuf struct {
 	cap int
 }
 
-// pendOutput records buf for session h if err says the call pended.
-func pendOutput(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, err error, buf C.CK_BYTE_PTR, capacity int) error {
-	if ck.ToRV(err) == ck.CKR_PENDING {
-		l.SetPendingOutput(uint64(h), outBuf{ptr: unsafe.Pointer(buf), cap: capacity})
-	}
-	return err
-}
-
-// capacity is *p, or 0 for NULL (the call itself reports the NULL).
-func capacity(p C.CK_ULONG_PTR) int {
-	if p == nil {
-		return 0
-	}
-	return int(*p)
-}
-
 // functionName reads a NUL-terminated name of bounded length.
 func functionName(p C.CK_UTF8CHAR_PTR) (string, error) {
 	if p == nil {
@@ -88,7 +72,7 @@ func C_AsyncComplete(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_P
 //export C_SessionCancel
 func C_SessionCancel(hSession C.CK_SESSION_HANDLE, flags C.CK_FLAGS) C.CK_RV {
 	return call("C_SessionCancel", func(l *tpmtoken.Library) error {
-		return l.SessionCancel(uint64(hSession), uint64(flags))
+		return l.SessionCancel(uint64(hSession), ck.Flags(flags))
 	})
 }
 
@@ -118,10 +102,7 @@ func C_AsyncJoin(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, 
 		if pData == nil {
 			ulData = 0
 		}
-		if err := l.AsyncJoin(uint64(hSession), name, uint64(ulID), int(ulData)); err != nil {
-			return err
-		}
-		l.SetPendingOutput(uint64(hSession), outBuf{ptr: unsafe.Pointer(pData), cap: int(ulData)})
-		return nil
+		n := bufLen(ulData)
+		return l.AsyncJoin(uint64(hSession), name, uint64(ulID), tpmtoken.Dest{Cap: n, Ref: outBuf{ptr: unsafe.Pointer(pData), cap: n}})
 	})
 }

@@ -113,6 +113,17 @@ typedef struct CK_RSA_PKCS_OAEP_PARAMS {
   CK_ULONG ulSourceDataLen;
 } CK_RSA_PKCS_OAEP_PARAMS;
 
+typedef struct CK_RSA_PKCS_PSS_PARAMS {
+  CK_MECHANISM_TYPE hashAlg;
+  CK_ULONG mgf;
+  CK_ULONG sLen;
+} CK_RSA_PKCS_PSS_PARAMS;
+
+typedef struct CK_AES_CTR_PARAMS {
+  CK_ULONG ulCounterBits;
+  CK_BYTE cb[16];
+} CK_AES_CTR_PARAMS;
+
 typedef struct CK_ECDH1_DERIVE_PARAMS {
   CK_ULONG kdf;
   CK_ULONG ulSharedDataLen;

@@ -6,8 +6,6 @@ package main
 import "C"
 
 import (
-	"unsafe"
-
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
@@ -25,33 +23,33 @@ func C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKe
 //export C_Sign
 func C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Sign", func(l *tpmtoken.Library) error {
-		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		in, err := input(l, hSession, tpmtoken.OpSign, pData, ulDataLen)
 		if err != nil {
 			return err
 		}
-		return pendOutput(l, hSession, output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.Sign(uint64(hSession), data, capacity, query)
-		}), pSignature, capacity(pulSignatureLen))
+		return output(l, hSession, tpmtoken.OpSign, tpmtoken.Single, len(in), pSignature, pulSignatureLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.Sign(uint64(hSession), in, dst)
+		})
 	})
 }
 
 //export C_SignUpdate
 func C_SignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
 	return call("C_SignUpdate", func(l *tpmtoken.Library) error {
-		data, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		in, err := input(l, hSession, tpmtoken.OpSign, pPart, ulPartLen)
 		if err != nil {
 			return err
 		}
-		return l.SignUpdate(uint64(hSession), data)
+		return l.SignUpdate(uint64(hSession), in)
 	})
 }
 
 //export C_SignFinal
 func C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_SignFinal", func(l *tpmtoken.Library) error {
-		return pendOutput(l, hSession, output(pSignature, pulSignatureLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.SignFinal(uint64(hSession), capacity, query)
-		}), pSignature, capacity(pulSignatureLen))
+		return output(l, hSession, tpmtoken.OpSign, tpmtoken.Final, 0, pSignature, pulSignatureLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.SignFinal(uint64(hSession), dst)
+		})
 	})
 }
 
@@ -69,11 +67,11 @@ func C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, h
 //export C_Verify
 func C_Verify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_Verify", func(l *tpmtoken.Library) error {
-		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		data, err := input(l, hSession, tpmtoken.OpVerify, pData, ulDataLen)
 		if err != nil {
 			return err
 		}
-		sig, err := goBytes(unsafe.Pointer(pSignature), ulSignatureLen)
+		sig, err := input(l, hSession, tpmtoken.OpVerify, pSignature, ulSignatureLen)
 		if err != nil {
 			return err
 		}
@@ -84,22 +82,22 @@ func C_Verify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_
 //export C_VerifyUpdate
 func C_VerifyUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifyUpdate", func(l *tpmtoken.Library) error {
-		data, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		in, err := input(l, hSession, tpmtoken.OpVerify, pPart, ulPartLen)
 		if err != nil {
 			return err
 		}
-		return l.VerifyUpdate(uint64(hSession), data)
+		return l.VerifyUpdate(uint64(hSession), in)
 	})
 }
 
 //export C_VerifyFinal
 func C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifyFinal", func(l *tpmtoken.Library) error {
-		sig, err := goBytes(unsafe.Pointer(pSignature), ulSignatureLen)
+		in, err := input(l, hSession, tpmtoken.OpVerify, pSignature, ulSignatureLen)
 		if err != nil {
 			return err
 		}
-		return l.VerifyFinal(uint64(hSession), sig)
+		return l.VerifyFinal(uint64(hSession), in)
 	})
 }
 
@@ -117,12 +115,12 @@ func C_DigestInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR) C
 //export C_Digest
 func C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Digest", func(l *tpmtoken.Library) error {
-		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		in, err := input(l, hSession, tpmtoken.OpDigest, pData, ulDataLen)
 		if err != nil {
 			return err
 		}
-		return output(pDigest, pulDigestLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.Digest(uint64(hSession), data, capacity, query)
+		return output(l, hSession, tpmtoken.OpDigest, tpmtoken.Single, len(in), pDigest, pulDigestLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.Digest(uint64(hSession), in)
 		})
 	})
 }
@@ -130,19 +128,19 @@ func C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_
 //export C_DigestUpdate
 func C_DigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
 	return call("C_DigestUpdate", func(l *tpmtoken.Library) error {
-		data, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		in, err := input(l, hSession, tpmtoken.OpDigest, pPart, ulPartLen)
 		if err != nil {
 			return err
 		}
-		return l.DigestUpdate(uint64(hSession), data)
+		return l.DigestUpdate(uint64(hSession), in)
 	})
 }
 
 //export C_DigestFinal
 func C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DigestFinal", func(l *tpmtoken.Library) error {
-		return output(pDigest, pulDigestLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.DigestFinal(uint64(hSession), capacity, query)
+		return output(l, hSession, tpmtoken.OpDigest, tpmtoken.Final, 0, pDigest, pulDigestLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.DigestFinal(uint64(hSession))
 		})
 	})
 }
@@ -161,35 +159,35 @@ func C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, 
 //export C_Decrypt
 func C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEncryptedDataLen C.CK_ULONG, pData C.CK_BYTE_PTR, pulDataLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Decrypt", func(l *tpmtoken.Library) error {
-		in, err := goBytes(unsafe.Pointer(pEncryptedData), ulEncryptedDataLen)
+		in, err := input(l, hSession, tpmtoken.OpDecrypt, pEncryptedData, ulEncryptedDataLen)
 		if err != nil {
 			return err
 		}
-		return pendOutput(l, hSession, output(pData, pulDataLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.Decrypt(uint64(hSession), in, capacity, query)
-		}), pData, capacity(pulDataLen))
+		return output(l, hSession, tpmtoken.OpDecrypt, tpmtoken.Single, len(in), pData, pulDataLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.Decrypt(uint64(hSession), in, dst)
+		})
 	})
 }
 
 //export C_DecryptUpdate
 func C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR, ulEncryptedPartLen C.CK_ULONG, pPart C.CK_BYTE_PTR, pulPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DecryptUpdate", func(l *tpmtoken.Library) error {
-		in, err := goBytes(unsafe.Pointer(pEncryptedPart), ulEncryptedPartLen)
+		in, err := input(l, hSession, tpmtoken.OpDecrypt, pEncryptedPart, ulEncryptedPartLen)
 		if err != nil {
 			return err
 		}
-		return pendOutput(l, hSession, output(pPart, pulPartLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.DecryptUpdate(uint64(hSession), in, capacity, query)
-		}), pPart, capacity(pulPartLen))
+		return output(l, hSession, tpmtoken.OpDecrypt, tpmtoken.Update, len(in), pPart, pulPartLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.DecryptUpdate(uint64(hSession), in, dst)
+		})
 	})
 }
 
 //export C_DecryptFinal
 func C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLastPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DecryptFinal", func(l *tpmtoken.Library) error {
-		return pendOutput(l, hSession, output(pLastPart, pulLastPartLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.DecryptFinal(uint64(hSession), capacity, query)
-		}), pLastPart, capacity(pulLastPartLen))
+		return output(l, hSession, tpmtoken.OpDecrypt, tpmtoken.Final, 0, pLastPart, pulLastPartLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.DecryptFinal(uint64(hSession), dst)
+		})
 	})
 }
 
@@ -207,34 +205,34 @@ func C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, 
 //export C_Encrypt
 func C_Encrypt(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pEncryptedData C.CK_BYTE_PTR, pulEncryptedDataLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Encrypt", func(l *tpmtoken.Library) error {
-		in, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		in, err := input(l, hSession, tpmtoken.OpEncrypt, pData, ulDataLen)
 		if err != nil {
 			return err
 		}
-		return pendOutput(l, hSession, output(pEncryptedData, pulEncryptedDataLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.Encrypt(uint64(hSession), in, capacity, query)
-		}), pEncryptedData, capacity(pulEncryptedDataLen))
+		return output(l, hSession, tpmtoken.OpEncrypt, tpmtoken.Single, len(in), pEncryptedData, pulEncryptedDataLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.Encrypt(uint64(hSession), in, dst)
+		})
 	})
 }
 
 //export C_EncryptUpdate
 func C_EncryptUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG, pEncryptedPart C.CK_BYTE_PTR, pulEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_EncryptUpdate", func(l *tpmtoken.Library) error {
-		in, err := goBytes(unsafe.Pointer(pPart), ulPartLen)
+		in, err := input(l, hSession, tpmtoken.OpEncrypt, pPart, ulPartLen)
 		if err != nil {
 			return err
 		}
-		return pendOutput(l, hSession, output(pEncryptedPart, pulEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.EncryptUpdate(uint64(hSession), in, capacity, query)
-		}), pEncryptedPart, capacity(pulEncryptedPartLen))
+		return output(l, hSession, tpmtoken.OpEncrypt, tpmtoken.Update, len(in), pEncryptedPart, pulEncryptedPartLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.EncryptUpdate(uint64(hSession), in, dst)
+		})
 	})
 }
 
 //export C_EncryptFinal
 func C_EncryptFinal(hSession C.CK_SESSION_HANDLE, pLastEncryptedPart C.CK_BYTE_PTR, pulLastEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_EncryptFinal", func(l *tpmtoken.Library) error {
-		return pendOutput(l, hSession, output(pLastEncryptedPart, pulLastEncryptedPartLen, func(capacity int, query bool) ([]byte, int, error) {
-			return l.EncryptFinal(uint64(hSession), capacity, query)
-		}), pLastEncryptedPart, capacity(pulLastEncryptedPartLen))
+		return output(l, hSession, tpmtoken.OpEncrypt, tpmtoken.Final, 0, pLastEncryptedPart, pulLastEncryptedPartLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			return l.EncryptFinal(uint64(hSession), dst)
+		})
 	})
 }

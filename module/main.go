@@ -10,7 +10,6 @@ package main
 import "C"
 
 import (
-	"encoding/binary"
 	"errors"
 	"log/slog"
 	"os"
@@ -119,50 +118,9 @@ func template(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]tpmtoken.Attr, error) {
 		if err != nil {
 			return nil, ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
 		}
-		out = append(out, tpmtoken.Attr{Type: uint64(a._type), Value: v})
+		out = append(out, tpmtoken.Attr{Type: ck.AttributeType(a._type), Value: v})
 	}
 	return out, nil
-}
-
-func mechanism(p C.CK_MECHANISM_PTR) (tpmtoken.Mechanism, error) {
-	if p == nil {
-		return tpmtoken.Mechanism{}, errArgs
-	}
-	param, err := goBytes(unsafe.Pointer(p.pParameter), p.ulParameterLen)
-	if err != nil {
-		return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-	}
-	// CK_RSA_PKCS_OAEP_PARAMS points at its label: pass hashAlg, mgf and
-	// source, then the label bytes, so no C pointer leaves this package.
-	if uint64(p.mechanism) == ck.CKM_RSA_PKCS_OAEP {
-		if p.ulParameterLen != C.CK_ULONG(unsafe.Sizeof(C.CK_RSA_PKCS_OAEP_PARAMS{})) {
-			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		o := (*C.CK_RSA_PKCS_OAEP_PARAMS)(p.pParameter)
-		label, err := goBytes(unsafe.Pointer(o.pSourceData), o.ulSourceDataLen)
-		if err != nil {
-			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		param = param[:24]
-		param = append(param, label...)
-	}
-	// CK_ECDH1_DERIVE_PARAMS likewise: kdf, the shared-data length, the
-	// shared data, then the other party's public value.
-	if uint64(p.mechanism) == ck.CKM_ECDH1_DERIVE {
-		if p.ulParameterLen != C.CK_ULONG(unsafe.Sizeof(C.CK_ECDH1_DERIVE_PARAMS{})) {
-			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		e := (*C.CK_ECDH1_DERIVE_PARAMS)(p.pParameter)
-		shared, err1 := goBytes(unsafe.Pointer(e.pSharedData), e.ulSharedDataLen)
-		public, err2 := goBytes(unsafe.Pointer(e.pPublicData), e.ulPublicDataLen)
-		if err1 != nil || err2 != nil {
-			return tpmtoken.Mechanism{}, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		param = binary.NativeEndian.AppendUint64(nil, uint64(e.kdf))
-		param = binary.NativeEndian.AppendUint64(param, uint64(len(shared)))
-		param = append(append(param, shared...), public...)
-	}
-	return tpmtoken.Mechanism{Type: uint64(p.mechanism), Param: param}, nil
 }
 
 // padded fills a fixed-size CK text field, blank-padded (never NUL).
@@ -172,29 +130,6 @@ func padded(dst unsafe.Pointer, size int, s string) {
 		b[i] = ' '
 	}
 	copy(b, s)
-}
-
-// output implements the spec's convention for variable-length output
-// (section 5.2) given a function that produces the bytes: a NULL buffer
-// asks for the length only.
-func output(buf C.CK_BYTE_PTR, pulLen C.CK_ULONG_PTR, produce func(capacity int, query bool) ([]byte, int, error)) error {
-	if pulLen == nil {
-		return errArgs
-	}
-	out, n, err := produce(int(*pulLen), buf == nil)
-	var ce *ck.Error
-	if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
-		*pulLen = C.CK_ULONG(n)
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	*pulLen = C.CK_ULONG(n)
-	if buf != nil {
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), n), out)
-	}
-	return nil
 }
 
 //export C_Initialize

@@ -56,7 +56,7 @@ func C_GetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDL
 		attrs := unsafe.Slice(pTemplate, int(ulCount))
 		types := make([]ck.AttributeType, len(attrs))
 		for i, a := range attrs {
-			types[i] = uint64(a._type)
+			types[i] = ck.AttributeType(a._type)
 		}
 		res, err := l.GetAttributeValue(uint64(hSession), uint64(hObject), types)
 		if err != nil {

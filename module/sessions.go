@@ -8,6 +8,7 @@ import "C"
 import (
 	"unsafe"
 
+	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
@@ -17,7 +18,7 @@ func C_OpenSession(slotID C.CK_SLOT_ID, flags C.CK_FLAGS, pApplication C.CK_VOID
 		if phSession == nil {
 			return errArgs
 		}
-		h, err := l.OpenSession(uint64(slotID), uint64(flags))
+		h, err := l.OpenSession(uint64(slotID), ck.Flags(flags))
 		if err != nil {
 			return err
 		}
@@ -58,7 +59,7 @@ func C_Login(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin C.CK_UT
 		if err != nil {
 			return err
 		}
-		return l.Login(uint64(hSession), uint64(userType), pin)
+		return l.Login(uint64(hSession), ck.UserType(userType), pin)
 	})
 }
 
@@ -76,9 +77,10 @@ func C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE_PTR, ul
 		if ulRandomLen > 1<<20 {
 			return errArgs
 		}
-		b, err := l.GenerateRandom(uint64(hSession), int(ulRandomLen))
+		n := int(ulRandomLen)
+		b, err := l.GenerateRandom(uint64(hSession), n, tpmtoken.Dest{Cap: n, Ref: outBuf{ptr: unsafe.Pointer(RandomData), cap: n}})
 		if err != nil {
-			return pendOutput(l, hSession, err, RandomData, int(ulRandomLen))
+			return err
 		}
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(RandomData)), len(b)), b)
 		return nil

@@ -13,7 +13,7 @@ import (
 )
 
 // ulongs writes a list with the length convention of section 5.2.
-func ulongs(p *C.CK_ULONG, pulCount C.CK_ULONG_PTR, vals []uint64) error {
+func ulongs[T ~uint64](p *C.CK_ULONG, pulCount C.CK_ULONG_PTR, vals []T) error {
 	if pulCount == nil {
 		return errArgs
 	}
@@ -21,7 +21,7 @@ func ulongs(p *C.CK_ULONG, pulCount C.CK_ULONG_PTR, vals []uint64) error {
 		*pulCount = C.CK_ULONG(len(vals))
 		return nil
 	}
-	if int(*pulCount) < len(vals) {
+	if bufLen(*pulCount) < len(vals) {
 		*pulCount = C.CK_ULONG(len(vals))
 		return ck.TooSmall(len(vals))
 	}
@@ -107,7 +107,7 @@ func C_GetMechanismInfo(slotID C.CK_SLOT_ID, typ C.CK_MECHANISM_TYPE, pInfo C.CK
 		if pInfo == nil {
 			return errArgs
 		}
-		info, err := l.MechanismInfo(uint64(slotID), uint64(typ))
+		info, err := l.MechanismInfo(uint64(slotID), ck.MechType(typ))
 		if err != nil {
 			return err
 		}

@@ -15,10 +15,11 @@ type Caps struct {
 	AESBits []int
 }
 
-// Probe asks the TPM which of the sizes the token knows it supports. A
-// size the TPM refuses (TPM_RC_VALUE, _CURVE, _KEY_SIZE...) is left out; a
-// failure to reach the TPM is an error, so nothing is concluded from it.
-func (e *Engine) Probe() (Caps, error) {
+// Probe asks the TPM which of the candidate sizes (the token's own list)
+// it supports. A size the TPM refuses (TPM_RC_VALUE, _CURVE, _KEY_SIZE...)
+// is left out; a failure to reach the TPM is an error, so nothing is
+// concluded from it.
+func (e *Engine) Probe(cand Caps) (Caps, error) {
 	var fail error
 	ok := func(p tpm2.TPMTPublicParms) bool {
 		_, err := tpm2.TestParms{Parameters: p}.Execute(e.tr())
@@ -29,17 +30,17 @@ func (e *Engine) Probe() (Caps, error) {
 		return err == nil
 	}
 	var c Caps
-	for _, bits := range []int{2048, 3072, 4096} {
+	for _, bits := range cand.RSABits {
 		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgRSA, Parameters: RSAKeyTemplate(bits).Parameters}) {
 			c.RSABits = append(c.RSABits, bits)
 		}
 	}
-	for _, curve := range []tpm2.TPMECCCurve{tpm2.TPMECCNistP256, tpm2.TPMECCNistP384, tpm2.TPMECCNistP521} {
+	for _, curve := range cand.Curves {
 		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgECC, Parameters: ECCKeyTemplate(curve).Parameters}) {
 			c.Curves = append(c.Curves, curve)
 		}
 	}
-	for _, bits := range []int{128, 192, 256} {
+	for _, bits := range cand.AESBits {
 		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgSymCipher, Parameters: AESKeyTemplate(bits).Parameters}) {
 			c.AESBits = append(c.AESBits, bits)
 		}

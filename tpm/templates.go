@@ -41,16 +41,6 @@ func SealTemplate() tpm2.TPMTPublic {
 	}
 }
 
-// Curve sizes the token supports, by TPM curve.
-var curveBytes = map[tpm2.TPMECCCurve]int{
-	tpm2.TPMECCNistP256: 32,
-	tpm2.TPMECCNistP384: 48,
-	tpm2.TPMECCNistP521: 66,
-}
-
-// CurveBytes is the field size of curve, 0 if unsupported.
-func CurveBytes(c tpm2.TPMECCCurve) int { return curveBytes[c] }
-
 // keyAttrs are shared by every signing/decrypting key: bound to this TPM and
 // parent, generated inside it, usable with its (empty) authValue because the
 // parent's PIN gates loading it; NoDA because there is nothing to guess.

@@ -19,8 +19,8 @@ type Result struct {
 // job of this session, or a detached one joined by ID.
 type pending struct {
 	fn     string
-	flag   uint64 // CKF_* of C_SessionCancel that matches it
-	output bool   // has outputs: C_AsyncComplete needs a CK_ASYNC_DATA
+	flag   ck.Flags // CKF_* of C_SessionCancel that matches it
+	output bool     // has outputs: C_AsyncComplete needs a CK_ASYNC_DATA
 	poll   func() bool
 	cancel func()
 	result func() (Result, error)
@@ -30,7 +30,7 @@ type pending struct {
 	detach func() (uint64, error)
 }
 
-func jobPending(fn string, flag uint64, t *asyncq.Ticket, finish func(v any, err error) (Result, error)) *pending {
+func jobPending(fn string, flag ck.Flags, t *asyncq.Ticket, finish func(v any, err error) (Result, error)) *pending {
 	return &pending{
 		fn: fn, flag: flag, output: true, poll: t.Poll, cancel: func() { t.Cancel() },
 		result: func() (Result, error) {
@@ -93,7 +93,9 @@ func dataResult(v any, err error) (Result, error) {
 // thread (here, or in C_AsyncComplete).
 // persist, if not nil, makes the operation saveable (C_AsyncGetID): it
 // finishes the job without a session and returns the record to keep.
-func (l *Library) start(s *Session, fn string, flag uint64, job func(e *tpm.Engine) (any, error), finish func(v any, err error) (Result, error), persist *persistSpec) (Result, error) {
+// out is the caller's record of its output buffer, kept with the pending
+// operation from the moment it exists, for C_AsyncComplete to hand back.
+func (l *Library) start(s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (any, error), finish func(v any, err error) (Result, error), persist *persistSpec, out any) (Result, error) {
 	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil {
 		v, err := l.run(s.Handle, job)
 		return finish(v, err)
@@ -104,6 +106,7 @@ func (l *Library) start(s *Session, fn string, flag uint64, job func(e *tpm.Engi
 		return finish(v, tpmError(err))
 	}
 	p := jobPending(fn, flag, t, finish)
+	p.out = out
 	if persist != nil {
 		p.detach = func() (uint64, error) { return l.detach(s.tok, fn, t, persist) }
 	}
@@ -111,18 +114,6 @@ func (l *Library) start(s *Session, fn string, flag uint64, job func(e *tpm.Engi
 	s.pending = p
 	s.mu.Unlock()
 	return Result{}, errPending
-}
-
-// SetPendingOutput records, for the pending operation of session h, the
-// caller's output buffer; C_AsyncComplete hands it back in Result.Out.
-func (l *Library) SetPendingOutput(h uint64, out any) {
-	if s, err := l.anySession(h); err == nil {
-		s.mu.Lock()
-		if s.pending != nil {
-			s.pending.out = out
-		}
-		s.mu.Unlock()
-	}
 }
 
 // AsyncComplete collects the result of session h's pending fn. consumed
@@ -159,7 +150,7 @@ func (l *Library) AsyncComplete(h uint64, fn string, haveResult bool) (res Resul
 // SessionCancel cancels session h's operations matching flags (CKF_SIGN,
 // CKF_VERIFY, CKF_GENERATE_KEY_PAIR, ...), pending ones included. Nothing
 // we run commits a side effect before completion, so it always succeeds.
-func (l *Library) SessionCancel(h uint64, flags uint64) error {
+func (l *Library) SessionCancel(h uint64, flags ck.Flags) error {
 	s, err := l.anySession(h)
 	if err != nil {
 		return err

@@ -111,10 +111,10 @@ type AttrResult struct {
 func (a Attrs) setOrigin(local bool, mech ck.MechType, alwaysSensitive, neverExtractable bool) {
 	a.SetBool(ck.CKA_LOCAL, local)
 	if !local {
-		mech = ck.UnavailableInformation
+		mech = ck.MechType(ck.UnavailableInformation)
 	}
-	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, mech)
-	if a.ULongOr(ck.CKA_CLASS) != ck.CKO_PUBLIC_KEY {
+	a.SetULong(ck.CKA_KEY_GEN_MECHANISM, uint64(mech))
+	if ck.ObjectClass(a.ULongOr(ck.CKA_CLASS)) != ck.CKO_PUBLIC_KEY {
 		a.SetBool(ck.CKA_ALWAYS_SENSITIVE, alwaysSensitive && a.Bool(ck.CKA_SENSITIVE))
 		a.SetBool(ck.CKA_NEVER_EXTRACTABLE, neverExtractable && !a.Bool(ck.CKA_EXTRACTABLE))
 	}
@@ -126,4 +126,10 @@ func (a Attrs) ULongOr(t ck.AttributeType) uint64 {
 		return v
 	}
 	return ck.UnavailableInformation
+}
+
+// typedULong reads a CK_ULONG of a typed kind (class, key type) from t.
+func typedULong[T ~uint64](t Template, typ ck.AttributeType) (T, bool, error) {
+	v, ok, err := t.ULong(typ)
+	return T(v), ok, err
 }

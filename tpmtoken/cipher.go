@@ -1,147 +1,234 @@
 package tpmtoken
 
 import (
-	"bytes"
-	"encoding/binary"
-	"math/big"
+	"crypto/rsa"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
-// AES runs in the TPM (TPM2_EncryptDecrypt2); the module keeps the chaining
-// state between parts (the IV the TPM hands back, an unfinished block) and
-// does the CBC_PAD padding.
-
-const aesBlock = 16
-
-type aesMode struct {
-	tpm    tpm2.TPMAlgID
-	pad    bool // CKM_AES_CBC_PAD
-	stream bool // any length: CTR, OFB, CFB
-	iv     bool // takes a 16-byte IV as its parameter
+// cipherOp is an initialized encryption or decryption: AES in the TPM
+// (the module keeps the chaining state), RSA decryption as raw RSA in the
+// TPM with the padding removed here, or RSA encryption in software with
+// the public key (no secret is involved, so the TPM adds nothing).
+type cipherOp struct {
+	opState
+	decrypt bool
+	key     *Object
+	aes     *mech.AES
+	rsa     *mech.RSACipher
+	pub     *rsa.PublicKey
 }
 
-var aesModes = map[ck.MechType]aesMode{
-	ck.CKM_AES_ECB:     {tpm: tpm2.TPMAlgECB},
-	ck.CKM_AES_CBC:     {tpm: tpm2.TPMAlgCBC, iv: true},
-	ck.CKM_AES_CBC_PAD: {tpm: tpm2.TPMAlgCBC, iv: true, pad: true},
-	ck.CKM_AES_CTR:     {tpm: tpm2.TPMAlgCTR, stream: true},
-	ck.CKM_AES_OFB:     {tpm: tpm2.TPMAlgOFB, iv: true, stream: true},
-	ck.CKM_AES_CFB128:  {tpm: tpm2.TPMAlgCFB, iv: true, stream: true},
-}
-
-// aesOp is an initialized AES encryption or decryption.
-type aesOp struct {
-	key         *Object
-	mode        aesMode
-	decrypt     bool
-	iv          []byte
-	counterBits int    // CTR: how many low bits of the block count
-	held        []byte // input not yet sent: a partial block, or CBC_PAD's last
-}
-
-func newAESOp(m Mechanism, o *Object, decrypt bool) (*aesOp, error) {
-	mode, ok := aesModes[m.Type]
-	if !ok {
-		return nil, ck.E(ck.CKR_MECHANISM_INVALID)
-	}
-	if o.keyType() != ck.CKK_AES || o.key == nil {
-		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
-	}
-	op := &aesOp{key: o, mode: mode, decrypt: decrypt}
-	switch {
-	case m.Type == ck.CKM_AES_CTR: // CK_AES_CTR_PARAMS: ulCounterBits, cb[16]
-		if len(m.Param) != 8+aesBlock {
-			return nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		bits := binary.NativeEndian.Uint64(m.Param)
-		if bits == 0 || bits > 128 {
-			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "counter bits %d", bits)
-		}
-		op.counterBits, op.iv = int(bits), bytes.Clone(m.Param[8:])
-	case mode.iv:
-		if len(m.Param) != aesBlock {
-			return nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		op.iv = bytes.Clone(m.Param)
-	case len(m.Param) != 0:
-		return nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-	}
-	return op, nil
-}
-
-func (op *aesOp) lenErr() error {
+func (op *cipherOp) kind() OpKind {
 	if op.decrypt {
-		return ck.E(ck.CKR_ENCRYPTED_DATA_LEN_RANGE)
+		return OpDecrypt
 	}
-	return ck.E(ck.CKR_DATA_LEN_RANGE)
+	return OpEncrypt
 }
 
-// split says how much of in (after what is held) an update processes now:
-// whole blocks, less the last one when decrypting CBC_PAD (it may be the
-// padding, which only C_DecryptFinal may strip).
-func (op *aesOp) split(in []byte) (now, keep []byte) {
-	all := append(bytes.Clone(op.held), in...)
-	n := len(all) / aesBlock * aesBlock
-	if op.mode.pad && op.decrypt && n == len(all) && n > 0 {
-		n -= aesBlock
-	}
-	return all[:n], all[n:]
-}
-
-// finalInput is what C_*Final must still process, checked for length.
-func (op *aesOp) finalInput() ([]byte, error) {
-	in := op.held
-	switch {
-	case op.mode.pad && !op.decrypt:
-		p := aesBlock - len(in)%aesBlock
-		return append(bytes.Clone(in), bytes.Repeat([]byte{byte(p)}, p)...), nil
-	case op.mode.pad:
-		if len(in) != aesBlock {
-			return nil, op.lenErr()
+func (op *cipherOp) outLen(p Part, inLen int) (int, bool, error) {
+	if op.aes != nil {
+		switch p {
+		case Update:
+			return op.aes.UpdateLen(inLen), true, nil
+		case Final:
+			return op.aes.FinalLen()
 		}
-	case !op.mode.stream && len(in) != 0:
-		return nil, op.lenErr()
+		return op.aes.OneShotLen(inLen)
 	}
-	return in, nil
+	if p != Single {
+		return 0, true, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "RSA encryption is single-part only")
+	}
+	if op.decrypt {
+		if err := mech.CheckCiphertext(op.pub, make([]byte, inLen)); ck.ToRV(err) == ck.CKR_ENCRYPTED_DATA_LEN_RANGE {
+			return 0, true, err
+		}
+		return op.pub.Size(), false, nil // the plaintext is shorter; known only after
+	}
+	return op.pub.Size(), true, nil
 }
 
-// oneShotLen is the output length of a single-part operation over n bytes
-// (for CBC_PAD decryption an upper bound), or an error for a bad length.
-func (op *aesOp) oneShotLen(n int) (int, error) {
-	switch {
-	case op.mode.stream:
-		return n, nil
-	case op.mode.pad && !op.decrypt:
-		return n + aesBlock - n%aesBlock, nil
-	case n%aesBlock != 0 || (op.mode.pad && n == 0):
-		return 0, op.lenErr()
+// cipherInit is C_EncryptInit / C_DecryptInit.
+func (l *Library) cipherInit(h uint64, m Mechanism, key uint64, decrypt bool) error {
+	op := &cipherOp{decrypt: decrypt}
+	s, o, err := l.keyOpInit(h, key, op.kind())
+	if err != nil {
+		return err
 	}
-	return n, nil
+	usage := ck.CKA_ENCRYPT
+	if decrypt {
+		usage = ck.CKA_DECRYPT
+	}
+	op.key = o
+	switch {
+	case o.class() == ck.CKO_SECRET_KEY:
+		if o.keyType() != ck.CKK_AES || o.key == nil {
+			return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+		}
+		if op.aes, err = mech.NewAES(m, decrypt); err != nil {
+			return err
+		}
+	case o.keyType() == ck.CKK_RSA && (o.class() == ck.CKO_PRIVATE_KEY && decrypt && o.key != nil || o.class() == ck.CKO_PUBLIC_KEY && !decrypt):
+		if op.rsa, err = mech.NewRSACipher(m); err != nil {
+			return err
+		}
+		pk, err := o.publicKey()
+		if err != nil {
+			return err
+		}
+		op.pub = pk.(*rsa.PublicKey)
+	default:
+		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	if err := checkKeyMech(m, o, usage); err != nil {
+		return err
+	}
+	if o.key != nil && !s.tok.userLoggedIn() {
+		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.op(op.kind()) != nil {
+		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	if decrypt {
+		s.decrypt = op
+	} else {
+		s.encrypt = op
+	}
+	return nil
+}
+
+// EncryptInit starts an encryption with key.
+func (l *Library) EncryptInit(h uint64, m Mechanism, key uint64) error {
+	return l.cipherInit(h, m, key, false)
+}
+
+// DecryptInit starts a decryption with key.
+func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
+	return l.cipherInit(h, m, key, true)
+}
+
+func kindOf(decrypt bool) OpKind {
+	if decrypt {
+		return OpDecrypt
+	}
+	return OpEncrypt
+}
+
+// cipherPart runs part p of session h's encryption or decryption over in.
+func (l *Library) cipherPart(h uint64, decrypt bool, p Part, fn string, in []byte, dst Dest) ([]byte, error) {
+	kind := kindOf(decrypt)
+	s, op, err := activeOp[*cipherOp](l, h, kind, p)
+	if err != nil {
+		return nil, err
+	}
+	if op.stashed {
+		s.end(kind)
+		return op.stash, nil
+	}
+	var out []byte
+	switch {
+	case op.aes != nil && p == Update:
+		out, err = l.aesRun(s, fn, op, op.aes.Update(in), false, dst)
+		return out, s.settle(kind, err)
+	case op.aes != nil && p == Final:
+		if in, err = op.aes.Final(); err == nil {
+			out, err = l.aesRun(s, fn, op, in, true, dst)
+		}
+	case op.aes != nil:
+		if _, _, err = op.aes.OneShotLen(len(in)); err == nil {
+			out, err = l.aesRun(s, fn, op, op.aes.OneShot(in), true, dst)
+		}
+	case p != Single:
+		_, _, err = op.outLen(p, len(in))
+	case decrypt:
+		out, err = l.rsaDecrypt(s, fn, op, in, dst)
+	default:
+		out, err = op.rsa.Encrypt(op.pub, in)
+	}
+	if rv := ck.ToRV(err); rv == ck.CKR_OK || rv == ck.CKR_PENDING {
+		s.end(kind) // done, or its state now lives in the pending job
+	}
+	return out, s.settle(kind, err)
+}
+
+// Encrypt encrypts in one part.
+func (l *Library) Encrypt(h uint64, in []byte, dst Dest) ([]byte, error) {
+	return l.cipherPart(h, false, Single, "C_Encrypt", in, dst)
+}
+
+// EncryptUpdate encrypts whole AES blocks.
+func (l *Library) EncryptUpdate(h uint64, in []byte, dst Dest) ([]byte, error) {
+	return l.cipherPart(h, false, Update, "C_EncryptUpdate", in, dst)
+}
+
+// EncryptFinal finishes a multi-part encryption.
+func (l *Library) EncryptFinal(h uint64, dst Dest) ([]byte, error) {
+	return l.cipherPart(h, false, Final, "C_EncryptFinal", nil, dst)
+}
+
+// Decrypt decrypts in one part.
+func (l *Library) Decrypt(h uint64, in []byte, dst Dest) ([]byte, error) {
+	return l.cipherPart(h, true, Single, "C_Decrypt", in, dst)
+}
+
+// DecryptUpdate decrypts whole AES blocks as they come.
+func (l *Library) DecryptUpdate(h uint64, in []byte, dst Dest) ([]byte, error) {
+	return l.cipherPart(h, true, Update, "C_DecryptUpdate", in, dst)
+}
+
+// DecryptFinal finishes a multi-part decryption.
+func (l *Library) DecryptFinal(h uint64, dst Dest) ([]byte, error) {
+	return l.cipherPart(h, true, Final, "C_DecryptFinal", nil, dst)
+}
+
+// rsaDecrypt is raw RSA in the TPM, then the padding removed here. A
+// ciphertext that cannot be one (not below the modulus) never reaches the
+// TPM. Plaintext is never kept in the store: no persist, not detachable.
+func (l *Library) rsaDecrypt(s *Session, fn string, op *cipherOp, in []byte, dst Dest) ([]byte, error) {
+	if err := mech.CheckCiphertext(op.pub, in); err != nil {
+		return nil, err
+	}
+	key, k := op.key.key, op.pub.Size()
+	job := func(e *tpm.Engine) (any, error) { return e.RSARaw(key, in) }
+	finish := func(v any, err error) (Result, error) {
+		if err != nil {
+			return Result{}, err
+		}
+		out, err := op.rsa.Unpad(mech.LeftPad(v.([]byte), k))
+		if err == nil {
+			out, err = deliver(&op.opState, out, dst)
+		}
+		return Result{Data: out}, err
+	}
+	res, err := l.start(s, fn, ck.CKF_DECRYPT, job, finish, nil, dst.Ref)
+	return res.Data, err
 }
 
 // aesRun sends data through the TPM as fn (it may pend on an async
-// session); on completion the IV advances and post shapes the output.
-func (l *Library) aesRun(s *Session, fn string, op *aesOp, data []byte, post func([]byte) ([]byte, error)) ([]byte, error) {
-	if len(data) == 0 {
-		return post([]byte{})
-	}
-	if op.counterBits > 0 && op.counterBits < 128 {
-		// The TPM counts with the whole block; refuse rather than let the
-		// counter field wrap into the nonce.
-		ctr := new(big.Int).SetBytes(op.iv)
-		ctr.And(ctr, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(op.counterBits)), big.NewInt(1)))
-		ctr.Add(ctr, big.NewInt(int64((len(data)+aesBlock-1)/aesBlock)))
-		if ctr.BitLen() > op.counterBits {
-			return nil, ck.Errorf(ck.CKR_DATA_LEN_RANGE, "the CTR counter would wrap")
+// session); on completion the IV advances, and the last part is unpadded.
+func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last bool, dst Dest) ([]byte, error) {
+	a := op.aes
+	shape := func(out []byte) ([]byte, error) {
+		if !last {
+			return out, nil
 		}
+		out, err := a.Last(out)
+		if err != nil {
+			return nil, err
+		}
+		return deliver(&op.opState, out, dst)
 	}
-	key, mode, iv, decrypt := op.key.key, op.mode.tpm, op.iv, op.decrypt
-	if mode == tpm2.TPMAlgECB {
-		iv = nil
+	if len(data) == 0 {
+		return shape([]byte{})
 	}
+	if err := a.CheckCounter(len(data)); err != nil {
+		return nil, err
+	}
+	key, mode, iv, decrypt := op.key.key, a.TPMMode(), a.IV(), op.decrypt
 	type res struct{ out, iv []byte }
 	job := func(e *tpm.Engine) (any, error) {
 		out, next, err := e.EncryptDecrypt(key, decrypt, mode, iv, data)
@@ -152,104 +239,14 @@ func (l *Library) aesRun(s *Session, fn string, op *aesOp, data []byte, post fun
 			return Result{}, err
 		}
 		r := v.(res)
-		if op.mode.tpm != tpm2.TPMAlgECB {
-			op.iv = r.iv
-		}
-		out, err := post(r.out)
+		a.Advance(r.iv)
+		out, err := shape(r.out)
 		return Result{Data: out}, err
 	}
 	flag := ck.CKF_ENCRYPT
 	if op.decrypt {
 		flag = ck.CKF_DECRYPT
 	}
-	r, err := l.start(s, fn, flag, job, finish, nil)
+	r, err := l.start(s, fn, flag, job, finish, nil, dst.Ref)
 	return r.Data, err
-}
-
-// asIs is the post-processing of an output that needs none.
-func asIs(b []byte) ([]byte, error) { return b, nil }
-
-// unpadded is the post-processing of CBC_PAD decryption's last blocks.
-func unpadded(b []byte) ([]byte, error) {
-	out, ok := unpad(b)
-	if !ok {
-		return nil, ck.E(ck.CKR_ENCRYPTED_DATA_INVALID)
-	}
-	return out, nil
-}
-
-// unpad strips PKCS#7 padding after CBC_PAD decryption.
-func unpad(b []byte) ([]byte, bool) {
-	if len(b) == 0 || len(b)%aesBlock != 0 {
-		return nil, false
-	}
-	p := int(b[len(b)-1])
-	if p == 0 || p > aesBlock {
-		return nil, false
-	}
-	for _, c := range b[len(b)-p:] {
-		if int(c) != p {
-			return nil, false
-		}
-	}
-	return b[:len(b)-p], true
-}
-
-// aesOneShot is C_Encrypt/C_Decrypt: output length rules first, then one
-// pass through the TPM.
-func (l *Library) aesOneShot(s *Session, fn string, op *aesOp, in []byte, outCap int, query bool, end func()) ([]byte, int, error) {
-	n, err := op.oneShotLen(len(in))
-	if err != nil {
-		end()
-		return nil, 0, err
-	}
-	if answered, err := sized(n, outCap, query); answered {
-		return nil, n, err
-	}
-	defer end()
-	data := in
-	if op.mode.pad && !op.decrypt {
-		op.held = in
-		data, _ = op.finalInput()
-	}
-	return sizedOut(l.aesRun(s, fn, op, data, op.post()))
-}
-
-// post is how the last output of op is shaped.
-func (op *aesOp) post() func([]byte) ([]byte, error) {
-	if op.mode.pad && op.decrypt {
-		return unpadded
-	}
-	return asIs
-}
-
-func sizedOut(b []byte, err error) ([]byte, int, error) {
-	if err != nil {
-		return nil, 0, err
-	}
-	return b, len(b), nil
-}
-
-// aesUpdate is C_EncryptUpdate/C_DecryptUpdate.
-func (l *Library) aesUpdate(s *Session, fn string, op *aesOp, in []byte, outCap int, query bool) ([]byte, int, error) {
-	now, keep := op.split(in)
-	if answered, err := sized(len(now), outCap, query); answered {
-		return nil, len(now), err
-	}
-	op.held = keep
-	return sizedOut(l.aesRun(s, fn, op, now, asIs))
-}
-
-// aesFinal is C_EncryptFinal/C_DecryptFinal.
-func (l *Library) aesFinal(s *Session, fn string, op *aesOp, outCap int, query bool, end func()) ([]byte, int, error) {
-	in, err := op.finalInput()
-	if err != nil {
-		end()
-		return nil, 0, err
-	}
-	if answered, err := sized(len(in), outCap, query); answered {
-		return nil, len(in), err
-	}
-	defer end()
-	return sizedOut(l.aesRun(s, fn, op, in, op.post()))
 }

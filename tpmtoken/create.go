@@ -9,6 +9,7 @@ import (
 	"math/big"
 
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // storageAttrs every created object may carry.
@@ -33,7 +34,7 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 		return 0, err
 	}
 	t := NewTemplate(tmpl)
-	class, ok, err := t.ULong(ck.CKA_CLASS)
+	class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS)
 	if err != nil {
 		return 0, err
 	}
@@ -51,7 +52,7 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "cannot create objects of class 0x%x", class)
 	}
 	a := Attrs{}
-	a.SetULong(ck.CKA_CLASS, class)
+	a.SetULong(ck.CKA_CLASS, uint64(class))
 	for _, b := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE} {
 		a.SetBool(b, false)
 	}
@@ -145,21 +146,21 @@ func completePublicKey(a Attrs) error {
 		return ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 	}
 	var pk any
-	switch kt {
+	switch ck.KeyType(kt) {
 	case ck.CKK_EC:
 		var pt []byte
 		if _, err := asn1.Unmarshal(a[ck.CKA_EC_POINT], &pt); err != nil {
 			return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
 		}
-		c := curveOf(a[ck.CKA_EC_PARAMS])
+		c := mech.CurveOf(a[ck.CKA_EC_PARAMS])
 		if c == nil {
 			return ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
 		}
-		x, y := unmarshalPoint(c.curve.Params().BitSize, pt)
-		if x == nil || !c.curve.IsOnCurve(x, y) {
+		x, y := unmarshalPoint(c.Go.Params().BitSize, pt)
+		if x == nil || !c.Go.IsOnCurve(x, y) {
 			return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
 		}
-		pk = &ecdsa.PublicKey{Curve: c.curve, X: x, Y: y}
+		pk = &ecdsa.PublicKey{Curve: c.Go, X: x, Y: y}
 	case ck.CKK_RSA:
 		n, e := a[ck.CKA_MODULUS], a[ck.CKA_PUBLIC_EXPONENT]
 		if len(n) == 0 || len(e) == 0 || len(e) > 4 {

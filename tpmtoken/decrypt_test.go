@@ -6,12 +6,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // RSA decryption in the TPM round-trips with Go's crypto: PKCS#1 v1.5 and
@@ -33,44 +33,40 @@ func TestRSADecryptAgainstGoCrypto(t *testing.T) {
 	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
 	require.NoError(t, err)
 	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS}, priv))
-	_, n, err := l.Decrypt(h, ct, 0, true)
+	_, n, err := decrypt(l, h, ct, 0, true)
 	require.NoError(t, err)
 	require.Equal(t, 256, n)
-	got, _, err := l.Decrypt(h, ct, 256, false)
+	got, _, err := decrypt(l, h, ct, 256, false)
 	require.NoError(t, err)
 	require.Equal(t, msg, got)
 
 	label := []byte("a label")
 	ct, err = rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, msg, label)
 	require.NoError(t, err)
-	param := binary.NativeEndian.AppendUint64(nil, ck.CKM_SHA256)
-	param = binary.NativeEndian.AppendUint64(param, ck.CKG_MGF1_SHA256)
-	param = binary.NativeEndian.AppendUint64(param, 1)
-	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(param, label...)}, priv))
-	got, _, err = l.Decrypt(h, ct, 256, false)
+	param := mech.OAEPParams{HashAlg: ck.CKM_SHA256, MGF: ck.CKG_MGF1_SHA256, Source: 1, Label: label}
+	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: param}, priv))
+	got, _, err = decrypt(l, h, ct, 256, false)
 	require.NoError(t, err)
 	require.Equal(t, msg, got)
 
 	// Every OAEP hash, with and without a label.
 	for ckh, hf := range map[ck.MechType]crypto.Hash{ck.CKM_SHA_1: crypto.SHA1, ck.CKM_SHA224: crypto.SHA224,
 		ck.CKM_SHA384: crypto.SHA384, ck.CKM_SHA512: crypto.SHA512} {
-		mgf := map[crypto.Hash]uint64{crypto.SHA1: ck.CKG_MGF1_SHA1, crypto.SHA224: ck.CKG_MGF1_SHA224,
+		mgf := map[crypto.Hash]ck.MGF{crypto.SHA1: ck.CKG_MGF1_SHA1, crypto.SHA224: ck.CKG_MGF1_SHA224,
 			crypto.SHA384: ck.CKG_MGF1_SHA384, crypto.SHA512: ck.CKG_MGF1_SHA512}[hf]
 		for _, lb := range [][]byte{nil, []byte("label")} {
 			ct, err := rsa.EncryptOAEP(hf.New(), rand.Reader, pub, msg, lb)
 			require.NoError(t, err)
-			p := binary.NativeEndian.AppendUint64(nil, ckh)
-			p = binary.NativeEndian.AppendUint64(p, mgf)
-			p = binary.NativeEndian.AppendUint64(p, 1)
-			require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(p, lb...)}, priv))
-			got, _, err := l.Decrypt(h, ct, 256, false)
+			p := mech.OAEPParams{HashAlg: ckh, MGF: mgf, Source: 1, Label: lb}
+			require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: p}, priv))
+			got, _, err := decrypt(l, h, ct, 256, false)
 			require.NoError(t, err, "OAEP %v label %q", hf, lb)
 			require.Equal(t, msg, got)
 		}
 	}
 
 	// The wrong label is refused, not silently decrypted.
-	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(param, "other"...)}, priv))
-	_, _, err = l.Decrypt(h, ct, 256, false)
+	require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: mech.OAEPParams{HashAlg: ck.CKM_SHA256, MGF: ck.CKG_MGF1_SHA256, Source: 1, Label: []byte("other")}}, priv))
+	_, _, err = decrypt(l, h, ct, 256, false)
 	require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, ck.ToRV(err))
 }

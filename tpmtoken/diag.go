@@ -3,6 +3,7 @@ package tpmtoken
 import (
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // Diagnostics is what `tpm11 info` reports about the TPM behind the token.
@@ -11,6 +12,7 @@ type Diagnostics struct {
 	Simulated bool
 	TPM       tpm.Info
 	Caps      tpm.Caps
+	Curves    []*Curve // Caps.Curves as the token knows them
 	DA        tpm.DAState
 }
 
@@ -20,6 +22,11 @@ func (l *Library) Diagnose() (Diagnostics, error) {
 		return Diagnostics{}, ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
 	}
 	d := Diagnostics{Backend: l.dev.Spec, Simulated: l.dev.Simulated, TPM: l.tpmInfo(), Caps: l.caps().Caps}
+	for _, id := range d.Caps.Curves {
+		if c := mech.CurveOfTPM(id); c != nil {
+			d.Curves = append(d.Curves, c)
+		}
+	}
 	v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.DAState() })
 	if err != nil {
 		return d, err

@@ -4,11 +4,22 @@ import (
 	"hash"
 
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // Digests run in software: hashing public data gains nothing from the TPM
 // and would serialize every caller behind it.
-type digestOp struct{ h hash.Hash }
+type digestOp struct {
+	opState
+	h hash.Hash
+}
+
+func (op *digestOp) outLen(p Part, _ int) (int, bool, error) {
+	if p == Update {
+		return 0, true, nil
+	}
+	return op.h.Size(), true, nil
+}
 
 // DigestInit starts a digest. No login needed.
 func (l *Library) DigestInit(h uint64, m Mechanism) error {
@@ -16,11 +27,11 @@ func (l *Library) DigestInit(h uint64, m Mechanism) error {
 	if err != nil {
 		return err
 	}
-	hf, ok := ckmHash[m.Type]
-	if !ok {
+	hf := mech.HashOf(m.Type)
+	if hf == nil {
 		return ck.E(ck.CKR_MECHANISM_INVALID)
 	}
-	if len(m.Param) != 0 {
+	if b, ok := m.Param.(mech.Bytes); m.Param != nil && (!ok || len(b) != 0) {
 		return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
 	}
 	s.mu.Lock()
@@ -32,22 +43,20 @@ func (l *Library) DigestInit(h uint64, m Mechanism) error {
 	return nil
 }
 
-func (l *Library) digestOp(h uint64) (*Session, *digestOp, error) {
-	return activeOp(l, h, func(s *Session) *digestOp { return s.digest })
-}
-
-// Digest hashes data in one part; length rules as for Sign.
-func (l *Library) Digest(h uint64, data []byte, outCap int, query bool) ([]byte, int, error) {
-	s, op, err := l.digestOp(h)
+// Digest hashes data in one part.
+func (l *Library) Digest(h uint64, data []byte) ([]byte, error) {
+	s, op, err := activeOp[*digestOp](l, h, OpDigest, Single)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return s.finishDigest(op, data, outCap, query)
+	s.end(OpDigest)
+	op.h.Write(data)
+	return op.h.Sum(nil), nil
 }
 
 // DigestUpdate feeds data.
 func (l *Library) DigestUpdate(h uint64, data []byte) error {
-	_, op, err := l.digestOp(h)
+	_, op, err := activeOp[*digestOp](l, h, OpDigest, Update)
 	if err == nil {
 		op.h.Write(data)
 	}
@@ -55,24 +64,11 @@ func (l *Library) DigestUpdate(h uint64, data []byte) error {
 }
 
 // DigestFinal finishes a multi-part digest.
-func (l *Library) DigestFinal(h uint64, outCap int, query bool) ([]byte, int, error) {
-	s, op, err := l.digestOp(h)
+func (l *Library) DigestFinal(h uint64) ([]byte, error) {
+	s, op, err := activeOp[*digestOp](l, h, OpDigest, Final)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return s.finishDigest(op, nil, outCap, query)
-}
-
-// finishDigest hashes the last data and ends the operation, unless the
-// call only asks for (or lacks room for) the length.
-func (s *Session) finishDigest(op *digestOp, last []byte, outCap int, query bool) ([]byte, int, error) {
-	n := op.h.Size()
-	if answered, err := sized(n, outCap, query); answered {
-		return nil, n, err
-	}
-	op.h.Write(last)
-	s.mu.Lock()
-	s.digest = nil
-	s.mu.Unlock()
-	return op.h.Sum(nil), n, nil
+	s.end(OpDigest)
+	return op.h.Sum(nil), nil
 }

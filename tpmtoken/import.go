@@ -1,13 +1,12 @@
 package tpmtoken
 
 import (
-	"crypto/ecdh"
-	"math/big"
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // keyMaterial are the private-key attributes an import consumes: they go
@@ -20,7 +19,7 @@ var keyMaterial = []ck.AttributeType{ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.
 // is a TPM key like a generated one, except that the attributes say where
 // it came from (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE false).
 func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
-	kt, ok, err := t.ULong(ck.CKA_KEY_TYPE)
+	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
 	if err != nil {
 		return 0, err
 	}
@@ -90,109 +89,51 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := l.start(s, "C_CreateObject", 0, job, finish, nil)
+	res, err := l.start(s, "C_CreateObject", 0, job, finish, nil, nil)
 	if err != nil {
 		return 0, err
 	}
 	return res.Objects[0], nil
 }
 
-// rsaImport builds the TPM's public and sensitive areas of an RSA key: the
-// TPM keeps one prime. Without the primes (the spec's minimal set is the
-// modulus and private exponent) the modulus is factored from d and e.
+// rsaImport builds the TPM's public and sensitive areas of an RSA key.
 func rsaImport(m Template, c caps) (tpm2.TPMTPublic, tpm2.TPMTSensitive, error) {
-	num := func(t ck.AttributeType) *big.Int { return new(big.Int).SetBytes(m[t]) }
-	n, e := num(ck.CKA_MODULUS), num(ck.CKA_PUBLIC_EXPONENT)
-	if n.Sign() == 0 || e.Sign() == 0 {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	k, err := mech.ParseRSAImport(m[ck.CKA_MODULUS], m[ck.CKA_PUBLIC_EXPONENT], m[ck.CKA_PRIVATE_EXPONENT], m[ck.CKA_PRIME_1])
+	if err != nil {
+		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, err
 	}
-	if !slices.Contains(c.RSABits, n.BitLen()) {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "this TPM has no %d-bit RSA", n.BitLen())
+	if !slices.Contains(c.RSABits, k.N.BitLen()) {
+		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.Errorf(ck.CKR_KEY_SIZE_RANGE, "this TPM has no %d-bit RSA (it has %v)", k.N.BitLen(), c.RSABits)
 	}
-	if !e.IsUint64() || e.Uint64() > 1<<32-1 || e.Bit(0) == 0 {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "public exponent")
-	}
-	p := num(ck.CKA_PRIME_1)
-	if p.Sign() == 0 {
-		d := num(ck.CKA_PRIVATE_EXPONENT)
-		if d.Sign() == 0 {
-			return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-		}
-		p = factorModulus(n, e, d)
-	}
-	if p == nil || p.Cmp(big.NewInt(1)) <= 0 || new(big.Int).Mod(n, p).Sign() != 0 || p.Cmp(n) == 0 {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "the private key does not match its modulus")
-	}
-	public := tpm.Importable(tpm.RSAKeyTemplate(n.BitLen()))
+	public := tpm.Importable(tpm.RSAKeyTemplate(k.N.BitLen()))
 	parms, _ := public.Parameters.RSADetail()
-	if e.Uint64() != 65537 {
-		parms.Exponent = uint32(e.Uint64())
+	if k.E != 65537 {
+		parms.Exponent = k.E
 	}
 	public.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, parms)
-	public.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: n.Bytes()})
+	public.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: k.N.Bytes()})
 	return public, tpm2.TPMTSensitive{
 		SensitiveType: tpm2.TPMAlgRSA,
-		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgRSA, &tpm2.TPM2BPrivateKeyRSA{Buffer: p.Bytes()}),
+		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgRSA, &tpm2.TPM2BPrivateKeyRSA{Buffer: k.Prime.Bytes()}),
 	}, nil
 }
 
-// factorModulus recovers a prime factor of n from e and d (the method of
-// RFC 8017's note on CRT recovery: d·e−1 = 2^t·r; a random g^r's square-root
-// chain meets a non-trivial root of 1 with probability ≥ 1/2 per g).
-func factorModulus(n, e, d *big.Int) *big.Int {
-	one := big.NewInt(1)
-	nMinus1 := new(big.Int).Sub(n, one)
-	k := new(big.Int).Sub(new(big.Int).Mul(d, e), one)
-	if k.Sign() <= 0 {
-		return nil
-	}
-	t := 0
-	r := new(big.Int).Set(k)
-	for r.Bit(0) == 0 {
-		r.Rsh(r, 1)
-		t++
-	}
-	for g := int64(2); g < 200; g++ {
-		x := new(big.Int).Exp(big.NewInt(g), r, n)
-		for i := 0; i < t; i++ {
-			y := new(big.Int).Exp(x, big.NewInt(2), n)
-			if y.Cmp(one) == 0 && x.Cmp(one) != 0 && x.Cmp(nMinus1) != 0 {
-				return new(big.Int).GCD(nil, nil, new(big.Int).Sub(x, one), n)
-			}
-			x = y
-		}
-	}
-	return nil
-}
-
-// ecImport builds the TPM's areas of an EC key from its scalar; the public
-// point is computed, so a template needs only CKA_EC_PARAMS and CKA_VALUE.
+// ecImport builds the TPM's areas of an EC key from its scalar.
 func ecImport(params, value []byte, c caps) (tpm2.TPMTPublic, tpm2.TPMTSensitive, error) {
-	cv := curveOf(params)
-	if cv == nil || !slices.Contains(c.Curves, cv.tpm) {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
-	}
-	if len(value) == 0 {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-	}
-	size := tpm.CurveBytes(cv.tpm)
-	d := new(big.Int).SetBytes(value)
-	if (d.BitLen()+7)/8 > size {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
-	}
-	ecdhCurve := map[tpm2.TPMECCCurve]ecdh.Curve{tpm2.TPMECCNistP256: ecdh.P256(), tpm2.TPMECCNistP384: ecdh.P384(), tpm2.TPMECCNistP521: ecdh.P521()}[cv.tpm]
-	k, err := ecdhCurve.NewPrivateKey(d.FillBytes(make([]byte, size)))
+	k, err := mech.ParseECImport(params, value)
 	if err != nil {
-		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
+		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, err
 	}
-	pt := k.PublicKey().Bytes() // 04 || X || Y
-	public := tpm.Importable(tpm.ECCKeyTemplate(cv.tpm))
+	if !slices.Contains(c.Curves, k.Curve.TPM) {
+		return tpm2.TPMTPublic{}, tpm2.TPMTSensitive{}, ck.Errorf(ck.CKR_CURVE_NOT_SUPPORTED, "this TPM has no curve %s", k.Curve.Name)
+	}
+	public := tpm.Importable(tpm.ECCKeyTemplate(k.Curve.TPM))
 	public.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-		X: tpm2.TPM2BECCParameter{Buffer: pt[1 : 1+size]},
-		Y: tpm2.TPM2BECCParameter{Buffer: pt[1+size:]},
+		X: tpm2.TPM2BECCParameter{Buffer: k.X},
+		Y: tpm2.TPM2BECCParameter{Buffer: k.Y},
 	})
 	return public, tpm2.TPMTSensitive{
 		SensitiveType: tpm2.TPMAlgECC,
-		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgECC, &tpm2.TPM2BECCParameter{Buffer: d.FillBytes(make([]byte, size))}),
+		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgECC, &tpm2.TPM2BECCParameter{Buffer: k.D}),
 	}, nil
 }

@@ -2,7 +2,6 @@ package tpmtoken
 
 import (
 	"bytes"
-	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/asn1"
 	"math/big"
@@ -11,30 +10,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
-
-// curves maps DER-encoded named-curve OIDs (CKA_EC_PARAMS) to TPM curves.
-type curveInfo struct {
-	der   []byte
-	tpm   tpm2.TPMECCCurve
-	curve elliptic.Curve
-}
-
-var curves = []curveInfo{
-	{[]byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, tpm2.TPMECCNistP256, elliptic.P256()},
-	{[]byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, tpm2.TPMECCNistP384, elliptic.P384()},
-	{[]byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}, tpm2.TPMECCNistP521, elliptic.P521()},
-}
-
-// curveOf returns the curve named by DER ecParams, nil if unknown.
-func curveOf(ecParams []byte) *curveInfo {
-	for i := range curves {
-		if bytes.Equal(curves[i].der, ecParams) {
-			return &curves[i]
-		}
-	}
-	return nil
-}
 
 // Attributes that describe what a key may do, and which do not apply to EC.
 var (
@@ -78,15 +55,15 @@ func keyAllowed(kt ck.KeyType) (pub, priv map[ck.AttributeType]bool) {
 // key pair, refusing what the token cannot honour.
 func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults map[ck.AttributeType]bool, allowed map[ck.AttributeType]bool) (Attrs, error) {
 	a := Attrs{}
-	a.SetULong(ck.CKA_CLASS, class)
-	a.SetULong(ck.CKA_KEY_TYPE, kt)
+	a.SetULong(ck.CKA_CLASS, uint64(class))
+	a.SetULong(ck.CKA_KEY_TYPE, uint64(kt))
 	for typ, v := range defaults {
 		a.SetBool(typ, v)
 	}
 	for typ, v := range tmpl {
 		switch {
 		case typ == ck.CKA_CLASS || typ == ck.CKA_KEY_TYPE:
-			if got, _, err := tmpl.ULong(typ); err != nil || (typ == ck.CKA_CLASS && got != class) || (typ == ck.CKA_KEY_TYPE && got != kt) {
+			if got, _, err := tmpl.ULong(typ); err != nil || (typ == ck.CKA_CLASS && got != uint64(class)) || (typ == ck.CKA_KEY_TYPE && got != uint64(kt)) {
 				return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x", typ)
 			}
 		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT:
@@ -154,11 +131,11 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		if ecParams == nil {
 			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 		}
-		c := curveOf(ecParams)
-		if c == nil || !slices.Contains(l.caps().Curves, c.tpm) {
+		c := mech.CurveOf(ecParams)
+		if c == nil || !slices.Contains(l.caps().Curves, c.TPM) {
 			return 0, 0, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
 		}
-		template = tpm.ECCKeyTemplate(c.tpm)
+		template = tpm.ECCKeyTemplate(c.TPM)
 	case ck.CKM_RSA_PKCS_KEY_PAIR_GEN:
 		kt = ck.CKK_RSA
 		bits, ok, err := pt.ULong(ck.CKA_MODULUS_BITS)
@@ -228,7 +205,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		}
 		pubH, privH, err := s.tok.addKeyPair(v.(*tpm.Object), kt, ecParams, pub, priv, m.Type, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
-	}, persist)
+	}, persist, nil)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -29,9 +29,9 @@ func spki(t testing.TB, l *tpmtoken.Library, h, obj uint64) any {
 func signWith(t testing.TB, l *tpmtoken.Library, h, key uint64, m ck.MechType, msg []byte) []byte {
 	t.Helper()
 	require.NoError(t, l.SignInit(h, tpmtoken.Mechanism{Type: m}, key))
-	_, n, err := l.Sign(h, msg, 0, true)
+	_, n, err := sign(l, h, msg, 0, true)
 	require.NoError(t, err)
-	sig, n2, err := l.Sign(h, msg, n, false)
+	sig, n2, err := sign(l, h, msg, n, false)
 	require.NoError(t, err)
 	require.Equal(t, n, n2)
 	return sig
@@ -68,8 +68,8 @@ func TestCurvesAndHashesVerifiedByGo(t *testing.T) {
 	require.Equal(t, ck.CKR_CURVE_NOT_SUPPORTED, rv(err))
 }
 
-// RSA sizes are what the TPM makes: swtpm does 3072, nothing here 4096, and
-// the mechanism info says so. SHA-224 (not a TPM hash) is encoded here and
+// RSA sizes are what the TPM makes: swtpm does 1024 to 3072, nothing here
+// 4096, and the mechanism info says so. SHA-224 (not a TPM hash) is encoded here and
 // raw-signed in the TPM.
 func TestRSASizesFromTheTPM(t *testing.T) {
 	l := open(t, startSwtpm(t), t.TempDir())
@@ -77,7 +77,11 @@ func TestRSASizesFromTheTPM(t *testing.T) {
 	h := provision(t, l)
 	info, err := l.MechanismInfo(0, ck.CKM_RSA_PKCS_KEY_PAIR_GEN)
 	require.NoError(t, err)
-	require.Equal(t, [2]uint64{2048, 3072}, [2]uint64{info.Min, info.Max})
+	require.Equal(t, [2]uint64{1024, 3072}, [2]uint64{info.Min, info.Max})
+	_, small, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_MODULUS_BITS, ulong(1024)}}, nil)
+	require.NoError(t, err)
+	require.Len(t, signWith(t, l, h, small, ck.CKM_SHA256_RSA_PKCS, []byte("rsa-1024")), 128)
 	_, _, err = l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_KEY_PAIR_GEN},
 		[]tpmtoken.Attr{{ck.CKA_MODULUS_BITS, ulong(4096)}}, nil)
 	require.Equal(t, ck.CKR_KEY_SIZE_RANGE, rv(err))

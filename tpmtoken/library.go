@@ -166,7 +166,7 @@ func (l *Library) caps() caps {
 	l.capsMu.Lock()
 	defer l.capsMu.Unlock()
 	if l.capsVal == nil {
-		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Probe() })
+		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Probe(candidates()) })
 		if err != nil {
 			return caps{}
 		}
@@ -202,7 +202,7 @@ func (l *Library) slot(id uint64) (*Slot, error) {
 // SlotInfo is CK_SLOT_INFO.
 type SlotInfo struct {
 	Description, Manufacturer string
-	Flags                     uint64
+	Flags                     ck.Flags
 	HW, FW                    [2]uint8
 }
 
@@ -235,7 +235,7 @@ func (l *Library) SlotInfo(id uint64) (SlotInfo, error) {
 // TokenInfo is CK_TOKEN_INFO.
 type TokenInfo struct {
 	Label, Manufacturer, Model, Serial string
-	Flags                              uint64
+	Flags                              ck.Flags
 	Sessions, RWSessions               uint64
 	MinPIN, MaxPIN                     uint64
 	HW, FW                             [2]uint8
@@ -293,13 +293,13 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 
 // pinFlags reflects the TPM's dictionary-attack state. DA is TPM-wide, so
 // user and SO flags say the same: a PIN check is one DA-protected attempt.
-func (l *Library) pinFlags() uint64 {
+func (l *Library) pinFlags() ck.Flags {
 	v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.DAState() })
 	if err != nil {
 		return 0
 	}
 	st := v.(tpm.DAState)
-	var f uint64
+	var f ck.Flags
 	switch {
 	case st.InLockout || (st.MaxTries > 0 && st.Counter >= st.MaxTries):
 		f = ck.CKF_USER_PIN_LOCKED | ck.CKF_SO_PIN_LOCKED

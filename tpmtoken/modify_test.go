@@ -41,7 +41,7 @@ func TestSetCopyAndSize(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, priv, cp)
 	require.NoError(t, l.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, cp))
-	sig, _, err := l.Sign(h, []byte("copy"), 64, false)
+	sig, _, err := sign(l, h, []byte("copy"), 64, false)
 	require.NoError(t, err)
 	require.NoError(t, l.VerifyInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, pub))
 	require.NoError(t, l.Verify(h, []byte("copy"), sig))

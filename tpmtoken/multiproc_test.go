@@ -54,7 +54,7 @@ func TestFourLibrariesShareOneSwtpm(t *testing.T) {
 				}
 				if err := l.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, priv); err != nil {
 					errs <- fmt.Errorf("process %d sign init: %w", p, err)
-				} else if _, _, err = l.Sign(h, id, 64, false); err != nil {
+				} else if _, _, err = sign(l, h, id, 64, false); err != nil {
 					errs <- fmt.Errorf("process %d sign: %w", p, err)
 				}
 				time.Sleep(30 * time.Millisecond) // clients pause; the TPM goes to whoever waits
@@ -108,7 +108,7 @@ func TestBusyLibraryYieldsTheTPM(t *testing.T) {
 			return
 		}
 		assert.NoError(t, l.SignInit(s, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, keys[0]))
-		_, _, err = l.Sign(s, []byte("my turn"), 64, false)
+		_, _, err = sign(l, s, []byte("my turn"), 64, false)
 		assert.NoError(t, err)
 	}()
 	signs, start := 0, time.Now()
@@ -121,7 +121,7 @@ func TestBusyLibraryYieldsTheTPM(t *testing.T) {
 				t.Fatal("the other process never got the TPM while this one was busy")
 			}
 			require.NoError(t, busy.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, priv))
-			_, _, err := busy.Sign(h, []byte("busy"), 64, false)
+			_, _, err := sign(busy, h, []byte("busy"), 64, false)
 			require.NoError(t, err)
 			signs++
 		}

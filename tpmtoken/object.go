@@ -24,9 +24,12 @@ type Object struct {
 	key *tpm.Object
 }
 
-func (o *Object) class() ck.ObjectClass { c, _ := o.Attrs.ULong(ck.CKA_CLASS); return c }
-func (o *Object) keyType() ck.KeyType   { k, _ := o.Attrs.ULong(ck.CKA_KEY_TYPE); return k }
-func (o *Object) private() bool         { return o.Attrs.Bool(ck.CKA_PRIVATE) }
+func (o *Object) class() ck.ObjectClass {
+	c, _ := o.Attrs.ULong(ck.CKA_CLASS)
+	return ck.ObjectClass(c)
+}
+func (o *Object) keyType() ck.KeyType { k, _ := o.Attrs.ULong(ck.CKA_KEY_TYPE); return ck.KeyType(k) }
+func (o *Object) private() bool       { return o.Attrs.Bool(ck.CKA_PRIVATE) }
 
 // publicKey parses the object's public key from CKA_PUBLIC_KEY_INFO.
 func (o *Object) publicKey() (crypto.PublicKey, error) {
@@ -48,7 +51,7 @@ func (o *Object) allows(m ck.MechType) bool {
 		return true
 	}
 	for i := 0; i+8 <= len(list); i += 8 {
-		if binary.NativeEndian.Uint64(list[i:]) == m {
+		if ck.MechType(binary.NativeEndian.Uint64(list[i:])) == m {
 			return true
 		}
 	}
@@ -100,7 +103,7 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 }
 
 func (o *Object) record() *store.Object {
-	r := &store.Object{UID: o.UID, Attrs: map[uint64][]byte(o.Attrs)}
+	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
 	}

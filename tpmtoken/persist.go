@@ -56,7 +56,7 @@ func (l *Library) detach(tok *Token, fn string, t *asyncq.Ticket, spec *persistS
 		<-t.Done()
 		v, err := t.Result()
 		rec, err := spec.save(v, tpmError(err))
-		rec.Fn, rec.RV, rec.Bound, rec.Expires = fn, ck.ToRV(err), spec.bound, time.Now().Add(ResultTTL)
+		rec.Fn, rec.RV, rec.Bound, rec.Expires = fn, uint64(ck.ToRV(err)), spec.bound, time.Now().Add(ResultTTL)
 		if perr := l.store.PutResult(serial, id, rec); perr != nil {
 			l.log.Error("cannot keep detached result", "id", id, "err", perr)
 		}
@@ -66,8 +66,8 @@ func (l *Library) detach(tok *Token, fn string, t *asyncq.Ticket, spec *persistS
 
 // AsyncJoin attaches the detached operation id (from this process or
 // another one, before or after it finished) to session h; C_AsyncComplete
-// then collects it. bufCap is the size of the caller's new output buffer.
-func (l *Library) AsyncJoin(h uint64, fn string, id uint64, bufCap int) error {
+// then collects it. dst is the caller's new output buffer.
+func (l *Library) AsyncJoin(h uint64, fn string, id uint64, dst Dest) error {
 	if !asyncFunctions[fn] {
 		return ck.Errorf(ck.CKR_ARGUMENTS_BAD, "%q cannot be asynchronous", fn)
 	}
@@ -97,7 +97,7 @@ func (l *Library) AsyncJoin(h uint64, fn string, id uint64, bufCap int) error {
 	default:
 		return ck.E(ck.CKR_SAVED_STATE_INVALID)
 	}
-	if bufCap < rec.Bound {
+	if dst.Cap < rec.Bound {
 		return ck.TooSmall(rec.Bound)
 	}
 	done := func() bool {
@@ -112,7 +112,7 @@ func (l *Library) AsyncJoin(h uint64, fn string, id uint64, bufCap int) error {
 		}
 	}
 	p := &pending{
-		fn: fn, flag: ^uint64(0), output: true, poll: done,
+		fn: fn, flag: ^ck.Flags(0), output: true, poll: done, out: dst.Ref,
 		cancel: func() {
 			if op != nil {
 				op.t.Cancel()
@@ -137,8 +137,8 @@ func (l *Library) joinResult(tok *Token, id uint64) (Result, error) {
 	l.mu.Lock()
 	delete(l.detached, id)
 	l.mu.Unlock()
-	if rec.RV != ck.CKR_OK {
-		return Result{}, ck.E(rec.RV)
+	if ck.RV(rec.RV) != ck.CKR_OK {
+		return Result{}, ck.E(ck.RV(rec.RV))
 	}
 	res := Result{Data: rec.Data}
 	tok.mu.Lock()

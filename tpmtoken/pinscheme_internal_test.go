@@ -7,6 +7,7 @@ import (
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 	"github.com/tpm11/tpm11/tpmtoken/store"
 )
 
@@ -43,7 +44,7 @@ func TestFirstReleasePINScheme(t *testing.T) {
 	require.Equal(t, ck.CKR_PIN_INCORRECT, ck.ToRV(l.Login(h, ck.CKU_USER, []byte("wrongpin"))))
 	require.NoError(t, l.Login(h, ck.CKU_USER, []byte("oldpin1")))
 	_, _, err = l.GenerateKeyPair(h, Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
-		[]Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, curves[0].der}}, []Attr{{ck.CKA_TOKEN, []byte{1}}})
+		[]Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, mech.Curves[0].Params}}, []Attr{{ck.CKA_TOKEN, []byte{1}}})
 	require.NoError(t, err)
 	require.NoError(t, l.SetPIN(h, []byte("oldpin1"), []byte("newpin1")))
 	require.Equal(t, pinScheme, l.slots[0].tok.record().User.Scheme)
@@ -60,12 +61,12 @@ func TestFirstReleasePINScheme(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	require.NoError(t, l.SignInit(h, Mechanism{Type: ck.CKM_ECDSA_SHA256}, keys[0]))
-	_, _, err = l.Sign(h, []byte("kept"), 64, false)
+	_, err = l.Sign(h, []byte("kept"), Dest{Cap: 64})
 	require.NoError(t, err)
 }
 
 func (l *Library) tokenKeys(h uint64) ([]uint64, error) {
-	if err := l.FindObjectsInit(h, []Attr{{ck.CKA_CLASS, ulongBytes(ck.CKO_PRIVATE_KEY)}}); err != nil {
+	if err := l.FindObjectsInit(h, []Attr{{ck.CKA_CLASS, ulongBytes(uint64(ck.CKO_PRIVATE_KEY))}}); err != nil {
 		return nil, err
 	}
 	defer l.FindObjectsFinal(h)

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // Secret keys (AES, generic secret for HMAC) live in the TPM like private
@@ -43,8 +44,8 @@ func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
 		}
 		return tpm.AESKeyTemplate(n * 8), nil
 	case ck.CKK_GENERIC_SECRET:
-		if n < 1 || n > maxSecretBytes {
-			return tpm2.TPMTPublic{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "a TPM keyed hash holds 1 to %d bytes", maxSecretBytes)
+		if n < 1 || n > mech.MaxSecretBytes {
+			return tpm2.TPMTPublic{}, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "a TPM keyed hash holds 1 to %d bytes", mech.MaxSecretBytes)
 		}
 		return tpm.HMACKeyTemplate(), nil
 	}
@@ -55,7 +56,7 @@ func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
 // async session, as fn): the TPM generates the value when neither value
 // nor makeValue gives one (and the key is not readable); makeValue, if
 // set, computes the value in the job (TPM random bytes, an ECDH result).
-func (l *Library) addSecret(s *Session, fn string, flag uint64, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (uint64, error) {
+func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (uint64, error) {
 	template, err := l.secretSpec(kt, n)
 	if err != nil {
 		return 0, err
@@ -127,7 +128,7 @@ func (l *Library) addSecret(s *Session, fn string, flag uint64, a Attrs, kt ck.K
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := l.start(s, fn, flag, job, finish, nil)
+	res, err := l.start(s, fn, flag, job, finish, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -149,7 +150,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 	default:
 		return 0, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
-	if len(m.Param) != 0 {
+	if m.Param != nil && !isEmptyParam(m.Param) {
 		return 0, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
 	}
 	t := NewTemplate(tmpl)
@@ -176,7 +177,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 // the TPM (TPM2_Create with caller data) and kept outside only as the
 // TPM-wrapped blob.
 func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
-	kt, ok, err := t.ULong(ck.CKA_KEY_TYPE)
+	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
 	if err != nil {
 		return 0, err
 	}

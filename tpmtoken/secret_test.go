@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 func randb(n int) []byte {
@@ -119,39 +120,39 @@ func TestAESModesAgainstGoCrypto(t *testing.T) {
 					continue
 				}
 				pt, iv := randb(n), randb(16)
-				mech := tpmtoken.Mechanism{Type: m, Param: iv}
+				mm := tpmtoken.Mechanism{Type: m, Param: mech.Bytes(iv)}
 				if m == ck.CKM_AES_ECB {
-					mech.Param = nil
+					mm.Param = nil
 				}
 				if m == ck.CKM_AES_CTR {
-					mech.Param = append(ulong(128), iv...)
+					mm.Param = mech.CTRParams{CounterBits: 128, Block: [16]byte(iv)}
 				}
 				want := goAES(t, value, m, iv, pt)
-				encInit := func() error { return l.EncryptInit(h, mech, key) }
-				decInit := func() error { return l.DecryptInit(h, mech, key) }
-				enc := func(in []byte, c int, q bool) ([]byte, int, error) { return l.Encrypt(h, in, c, q) }
-				dec := func(in []byte, c int, q bool) ([]byte, int, error) { return l.Decrypt(h, in, c, q) }
-				encU := func(in []byte, c int, q bool) ([]byte, int, error) { return l.EncryptUpdate(h, in, c, q) }
-				decU := func(in []byte, c int, q bool) ([]byte, int, error) { return l.DecryptUpdate(h, in, c, q) }
-				encF := func(c int, q bool) ([]byte, int, error) { return l.EncryptFinal(h, c, q) }
-				decF := func(c int, q bool) ([]byte, int, error) { return l.DecryptFinal(h, c, q) }
+				encInit := func() error { return l.EncryptInit(h, mm, key) }
+				decInit := func() error { return l.DecryptInit(h, mm, key) }
+				enc := func(in []byte, c int, q bool) ([]byte, int, error) { return encrypt(l, h, in, c, q) }
+				dec := func(in []byte, c int, q bool) ([]byte, int, error) { return decrypt(l, h, in, c, q) }
+				encU := func(in []byte, c int, q bool) ([]byte, int, error) { return encryptUpdate(l, h, in, c, q) }
+				decU := func(in []byte, c int, q bool) ([]byte, int, error) { return decryptUpdate(l, h, in, c, q) }
+				encF := func(c int, q bool) ([]byte, int, error) { return encryptFinal(l, h, c, q) }
+				decF := func(c int, q bool) ([]byte, int, error) { return decryptFinal(l, h, c, q) }
 				require.Equal(t, want, cryptAll(t, encInit, enc, pt), "mech 0x%x len %d one-shot", m, n)
 				require.Equal(t, want, cryptParts(t, encInit, encU, encF, pt), "mech 0x%x len %d parts", m, n)
 				require.Equal(t, pt, cryptAll(t, decInit, dec, want), "mech 0x%x len %d decrypt", m, n)
 				require.Equal(t, pt, cryptParts(t, decInit, decU, decF, want), "mech 0x%x len %d decrypt parts", m, n)
 				// The generated key (value unknown to anyone) round-trips.
-				ct := cryptAll(t, func() error { return l.EncryptInit(h, mech, gen) }, enc, pt)
-				require.Equal(t, pt, cryptAll(t, func() error { return l.DecryptInit(h, mech, gen) }, dec, ct))
+				ct := cryptAll(t, func() error { return l.EncryptInit(h, mm, gen) }, enc, pt)
+				require.Equal(t, pt, cryptAll(t, func() error { return l.DecryptInit(h, mm, gen) }, dec, ct))
 			}
 		}
 		// Block modes refuse partial blocks; CBC_PAD refuses bad padding.
-		require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: randb(16)}, key))
-		_, _, err = l.Encrypt(h, randb(17), 0, true)
+		require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: mech.Bytes(randb(16))}, key))
+		_, _, err = encrypt(l, h, randb(17), 0, true)
 		require.Equal(t, ck.CKR_DATA_LEN_RANGE, rv(err))
-		require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC_PAD, Param: randb(16)}, key))
-		_, _, err = l.Decrypt(h, goAES(t, value, ck.CKM_AES_CBC, make([]byte, 16), make([]byte, 32)), 32, false)
+		require.NoError(t, l.DecryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC_PAD, Param: mech.Bytes(randb(16))}, key))
+		_, _, err = decrypt(l, h, goAES(t, value, ck.CKM_AES_CBC, make([]byte, 16), make([]byte, 32)), 32, false)
 		require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
-		require.Equal(t, ck.CKR_MECHANISM_PARAM_INVALID, rv(l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: randb(8)}, key)))
+		require.Equal(t, ck.CKR_MECHANISM_PARAM_INVALID, rv(l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: mech.Bytes(randb(8))}, key)))
 	}
 	_, err := l.GenerateKey(h, tpmtoken.Mechanism{Type: ck.CKM_AES_KEY_GEN}, []tpmtoken.Attr{{ck.CKA_VALUE_LEN, ulong(24)}})
 	require.Equal(t, ck.CKR_ATTRIBUTE_VALUE_INVALID, rv(err), "swtpm has no AES-192")
@@ -178,7 +179,7 @@ func TestHMACAgainstGoCrypto(t *testing.T) {
 			require.NoError(t, l.SignInit(h, tpmtoken.Mechanism{Type: m}, key))
 			require.NoError(t, l.SignUpdate(h, msg[:n/2]))
 			require.NoError(t, l.SignUpdate(h, msg[n/2:]))
-			got, _, err := l.SignFinal(h, 64, false)
+			got, _, err := signFinal(l, h, 64, false)
 			require.NoError(t, err)
 			require.Equal(t, want, got)
 			require.NoError(t, l.VerifyInit(h, tpmtoken.Mechanism{Type: m}, key))
@@ -237,9 +238,8 @@ func refKDF(z, shared []byte, n int) []byte {
 	return out[:n]
 }
 
-func ecdhParams(kdf uint64, shared, public []byte) []byte {
-	p := append(ulong(kdf), ulong(uint64(len(shared)))...)
-	return append(append(p, shared...), public...)
+func ecdhParams(kdf ck.KDF, shared, public []byte) mech.ECDH1Params {
+	return mech.ECDH1Params{KDF: kdf, SharedData: shared, PublicData: public}
 }
 
 // ECDH in the TPM agrees with Go's crypto/ecdh, with the NULL KDF and
@@ -288,8 +288,8 @@ func TestECDHAgainstGoCrypto(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, ck.CKR_ATTRIBUTE_SENSITIVE, res[0].RV)
 		iv, pt := randb(16), randb(64)
-		require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: iv}, k))
-		ct, _, err := l.Encrypt(h, pt, 64, false)
+		require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: mech.Bytes(iv)}, k))
+		ct, _, err := encrypt(l, h, pt, 64, false)
 		require.NoError(t, err)
 		require.Equal(t, goAES(t, refKDF(z, shared, 32), ck.CKM_AES_CBC, iv, pt), ct)
 
@@ -317,16 +317,16 @@ func TestRSAEncrypt(t *testing.T) {
 		{ck.CKA_MODULUS, rk.N.Bytes()}, {ck.CKA_PUBLIC_EXPONENT, big.NewInt(int64(rk.E)).Bytes()}, {ck.CKA_ENCRYPT, boolAttr(true)}})
 	require.NoError(t, err)
 	label := []byte("label")
-	oaep := tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: append(append(append(ulong(ck.CKM_SHA256), ulong(ck.CKG_MGF1_SHA256)...), ulong(1)...), label...)}
+	oaep := tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_OAEP, Param: mech.OAEPParams{HashAlg: ck.CKM_SHA256, MGF: ck.CKG_MGF1_SHA256, Source: 1, Label: label}}
 	msg := []byte("to Go")
 	require.NoError(t, l.EncryptInit(h, oaep, pub))
-	ct, _, err := l.Encrypt(h, msg, 256, false)
+	ct, _, err := encrypt(l, h, msg, 256, false)
 	require.NoError(t, err)
 	got, err := rsa.DecryptOAEP(sha256.New(), nil, rk, ct, label)
 	require.NoError(t, err)
 	require.Equal(t, msg, got)
 	require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS}, pub))
-	ct, _, err = l.Encrypt(h, msg, 256, false)
+	ct, _, err = encrypt(l, h, msg, 256, false)
 	require.NoError(t, err)
 	got, err = rsa.DecryptPKCS1v15(nil, rk, ct)
 	require.NoError(t, err)
@@ -336,10 +336,10 @@ func TestRSAEncrypt(t *testing.T) {
 		[]tpmtoken.Attr{{ck.CKA_MODULUS_BITS, ulong(2048)}, {ck.CKA_ENCRYPT, boolAttr(true)}}, []tpmtoken.Attr{{ck.CKA_DECRYPT, boolAttr(true)}})
 	require.NoError(t, err)
 	require.NoError(t, l.EncryptInit(h, oaep, tpub))
-	ct, _, err = l.Encrypt(h, msg, 256, false)
+	ct, _, err = encrypt(l, h, msg, 256, false)
 	require.NoError(t, err)
 	require.NoError(t, l.DecryptInit(h, oaep, tpriv))
-	got, _, err = l.Decrypt(h, ct, 256, false)
+	got, _, err = decrypt(l, h, ct, 256, false)
 	require.NoError(t, err)
 	require.Equal(t, msg, got)
 }

@@ -13,7 +13,7 @@ type Session struct {
 	Handle uint64
 	slot   *Slot
 	tok    *Token
-	flags  uint64
+	flags  ck.Flags
 
 	mu      sync.Mutex
 	find    []uint64
@@ -22,8 +22,8 @@ type Session struct {
 	verify  *verifyOp
 	pending *pending
 	digest  *digestOp
-	decrypt *decryptOp
-	encrypt *encryptOp
+	decrypt *cipherOp
+	encrypt *cipherOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -42,7 +42,7 @@ func (s *Session) close() {
 }
 
 // OpenSession opens a session on slot id.
-func (l *Library) OpenSession(id uint64, flags uint64) (uint64, error) {
+func (l *Library) OpenSession(id uint64, flags ck.Flags) (uint64, error) {
 	if flags&ck.CKF_SERIAL_SESSION == 0 {
 		return 0, ck.E(ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
 	}
@@ -142,7 +142,9 @@ func (l *Library) CloseAllSessions(id uint64) error {
 
 // SessionInfo is CK_SESSION_INFO.
 type SessionInfo struct {
-	Slot, State, Flags uint64
+	Slot  uint64
+	State ck.State
+	Flags ck.Flags
 }
 
 func (l *Library) SessionInfo(h uint64) (SessionInfo, error) {
@@ -313,14 +315,14 @@ func (l *Library) DestroyObject(h, obj uint64) error {
 }
 
 // GenerateRandom returns n bytes from the TPM's RNG. No login needed.
-func (l *Library) GenerateRandom(h uint64, n int) ([]byte, error) {
+func (l *Library) GenerateRandom(h uint64, n int, dst Dest) ([]byte, error) {
 	s, err := l.session(h)
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.start(s, "C_GenerateRandom", ^uint64(0), // no mechanism flag: any flags cancel it
+	res, err := l.start(s, "C_GenerateRandom", ^ck.Flags(0), // no mechanism flag: any flags cancel it
 		func(e *tpm.Engine) (any, error) { return e.Random(n) },
-		dataResult, nil)
+		dataResult, nil, dst.Ref)
 	return res.Data, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
 	"github.com/tpm11/tpm11/tpmtoken"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // The embedded simulator (what `make demo` and users' CI run on) does what
@@ -52,8 +53,8 @@ func TestSimulatorBackend(t *testing.T) {
 	aesKey, err := l.CreateObject(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)},
 		{ck.CKA_KEY_TYPE, ulong(ck.CKK_AES)}, {ck.CKA_VALUE, value}})
 	require.NoError(t, err)
-	require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC_PAD, Param: iv}, aesKey))
-	ct, _, err := l.Encrypt(h, pt, 112, false)
+	require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC_PAD, Param: mech.Bytes(iv)}, aesKey))
+	ct, _, err := encrypt(l, h, pt, 112, false)
 	require.NoError(t, err)
 	require.Equal(t, goAES(t, value, ck.CKM_AES_CBC_PAD, iv, pt), ct)
 

@@ -29,8 +29,8 @@ func cmdInfo(args []string) error {
 		}
 		fmt.Printf("TPM:    %q %q firmware %d.%d\n", d.TPM.Manufacturer, d.TPM.VendorString, d.TPM.FirmwareMajor, d.TPM.FirmwareMinor)
 		curves := []string{}
-		for _, c := range d.Caps.Curves {
-			curves = append(curves, fmt.Sprintf("P-%d", map[int]int{32: 256, 48: 384, 66: 521}[curveBytes(c)]))
+		for _, c := range d.Curves {
+			curves = append(curves, fmt.Sprintf("P-%d", c.Bits))
 		}
 		fmt.Printf("keys:   RSA %v bits, EC %v, AES %v bits\n", d.Caps.RSABits, curves, d.Caps.AESBits)
 		fmt.Printf("lockout: %d of %d failed authorizations counted, locked out: %v (TPM-wide)\n", d.DA.Counter, d.DA.MaxTries, d.DA.InLockout)
@@ -98,7 +98,7 @@ func cmdSelftest(args []string) error {
 	}
 	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
 		pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
-			[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, oidP256)}, nil)
+			[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, tpmtoken.CurveNamed("p256").Params)}, nil)
 		if err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
@@ -106,7 +106,7 @@ func cmdSelftest(args []string) error {
 		if err := l.SignInit(h, m, priv); err != nil {
 			return err
 		}
-		sig, _, err := l.Sign(h, []byte("tpm11 selftest"), 64, false)
+		sig, err := l.Sign(h, []byte("tpm11 selftest"), tpmtoken.Dest{Cap: 64})
 		if err != nil {
 			return fmt.Errorf("sign: %w", err)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
@@ -15,21 +14,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
-	"github.com/tpm11/tpm11/tpm"
 	"github.com/tpm11/tpm11/tpmtoken"
 )
-
-var (
-	oidP256 = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
-	oidP384 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}
-	oidP521 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}
-)
-
-var curveOIDs = map[elliptic.Curve][]byte{elliptic.P256(): oidP256, elliptic.P384(): oidP384, elliptic.P521(): oidP521}
-
-func curveBytes(c tpm2.TPMECCCurve) int { return tpm.CurveBytes(c) }
 
 // labelled adds CKA_ID and, if given, CKA_LABEL to a template.
 func labelled(t []tpmtoken.Attr, id []byte, label string) []tpmtoken.Attr {
@@ -52,8 +39,7 @@ func cmdKeygen(args []string) error {
 	m := tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}
 	switch *typ {
 	case "ec:p256", "ec:p384", "ec:p521":
-		oid := map[string][]byte{"ec:p256": oidP256, "ec:p384": oidP384, "ec:p521": oidP521}[*typ]
-		pubT = append(pubT, attr(ck.CKA_EC_PARAMS, oid))
+		pubT = append(pubT, attr(ck.CKA_EC_PARAMS, tpmtoken.CurveNamed(strings.TrimPrefix(*typ, "ec:")).Params))
 		privT = append(privT, attr(ck.CKA_DERIVE, yes))
 	case "rsa:2048", "rsa:3072", "rsa:4096":
 		m.Type = ck.CKM_RSA_PKCS_KEY_PAIR_GEN
@@ -137,8 +123,8 @@ func cmdImport(args []string) error {
 		pubT = append(pubT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_RSA)), attr(ck.CKA_ENCRYPT, yes),
 			attr(ck.CKA_MODULUS, kk.N.Bytes()), attr(ck.CKA_PUBLIC_EXPONENT, e))
 	case *ecdsa.PrivateKey:
-		oid := curveOIDs[kk.Curve]
-		if oid == nil {
+		c := tpmtoken.CurveOfGo(kk.Curve)
+		if c == nil {
 			return fmt.Errorf("curve %s is not supported", kk.Curve.Params().Name)
 		}
 		ecdhKey, err := kk.ECDH()
@@ -147,8 +133,8 @@ func cmdImport(args []string) error {
 		}
 		point, _ := asn1.Marshal(ecdhKey.PublicKey().Bytes())
 		privT = append(privT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_EC)), attr(ck.CKA_DERIVE, yes),
-			attr(ck.CKA_EC_PARAMS, oid), attr(ck.CKA_VALUE, ecdhKey.Bytes()))
-		pubT = append(pubT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_EC)), attr(ck.CKA_EC_PARAMS, oid), attr(ck.CKA_EC_POINT, point))
+			attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_VALUE, ecdhKey.Bytes()))
+		pubT = append(pubT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_EC)), attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_EC_POINT, point))
 	default:
 		return fmt.Errorf("%T keys are not supported", key)
 	}
@@ -215,9 +201,9 @@ func cmdDelete(args []string) error {
 	})
 }
 
-var classNames = map[uint64]string{ck.CKO_DATA: "data", ck.CKO_CERTIFICATE: "certificate",
+var classNames = map[ck.ObjectClass]string{ck.CKO_DATA: "data", ck.CKO_CERTIFICATE: "certificate",
 	ck.CKO_PUBLIC_KEY: "public key", ck.CKO_PRIVATE_KEY: "private key", ck.CKO_SECRET_KEY: "secret key"}
-var keyNames = map[uint64]string{ck.CKK_RSA: "RSA", ck.CKK_EC: "EC", ck.CKK_AES: "AES", ck.CKK_GENERIC_SECRET: "generic secret"}
+var keyNames = map[ck.KeyType]string{ck.CKK_RSA: "RSA", ck.CKK_EC: "EC", ck.CKK_AES: "AES", ck.CKK_GENERIC_SECRET: "generic secret"}
 
 func cmdList(args []string) error {
 	k := newKeyFlags("list")
@@ -249,23 +235,19 @@ func cmdList(args []string) error {
 				}
 				return binary.NativeEndian.Uint64(val(i))
 			}
-			line := classNames[u(0)]
-			if kn, ok := keyNames[u(1)]; ok {
+			line := classNames[ck.ObjectClass(u(0))]
+			if kn, ok := keyNames[ck.KeyType(u(1))]; ok {
 				line += " " + kn
 			}
-			switch {
-			case string(val(6)) == string(oidP256):
-				line += " P-256"
-			case string(val(6)) == string(oidP384):
-				line += " P-384"
-			case string(val(6)) == string(oidP521):
-				line += " P-521"
+			switch c := tpmtoken.CurveOf(val(6)); {
+			case c != nil:
+				line += fmt.Sprintf(" P-%d", c.Bits)
 			case u(5) != ^uint64(0):
 				line += fmt.Sprintf(" %d", u(5))
 			case u(7) != ^uint64(0):
 				line += fmt.Sprintf(" %d bytes", u(7))
 			}
-			if len(val(4)) == 1 && u(0) == ck.CKO_PRIVATE_KEY {
+			if len(val(4)) == 1 && ck.ObjectClass(u(0)) == ck.CKO_PRIVATE_KEY {
 				line += map[bool]string{true: ", made in the TPM", false: ", imported"}[val(4)[0] == 1]
 			}
 			fmt.Printf("%-40s id %-16s label %q\n", line, hex.EncodeToString(val(2)), val(3))

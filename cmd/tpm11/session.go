@@ -112,6 +112,6 @@ func find(l *tpmtoken.Library, h uint64, tmpl ...tpmtoken.Attr) ([]uint64, error
 func attr(t ck.AttributeType, v []byte) tpmtoken.Attr { return tpmtoken.Attr{Type: t, Value: v} }
 
 // ulong encodes a CK_ULONG as the library expects it: 8 bytes, host order.
-func ulong(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+func ulong[T ~uint64](v T) []byte { return binary.NativeEndian.AppendUint64(nil, uint64(v)) }
 
 var yes = []byte{1}

@@ -233,7 +233,10 @@ static void test_secret(CK_SESSION_HANDLE h) {
   CK_MECHANISM aes = {CKM_AES_CBC_PAD, iv, sizeof iv};
   RV(f->C_EncryptInit(h, &aes, aes_key), CKR_OK);
   RV(f->C_Encrypt(h, (CK_BYTE_PTR) "abc", 3, NULL, NULL), CKR_ARGUMENTS_BAD);
+  /* Bad arguments end the operation like any other failure. */
   CK_ULONG n = 0;
+  RV(f->C_Encrypt(h, (CK_BYTE_PTR) "abc", 3, NULL, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_EncryptInit(h, &aes, aes_key), CKR_OK);
   RV(f->C_Encrypt(h, (CK_BYTE_PTR) "abc", 3, NULL, &n), CKR_OK);
   CHECK(n == 16, "CBC_PAD length query gave %lu", n);
   CK_BYTE ct[16];

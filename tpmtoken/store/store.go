@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/internal/atomicfile"
 )
 
@@ -127,10 +128,10 @@ func (s *Store) Objects(serial string) *Objects {
 // Object is an object's record: its attributes (never a secret in the clear)
 // and, for keys, the TPM-wrapped blobs.
 type Object struct {
-	UID     string            `json:"uid"`
-	Attrs   map[uint64][]byte `json:"attrs"`
-	Public  []byte            `json:"tpm_public,omitempty"`
-	Private []byte            `json:"tpm_private,omitempty"`
+	UID     string                      `json:"uid"`
+	Attrs   map[ck.AttributeType][]byte `json:"attrs"`
+	Public  []byte                      `json:"tpm_public,omitempty"`
+	Private []byte                      `json:"tpm_private,omitempty"`
 }
 
 type cached struct {

@@ -1,0 +1,74 @@
+package main
+
+/*
+#include "ck.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"math"
+	"unsafe"
+
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
+)
+
+// output implements the spec's convention for variable-length output
+// (§5.2) for part of session h's operation kind, here and nowhere else: a
+// NULL buffer asks for the length, a buffer shorter than the length known
+// in advance gets CKR_BUFFER_TOO_SMALL, and neither runs the operation or
+// ends it. Otherwise run produces the bytes; dst names the caller's buffer
+// so a pending operation can fill it at completion.
+func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, part tpmtoken.Part, inLen int,
+	buf C.CK_BYTE_PTR, pulLen C.CK_ULONG_PTR, run func(dst tpmtoken.Dest) ([]byte, error)) error {
+	hs := uint64(h)
+	if pulLen == nil {
+		l.EndOperation(hs, kind) // bad arguments end the operation like any failure
+		return errArgs
+	}
+	n, exact, err := l.OutputLen(hs, kind, part, inLen)
+	if err != nil {
+		return err
+	}
+	if buf == nil {
+		*pulLen = C.CK_ULONG(n)
+		return nil
+	}
+	capacity := bufLen(*pulLen)
+	if exact && capacity < n {
+		*pulLen = C.CK_ULONG(n)
+		return ck.TooSmall(n)
+	}
+	out, err := run(tpmtoken.Dest{Cap: capacity, Ref: outBuf{ptr: unsafe.Pointer(buf), cap: capacity}})
+	var ce *ck.Error
+	if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
+		*pulLen = C.CK_ULONG(ce.Needed)
+		return err
+	}
+	if err != nil {
+		return err // CKR_PENDING included: *pulLen is not written after it
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), len(out)), out)
+	*pulLen = C.CK_ULONG(len(out))
+	return nil
+}
+
+// bufLen is a CK_ULONG buffer length as an int: lengths are CK_ULONG, so
+// a huge length is a big buffer, never a negative one.
+func bufLen(n C.CK_ULONG) int {
+	if uint64(n) > math.MaxInt {
+		return math.MaxInt
+	}
+	return int(n)
+}
+
+// input copies an operation's input from C memory; bad arguments end the
+// operation like any failure.
+func input(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, p C.CK_BYTE_PTR, n C.CK_ULONG) ([]byte, error) {
+	b, err := goBytes(unsafe.Pointer(p), n)
+	if err != nil {
+		l.EndOperation(uint64(h), kind)
+	}
+	return b, err
+}

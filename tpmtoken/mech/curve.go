@@ -1,0 +1,55 @@
+package mech
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/elliptic"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Curve is everything tpm11 knows of one named curve.
+type Curve struct {
+	Name   string // as the CLI spells it: "p256"
+	Params []byte // CKA_EC_PARAMS: the DER of its named-curve OID
+	TPM    tpm2.TPMECCCurve
+	Go     elliptic.Curve
+	ECDH   ecdh.Curve
+	Bytes  int // field size in bytes: ECDSA signatures are 2 × Bytes
+	Bits   int // key size as CK_MECHANISM_INFO reports it (521 for P-521)
+}
+
+// Curves is the one table of curves; a TPM offers a subset (probed).
+var Curves = []*Curve{
+	{Name: "p256", Params: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07},
+		TPM: tpm2.TPMECCNistP256, Go: elliptic.P256(), ECDH: ecdh.P256(), Bytes: 32, Bits: 256},
+	{Name: "p384", Params: []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22},
+		TPM: tpm2.TPMECCNistP384, Go: elliptic.P384(), ECDH: ecdh.P384(), Bytes: 48, Bits: 384},
+	{Name: "p521", Params: []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23},
+		TPM: tpm2.TPMECCNistP521, Go: elliptic.P521(), ECDH: ecdh.P521(), Bytes: 66, Bits: 521},
+}
+
+func findCurve(match func(*Curve) bool) *Curve {
+	for _, c := range Curves {
+		if match(c) {
+			return c
+		}
+	}
+	return nil
+}
+
+// CurveOf returns the curve CKA_EC_PARAMS names, nil if unknown.
+func CurveOf(params []byte) *Curve {
+	return findCurve(func(c *Curve) bool { return bytes.Equal(c.Params, params) })
+}
+
+// CurveOfTPM returns the curve of a TPM curve ID, nil if unknown.
+func CurveOfTPM(id tpm2.TPMECCCurve) *Curve {
+	return findCurve(func(c *Curve) bool { return c.TPM == id })
+}
+
+// CurveOfGo returns the curve of a Go curve, nil if unknown.
+func CurveOfGo(g elliptic.Curve) *Curve { return findCurve(func(c *Curve) bool { return c.Go == g }) }
+
+// CurveNamed returns the curve with the CLI's name ("p256"), nil if unknown.
+func CurveNamed(name string) *Curve { return findCurve(func(c *Curve) bool { return c.Name == name }) }
