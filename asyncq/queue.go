@@ -19,8 +19,8 @@ var ErrCancelled = errors.New("asyncq: job cancelled")
 // ErrClosed is returned for jobs submitted to, or dropped by, a closed queue.
 var ErrClosed = errors.New("asyncq: queue closed")
 
-// Job is work run on the worker goroutine with the resource.
-type Job[R any] func(r R) (any, error)
+// Job is work run on the worker goroutine with the resource; it gives a T.
+type Job[R, T any] func(r R) (T, error)
 
 // Queue runs jobs one at a time, round-robin between owners so one busy owner
 // cannot starve the others.
@@ -97,15 +97,43 @@ func (q *Queue[R]) YieldEvery(d time.Duration) {
 	q.mu.Unlock()
 }
 
+// Typed is the ticket of a job that gives a T: its result needs no type
+// assertion by the caller.
+type Typed[T any] struct{ *Ticket }
+
+// Result is the job's value and error; valid once Done is closed. A
+// cancelled or dropped job gives T's zero value and its error.
+func (t Typed[T]) Result() (T, error) {
+	v, err := t.result()
+	tv, _ := v.(T) // only this ticket's Job put a value there: a T, or nothing
+	return tv, err
+}
+
 // Submit queues job for owner. discard, if not nil, runs on the worker with
 // the job's value when a job that was cancelled while running finishes, so it
 // can undo the job's transient effects.
-func (q *Queue[R]) Submit(owner uint64, job Job[R], discard func(R, any)) *Ticket {
-	t := &Ticket{owner: owner, done: make(chan struct{})}
-	t.run = func() (any, error) { return job(q.res) }
+func Submit[R, T any](q *Queue[R], owner uint64, job Job[R, T], discard func(R, T)) Typed[T] {
+	run := func() (any, error) { return job(q.res) }
+	var undo func(any)
 	if discard != nil {
-		t.discard = func(v any) { discard(q.res, v) }
+		undo = func(v any) {
+			if tv, ok := v.(T); ok {
+				discard(q.res, tv)
+			}
+		}
 	}
+	return Typed[T]{q.submit(owner, run, undo)}
+}
+
+// Do submits job and waits for it: the synchronous path.
+func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
+	t := Submit(q, owner, job, nil)
+	t.block()
+	return t.Result()
+}
+
+func (q *Queue[R]) submit(owner uint64, run func() (any, error), discard func(any)) *Ticket {
+	t := &Ticket{owner: owner, done: make(chan struct{}), run: run, discard: discard}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -119,13 +147,6 @@ func (q *Queue[R]) Submit(owner uint64, job Job[R], discard func(R, any)) *Ticke
 	q.mu.Unlock()
 	q.wake.notify()
 	return t
-}
-
-// Do submits job and waits for it: the synchronous path.
-func (q *Queue[R]) Do(owner uint64, job Job[R]) (any, error) {
-	t := q.Submit(owner, job, nil)
-	t.block()
-	return t.Result()
 }
 
 func (q *Queue[R]) next() *Ticket {
@@ -250,8 +271,8 @@ func (t *Ticket) Wait(d time.Duration) (ok bool) {
 // Poll reports whether the job has finished.
 func (t *Ticket) Poll() bool { return t.Wait(0) }
 
-// Result is the job's value and error; valid once Done is closed.
-func (t *Ticket) Result() (any, error) {
+// result is the job's value and error; valid once Done is closed.
+func (t *Ticket) result() (any, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.val, t.err
@@ -300,7 +321,8 @@ func (q *Queue[R]) Detach(t *Ticket) uint64 {
 	}
 }
 
-// Join returns the detached ticket with id and forgets the ID.
+// Join returns the detached ticket with id and forgets the ID; its
+// result is read through the Typed ticket Submit returned.
 func (q *Queue[R]) Join(id uint64) (*Ticket, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

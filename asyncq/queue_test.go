@@ -23,8 +23,8 @@ func (g *gate) record(s string) {
 	g.mu.Unlock()
 }
 
-func blocker(g *gate, name string, release <-chan struct{}) Job[*gate] {
-	return func(r *gate) (any, error) {
+func blocker(g *gate, name string, release <-chan struct{}) Job[*gate, string] {
+	return func(r *gate) (string, error) {
 		<-release
 		r.record(name)
 		return name, nil
@@ -36,15 +36,16 @@ func TestRoundRobinBetweenOwners(t *testing.T) {
 	q := New(g)
 	defer q.Close(time.Second)
 	hold := make(chan struct{})
-	first := q.Submit(0, blocker(g, "hold", hold), nil)
-	var ts []*Ticket
+	first := Submit(q, 0, blocker(g, "hold", hold), nil)
+	var ts []Typed[any]
 	// Owner 1 floods the queue before owner 2 submits one job.
 	for i := 0; i < 5; i++ {
-		ts = append(ts, q.Submit(1, func(r *gate) (any, error) { r.record("busy"); return nil, nil }, nil))
+		ts = append(ts, Submit(q, 1, func(r *gate) (any, error) { r.record("busy"); return nil, nil }, nil))
 	}
-	ts = append(ts, q.Submit(2, func(r *gate) (any, error) { r.record("other"); return nil, nil }, nil))
+	ts = append(ts, Submit(q, 2, func(r *gate) (any, error) { r.record("other"); return nil, nil }, nil))
 	close(hold)
-	for _, tk := range append(ts, first) {
+	<-first.Done()
+	for _, tk := range ts {
 		<-tk.Done()
 	}
 	require.Equal(t, []string{"hold", "busy", "other", "busy", "busy", "busy", "busy"}, g.order)
@@ -55,15 +56,15 @@ func TestCancelQueuedNeverRuns(t *testing.T) {
 	q := New(g)
 	defer q.Close(time.Second)
 	hold := make(chan struct{})
-	running := q.Submit(0, blocker(g, "running", hold), nil)
-	queued := q.Submit(1, blocker(g, "queued", nil), nil)
+	running := Submit(q, 0, blocker(g, "running", hold), nil)
+	queued := Submit(q, 1, blocker(g, "queued", nil), nil)
 	require.True(t, queued.Cancel())
 	require.True(t, queued.Poll())
 	_, err := queued.Result()
 	require.ErrorIs(t, err, ErrCancelled)
 	close(hold)
 	<-running.Done()
-	q.Do(2, func(*gate) (any, error) { return nil, nil })
+	Do(q, 2, func(*gate) (any, error) { return nil, nil })
 	require.Equal(t, []string{"running"}, g.order)
 }
 
@@ -73,9 +74,9 @@ func TestCancelRunningDiscardsResult(t *testing.T) {
 	defer q.Close(time.Second)
 	hold := make(chan struct{})
 	discarded := make(chan any, 1)
-	tk := q.Submit(0, func(r *gate) (any, error) { <-hold; return "made", nil },
+	tk := Submit(q, 0, func(r *gate) (any, error) { <-hold; return "made", nil },
 		func(r *gate, v any) { discarded <- v })
-	waitRunning(tk)
+	waitRunning(tk.Ticket)
 	require.False(t, tk.Wait(10*time.Millisecond))
 	require.True(t, tk.Cancel())
 	close(hold)
@@ -89,15 +90,15 @@ func TestDetachJoin(t *testing.T) {
 	q := New(&gate{})
 	defer q.Close(time.Second)
 	hold := make(chan struct{})
-	tk := q.Submit(0, blocker(&gate{}, "x", hold), nil)
-	id := q.Detach(tk)
+	tk := Submit(q, 0, blocker(&gate{}, "x", hold), nil)
+	id := q.Detach(tk.Ticket)
 	require.NotZero(t, id)
-	require.Equal(t, id, q.Detach(tk), "detaching twice keeps the ID")
+	require.Equal(t, id, q.Detach(tk.Ticket), "detaching twice keeps the ID")
 	close(hold)
 	got, ok := q.Join(id)
 	require.True(t, ok)
 	<-got.Done()
-	v, err := got.Result()
+	v, err := Typed[string]{got}.Result()
 	require.NoError(t, err)
 	require.Equal(t, "x", v)
 	_, ok = q.Join(id)
@@ -108,11 +109,11 @@ func TestCloseDropsQueuedButRunsDetached(t *testing.T) {
 	g := &gate{}
 	q := New(g)
 	hold := make(chan struct{})
-	running := q.Submit(0, blocker(g, "running", hold), nil)
-	waitRunning(running)
-	dropped := q.Submit(1, blocker(g, "dropped", nil), nil)
-	detached := q.Submit(2, func(r *gate) (any, error) { r.record("detached"); return nil, nil }, nil)
-	q.Detach(detached)
+	running := Submit(q, 0, blocker(g, "running", hold), nil)
+	waitRunning(running.Ticket)
+	dropped := Submit(q, 1, blocker(g, "dropped", nil), nil)
+	detached := Submit(q, 2, func(r *gate) (any, error) { r.record("detached"); return nil, nil }, nil)
+	q.Detach(detached.Ticket)
 	go func() { time.Sleep(20 * time.Millisecond); close(hold) }()
 	require.True(t, q.Close(5*time.Second))
 	<-running.Done()
@@ -120,16 +121,16 @@ func TestCloseDropsQueuedButRunsDetached(t *testing.T) {
 	_, err := dropped.Result()
 	require.ErrorIs(t, err, ErrCancelled)
 	require.Equal(t, []string{"running", "detached"}, g.order)
-	_, err = q.Submit(0, blocker(g, "late", nil), nil).Result()
+	_, err = Submit(q, 0, blocker(g, "late", nil), nil).Result()
 	require.True(t, errors.Is(err, ErrClosed))
 }
 
 func TestPanickingJobDoesNotKillWorker(t *testing.T) {
 	q := New(&gate{})
 	defer q.Close(time.Second)
-	_, err := q.Do(0, func(*gate) (any, error) { panic("boom") })
+	_, err := Do(q, 0, func(*gate) (any, error) { panic("boom") })
 	require.Error(t, err)
-	v, err := q.Do(0, func(*gate) (any, error) { return 1, nil })
+	v, err := Do(q, 0, func(*gate) (any, error) { return 1, nil })
 	require.NoError(t, err)
 	require.Equal(t, 1, v)
 }
@@ -144,12 +145,12 @@ func TestManyGoroutines(t *testing.T) {
 		go func(owner uint64) {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
-				_, _ = q.Do(owner, func(p *int) (any, error) { *p++; return nil, nil })
+				_, _ = Do(q, owner, func(p *int) (any, error) { *p++; return nil, nil })
 			}
 		}(uint64(g))
 	}
 	wg.Wait()
-	v, _ := q.Do(0, func(p *int) (any, error) { return *p, nil })
+	v, _ := Do(q, 0, func(p *int) (any, error) { return *p, nil })
 	require.Equal(t, 32*200, v)
 }
 
@@ -172,7 +173,7 @@ func TestIdleAndYield(t *testing.T) {
 	defer q.Close(time.Second)
 	var calls atomic.Int32
 	q.OnIdle(5*time.Millisecond, func(int) { calls.Add(1) })
-	_, err := q.Do(1, func(int) (any, error) { return nil, nil })
+	_, err := Do(q, 1, func(int) (any, error) { return nil, nil })
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return calls.Load() == 1 }, time.Second, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)
@@ -181,7 +182,7 @@ func TestIdleAndYield(t *testing.T) {
 	q.YieldEvery(10 * time.Millisecond)
 	start := time.Now()
 	for time.Since(start) < 100*time.Millisecond { // never idle for 5 ms
-		_, err := q.Do(1, func(int) (any, error) { time.Sleep(time.Millisecond); return nil, nil })
+		_, err := Do(q, 1, func(int) (any, error) { time.Sleep(time.Millisecond); return nil, nil })
 		require.NoError(t, err)
 	}
 	require.GreaterOrEqual(t, calls.Load(), int32(4), "a busy queue yields about every 10 ms")
@@ -193,10 +194,10 @@ func TestDoWakesWhenItsJobIsDropped(t *testing.T) {
 	g := &gate{}
 	q := New(g)
 	release := make(chan struct{})
-	busy := q.Submit(1, blocker(g, "busy", release), nil)
+	busy := Submit(q, 1, blocker(g, "busy", release), nil)
 	done := make(chan error, 1)
 	go func() {
-		_, err := q.Do(2, func(*gate) (any, error) { return nil, nil })
+		_, err := Do(q, 2, func(*gate) (any, error) { return nil, nil })
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond) // the Do is queued behind the busy job

@@ -30,7 +30,7 @@ type pending struct {
 	detach func() (uint64, error)
 }
 
-func jobPending(fn string, flag ck.Flags, t *asyncq.Ticket, finish func(v any, err error) (Result, error)) *pending {
+func jobPending[T any](fn string, flag ck.Flags, t asyncq.Typed[T], finish func(v T, err error) (Result, error)) *pending {
 	return &pending{
 		fn: fn, flag: flag, output: true, poll: t.Poll, cancel: func() { t.Cancel() },
 		result: func() (Result, error) {
@@ -79,11 +79,11 @@ func (l *Library) AsyncGetID(h uint64, fn string) (uint64, error) {
 var errPending = ck.E(ck.CKR_PENDING)
 
 // dataResult is the finish of a job whose value is its output bytes.
-func dataResult(v any, err error) (Result, error) {
+func dataResult(v []byte, err error) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Data: v.([]byte)}, nil
+	return Result{Data: v}, nil
 }
 
 // start runs job for session s. A synchronous session waits for it. An
@@ -95,12 +95,11 @@ func dataResult(v any, err error) (Result, error) {
 // finishes the job without a session and returns the record to keep.
 // out is the caller's record of its output buffer, kept with the pending
 // operation from the moment it exists, for C_AsyncComplete to hand back.
-func (l *Library) start(s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (any, error), finish func(v any, err error) (Result, error), persist *persistSpec, out any) (Result, error) {
+func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (T, error), finish func(v T, err error) (Result, error), persist *persistSpec[T], out any) (Result, error) {
 	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil {
-		v, err := l.run(s.Handle, job)
-		return finish(v, err)
+		return finish(do(l, s.Handle, job))
 	}
-	t := l.q.Submit(s.Handle, job, nil)
+	t := asyncq.Submit(l.q, s.Handle, job, nil)
 	if t.Wait(l.cfg.AsyncGrace) {
 		v, err := t.Result()
 		return finish(v, tpmError(err))
@@ -108,7 +107,7 @@ func (l *Library) start(s *Session, fn string, flag ck.Flags, job func(e *tpm.En
 	p := jobPending(fn, flag, t, finish)
 	p.out = out
 	if persist != nil {
-		p.detach = func() (uint64, error) { return l.detach(s.tok, fn, t, persist) }
+		p.detach = func() (uint64, error) { return detach(l, s.tok, fn, t, persist) }
 	}
 	s.mu.Lock()
 	s.pending = p

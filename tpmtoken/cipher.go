@@ -193,18 +193,18 @@ func (l *Library) rsaDecrypt(s *Session, fn string, op *cipherOp, in []byte, dst
 		return nil, err
 	}
 	key, k := op.key.key, op.pub.Size()
-	job := func(e *tpm.Engine) (any, error) { return e.RSARaw(key, in) }
-	finish := func(v any, err error) (Result, error) {
+	job := func(e *tpm.Engine) ([]byte, error) { return e.RSARaw(key, in) }
+	finish := func(v []byte, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		out, err := op.rsa.Unpad(mech.LeftPad(v.([]byte), k))
+		out, err := op.rsa.Unpad(mech.LeftPad(v, k))
 		if err == nil {
 			out, err = deliver(&op.opState, out, dst)
 		}
 		return Result{Data: out}, err
 	}
-	res, err := l.start(s, fn, ck.CKF_DECRYPT, job, finish, nil, dst.Ref)
+	res, err := start(l, s, fn, ck.CKF_DECRYPT, job, finish, nil, dst.Ref)
 	return res.Data, err
 }
 
@@ -230,15 +230,14 @@ func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last 
 	}
 	key, mode, iv, decrypt := op.key.key, a.TPMMode(), a.IV(), op.decrypt
 	type res struct{ out, iv []byte }
-	job := func(e *tpm.Engine) (any, error) {
+	job := func(e *tpm.Engine) (res, error) {
 		out, next, err := e.EncryptDecrypt(key, decrypt, mode, iv, data)
 		return res{out, next}, err
 	}
-	finish := func(v any, err error) (Result, error) {
+	finish := func(r res, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		r := v.(res)
 		a.Advance(r.iv)
 		out, err := shape(r.out)
 		return Result{Data: out}, err
@@ -247,6 +246,6 @@ func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last 
 	if op.decrypt {
 		flag = ck.CKF_DECRYPT
 	}
-	r, err := l.start(s, fn, flag, job, finish, nil, dst.Ref)
+	r, err := start(l, s, fn, flag, job, finish, nil, dst.Ref)
 	return r.Data, err
 }

@@ -27,10 +27,10 @@ func (l *Library) Diagnose() (Diagnostics, error) {
 			d.Curves = append(d.Curves, c)
 		}
 	}
-	v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.DAState() })
+	var err error
+	d.DA, err = do(l, 0, (*tpm.Engine).DAState)
 	if err != nil {
 		return d, err
 	}
-	d.DA = v.(tpm.DAState)
 	return d, nil
 }

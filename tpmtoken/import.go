@@ -66,12 +66,12 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 	}
 	storage := s.tok.storage
 	sensitive.SeedValue = tpm2.TPM2BDigest{Buffer: randBytes(32)}
-	job := func(e *tpm.Engine) (any, error) { return e.Import(storage, public, sensitive) }
-	finish := func(v any, err error) (Result, error) {
+	job := func(e *tpm.Engine) (tpm2.TPM2BPrivate, error) { return e.Import(storage, public, sensitive) }
+	finish := func(v tpm2.TPM2BPrivate, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		key := &tpm.Object{Parent: storage, Public: tpm2.New2B(public), Private: v.(tpm2.TPM2BPrivate)}
+		key := &tpm.Object{Parent: storage, Public: tpm2.New2B(public), Private: v}
 		spki, err := publicAttrs(key, kt, rest[ck.CKA_EC_PARAMS], Attrs{}, priv)
 		if err != nil {
 			return Result{}, err
@@ -89,7 +89,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := l.start(s, "C_CreateObject", 0, job, finish, nil, nil)
+	res, err := start(l, s, "C_CreateObject", 0, job, finish, nil, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -11,12 +11,12 @@ import (
 
 // callJob turns what a mechanism asks of the TPM into a job on the
 // worker with key; the job's value is the output bytes.
-func callJob(key *tpm.Object, call mech.TPMCall) func(e *tpm.Engine) (any, error) {
+func callJob(key *tpm.Object, call mech.TPMCall) func(e *tpm.Engine) ([]byte, error) {
 	switch c := call.(type) {
 	case mech.HMACCall:
-		return func(e *tpm.Engine) (any, error) { return e.HMAC(key, c.Hash, c.Data) }
+		return func(e *tpm.Engine) ([]byte, error) { return e.HMAC(key, c.Hash, c.Data) }
 	case mech.RSARawCall:
-		return func(e *tpm.Engine) (any, error) {
+		return func(e *tpm.Engine) ([]byte, error) {
 			out, err := e.RSARaw(key, c.Block)
 			if err != nil {
 				return nil, err
@@ -28,7 +28,7 @@ func callJob(key *tpm.Object, call mech.TPMCall) func(e *tpm.Engine) (any, error
 			Scheme:  c.Scheme,
 			Details: tpm2.NewTPMUSigScheme(c.Scheme, &tpm2.TPMSSchemeHash{HashAlg: c.Hash}),
 		}
-		return func(e *tpm.Engine) (any, error) {
+		return func(e *tpm.Engine) ([]byte, error) {
 			sig, err := e.Sign(key, c.Digest, scheme)
 			if err != nil {
 				return nil, err
@@ -36,7 +36,7 @@ func callJob(key *tpm.Object, call mech.TPMCall) func(e *tpm.Engine) (any, error
 			return signatureBytes(sig, c.Len)
 		}
 	}
-	return func(*tpm.Engine) (any, error) {
+	return func(*tpm.Engine) ([]byte, error) {
 		return nil, ck.Errorf(ck.CKR_GENERAL_ERROR, "unknown TPM call %T", call)
 	}
 }

@@ -180,30 +180,30 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	}
 	storage := s.tok.storage
 	// Saveable only if it makes no session objects.
-	var persist *persistSpec
+	var persist *persistSpec[*tpm.Object]
 	if pub.Bool(ck.CKA_TOKEN) && priv.Bool(ck.CKA_TOKEN) {
-		persist = &persistSpec{save: func(v any, err error) (asyncRecord, error) {
+		persist = &persistSpec[*tpm.Object]{save: func(v *tpm.Object, err error) (asyncRecord, error) {
 			if err != nil {
 				return asyncRecord{}, err
 			}
-			pubH, privH, err := s.tok.addKeyPair(v.(*tpm.Object), kt, ecParams, pub, priv, m.Type, 0)
+			pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, m.Type, 0)
 			if err != nil {
 				return asyncRecord{}, err
 			}
 			return asyncRecord{UIDs: s.tok.uids(pubH, privH)}, nil
 		}}
 	}
-	res, err := l.start(s, "C_GenerateKeyPair", ck.CKF_GENERATE_KEY_PAIR, func(e *tpm.Engine) (any, error) {
+	res, err := start(l, s, "C_GenerateKeyPair", ck.CKF_GENERATE_KEY_PAIR, func(e *tpm.Engine) (*tpm.Object, error) {
 		p, k, err := e.Create(storage, template, nil, nil)
 		if err != nil {
 			return nil, err
 		}
 		return &tpm.Object{Parent: storage, Public: p, Private: k}, nil
-	}, func(v any, err error) (Result, error) {
+	}, func(v *tpm.Object, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		pubH, privH, err := s.tok.addKeyPair(v.(*tpm.Object), kt, ecParams, pub, priv, m.Type, h)
+		pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, m.Type, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
 	}, persist, nil)
 	if err != nil {

@@ -126,7 +126,7 @@ func (l *Library) Close() {
 		l.log.Error("detached operations still running at finalize")
 	}
 	if l.q != nil {
-		_, _ = l.q.Do(0, func(e *tpm.Engine) (any, error) { e.FlushAll(); return nil, nil })
+		_, _ = asyncq.Do(l.q, 0, func(e *tpm.Engine) (struct{}, error) { e.FlushAll(); return struct{}{}, nil })
 		l.q.Close(10 * time.Second)
 	}
 	if l.dev != nil {
@@ -134,12 +134,19 @@ func (l *Library) Close() {
 	}
 }
 
-// run executes job on the TPM worker and classifies its error.
+// run executes a job whose value is not needed on the TPM worker and
+// classifies its error; do is the typed form.
 func (l *Library) run(owner uint64, job func(e *tpm.Engine) (any, error)) (any, error) {
+	return do(l, owner, job)
+}
+
+// do runs job on the TPM worker for owner and waits for its value.
+func do[T any](l *Library, owner uint64, job func(e *tpm.Engine) (T, error)) (T, error) {
 	if l.q == nil {
-		return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, l.devErr)
+		var zero T
+		return zero, ck.Wrap(ck.CKR_DEVICE_ERROR, l.devErr)
 	}
-	v, err := l.q.Do(owner, job)
+	v, err := asyncq.Do(l.q, owner, job)
 	return v, tpmError(err)
 }
 
@@ -149,9 +156,9 @@ func (l *Library) Simulated() bool { return l.dev != nil && l.dev.Simulated }
 // tpmInfo reads the TPM's identity once, on first need (not at load).
 func (l *Library) tpmInfo() tpm.Info {
 	l.infoOnce.Do(func() {
-		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Properties() })
+		v, err := do(l, 0, (*tpm.Engine).Properties)
 		if err == nil {
-			l.info = v.(tpm.Info)
+			l.info = v
 		}
 	})
 	return l.info
@@ -166,11 +173,11 @@ func (l *Library) caps() caps {
 	l.capsMu.Lock()
 	defer l.capsMu.Unlock()
 	if l.capsVal == nil {
-		v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.Probe(candidates()) })
+		v, err := do(l, 0, func(e *tpm.Engine) (tpm.Caps, error) { return e.Probe(candidates()) })
 		if err != nil {
 			return caps{}
 		}
-		l.capsVal = &caps{v.(tpm.Caps)}
+		l.capsVal = &caps{v}
 	}
 	return *l.capsVal
 }
@@ -294,11 +301,10 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 // pinFlags reflects the TPM's dictionary-attack state. DA is TPM-wide, so
 // user and SO flags say the same: a PIN check is one DA-protected attempt.
 func (l *Library) pinFlags() ck.Flags {
-	v, err := l.run(0, func(e *tpm.Engine) (any, error) { return e.DAState() })
+	st, err := do(l, 0, (*tpm.Engine).DAState)
 	if err != nil {
 		return 0
 	}
-	st := v.(tpm.DAState)
 	var f ck.Flags
 	switch {
 	case st.InLockout || (st.MaxTries > 0 && st.Counter >= st.MaxTries):
@@ -317,7 +323,6 @@ func (l *Library) TPMCommands() uint64 {
 	if l.q == nil {
 		return 0
 	}
-	v, _ := l.q.Do(0, func(e *tpm.Engine) (any, error) { return e.Commands, nil })
-	n, _ := v.(uint64)
+	n, _ := asyncq.Do(l.q, 0, func(e *tpm.Engine) (uint64, error) { return e.Commands, nil })
 	return n
 }

@@ -13,13 +13,13 @@ import (
 const ResultTTL = time.Hour
 
 // persistSpec makes an operation saveable.
-type persistSpec struct {
+type persistSpec[T any] struct {
 	// bound is the output size known at submission; C_AsyncJoin's buffer
 	// must be at least this large.
 	bound int
 	// save commits the finished job's effects without a session (token
 	// objects) and returns what the record keeps.
-	save func(v any, err error) (asyncRecord, error)
+	save func(v T, err error) (asyncRecord, error)
 }
 
 // asyncRecord is a detached operation's result as kept in the store.
@@ -42,9 +42,9 @@ type detachedOp struct {
 
 // detach hands the job to a goroutine that outlives the session: when the
 // job ends, its result is committed and recorded under the job's ID.
-func (l *Library) detach(tok *Token, fn string, t *asyncq.Ticket, spec *persistSpec) (uint64, error) {
-	id := l.q.Detach(t)
-	op := &detachedOp{fn: fn, bound: spec.bound, t: t, done: make(chan struct{})}
+func detach[T any](l *Library, tok *Token, fn string, t asyncq.Typed[T], spec *persistSpec[T]) (uint64, error) {
+	id := l.q.Detach(t.Ticket)
+	op := &detachedOp{fn: fn, bound: spec.bound, t: t.Ticket, done: make(chan struct{})}
 	l.mu.Lock()
 	l.detached[id] = op
 	l.mu.Unlock()

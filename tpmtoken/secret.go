@@ -87,12 +87,12 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		key   *tpm.Object
 		value []byte
 	}
-	job := func(e *tpm.Engine) (any, error) {
+	job := func(e *tpm.Engine) (made, error) {
 		v, t := value, template
 		if makeValue != nil {
 			var err error
 			if v, err = makeValue(e); err != nil {
-				return nil, err
+				return made{}, err
 			}
 		}
 		if v != nil {
@@ -104,15 +104,14 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		}
 		p, k, err := e.Create(storage, t, nil, v)
 		if err != nil {
-			return nil, err
+			return made{}, err
 		}
 		return made{&tpm.Object{Parent: storage, Public: p, Private: k}, v}, nil
 	}
-	finish := func(v any, err error) (Result, error) {
+	finish := func(m made, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		m := v.(made)
 		a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
 		if readable(a) {
 			a[ck.CKA_VALUE] = m.value
@@ -128,7 +127,7 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := l.start(s, fn, flag, job, finish, nil, nil)
+	res, err := start(l, s, fn, flag, job, finish, nil, nil)
 	if err != nil {
 		return 0, err
 	}

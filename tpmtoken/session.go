@@ -320,8 +320,8 @@ func (l *Library) GenerateRandom(h uint64, n int, dst Dest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.start(s, "C_GenerateRandom", ^ck.Flags(0), // no mechanism flag: any flags cancel it
-		func(e *tpm.Engine) (any, error) { return e.Random(n) },
+	res, err := start(l, s, "C_GenerateRandom", ^ck.Flags(0), // no mechanism flag: any flags cancel it
+		func(e *tpm.Engine) ([]byte, error) { return e.Random(n) },
 		dataResult, nil, dst.Ref)
 	return res.Data, err
 }

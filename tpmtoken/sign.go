@@ -126,13 +126,10 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byt
 	}
 	n := op.sig.Len()
 	// A signature is not secret: a detached sign may keep it in the store.
-	res, err := l.start(s, fn, ck.CKF_SIGN, callJob(op.key.key, call), dataResult, &persistSpec{
+	res, err := start(l, s, fn, ck.CKF_SIGN, callJob(op.key.key, call), dataResult, &persistSpec[[]byte]{
 		bound: n,
-		save: func(v any, err error) (asyncRecord, error) {
-			if err != nil {
-				return asyncRecord{}, err
-			}
-			return asyncRecord{Data: v.([]byte)}, nil
+		save: func(v []byte, err error) (asyncRecord, error) {
+			return asyncRecord{Data: v}, err
 		},
 	}, dst.Ref)
 	return res.Data, err
@@ -229,11 +226,11 @@ func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	v, err := l.run(s.Handle, callJob(op.mac.key, call))
+	v, err := do(l, s.Handle, callJob(op.mac.key, call))
 	if err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare(v.([]byte), sig) != 1 {
+	if subtle.ConstantTimeCompare(v, sig) != 1 {
 		return ck.E(ck.CKR_SIGNATURE_INVALID)
 	}
 	return nil
