@@ -11,7 +11,7 @@ import (
 // authValue and returns its wrapped blobs. The private part is encrypted by
 // the parent: it never exists in the clear outside the TPM.
 // data, if not nil, is the sensitive data of a sealed object.
-func (e *Engine) Create(parent *Object, template tpm2.TPMTPublic, authValue, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+func (e *Engine) Create(parent *Loadable, template tpm2.TPMTPublic, authValue, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
 	ph, err := e.Handle(parent)
 	if err != nil {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
@@ -46,7 +46,7 @@ func (e *Engine) Create(parent *Object, template tpm2.TPMTPublic, authValue, dat
 // re-wrapped with newAuth. Called with newAuth == obj.Auth it is a PIN check
 // that costs one command and counts a failure against dictionary-attack
 // protection, like any wrong authValue.
-func (e *Engine) ChangeAuth(obj *Object, newAuth []byte) (tpm2.TPM2BPrivate, error) {
+func (e *Engine) ChangeAuth(obj *Loadable, newAuth []byte) (tpm2.TPM2BPrivate, error) {
 	h, err := e.Handle(obj)
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err
@@ -73,7 +73,7 @@ func (e *Engine) ChangeAuth(obj *Object, newAuth []byte) (tpm2.TPM2BPrivate, err
 
 // Unseal proves obj.Auth and returns the sealed data. The sealed object is
 // flushed afterwards: it is needed once per login, not kept loaded.
-func (e *Engine) Unseal(obj *Object) ([]byte, error) {
+func (e *Engine) Unseal(obj *Loadable) ([]byte, error) {
 	h, err := e.Handle(obj)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (e *Engine) Unseal(obj *Object) ([]byte, error) {
 }
 
 // Sign signs digest with key using scheme (the key's scheme is NULL).
-func (e *Engine) Sign(key *Object, digest []byte, scheme tpm2.TPMTSigScheme) (*tpm2.TPMTSignature, error) {
+func (e *Engine) Sign(key *Loadable, digest []byte, scheme tpm2.TPMTSigScheme) (*tpm2.TPMTSignature, error) {
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func (e *Engine) Sign(key *Object, digest []byte, scheme tpm2.TPMTSigScheme) (*t
 
 // RSARaw computes c^d mod n with key (TPM2_RSA_Decrypt with the NULL scheme);
 // the module does the padding.
-func (e *Engine) RSARaw(key *Object, c []byte) ([]byte, error) {
+func (e *Engine) RSARaw(key *Loadable, c []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err

@@ -10,13 +10,15 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
-// Object is a TPM object the Engine can load on demand: the primary storage
-// key (Parent == nil, re-created from its template) or a key whose wrapped
-// blobs live in the store. ID names it in the Engine's cache and must be
+// Loadable is a TPM object (a key or sealed data) as the Engine loads it on
+// demand: the primary storage key (Parent == nil, re-created from its
+// template) or an object whose wrapped blobs live in the store. It is the
+// TPM's view of a key; tpmtoken.Object is the PKCS#11 object (attributes,
+// handle) that may hold one. ID names it in the Engine's cache and must be
 // stable for the object's lifetime.
-type Object struct {
+type Loadable struct {
 	ID      string
-	Parent  *Object
+	Parent  *Loadable
 	Public  tpm2.TPM2BPublic
 	Private tpm2.TPM2BPrivate
 	// Auth is the object's authValue, used when it authorizes a command:
@@ -30,7 +32,7 @@ type Object struct {
 }
 
 // Name computes the object's TPM name from its public area.
-func (o *Object) Name() (tpm2.TPM2BName, error) {
+func (o *Loadable) Name() (tpm2.TPM2BName, error) {
 	pub, err := o.Public.Contents()
 	if err != nil {
 		return tpm2.TPM2BName{}, err
@@ -43,7 +45,7 @@ func (o *Object) Name() (tpm2.TPM2BName, error) {
 }
 
 type slot struct {
-	obj *Object
+	obj *Loadable
 	pub tpm2.TPMTPublic // a primary's public area, as the TPM made it
 	// persistent: the object lives at a persistent handle, takes no
 	// transient slot, and is never saved, flushed or evicted.
@@ -68,7 +70,7 @@ type Engine struct {
 	Commands uint64
 	// Salt, if set, is a primary key that salts the sessions carrying
 	// secrets (see secret), so they never cross the TPM bus in the clear.
-	Salt *Object
+	Salt *Loadable
 }
 
 // NewEngine returns an Engine over t that keeps at most capacity objects loaded.
@@ -181,11 +183,11 @@ func (e *Engine) flushOrphans() {
 }
 
 // Handle makes obj loaded and returns its handle and name.
-func (e *Engine) Handle(obj *Object) (tpm2.NamedHandle, error) {
+func (e *Engine) Handle(obj *Loadable) (tpm2.NamedHandle, error) {
 	return e.handle(obj, map[string]bool{})
 }
 
-func (e *Engine) handle(obj *Object, keep map[string]bool) (tpm2.NamedHandle, error) {
+func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, error) {
 	e.clock++
 	s := e.slots[obj.ID]
 	if s != nil && s.obj != obj {
@@ -272,7 +274,7 @@ func (e *Engine) handle(obj *Object, keep map[string]bool) (tpm2.NamedHandle, er
 // obj's template makes: same type, name algorithm, attributes, policy and
 // parameters (a primary key is determined by those and the hierarchy's seed;
 // only owner-hierarchy keys are looked at).
-func (e *Engine) usePersistent(obj *Object, s *slot) bool {
+func (e *Engine) usePersistent(obj *Loadable, s *slot) bool {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: obj.Persistent}.Execute(e.tr())
 	if err != nil {
 		return false

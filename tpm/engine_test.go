@@ -18,17 +18,17 @@ import (
 func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 	tr := swtpmtest.Start(t)
 	e := tpm.NewEngine(tr, 3)
-	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	storageAuth := []byte("0123456789abcdef0123456789abcdef")
 	pub, priv, err := e.Create(srk, tpm.StorageTemplate(), storageAuth, nil)
 	require.NoError(t, err)
-	parent := &tpm.Object{ID: "storage", Parent: srk, Public: pub, Private: priv, Auth: storageAuth}
+	parent := &tpm.Loadable{ID: "storage", Parent: srk, Public: pub, Private: priv, Auth: storageAuth}
 
-	var keys []*tpm.Object
+	var keys []*tpm.Loadable
 	for i := 0; i < 5; i++ {
 		pub, priv, err := e.Create(parent, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
 		require.NoError(t, err)
-		keys = append(keys, &tpm.Object{ID: fmt.Sprint("k", i), Parent: parent, Public: pub, Private: priv})
+		keys = append(keys, &tpm.Loadable{ID: fmt.Sprint("k", i), Parent: parent, Public: pub, Private: priv})
 	}
 	digest := sha256.Sum256([]byte("hello"))
 	for round := 0; round < 3; round++ {
@@ -70,10 +70,10 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 func TestSealUnsealChecksAuth(t *testing.T) {
 	tr := swtpmtest.Start(t)
 	e := tpm.NewEngine(tr, 3)
-	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	pub, priv, err := e.Create(srk, tpm.SealTemplate(), []byte("pin-derived"), []byte("secret"))
 	require.NoError(t, err)
-	seal := &tpm.Object{ID: "seal", Parent: srk, Public: pub, Private: priv, Auth: []byte("wrong")}
+	seal := &tpm.Loadable{ID: "seal", Parent: srk, Public: pub, Private: priv, Auth: []byte("wrong")}
 	_, err = e.Unseal(seal)
 	require.ErrorIs(t, err, tpm2.TPMRCAuthFail)
 	seal.Auth = []byte("pin-derived")
@@ -94,7 +94,7 @@ func TestEngineFlushesOrphansOfADeadProcess(t *testing.T) {
 		require.NoError(t, err)
 	}
 	e := tpm.NewEngine(tr, 3)
-	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	_, _, err := e.Create(srk, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
 	require.NoError(t, err)
 	e.FlushAll()
@@ -108,7 +108,9 @@ func TestEngineFlushesOrphansOfADeadProcess(t *testing.T) {
 func TestPersistentSRK(t *testing.T) {
 	tr := swtpmtest.Start(t)
 	const persistent = tpm.SRKHandle
-	newSRK := func() *tpm.Object { return &tpm.Object{ID: "srk", Public: tpm.SRKTemplate(), Persistent: persistent} }
+	newSRK := func() *tpm.Loadable {
+		return &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate(), Persistent: persistent}
+	}
 	// persist makes a primary key in hierarchy and keeps it at the handle.
 	persist := func(hierarchy tpm2.TPMHandle, template tpm2.TPM2BPublic) tpm2.TPM2BName {
 		made, err := tpm2.CreatePrimary{PrimaryHandle: hierarchy, InPublic: template}.Execute(tr)
@@ -152,7 +154,7 @@ func TestPersistentSRK(t *testing.T) {
 	require.Equal(t, persistent, h.Handle)
 	require.Equal(t, uint64(1), e.Commands, "one ReadPublic, no CreatePrimary")
 	digest := sha256.Sum256([]byte("persistent"))
-	_, err = e.Sign(&tpm.Object{ID: "k", Parent: srk, Public: pub, Private: priv}, digest[:], tpm2.TPMTSigScheme{
+	_, err = e.Sign(&tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv}, digest[:], tpm2.TPMTSigScheme{
 		Scheme:  tpm2.TPMAlgECDSA,
 		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
 	})

@@ -36,14 +36,14 @@ func (p *tap) Send(cmd []byte) ([]byte, error) {
 func TestSecretsNeverCrossTheBus(t *testing.T) {
 	p := &tap{t: swtpmtest.Start(t)}
 	e := tpm.NewEngine(p, 3)
-	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	e.Salt = srk
 	pinAuth := []byte("0123456789abcdef0123456789abcdef")
 	newAuth := []byte("fedcba9876543210fedcba9876543210")
 	sealed := []byte("storage-auth-value-never-on-bus!")
 	pub, priv, err := e.Create(srk, tpm.SealTemplate(), pinAuth, sealed)
 	require.NoError(t, err)
-	seal := &tpm.Object{ID: "seal", Parent: srk, Public: pub, Private: priv, Auth: pinAuth}
+	seal := &tpm.Loadable{ID: "seal", Parent: srk, Public: pub, Private: priv, Auth: pinAuth}
 	got, err := e.Unseal(seal)
 	require.NoError(t, err)
 	require.Equal(t, sealed, got)
@@ -51,11 +51,11 @@ func TestSecretsNeverCrossTheBus(t *testing.T) {
 	require.NoError(t, err)
 	sp, sk, err := e.Create(srk, tpm.StorageTemplate(), sealed, nil)
 	require.NoError(t, err)
-	storage := &tpm.Object{ID: "storage", Parent: srk, Public: sp, Private: sk, Auth: sealed}
+	storage := &tpm.Loadable{ID: "storage", Parent: srk, Public: sp, Private: sk, Auth: sealed}
 	kp, kk, err := e.Create(storage, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
 	require.NoError(t, err)
 	e.FlushAll()
-	_, err = e.Handle(&tpm.Object{ID: "key", Parent: storage, Public: kp, Private: kk})
+	_, err = e.Handle(&tpm.Loadable{ID: "key", Parent: storage, Public: kp, Private: kk})
 	require.NoError(t, err)
 
 	// An imported private key travels inner-wrapped, its wrapping key encrypted.
@@ -74,7 +74,7 @@ func TestSecretsNeverCrossTheBus(t *testing.T) {
 	})
 	require.NoError(t, err)
 	digest := sha256.Sum256([]byte("imported"))
-	sig, err := e.Sign(&tpm.Object{ID: "imported", Parent: storage, Public: tpm2.New2B(pubArea), Private: ip}, digest[:], tpm2.TPMTSigScheme{
+	sig, err := e.Sign(&tpm.Loadable{ID: "imported", Parent: storage, Public: tpm2.New2B(pubArea), Private: ip}, digest[:], tpm2.TPMTSigScheme{
 		Scheme:  tpm2.TPMAlgECDSA,
 		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
 	})
@@ -89,7 +89,7 @@ func TestSecretsNeverCrossTheBus(t *testing.T) {
 	// Without a salt key, the same exchange shows the PIN-derived value.
 	e.FlushAll()
 	e.Salt = nil
-	got, err = e.Unseal(&tpm.Object{ID: "seal2", Parent: srk, Public: pub, Private: newPriv, Auth: newAuth})
+	got, err = e.Unseal(&tpm.Loadable{ID: "seal2", Parent: srk, Public: pub, Private: newPriv, Auth: newAuth})
 	require.NoError(t, err)
 	require.Equal(t, sealed, got)
 	require.True(t, bytes.Contains(p.seen.Bytes(), newAuth), "the tap sees nothing: the test cannot tell")

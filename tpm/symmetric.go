@@ -15,7 +15,7 @@ const maxBuffer = 1024
 // EncryptDecrypt runs TPM2_EncryptDecrypt2 over data of any length in
 // chunks, chaining the IV the TPM returns, and returns the output and the
 // IV to continue with. mode is a TPM symmetric mode (CFB, CBC, ECB, CTR).
-func (e *Engine) EncryptDecrypt(key *Object, decrypt bool, mode tpm2.TPMAlgID, iv, data []byte) ([]byte, []byte, error) {
+func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID, iv, data []byte) ([]byte, []byte, error) {
 	out := make([]byte, 0, len(data))
 	for len(data) > 0 {
 		h, err := e.Handle(key)
@@ -42,7 +42,7 @@ func (e *Engine) EncryptDecrypt(key *Object, decrypt bool, mode tpm2.TPMAlgID, i
 
 // HMAC computes the HMAC of data with key: one TPM2_HMAC when data fits a
 // buffer, else an HMAC sequence that lives only within this call.
-func (e *Engine) HMAC(key *Object, hash tpm2.TPMAlgID, data []byte) ([]byte, error) {
+func (e *Engine) HMAC(key *Loadable, hash tpm2.TPMAlgID, data []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func (e *Engine) HMAC(key *Object, hash tpm2.TPMAlgID, data []byte) ([]byte, err
 
 // ECDH multiplies the peer's point by key's private scalar
 // (TPM2_ECDH_ZGen) and returns Z, the x coordinate.
-func (e *Engine) ECDH(key *Object, x, y []byte) ([]byte, error) {
+func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
@@ -122,7 +122,7 @@ func (e *Engine) ECDH(key *Object, x, y []byte) ([]byte, error) {
 // wrapper (AES-128-CFB with a fresh key and an integrity hash); that key is
 // the command's first parameter, encrypted by the salted session, so the
 // private key never crosses the bus in the clear.
-func (e *Engine) Import(parent *Object, public tpm2.TPMTPublic, sensitive tpm2.TPMTSensitive) (tpm2.TPM2BPrivate, error) {
+func (e *Engine) Import(parent *Loadable, public tpm2.TPMTPublic, sensitive tpm2.TPMTSensitive) (tpm2.TPM2BPrivate, error) {
 	ph, err := e.Handle(parent)
 	if err != nil {
 		return tpm2.TPM2BPrivate{}, err

@@ -41,7 +41,7 @@ func pct(d []time.Duration, p int) time.Duration {
 func floorSigns(b *testing.B, kind string, n int) []time.Duration {
 	tr := swtpmtest.Start(b)
 	e := tpm.NewEngine(tr, 3)
-	srk := &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	tmpl, scheme := tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), tpm2.TPMAlgECDSA
 	if kind != "ECDSA-P256" {
 		tmpl, scheme = tpm.RSAKeyTemplate(2048), tpm2.TPMAlgRSASSA
@@ -50,7 +50,7 @@ func floorSigns(b *testing.B, kind string, n int) []time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
-	key := &tpm.Object{ID: "k", Parent: srk, Public: pub, Private: priv}
+	key := &tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv}
 	h, err := e.Handle(key)
 	if err != nil {
 		b.Fatal(err)

@@ -71,7 +71,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		key := &tpm.Object{Parent: storage, Public: tpm2.New2B(public), Private: v}
+		key := &tpm.Loadable{Parent: storage, Public: tpm2.New2B(public), Private: v}
 		spki, err := publicAttrs(key, kt, rest[ck.CKA_EC_PARAMS], Attrs{}, priv)
 		if err != nil {
 			return Result{}, err

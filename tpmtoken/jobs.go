@@ -11,7 +11,7 @@ import (
 
 // callJob turns what a mechanism asks of the TPM into a job on the
 // worker with key; the job's value is the output bytes.
-func callJob(key *tpm.Object, call mech.TPMCall) func(e *tpm.Engine) ([]byte, error) {
+func callJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byte, error) {
 	switch c := call.(type) {
 	case mech.HMACCall:
 		return func(e *tpm.Engine) ([]byte, error) { return e.HMAC(key, c.Hash, c.Data) }

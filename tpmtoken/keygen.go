@@ -180,9 +180,9 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	}
 	storage := s.tok.storage
 	// Saveable only if it makes no session objects.
-	var persist *persistSpec[*tpm.Object]
+	var persist *persistSpec[*tpm.Loadable]
 	if pub.Bool(ck.CKA_TOKEN) && priv.Bool(ck.CKA_TOKEN) {
-		persist = &persistSpec[*tpm.Object]{save: func(v *tpm.Object, err error) (asyncRecord, error) {
+		persist = &persistSpec[*tpm.Loadable]{save: func(v *tpm.Loadable, err error) (asyncRecord, error) {
 			if err != nil {
 				return asyncRecord{}, err
 			}
@@ -193,13 +193,13 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 			return asyncRecord{UIDs: s.tok.uids(pubH, privH)}, nil
 		}}
 	}
-	res, err := start(l, s, "C_GenerateKeyPair", ck.CKF_GENERATE_KEY_PAIR, func(e *tpm.Engine) (*tpm.Object, error) {
+	res, err := start(l, s, "C_GenerateKeyPair", ck.CKF_GENERATE_KEY_PAIR, func(e *tpm.Engine) (*tpm.Loadable, error) {
 		p, k, err := e.Create(storage, template, nil, nil)
 		if err != nil {
 			return nil, err
 		}
-		return &tpm.Object{Parent: storage, Public: p, Private: k}, nil
-	}, func(v *tpm.Object, err error) (Result, error) {
+		return &tpm.Loadable{Parent: storage, Public: p, Private: k}, nil
+	}, func(v *tpm.Loadable, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
@@ -213,7 +213,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 }
 
 // addKeyPair makes the objects of a key pair the TPM created.
-func (t *Token) addKeyPair(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub, priv Attrs, mech ck.MechType, session uint64) (uint64, uint64, error) {
+func (t *Token) addKeyPair(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv Attrs, mech ck.MechType, session uint64) (uint64, uint64, error) {
 	spki, err := publicAttrs(key, kt, ecParams, pub, priv)
 	if err != nil {
 		return 0, 0, err
@@ -245,7 +245,7 @@ func (t *Token) addKeyPair(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub,
 
 // publicAttrs fills the public-key attributes from the TPM's public area
 // and returns the SubjectPublicKeyInfo.
-func publicAttrs(key *tpm.Object, kt ck.KeyType, ecParams []byte, pub, priv Attrs) ([]byte, error) {
+func publicAttrs(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv Attrs) ([]byte, error) {
 	p, err := key.Public.Contents()
 	if err != nil {
 		return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)

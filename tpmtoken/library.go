@@ -21,7 +21,7 @@ type Library struct {
 	// devErr says why there is no TPM; slots then show no token.
 	devErr error
 	q      *asyncq.Queue[*tpm.Engine]
-	srk    *tpm.Object
+	srk    *tpm.Loadable
 
 	mu       sync.RWMutex
 	slots    []*Slot
@@ -63,7 +63,7 @@ func Open(cfg Config) (*Library, error) {
 	if cfg.Latency > 0 {
 		t = tpm.Latency{T: t, Delay: cfg.Latency}
 	}
-	l.srk = &tpm.Object{ID: "srk", Public: tpm.SRKTemplate()}
+	l.srk = &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	if l.dev.Hardware {
 		l.srk.Persistent = tpm.SRKHandle // used only if it is this very key
 	}

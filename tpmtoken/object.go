@@ -21,7 +21,7 @@ type Object struct {
 	// session is the owning session of a session object, 0 for token objects.
 	session uint64
 	// key is the TPM key of a private key object.
-	key *tpm.Object
+	key *tpm.Loadable
 }
 
 func (o *Object) class() ck.ObjectClass {
@@ -93,7 +93,7 @@ func (t *Token) refresh() error {
 func (t *Token) fromRecord(rec *store.Object) *Object {
 	o := &Object{UID: rec.UID, Attrs: Attrs(rec.Attrs)}
 	if len(rec.Private) > 0 {
-		o.key = &tpm.Object{
+		o.key = &tpm.Loadable{
 			ID: "key:" + rec.UID, Parent: t.storage,
 			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
 			Private: tpm2.TPM2BPrivate{Buffer: rec.Private},

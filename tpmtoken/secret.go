@@ -84,7 +84,7 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 	}
 	storage := s.tok.storage
 	type made struct {
-		key   *tpm.Object
+		key   *tpm.Loadable
 		value []byte
 	}
 	job := func(e *tpm.Engine) (made, error) {
@@ -106,7 +106,7 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		if err != nil {
 			return made{}, err
 		}
-		return made{&tpm.Object{Parent: storage, Public: p, Private: k}, v}, nil
+		return made{&tpm.Loadable{Parent: storage, Public: p, Private: k}, v}, nil
 	}
 	finish := func(m made, err error) (Result, error) {
 		if err != nil {

@@ -21,7 +21,7 @@ type Token struct {
 
 	mu       sync.Mutex
 	rec      *store.Token
-	storage  *tpm.Object // parent of all keys; Auth known only while logged in
+	storage  *tpm.Loadable // parent of all keys; Auth known only while logged in
 	loggedIn ck.UserType
 	isLogged bool
 	objs     *store.Objects
@@ -39,7 +39,7 @@ func (l *Library) newToken(rec *store.Token) *Token {
 func (t *Token) setRecord(rec *store.Token) {
 	t.rec = rec
 	t.objs = t.lib.store.Objects(rec.Serial)
-	t.storage = &tpm.Object{
+	t.storage = &tpm.Loadable{
 		ID: "storage:" + rec.Serial, Parent: t.lib.srk,
 		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Storage.Public),
 		Private: tpm2.TPM2BPrivate{Buffer: rec.Storage.Private},
@@ -93,8 +93,8 @@ func (l *Library) seal(e *tpm.Engine, secret, pin []byte) (store.PINObject, erro
 	return store.PINObject{Scheme: pinScheme, Salt: salt, Public: pub.Bytes(), Private: priv.Buffer}, nil
 }
 
-func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Object {
-	return &tpm.Object{
+func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Loadable {
+	return &tpm.Loadable{
 		ID: id, Parent: l.srk,
 		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](p.Public),
 		Private: tpm2.TPM2BPrivate{Buffer: p.Private},
