@@ -1,0 +1,233 @@
+/* The operation state rules of PKCS#11 (§5.2 and the function
+ * descriptions) through libtpm11.so, for digest, sign, verify, encrypt and
+ * decrypt: what ends an operation, single-part vs multi-part, CK_ULONG
+ * lengths, RSA decryption into a buffer of the plaintext's size, attacker
+ * ciphertexts, and the async output buffer race. */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "test.h"
+
+#define D(name, value) static const CK_ULONG name = value
+D(K_CKM_SHA256, 0x250UL);
+D(K_CKM_ECDSA, 0x1041UL);
+D(K_CKM_ECDSA_SHA256, 0x1044UL);
+D(K_CKM_EC_GEN, 0x1040UL);
+D(K_CKM_RSA_GEN, 0x0UL);
+D(K_CKM_RSA_PKCS, 0x1UL);
+D(K_CKA_MODULUS_BITS, 0x121UL);
+D(K_CKA_DECRYPT, 0x105UL);
+D(K_CKA_ENCRYPT, 0x104UL);
+D(K_CKR_FUNCTION_NOT_SUPPORTED, 0x054UL);
+D(K_CKR_ENCRYPTED_DATA_INVALID, 0x040UL);
+D(K_CKR_BUFFER_TOO_SMALL, 0x150UL);
+
+static CK_FUNCTION_LIST_3_2 *f;
+static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const CK_BYTE sha256_ab[32] = {0xfb, 0x8e, 0x20, 0xfc, 0x2e, 0x4c, 0x3f, 0x24, 0x8c, 0x60, 0xc3, 0x9b, 0xd6, 0x52, 0xf3, 0xc1,
+                                      0x34, 0x72, 0x98, 0xbb, 0x97, 0x7b, 0x8b, 0x4d, 0x59, 0x03, 0xb8, 0x50, 0x55, 0x62, 0x06, 0x03};
+
+static void test_digest(CK_SESSION_HANDLE h) {
+  CK_MECHANISM sha = {K_CKM_SHA256, NULL, 0};
+  CK_BYTE out[32];
+  CK_ULONG n = sizeof out;
+  /* Bad arguments end the operation. */
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_Digest(h, NULL, 5, out, &n), CKR_ARGUMENTS_BAD);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "ab", 2), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "ab", 2, out, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_DigestFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  /* After an update the single-part call is refused and the operation is kept. */
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "a", 1), CKR_OK);
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "b", 1, out, &n), CKR_OPERATION_ACTIVE);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "b", 1), CKR_OK);
+  n = sizeof out;
+  RV(f->C_DigestFinal(h, out, &n), CKR_OK);
+  CHECK(n == 32 && memcmp(out, sha256_ab, 32) == 0, "multi-part digest of \"ab\"");
+  /* A length query and a too-small buffer keep the operation. */
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  n = 0;
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "ab", 2, NULL, &n), CKR_OK);
+  CHECK(n == 32, "digest length %lu", n);
+  n = 31;
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "ab", 2, out, &n), K_CKR_BUFFER_TOO_SMALL);
+  CHECK(n == 32, "too small gave %lu", n);
+  /* CK_ULONG lengths: a huge length with a big-enough buffer is fine. */
+  n = (CK_ULONG)-1;
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "ab", 2, out, &n), CKR_OK);
+  CHECK(n == 32 && memcmp(out, sha256_ab, 32) == 0, "one-shot digest of \"ab\"");
+  /* After a single-part length query, the final part is refused (and the
+   * operation ends: pkcs11-tool starts anew with *Init after it). */
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "ab", 2, NULL, &n), CKR_OK);
+  RV(f->C_DigestFinal(h, out, &n), CKR_OPERATION_ACTIVE);
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_DigestFinal(h, out, &n), CKR_OK);
+}
+
+static void test_sign(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub) {
+  CK_MECHANISM ecdsa = {K_CKM_ECDSA, NULL, 0}, sha = {K_CKM_ECDSA_SHA256, NULL, 0};
+  CK_BYTE sig[64], digest[32] = {1, 2, 3};
+  CK_ULONG n = sizeof sig;
+  /* Raw ECDSA has no multi-part form. */
+  RV(f->C_SignInit(h, &ecdsa, priv), CKR_OK);
+  RV(f->C_SignUpdate(h, digest, 32), K_CKR_FUNCTION_NOT_SUPPORTED);
+  RV(f->C_SignFinal(h, sig, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_VerifyInit(h, &ecdsa, pub), CKR_OK);
+  RV(f->C_VerifyUpdate(h, digest, 32), K_CKR_FUNCTION_NOT_SUPPORTED);
+  RV(f->C_VerifyFinal(h, sig, 64), CKR_OPERATION_NOT_INITIALIZED);
+  /* Bad arguments end C_Sign and C_Verify. */
+  RV(f->C_SignInit(h, &sha, priv), CKR_OK);
+  RV(f->C_Sign(h, (CK_BYTE_PTR) "m", 1, sig, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_Sign(h, (CK_BYTE_PTR) "m", 1, sig, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
+  RV(f->C_Verify(h, (CK_BYTE_PTR) "m", 1, NULL, 64), CKR_ARGUMENTS_BAD);
+  RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OPERATION_NOT_INITIALIZED);
+  /* Single-part after update refused, operation kept; a huge length works. */
+  RV(f->C_SignInit(h, &sha, priv), CKR_OK);
+  RV(f->C_SignUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OK);
+  RV(f->C_Sign(h, (CK_BYTE_PTR) "m", 1, sig, &n), CKR_OPERATION_ACTIVE);
+  n = (CK_ULONG)-1;
+  RV(f->C_SignFinal(h, sig, &n), CKR_OK);
+  CHECK(n == 64, "signature length %lu", n);
+  RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
+  RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OK);
+  RV(f->C_Verify(h, (CK_BYTE_PTR) "m", 1, sig, 64), CKR_OPERATION_ACTIVE);
+  RV(f->C_VerifyFinal(h, sig, 64), CKR_OK);
+  /* A failed verification ends the operation too. */
+  RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
+  RV(f->C_Verify(h, (CK_BYTE_PTR) "x", 1, sig, 64), CKR_SIGNATURE_INVALID);
+  RV(f->C_VerifyFinal(h, sig, 64), CKR_OPERATION_NOT_INITIALIZED);
+}
+
+static void test_rsa_decrypt(CK_SESSION_HANDLE h) {
+  CK_MECHANISM gen = {K_CKM_RSA_GEN, NULL, 0}, pkcs = {K_CKM_RSA_PKCS, NULL, 0};
+  CK_ULONG bits = 2048;
+  CK_BBOOL yes = 1;
+  CK_ATTRIBUTE pubt[] = {{K_CKA_MODULUS_BITS, &bits, sizeof bits}, {K_CKA_ENCRYPT, &yes, 1}};
+  CK_ATTRIBUTE privt[] = {{K_CKA_DECRYPT, &yes, 1}};
+  CK_OBJECT_HANDLE pub, priv;
+  RV(f->C_GenerateKeyPair(h, &gen, pubt, 2, privt, 1, &pub, &priv), CKR_OK);
+  CK_BYTE ct[256], pt[256];
+  CK_ULONG n = sizeof ct;
+  RV(f->C_EncryptInit(h, &pkcs, pub), CKR_OK);
+  RV(f->C_Encrypt(h, (CK_BYTE_PTR) "hello", 5, ct, &n), CKR_OK);
+  CHECK(n == 256, "RSA ciphertext length %lu", n);
+  /* Raw RSA has no multi-part form. */
+  RV(f->C_DecryptInit(h, &pkcs, priv), CKR_OK);
+  n = sizeof pt;
+  RV(f->C_DecryptUpdate(h, ct, 256, pt, &n), K_CKR_FUNCTION_NOT_SUPPORTED);
+  RV(f->C_Decrypt(h, ct, 256, pt, &n), CKR_OPERATION_NOT_INITIALIZED);
+  /* A buffer of exactly the plaintext's size is enough. */
+  RV(f->C_DecryptInit(h, &pkcs, priv), CKR_OK);
+  n = 5;
+  RV(f->C_Decrypt(h, ct, 256, pt, &n), CKR_OK);
+  CHECK(n == 5 && memcmp(pt, "hello", 5) == 0, "decrypt into a 5-byte buffer");
+  /* Too small: the size needed, the operation kept, the result the same. */
+  RV(f->C_DecryptInit(h, &pkcs, priv), CKR_OK);
+  n = 3;
+  RV(f->C_Decrypt(h, ct, 256, pt, &n), K_CKR_BUFFER_TOO_SMALL);
+  CHECK(n == 5, "needed %lu", n);
+  RV(f->C_Decrypt(h, ct, 256, pt, &n), CKR_OK);
+  CHECK(n == 5 && memcmp(pt, "hello", 5) == 0, "decrypt after BUFFER_TOO_SMALL");
+  /* A ciphertext >= the modulus is the caller's error, never the device's. */
+  memset(ct, 0xff, sizeof ct);
+  RV(f->C_DecryptInit(h, &pkcs, priv), CKR_OK);
+  n = sizeof pt;
+  RV(f->C_Decrypt(h, ct, 256, pt, &n), K_CKR_ENCRYPTED_DATA_INVALID);
+  RV(f->C_Decrypt(h, ct, 256, pt, &n), CKR_OPERATION_NOT_INITIALIZED);
+}
+
+/* The async output buffer is known to the module before the job can
+ * complete: a thread collecting results as fast as it can always finds the
+ * signature in the caller's buffer. */
+static CK_SESSION_HANDLE race_s, race_v;
+static CK_OBJECT_HANDLE race_pub;
+static volatile int race_stop, race_done, race_bad;
+
+static void *collector(void *arg) {
+  (void)arg;
+  CK_MECHANISM sha = {K_CKM_ECDSA_SHA256, NULL, 0};
+  while (!race_stop) {
+    CK_ASYNC_DATA res = {0, NULL, 0, 0, 0};
+    if (f->C_AsyncComplete(race_s, (CK_UTF8CHAR_PTR) "C_Sign", &res) != CKR_OK) {
+      sched_yield();
+      continue;
+    }
+    if (res.pValue == NULL || res.ulValue != 64 || f->C_VerifyInit(race_v, &sha, race_pub) != CKR_OK ||
+        f->C_Verify(race_v, (CK_BYTE_PTR) "race", 4, res.pValue, 64) != CKR_OK)
+      race_bad++;
+    __atomic_add_fetch(&race_done, 1, __ATOMIC_SEQ_CST);
+  }
+  return NULL;
+}
+
+static void test_async_race(CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub) {
+  CK_MECHANISM sha = {K_CKM_ECDSA_SHA256, NULL, 0};
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &race_s), CKR_OK);
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &race_v), CKR_OK);
+  race_pub = pub;
+  pthread_t t;
+  pthread_create(&t, NULL, collector, NULL);
+  int pended = 0;
+  for (int i = 0; i < 200; i++) {
+    CK_BYTE *buf = calloc(1, 64);
+    CK_ULONG n = 64;
+    RV(f->C_SignInit(race_s, &sha, priv), CKR_OK);
+    int before = __atomic_load_n(&race_done, __ATOMIC_SEQ_CST);
+    CK_RV r = f->C_Sign(race_s, (CK_BYTE_PTR) "race", 4, buf, &n);
+    if (r == CKR_PENDING) {
+      pended++;
+      for (long spin = 0; __atomic_load_n(&race_done, __ATOMIC_SEQ_CST) == before && spin < 200000000L; spin++) sched_yield();
+    } else {
+      CHECK(r == CKR_OK, "C_Sign on an async session: 0x%lx", r);
+    }
+    free(buf);
+  }
+  race_stop = 1;
+  pthread_join(t, NULL);
+  CHECK(race_bad == 0, "%d of %d collected results were not in the caller's buffer", race_bad, race_done);
+  CHECK(pended > 0, "no C_Sign pended");
+  printf("opstate_test: %d of 200 async signs pended, all collected from their buffers\n", pended);
+  f->C_CloseSession(race_s);
+  f->C_CloseSession(race_v);
+}
+
+int main(int argc, char **argv) {
+  void *so = dlopen(argc > 1 ? argv[1] : "build/libtpm11.so", RTLD_NOW);
+  if (!so) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
+  CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
+  CK_INTERFACE_PTR ip;
+  CK_VERSION v32 = {3, 2};
+  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v32, &ip, 0), CKR_OK);
+  f = ip->pFunctionList;
+  RV(f->C_Initialize(NULL), CKR_OK);
+  CK_BYTE label[32];
+  memset(label, ' ', 32);
+  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
+  CK_SESSION_HANDLE h;
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+  RV(f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR) "so-secret", 9), CKR_OK);
+  RV(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
+  RV(f->C_Logout(h), CKR_OK);
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
+  CK_MECHANISM gen = {K_CKM_EC_GEN, NULL, 0};
+  CK_ATTRIBUTE pubt[] = {{CKA_EC_PARAMS, p256, sizeof p256}};
+  CK_OBJECT_HANDLE pub, priv;
+  RV(f->C_GenerateKeyPair(h, &gen, pubt, 1, NULL, 0, &pub, &priv), CKR_OK);
+
+  test_digest(h);
+  test_sign(h, priv, pub);
+  test_rsa_decrypt(h);
+  test_async_race(priv, pub);
+
+  RV(f->C_Finalize(NULL), CKR_OK);
+  if (failures) { fprintf(stderr, "%d failures\n", failures); return 1; }
+  printf("opstate_test: all checks passed\n");
+  return 0;
+}
