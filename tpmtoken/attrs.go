@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"bytes"
 	"encoding/binary"
 
 	"github.com/tpm11/tpm11/ck"
@@ -45,15 +46,21 @@ func (a Attrs) ULong(t ck.AttributeType) (uint64, bool) {
 func (a Attrs) SetBool(t ck.AttributeType, b bool)    { a[t] = boolBytes(b) }
 func (a Attrs) SetULong(t ck.AttributeType, v uint64) { a[t] = ulongBytes(v) }
 
-// Template is a caller's template, indexed; duplicates keep the last value.
+// Template is a caller's template, indexed.
 type Template map[ck.AttributeType][]byte
 
-func NewTemplate(attrs []Attr) Template {
+// NewTemplate indexes a caller's template. An attribute given twice with
+// the same value is accepted; with two different values the template
+// contradicts itself: CKR_TEMPLATE_INCONSISTENT.
+func NewTemplate(attrs []Attr) (Template, error) {
 	t := Template{}
 	for _, a := range attrs {
+		if prev, ok := t[a.Type]; ok && !bytes.Equal(prev, a.Value) {
+			return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x given twice with different values", a.Type)
+		}
 		t[a.Type] = a.Value
 	}
-	return t
+	return t, nil
 }
 
 // Bool reads a CK_BBOOL from the template: (value, present, error).

@@ -33,7 +33,10 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	t := NewTemplate(tmpl)
+	t, err := NewTemplate(tmpl)
+	if err != nil {
+		return 0, err
+	}
 	class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS)
 	if err != nil {
 		return 0, err

@@ -35,7 +35,10 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		return 0, err
 	}
 
-	t := NewTemplate(tmpl)
+	t, err := NewTemplate(tmpl)
+	if err != nil {
+		return 0, err
+	}
 	if class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS); err != nil || (ok && class != ck.CKO_SECRET_KEY) {
 		return 0, ck.E(ck.CKR_TEMPLATE_INCONSISTENT)
 	}

@@ -82,7 +82,13 @@ func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults ma
 			if err != nil {
 				return nil, err
 			}
-			if b && !allowed[typ] {
+			switch {
+			case b && !allowed[typ] && contains(usageAttrs, typ):
+				// A usage the key type has no mechanism for (OpenSSL's
+				// pkcs11-provider asks for CKA_WRAP on every EC public
+				// key): accepted, and the key says what it can do.
+				b = false
+			case b && !allowed[typ]:
 				return nil, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x cannot be true on this key", typ)
 			}
 			a.SetBool(typ, b)
@@ -117,7 +123,14 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if err != nil {
 		return 0, 0, err
 	}
-	pt, vt := NewTemplate(pubT), NewTemplate(privT)
+	pt, err := NewTemplate(pubT)
+	if err != nil {
+		return 0, 0, err
+	}
+	vt, err := NewTemplate(privT)
+	if err != nil {
+		return 0, 0, err
+	}
 	var kt ck.KeyType
 	var template tpm2.TPMTPublic
 	var ecParams []byte

@@ -31,7 +31,7 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 		case contains(modifiableAttrs, a.Type):
 			next[a.Type] = bytes.Clone(a.Value)
 		case contains(usageAttrs, a.Type):
-			t := NewTemplate([]Attr{a})
+			t := Template{a.Type: a.Value}
 			b, _, err := t.Bool(a.Type)
 			if err != nil {
 				return err
@@ -80,7 +80,10 @@ func (l *Library) CopyObject(h, obj uint64, tmpl []Attr) (uint64, error) {
 	for k, v := range o.Attrs {
 		c.Attrs[k] = v
 	}
-	t := NewTemplate(tmpl)
+	t, err := NewTemplate(tmpl)
+	if err != nil {
+		return 0, err
+	}
 	for typ, v := range t {
 		switch {
 		case typ == ck.CKA_TOKEN || typ == ck.CKA_PRIVATE || typ == ck.CKA_MODIFIABLE || typ == ck.CKA_DESTROYABLE:

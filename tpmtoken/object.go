@@ -2,6 +2,7 @@ package tpmtoken
 
 import (
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
@@ -60,6 +61,21 @@ func (o *Object) allows(m ck.MechType) bool {
 
 func newUID() string { return hex.EncodeToString(randBytes(16)) }
 
+// handleFor is the object handle of uid: derived from the object's identity
+// in the store, so it is the same in every process and after C_Finalize and
+// C_Initialize (a forked child, a p11-kit server or a re-initialised client
+// keeps using the handles it has). 62 bits: a collision among even a
+// million objects has odds of 1 in 10^7; one is resolved by the next free
+// value. Callers hold t.mu.
+func (t *Token) handleFor(uid string) uint64 {
+	d := sha256.Sum256([]byte("tpm11 object handle\x00" + uid))
+	h := binary.BigEndian.Uint64(d[:8]) >> 2
+	for h == 0 || (t.objects[h] != nil && t.objects[h].UID != uid) {
+		h = (h + 1) & (1<<62 - 1)
+	}
+	return h
+}
+
 // refresh merges the store's objects (other processes' included) into the
 // handle table. Callers hold t.mu.
 func (t *Token) refresh() error {
@@ -83,7 +99,7 @@ func (t *Token) refresh() error {
 			continue
 		}
 		o := t.fromRecord(rec)
-		o.Handle = t.lib.handles.Add(1)
+		o.Handle = t.handleFor(uid)
 		t.objects[o.Handle] = o
 		t.byUID[uid] = o.Handle
 	}
@@ -123,7 +139,7 @@ func (t *Token) add(o *Object) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.invalidate()
-	o.Handle = t.lib.handles.Add(1)
+	o.Handle = t.handleFor(o.UID)
 	t.objects[o.Handle] = o
 	t.byUID[o.UID] = o.Handle
 	return nil
@@ -140,9 +156,16 @@ func (t *Token) object(h uint64) (*Object, error) {
 	defer t.mu.Unlock()
 	o := t.objects[h]
 	if o == nil {
-		// Perhaps another process created it; handles are only handed out
-		// after refresh, so an unknown handle is invalid.
-		return nil, ck.E(ck.CKR_OBJECT_HANDLE_INVALID)
+		// Handles come from identities in the store: one we do not know
+		// may be of an object this process has not read yet (made by
+		// another process, or known to the caller from before
+		// C_Initialize). Read the store once and look again.
+		if err := t.refresh(); err != nil {
+			return nil, err
+		}
+		if o = t.objects[h]; o == nil {
+			return nil, ck.E(ck.CKR_OBJECT_HANDLE_INVALID)
+		}
 	}
 	if !t.visible(o) {
 		return nil, ck.E(ck.CKR_OBJECT_HANDLE_INVALID)

@@ -152,7 +152,10 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 	if m.Param != nil && !isEmptyParam(m.Param) {
 		return 0, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
 	}
-	t := NewTemplate(tmpl)
+	t, err := NewTemplate(tmpl)
+	if err != nil {
+		return 0, err
+	}
 	n, ok, err := t.ULong(ck.CKA_VALUE_LEN)
 	if err != nil {
 		return 0, err

@@ -62,10 +62,25 @@ func TestTokenKeygenSignAcrossLibraries(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, pubH)
 
-	// EC keys never decrypt.
+	// EC keys never decrypt or wrap; a template asking for it (OpenSSL's
+	// pkcs11-provider asks for CKA_WRAP/CKA_UNWRAP) is accepted, and the
+	// key says what it can do.
+	ecPub, ecPriv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}, {ck.CKA_WRAP, []byte{1}}}, []tpmtoken.Attr{{ck.CKA_DECRYPT, []byte{1}}, {ck.CKA_UNWRAP, []byte{1}}})
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, ecPriv, []ck.AttributeType{ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN})
+	require.NoError(t, err)
+	require.Equal(t, [][]byte{{0}, {0}, {1}}, [][]byte{got[0].Value, got[1].Value, got[2].Value})
+	got, err = l.GetAttributeValue(h, ecPub, []ck.AttributeType{ck.CKA_WRAP})
+	require.NoError(t, err)
+	require.Equal(t, []byte{0}, got[0].Value)
+	// A template that contradicts itself is refused.
 	_, _, err = l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
-		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}}, []tpmtoken.Attr{{ck.CKA_DECRYPT, []byte{1}}})
-	require.Equal(t, ck.CKR_ATTRIBUTE_VALUE_INVALID, rv(err))
+		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}, {ck.CKA_LABEL, []byte("a")}, {ck.CKA_LABEL, []byte("b")}}, nil)
+	require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
+	_, _, err = l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}, {ck.CKA_LABEL, []byte("a")}, {ck.CKA_LABEL, []byte("a")}}, nil)
+	require.NoError(t, err, "a repeated attribute with the same value is no contradiction")
 
 	res, err := l.GetAttributeValue(h, privH, []ck.AttributeType{ck.CKA_VALUE, ck.CKA_SIGN, 0x7777, ck.CKA_PUBLIC_KEY_INFO})
 	require.NoError(t, err)
