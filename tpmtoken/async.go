@@ -122,6 +122,12 @@ func (l *Library) AsyncComplete(h uint64, fn string, haveResult bool) (res Resul
 	if !asyncFunctions[fn] {
 		return Result{}, false, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "%q cannot be asynchronous", fn)
 	}
+	if !haveResult {
+		// Every function that may pend has outputs (none of our *Init
+		// pends), so a NULL CK_ASYNC_DATA is always bad arguments,
+		// whether or not anything is pending.
+		return Result{}, false, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "%s has outputs: pResult is required", fn)
+	}
 	s, err := l.anySession(h)
 	if err != nil {
 		return Result{}, false, err

@@ -102,6 +102,8 @@ int main(int argc, char **argv) {
   CHECK(res.pValue == buf, "pValue is not the original buffer");
   CHECK(res.ulValue == 64, "ulValue %lu", res.ulValue);
   RV(f->C_AsyncComplete(as, (CK_UTF8CHAR_PTR) "C_Sign", &res), CKR_OPERATION_NOT_INITIALIZED);
+  /* A NULL result is bad arguments even with nothing pending. */
+  RV(f->C_AsyncComplete(as, (CK_UTF8CHAR_PTR) "C_Sign", NULL), CKR_ARGUMENTS_BAD);
   RV(f->C_VerifyInit(sync, &sign_mech, hpub), CKR_OK);
   RV(f->C_Verify(sync, (CK_BYTE_PTR) "async", 5, buf, 64), CKR_OK);
 
