@@ -298,11 +298,12 @@ func (l *Library) FindObjectsFinal(h uint64) error {
 
 // GetAttributeValue answers for each type; see AttrResult.
 func (l *Library) GetAttributeValue(h, obj uint64, types []ck.AttributeType) ([]AttrResult, error) {
-	_, o, err := l.sessionObject(h, obj)
+	s, o, err := l.sessionObject(h, obj)
 	if err != nil {
 		return nil, err
 	}
-	return getAttributes(o, types), nil
+	res := getAttributes(o, types)
+	return res, s.tok.valueOf(o, types, res)
 }
 
 // DestroyObject destroys obj.

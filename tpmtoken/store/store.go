@@ -132,6 +132,9 @@ type Object struct {
 	Attrs   map[ck.AttributeType][]byte `json:"attrs"`
 	Public  []byte                      `json:"tpm_public,omitempty"`
 	Private []byte                      `json:"tpm_private,omitempty"`
+	// Sealed is a private data object's value, encrypted under the data
+	// key whose TPM blobs are Public and Private.
+	Sealed []byte `json:"sealed,omitempty"`
 }
 
 type cached struct {
