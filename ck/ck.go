@@ -128,62 +128,74 @@ const (
 )
 
 // Certificate types.
-const CKC_X_509 ULong = 0
+const (
+	CKC_X_509           ULong = 0
+	CKC_X_509_ATTR_CERT ULong = 1
+)
 
 // Attributes.
 const (
-	CKA_CLASS                AttributeType = 0x000
-	CKA_TOKEN                AttributeType = 0x001
-	CKA_PRIVATE              AttributeType = 0x002
-	CKA_LABEL                AttributeType = 0x003
-	CKA_UNIQUE_ID            AttributeType = 0x004
-	CKA_APPLICATION          AttributeType = 0x010
-	CKA_VALUE                AttributeType = 0x011
-	CKA_OBJECT_ID            AttributeType = 0x012
-	CKA_CERTIFICATE_TYPE     AttributeType = 0x080
-	CKA_ISSUER               AttributeType = 0x081
-	CKA_SERIAL_NUMBER        AttributeType = 0x082
-	CKA_TRUSTED              AttributeType = 0x086
-	CKA_CERTIFICATE_CATEGORY AttributeType = 0x087
-	CKA_KEY_TYPE             AttributeType = 0x100
-	CKA_SUBJECT              AttributeType = 0x101
-	CKA_ID                   AttributeType = 0x102
-	CKA_SENSITIVE            AttributeType = 0x103
-	CKA_ENCRYPT              AttributeType = 0x104
-	CKA_DECRYPT              AttributeType = 0x105
-	CKA_WRAP                 AttributeType = 0x106
-	CKA_UNWRAP               AttributeType = 0x107
-	CKA_SIGN                 AttributeType = 0x108
-	CKA_SIGN_RECOVER         AttributeType = 0x109
-	CKA_VERIFY               AttributeType = 0x10A
-	CKA_VERIFY_RECOVER       AttributeType = 0x10B
-	CKA_DERIVE               AttributeType = 0x10C
-	CKA_START_DATE           AttributeType = 0x110
-	CKA_END_DATE             AttributeType = 0x111
-	CKA_MODULUS              AttributeType = 0x120
-	CKA_MODULUS_BITS         AttributeType = 0x121
-	CKA_PUBLIC_EXPONENT      AttributeType = 0x122
-	CKA_PRIVATE_EXPONENT     AttributeType = 0x123
-	CKA_PRIME_1              AttributeType = 0x124
-	CKA_PRIME_2              AttributeType = 0x125
-	CKA_EXPONENT_1           AttributeType = 0x126
-	CKA_EXPONENT_2           AttributeType = 0x127
-	CKA_COEFFICIENT          AttributeType = 0x128
-	CKA_PUBLIC_KEY_INFO      AttributeType = 0x129
-	CKA_VALUE_LEN            AttributeType = 0x161
-	CKA_EXTRACTABLE          AttributeType = 0x162
-	CKA_LOCAL                AttributeType = 0x163
-	CKA_NEVER_EXTRACTABLE    AttributeType = 0x164
-	CKA_ALWAYS_SENSITIVE     AttributeType = 0x165
-	CKA_KEY_GEN_MECHANISM    AttributeType = 0x166
-	CKA_MODIFIABLE           AttributeType = 0x170
-	CKA_COPYABLE             AttributeType = 0x171
-	CKA_DESTROYABLE          AttributeType = 0x172
-	CKA_EC_PARAMS            AttributeType = 0x180
-	CKA_EC_POINT             AttributeType = 0x181
-	CKA_ALWAYS_AUTHENTICATE  AttributeType = 0x202
-	CKA_WRAP_WITH_TRUSTED    AttributeType = 0x210
-	CKA_ALLOWED_MECHANISMS   AttributeType = 0x40000600
+	CKA_CLASS                      AttributeType = 0x000
+	CKA_TOKEN                      AttributeType = 0x001
+	CKA_PRIVATE                    AttributeType = 0x002
+	CKA_LABEL                      AttributeType = 0x003
+	CKA_UNIQUE_ID                  AttributeType = 0x004
+	CKA_APPLICATION                AttributeType = 0x010
+	CKA_VALUE                      AttributeType = 0x011
+	CKA_OBJECT_ID                  AttributeType = 0x012
+	CKA_CERTIFICATE_TYPE           AttributeType = 0x080
+	CKA_ISSUER                     AttributeType = 0x081
+	CKA_SERIAL_NUMBER              AttributeType = 0x082
+	CKA_AC_ISSUER                  AttributeType = 0x083
+	CKA_OWNER                      AttributeType = 0x084
+	CKA_ATTR_TYPES                 AttributeType = 0x085
+	CKA_TRUSTED                    AttributeType = 0x086
+	CKA_CERTIFICATE_CATEGORY       AttributeType = 0x087
+	CKA_JAVA_MIDP_SECURITY_DOMAIN  AttributeType = 0x088
+	CKA_URL                        AttributeType = 0x089
+	CKA_HASH_OF_SUBJECT_PUBLIC_KEY AttributeType = 0x08A
+	CKA_HASH_OF_ISSUER_PUBLIC_KEY  AttributeType = 0x08B
+	CKA_NAME_HASH_ALGORITHM        AttributeType = 0x08C
+	CKA_CHECK_VALUE                AttributeType = 0x090
+	CKA_KEY_TYPE                   AttributeType = 0x100
+	CKA_SUBJECT                    AttributeType = 0x101
+	CKA_ID                         AttributeType = 0x102
+	CKA_SENSITIVE                  AttributeType = 0x103
+	CKA_ENCRYPT                    AttributeType = 0x104
+	CKA_DECRYPT                    AttributeType = 0x105
+	CKA_WRAP                       AttributeType = 0x106
+	CKA_UNWRAP                     AttributeType = 0x107
+	CKA_SIGN                       AttributeType = 0x108
+	CKA_SIGN_RECOVER               AttributeType = 0x109
+	CKA_VERIFY                     AttributeType = 0x10A
+	CKA_VERIFY_RECOVER             AttributeType = 0x10B
+	CKA_DERIVE                     AttributeType = 0x10C
+	CKA_START_DATE                 AttributeType = 0x110
+	CKA_END_DATE                   AttributeType = 0x111
+	CKA_MODULUS                    AttributeType = 0x120
+	CKA_MODULUS_BITS               AttributeType = 0x121
+	CKA_PUBLIC_EXPONENT            AttributeType = 0x122
+	CKA_PRIVATE_EXPONENT           AttributeType = 0x123
+	CKA_PRIME_1                    AttributeType = 0x124
+	CKA_PRIME_2                    AttributeType = 0x125
+	CKA_EXPONENT_1                 AttributeType = 0x126
+	CKA_EXPONENT_2                 AttributeType = 0x127
+	CKA_COEFFICIENT                AttributeType = 0x128
+	CKA_PUBLIC_KEY_INFO            AttributeType = 0x129
+	CKA_VALUE_LEN                  AttributeType = 0x161
+	CKA_EXTRACTABLE                AttributeType = 0x162
+	CKA_LOCAL                      AttributeType = 0x163
+	CKA_NEVER_EXTRACTABLE          AttributeType = 0x164
+	CKA_ALWAYS_SENSITIVE           AttributeType = 0x165
+	CKA_KEY_GEN_MECHANISM          AttributeType = 0x166
+	CKA_MODIFIABLE                 AttributeType = 0x170
+	CKA_COPYABLE                   AttributeType = 0x171
+	CKA_DESTROYABLE                AttributeType = 0x172
+	CKA_EC_PARAMS                  AttributeType = 0x180
+	CKA_EC_POINT                   AttributeType = 0x181
+	CKA_ALWAYS_AUTHENTICATE        AttributeType = 0x202
+	CKA_WRAP_WITH_TRUSTED          AttributeType = 0x210
+	CKA_ALLOWED_MECHANISMS         AttributeType = 0x40000600
 )
 
 // Mechanisms.

@@ -24,10 +24,19 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 		next[k] = v
 	}
 	class := o.class()
+	certType, _ := o.Attrs.ULong(ck.CKA_CERTIFICATE_TYPE)
+	if class == ck.CKO_CERTIFICATE && o.Attrs.Bool(ck.CKA_TRUSTED) {
+		return ck.Errorf(ck.CKR_ACTION_PROHIBITED, "a trusted certificate cannot be modified")
+	}
 	for _, a := range tmpl {
 		switch {
 		case a.Type == ck.CKA_VALUE && class != ck.CKO_DATA:
 			return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "CKA_VALUE")
+		case class == ck.CKO_CERTIFICATE && a.Type != ck.CKA_LABEL:
+			if !contains(certModifiable[certType], a.Type) {
+				return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x of a certificate", a.Type)
+			}
+			next[a.Type] = bytes.Clone(a.Value)
 		case contains(modifiableAttrs, a.Type):
 			next[a.Type] = bytes.Clone(a.Value)
 		case contains(usageAttrs, a.Type):
