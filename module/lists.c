@@ -59,5 +59,7 @@ CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
     *ppInterface = &interfaces[i];
     return CKR_OK;
   }
-  return CKR_FUNCTION_NOT_SUPPORTED;
+  // No interface has that name, version or flags: the spec lists no
+  // "not found" code for C_GetInterface, so the request itself is bad.
+  return CKR_ARGUMENTS_BAD;
 }
