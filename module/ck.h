@@ -244,8 +244,8 @@ typedef CK_FUNCTION_LIST_PTR *CK_FUNCTION_LIST_PTR_PTR;
   F(GO, C_DeriveKey, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)) \
   F(GO, C_SeedRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed, CK_ULONG ulSeedLen)) \
   F(GO, C_GenerateRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData, CK_ULONG ulRandomLen)) \
-  F(STUB, C_GetFunctionStatus, (CK_SESSION_HANDLE hSession)) \
-  F(STUB, C_CancelFunction, (CK_SESSION_HANDLE hSession)) \
+  F(GO, C_GetFunctionStatus, (CK_SESSION_HANDLE hSession)) \
+  F(GO, C_CancelFunction, (CK_SESSION_HANDLE hSession)) \
   F(STUB, C_WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved))
 
 #define CK_FUNCTIONS_3_0(F) \

@@ -114,6 +114,8 @@ static void test_not_initialized(void) {
   RV(f->C_GenerateRandom(1, buf, 8), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_GenerateKeyPair(1, NULL, NULL, 0, NULL, 0, NULL, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_AsyncComplete(1, (CK_UTF8CHAR_PTR) "C_Sign", NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_GetFunctionStatus(1), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_CancelFunction(1), CKR_CRYPTOKI_NOT_INITIALIZED);
   CK_FLAGS fl;
   RV(f->C_GetSessionValidationFlags(1, 0, &fl), CKR_FUNCTION_NOT_SUPPORTED);
 }
@@ -162,6 +164,8 @@ static void test_bad_arguments(void) {
   RV(f->C_Sign(0x12345, buf, 1, buf, &n), CKR_SESSION_HANDLE_INVALID);
   RV(f->C_Sign(0x12345, buf, 1, buf, NULL), CKR_ARGUMENTS_BAD);
   RV(f->C_GenerateRandom(0x12345, NULL, 8), CKR_ARGUMENTS_BAD);
+  RV(f->C_GetFunctionStatus(0x12345), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_CancelFunction(0x12345), CKR_SESSION_HANDLE_INVALID);
   /* The encryption, key-making and derivation entry points. */
   CK_MECHANISM m = {CKM_AES_CBC_PAD, NULL, 0};
   CK_OBJECT_HANDLE k;
@@ -302,6 +306,9 @@ static void test_token(void) {
   RV(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
   RV(f->C_Logout(h), CKR_OK);
   RV(f->C_Logout(h), CKR_USER_NOT_LOGGED_IN);
+  /* The legacy parallel-function calls: never CKR_OK, the spec says. */
+  RV(f->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
+  RV(f->C_CancelFunction(h), CKR_FUNCTION_NOT_PARALLEL);
   CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
   CK_BBOOL yes = 1;
   CK_BYTE id[] = {7};
