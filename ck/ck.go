@@ -313,6 +313,9 @@ const (
 	CKF_OS_LOCKING_OK                  Flags = 0x00000002
 )
 
+// C_WaitForSlotEvent flags.
+const CKF_DONT_BLOCK Flags = 0x00000001
+
 // User types and session states.
 const (
 	CKU_SO               UserType = 0

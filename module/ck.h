@@ -246,7 +246,7 @@ typedef CK_FUNCTION_LIST_PTR *CK_FUNCTION_LIST_PTR_PTR;
   F(GO, C_GenerateRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData, CK_ULONG ulRandomLen)) \
   F(GO, C_GetFunctionStatus, (CK_SESSION_HANDLE hSession)) \
   F(GO, C_CancelFunction, (CK_SESSION_HANDLE hSession)) \
-  F(STUB, C_WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved))
+  F(GO, C_WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved))
 
 #define CK_FUNCTIONS_3_0(F) \
   F(C, C_GetInterfaceList, (CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)) \

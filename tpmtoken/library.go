@@ -28,6 +28,7 @@ type Library struct {
 	sessions map[uint64]*Session
 
 	handles atomic.Uint64
+	events  *slotEvents
 
 	detached map[uint64]*detachedOp
 	wg       sync.WaitGroup // detached operations still finishing
@@ -47,7 +48,7 @@ type Slot struct {
 // Open starts the library: store, TPM, worker. A TPM that cannot be opened
 // is not an error here: the host keeps running and the slot shows no token.
 func Open(cfg Config) (*Library, error) {
-	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}, detached: map[uint64]*detachedOp{}}
+	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}, detached: map[uint64]*detachedOp{}, events: newSlotEvents()}
 	st, err := store.Open(cfg.Store)
 	if err != nil {
 		return nil, ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
@@ -109,6 +110,7 @@ var DetachedWait = 60 * time.Second
 // Close cancels all sessions' work, empties the TPM of what we loaded and
 // stops the worker.
 func (l *Library) Close() {
+	l.events.close() // first: a blocked C_WaitForSlotEvent returns now
 	l.mu.Lock()
 	sessions := l.sessions
 	l.sessions = map[uint64]*Session{}

@@ -181,10 +181,12 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		s.tok.objects, s.tok.byUID, s.tok.isLogged = map[uint64]*Object{}, map[string]uint64{}, false
 		s.tok.invalidate()
 		s.tok.mu.Unlock()
+		l.events.set(s.ID) // a new token in the same slot
 		return nil
 	}
 	s.tok = l.newToken(rec)
 	l.slots = append(l.slots, &Slot{ID: uint64(len(l.slots))})
+	l.events.set(s.ID)
 	return nil
 }
 

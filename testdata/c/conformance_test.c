@@ -1,0 +1,174 @@
+/* Conformance rules of the PKCS#11 3.2 text that no client exercises, on a
+ * private swtpm and store: C_WaitForSlotEvent (events once, a blocked
+ * caller woken by C_InitToken and by C_Finalize on another thread). Each
+ * block tests one rule. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "test.h"
+
+static CK_FUNCTION_LIST_3_2 *f;
+static CK_BYTE label[32];
+
+static void fail_hard(const char *why) {
+  fprintf(stderr, "FAIL: %s\n", why);
+  _exit(1);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A thread blocked in C_WaitForSlotEvent without CKF_DONT_BLOCK. */
+struct waiter {
+  pthread_t thread;
+  pid_t tid; /* set by the thread before it calls */
+  CK_RV rv;
+  CK_SLOT_ID slot;
+};
+
+static void *wait_for_event(void *arg) {
+  struct waiter *w = arg;
+  __atomic_store_n(&w->tid, gettid(), __ATOMIC_SEQ_CST);
+  w->rv = f->C_WaitForSlotEvent(0, &w->slot, NULL);
+  return NULL;
+}
+
+/* sleeping reports whether thread tid is asleep (state S in its stat). */
+static int sleeping(pid_t tid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+  FILE *fp = fopen(path, "r");
+  if (!fp) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')'); /* the command name may hold anything */
+  return p && p[1] == ' ' && p[2] == 'S';
+}
+
+/* start_waiter starts a waiter and returns once its thread has slept
+ * without a break for 5 ms (within 5 s: a thread entering Go can sleep
+ * briefly on the way in). Whether the event comes before or after the
+ * waiter blocks, the outcome must be the same, so this only makes the
+ * blocked path the one taken; the Go test (TestSlotEvents) counts the
+ * blocked waiters and checks that path deterministically. */
+static int start_waiter(struct waiter *w) {
+  memset(w, 0, sizeof *w);
+  if (pthread_create(&w->thread, NULL, wait_for_event, w) != 0) fail_hard("pthread_create");
+  double deadline = now() + 5, asleep = 0;
+  pid_t tid;
+  while ((tid = __atomic_load_n(&w->tid, __ATOMIC_SEQ_CST)) == 0 && now() < deadline) sched_yield();
+  while (tid && now() < deadline) {
+    if (!sleeping(tid)) asleep = 0;
+    else if (asleep == 0) asleep = now();
+    else if (now() - asleep >= 0.005) return 1;
+    sched_yield();
+  }
+  return 0;
+}
+
+/* join_waiter waits at most 10 s: a waiter that never returns is a hang. */
+static void join_waiter(struct waiter *w) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10;
+  if (pthread_timedjoin_np(w->thread, NULL, &until) != 0) fail_hard("a blocked C_WaitForSlotEvent did not return");
+}
+
+static void test_before_initialize(void) {
+  CK_SLOT_ID slot;
+  /* Even a blocking call returns at once. */
+  RV(f->C_WaitForSlotEvent(0, &slot, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, &slot), CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+static void test_slot_events(void) {
+  CK_SLOT_ID slot = 99;
+  /* pReserved must be NULL, pSlot must not be; neither blocks. */
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, &slot), CKR_ARGUMENTS_BAD);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_WaitForSlotEvent(0, NULL, NULL), CKR_ARGUMENTS_BAD);
+  RV(f->C_WaitForSlotEvent(0, &slot, &slot), CKR_ARGUMENTS_BAD);
+  /* Nothing has happened since C_Initialize. */
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+
+  /* A token initialized into the empty slot wakes a blocked caller with
+   * that slot's ID, once. */
+  struct waiter w;
+  CHECK(start_waiter(&w), "a blocking C_WaitForSlotEvent did not block");
+  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
+  join_waiter(&w);
+  RV(w.rv, CKR_OK);
+  CHECK(w.slot == 0, "event for slot %lu, want 0", w.slot);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+
+  /* Re-initializing a token is an event too; with CKF_DONT_BLOCK it is
+   * reported at once, and once. */
+  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
+  slot = 99;
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_OK);
+  CHECK(slot == 0, "event for slot %lu, want 0", slot);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+
+  /* Two slots' flags set: each reported once. */
+  RV(f->C_InitToken(1, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
+  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
+  CK_SLOT_ID a = 99, b = 99;
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &a, NULL), CKR_OK);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &b, NULL), CKR_OK);
+  CHECK((a == 0 && b == 1) || (a == 1 && b == 0), "events for slots %lu and %lu, want 0 and 1", a, b);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+
+  /* A wrong SO PIN changes nothing. */
+  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "not-the-so", 10, label), CKR_PIN_INCORRECT);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+
+  /* C_Finalize on another thread wakes a blocked caller with
+   * CKR_CRYPTOKI_NOT_INITIALIZED (and does not wait for it: no lock is held
+   * while blocked). */
+  CHECK(start_waiter(&w), "a blocking C_WaitForSlotEvent did not block");
+  RV(f->C_Finalize(NULL), CKR_OK);
+  join_waiter(&w);
+  RV(w.rv, CKR_CRYPTOKI_NOT_INITIALIZED);
+
+  /* C_Initialize clears every flag; tokens already there are no event. */
+  RV(f->C_Initialize(NULL), CKR_OK);
+  RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+}
+
+int main(int argc, char **argv) {
+  alarm(60); /* a deadlock fails the test instead of hanging it */
+  void *so = dlopen(argc > 1 ? argv[1] : "build/libtpm11.so", RTLD_NOW | RTLD_LOCAL);
+  if (!so) {
+    fprintf(stderr, "dlopen: %s\n", dlerror());
+    return 2;
+  }
+  CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
+  CK_INTERFACE_PTR ip;
+  CK_VERSION v32 = {3, 2};
+  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v32, &ip, 0), CKR_OK);
+  f = ip->pFunctionList;
+  memset(label, ' ', sizeof label);
+  memcpy(label, "conformance", 11);
+
+  test_before_initialize();
+  RV(f->C_Initialize(NULL), CKR_OK);
+  test_slot_events();
+  RV(f->C_Finalize(NULL), CKR_OK);
+  if (failures) {
+    fprintf(stderr, "%d failures\n", failures);
+    return 1;
+  }
+  printf("conformance_test: all checks passed\n");
+  return 0;
+}
