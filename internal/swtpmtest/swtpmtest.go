@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -92,11 +94,29 @@ func Socket(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
+	// The socket file exists from bind(); a connect before listen() is
+	// refused. Wait until the kernel lists it as listening.
+	for i := 0; i < 500 && !listening(sock); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return "swtpm:unix:" + sock
+}
+
+// listening reports whether a unix socket bound to path accepts connections
+// (/proc/net/unix lists it with __SO_ACCEPTCON, flag 0x10000).
+func listening(path string) bool {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		_, err := os.Stat(path) // no procfs: the old, racy test
+		return err == nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && f[7] == path {
+			if flags, err := strconv.ParseUint(f[3], 16, 32); err == nil && flags&0x10000 != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
