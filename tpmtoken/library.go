@@ -278,7 +278,7 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	if s.tok == nil {
 		return info, nil
 	}
-	info.Flags |= l.pinFlags()
+	info.Flags |= l.pinFlags(s.tok)
 	t := s.tok
 	t.mu.Lock()
 	info.Label, info.Serial = t.rec.Label, t.rec.Serial
@@ -298,25 +298,6 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	}
 	l.mu.RUnlock()
 	return info, nil
-}
-
-// pinFlags reflects the TPM's dictionary-attack state. DA is TPM-wide, so
-// user and SO flags say the same: a PIN check is one DA-protected attempt.
-func (l *Library) pinFlags() ck.Flags {
-	st, err := do(l, 0, (*tpm.Engine).DAState)
-	if err != nil {
-		return 0
-	}
-	var f ck.Flags
-	switch {
-	case st.InLockout || (st.MaxTries > 0 && st.Counter >= st.MaxTries):
-		f = ck.CKF_USER_PIN_LOCKED | ck.CKF_SO_PIN_LOCKED
-	case st.MaxTries > 0 && st.Counter+1 == st.MaxTries:
-		f = ck.CKF_USER_PIN_FINAL_TRY | ck.CKF_SO_PIN_FINAL_TRY | ck.CKF_USER_PIN_COUNT_LOW | ck.CKF_SO_PIN_COUNT_LOW
-	case st.Counter > 0:
-		f = ck.CKF_USER_PIN_COUNT_LOW | ck.CKF_SO_PIN_COUNT_LOW
-	}
-	return f
 }
 
 // TPMCommands is how many TPM commands this library has sent: for

@@ -28,6 +28,10 @@ type Token struct {
 	objects  map[uint64]*Object
 	byUID    map[string]uint64
 	idx      objIndex
+
+	// pinFailures counts wrong PINs since the last success, by user type
+	// (CKU_SO, CKU_USER): see pin.go.
+	pinFailures [2]int
 }
 
 func (l *Library) newToken(rec *store.Token) *Token {
@@ -69,13 +73,6 @@ func pinAuth(scheme int, salt, pin []byte) []byte {
 // which the TPM does not do, so a value with a zero inside would fail every
 // HMAC authorization.
 func authText(b []byte) []byte { return []byte(hex.EncodeToString(b)) }
-
-func checkPINLen(pin []byte) error {
-	if len(pin) < MinPINLen || len(pin) > MaxPINLen {
-		return ck.Errorf(ck.CKR_PIN_LEN_RANGE, "PIN must be %d..%d bytes", MinPINLen, MaxPINLen)
-	}
-	return nil
-}
 
 func randBytes(n int) []byte {
 	b := make([]byte, n)
@@ -138,7 +135,7 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 	if s.tok != nil {
 		old := s.tok.record()
 		rec.Serial, rec.Created = old.Serial, old.Created
-		if _, err := l.run(0, func(e *tpm.Engine) (any, error) {
+		_, err := l.run(0, func(e *tpm.Engine) (any, error) {
 			if _, err := l.unseal(e, "so:"+old.Serial, &old.SO, soPIN); err != nil {
 				return nil, err
 			}
@@ -146,7 +143,9 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 			e.ForgetChildren("storage:" + old.Serial)
 			e.Forget("storage:" + old.Serial)
 			return nil, nil
-		}); err != nil {
+		})
+		s.tok.notePINCheck(ck.CKU_SO, err)
+		if err != nil {
 			return err
 		}
 	}
@@ -179,6 +178,7 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		s.tok.mu.Lock()
 		s.tok.setRecord(rec)
 		s.tok.objects, s.tok.byUID, s.tok.isLogged = map[uint64]*Object{}, map[string]uint64{}, false
+		s.tok.pinFailures = [2]int{} // a new token: no failures yet
 		s.tok.invalidate()
 		s.tok.mu.Unlock()
 		l.events.set(s.ID) // a new token in the same slot
@@ -212,8 +212,8 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 	default:
 		return ck.E(ck.CKR_USER_TYPE_INVALID)
 	}
-	if len(pin) > MaxPINLen {
-		return ck.E(ck.CKR_PIN_INCORRECT)
+	if !pinLenOK(pin) {
+		return errPINOutOfRange() // never tried in the TPM: see pin.go
 	}
 	storage := t.storage
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
@@ -224,6 +224,7 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 		storage.Auth = secret
 		return nil, nil
 	})
+	t.notePINCheck(userType, err)
 	if err != nil {
 		return err
 	}
@@ -301,6 +302,9 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 	if err := checkPINLen(newPIN); err != nil {
 		return err
 	}
+	if !pinLenOK(oldPIN) {
+		return errPINOutOfRange()
+	}
 	rec := *t.record()
 	p := &rec.SO // rec is a copy: changes land only with putRecord
 	if userType == ck.CKU_USER {
@@ -322,6 +326,7 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 		p.Scheme, p.Salt, p.Private = pinScheme, newSalt, priv.Buffer
 		return nil, nil
 	})
+	t.notePINCheck(userType, err)
 	if err != nil {
 		return err
 	}

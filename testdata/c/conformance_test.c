@@ -1,7 +1,7 @@
 /* Conformance rules of the PKCS#11 3.2 text that no client exercises, on a
  * private swtpm and store: C_WaitForSlotEvent (events once, a blocked
- * caller woken by C_InitToken and by C_Finalize on another thread). Each
- * block tests one rule. */
+ * caller woken by C_InitToken and by C_Finalize on another thread), PIN
+ * lengths and the PIN flags. Each block tests one rule. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -129,8 +129,10 @@ static void test_slot_events(void) {
   CHECK((a == 0 && b == 1) || (a == 1 && b == 0), "events for slots %lu and %lu, want 0 and 1", a, b);
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
 
-  /* A wrong SO PIN changes nothing. */
-  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "not-the-so", 10, label), CKR_PIN_INCORRECT);
+  /* A failed C_InitToken changes nothing. (A PIN that is too short: a
+   * wrong one would count against the TPM's lockout, which the PIN tests
+   * below need whole.) */
+  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so", 2, label), CKR_PIN_LEN_RANGE);
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
 
   /* C_Finalize on another thread wakes a blocked caller with
@@ -144,6 +146,81 @@ static void test_slot_events(void) {
   /* C_Initialize clears every flag; tokens already there are no event. */
   RV(f->C_Initialize(NULL), CKR_OK);
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
+}
+
+#define USER_PIN_FLAGS (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)
+#define SO_PIN_FLAGS (CKF_SO_PIN_COUNT_LOW | CKF_SO_PIN_FINAL_TRY | CKF_SO_PIN_LOCKED)
+
+static CK_FLAGS pin_flags(void) {
+  CK_TOKEN_INFO ti;
+  RV(f->C_GetTokenInfo(0, &ti), CKR_OK);
+  return ti.flags & (USER_PIN_FLAGS | SO_PIN_FLAGS);
+}
+
+/* A PIN shorter than ulMinPinLen (the empty one too) or longer than
+ * ulMaxPinLen never reaches the TPM: CKR_PIN_LEN_RANGE where a PIN is set,
+ * CKR_PIN_INCORRECT where one is presented. The TPM locks after 3 failures
+ * (swtpm's default), so the right PIN still working after 12 such PINs
+ * shows that none cost a try. Leaves the user PIN "user-pin" on slot 0. */
+static void test_pin_lengths(void) {
+  CK_TOKEN_INFO ti;
+  RV(f->C_GetTokenInfo(0, &ti), CKR_OK);
+  CHECK(ti.ulMinPinLen >= 1 && ti.ulMaxPinLen < 1024, "PIN length range %lu..%lu", ti.ulMinPinLen, ti.ulMaxPinLen);
+  static CK_UTF8CHAR long_pin[1024];
+  memset(long_pin, 'x', sizeof long_pin);
+  const CK_ULONG bad[] = {0, ti.ulMinPinLen - 1, ti.ulMaxPinLen + 1};
+  CK_ULONG slots = 0;
+  RV(f->C_GetSlotList(0, NULL, &slots), CKR_OK);
+
+  for (int i = 0; i < 3; i++) {
+    RV(f->C_InitToken(0, long_pin, bad[i], label), CKR_PIN_LEN_RANGE);
+    RV(f->C_InitToken(slots - 1, long_pin, bad[i], label), CKR_PIN_LEN_RANGE); /* the empty slot */
+  }
+  CK_ULONG n = 0;
+  RV(f->C_GetSlotList(0, NULL, &n), CKR_OK);
+  CHECK(n == slots, "a PIN of impossible length made a token (%lu slots, were %lu)", n, slots);
+
+  CK_SESSION_HANDLE h;
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+  for (int i = 0; i < 3; i++) RV(f->C_Login(h, CKU_SO, long_pin, bad[i]), CKR_PIN_INCORRECT);
+  RV(f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR) "so-secret", 9), CKR_OK);
+  for (int i = 0; i < 3; i++) {
+    RV(f->C_InitPIN(h, long_pin, bad[i]), CKR_PIN_LEN_RANGE);
+    RV(f->C_SetPIN(h, (CK_UTF8CHAR_PTR) "so-secret", 9, long_pin, bad[i]), CKR_PIN_LEN_RANGE);
+    RV(f->C_SetPIN(h, long_pin, bad[i], (CK_UTF8CHAR_PTR) "so-secret", 9), CKR_PIN_INCORRECT);
+  }
+  RV(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
+  RV(f->C_Logout(h), CKR_OK);
+  for (int i = 0; i < 3; i++) {
+    RV(f->C_Login(h, CKU_USER, long_pin, bad[i]), CKR_PIN_INCORRECT);
+    RV(f->C_SetPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8, long_pin, bad[i]), CKR_PIN_LEN_RANGE);
+    RV(f->C_SetPIN(h, long_pin, bad[i], (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_PIN_INCORRECT);
+  }
+  CHECK(pin_flags() == 0, "PIN flags 0x%lx after PINs of impossible length", pin_flags());
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
+  RV(f->C_CloseSession(h), CKR_OK);
+}
+
+/* CKF_*_PIN_COUNT_LOW mean a wrong PIN since that user's last successful
+ * login, whatever the TPM's lockout counter (TPM-wide, not reset by a
+ * success) says; FINAL_TRY: that, and the TPM one failure from lockout;
+ * LOCKED: the TPM in lockout. swtpm's defaults: lockout at 3 failures. This
+ * uses up the TPM's tries: it runs last. */
+static void test_pin_counts(void) {
+  CK_SESSION_HANDLE h;
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+  CHECK(pin_flags() == 0, "PIN flags 0x%lx before any wrong PIN", pin_flags());
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "wrong-pin", 9), CKR_PIN_INCORRECT); /* TPM: 1 of 3 */
+  CHECK(pin_flags() == CKF_USER_PIN_COUNT_LOW, "PIN flags 0x%lx after a wrong user PIN", pin_flags());
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "wrong-pin", 9), CKR_PIN_INCORRECT); /* 2 of 3 */
+  CHECK(pin_flags() == (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY), "PIN flags 0x%lx with one try left", pin_flags());
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
+  CHECK(pin_flags() == 0, "PIN flags 0x%lx after a good login (was: COUNT_LOW stayed)", pin_flags());
+  RV(f->C_Logout(h), CKR_OK);
+  RV(f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR) "wrong-so", 8), CKR_PIN_INCORRECT); /* 3 of 3 */
+  CHECK(pin_flags() == (CKF_SO_PIN_COUNT_LOW | CKF_USER_PIN_LOCKED | CKF_SO_PIN_LOCKED), "PIN flags 0x%lx in lockout", pin_flags());
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_PIN_LOCKED);
+  RV(f->C_CloseSession(h), CKR_OK);
 }
 
 int main(int argc, char **argv) {
@@ -164,6 +241,8 @@ int main(int argc, char **argv) {
   test_before_initialize();
   RV(f->C_Initialize(NULL), CKR_OK);
   test_slot_events();
+  test_pin_lengths();
+  test_pin_counts(); /* last: leaves the TPM in lockout */
   RV(f->C_Finalize(NULL), CKR_OK);
   if (failures) {
     fprintf(stderr, "%d failures\n", failures);
