@@ -18,7 +18,11 @@ start_swtpm() {
     --ctrl type=unixio,path="$d/tpm.sock.ctrl" --tpmstate dir="$d" \
     --flags not-need-init,startup-clear &
   SWTPM_PID=$!
-  for _ in $(seq 100); do [ -S "$d/tpm.sock" ] && break; sleep 0.05; done
+  # Listening, not just bound: a connect between bind and listen is refused.
+  for _ in $(seq 100); do
+    awk -v p="$d/tpm.sock" '$8 == p && $4 == "00010000" { f = 1 } END { exit !f }' /proc/net/unix && break
+    sleep 0.05
+  done
   export TPM11_TPM="swtpm:unix:$d/tpm.sock"
 }
 
