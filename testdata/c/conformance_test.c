@@ -1,7 +1,7 @@
 /* Conformance rules of the PKCS#11 3.2 text that no client exercises, on a
  * private swtpm and store: C_WaitForSlotEvent (events once, a blocked
  * caller woken by C_InitToken and by C_Finalize on another thread), PIN
- * lengths and the PIN flags. Each block tests one rule. */
+ * lengths, C_LoginUser and the PIN flags. Each block tests one rule. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -90,6 +90,7 @@ static void test_before_initialize(void) {
   RV(f->C_WaitForSlotEvent(0, &slot, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, &slot), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_LoginUser(1, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8, NULL, 0), CKR_CRYPTOKI_NOT_INITIALIZED);
 }
 
 static void test_slot_events(void) {
@@ -201,6 +202,44 @@ static void test_pin_lengths(void) {
   RV(f->C_CloseSession(h), CKR_OK);
 }
 
+static CK_STATE state(CK_SESSION_HANDLE h) {
+  CK_SESSION_INFO si;
+  RV(f->C_GetSessionInfo(h, &si), CKR_OK);
+  return si.state;
+}
+
+/* C_LoginUser (3.0) on a token with one user of each type and no names:
+ * with a NULL or empty name it is C_Login, codes and all; a name is
+ * CKR_ARGUMENTS_BAD and logs nobody in. Needs the user PIN "user-pin". */
+static void test_login_user(void) {
+  CK_SESSION_HANDLE h, ro;
+  CK_UTF8CHAR_PTR pin = (CK_UTF8CHAR_PTR) "user-pin", so_pin = (CK_UTF8CHAR_PTR) "so-secret";
+  RV(f->C_LoginUser(0x12345, CKU_USER, pin, 8, NULL, 0), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+  RV(f->C_LoginUser(h, CKU_USER, pin, 8, NULL, 0), CKR_OK);
+  CHECK(state(h) == CKS_RW_USER_FUNCTIONS, "state %lu after C_LoginUser", state(h));
+  RV(f->C_LoginUser(h, CKU_USER, pin, 8, NULL, 0), CKR_USER_ALREADY_LOGGED_IN);
+  RV(f->C_LoginUser(h, CKU_SO, so_pin, 9, NULL, 0), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+  RV(f->C_Logout(h), CKR_OK);
+  RV(f->C_LoginUser(h, CKU_USER, pin, 8, (CK_UTF8CHAR_PTR) "", 0), CKR_OK); /* empty, not NULL */
+  RV(f->C_Logout(h), CKR_OK);
+  RV(f->C_LoginUser(h, CKU_USER, pin, 8, (CK_UTF8CHAR_PTR) "alice", 5), CKR_ARGUMENTS_BAD);
+  RV(f->C_LoginUser(h, CKU_USER, pin, 8, NULL, 5), CKR_ARGUMENTS_BAD);
+  RV(f->C_LoginUser(h, CKU_SO, so_pin, 9, (CK_UTF8CHAR_PTR) "admin", 5), CKR_ARGUMENTS_BAD);
+  CHECK(state(h) == CKS_RW_PUBLIC_SESSION, "state %lu after a refused C_LoginUser", state(h));
+  RV(f->C_LoginUser(h, CKU_SO, so_pin, 9, NULL, 0), CKR_OK);
+  CHECK(state(h) == CKS_RW_SO_FUNCTIONS, "state %lu after the SO's C_LoginUser", state(h));
+  RV(f->C_Logout(h), CKR_OK);
+  RV(f->C_LoginUser(h, 7, pin, 8, NULL, 0), CKR_USER_TYPE_INVALID);
+  RV(f->C_LoginUser(h, CKU_CONTEXT_SPECIFIC, pin, 8, NULL, 0), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_LoginUser(h, CKU_USER, pin, 3, NULL, 0), CKR_PIN_INCORRECT); /* too short: no TPM try */
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
+  RV(f->C_LoginUser(h, CKU_SO, so_pin, 9, NULL, 0), CKR_SESSION_READ_ONLY_EXISTS);
+  CHECK(pin_flags() == 0, "PIN flags 0x%lx after C_LoginUser", pin_flags());
+  RV(f->C_CloseSession(ro), CKR_OK);
+  RV(f->C_CloseSession(h), CKR_OK);
+}
+
 /* CKF_*_PIN_COUNT_LOW mean a wrong PIN since that user's last successful
  * login, whatever the TPM's lockout counter (TPM-wide, not reset by a
  * success) says; FINAL_TRY: that, and the TPM one failure from lockout;
@@ -242,6 +281,7 @@ int main(int argc, char **argv) {
   RV(f->C_Initialize(NULL), CKR_OK);
   test_slot_events();
   test_pin_lengths();
+  test_login_user();
   test_pin_counts(); /* last: leaves the TPM in lockout */
   RV(f->C_Finalize(NULL), CKR_OK);
   if (failures) {
