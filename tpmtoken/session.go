@@ -43,6 +43,18 @@ func (s *Session) close() {
 
 // OpenSession opens a session on slot id.
 func (l *Library) OpenSession(id uint64, flags ck.Flags) (uint64, error) {
+	return l.openSession(id, flags, true)
+}
+
+// OpenSyncSession is OpenSession for a caller that cannot use asynchronous
+// sessions (one that came through a function list older than 3.2, which has
+// no C_AsyncComplete): CKF_ASYNC_SESSION is CKR_SESSION_ASYNC_NOT_SUPPORTED,
+// as from a token without them.
+func (l *Library) OpenSyncSession(id uint64, flags ck.Flags) (uint64, error) {
+	return l.openSession(id, flags, false)
+}
+
+func (l *Library) openSession(id uint64, flags ck.Flags, asyncOK bool) (uint64, error) {
 	if flags&ck.CKF_SERIAL_SESSION == 0 {
 		return 0, ck.E(ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
 	}
@@ -57,6 +69,9 @@ func (l *Library) OpenSession(id uint64, flags ck.Flags) (uint64, error) {
 	defer l.mu.Unlock()
 	if s.tok == nil {
 		return 0, ck.E(ck.CKR_TOKEN_NOT_INITIALIZED)
+	}
+	if flags&ck.CKF_ASYNC_SESSION != 0 && !asyncOK {
+		return 0, ck.E(ck.CKR_SESSION_ASYNC_NOT_SUPPORTED)
 	}
 	if flags&ck.CKF_RW_SESSION == 0 {
 		if u, ok := s.tok.loginState(); ok && u == ck.CKU_SO {

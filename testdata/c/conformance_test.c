@@ -1,7 +1,8 @@
 /* Conformance rules of the PKCS#11 3.2 text that no client exercises, on a
  * private swtpm and store: C_WaitForSlotEvent (events once, a blocked
- * caller woken by C_InitToken and by C_Finalize on another thread), PIN
- * lengths, C_LoginUser and the PIN flags. Each block tests one rule. */
+ * caller woken by C_InitToken and by C_Finalize on another thread), what
+ * callers of the 2.40 and 3.0 lists see, PIN lengths, C_LoginUser and the
+ * PIN flags. Each block tests one rule. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +15,8 @@
 #include "test.h"
 
 static CK_FUNCTION_LIST_3_2 *f;
+static CK_FUNCTION_LIST *f240; /* C_GetFunctionList's */
+static CK_FUNCTION_LIST_3_0 *f30;
 static CK_BYTE label[32];
 
 static void fail_hard(const char *why) {
@@ -91,6 +94,77 @@ static void test_before_initialize(void) {
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, &slot), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_LoginUser(1, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8, NULL, 0), CKR_CRYPTOKI_NOT_INITIALIZED);
+  /* The older lists' wrappers check nothing before the module does. */
+  CK_TOKEN_INFO ti;
+  CK_SESSION_INFO si;
+  CK_MECHANISM_INFO mi;
+  CK_SESSION_HANDLE h;
+  RV(f240->C_GetTokenInfo(0, &ti), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f240->C_GetSessionInfo(1, &si), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f240->C_GetMechanismInfo(0, CKM_ECDSA_SHA256, &mi), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f240->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &h), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f30->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &h), CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+/* A caller that came through C_GetFunctionList (the 2.40 list) sees no flag
+ * bit 2.40 does not define, one through the 3.0 interface none that 3.0
+ * does not, and neither can open an asynchronous session (those lists have
+ * no C_AsyncComplete): CKR_SESSION_ASYNC_NOT_SUPPORTED, as from a token
+ * without them. Everything else is what the 3.2 list says. */
+static void test_older_lists(void) {
+  CK_TOKEN_INFO t32, t240, t30;
+  /* Zeroed: memcmp below sees the padding bytes too. */
+  memset(&t32, 0, sizeof t32);
+  memset(&t240, 0, sizeof t240);
+  memset(&t30, 0, sizeof t30);
+  RV(f->C_GetTokenInfo(0, &t32), CKR_OK);
+  RV(f240->C_GetTokenInfo(0, &t240), CKR_OK);
+  RV(f30->C_GetTokenInfo(0, &t30), CKR_OK);
+  CHECK(t32.flags & CKF_ASYNC_SESSION_SUPPORTED, "3.2 token flags 0x%lx lack CKF_ASYNC_SESSION_SUPPORTED", t32.flags);
+  CHECK(t240.flags == (t32.flags & TOKEN_FLAGS_2_40), "2.40 token flags 0x%lx, 3.2 0x%lx", t240.flags, t32.flags);
+  CHECK(t30.flags == (t32.flags & TOKEN_FLAGS_3_0), "3.0 token flags 0x%lx, 3.2 0x%lx", t30.flags, t32.flags);
+  t240.flags = t30.flags = t32.flags;
+  CHECK(memcmp(&t240, &t32, sizeof t32) == 0, "2.40 token info differs beyond its flags");
+  CHECK(memcmp(&t30, &t32, sizeof t32) == 0, "3.0 token info differs beyond its flags");
+  RV(f240->C_GetTokenInfo(999, &t240), CKR_SLOT_ID_INVALID);
+  RV(f240->C_GetTokenInfo(0, NULL), CKR_ARGUMENTS_BAD);
+
+  CK_SESSION_HANDLE h, async;
+  RV(f240->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &h), CKR_SESSION_ASYNC_NOT_SUPPORTED);
+  RV(f30->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &h), CKR_SESSION_ASYNC_NOT_SUPPORTED);
+  RV(f240->C_OpenSession(999, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &h), CKR_SLOT_ID_INVALID);
+  RV(f240->C_OpenSession(0, CKF_ASYNC_SESSION, NULL, NULL, &h), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+  RV(f240->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, NULL), CKR_ARGUMENTS_BAD);
+  RV(f240->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &async), CKR_OK);
+  CK_SESSION_INFO s32, s240, s30;
+  RV(f->C_GetSessionInfo(async, &s32), CKR_OK);
+  RV(f240->C_GetSessionInfo(async, &s240), CKR_OK);
+  RV(f30->C_GetSessionInfo(async, &s30), CKR_OK);
+  CHECK(s32.flags == (CKF_SERIAL_SESSION | CKF_ASYNC_SESSION), "3.2 session flags 0x%lx", s32.flags);
+  CHECK(s240.flags == CKF_SERIAL_SESSION && s30.flags == CKF_SERIAL_SESSION, "2.40/3.0 session flags 0x%lx/0x%lx", s240.flags, s30.flags);
+  CHECK(s240.slotID == s32.slotID && s240.state == s32.state, "2.40 session info differs beyond its flags");
+  RV(f240->C_GetSessionInfo(h, &s240), CKR_OK);
+  CHECK(s240.flags == (CKF_SERIAL_SESSION | CKF_RW_SESSION), "2.40 R/W session flags 0x%lx", s240.flags);
+  RV(f240->C_GetSessionInfo(0x12345, &s240), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_CloseSession(async), CKR_OK);
+  RV(f240->C_CloseSession(h), CKR_OK);
+
+  CK_MECHANISM_TYPE mechs[64];
+  CK_ULONG n = 64;
+  RV(f->C_GetMechanismList(0, mechs, &n), CKR_OK);
+  CHECK(n > 10, "%lu mechanisms", n);
+  for (CK_ULONG i = 0; i < n; i++) {
+    CK_MECHANISM_INFO m32, m240, m30;
+    RV(f->C_GetMechanismInfo(0, mechs[i], &m32), CKR_OK);
+    RV(f240->C_GetMechanismInfo(0, mechs[i], &m240), CKR_OK);
+    RV(f30->C_GetMechanismInfo(0, mechs[i], &m30), CKR_OK);
+    CHECK(m240.flags == (m32.flags & MECHANISM_FLAGS_2_40), "mechanism 0x%lx: 2.40 flags 0x%lx, 3.2 0x%lx", mechs[i], m240.flags, m32.flags);
+    CHECK(m30.flags == (m32.flags & MECHANISM_FLAGS_3_0), "mechanism 0x%lx: 3.0 flags 0x%lx, 3.2 0x%lx", mechs[i], m30.flags, m32.flags);
+    CHECK(m240.ulMinKeySize == m32.ulMinKeySize && m240.ulMaxKeySize == m32.ulMaxKeySize, "mechanism 0x%lx: 2.40 key sizes", mechs[i]);
+  }
+  CK_MECHANISM_INFO mi;
+  RV(f240->C_GetMechanismInfo(0, 0xdeadUL, &mi), CKR_MECHANISM_INVALID);
 }
 
 static void test_slot_events(void) {
@@ -274,12 +348,18 @@ int main(int argc, char **argv) {
   CK_VERSION v32 = {3, 2};
   RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v32, &ip, 0), CKR_OK);
   f = ip->pFunctionList;
+  CK_VERSION v30 = {3, 0};
+  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v30, &ip, 0), CKR_OK);
+  f30 = ip->pFunctionList;
+  CK_RV (*get_fl)(CK_FUNCTION_LIST_PTR_PTR) = dlsym(so, "C_GetFunctionList");
+  RV(get_fl(&f240), CKR_OK);
   memset(label, ' ', sizeof label);
   memcpy(label, "conformance", 11);
 
   test_before_initialize();
   RV(f->C_Initialize(NULL), CKR_OK);
   test_slot_events();
+  test_older_lists();
   test_pin_lengths();
   test_login_user();
   test_pin_counts(); /* last: leaves the TPM in lockout */

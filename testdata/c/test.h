@@ -77,6 +77,17 @@
 #define CKS_RW_SO_FUNCTIONS 4UL
 #define CK_UNAVAILABLE_INFORMATION (~0UL)
 
+/* The flag bits each version defines (the test's own transcription, from
+ * the flag tables: 3.0 added the message-based, FIND_OBJECTS and
+ * EC_CURVENAME mechanism flags; 3.2 CKF_SEED_RANDOM_REQUIRED,
+ * CKF_ASYNC_SESSION_SUPPORTED, CKF_ASYNC_SESSION, CKF_ENCAPSULATE and
+ * CKF_DECAPSULATE). */
+#define TOKEN_FLAGS_2_40 (0x0000000FUL | 0x00000060UL | 0x00000F00UL | 0x00FF0000UL | 0x01000000UL)
+#define TOKEN_FLAGS_3_0 TOKEN_FLAGS_2_40
+#define MECHANISM_FLAGS_2_40 (0x00000001UL | 0x000FFF00UL | 0x03F00000UL | 0x80000000UL)
+#define MECHANISM_FLAGS_3_0 (MECHANISM_FLAGS_2_40 | 0x0000007EUL | 0x04000000UL)
+#define CKR_SESSION_ASYNC_NOT_SUPPORTED 0x205UL
+
 static int failures;
 #define CHECK(cond, ...) do { if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
 #define RV(call, want) do { CK_RV _r = (call); CHECK(_r == (want), "%s = 0x%lx, want 0x%lx", #call, _r, (CK_ULONG)(want)); } while (0)
