@@ -5,8 +5,8 @@
 # ssh-agent signing through ssh-pkcs11-helper), GnuTLS p11tool, p11-kit
 # server, NSS certutil and Java's SunPKCS11.
 source "$(dirname "$0")/lib.sh"
-exec 3>&2 2>"$WORK/swtpm.log"
-fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+exec 3>&2 2>"$WORK/stderr.log"  # the clients chatter on stderr; test failures go to fd 3
+fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store TPM11_SO_PIN=87654321 TPM11_PIN=123456
 T() { "$ROOT/build/tpm11" "$@"; }

@@ -3,8 +3,8 @@
 # RSA keys made in the TPM, every signing mechanism, each signature checked
 # by openssl; a second process finds the key and signs with it.
 source "$(dirname "$0")/lib.sh"
-exec 3>&2 2>"$WORK/swtpm.log"  # swtpm chatters on stderr; test failures go to fd 3
-fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+exec 3>&2 2>"$WORK/stderr.log"  # the clients chatter on stderr; test failures go to fd 3
+fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
 P() { pkcs11-tool --module "$MODULE" "$@"; }
