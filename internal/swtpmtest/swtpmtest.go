@@ -1,8 +1,12 @@
-// Package swtpmtest starts a private swtpm for one test: a socketpair to
-// `swtpm chardev`, so no port, no socket file and no shared state, and the
-// TPM dies with the test; or `swtpm socket` on a unix socket in a temp dir
-// (Socket), ready when it returns. It fails the test if the test left
-// objects loaded.
+// Package swtpmtest starts a private swtpm for one test and checks that the
+// test left the TPM empty: no transient objects, no sessions.
+//
+// Start gives a socketpair to `swtpm chardev`: no port, no socket file, no
+// shared state, and the TPM dies with the test; the test itself calls
+// CheckNoLeaks. Socket runs `swtpm socket` on a unix socket in a temp dir,
+// as a user's configuration would name it, waits until it accepts a
+// connection and answers a command, and at cleanup, after the test's
+// libraries are closed, fails the test if anything was left in the TPM.
 package swtpmtest
 
 import (
@@ -15,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,25 +66,78 @@ func Start(t testing.TB) transport.TPM {
 	return tpm.Retrying(s)
 }
 
-// CheckNoLeaks fails t if transient objects other than allowed remain loaded.
-func CheckNoLeaks(t testing.TB, tr interface {
-	Send([]byte) ([]byte, error)
-}, allowed int) {
+// CheckNoLeaks fails t if more than allowed transient objects, or any
+// session (HMAC or policy, loaded or context-saved), remain in the TPM.
+func CheckNoLeaks(t testing.TB, tr transport.TPM, allowed int) {
 	t.Helper()
-	rsp, err := tpm2.GetCapability{
-		Capability:    tpm2.TPMCapHandles,
-		Property:      uint32(tpm2.TPMHTTransient) << 24,
-		PropertyCount: 16,
-	}.Execute(tr)
-	if err != nil {
-		t.Fatalf("get handles: %v", err)
+	if err := Leaks(tr, allowed); err != nil {
+		t.Error(err)
 	}
-	h, err := rsp.CapabilityData.Data.Handles()
+}
+
+// Leaks reports, as an error, what the TPM holds beyond allowed transient
+// objects: transient object handles, loaded and saved session handles, and
+// the TPM's own count of active sessions (loaded plus saved). nil means
+// the TPM is clean.
+func Leaks(tr transport.TPM, allowed int) error {
+	var problems []string
+	transients, err := handles(tr, tpm2.TPMHTTransient)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if n := len(h.Handle); n > allowed {
-		t.Errorf("%d transient objects left loaded, want at most %d", n, allowed)
+	if len(transients) > allowed {
+		problems = append(problems, fmt.Sprintf("%d transient objects left loaded (want at most %d): %s",
+			len(transients), allowed, hexHandles(transients)))
+	}
+	// TPM_HT_LOADED_SESSION (= TPM_HT_HMAC_SESSION) lists every loaded
+	// session, HMAC or policy; TPM_HT_SAVED_SESSION (= TPM_HT_POLICY_SESSION)
+	// lists sessions whose context was saved: both still take session slots.
+	for _, r := range []struct {
+		ht   tpm2.TPMHT
+		what string
+	}{{tpm2.TPMHTHMACSession, "loaded"}, {tpm2.TPMHTPolicySession, "saved"}} {
+		hs, err := handles(tr, r.ht)
+		if err != nil {
+			return err
+		}
+		if len(hs) > 0 {
+			problems = append(problems, fmt.Sprintf("%d %s sessions left: %s", len(hs), r.what, hexHandles(hs)))
+		}
+	}
+	active, err := property(tr, tpm2.TPMPTHRActive)
+	if err != nil {
+		return err
+	}
+	if active != 0 {
+		problems = append(problems, fmt.Sprintf("the TPM counts %d active sessions", active))
+	}
+	if problems != nil {
+		return errors.New("TPM not left clean: " + strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func handles(tr transport.TPM, ht tpm2.TPMHT) ([]tpm2.TPMHandle, error) {
+	var all []tpm2.TPMHandle
+	next := uint32(ht) << 24
+	for {
+		rsp, err := tpm2.GetCapability{
+			Capability:    tpm2.TPMCapHandles,
+			Property:      next,
+			PropertyCount: 64,
+		}.Execute(tr)
+		if err != nil {
+			return nil, fmt.Errorf("get handles of type %#02x: %w", ht, err)
+		}
+		h, err := rsp.CapabilityData.Data.Handles()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, h.Handle...)
+		if !rsp.MoreData || len(h.Handle) == 0 {
+			return all, nil
+		}
+		next = uint32(ht)<<24 | (uint32(h.Handle[len(h.Handle)-1])&0xffffff + 1)
 	}
 }
 
@@ -103,20 +162,51 @@ func property(tr transport.TPM, pt tpm2.TPMPT) (uint32, error) {
 	return 0, fmt.Errorf("TPM did not report property %#x", pt)
 }
 
+func hexHandles(hs []tpm2.TPMHandle) string {
+	s := make([]string, len(hs))
+	for i, h := range hs {
+		s[i] = fmt.Sprintf("%#08x", uint32(h))
+	}
+	return strings.Join(s, " ")
+}
+
 // ReadyWait bounds how long Socket waits for swtpm to accept a connection
-// and answer.
+// and answer; the leak check at cleanup waits as long for the TPM.
 var ReadyWait = 20 * time.Second
+
+var (
+	optOutMu sync.Mutex
+	optOut   = map[testing.TB]string{}
+)
+
+// AllowLeaks turns off the cleanup leak check of the swtpms t started with
+// Socket, for a test that leaves state in the TPM on purpose; why is
+// logged. Prefer fixing the leak.
+func AllowLeaks(t testing.TB, why string) {
+	optOutMu.Lock()
+	defer optOutMu.Unlock()
+	optOut[t] = why
+}
 
 // Socket runs a private swtpm on a unix socket in a temp dir, as a user's
 // configuration would name it, and returns the backend spec for it. It
 // returns once swtpm has accepted a connection and answered a command on
 // it (the probe connection is closed again: swtpm serves one at a time),
 // and fails the test with swtpm's log if that takes longer than ReadyWait.
+//
+// At cleanup, after the test's own cleanups and deferred Closes, and before
+// swtpm is stopped, it fails the test if the TPM holds any transient object
+// or session (see Leaks), unless the test already failed or called
+// AllowLeaks.
 func Socket(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("swtpm"); err != nil {
 		t.Skip("swtpm not installed")
 	}
+	// Cleanups run last in, first out: the leak check registered below
+	// runs first, then swtpm is stopped, its directory removed, and the
+	// opt-out forgotten.
+	t.Cleanup(func() { optOutMu.Lock(); delete(optOut, t); optOutMu.Unlock() })
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "tpm.sock")
 	logPath := filepath.Join(dir, "swtpm.log")
@@ -152,6 +242,21 @@ func Socket(t testing.TB) string {
 		}
 		t.Fatalf("swtpm on %s not ready: %v\nswtpm log:\n%s", sock, err, swtpmLog())
 	}
+	t.Cleanup(func() {
+		optOutMu.Lock()
+		why, skip := optOut[t]
+		optOutMu.Unlock()
+		switch {
+		case skip:
+			t.Logf("TPM leak check skipped: %s", why)
+		case t.Failed():
+			// What a failed test left behind says nothing new.
+		default:
+			if err := probe(sock, exited, func(tr transport.TPM) error { return Leaks(tr, 0) }); err != nil {
+				t.Errorf("after the test (libraries closed): %v", err)
+			}
+		}
+	})
 	return "swtpm:unix:" + sock
 }
 
