@@ -14,7 +14,7 @@ import (
 func TestPINLockoutIsTheTPMs(t *testing.T) {
 	// Set DA parameters on the test's own swtpm first (4 tries, long recovery).
 	tr := swtpmtest.Start(t)
-	require.NoError(t, tpm.SetDAParameters(tr, 4, 1000, 1000))
+	require.NoError(t, swtpmtest.SetDAParameters(tr, 4, 1000, 1000))
 	e := tpm.NewEngine(tr, 3)
 	st, err := e.DAState()
 	require.NoError(t, err)

@@ -332,3 +332,31 @@ func (s conStream) Send(cmd []byte) ([]byte, error) {
 	}
 	return rsp, nil
 }
+
+// SetDAParameters runs TPM2_DictionaryAttackParameters with the lockout
+// hierarchy's (empty) password, for tests that need a known lockout
+// policy. go-tpm's tpm2 package has no DA commands, so the command is
+// marshalled here. Production code never sets DA parameters: it reaches
+// the TPM only through its worker (tpm.Engine on asyncq).
+func SetDAParameters(tr transport.TPM, maxTries, recoverySeconds, lockoutRecoverySeconds uint32) error {
+	cmd := []byte{0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x3A} // TPM_ST_SESSIONS, size, TPM_CC_DictionaryAttackParameters
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHLockout))
+	cmd = binary.BigEndian.AppendUint32(cmd, 9)                    // authorization area size
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRSPW)) // password session
+	cmd = append(cmd, 0, 0, 0x01, 0, 0)                            // no nonce, continueSession, empty password
+	for _, v := range []uint32{maxTries, recoverySeconds, lockoutRecoverySeconds} {
+		cmd = binary.BigEndian.AppendUint32(cmd, v)
+	}
+	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
+	rsp, err := tr.Send(cmd)
+	if err != nil {
+		return err
+	}
+	if len(rsp) < 10 {
+		return errors.New("short TPM response")
+	}
+	if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])); rc != tpm2.TPMRCSuccess {
+		return rc
+	}
+	return nil
+}
