@@ -35,7 +35,7 @@ const soPINFlags = ck.CKF_SO_PIN_COUNT_LOW | ck.CKF_SO_PIN_FINAL_TRY | ck.CKF_SO
 func TestPINLockoutIsTheTPMs(t *testing.T) {
 	// Set DA parameters on the test's own swtpm first (4 tries, long recovery).
 	tr := swtpmtest.Start(t)
-	require.NoError(t, tpm.SetDAParameters(tr, 4, 1000, 1000))
+	require.NoError(t, swtpmtest.SetDAParameters(tr, 4, 1000, 1000))
 	e := tpm.NewEngine(tr, 3)
 	st, err := e.DAState()
 	require.NoError(t, err)
