@@ -216,4 +216,14 @@ out=$(PU -O --type privkey 2>&1) || fail "list after concurrent processes: $out"
 n=$(grep -c "label: *mp" <<<"$out" || true)
 [ "$n" = 4 ] || fail "expected 4 surviving keys from 4 processes, found $n"
 pass "4 concurrent processes: 12 keygens, 12 signs, 8 deletes, no errors, consistent view"
+# A private data object: readable after login, never in clear in the store.
+echo "private-data-object-value-7d3f9a" > pd.txt
+PU --write-object pd.txt --type data --label pd --private >/dev/null || fail "write private data object"
+if grep -rq "private-data-object-value-7d3f9a" "$TPM11_STORE"; then fail "private data object value in the store in clear"; fi
+out=$(P --token-label ci -O --type data 2>&1) || fail "list data objects: $out"
+grep -q "label: *pd$" <<<"$out" && fail "private data object visible without login: $out"
+PU --read-object --type data --label pd -o pd.out >/dev/null || fail "read private data object"
+cmp -s pd.txt pd.out || fail "private data object read back differs"
+pass "private data object: sealed in the store, invisible without login, read back after login"
+
 echo "pkcs11-tool tests passed"

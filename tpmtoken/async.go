@@ -95,7 +95,8 @@ func dataResult(v []byte, err error) (Result, error) {
 // finishes the job without a session and returns the record to keep.
 // out is the caller's record of its output buffer, kept with the pending
 // operation from the moment it exists, for C_AsyncComplete to hand back.
-func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (T, error), finish func(v T, err error) (Result, error), persist *persistSpec[T], out any) (Result, error) {
+func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (T, error), finishOf func(v T, err error) (Result, error), persist *persistSpec[T], out any) (Result, error) {
+	finish := func(v T, err error) (Result, error) { return finishOf(v, keyAuthError(err)) }
 	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil {
 		return finish(do(l, s.Handle, job))
 	}

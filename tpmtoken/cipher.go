@@ -85,8 +85,10 @@ func (l *Library) cipherInit(h uint64, m Mechanism, key uint64, decrypt bool) er
 	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
-	if o.key != nil && !s.tok.userLoggedIn() {
-		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	if o.key != nil {
+		if err := s.tok.usable(o); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,6 +130,12 @@ func (l *Library) cipherPart(h uint64, decrypt bool, p Part, fn string, in []byt
 	if op.stashed {
 		s.end(kind)
 		return op.stash, nil
+	}
+	if op.key.key != nil {
+		if err := s.tok.usable(op.key); err != nil {
+			s.end(kind)
+			return nil, err
+		}
 	}
 	var out []byte
 	switch {

@@ -49,7 +49,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		return 0, err
 	}
 	_, allowed := keyAllowed(kt)
-	priv, err := keyTemplate(rest, ck.CKO_PRIVATE_KEY, kt, privDefaults, allowed)
+	priv, err := keyTemplate(rest, ck.CKO_PRIVATE_KEY, kt, s.tok.keyDefaults(privDefaults), allowed)
 	if err != nil {
 		return 0, err
 	}
@@ -61,10 +61,10 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 	if priv.Bool(ck.CKA_TOKEN) && !s.rw() {
 		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
-	if !s.tok.userLoggedIn() {
-		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
+	if err != nil {
+		return 0, err
 	}
-	storage := s.tok.storage
 	sensitive.SeedValue = tpm2.TPM2BDigest{Buffer: randBytes(32)}
 	job := func(e *tpm.Engine) (tpm2.TPM2BPrivate, error) { return e.Import(storage, public, sensitive) }
 	finish := func(v tpm2.TPM2BPrivate, err error) (Result, error) {

@@ -175,7 +175,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, err
 	}
 	priv, err := keyTemplate(vt, ck.CKO_PRIVATE_KEY, kt,
-		privDefaults, privAllowed)
+		s.tok.keyDefaults(privDefaults), privAllowed)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -188,10 +188,13 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if (pub.Bool(ck.CKA_TOKEN) || priv.Bool(ck.CKA_TOKEN)) && !s.rw() {
 		return 0, 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
-	if !s.tok.userLoggedIn() {
+	if pub.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
 		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
-	storage := s.tok.storage
+	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
+	if err != nil {
+		return 0, 0, err
+	}
 	// Saveable only if it makes no session objects.
 	var persist *persistSpec[*tpm.Loadable]
 	if pub.Bool(ck.CKA_TOKEN) && priv.Bool(ck.CKA_TOKEN) {

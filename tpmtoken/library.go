@@ -283,6 +283,9 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	t.mu.Lock()
 	info.Label, info.Serial = t.rec.Label, t.rec.Serial
 	info.Flags |= ck.CKF_TOKEN_INITIALIZED
+	if t.rec.NoLogin {
+		info.Flags &^= ck.CKF_LOGIN_REQUIRED
+	}
 	if t.rec.User != nil {
 		info.Flags |= ck.CKF_USER_PIN_INITIALIZED
 	}

@@ -115,8 +115,17 @@ func (t *Token) refresh() error {
 func (t *Token) fromRecord(rec *store.Object) *Object {
 	o := &Object{UID: rec.UID, Attrs: Attrs(rec.Attrs)}
 	if len(rec.Private) > 0 {
+		parent := t.storage
+		if rec.Parent == "public" {
+			if t.public == nil {
+				t.readPublicLocked() // made by another process since we read the record
+			}
+			if t.public != nil {
+				parent = t.public
+			}
+		}
 		blob := &tpm.Loadable{
-			ID: "key:" + rec.UID, Parent: t.storage,
+			ID: "key:" + rec.UID, Parent: parent,
 			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
 			Private: tpm2.TPM2BPrivate{Buffer: rec.Private},
 		}
@@ -134,6 +143,9 @@ func (o *Object) record() *store.Object {
 	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
+		if isPublicParent(o.key) {
+			r.Parent = "public"
+		}
 	}
 	if o.seal != nil {
 		r.Public, r.Private, r.Sealed = o.seal.Public.Bytes(), o.seal.Private.Buffer, o.sealed

@@ -290,9 +290,16 @@ func (l *Library) FindObjects(h uint64, max int) ([]uint64, error) {
 	if !s.finding {
 		return nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
 	}
-	n := min(max, len(s.find))
-	out := s.find[:n]
-	s.find = s.find[n:]
+	// A search started while logged in stops returning private objects
+	// after C_Logout: each handle is checked as it is handed out.
+	var out []uint64
+	for len(out) < max && len(s.find) > 0 {
+		h := s.find[0]
+		s.find = s.find[1:]
+		if _, err := s.tok.object(h); err == nil {
+			out = append(out, h)
+		}
+	}
 	return out, nil
 }
 

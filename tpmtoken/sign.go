@@ -62,8 +62,8 @@ func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
 	if (o.class() != ck.CKO_PRIVATE_KEY && o.class() != ck.CKO_SECRET_KEY) || o.key == nil {
 		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
-	if !s.tok.userLoggedIn() {
-		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	if err := s.tok.usable(o); err != nil {
+		return err
 	}
 	sig, err := mech.NewSignature(m, mechKey(o))
 	if err != nil {
@@ -120,6 +120,9 @@ func (l *Library) SignFinal(h uint64, dst Dest) ([]byte, error) {
 // operation is then consumed: its state lives in the pending job).
 func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, error) {
 	defer s.end(OpSign)
+	if err := s.tok.usable(op.key); err != nil {
+		return nil, err
+	}
 	call, err := op.sig.Plan(op.in.Value())
 	if err != nil {
 		return nil, err
@@ -222,13 +225,16 @@ func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
 	if len(sig) != op.sig.Len() {
 		return ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
 	}
+	if err := s.tok.usable(op.mac); err != nil {
+		return err
+	}
 	call, err := op.sig.Plan(input)
 	if err != nil {
 		return err
 	}
 	v, err := do(l, s.Handle, callJob(op.mac.key, call))
 	if err != nil {
-		return err
+		return keyAuthError(err)
 	}
 	if subtle.ConstantTimeCompare(v, sig) != 1 {
 		return ck.E(ck.CKR_SIGNATURE_INVALID)

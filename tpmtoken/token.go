@@ -2,7 +2,6 @@ package tpmtoken
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"strings"
 	"sync"
@@ -21,7 +20,8 @@ type Token struct {
 
 	mu       sync.Mutex
 	rec      *store.Token
-	storage  *tpm.Loadable // parent of all keys; Auth known only while logged in
+	storage  *tpm.Loadable // parent of private keys; Auth known only while logged in
+	public   *tpm.Loadable // parent of keys that need no PIN (public.go); nil until made
 	loggedIn ck.UserType
 	isLogged bool
 	objs     *store.Objects
@@ -48,61 +48,13 @@ func (t *Token) setRecord(rec *store.Token) {
 		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Storage.Public),
 		Private: tpm2.TPM2BPrivate{Buffer: rec.Storage.Private},
 	}
+	t.public = t.publicLoadable(rec)
 }
-
-// pinScheme is how new PIN objects derive their authValue.
-const pinScheme = 2
-
-// pinAuth derives a PIN object's authValue. It is never stored; with only
-// the disk, nothing can tell a right PIN from a wrong one. Scheme 0 (raw
-// digest, possibly with zero bytes, so only usable as a password) is kept
-// for tokens made by the first release until their next PIN change.
-func pinAuth(scheme int, salt, pin []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("tpm11 PIN v1\x00"))
-	h.Write(salt)
-	h.Write(pin)
-	if scheme == 0 {
-		return h.Sum(nil)
-	}
-	return authText(h.Sum(nil)[:16])
-}
-
-// authText turns 16 bytes into a 32-byte authValue with no zero byte: go-tpm
-// (v0.9.8) keys session HMACs with an authValue cut at its first zero byte,
-// which the TPM does not do, so a value with a zero inside would fail every
-// HMAC authorization.
-func authText(b []byte) []byte { return []byte(hex.EncodeToString(b)) }
 
 func randBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return b
-}
-
-// seal creates a PIN object under the SRK holding secret, openable with pin.
-func (l *Library) seal(e *tpm.Engine, secret, pin []byte) (store.PINObject, error) {
-	salt := randBytes(16)
-	pub, priv, err := e.Create(l.srk, tpm.SealTemplate(), pinAuth(pinScheme, salt, pin), secret)
-	if err != nil {
-		return store.PINObject{}, err
-	}
-	return store.PINObject{Scheme: pinScheme, Salt: salt, Public: pub.Bytes(), Private: priv.Buffer}, nil
-}
-
-func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Loadable {
-	return &tpm.Loadable{
-		ID: id, Parent: l.srk,
-		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](p.Public),
-		Private: tpm2.TPM2BPrivate{Buffer: p.Private},
-		Auth:    pinAuth(p.Scheme, p.Salt, pin),
-	}
-}
-
-// unseal checks pin against a PIN object in the TPM and returns the secret.
-// A wrong PIN counts against the TPM's dictionary-attack lockout.
-func (l *Library) unseal(e *tpm.Engine, id string, p *store.PINObject, pin []byte) ([]byte, error) {
-	return e.Unseal(l.sealObject(id, p, pin))
 }
 
 func padLabel(label []byte) string {
@@ -136,7 +88,7 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		old := s.tok.record()
 		rec.Serial, rec.Created = old.Serial, old.Created
 		_, err := l.run(0, func(e *tpm.Engine) (any, error) {
-			if _, err := l.unseal(e, "so:"+old.Serial, &old.SO, soPIN); err != nil {
+			if _, err := s.tok.unsealPIN(e, ck.CKU_SO, &old.SO, soPIN); err != nil {
 				return nil, err
 			}
 			// The old keys and their parent are gone with the token.
@@ -157,7 +109,10 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 			return nil, err
 		}
 		rec.Storage = store.PINObject{Public: pub.Bytes(), Private: priv.Buffer}
-		rec.SO, err = l.seal(e, storageAuth, soPIN)
+		if rec.Public, err = newPublicParent(e, l.srk); err != nil {
+			return nil, err
+		}
+		rec.SO, err = sealPIN(e, l.srk, storageAuth, soPIN)
 		e.Forget("storage:" + rec.Serial)
 		return nil, err
 	})
@@ -217,7 +172,7 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 	}
 	storage := t.storage
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
-		secret, err := t.lib.unseal(e, pinID(userType, rec.Serial), p, pin)
+		secret, err := t.unsealPIN(e, userType, p, pin)
 		if err != nil {
 			return nil, err
 		}
@@ -232,13 +187,6 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 	t.isLogged, t.loggedIn = true, userType
 	t.mu.Unlock()
 	return nil
-}
-
-func pinID(userType ck.UserType, serial string) string {
-	if userType == ck.CKU_SO {
-		return "so:" + serial
-	}
-	return "user:" + serial
 }
 
 // logout forgets the storage key's authValue and flushes every user key.
@@ -276,7 +224,7 @@ func (t *Token) initPIN(pin []byte) error {
 	rec := *t.record()
 	storage := t.storage
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
-		p, err := t.lib.seal(e, storage.Auth, pin)
+		p, err := sealPIN(e, t.lib.srk, storage.Auth, pin)
 		rec.User = &p
 		return nil, err
 	})
@@ -316,7 +264,7 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 		p = rec.User
 	}
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
-		obj := t.lib.sealObject(pinID(userType, rec.Serial), p, oldPIN)
+		obj := t.pinObject(userType, p, oldPIN)
 		newSalt := randBytes(16)
 		priv, err := e.ChangeAuth(obj, pinAuth(pinScheme, newSalt, newPIN))
 		e.Forget(obj.ID)
