@@ -59,6 +59,10 @@ const (
 	CKR_KEY_SIZE_RANGE                 RV = 0x062
 	CKR_KEY_TYPE_INCONSISTENT          RV = 0x063
 	CKR_KEY_FUNCTION_NOT_PERMITTED     RV = 0x068
+	CKR_KEY_NOT_NEEDED                 RV = 0x064
+	CKR_KEY_CHANGED                    RV = 0x065
+	CKR_KEY_NEEDED                     RV = 0x066
+	CKR_KEY_INDIGESTIBLE               RV = 0x067
 	CKR_KEY_NOT_WRAPPABLE              RV = 0x069
 	CKR_KEY_UNEXTRACTABLE              RV = 0x06A
 	CKR_MECHANISM_INVALID              RV = 0x070

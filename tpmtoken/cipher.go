@@ -212,7 +212,7 @@ func (l *Library) rsaDecrypt(s *Session, fn string, op *cipherOp, in []byte, dst
 		}
 		return Result{Data: out}, err
 	}
-	res, err := start(l, s, fn, ck.CKF_DECRYPT, job, finish, nil, dst.Ref)
+	res, err := start(l, s, fn, ck.CKF_DECRYPT, job, finish, nil, dst)
 	return res.Data, err
 }
 
@@ -254,6 +254,6 @@ func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last 
 	if op.decrypt {
 		flag = ck.CKF_DECRYPT
 	}
-	r, err := start(l, s, fn, flag, job, finish, nil, dst.Ref)
+	r, err := start(l, s, fn, flag, job, finish, nil, dst)
 	return r.Data, err
 }

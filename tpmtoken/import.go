@@ -89,7 +89,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := start(l, s, "C_CreateObject", 0, job, finish, nil, nil)
+	res, err := start(l, s, "C_CreateObject", 0, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}

@@ -42,7 +42,7 @@ var (
 func keyAllowed(kt ck.KeyType) (pub, priv map[ck.AttributeType]bool) {
 	pub, priv = set(ck.CKA_VERIFY, ck.CKA_DERIVE), set(ck.CKA_SIGN, ck.CKA_DERIVE)
 	if kt == ck.CKK_RSA {
-		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP)
+		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_VERIFY_RECOVER), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER)
 	}
 	for _, t := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
 		ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE} {
@@ -221,7 +221,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		}
 		pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, m.Type, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
-	}, persist, nil)
+	}, persist, Dest{})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -17,6 +17,9 @@ const (
 	OpVerify
 	OpEncrypt
 	OpDecrypt
+	OpSignRecover
+	OpVerifyRecover
+	OpVerifySignature
 )
 
 // Part is which call of an operation is made: the single-part call
@@ -36,6 +39,9 @@ const (
 type Dest struct {
 	Cap int
 	Ref any
+	// Wait makes the call finish before returning even on an async
+	// session (a dual-function update needs its first half's output).
+	Wait bool
 }
 
 // opState is what every operation keeps beside its mechanism's state: the
@@ -106,6 +112,18 @@ func (s *Session) op(kind OpKind) operation {
 		if s.decrypt != nil {
 			o = s.decrypt
 		}
+	case OpSignRecover:
+		if s.signRecover != nil {
+			o = s.signRecover
+		}
+	case OpVerifyRecover:
+		if s.verifyRecover != nil {
+			o = s.verifyRecover
+		}
+	case OpVerifySignature:
+		if s.verifySig != nil {
+			o = s.verifySig
+		}
 	}
 	return o
 }
@@ -129,6 +147,12 @@ func (s *Session) endLocked(kind OpKind) {
 		s.encrypt = nil
 	case OpDecrypt:
 		s.decrypt = nil
+	case OpSignRecover:
+		s.signRecover = nil
+	case OpVerifyRecover:
+		s.verifyRecover = nil
+	case OpVerifySignature:
+		s.verifySig = nil
 	}
 }
 
@@ -208,4 +232,11 @@ func deliver(st *opState, out []byte, dst Dest) ([]byte, error) {
 func isEmptyParam(p mech.Param) bool {
 	b, ok := p.(mech.Bytes)
 	return p == nil || (ok && len(b) == 0)
+}
+
+// cancelFlags is which C_SessionCancel flag cancels each operation kind.
+var cancelFlags = map[OpKind]ck.Flags{
+	OpDigest: ck.CKF_DIGEST, OpSign: ck.CKF_SIGN, OpVerify: ck.CKF_VERIFY, OpEncrypt: ck.CKF_ENCRYPT,
+	OpDecrypt: ck.CKF_DECRYPT, OpSignRecover: ck.CKF_SIGN_RECOVER, OpVerifyRecover: ck.CKF_VERIFY_RECOVER,
+	OpVerifySignature: ck.CKF_VERIFY,
 }

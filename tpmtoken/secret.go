@@ -126,7 +126,7 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := start(l, s, fn, flag, job, finish, nil, nil)
+	res, err := start(l, s, fn, flag, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}

@@ -20,6 +20,10 @@ type Session struct {
 	finding bool
 	sign    *signOp
 	verify  *verifyOp
+	// recover ops and C_VerifySignature* (signature given at init).
+	signRecover   *signOp
+	verifyRecover *verifyOp
+	verifySig     *verifyOp
 	pending *pending
 	digest  *digestOp
 	decrypt *cipherOp
@@ -35,6 +39,7 @@ func (s *Session) close() {
 		s.pending.cancel()
 	}
 	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt, s.encrypt = nil, nil, nil, nil, nil, nil, nil
+	s.signRecover, s.verifyRecover, s.verifySig = nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)
@@ -345,7 +350,7 @@ func (l *Library) GenerateRandom(h uint64, n int, dst Dest) ([]byte, error) {
 	}
 	res, err := start(l, s, "C_GenerateRandom", ^ck.Flags(0), // no mechanism flag: any flags cancel it
 		func(e *tpm.Engine) ([]byte, error) { return e.Random(n) },
-		dataResult, nil, dst.Ref)
+		dataResult, nil, dst)
 	return res.Data, err
 }
 

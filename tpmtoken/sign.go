@@ -55,7 +55,12 @@ func (l *Library) keyOpInit(h uint64, key uint64, kind OpKind) (*Session, *Objec
 
 // SignInit starts a signature with key.
 func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
-	s, o, err := l.keyOpInit(h, key, OpSign)
+	return l.signInit(h, m, key, OpSign)
+}
+
+// signInit is C_SignInit (kind OpSign) and C_SignRecoverInit.
+func (l *Library) signInit(h uint64, m Mechanism, key uint64, kind OpKind) error {
+	s, o, err := l.keyOpInit(h, key, kind)
 	if err != nil {
 		return err
 	}
@@ -69,11 +74,23 @@ func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKeyMech(m, o, ck.CKA_SIGN); err != nil {
+	usage := ck.CKA_SIGN
+	if kind == OpSignRecover {
+		if !sig.Recoverable() {
+			return ck.E(ck.CKR_MECHANISM_INVALID)
+		}
+		usage = ck.CKA_SIGN_RECOVER
+	}
+	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
+	op := &signOp{key: o, sig: sig, in: sig.NewInput()}
 	s.mu.Lock()
-	s.sign = &signOp{key: o, sig: sig, in: sig.NewInput()}
+	if kind == OpSignRecover {
+		s.signRecover = op
+	} else {
+		s.sign = op
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -134,7 +151,7 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byt
 		save: func(v []byte, err error) (asyncRecord, error) {
 			return asyncRecord{Data: v}, err
 		},
-	}, dst.Ref)
+	}, dst)
 	return res.Data, err
 }
 
@@ -142,21 +159,33 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byt
 // or an HMAC computed in the TPM and compared.
 type verifyOp struct {
 	opState
-	sig *mech.Signature
-	in  *mech.Input
-	pub any     // the public key of a signature
-	mac *Object // the secret key of an HMAC
+	sig   *mech.Signature
+	in    *mech.Input
+	pub   any             // the public key of a signature
+	mac   *Object         // the secret key of an HMAC
+	given []byte          // the signature of C_VerifySignature*, given at init
+	pss   *mech.PSSParams // the mechanism's parameter, for C_GetOperationState
 }
 
-func (op *verifyOp) outLen(Part, int) (int, bool, error) { return 0, true, nil }
+// outLen is C_VerifyRecover's: at most the modulus size.
+func (op *verifyOp) outLen(Part, int) (int, bool, error) { return op.sig.Len(), false, nil }
 
 // VerifyInit starts verification with a public (or private) key object.
 func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
-	s, o, err := l.keyOpInit(h, key, OpVerify)
+	return l.verifyInit(h, m, key, OpVerify, nil)
+}
+
+// verifyInit is C_VerifyInit, C_VerifyRecoverInit and (with the
+// signature) C_VerifySignatureInit.
+func (l *Library) verifyInit(h uint64, m Mechanism, key uint64, kind OpKind, signature []byte) error {
+	s, o, err := l.keyOpInit(h, key, kind)
 	if err != nil {
 		return err
 	}
 	usage := ck.CKA_VERIFY
+	if kind == OpVerifyRecover {
+		usage = ck.CKA_VERIFY_RECOVER
+	}
 	switch o.class() {
 	case ck.CKO_PRIVATE_KEY:
 		usage = ck.CKA_SIGN
@@ -171,7 +200,13 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
-	op := &verifyOp{sig: sig, in: sig.NewInput()}
+	if kind == OpVerifyRecover && !sig.Recoverable() {
+		return ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	op := &verifyOp{sig: sig, in: sig.NewInput(), given: signature}
+	if p, ok := m.Param.(mech.PSSParams); ok {
+		op.pss = &p
+	}
 	if sig.IsMAC() {
 		if o.key == nil {
 			return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
@@ -181,7 +216,14 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 		return err
 	}
 	s.mu.Lock()
-	s.verify = op
+	switch kind {
+	case OpVerifyRecover:
+		s.verifyRecover = op
+	case OpVerifySignature:
+		s.verifySig = op
+	default:
+		s.verify = op
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -217,7 +259,11 @@ func (l *Library) VerifyFinal(h uint64, sig []byte) error {
 }
 
 func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
-	s.end(OpVerify)
+	if op.given != nil {
+		s.end(OpVerifySignature)
+	} else {
+		s.end(OpVerify)
+	}
 	input := op.in.Value()
 	if op.mac == nil {
 		return op.sig.Verify(op.pub, input, sig)

@@ -260,3 +260,30 @@ func TestInfoTable(t *testing.T) {
 	require.NotContains(t, List(none), ck.CKM_ECDSA)
 	require.Contains(t, List(none), ck.CKM_SHA256)
 }
+
+// Sign-recover blocks come back out of verify-recover, and a tampered
+// signature does not.
+func TestRecover(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	require.NoError(t, err)
+	for _, m := range []ck.MechType{ck.CKM_RSA_PKCS, ck.CKM_RSA_X_509} {
+		s, err := NewSignature(Mechanism{Type: m}, KeyOf(&k.PublicKey))
+		require.NoError(t, err)
+		require.True(t, s.Recoverable())
+		call, err := s.RecoverPlan([]byte("recover me"))
+		require.NoError(t, err)
+		sig := rawSign(k, call.(RSARawCall).Block)
+		got, err := s.Recover(&k.PublicKey, sig)
+		require.NoError(t, err)
+		if m == ck.CKM_RSA_PKCS {
+			require.Equal(t, []byte("recover me"), got)
+		} else {
+			require.Equal(t, LeftPad([]byte("recover me"), 128), got)
+		}
+	}
+	s, _ := NewSignature(Mechanism{Type: ck.CKM_RSA_PKCS}, KeyOf(&k.PublicKey))
+	_, err = s.Recover(&k.PublicKey, rawSign(k, append([]byte{0, 2}, make([]byte, 126)...)))
+	require.Equal(t, ck.CKR_SIGNATURE_INVALID, ck.ToRV(err))
+	s, _ = NewSignature(Mechanism{Type: ck.CKM_SHA256_RSA_PKCS}, KeyOf(&k.PublicKey))
+	require.False(t, s.Recoverable())
+}

@@ -267,3 +267,59 @@ func (p PSS) verify(mHash, block []byte, modBits int) bool {
 
 // MACHash is the hash of an HMAC mechanism (nil for signatures).
 func (s *Signature) MACHash() *Hash { return s.spec.mac }
+
+// Recoverable says whether the mechanism signs with message recovery
+// (C_SignRecover/C_VerifyRecover): raw RSA PKCS#1 and X.509.
+func (s *Signature) Recoverable() bool {
+	return s.key.Type == ck.CKK_RSA && s.spec.hash == nil && !s.spec.pss
+}
+
+// RecoverPlan is what the TPM must do for C_SignRecover of data: the
+// private RSA operation on the PKCS#1 type 1 block carrying data whole
+// (or on the data itself, for X.509).
+func (s *Signature) RecoverPlan(data []byte) (TPMCall, error) {
+	k := s.key.modulusBytes()
+	if s.spec.raw {
+		if len(data) > k {
+			return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
+		}
+		return RSARawCall{Block: LeftPad(data, k), Len: k}, nil
+	}
+	block, err := PKCS1SignBlock(data, k)
+	if err != nil {
+		return nil, err
+	}
+	return RSARawCall{Block: block, Len: k}, nil
+}
+
+// Recover is C_VerifyRecover: it checks sig with the public key and
+// returns the data it carries.
+func (s *Signature) Recover(pub any, sig []byte) ([]byte, error) {
+	p, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	k := s.key.modulusBytes()
+	if len(sig) != k {
+		return nil, ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
+	}
+	c := new(big.Int).SetBytes(sig)
+	if c.Cmp(p.N) >= 0 {
+		return nil, ck.E(ck.CKR_SIGNATURE_INVALID)
+	}
+	em := new(big.Int).Exp(c, big.NewInt(int64(p.E)), p.N).FillBytes(make([]byte, k))
+	if s.spec.raw {
+		return em, nil
+	}
+	if len(em) < 11 || em[0] != 0 || em[1] != 1 {
+		return nil, ck.E(ck.CKR_SIGNATURE_INVALID)
+	}
+	i := 2
+	for i < len(em) && em[i] == 0xff {
+		i++
+	}
+	if i < 10 || i >= len(em) || em[i] != 0 {
+		return nil, ck.E(ck.CKR_SIGNATURE_INVALID)
+	}
+	return em[i+1:], nil
+}
