@@ -24,10 +24,10 @@ type Session struct {
 	signRecover   *signOp
 	verifyRecover *verifyOp
 	verifySig     *verifyOp
-	pending *pending
-	digest  *digestOp
-	decrypt *cipherOp
-	encrypt *cipherOp
+	pending       *pending
+	digest        *digestOp
+	decrypt       *cipherOp
+	encrypt       *cipherOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
