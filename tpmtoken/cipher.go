@@ -85,6 +85,7 @@ func (l *Library) cipherInit(h uint64, m Mechanism, key uint64, decrypt bool) er
 	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
+	op.needAuth = decrypt && o.Attrs.Bool(ck.CKA_ALWAYS_AUTHENTICATE)
 	if o.key != nil {
 		if err := s.tok.usable(o); err != nil {
 			return err
@@ -132,7 +133,11 @@ func (l *Library) cipherPart(h uint64, decrypt bool, p Part, fn string, in []byt
 		return op.stash, nil
 	}
 	if op.key.key != nil {
-		if err := s.tok.usable(op.key); err != nil {
+		err := s.tok.usable(op.key)
+		if err == nil {
+			err = op.authorized()
+		}
+		if err != nil {
 			s.end(kind)
 			return nil, err
 		}

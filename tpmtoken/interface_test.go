@@ -133,3 +133,29 @@ func TestRestOfTheInterface(t *testing.T) {
 	_, err = l.SessionValidationFlags(h, 7)
 	require.Equal(t, ck.CKR_ARGUMENTS_BAD, rv(err))
 }
+
+// A CKA_ALWAYS_AUTHENTICATE key signs only after C_Login(CKU_CONTEXT_SPECIFIC)
+// for that very operation, with the user's PIN checked by the TPM.
+func TestAlwaysAuthenticate(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}}, []tpmtoken.Attr{{ck.CKA_ALWAYS_AUTHENTICATE, []byte{1}}})
+	require.NoError(t, err)
+	m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
+	require.Equal(t, ck.CKR_OPERATION_NOT_INITIALIZED, rv(l.Login(h, ck.CKU_CONTEXT_SPECIFIC, []byte("userpin"))))
+	require.NoError(t, l.SignInit(h, m, priv))
+	_, _, err = sign(l, h, []byte("m"), 64, false)
+	require.Equal(t, ck.CKR_USER_NOT_LOGGED_IN, rv(err), "no context-specific login")
+	require.NoError(t, l.SignInit(h, m, priv))
+	require.Equal(t, ck.CKR_PIN_INCORRECT, rv(l.Login(h, ck.CKU_CONTEXT_SPECIFIC, []byte("wrongpin"))))
+	require.NoError(t, l.Login(h, ck.CKU_CONTEXT_SPECIFIC, []byte("userpin")))
+	sig, _, err := sign(l, h, []byte("m"), 64, false)
+	require.NoError(t, err)
+	require.NoError(t, l.VerifyInit(h, m, pub))
+	require.NoError(t, l.Verify(h, []byte("m"), sig))
+	require.NoError(t, l.SignInit(h, m, priv)) // each use needs its own login
+	_, _, err = sign(l, h, []byte("m"), 64, false)
+	require.Equal(t, ck.CKR_USER_NOT_LOGGED_IN, rv(err))
+}

@@ -44,6 +44,7 @@ func keyAllowed(kt ck.KeyType) (pub, priv map[ck.AttributeType]bool) {
 	if kt == ck.CKK_RSA {
 		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_VERIFY_RECOVER), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER)
 	}
+	priv[ck.CKA_ALWAYS_AUTHENTICATE] = true // the PIN again before each use (alwaysauth.go)
 	for _, t := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
 		ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE} {
 		pub[t], priv[t] = true, true

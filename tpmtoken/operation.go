@@ -52,6 +52,9 @@ type opState struct {
 	single  bool // the single-part call was begun: updates and final are refused
 	stash   []byte
 	stashed bool
+	// needAuth: the key is CKA_ALWAYS_AUTHENTICATE; authed once the
+	// context-specific login was made for this operation.
+	needAuth, authed bool
 }
 
 // errOtherForm refuses a call in the form the operation is not in.

@@ -24,6 +24,9 @@ func (l *Library) SignRecover(h uint64, data []byte, dst Dest) ([]byte, error) {
 	if err := s.tok.usable(op.key); err != nil {
 		return nil, err
 	}
+	if err := op.authorized(); err != nil {
+		return nil, err
+	}
 	call, err := op.sig.RecoverPlan(data)
 	if err != nil {
 		return nil, err

@@ -195,7 +195,7 @@ func (l *Library) Login(h uint64, userType ck.UserType, pin []byte) error {
 	}
 	if userType != ck.CKU_SO && userType != ck.CKU_USER {
 		if userType == ck.CKU_CONTEXT_SPECIFIC {
-			return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+			return l.contextLogin(s, pin)
 		}
 		return ck.E(ck.CKR_USER_TYPE_INVALID)
 	}

@@ -85,6 +85,7 @@ func (l *Library) signInit(h uint64, m Mechanism, key uint64, kind OpKind) error
 		return err
 	}
 	op := &signOp{key: o, sig: sig, in: sig.NewInput()}
+	op.needAuth = o.Attrs.Bool(ck.CKA_ALWAYS_AUTHENTICATE)
 	s.mu.Lock()
 	if kind == OpSignRecover {
 		s.signRecover = op
@@ -138,6 +139,9 @@ func (l *Library) SignFinal(h uint64, dst Dest) ([]byte, error) {
 func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, error) {
 	defer s.end(OpSign)
 	if err := s.tok.usable(op.key); err != nil {
+		return nil, err
+	}
+	if err := op.authorized(); err != nil {
 		return nil, err
 	}
 	call, err := op.sig.Plan(op.in.Value())
