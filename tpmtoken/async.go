@@ -45,7 +45,7 @@ var asyncFunctions = map[string]bool{
 	"C_Sign": true, "C_SignFinal": true, "C_GenerateKeyPair": true, "C_GenerateRandom": true,
 	"C_Decrypt": true, "C_DecryptUpdate": true, "C_DecryptFinal": true,
 	"C_Encrypt": true, "C_EncryptUpdate": true, "C_EncryptFinal": true,
-	"C_GenerateKey": true, "C_DeriveKey": true, "C_CreateObject": true,
+	"C_GenerateKey": true, "C_DeriveKey": true, "C_CreateObject": true, "C_UnwrapKey": true, "C_SignRecover": true,
 }
 
 // AsyncGetID detaches session h's pending fn and returns its ID. The

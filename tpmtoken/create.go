@@ -45,9 +45,9 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	}
 	switch class {
 	case ck.CKO_PRIVATE_KEY:
-		return l.importPrivateKey(s, t)
+		return l.importPrivateKey(s, t, "C_CreateObject")
 	case ck.CKO_SECRET_KEY:
-		return l.importSecretKey(s, t)
+		return l.importSecretKey(s, t, "C_CreateObject")
 	}
 	allowed, known := createAttrs[class]
 	if !known {

@@ -18,7 +18,7 @@ var keyMaterial = []ck.AttributeType{ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.
 // is wrapped under the token's storage key by TPM2_Import and from then on
 // is a TPM key like a generated one, except that the attributes say where
 // it came from (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE false).
-func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
+func (l *Library) importPrivateKey(s *Session, t Template, fn string) (uint64, error) {
 	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
 	if err != nil {
 		return 0, err
@@ -89,7 +89,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := start(l, s, "C_CreateObject", 0, job, finish, nil, Dest{})
+	res, err := start(l, s, fn, 0, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}

@@ -177,7 +177,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 // importSecretKey is C_CreateObject for a secret key: its value is put into
 // the TPM (TPM2_Create with caller data) and kept outside only as the
 // TPM-wrapped blob.
-func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
+func (l *Library) importSecretKey(s *Session, t Template, fn string) (uint64, error) {
 	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
 	if err != nil {
 		return 0, err
@@ -195,5 +195,5 @@ func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
 		return 0, err
 	}
 	a.setOrigin(false, 0, false, false)
-	return l.addSecret(s, "C_CreateObject", 0, a, kt, len(value), value, nil)
+	return l.addSecret(s, fn, 0, a, kt, len(value), value, nil)
 }

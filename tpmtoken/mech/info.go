@@ -35,6 +35,7 @@ const (
 	ecF   = ck.CKF_EC_F_P | ck.CKF_EC_OID | ck.CKF_EC_UNCOMPRESS
 	sigF  = hw | ck.CKF_SIGN | ck.CKF_VERIFY
 	recF  = ck.CKF_SIGN_RECOVER | ck.CKF_VERIFY_RECOVER
+	wrapF = ck.CKF_WRAP | ck.CKF_UNWRAP
 	aesF  = hw | ck.CKF_ENCRYPT | ck.CKF_DECRYPT
 	ecSig = sigF | ecF
 )
@@ -47,9 +48,11 @@ var infos = map[ck.MechType]infoEntry{
 	ck.CKM_EC_KEY_PAIR_GEN:        {KindEC, hw | ck.CKF_GENERATE_KEY_PAIR | ecF},
 	ck.CKM_ECDH1_DERIVE:           {KindEC, hw | ck.CKF_DERIVE | ecF},
 	ck.CKM_RSA_PKCS_KEY_PAIR_GEN:  {KindRSA, hw | ck.CKF_GENERATE_KEY_PAIR},
-	ck.CKM_RSA_PKCS:               {KindRSA, sigF | recF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS:               {KindRSA, sigF | recF | wrapF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
 	ck.CKM_RSA_X_509:              {KindRSA, sigF | recF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | wrapF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_AES_KEY_WRAP:           {KindAES, hw | wrapF},
+	ck.CKM_AES_KEY_WRAP_KWP:       {KindAES, hw | wrapF},
 	ck.CKM_AES_KEY_GEN:            {KindAES, hw | ck.CKF_GENERATE},
 	ck.CKM_GENERIC_SECRET_KEY_GEN: {KindSecret, hw | ck.CKF_GENERATE},
 }
