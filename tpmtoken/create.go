@@ -32,16 +32,9 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	t, err := NewTemplate(tmpl)
+	t, class, err := classTemplate(tmpl)
 	if err != nil {
 		return 0, err
-	}
-	class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 	}
 	switch class {
 	case ck.CKO_PRIVATE_KEY:

@@ -35,16 +35,9 @@ func (l *Library) UnwrapKey(h uint64, m Mechanism, unwrapper uint64, wrapped []b
 	if err != nil {
 		return 0, ck.E(ck.CKR_UNWRAPPING_KEY_HANDLE_INVALID)
 	}
-	t, err := NewTemplate(tmpl)
+	t, class, err := classTemplate(tmpl)
 	if err != nil {
 		return 0, err
-	}
-	class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 	}
 	plain, err := l.unwrapValue(s, m, uk, wrapped)
 	if err != nil {
