@@ -275,6 +275,9 @@ const (
 // Mechanism info flags.
 const (
 	CKF_HW                Flags = 0x00000001
+	CKF_MESSAGE_SIGN      Flags = 0x00000008
+	CKF_MESSAGE_VERIFY    Flags = 0x00000010
+	CKF_MULTI_MESSAGE     Flags = 0x00000020
 	CKF_ENCRYPT           Flags = 0x00000100
 	CKF_DECRYPT           Flags = 0x00000200
 	CKF_DIGEST            Flags = 0x00000400

@@ -159,3 +159,42 @@ func TestAlwaysAuthenticate(t *testing.T) {
 	_, _, err = sign(l, h, []byte("m"), 64, false)
 	require.Equal(t, ck.CKR_USER_NOT_LOGGED_IN, rv(err))
 }
+
+// Message-based signing and verification: messages in one call and in
+// parts under one context, with ECDSA and HMAC.
+func TestMessageBasedSigning(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}}, nil)
+	require.NoError(t, err)
+	m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
+	require.NoError(t, l.MessageSignInit(h, m, priv))
+	require.NoError(t, l.MessageVerifyInit(h, m, pub))
+	for i := 0; i < 3; i++ {
+		sig, err := l.SignMessage(h, nil, []byte("message one"), tpmtoken.Dest{Cap: 64})
+		require.NoError(t, err)
+		require.NoError(t, l.VerifyMessage(h, nil, []byte("message one"), sig))
+		require.Equal(t, ck.CKR_SIGNATURE_INVALID, rv(l.VerifyMessage(h, nil, []byte("message two"), sig)))
+	}
+	require.NoError(t, l.MessageBegin(h, false, nil))
+	_, err = l.SignMessage(h, nil, []byte("x"), tpmtoken.Dest{Cap: 64})
+	require.Equal(t, ck.CKR_OPERATION_ACTIVE, rv(err), "a message is under way")
+	_, err = l.SignMessageNext(h, nil, []byte("in "), false, tpmtoken.Dest{})
+	require.NoError(t, err)
+	sig, err := l.SignMessageNext(h, nil, []byte("parts"), true, tpmtoken.Dest{Cap: 64})
+	require.NoError(t, err)
+	require.NoError(t, l.MessageBegin(h, true, nil))
+	require.NoError(t, l.VerifyMessageNext(h, nil, []byte("in par"), nil, false))
+	require.NoError(t, l.VerifyMessageNext(h, nil, []byte("ts"), sig, true))
+	require.NoError(t, l.MessageFinal(h, false))
+	require.NoError(t, l.MessageFinal(h, true))
+	_, err = l.SignMessage(h, nil, []byte("x"), tpmtoken.Dest{Cap: 64})
+	require.Equal(t, ck.CKR_OPERATION_NOT_INITIALIZED, rv(err))
+	require.NoError(t, l.MessageSignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA}, priv))
+	require.Equal(t, ck.CKR_FUNCTION_NOT_SUPPORTED, rv(l.MessageBegin(h, false, nil)), "raw ECDSA is single-part")
+	info, err := l.MechanismInfo(0, ck.CKM_ECDSA_SHA256)
+	require.NoError(t, err)
+	require.Equal(t, ck.CKF_MESSAGE_SIGN|ck.CKF_MESSAGE_VERIFY|ck.CKF_MULTI_MESSAGE, info.Flags&(ck.CKF_MESSAGE_SIGN|ck.CKF_MESSAGE_VERIFY|ck.CKF_MULTI_MESSAGE))
+}

@@ -20,6 +20,8 @@ const (
 	OpSignRecover
 	OpVerifyRecover
 	OpVerifySignature
+	OpMessageSign
+	OpMessageVerify
 )
 
 // Part is which call of an operation is made: the single-part call
@@ -127,6 +129,14 @@ func (s *Session) op(kind OpKind) operation {
 		if s.verifySig != nil {
 			o = s.verifySig
 		}
+	case OpMessageSign:
+		if s.msgSign != nil {
+			o = s.msgSign
+		}
+	case OpMessageVerify:
+		if s.msgVerify != nil {
+			o = s.msgVerify
+		}
 	}
 	return o
 }
@@ -156,6 +166,10 @@ func (s *Session) endLocked(kind OpKind) {
 		s.verifyRecover = nil
 	case OpVerifySignature:
 		s.verifySig = nil
+	case OpMessageSign:
+		s.msgSign = nil
+	case OpMessageVerify:
+		s.msgVerify = nil
 	}
 }
 
@@ -241,5 +255,5 @@ func isEmptyParam(p mech.Param) bool {
 var cancelFlags = map[OpKind]ck.Flags{
 	OpDigest: ck.CKF_DIGEST, OpSign: ck.CKF_SIGN, OpVerify: ck.CKF_VERIFY, OpEncrypt: ck.CKF_ENCRYPT,
 	OpDecrypt: ck.CKF_DECRYPT, OpSignRecover: ck.CKF_SIGN_RECOVER, OpVerifyRecover: ck.CKF_VERIFY_RECOVER,
-	OpVerifySignature: ck.CKF_VERIFY,
+	OpVerifySignature: ck.CKF_VERIFY, OpMessageSign: ck.CKF_MESSAGE_SIGN, OpMessageVerify: ck.CKF_MESSAGE_VERIFY,
 }

@@ -24,6 +24,8 @@ type Session struct {
 	signRecover   *signOp
 	verifyRecover *verifyOp
 	verifySig     *verifyOp
+	// message-based signing and verification (message.go).
+	msgSign, msgVerify *messageOp
 	pending       *pending
 	digest        *digestOp
 	decrypt       *cipherOp
@@ -39,7 +41,7 @@ func (s *Session) close() {
 		s.pending.cancel()
 	}
 	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt, s.encrypt = nil, nil, nil, nil, nil, nil, nil
-	s.signRecover, s.verifyRecover, s.verifySig = nil, nil, nil
+	s.signRecover, s.verifyRecover, s.verifySig, s.msgSign, s.msgVerify = nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)

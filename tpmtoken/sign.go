@@ -138,6 +138,11 @@ func (l *Library) SignFinal(h uint64, dst Dest) ([]byte, error) {
 // operation is then consumed: its state lives in the pending job).
 func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, error) {
 	defer s.end(OpSign)
+	return l.runSign(s, op, fn, dst)
+}
+
+// runSign signs what op was fed (C_Sign, C_SignFinal, C_SignMessage*).
+func (l *Library) runSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, error) {
 	if err := s.tok.usable(op.key); err != nil {
 		return nil, err
 	}
@@ -268,6 +273,11 @@ func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
 	} else {
 		s.end(OpVerify)
 	}
+	return l.checkVerify(s, op, sig)
+}
+
+// checkVerify checks sig over what op was fed.
+func (l *Library) checkVerify(s *Session, op *verifyOp, sig []byte) error {
 	input := op.in.Value()
 	if op.mac == nil {
 		return op.sig.Verify(op.pub, input, sig)

@@ -124,6 +124,24 @@ int main(int argc, char **argv) {
   dl = 32;
   RV(f->C_DigestFinal(h, d2, &dl), CKR_OK);
 
+  /* Message-based: two messages under one context, one in parts. */
+  CK_MECHANISM msha = {K_CKM_SHA256_RSA_PKCS, NULL, 0};
+  RV(f->C_MessageSignInit(h, &msha, priv), CKR_OK);
+  RV(f->C_MessageVerifyInit(h, &msha, pub), CKR_OK);
+  CK_BYTE ms[256];
+  CK_ULONG msl = sizeof ms;
+  RV(f->C_SignMessage(h, NULL, 0, (CK_BYTE_PTR) "one", 3, ms, &msl), CKR_OK);
+  RV(f->C_VerifyMessage(h, NULL, 0, (CK_BYTE_PTR) "one", 3, ms, msl), CKR_OK);
+  RV(f->C_SignMessageBegin(h, NULL, 0), CKR_OK);
+  RV(f->C_SignMessageNext(h, NULL, 0, (CK_BYTE_PTR) "tw", 2, NULL, NULL), CKR_OK);
+  msl = sizeof ms;
+  RV(f->C_SignMessageNext(h, NULL, 0, (CK_BYTE_PTR) "o", 1, ms, &msl), CKR_OK);
+  RV(f->C_VerifyMessage(h, NULL, 0, (CK_BYTE_PTR) "two", 3, ms, msl), CKR_OK);
+  RV(f->C_VerifyMessage(h, NULL, 0, (CK_BYTE_PTR) "one", 3, ms, msl), CKR_SIGNATURE_INVALID);
+  RV(f->C_MessageSignFinal(h), CKR_OK);
+  RV(f->C_MessageVerifyFinal(h), CKR_OK);
+  RV(f->C_SignMessage(h, NULL, 0, (CK_BYTE_PTR) "one", 3, ms, &msl), CKR_OPERATION_NOT_INITIALIZED);
+
   RV(f->C_Finalize(NULL), CKR_OK);
   if (failures) { fprintf(stderr, "%d failures\n", failures); return 1; }
   printf("interface_test: all checks passed\n");

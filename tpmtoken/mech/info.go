@@ -59,17 +59,21 @@ var infos = map[ck.MechType]infoEntry{
 
 func init() {
 	for m, s := range signatures {
-		if _, ok := infos[m]; ok {
-			continue
-		}
+		e, ok := infos[m]
 		switch {
+		case ok: // listed above with its other uses
 		case s.mac != nil:
-			infos[m] = infoEntry{KindSecret, sigF}
+			e = infoEntry{KindSecret, sigF}
 		case s.keyType == ck.CKK_EC:
-			infos[m] = infoEntry{KindEC, ecSig}
+			e = infoEntry{KindEC, ecSig}
 		default:
-			infos[m] = infoEntry{KindRSA, sigF}
+			e = infoEntry{KindRSA, sigF}
 		}
+		e.flags |= ck.CKF_MESSAGE_SIGN | ck.CKF_MESSAGE_VERIFY
+		if s.hash != nil || s.mac != nil {
+			e.flags |= ck.CKF_MULTI_MESSAGE
+		}
+		infos[m] = e
 	}
 	for m := range aesModes {
 		infos[m] = infoEntry{KindAES, aesF}
