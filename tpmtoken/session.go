@@ -26,10 +26,10 @@ type Session struct {
 	verifySig     *verifyOp
 	// message-based signing and verification (message.go).
 	msgSign, msgVerify *messageOp
-	pending       *pending
-	digest        *digestOp
-	decrypt       *cipherOp
-	encrypt       *cipherOp
+	pending            *pending
+	digest             *digestOp
+	decrypt            *cipherOp
+	encrypt            *cipherOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
