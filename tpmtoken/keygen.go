@@ -2,6 +2,7 @@ package tpmtoken
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"math/big"
@@ -269,23 +270,17 @@ func publicAttrs(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv At
 	}
 	var pk any
 	if kt == ck.CKK_EC {
-		parms, err := p.Parameters.ECCDetail()
-		if err != nil {
-			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
-		}
 		pt, err := p.Unique.ECC()
 		if err != nil {
 			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
 		}
-		epk, err := tpm2.ECDSAPub(parms, pt)
-		if err != nil {
-			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		c := mech.CurveOf(ecParams)
+		if c == nil {
+			return nil, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
 		}
-		ep, err := epk.ECDH()
-		if err != nil {
-			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
-		}
-		point, _ := asn1.Marshal(ep.Bytes())
+		// Built here rather than by go-tpm, which knows fewer curves.
+		epk := &ecdsa.PublicKey{Curve: c.Go, X: new(big.Int).SetBytes(pt.X.Buffer), Y: new(big.Int).SetBytes(pt.Y.Buffer)}
+		point, _ := asn1.Marshal(c.Point(epk.X, epk.Y))
 		pub[ck.CKA_EC_PARAMS], priv[ck.CKA_EC_PARAMS] = ecParams, ecParams
 		pub[ck.CKA_EC_POINT] = point
 		pk = epk

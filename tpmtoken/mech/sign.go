@@ -128,13 +128,25 @@ func (s *Signature) ecdsaPlan(digest []byte) (TPMCall, error) {
 		return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
 	}
 	c := s.key.Curve
+	orderBits := c.Go.Params().N.BitLen()
 	z := new(big.Int).SetBytes(digest)
-	if excess := len(digest)*8 - c.Go.Params().N.BitLen(); excess > 0 {
+	if excess := len(digest)*8 - orderBits; excess > 0 {
 		z.Rsh(z, uint(excess))
 	}
-	hLen := min(c.Bytes, 64)
+	hLen := 64
+	for _, n := range []int{32, 48} {
+		if n*8 >= orderBits {
+			hLen = n
+			break
+		}
+	}
 	if (z.BitLen()+7)/8 > hLen {
 		return nil, ck.Errorf(ck.CKR_DATA_LEN_RANGE, "the TPM signs at most a %d-byte integer", hLen)
+	}
+	if shift := hLen*8 - orderBits; shift > 0 {
+		// A digest longer than the order is cut to its leftmost bits by
+		// the TPM (P-224 under a SHA-256-sized digest): align z there.
+		z.Lsh(z, uint(shift))
 	}
 	alg := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[hLen]
 	return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: alg, Digest: z.FillBytes(make([]byte, hLen)), Len: s.Len()}, nil
