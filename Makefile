@@ -20,7 +20,7 @@ $(BUILD)/tpm11: $(shell find cmd tpm tpmtoken asyncq ck internal -name '*.go') g
 test: build test-go test-c test-clients
 
 test-go:
-	$(GO) test -race -timeout 600s ./...
+	$(GO) test -race -count=1 -timeout 600s ./...
 
 test-c: build
 	./testdata/run-c-tests.sh
