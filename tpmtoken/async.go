@@ -46,6 +46,7 @@ var asyncFunctions = map[string]bool{
 	"C_Decrypt": true, "C_DecryptUpdate": true, "C_DecryptFinal": true,
 	"C_Encrypt": true, "C_EncryptUpdate": true, "C_EncryptFinal": true,
 	"C_GenerateKey": true, "C_DeriveKey": true, "C_CreateObject": true, "C_UnwrapKey": true, "C_SignRecover": true,
+	"C_SignMessage": true, "C_SignMessageNext": true,
 }
 
 // AsyncGetID detaches session h's pending fn and returns its ID. The
