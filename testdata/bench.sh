@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 exec 3>&2 2>"$WORK/stderr.log"
 N=${N:-400}
 gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -o "$WORK/bench" "$ROOT/testdata/c/bench.c" -ldl -lpthread 2>&3
+gcc -std=c11 -O2 -o "$WORK/rawfloor" "$ROOT/testdata/c/rawfloor.c" 2>&3
 # The floor is measured before and after the module and averaged: this
 # machine's speed drifts by tens of percent over a minute.
 floor() { (cd "$ROOT" && go test -run '^$' -bench SignVsFloor -benchtime ${N}x ./tpmtoken/ 2>/dev/null); }
@@ -16,19 +17,38 @@ m() { echo "$more" | awk -v k="$1" '{for (i=1;i<NF;i++) if ($(i+1)==k) print $i}
 
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
+# The raw floor (testdata/c/rawfloor.c: pre-marshalled TPM2_Sign over a
+# blocking socket, no TSS) on the very swtpm the module uses, before and
+# after the module's run.
+sock=${TPM11_TPM#swtpm:unix:}
+raw() { "$WORK/rawfloor" "$sock" ec "$N"; "$WORK/rawfloor" "$sock" rsa $((N / 4)); }
+raw1=$(raw)
 pkcs11-tool --module "$MODULE" --init-token --label bench --so-pin so-secret >/dev/null 2>&1
 pkcs11-tool --module "$MODULE" --token-label bench --login --login-type so --so-pin so-secret --init-pin --pin user-pin >/dev/null 2>&1
 "$WORK/bench" "$MODULE" "$N" > "$WORK/out" 2>&3
+raw2=$(raw)
 floor2=$(floor)
+rv1() { awk -v k="$1" '$1==k {print $2}' <<<"$raw1"; }
+rv2() { awk -v k="$1" '$1==k {print $2}' <<<"$raw2"; }
 mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
 ec_floor=$(mean "$(echo "$floor1" | pick ECDSA-P256)" "$(echo "$floor2" | pick ECDSA-P256)")
 rsa_floor=$(mean "$(echo "$floor1" | pick RSA2048)" "$(echo "$floor2" | pick RSA2048)")
 v() { awk -v k="$1" '$1==k {print $2}' "$WORK/out"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+raw_ec=$(mean "$(rv1 raw_ec_signs_per_s)" "$(rv2 raw_ec_signs_per_s)")
+raw_ec_p50=$(mean "$(rv1 raw_ec_p50_ms)" "$(rv2 raw_ec_p50_ms)")
+raw_rsa_p50=$(mean "$(rv1 raw_rsa_p50_ms)" "$(rv2 raw_rsa_p50_ms)")
 printf '%-52s %12s %8s\n' "measure (swtpm, same run)" "value" "ratio"
-printf '%-52s %12s %8s\n' "raw floor ECDSA P-256 (go-tpm TPM2_Sign), signs/s" "$ec_floor" ""
+printf '%-52s %12s %8s\n' "raw C floor ECDSA P-256, signs/s (before / after)" "$raw_ec" "$(rv1 raw_ec_signs_per_s) / $(rv2 raw_ec_signs_per_s)"
+printf '%-52s %12s %8s\n' "raw C floor ECDSA P-256 / RSA-2048 p50 ms" "$raw_ec_p50 / $raw_rsa_p50" ""
+printf '%-52s %12s %8s\n' "module vs raw C floor: ECDSA 1 thread (p50 latency)" "$(v ec_sync1_p50_ms) ms" "$(ratio "$raw_ec_p50" "$(v ec_sync1_p50_ms)")"
+printf '%-52s %12s %8s\n' "module vs raw C floor: RSA 1 thread (p50 latency)" "$(v rsa_sync1_p50_ms) ms" "$(ratio "$raw_rsa_p50" "$(v rsa_sync1_p50_ms)")"
+printf '%-52s %12s %8s\n' "module vs raw C floor: 8 threads (throughput)" "$(v ec_threads8_signs_per_s)/s" "$(ratio "$(v ec_threads8_signs_per_s)" "$raw_ec")"
+printf '%-52s %12s %8s\n' "module vs raw C floor: 32 async sessions (throughput)" "$(v ec_async32_signs_per_s)/s" "$(ratio "$(v ec_async32_signs_per_s)" "$raw_ec")"
+printf '%-52s %12s %8s\n' "module CPU per ECDSA / RSA signature, us" "$(v ec_sync1_cpu_us) / $(v rsa_sync1_cpu_us)" ""
+printf '%-52s %12s %8s\n' "go-tpm floor ECDSA P-256 (TPM2_Sign), signs/s" "$ec_floor" ""
 printf '%-52s %12s %8s\n' "  (floor before / after the module)" "$(echo "$floor1" | pick ECDSA-P256) / $(echo "$floor2" | pick ECDSA-P256)" ""
-printf '%-52s %12s %8s\n' "raw floor RSA-2048 PKCS#1, signs/s" "$rsa_floor" ""
+printf '%-52s %12s %8s\n' "go-tpm floor RSA-2048 PKCS#1, signs/s" "$rsa_floor" ""
 printf '%-52s %12s %8s\n' "sync 1 thread ECDSA P-256, signs/s" "$(v ec_sync1_signs_per_s)" "$(ratio "$(v ec_sync1_signs_per_s)" "$ec_floor")"
 printf '%-52s %12s %8s\n' "  p50 / p99 ms" "$(v ec_sync1_p50_ms) / $(v ec_sync1_p99_ms)" ""
 printf '%-52s %12s %8s\n' "sync 1 thread RSA-2048 SHA256-RSA-PKCS, signs/s" "$(v rsa_sync1_signs_per_s)" "$(ratio "$(v rsa_sync1_signs_per_s)" "$rsa_floor")"
