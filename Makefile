@@ -1,9 +1,10 @@
 GO ?= go
 TAGS ?= netgo
 BUILD := build
-# The one version (version/version.go): tpm11 --version and CK_INFO.
+# The one version (version/version.go): tpm11 --version, CK_INFO and the package.
 VERSION := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' version/version.go)
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
+DEBARCH := $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
 
 # make install PREFIX=/usr DESTDIR=/tmp/stage; every directory can be set.
 PREFIX ?= /usr/local
@@ -29,9 +30,15 @@ P11KITMODULE ?= $(PKCS11DIR)/libtpm11.so
 ZSHCOMPDIR ?= $(DATADIR)/zsh/site-functions
 endif
 
+# The Debian package is built by nfpm, fetched through the Go module proxy
+# at a fixed version (not a dependency of the module).
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DEB := $(BUILD)/tpm11_$(VERSION)_$(DEBARCH).deb
+STAGE := $(BUILD)/pkgroot
+
 CLI_SRC := $(shell find cmd tpm tpmtoken asyncq ck internal version -name '*.go') go.mod
 
-.PHONY: build test demo bench install uninstall clean test-go test-c test-clients test-cli man completions
+.PHONY: build test demo bench install uninstall package clean test-go test-c test-clients test-cli test-package man completions
 
 build: $(BUILD)/libtpm11.so $(BUILD)/tpm11 man completions
 
@@ -62,7 +69,7 @@ $(BUILD)/completions/tpm11.bash: $(BUILD)/tpm11
 	$(BUILD)/tpm11 completion zsh > $(BUILD)/completions/_tpm11
 	$(BUILD)/tpm11 completion fish > $(BUILD)/completions/tpm11.fish
 
-test: build test-go test-c test-clients test-cli
+test: build test-go test-c test-clients test-cli test-package
 
 test-go:
 	$(GO) test -race -timeout 600s ./...
@@ -77,6 +84,11 @@ test-clients: build
 
 test-cli: build
 	./testdata/cli-test.sh
+
+# Builds the .deb, installs it on this machine (root, dpkg), checks it, and
+# removes it; skipped with a message otherwise.
+test-package: build
+	./testdata/package-test.sh
 
 demo: build
 	./testdata/demo.sh
@@ -107,6 +119,19 @@ uninstall:
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/tpm11 $(DESTDIR)$(ZSHCOMPDIR)/_tpm11 $(DESTDIR)$(FISHCOMPDIR)/tpm11.fish
 	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/CHANGELOG.md $(DESTDIR)$(DOCDIR)/LICENSE
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# The Debian package: what `make install PREFIX=/usr` stages, man pages and
+# changelog compressed as Debian wants them, plus packaging/ (nfpm.yaml,
+# copyright, the /etc/tpm11/config conffile, maintainer scripts).
+package: $(DEB)
+$(DEB): build $(wildcard packaging/*)
+	rm -rf $(STAGE)
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(CURDIR)/$(STAGE)
+	gzip -9n $(STAGE)/usr/share/man/man1/*.1
+	mv $(STAGE)/usr/share/doc/tpm11/CHANGELOG.md $(STAGE)/usr/share/doc/tpm11/changelog
+	gzip -9n $(STAGE)/usr/share/doc/tpm11/changelog
+	rm $(STAGE)/usr/share/doc/tpm11/LICENSE  # packaging/copyright points to common-licenses
+	VERSION=$(VERSION) DEBARCH=$(DEBARCH) $(NFPM) package --packager deb --config packaging/nfpm.yaml --target $@
 
 clean:
 	rm -rf $(BUILD)
