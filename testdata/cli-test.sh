@@ -95,6 +95,12 @@ T list --json > list.json
 n=$(J objects.# < list.json)
 want=$(( $(echo "$KEYTYPES" | grep -vc '^aes') * 2 + $(echo "$KEYTYPES" | grep -c '^aes') + 3 ))
 [ "$n" = "$want" ] || fail "list --json has $n objects, want $want"
+T keygen --help > help.txt
+grep -q "^Key types this TPM (swtpm:unix:.*) offers" help.txt && grep -q "^  ec:p384$" help.txt || fail "keygen --help does not ask the TPM: $(tail -12 help.txt)"
+T keygen --type ec:p256 --id 7f --label js --json > kg.json
+[ "$(J objects.0.uri < kg.json)" = "pkcs11:token=alpha;id=%7F;object=js;type=private" ] && J public_key_pem < kg.json | grep -q "BEGIN PUBLIC KEY" \
+  || fail "keygen --json: $(cat kg.json)"
+T delete --id 7f > /dev/null
 refused 1 "keygen of a type the TPM lacks" T keygen --type rsa:4096
 grep -q "offers" err || fail "rsa:4096: $(cat err)"
 refused 2 "unknown key type" T keygen --type dsa:1024
@@ -106,7 +112,7 @@ T keygen --type ec:p384 --id 01 --label second --replace > second.out 2>err || f
 T list --id 01 --json > id1.json
 [ "$(J objects.# < id1.json)" = 2 ] && [ "$(J objects.0.curve < id1.json)" = P-384 ] || fail "--replace: $(cat id1.json)"
 T delete --id 01 > out && [ "$(grep -c '^deleted' out)" = 2 ] || fail "delete --id 01: $(cat out)"
-pass "keygen makes every type the TPM offers ($(echo $KEYTYPES) hmac); a used ID is refused, --replace replaces"
+pass "keygen makes every type the TPM offers ($(echo $KEYTYPES) hmac) and --help lists them; --json; a used ID is refused, --replace replaces"
 
 # --- list: grouped, sorted, URIs that other tools take -----------------------
 T keygen --type ec:p256 --id 0a --label "web server" > /dev/null

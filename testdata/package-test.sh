@@ -20,6 +20,12 @@ VERSION=$(sed -n 's/^const Version = "\(.*\)"/\1/p' "$ROOT/version/version.go")
 MULTIARCH=$(gcc -print-multiarch)
 cd "$ROOT"
 
+# --- the version: semantic, with its CHANGELOG section, the same everywhere ---
+echo "$VERSION" | grep -qE '^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$' || fail "version $VERSION is not MAJOR.MINOR.PATCH"
+grep -q "^## \[$VERSION\]" CHANGELOG.md || fail "CHANGELOG.md has no section for $VERSION"
+[ -f LICENSE ] && grep -q "Apache License" LICENSE || fail "LICENSE"
+pass "version $VERSION is semantic and has its CHANGELOG section; LICENSE"
+
 # --- make install / uninstall -------------------------------------------------
 stripped() { ! readelf -S "$1" | grep -qE '\.symtab|\.debug_'; }
 for prefix in /usr/local /usr; do
