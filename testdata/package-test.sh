@@ -14,6 +14,7 @@
 #    elsewhere) are set aside and put back. Tokens go to a temporary store
 #    on a private swtpm, never the user's.
 source "$(dirname "$0")/lib.sh"
+set +o pipefail  # checks are "command | grep -q", which may stop the writer early
 export TPM11_STORE=$WORK/store
 unset TPM11_PIN TPM11_SO_PIN TPM11_TOKEN TPM11_CONFIG
 VERSION=$(sed -n 's/^const Version = "\(.*\)"/\1/p' "$ROOT/version/version.go")
@@ -107,13 +108,13 @@ pass "dpkg -i: /usr/bin/tpm11 $VERSION, the module in /usr/lib/$MULTIARCH/pkcs11
 start_swtpm "$WORK/tpm" 2>"$WORK/swtpm.log"
 export TPM11_SO_PIN=87654321 TPM11_PIN=123456
 /usr/bin/tpm11 init --label pkg > /dev/null || fail "installed tpm11 init"
-/usr/bin/tpm11 keygen --type ec:p256 --label pkg-key --ssh > keygen.out 2>&1 || fail "installed tpm11 keygen: $(cat keygen.out)"
-p11-kit list-modules > modules.txt 2>&1 || fail "p11-kit list-modules: $(cat modules.txt)"
-grep -A3 "^tpm11: " modules.txt | grep -q "library-version: ${VERSION%.*}" || fail "p11-kit list-modules: $(cat modules.txt)"
-grep -q "token: pkg" modules.txt || fail "p11-kit does not show the token: $(cat modules.txt)"
-ssh-keygen -D "$SO" > ssh.txt 2>/dev/null || fail "ssh-keygen -D $SO"
-want=$(grep ^ecdsa keygen.out | cut -d' ' -f2)
-grep -q "$want" ssh.txt || fail "ssh-keygen -D does not list the key: $(cat ssh.txt)"
+/usr/bin/tpm11 keygen --type ec:p256 --label pkg-key --ssh > "$WORK/keygen.out" 2>&1 || fail "installed tpm11 keygen: $(cat "$WORK/keygen.out")"
+p11-kit list-modules > "$WORK/modules.txt" 2>&1 || fail "p11-kit list-modules: $(cat "$WORK/modules.txt")"
+grep -A3 "^tpm11: " "$WORK/modules.txt" | grep -q "library-version: ${VERSION%.*}" || fail "p11-kit list-modules: $(cat "$WORK/modules.txt")"
+grep -q "token: pkg" "$WORK/modules.txt" || fail "p11-kit does not show the token: $(cat "$WORK/modules.txt")"
+ssh-keygen -D "$SO" > "$WORK/ssh.txt" 2>/dev/null || fail "ssh-keygen -D $SO"
+want=$(grep ^ecdsa "$WORK/keygen.out" | cut -d' ' -f2)
+grep -q "$want" "$WORK/ssh.txt" || fail "ssh-keygen -D does not list the key: $(cat "$WORK/ssh.txt")"
 PROXY=/usr/lib/$MULTIARCH/p11-kit-proxy.so
 if [ -f "$PROXY" ]; then
   ssh-keygen -D "$PROXY" 2>/dev/null | grep -q "$want" || fail "ssh-keygen -D through p11-kit-proxy (the registration)"
