@@ -72,7 +72,7 @@ $(BUILD)/completions/tpm11.bash: $(BUILD)/tpm11
 test: build test-go test-c test-clients test-cli test-package
 
 test-go:
-	$(GO) test -race -timeout 600s ./...
+	$(GO) test -race -count=1 -timeout 600s ./...
 
 test-c: build
 	./testdata/run-c-tests.sh

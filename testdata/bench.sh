@@ -3,7 +3,7 @@
 # swtpm: the raw TPM floor (go-tpm TPM2_Sign, persistent connection) and
 # libtpm11.so driven from C. Prints one table.
 source "$(dirname "$0")/lib.sh"
-exec 3>&2 2>"$WORK/swtpm.log"
+exec 3>&2 2>"$WORK/stderr.log"
 N=${N:-400}
 gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -o "$WORK/bench" "$ROOT/testdata/c/bench.c" -ldl -lpthread 2>&3
 # The floor is measured before and after the module and averaged: this

@@ -5,8 +5,12 @@
 # ssh-agent signing through ssh-pkcs11-helper), GnuTLS p11tool, p11-kit
 # server, NSS certutil and Java's SunPKCS11.
 source "$(dirname "$0")/lib.sh"
-exec 3>&2 2>"$WORK/swtpm.log"
-fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+exec 3>&2 2>"$WORK/stderr.log"  # the clients chatter on stderr; test failures go to fd 3
+fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+# No program is piped into grep -q (nor head): grep stops reading at the
+# first match, the program dies of SIGPIPE, and pipefail makes that the
+# pipeline's status (a spurious failure, or a check that passes wrongly).
+# Output goes into a variable first and grep reads it from a here-string.
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store TPM11_SO_PIN=87654321 TPM11_PIN=123456
 T() { "$ROOT/build/tpm11" "$@"; }
@@ -15,7 +19,7 @@ cd "$WORK"
 T init --label clients >/dev/null || fail "tpm11 init"
 T info > info.txt || fail "tpm11 info"
 grep -q 'token "clients"' info.txt || fail "info does not show the token: $(cat info.txt)"
-grep -q "RSA \[1024 2048 3072\] bits, EC \[P-256 P-384 P-521\]" info.txt || fail "info capabilities: $(cat info.txt)"
+grep -q "RSA \[1024 2048 3072\] bits, EC \[P-224 P-256 P-384 P-521\]" info.txt || fail "info capabilities: $(cat info.txt)"
 pass "tpm11 init and info (token, TPM capabilities, lockout state)"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout imp.key -subj /CN=imported \
@@ -29,7 +33,9 @@ grep -qE "^02 +\"made-here\" +private key +RSA 2048 .*generated in the TPM" list
 grep -qE "^ +certificate +X.509 .*CN=imported.*type=cert$" list.txt || fail "list: $(cat list.txt)"
 T export --id 01 > imp.pub.pem || fail "tpm11 export"
 cmp -s imp.pub.pem <(openssl pkey -in imp.key -pubout) || fail "exported public key differs from the PEM's"
-T export --id 01 --cert | openssl x509 -noout -subject | grep -q "CN *= *imported" || fail "exported certificate"
+T export --id 01 --cert > imp-back.crt || fail "tpm11 export --cert"
+out=$(openssl x509 -in imp-back.crt -noout -subject) || fail "exported certificate does not parse"
+grep -q "CN *= *imported" <<<"$out" || fail "exported certificate: $out"
 T selftest >/dev/null || fail "tpm11 selftest"
 pass "tpm11 import (key + certificate), keygen, list, export, selftest"
 
@@ -66,22 +72,24 @@ pass "ssh-agent (ssh-pkcs11-helper) signs with the TPM key; ssh-keygen -Y verify
 # GnuTLS: p11tool lists the token and signs and verifies with each key.
 export GNUTLS_PIN=$TPM11_PIN
 URL="pkcs11:token=clients"
-p11tool --provider "$MODULE" --list-tokens | grep -q "Label: clients" || fail "p11tool --list-tokens"
+out=$(p11tool --provider "$MODULE" --list-tokens 2>&1) || fail "p11tool --list-tokens: $out"
+grep -q "Label: clients" <<<"$out" || fail "p11tool --list-tokens: $out"
 for id in %01 %02; do
   out=$(p11tool --provider "$MODULE" --login --test-sign "$URL;id=$id;type=private" 2>&1) || fail "p11tool --test-sign $id: $out"
-  echo "$out" | grep -q "Verifying against public key in the token... ok" || fail "p11tool --test-sign $id: $out"
+  grep -q "Verifying against public key in the token... ok" <<<"$out" || fail "p11tool --test-sign $id: $out"
 done
 pass "p11tool (GnuTLS) signs with the EC and RSA keys and verifies"
 
 # p11-kit server: the way forking servers reach the module (a Go runtime does
 # not survive fork); a client through p11-kit-client.so signs with the key.
-CLIENT=$(find /usr/lib -name p11-kit-client.so | head -1)
+CLIENT=$(find /usr/lib -name p11-kit-client.so -print -quit)
 [ -n "$CLIENT" ] || fail "p11-kit-client.so not installed"
 p11-kit server --provider "$MODULE" -n "$WORK/p11.sock" "pkcs11:" > p11env </dev/null 2>&1 || fail "p11-kit server"
 source ./p11env
 trap 'kill $SSH_AGENT_PID $P11_KIT_SERVER_PID 2>/dev/null; cleanup' EXIT
 PC() { pkcs11-tool --module "$CLIENT" "$@"; }
-PC -L 2>/dev/null | grep -q "token label *: clients" || fail "p11-kit client does not see the token"
+out=$(PC -L 2>&1) || fail "pkcs11-tool -L through p11-kit-client.so: $out"
+grep -q "token label *: clients" <<<"$out" || fail "p11-kit client does not see the token: $out"
 # (p11-kit 0.24's RPC refuses CKM_ECDSA_SHA256 itself; CKM_ECDSA over a digest passes.)
 openssl dgst -sha256 -binary msg > msg.sha256
 PC --token-label clients --login --pin "$TPM11_PIN" --sign --id 01 -m ECDSA --signature-format openssl \
@@ -96,19 +104,24 @@ certutil -N -d sql:nss --empty-password || fail "certutil -N"
 modutil -dbdir sql:nss -add tpm11 -libfile "$MODULE" -force >/dev/null 2>&1 || fail "modutil -add"
 echo "$TPM11_PIN" > pinfile
 head -c 64 /dev/urandom > noise
-certutil -d sql:nss -L -h all -f pinfile 2>/dev/null | grep -q "^clients:imported " || fail "NSS does not list the certificate"
+out=$(certutil -d sql:nss -L -h all -f pinfile 2>&1) || fail "certutil -L: $out"
+grep -q "^clients:imported " <<<"$out" || fail "NSS does not list the certificate: $out"
 certutil -d sql:nss -G -k ec -q nistp256 -h clients -f pinfile -z noise >/dev/null 2>&1 || fail "NSS keygen on the token"
-[ "$(certutil -d sql:nss -K -h clients -f pinfile 2>/dev/null | grep -c '> ec ')" -ge 2 ] || fail "NSS does not list both EC keys"
+out=$(certutil -d sql:nss -K -h clients -f pinfile 2>&1) || fail "certutil -K: $out"
+[ "$(grep -c '> ec ' <<<"$out" || true)" -ge 2 ] || fail "NSS does not list both EC keys: $out"
 certutil -d sql:nss -R -k 01 -h clients -s CN=nss -f pinfile -z noise -a -o nss.csr >/dev/null 2>&1 || fail "NSS certificate request"
-openssl req -in nss.csr -noout -verify 2>&1 | grep -q "verify OK" || fail "NSS request signature"
+out=$(openssl req -in nss.csr -noout -verify 2>&1) || fail "NSS request signature: $out"
+grep -q "verify OK" <<<"$out" || fail "NSS request signature: $out"
 pass "NSS certutil: certificate listed, key made on the token, request signed with the TPM key (openssl verifies)"
 
 # Java: SunPKCS11 sees the key entry and keytool signs a certificate request with it.
 printf 'name = tpm11\nlibrary = %s\nslot = 0\n' "$MODULE" > sunpkcs11.cfg
 KT() { keytool -storetype PKCS11 -providerClass sun.security.pkcs11.SunPKCS11 -providerArg sunpkcs11.cfg -storepass "$TPM11_PIN" "$@"; }
-KT -list 2>&1 | grep -q "^imported, PrivateKeyEntry" || fail "keytool -list: $(KT -list 2>&1)"
+out=$(KT -list 2>&1) || fail "keytool -list: $out"
+grep -q "^imported, PrivateKeyEntry" <<<"$out" || fail "keytool -list: $out"
 KT -certreq -alias imported -file java.csr >/dev/null 2>&1 || fail "keytool -certreq"
-openssl req -in java.csr -noout -verify 2>&1 | grep -q "verify OK" || fail "Java request signature"
+out=$(openssl req -in java.csr -noout -verify 2>&1) || fail "Java request signature: $out"
+grep -q "verify OK" <<<"$out" || fail "Java request signature: $out"
 pass "Java SunPKCS11 (keytool): key entry listed, request signed with the TPM key (openssl verifies)"
 
 TPM11_NEW_PIN=654321 T set-pin >/dev/null || fail "tpm11 set-pin"
@@ -116,10 +129,12 @@ TPM11_PIN=123456 T selftest >/dev/null 2>&1 && fail "the old PIN still works"
 TPM11_PIN=654321 T selftest >/dev/null || fail "the new PIN does not work"
 TPM11_NEW_PIN=$TPM11_PIN T reset-pin >/dev/null || fail "tpm11 reset-pin"
 T selftest >/dev/null || fail "the reset PIN does not work"
-T list --id 02 | grep -q "private key" || fail "keys lost by PIN changes"
+out=$(T list --id 02) || fail "tpm11 list after PIN changes"
+grep -q "private key" <<<"$out" || fail "keys lost by PIN changes: $out"
 pass "tpm11 set-pin and reset-pin (SO); keys kept"
 
 T delete --id 02 >/dev/null || fail "tpm11 delete"
-T list --json | grep -q '"id": "02"' && fail "deleted objects still listed"
+out=$(T list --json) || fail "tpm11 list after delete"
+grep -q '"id": "02"' <<<"$out" && fail "deleted objects still listed: $out"
 pass "tpm11 delete"
 echo "client tests passed"

@@ -10,17 +10,43 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_swtpm DIR: swtpm on a unix socket in DIR; sets TPM11_TPM.
+# start_swtpm DIR: swtpm on a unix socket in DIR, its output in DIR/swtpm.log;
+# sets TPM11_TPM. Returns once swtpm answers on its control channel, which it
+# does only from its main loop: after both sockets listen and the TPM is up.
+# (The socket file alone is not enough: it appears at bind, before listen,
+# and a client connecting then is refused.) Fails with swtpm's log if that
+# takes more than 20 s.
 start_swtpm() {
-  local d=$1
+  local d=$1 end=$((SECONDS + 20))
+  command -v swtpm_ioctl >/dev/null || fail "swtpm_ioctl not found (Debian package swtpm-tools)"
   mkdir -p "$d"
   swtpm socket --tpm2 --server type=unixio,path="$d/tpm.sock" \
     --ctrl type=unixio,path="$d/tpm.sock.ctrl" --tpmstate dir="$d" \
-    --flags not-need-init,startup-clear &
+    --flags not-need-init,startup-clear >"$d/swtpm.log" 2>&1 &
   SWTPM_PID=$!
-  for _ in $(seq 100); do [ -S "$d/tpm.sock" ] && break; sleep 0.05; done
+  # swtpm_ioctl is refused at once until swtpm listens; timeout bounds a
+  # swtpm that accepts but never answers.
+  until timeout 5 swtpm_ioctl --unix "$d/tpm.sock.ctrl" -c >/dev/null 2>&1; do
+    kill -0 "$SWTPM_PID" 2>/dev/null || fail "swtpm in $d exited at start: $(cat "$d/swtpm.log")"
+    [ "$SECONDS" -lt "$end" ] || fail "swtpm in $d not ready after 20 s: $(cat "$d/swtpm.log")"
+    sleep 0.02
+  done
   export TPM11_TPM="swtpm:unix:$d/tpm.sock"
 }
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# swtpm_logs: the end of each swtpm's log, for failure messages.
+swtpm_logs() {
+  local f
+  for f in "$WORK"/*/swtpm.log; do
+    [ -s "$f" ] && { echo "--- $f"; tail -5 "$f"; }
+  done
+  return 0
+}
+
+# Failures go to fd 3 where a script keeps the terminal's stderr there (its
+# own stderr then goes to a log), else to stderr.
+fail() {
+  if { true >&3; } 2>/dev/null; then echo "FAIL: $*" >&3; else echo "FAIL: $*" >&2; fi
+  exit 1
+}
 pass() { echo "ok   $*"; }

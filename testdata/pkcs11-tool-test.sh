@@ -3,8 +3,12 @@
 # RSA keys made in the TPM, every signing mechanism, each signature checked
 # by openssl; a second process finds the key and signs with it.
 source "$(dirname "$0")/lib.sh"
-exec 3>&2 2>"$WORK/swtpm.log"  # swtpm chatters on stderr; test failures go to fd 3
-fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+exec 3>&2 2>"$WORK/stderr.log"  # the clients chatter on stderr; test failures go to fd 3
+fail() { echo "FAIL: $*" >&3; tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+# No program is piped into grep -q (nor head): grep stops reading at the
+# first match, the program dies of SIGPIPE, and pipefail makes that the
+# pipeline's status (a spurious failure, or a check that passes wrongly).
+# Output goes into a variable first and grep reads it from a here-string.
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
 P() { pkcs11-tool --module "$MODULE" "$@"; }
@@ -15,7 +19,7 @@ P --token-label ci --login --login-type so --so-pin 87654321 --init-pin --pin 12
 pass "init token and user PIN"
 
 out=$(P --token-label ci --login --pin 999999 -O 2>&1) && fail "wrong PIN accepted"
-echo "$out" | grep -q CKR_PIN_INCORRECT || fail "wrong PIN not CKR_PIN_INCORRECT: $out"
+grep -q CKR_PIN_INCORRECT <<<"$out" || fail "wrong PIN not CKR_PIN_INCORRECT: $out"
 pass "wrong PIN refused with CKR_PIN_INCORRECT"
 
 PU --keypairgen --key-type EC:prime256v1 --id 01 --label ec >/dev/null || fail "EC keygen"
@@ -76,35 +80,38 @@ PU --decrypt --id 02 -m RSA-PKCS-OAEP --hash-algorithm SHA256 --mgf MGF1-SHA256 
 pass "RSA-PKCS and RSA-PKCS-OAEP (SHA-256) ciphertexts from openssl decrypted in the TPM"
 
 out=$(PU --test 2>&1) || fail "pkcs11-tool --test --login: $out"
-echo "$out" | grep -q "No errors" || fail "pkcs11-tool --test --login: $out"
+grep -q "No errors" <<<"$out" || fail "pkcs11-tool --test --login: $out"
 pass "pkcs11-tool --test --login: no errors"
 
 # Verification inside the module, and a tampered signature refused.
 PU --sign --id 01 -m ECDSA-SHA256 -i data -o sig >/dev/null
-PU --verify --id 01 -m ECDSA-SHA256 -i data --signature-file sig 2>&1 | grep -q "Signature is valid" || fail "C_Verify"
+out=$(PU --verify --id 01 -m ECDSA-SHA256 -i data --signature-file sig 2>&1) || fail "C_Verify: $out"
+grep -q "Signature is valid" <<<"$out" || fail "C_Verify: $out"
 printf 'x' | dd of=sig bs=1 seek=5 conv=notrunc 2>/dev/null
 out=$(PU --verify --id 01 -m ECDSA-SHA256 -i data --signature-file sig 2>&1) || true
-echo "$out" | grep -q "Signature is valid" && fail "bad signature accepted"
-echo "$out" | grep -qi "invalid" || fail "bad signature not reported invalid: $out"
+grep -q "Signature is valid" <<<"$out" && fail "bad signature accepted"
+grep -qi "invalid" <<<"$out" || fail "bad signature not reported invalid: $out"
 pass "C_Verify accepts a good and refuses a tampered signature"
 
 # A separate process with a fresh store view finds the key by ID and signs.
 out=$(PU -O --type privkey --id 01) || fail "find in second process"
-echo "$out" | grep -q "label: *ec" || fail "key not found by second process"
+grep -q "label: *ec" <<<"$out" || fail "key not found by second process"
 PU --sign --id 01 -m ECDSA-SHA256 --signature-format openssl -i data -o sig2 >/dev/null
 openssl dgst -sha256 -verify pub01.pem -signature sig2 data >/dev/null || fail "second process signature"
 pass "another process finds the key by CKA_ID and signs with it"
 
 # Private keys invisible without login; store files 0600, no PIN on disk.
-P --token-label ci -O --type privkey 2>/dev/null | grep -q "Private Key" && fail "private key visible without login"
-bad=$(find "$TPM11_STORE" -type f ! -perm 0600 | head -1)
+out=$(P --token-label ci -O --type privkey 2>&1) || fail "list without login: $out"
+grep -q "Private Key" <<<"$out" && fail "private key visible without login"
+bad=$(find "$TPM11_STORE" -type f ! -perm 0600 -print -quit)
 [ -z "$bad" ] || fail "store file not 0600: $bad"
 grep -rq 123456 "$TPM11_STORE" && fail "PIN found in store"
 pass "private keys hidden before login; store files 0600; PIN not in store"
 
 PU --delete-object --type privkey --id 02 >/dev/null || fail "destroy"
-PU -O --type privkey 2>/dev/null | grep -q "label: *rsa" && fail "destroyed key still present"
-PU -O --type privkey 2>/dev/null | grep -q "label: *ec" || fail "the other key went too"
+out=$(PU -O --type privkey 2>&1) || fail "list after destroy: $out"
+grep -q "label: *rsa" <<<"$out" && fail "destroyed key still present"
+grep -q "label: *ec" <<<"$out" || fail "the other key went too"
 pass "C_DestroyObject removes the key"
 # Digests in software, no login; certificates and public data objects.
 P --token-label ci --hash -m SHA256 -i data -o digest >/dev/null 2>&1
@@ -115,10 +122,12 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cer
 PU --write-object cert.der --type cert --id 01 --label cert >/dev/null || fail "write certificate"
 P --token-label ci --read-object --type cert --id 01 -o cert-back.der >/dev/null || fail "read certificate without login"
 cmp -s cert.der cert-back.der || fail "certificate read back differs"
-P --token-label ci -O --type cert | grep -q "CN=tpm11-test" || fail "certificate subject not derived"
+out=$(P --token-label ci -O --type cert 2>&1) || fail "list certificates: $out"
+grep -q "CN=tpm11-test" <<<"$out" || fail "certificate subject not derived: $out"
 echo "public note" > note
 PU --write-object note --type data --label note >/dev/null || fail "write data object"
-P --token-label ci -O --type data | grep -q "note" || fail "public data object not visible without login"
+out=$(P --token-label ci -O --type data 2>&1) || fail "list data objects: $out"
+grep -q "note" <<<"$out" || fail "public data object not visible without login: $out"
 pass "X.509 certificate and public data object stored, listed and read back without login"
 # PEM keys made by openssl, imported into the TPM (C_CreateObject -> TPM2_Import), then signing there.
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out imp-rsa.pem 2>/dev/null
@@ -129,12 +138,13 @@ PU --sign --id 0a -m SHA256-RSA-PKCS -i data -o sig >/dev/null || fail "sign wit
 openssl dgst -sha256 -verify <(openssl pkey -in imp-rsa.pem -pubout) -signature sig data >/dev/null || fail "imported RSA signature"
 PU --sign --id 0b -m ECDSA-SHA384 --signature-format openssl -i data -o sig >/dev/null || fail "sign with imported EC"
 openssl dgst -sha384 -verify <(openssl pkey -in imp-ec.pem -pubout) -signature sig data >/dev/null || fail "imported EC signature"
-PU -O --type privkey --id 0a | grep -q "Access:.*sensitive" || fail "imported key not sensitive"
+out=$(PU -O --type privkey --id 0a 2>&1) || fail "list imported key: $out"
+grep -q "Access:.*sensitive" <<<"$out" || fail "imported key not sensitive: $out"
 pass "openssl PEM keys (RSA-2048, EC P-384) imported into the TPM; signatures verified by openssl; sensitive"
 # pkcs11-tool's own EC test (keygen, attribute changes, sign, delete) on each curve.
 for curve in prime256v1 secp384r1 secp521r1; do
   out=$(PU --session-rw --test-ec --id 0c0c --key-type EC:$curve 2>&1) || fail "--test-ec $curve: $out"
-  echo "$out" | grep -q "==> OK" || fail "--test-ec $curve: $out"
+  grep -q "==> OK" <<<"$out" || fail "--test-ec $curve: $out"
 done
 pass "pkcs11-tool --test-ec passes on P-256, P-384 and P-521"
 
@@ -180,10 +190,11 @@ pass "AES-256-CBC-PAD in the TPM: generated key round-trips, imported key's ciph
 out=$(timeout 60 pkcs11-tool --module "$MODULE" --test-threads INGISL --test-threads INGISL --test-threads INGISL \
   --test-threads INGISL -L 2>&1) || fail "--test-threads: $out"
 # pkcs11-tool's main thread initializes too: exactly one of the five wins.
-won=$(echo "$out" | grep -c -E "C_Initialize returned CKR_OK|Main C_Initialize\(NULL\) rv:CKR_OK$")
-lost=$(echo "$out" | grep -c -E "C_Initialize returned CKR_CRYPTOKI_ALREADY_INITIALIZED|Main C_Initialize\(NULL\) rv:CKR_CRYPTOKI_ALREADY_INITIALIZED")
+# (grep -c exits 1 on a count of 0: || true, or set -e ends the script silently.)
+won=$(grep -c -E "C_Initialize returned CKR_OK|Main C_Initialize\(NULL\) rv:CKR_OK$" <<<"$out" || true)
+lost=$(grep -c -E "C_Initialize returned CKR_CRYPTOKI_ALREADY_INITIALIZED|Main C_Initialize\(NULL\) rv:CKR_CRYPTOKI_ALREADY_INITIALIZED" <<<"$out" || true)
 [ "$won" = 1 ] && [ "$lost" = 4 ] || fail "--test-threads: $won won, $lost already initialized: $out"
-[ "$(echo "$out" | grep -c "C_GetSlotList returned CKR_OK")" = 8 ] || fail "--test-threads slot lists: $out"
+[ "$(grep -c "C_GetSlotList returned CKR_OK" <<<"$out" || true)" = 8 ] || fail "--test-threads slot lists: $out"
 pass "pkcs11-tool --test-threads: one C_Initialize wins, the others get ALREADY_INITIALIZED, all query slots"
 
 # Four processes at once on one token and one swtpm: keygen, find, sign, destroy.
@@ -201,7 +212,18 @@ for p in 1 2 3 4; do
 done
 wait $pids  # not a bare wait: swtpm is a background job too
 [ -f mp-errors ] && fail "concurrent processes: $(cat mp-errors | tr '\n' ' ')"
-n=$(PU -O --type privkey 2>/dev/null | grep -c "label: *mp")
+out=$(PU -O --type privkey 2>&1) || fail "list after concurrent processes: $out"
+n=$(grep -c "label: *mp" <<<"$out" || true)
 [ "$n" = 4 ] || fail "expected 4 surviving keys from 4 processes, found $n"
 pass "4 concurrent processes: 12 keygens, 12 signs, 8 deletes, no errors, consistent view"
+# A private data object: readable after login, never in clear in the store.
+echo "private-data-object-value-7d3f9a" > pd.txt
+PU --write-object pd.txt --type data --label pd --private >/dev/null || fail "write private data object"
+if grep -rq "private-data-object-value-7d3f9a" "$TPM11_STORE"; then fail "private data object value in the store in clear"; fi
+out=$(P --token-label ci -O --type data 2>&1) || fail "list data objects: $out"
+grep -q "label: *pd$" <<<"$out" && fail "private data object visible without login: $out"
+PU --read-object --type data --label pd -o pd.out >/dev/null || fail "read private data object"
+cmp -s pd.txt pd.out || fail "private data object read back differs"
+pass "private data object: sealed in the store, invisible without login, read back after login"
+
 echo "pkcs11-tool tests passed"

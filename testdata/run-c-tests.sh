@@ -2,19 +2,25 @@
 # Builds the C test programs against our own header and runs them against
 # build/libtpm11.so on a private swtpm and store.
 source "$(dirname "$0")/lib.sh"
-exec 3>&2 2>"$WORK/swtpm.log"
-for t in abi_test opstate_test async_test async_join_test; do
+exec 3>&2 2>"$WORK/stderr.log"
+for t in abi_test opstate_test conformance_test nopin_test async_test async_join_test; do
   gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/$t" "$ROOT/testdata/c/$t.c" -ldl -lpthread 2>&3
 done
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
-"$WORK/abi_test" "$MODULE" 2>&3 || { tail -5 "$WORK/swtpm.log" >&3; exit 1; }
-TPM11_STORE=$WORK/store-ops "$WORK/opstate_test" "$MODULE" 2>&3 || { tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+"$WORK/abi_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+TPM11_STORE=$WORK/store-ops "$WORK/opstate_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+TPM11_STORE=$WORK/store-nopin "$WORK/nopin_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
+
+# Rules no client exercises (slot events, ...), on a TPM of their own.
+start_swtpm "$WORK/tpm4"
+TPM11_STORE=$WORK/store4 "$WORK/conformance_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 
 # A TPM that answers every command after 20 ms makes CKR_PENDING certain.
 start_swtpm "$WORK/tpm2"
-TPM11_STORE=$WORK/store2 TPM11_TEST_LATENCY=20ms "$WORK/async_test" "$MODULE" 2>&3 || { tail -5 "$WORK/swtpm.log" >&3; exit 1; }
+TPM11_STORE=$WORK/store2 TPM11_TEST_LATENCY=20ms "$WORK/async_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 
 # Two processes: A detaches a pending keygen and exits; B joins it by ID.
 TPM11_STORE=$WORK/store3 TPM11_TEST_LATENCY=20ms "$WORK/async_join_test" "$MODULE" start "$WORK/id" 2>&3 || exit 1

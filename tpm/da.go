@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // DAState is the TPM's dictionary-attack state. It is TPM-wide: every
@@ -42,22 +41,6 @@ func (e *Engine) DAState() (DAState, error) {
 		}
 	}
 	return st, nil
-}
-
-// SetDAParameters runs TPM2_DictionaryAttackParameters with the lockout
-// hierarchy's (empty) password. go-tpm's tpm2 package has no DA commands,
-// so the command is marshalled here.
-func SetDAParameters(t transport.TPM, maxTries, recoverySeconds, lockoutRecoverySeconds uint32) error {
-	cmd := []byte{0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x3A} // TPM_ST_SESSIONS, size, TPM_CC_DictionaryAttackParameters
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHLockout))
-	cmd = binary.BigEndian.AppendUint32(cmd, 9)                    // authorization area size
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRSPW)) // password session
-	cmd = append(cmd, 0, 0, 0x01, 0, 0)                            // no nonce, continueSession, empty password
-	for _, v := range []uint32{maxTries, recoverySeconds, lockoutRecoverySeconds} {
-		cmd = binary.BigEndian.AppendUint32(cmd, v)
-	}
-	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
-	return checkRC(t.Send(cmd))
 }
 
 // StirRandom mixes data into the TPM's RNG state (TPM2_StirRandom, which

@@ -45,7 +45,8 @@ var asyncFunctions = map[string]bool{
 	"C_Sign": true, "C_SignFinal": true, "C_GenerateKeyPair": true, "C_GenerateRandom": true,
 	"C_Decrypt": true, "C_DecryptUpdate": true, "C_DecryptFinal": true,
 	"C_Encrypt": true, "C_EncryptUpdate": true, "C_EncryptFinal": true,
-	"C_GenerateKey": true, "C_DeriveKey": true, "C_CreateObject": true,
+	"C_GenerateKey": true, "C_DeriveKey": true, "C_CreateObject": true, "C_UnwrapKey": true, "C_SignRecover": true,
+	"C_SignMessage": true, "C_SignMessageNext": true,
 }
 
 // AsyncGetID detaches session h's pending fn and returns its ID. The
@@ -93,10 +94,11 @@ func dataResult(v []byte, err error) (Result, error) {
 // thread (here, or in C_AsyncComplete).
 // persist, if not nil, makes the operation saveable (C_AsyncGetID): it
 // finishes the job without a session and returns the record to keep.
-// out is the caller's record of its output buffer, kept with the pending
+// dst is the caller's output buffer; its Ref is kept with the pending
 // operation from the moment it exists, for C_AsyncComplete to hand back.
-func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (T, error), finish func(v T, err error) (Result, error), persist *persistSpec[T], out any) (Result, error) {
-	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil {
+func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (T, error), finishOf func(v T, err error) (Result, error), persist *persistSpec[T], dst Dest) (Result, error) {
+	finish := func(v T, err error) (Result, error) { return finishOf(v, keyAuthError(err)) }
+	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil || dst.Wait {
 		return finish(do(l, s.Handle, job))
 	}
 	t := asyncq.Submit(l.q, s.Handle, job, nil)
@@ -105,7 +107,7 @@ func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *
 		return finish(v, tpmError(err))
 	}
 	p := jobPending(fn, flag, t, finish)
-	p.out = out
+	p.out = dst.Ref
 	if persist != nil {
 		p.detach = func() (uint64, error) { return detach(l, s.tok, fn, t, persist) }
 	}
@@ -166,17 +168,10 @@ func (l *Library) SessionCancel(h uint64, flags ck.Flags) error {
 		p.cancel()
 		s.pending = nil
 	}
-	if flags&ck.CKF_SIGN != 0 {
-		s.sign = nil
-	}
-	if flags&ck.CKF_VERIFY != 0 {
-		s.verify = nil
-	}
-	if flags&ck.CKF_ENCRYPT != 0 {
-		s.encrypt = nil
-	}
-	if flags&ck.CKF_DECRYPT != 0 {
-		s.decrypt = nil
+	for kind, flag := range cancelFlags {
+		if flags&flag != 0 {
+			s.endLocked(kind)
+		}
 	}
 	return nil
 }

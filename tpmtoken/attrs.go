@@ -140,3 +140,19 @@ func typedULong[T ~uint64](t Template, typ ck.AttributeType) (T, bool, error) {
 	v, ok, err := t.ULong(typ)
 	return T(v), ok, err
 }
+
+// classTemplate indexes a template that must name its object class.
+func classTemplate(attrs []Attr) (Template, ck.ObjectClass, error) {
+	t, err := NewTemplate(attrs)
+	if err != nil {
+		return nil, 0, err
+	}
+	class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		return nil, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	}
+	return t, class, nil
+}

@@ -85,8 +85,11 @@ func (l *Library) cipherInit(h uint64, m Mechanism, key uint64, decrypt bool) er
 	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
-	if o.key != nil && !s.tok.userLoggedIn() {
-		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	op.needAuth = decrypt && o.Attrs.Bool(ck.CKA_ALWAYS_AUTHENTICATE)
+	if o.key != nil {
+		if err := s.tok.usable(o); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,6 +131,16 @@ func (l *Library) cipherPart(h uint64, decrypt bool, p Part, fn string, in []byt
 	if op.stashed {
 		s.end(kind)
 		return op.stash, nil
+	}
+	if op.key.key != nil {
+		err := s.tok.usable(op.key)
+		if err == nil {
+			err = op.authorized()
+		}
+		if err != nil {
+			s.end(kind)
+			return nil, err
+		}
 	}
 	var out []byte
 	switch {
@@ -204,7 +217,7 @@ func (l *Library) rsaDecrypt(s *Session, fn string, op *cipherOp, in []byte, dst
 		}
 		return Result{Data: out}, err
 	}
-	res, err := start(l, s, fn, ck.CKF_DECRYPT, job, finish, nil, dst.Ref)
+	res, err := start(l, s, fn, ck.CKF_DECRYPT, job, finish, nil, dst)
 	return res.Data, err
 }
 
@@ -246,6 +259,6 @@ func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last 
 	if op.decrypt {
 		flag = ck.CKF_DECRYPT
 	}
-	r, err := start(l, s, fn, flag, job, finish, nil, dst.Ref)
+	r, err := start(l, s, fn, flag, job, finish, nil, dst)
 	return r.Data, err
 }

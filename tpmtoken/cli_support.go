@@ -64,23 +64,31 @@ func (l *Library) DestroyToken(id uint64, soPIN []byte, unchecked bool) error {
 		}
 	}
 	l.mu.RUnlock()
-	rec := s.tok.record()
+	t := s.tok
+	rec := t.record()
 	if !unchecked {
 		if l.dev == nil {
 			return ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
 		}
-		if _, err := l.run(0, func(e *tpm.Engine) (any, error) {
-			_, err := l.unseal(e, "so:"+rec.Serial, &rec.SO, soPIN)
-			e.Forget("so:" + rec.Serial)
+		if !pinLenOK(soPIN) {
+			return errPINOutOfRange()
+		}
+		_, err := l.run(0, func(e *tpm.Engine) (any, error) {
+			_, err := t.unsealPIN(e, ck.CKU_SO, &rec.SO, soPIN)
+			e.Forget(pinID(ck.CKU_SO, rec.Serial))
 			return nil, err
-		}); err != nil {
+		})
+		t.notePINCheck(ck.CKU_SO, err)
+		if err != nil {
 			return err
 		}
 	}
 	if l.dev != nil {
 		_, _ = l.run(0, func(e *tpm.Engine) (any, error) {
-			e.ForgetChildren("storage:" + rec.Serial)
-			e.Forget("storage:" + rec.Serial)
+			for _, parent := range []string{"storage:", "public:"} {
+				e.ForgetChildren(parent + rec.Serial)
+				e.Forget(parent + rec.Serial)
+			}
 			return nil, nil
 		})
 	}

@@ -18,9 +18,8 @@ var storageAttrs = []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIF
 
 // createAttrs lists, per class, the attributes C_CreateObject accepts.
 var createAttrs = map[ck.ObjectClass][]ck.AttributeType{
-	ck.CKO_DATA: {ck.CKA_APPLICATION, ck.CKA_OBJECT_ID, ck.CKA_VALUE},
-	ck.CKO_CERTIFICATE: {ck.CKA_CERTIFICATE_TYPE, ck.CKA_TRUSTED, ck.CKA_CERTIFICATE_CATEGORY, ck.CKA_SUBJECT,
-		ck.CKA_ID, ck.CKA_ISSUER, ck.CKA_SERIAL_NUMBER, ck.CKA_VALUE, ck.CKA_START_DATE, ck.CKA_END_DATE},
+	ck.CKO_DATA:        {ck.CKA_APPLICATION, ck.CKA_OBJECT_ID, ck.CKA_VALUE},
+	ck.CKO_CERTIFICATE: append(append([]ck.AttributeType{}, certCommon...), append(certX509, certAttr...)...),
 	ck.CKO_PUBLIC_KEY: {ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_SUBJECT, ck.CKA_START_DATE, ck.CKA_END_DATE,
 		ck.CKA_DERIVE, ck.CKA_ENCRYPT, ck.CKA_VERIFY, ck.CKA_VERIFY_RECOVER, ck.CKA_WRAP, ck.CKA_TRUSTED,
 		ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.CKA_EC_PARAMS, ck.CKA_EC_POINT},
@@ -33,22 +32,15 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	t, err := NewTemplate(tmpl)
+	t, class, err := classTemplate(tmpl)
 	if err != nil {
 		return 0, err
-	}
-	class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 	}
 	switch class {
 	case ck.CKO_PRIVATE_KEY:
-		return l.importPrivateKey(s, t)
+		return l.importPrivateKey(s, t, "C_CreateObject")
 	case ck.CKO_SECRET_KEY:
-		return l.importSecretKey(s, t)
+		return l.importSecretKey(s, t, "C_CreateObject")
 	}
 	allowed, known := createAttrs[class]
 	if !known {
@@ -82,7 +74,7 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	}
 	switch class {
 	case ck.CKO_CERTIFICATE:
-		err = completeCertificate(a)
+		err = completeCertificate(a, s.tok)
 	case ck.CKO_PUBLIC_KEY:
 		err = completePublicKey(a)
 	case ck.CKO_DATA:
@@ -108,38 +100,6 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 		return 0, err
 	}
 	return o.Handle, nil
-}
-
-// completeCertificate checks an X.509 certificate and fills what clients
-// read from it (subject, issuer, serial) when the template left them out.
-func completeCertificate(a Attrs) error {
-	ct, ok := a.ULong(ck.CKA_CERTIFICATE_TYPE)
-	if !ok {
-		return ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-	}
-	if ct != ck.CKC_X_509 {
-		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "certificate type 0x%x", ct)
-	}
-	cert, err := x509.ParseCertificate(a[ck.CKA_VALUE])
-	if err != nil {
-		return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
-	}
-	serial, _ := asn1.Marshal(cert.SerialNumber)
-	for typ, v := range map[ck.AttributeType][]byte{
-		ck.CKA_SUBJECT: cert.RawSubject, ck.CKA_ISSUER: cert.RawIssuer, ck.CKA_SERIAL_NUMBER: serial,
-		ck.CKA_ID: {}, ck.CKA_PUBLIC_KEY_INFO: cert.RawSubjectPublicKeyInfo,
-	} {
-		if _, ok := a[typ]; !ok {
-			a[typ] = v
-		}
-	}
-	if _, ok := a[ck.CKA_TRUSTED]; !ok {
-		a.SetBool(ck.CKA_TRUSTED, false)
-	}
-	if _, ok := a[ck.CKA_CERTIFICATE_CATEGORY]; !ok {
-		a.SetULong(ck.CKA_CERTIFICATE_CATEGORY, 0)
-	}
-	return nil
 }
 
 // completePublicKey checks a public key's material and adds its SPKI.

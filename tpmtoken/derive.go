@@ -62,12 +62,12 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN %d", n)
 	}
 	delete(t, ck.CKA_VALUE_LEN)
-	a, err := secretAttrs(t, kt)
+	a, err := secretAttrs(s.tok, t, kt)
 	if err != nil {
 		return 0, err
 	}
-	if !s.tok.userLoggedIn() {
-		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	if err := s.tok.usable(o); err != nil {
+		return 0, err
 	}
 	key := o.key
 	x, y := dh.PeerXY()

@@ -11,7 +11,8 @@ import (
 // and would serialize every caller behind it.
 type digestOp struct {
 	opState
-	h hash.Hash
+	h    hash.Hash
+	mech ck.MechType
 }
 
 func (op *digestOp) outLen(p Part, _ int) (int, bool, error) {
@@ -39,7 +40,7 @@ func (l *Library) DigestInit(h uint64, m Mechanism) error {
 	if s.digest != nil {
 		return ck.E(ck.CKR_OPERATION_ACTIVE)
 	}
-	s.digest = &digestOp{h: hf.New()}
+	s.digest = &digestOp{h: hf.New(), mech: m.Type}
 	return nil
 }
 
@@ -71,4 +72,24 @@ func (l *Library) DigestFinal(h uint64) ([]byte, error) {
 	}
 	s.end(OpDigest)
 	return op.h.Sum(nil), nil
+}
+
+// DigestKey feeds the value of secret key obj to session h's digest. Only
+// a key whose value the token may reveal (a readable session key) can be
+// digested; a key in the TPM is CKR_KEY_INDIGESTIBLE.
+func (l *Library) DigestKey(h, obj uint64) error {
+	s, op, err := activeOp[*digestOp](l, h, OpDigest, Update)
+	if err != nil {
+		return err
+	}
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return s.settle(OpDigest, ck.E(ck.CKR_KEY_HANDLE_INVALID))
+	}
+	v, readable := o.Attrs[ck.CKA_VALUE]
+	if o.class() != ck.CKO_SECRET_KEY || !readable {
+		return s.settle(OpDigest, ck.E(ck.CKR_KEY_INDIGESTIBLE))
+	}
+	op.h.Write(v)
+	return nil
 }

@@ -18,7 +18,7 @@ var keyMaterial = []ck.AttributeType{ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.
 // is wrapped under the token's storage key by TPM2_Import and from then on
 // is a TPM key like a generated one, except that the attributes say where
 // it came from (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE false).
-func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
+func (l *Library) importPrivateKey(s *Session, t Template, fn string) (uint64, error) {
 	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
 	if err != nil {
 		return 0, err
@@ -49,7 +49,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		return 0, err
 	}
 	_, allowed := keyAllowed(kt)
-	priv, err := keyTemplate(rest, ck.CKO_PRIVATE_KEY, kt, privDefaults, allowed)
+	priv, err := keyTemplate(rest, ck.CKO_PRIVATE_KEY, kt, s.tok.keyDefaults(privDefaults), allowed)
 	if err != nil {
 		return 0, err
 	}
@@ -61,10 +61,10 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 	if priv.Bool(ck.CKA_TOKEN) && !s.rw() {
 		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
-	if !s.tok.userLoggedIn() {
-		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
+	if err != nil {
+		return 0, err
 	}
-	storage := s.tok.storage
 	sensitive.SeedValue = tpm2.TPM2BDigest{Buffer: randBytes(32)}
 	job := func(e *tpm.Engine) (tpm2.TPM2BPrivate, error) { return e.Import(storage, public, sensitive) }
 	finish := func(v tpm2.TPM2BPrivate, err error) (Result, error) {
@@ -89,7 +89,7 @@ func (l *Library) importPrivateKey(s *Session, t Template) (uint64, error) {
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := start(l, s, "C_CreateObject", 0, job, finish, nil, nil)
+	res, err := start(l, s, fn, 0, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}

@@ -75,7 +75,7 @@ func TestImportPrivateKeys(t *testing.T) {
 	for _, c := range []struct {
 		curve elliptic.Curve
 		oid   []byte
-	}{{elliptic.P256(), oidP256}, {elliptic.P384(), oidP384}, {elliptic.P521(), oidP521}} {
+	}{{elliptic.P224(), oidP224}, {elliptic.P256(), oidP256}, {elliptic.P384(), oidP384}, {elliptic.P521(), oidP521}} {
 		ek, err := ecdsa.GenerateKey(c.curve, rand.Reader)
 		require.NoError(t, err)
 		obj, err := l.CreateObject(h, []tpmtoken.Attr{

@@ -2,6 +2,7 @@ package tpmtoken
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"math/big"
@@ -42,8 +43,9 @@ var (
 func keyAllowed(kt ck.KeyType) (pub, priv map[ck.AttributeType]bool) {
 	pub, priv = set(ck.CKA_VERIFY, ck.CKA_DERIVE), set(ck.CKA_SIGN, ck.CKA_DERIVE)
 	if kt == ck.CKK_RSA {
-		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP)
+		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_VERIFY_RECOVER), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER)
 	}
+	priv[ck.CKA_ALWAYS_AUTHENTICATE] = true // the PIN again before each use (alwaysauth.go)
 	for _, t := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
 		ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE} {
 		pub[t], priv[t] = true, true
@@ -175,7 +177,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, err
 	}
 	priv, err := keyTemplate(vt, ck.CKO_PRIVATE_KEY, kt,
-		privDefaults, privAllowed)
+		s.tok.keyDefaults(privDefaults), privAllowed)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -188,10 +190,13 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if (pub.Bool(ck.CKA_TOKEN) || priv.Bool(ck.CKA_TOKEN)) && !s.rw() {
 		return 0, 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
-	if !s.tok.userLoggedIn() {
+	if pub.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
 		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
-	storage := s.tok.storage
+	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
+	if err != nil {
+		return 0, 0, err
+	}
 	// Saveable only if it makes no session objects.
 	var persist *persistSpec[*tpm.Loadable]
 	if pub.Bool(ck.CKA_TOKEN) && priv.Bool(ck.CKA_TOKEN) {
@@ -218,7 +223,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		}
 		pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, m.Type, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
-	}, persist, nil)
+	}, persist, Dest{})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -265,23 +270,17 @@ func publicAttrs(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv At
 	}
 	var pk any
 	if kt == ck.CKK_EC {
-		parms, err := p.Parameters.ECCDetail()
-		if err != nil {
-			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
-		}
 		pt, err := p.Unique.ECC()
 		if err != nil {
 			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
 		}
-		epk, err := tpm2.ECDSAPub(parms, pt)
-		if err != nil {
-			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+		c := mech.CurveOf(ecParams)
+		if c == nil {
+			return nil, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
 		}
-		ep, err := epk.ECDH()
-		if err != nil {
-			return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
-		}
-		point, _ := asn1.Marshal(ep.Bytes())
+		// Built here rather than by go-tpm, which knows fewer curves.
+		epk := &ecdsa.PublicKey{Curve: c.Go, X: new(big.Int).SetBytes(pt.X.Buffer), Y: new(big.Int).SetBytes(pt.Y.Buffer)}
+		point, _ := asn1.Marshal(c.Point(epk.X, epk.Y))
 		pub[ck.CKA_EC_PARAMS], priv[ck.CKA_EC_PARAMS] = ecParams, ecParams
 		pub[ck.CKA_EC_POINT] = point
 		pk = epk

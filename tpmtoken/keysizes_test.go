@@ -12,6 +12,7 @@ import (
 )
 
 var (
+	oidP224 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x21}
 	oidP256 = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
 	oidP384 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}
 	oidP521 = []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}
@@ -46,8 +47,8 @@ func TestCurvesAndHashesVerifiedByGo(t *testing.T) {
 	h := provision(t, l)
 	info, err := l.MechanismInfo(0, ck.CKM_EC_KEY_PAIR_GEN)
 	require.NoError(t, err)
-	require.Equal(t, [2]uint64{256, 521}, [2]uint64{info.Min, info.Max})
-	for _, curve := range [][]byte{oidP256, oidP384, oidP521} {
+	require.Equal(t, [2]uint64{224, 521}, [2]uint64{info.Min, info.Max})
+	for _, curve := range [][]byte{oidP224, oidP256, oidP384, oidP521} {
 		pubH, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
 			[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, curve}}, nil)
 		require.NoError(t, err)

@@ -28,6 +28,7 @@ type Library struct {
 	sessions map[uint64]*Session
 
 	handles atomic.Uint64
+	events  *slotEvents
 
 	detached map[uint64]*detachedOp
 	wg       sync.WaitGroup // detached operations still finishing
@@ -47,7 +48,7 @@ type Slot struct {
 // Open starts the library: store, TPM, worker. A TPM that cannot be opened
 // is not an error here: the host keeps running and the slot shows no token.
 func Open(cfg Config) (*Library, error) {
-	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}, detached: map[uint64]*detachedOp{}}
+	l := &Library{cfg: cfg, log: cfg.Logger(), sessions: map[uint64]*Session{}, detached: map[uint64]*detachedOp{}, events: newSlotEvents()}
 	st, err := store.Open(cfg.Store)
 	if err != nil {
 		return nil, ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
@@ -109,6 +110,7 @@ var DetachedWait = 60 * time.Second
 // Close cancels all sessions' work, empties the TPM of what we loaded and
 // stops the worker.
 func (l *Library) Close() {
+	l.events.close() // first: a blocked C_WaitForSlotEvent returns now
 	l.mu.Lock()
 	sessions := l.sessions
 	l.sessions = map[uint64]*Session{}
@@ -276,11 +278,14 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	if s.tok == nil {
 		return info, nil
 	}
-	info.Flags |= l.pinFlags()
+	info.Flags |= l.pinFlags(s.tok)
 	t := s.tok
 	t.mu.Lock()
 	info.Label, info.Serial = t.rec.Label, t.rec.Serial
 	info.Flags |= ck.CKF_TOKEN_INITIALIZED
+	if t.rec.NoLogin {
+		info.Flags &^= ck.CKF_LOGIN_REQUIRED
+	}
 	if t.rec.User != nil {
 		info.Flags |= ck.CKF_USER_PIN_INITIALIZED
 	}
@@ -296,25 +301,6 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	}
 	l.mu.RUnlock()
 	return info, nil
-}
-
-// pinFlags reflects the TPM's dictionary-attack state. DA is TPM-wide, so
-// user and SO flags say the same: a PIN check is one DA-protected attempt.
-func (l *Library) pinFlags() ck.Flags {
-	st, err := do(l, 0, (*tpm.Engine).DAState)
-	if err != nil {
-		return 0
-	}
-	var f ck.Flags
-	switch {
-	case st.InLockout || (st.MaxTries > 0 && st.Counter >= st.MaxTries):
-		f = ck.CKF_USER_PIN_LOCKED | ck.CKF_SO_PIN_LOCKED
-	case st.MaxTries > 0 && st.Counter+1 == st.MaxTries:
-		f = ck.CKF_USER_PIN_FINAL_TRY | ck.CKF_SO_PIN_FINAL_TRY | ck.CKF_USER_PIN_COUNT_LOW | ck.CKF_SO_PIN_COUNT_LOW
-	case st.Counter > 0:
-		f = ck.CKF_USER_PIN_COUNT_LOW | ck.CKF_SO_PIN_COUNT_LOW
-	}
-	return f
 }
 
 // TPMCommands is how many TPM commands this library has sent: for

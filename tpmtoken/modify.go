@@ -24,10 +24,19 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 		next[k] = v
 	}
 	class := o.class()
+	certType, _ := o.Attrs.ULong(ck.CKA_CERTIFICATE_TYPE)
+	if class == ck.CKO_CERTIFICATE && o.Attrs.Bool(ck.CKA_TRUSTED) {
+		return ck.Errorf(ck.CKR_ACTION_PROHIBITED, "a trusted certificate cannot be modified")
+	}
 	for _, a := range tmpl {
 		switch {
 		case a.Type == ck.CKA_VALUE && class != ck.CKO_DATA:
 			return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "CKA_VALUE")
+		case class == ck.CKO_CERTIFICATE && a.Type != ck.CKA_LABEL:
+			if !contains(certModifiable[certType], a.Type) {
+				return ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x of a certificate", a.Type)
+			}
+			next[a.Type] = bytes.Clone(a.Value)
 		case contains(modifiableAttrs, a.Type):
 			next[a.Type] = bytes.Clone(a.Value)
 		case contains(usageAttrs, a.Type):
@@ -51,16 +60,19 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 			return ck.Errorf(ck.CKR_ATTRIBUTE_TYPE_INVALID, "attribute 0x%x", a.Type)
 		}
 	}
+	n := *o
+	n.Attrs = next
 	if o.session == 0 {
-		rec := o.record()
-		rec.Attrs = next
-		if err := s.tok.objs.Put(rec); err != nil {
+		if err := s.tok.protect(&n); err != nil {
+			return err
+		}
+		if err := s.tok.objs.Put(n.record()); err != nil {
 			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	s.tok.mu.Lock()
 	s.tok.invalidate()
-	o.Attrs = next
+	o.Attrs, o.seal, o.sealed = n.Attrs, n.seal, n.sealed
 	s.tok.mu.Unlock()
 	return nil
 }
@@ -108,6 +120,11 @@ func (l *Library) CopyObject(h, obj uint64, tmpl []Attr) (uint64, error) {
 		k := *o.key
 		k.ID = "key:" + c.UID
 		c.key = &k
+	}
+	if o.seal != nil { // the same sealed key and ciphertext serve the copy
+		k := *o.seal
+		k.ID = "data:" + c.UID
+		c.seal, c.sealed = &k, o.sealed
 	}
 	c.Attrs[ck.CKA_UNIQUE_ID] = []byte(c.UID)
 	if !c.Attrs.Bool(ck.CKA_TOKEN) {

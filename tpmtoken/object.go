@@ -23,6 +23,10 @@ type Object struct {
 	session uint64
 	// key is the TPM key of a private key object.
 	key *tpm.Loadable
+	// seal and sealed are a private data object's sealed data key and
+	// encrypted value (privdata.go).
+	seal   *tpm.Loadable
+	sealed []byte
 }
 
 func (o *Object) class() ck.ObjectClass {
@@ -95,7 +99,9 @@ func (t *Token) refresh() error {
 	}
 	for uid, rec := range recs {
 		if h, ok := t.byUID[uid]; ok {
-			t.objects[h].Attrs = rec.Attrs
+			fresh := t.fromRecord(rec)
+			o := t.objects[h]
+			o.Attrs, o.sealed = fresh.Attrs, fresh.sealed
 			continue
 		}
 		o := t.fromRecord(rec)
@@ -109,10 +115,25 @@ func (t *Token) refresh() error {
 func (t *Token) fromRecord(rec *store.Object) *Object {
 	o := &Object{UID: rec.UID, Attrs: Attrs(rec.Attrs)}
 	if len(rec.Private) > 0 {
-		o.key = &tpm.Loadable{
-			ID: "key:" + rec.UID, Parent: t.storage,
+		parent := t.storage
+		if rec.Parent == "public" {
+			if t.public == nil {
+				t.readPublicLocked() // made by another process since we read the record
+			}
+			if t.public != nil {
+				parent = t.public
+			}
+		}
+		blob := &tpm.Loadable{
+			ID: "key:" + rec.UID, Parent: parent,
 			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
 			Private: tpm2.TPM2BPrivate{Buffer: rec.Private},
+		}
+		if rec.Sealed != nil {
+			blob.ID = "data:" + rec.UID
+			o.seal, o.sealed = blob, rec.Sealed
+		} else {
+			o.key = blob
 		}
 	}
 	return o
@@ -122,6 +143,12 @@ func (o *Object) record() *store.Object {
 	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
+		if isPublicParent(o.key) {
+			r.Parent = "public"
+		}
+	}
+	if o.seal != nil {
+		r.Public, r.Private, r.Sealed = o.seal.Public.Bytes(), o.seal.Private.Buffer, o.sealed
 	}
 	return r
 }
@@ -132,6 +159,9 @@ func (t *Token) add(o *Object) error {
 		return ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a key whose value is readable cannot be a token object")
 	}
 	if o.session == 0 {
+		if err := t.protect(o); err != nil {
+			return err
+		}
 		if err := t.objs.Put(o.record()); err != nil {
 			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
 		}
@@ -185,9 +215,11 @@ func (t *Token) destroy(o *Object) error {
 	delete(t.objects, o.Handle)
 	delete(t.byUID, o.UID)
 	t.mu.Unlock()
-	if o.key != nil {
-		id := o.key.ID
-		_, _ = t.lib.run(0, func(e *tpm.Engine) (any, error) { e.Forget(id); return nil, nil })
+	for _, blob := range []*tpm.Loadable{o.key, o.seal} {
+		if blob != nil {
+			id := blob.ID
+			_, _ = t.lib.run(0, func(e *tpm.Engine) (any, error) { e.Forget(id); return nil, nil })
+		}
 	}
 	return nil
 }

@@ -17,6 +17,11 @@ const (
 	OpVerify
 	OpEncrypt
 	OpDecrypt
+	OpSignRecover
+	OpVerifyRecover
+	OpVerifySignature
+	OpMessageSign
+	OpMessageVerify
 )
 
 // Part is which call of an operation is made: the single-part call
@@ -36,6 +41,9 @@ const (
 type Dest struct {
 	Cap int
 	Ref any
+	// Wait makes the call finish before returning even on an async
+	// session (a dual-function update needs its first half's output).
+	Wait bool
 }
 
 // opState is what every operation keeps beside its mechanism's state: the
@@ -46,6 +54,9 @@ type opState struct {
 	single  bool // the single-part call was begun: updates and final are refused
 	stash   []byte
 	stashed bool
+	// needAuth: the key is CKA_ALWAYS_AUTHENTICATE; authed once the
+	// context-specific login was made for this operation.
+	needAuth, authed bool
 }
 
 // errOtherForm refuses a call in the form the operation is not in.
@@ -106,6 +117,26 @@ func (s *Session) op(kind OpKind) operation {
 		if s.decrypt != nil {
 			o = s.decrypt
 		}
+	case OpSignRecover:
+		if s.signRecover != nil {
+			o = s.signRecover
+		}
+	case OpVerifyRecover:
+		if s.verifyRecover != nil {
+			o = s.verifyRecover
+		}
+	case OpVerifySignature:
+		if s.verifySig != nil {
+			o = s.verifySig
+		}
+	case OpMessageSign:
+		if s.msgSign != nil {
+			o = s.msgSign
+		}
+	case OpMessageVerify:
+		if s.msgVerify != nil {
+			o = s.msgVerify
+		}
 	}
 	return o
 }
@@ -129,6 +160,16 @@ func (s *Session) endLocked(kind OpKind) {
 		s.encrypt = nil
 	case OpDecrypt:
 		s.decrypt = nil
+	case OpSignRecover:
+		s.signRecover = nil
+	case OpVerifyRecover:
+		s.verifyRecover = nil
+	case OpVerifySignature:
+		s.verifySig = nil
+	case OpMessageSign:
+		s.msgSign = nil
+	case OpMessageVerify:
+		s.msgVerify = nil
 	}
 }
 
@@ -208,4 +249,11 @@ func deliver(st *opState, out []byte, dst Dest) ([]byte, error) {
 func isEmptyParam(p mech.Param) bool {
 	b, ok := p.(mech.Bytes)
 	return p == nil || (ok && len(b) == 0)
+}
+
+// cancelFlags is which C_SessionCancel flag cancels each operation kind.
+var cancelFlags = map[OpKind]ck.Flags{
+	OpDigest: ck.CKF_DIGEST, OpSign: ck.CKF_SIGN, OpVerify: ck.CKF_VERIFY, OpEncrypt: ck.CKF_ENCRYPT,
+	OpDecrypt: ck.CKF_DECRYPT, OpSignRecover: ck.CKF_SIGN_RECOVER, OpVerifyRecover: ck.CKF_VERIFY_RECOVER,
+	OpVerifySignature: ck.CKF_VERIFY, OpMessageSign: ck.CKF_MESSAGE_SIGN, OpMessageVerify: ck.CKF_MESSAGE_VERIFY,
 }

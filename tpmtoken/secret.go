@@ -1,7 +1,6 @@
 package tpmtoken
 
 import (
-	"maps"
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
@@ -24,8 +23,8 @@ var secretDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVA
 
 // secretAttrs builds a secret key's attributes from a caller template
 // (without CKA_VALUE and CKA_VALUE_LEN, which the caller has taken out).
-func secretAttrs(tmpl Template, kt ck.KeyType) (Attrs, error) {
-	defaults := maps.Clone(secretDefaults)
+func secretAttrs(tok *Token, tmpl Template, kt ck.KeyType) (Attrs, error) {
+	defaults := tok.keyDefaults(secretDefaults)
 	allowed := set(ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE,
 		ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY,
 		ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE, ck.CKA_TRUSTED, ck.CKA_WRAP_WITH_TRUSTED)
@@ -68,8 +67,9 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 	if token && !s.rw() {
 		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
-	if !s.tok.userLoggedIn() {
-		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	storage, err := s.tok.parentFor(a.Bool(ck.CKA_PRIVATE))
+	if err != nil {
+		return 0, err
 	}
 	// The TPM makes a keyed-hash key as long as its name hash: choose that
 	// hash for the lengths it can make, and draw other lengths from its RNG.
@@ -82,7 +82,6 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 			makeValue = func(e *tpm.Engine) ([]byte, error) { return e.Random(n) }
 		}
 	}
-	storage := s.tok.storage
 	type made struct {
 		key   *tpm.Loadable
 		value []byte
@@ -127,7 +126,7 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := start(l, s, fn, flag, job, finish, nil, nil)
+	res, err := start(l, s, fn, flag, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}
@@ -167,7 +166,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "CKA_VALUE is generated")
 	}
 	delete(t, ck.CKA_VALUE_LEN)
-	a, err := secretAttrs(t, kt)
+	a, err := secretAttrs(s.tok, t, kt)
 	if err != nil {
 		return 0, err
 	}
@@ -178,7 +177,7 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 // importSecretKey is C_CreateObject for a secret key: its value is put into
 // the TPM (TPM2_Create with caller data) and kept outside only as the
 // TPM-wrapped blob.
-func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
+func (l *Library) importSecretKey(s *Session, t Template, fn string) (uint64, error) {
 	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
 	if err != nil {
 		return 0, err
@@ -191,10 +190,10 @@ func (l *Library) importSecretKey(s *Session, t Template) (uint64, error) {
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN comes from CKA_VALUE")
 	}
 	delete(t, ck.CKA_VALUE)
-	a, err := secretAttrs(t, kt)
+	a, err := secretAttrs(s.tok, t, kt)
 	if err != nil {
 		return 0, err
 	}
 	a.setOrigin(false, 0, false, false)
-	return l.addSecret(s, "C_CreateObject", 0, a, kt, len(value), value, nil)
+	return l.addSecret(s, fn, 0, a, kt, len(value), value, nil)
 }

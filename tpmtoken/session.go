@@ -20,10 +20,16 @@ type Session struct {
 	finding bool
 	sign    *signOp
 	verify  *verifyOp
-	pending *pending
-	digest  *digestOp
-	decrypt *cipherOp
-	encrypt *cipherOp
+	// recover ops and C_VerifySignature* (signature given at init).
+	signRecover   *signOp
+	verifyRecover *verifyOp
+	verifySig     *verifyOp
+	// message-based signing and verification (message.go).
+	msgSign, msgVerify *messageOp
+	pending            *pending
+	digest             *digestOp
+	decrypt            *cipherOp
+	encrypt            *cipherOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -35,6 +41,7 @@ func (s *Session) close() {
 		s.pending.cancel()
 	}
 	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt, s.encrypt = nil, nil, nil, nil, nil, nil, nil
+	s.signRecover, s.verifyRecover, s.verifySig, s.msgSign, s.msgVerify = nil, nil, nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)
@@ -43,6 +50,18 @@ func (s *Session) close() {
 
 // OpenSession opens a session on slot id.
 func (l *Library) OpenSession(id uint64, flags ck.Flags) (uint64, error) {
+	return l.openSession(id, flags, true)
+}
+
+// OpenSyncSession is OpenSession for a caller that cannot use asynchronous
+// sessions (one that came through a function list older than 3.2, which has
+// no C_AsyncComplete): CKF_ASYNC_SESSION is CKR_SESSION_ASYNC_NOT_SUPPORTED,
+// as from a token without them.
+func (l *Library) OpenSyncSession(id uint64, flags ck.Flags) (uint64, error) {
+	return l.openSession(id, flags, false)
+}
+
+func (l *Library) openSession(id uint64, flags ck.Flags, asyncOK bool) (uint64, error) {
 	if flags&ck.CKF_SERIAL_SESSION == 0 {
 		return 0, ck.E(ck.CKR_SESSION_PARALLEL_NOT_SUPPORTED)
 	}
@@ -57,6 +76,9 @@ func (l *Library) OpenSession(id uint64, flags ck.Flags) (uint64, error) {
 	defer l.mu.Unlock()
 	if s.tok == nil {
 		return 0, ck.E(ck.CKR_TOKEN_NOT_INITIALIZED)
+	}
+	if flags&ck.CKF_ASYNC_SESSION != 0 && !asyncOK {
+		return 0, ck.E(ck.CKR_SESSION_ASYNC_NOT_SUPPORTED)
 	}
 	if flags&ck.CKF_RW_SESSION == 0 {
 		if u, ok := s.tok.loginState(); ok && u == ck.CKU_SO {
@@ -175,7 +197,7 @@ func (l *Library) Login(h uint64, userType ck.UserType, pin []byte) error {
 	}
 	if userType != ck.CKU_SO && userType != ck.CKU_USER {
 		if userType == ck.CKU_CONTEXT_SPECIFIC {
-			return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+			return l.contextLogin(s, pin)
 		}
 		return ck.E(ck.CKR_USER_TYPE_INVALID)
 	}
@@ -275,9 +297,16 @@ func (l *Library) FindObjects(h uint64, max int) ([]uint64, error) {
 	if !s.finding {
 		return nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
 	}
-	n := min(max, len(s.find))
-	out := s.find[:n]
-	s.find = s.find[n:]
+	// A search started while logged in stops returning private objects
+	// after C_Logout: each handle is checked as it is handed out.
+	var out []uint64
+	for len(out) < max && len(s.find) > 0 {
+		h := s.find[0]
+		s.find = s.find[1:]
+		if _, err := s.tok.object(h); err == nil {
+			out = append(out, h)
+		}
+	}
 	return out, nil
 }
 
@@ -298,11 +327,12 @@ func (l *Library) FindObjectsFinal(h uint64) error {
 
 // GetAttributeValue answers for each type; see AttrResult.
 func (l *Library) GetAttributeValue(h, obj uint64, types []ck.AttributeType) ([]AttrResult, error) {
-	_, o, err := l.sessionObject(h, obj)
+	s, o, err := l.sessionObject(h, obj)
 	if err != nil {
 		return nil, err
 	}
-	return getAttributes(o, types), nil
+	res := getAttributes(o, types)
+	return res, s.tok.valueOf(o, types, res)
 }
 
 // DestroyObject destroys obj.
@@ -322,7 +352,7 @@ func (l *Library) GenerateRandom(h uint64, n int, dst Dest) ([]byte, error) {
 	}
 	res, err := start(l, s, "C_GenerateRandom", ^ck.Flags(0), // no mechanism flag: any flags cancel it
 		func(e *tpm.Engine) ([]byte, error) { return e.Random(n) },
-		dataResult, nil, dst.Ref)
+		dataResult, nil, dst)
 	return res.Data, err
 }
 

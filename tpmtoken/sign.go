@@ -55,25 +55,43 @@ func (l *Library) keyOpInit(h uint64, key uint64, kind OpKind) (*Session, *Objec
 
 // SignInit starts a signature with key.
 func (l *Library) SignInit(h uint64, m Mechanism, key uint64) error {
-	s, o, err := l.keyOpInit(h, key, OpSign)
+	return l.signInit(h, m, key, OpSign)
+}
+
+// signInit is C_SignInit (kind OpSign) and C_SignRecoverInit.
+func (l *Library) signInit(h uint64, m Mechanism, key uint64, kind OpKind) error {
+	s, o, err := l.keyOpInit(h, key, kind)
 	if err != nil {
 		return err
 	}
 	if (o.class() != ck.CKO_PRIVATE_KEY && o.class() != ck.CKO_SECRET_KEY) || o.key == nil {
 		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
-	if !s.tok.userLoggedIn() {
-		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	if err := s.tok.usable(o); err != nil {
+		return err
 	}
 	sig, err := mech.NewSignature(m, mechKey(o))
 	if err != nil {
 		return err
 	}
-	if err := checkKeyMech(m, o, ck.CKA_SIGN); err != nil {
+	usage := ck.CKA_SIGN
+	if kind == OpSignRecover {
+		if !sig.Recoverable() {
+			return ck.E(ck.CKR_MECHANISM_INVALID)
+		}
+		usage = ck.CKA_SIGN_RECOVER
+	}
+	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
+	op := &signOp{key: o, sig: sig, in: sig.NewInput()}
+	op.needAuth = o.Attrs.Bool(ck.CKA_ALWAYS_AUTHENTICATE)
 	s.mu.Lock()
-	s.sign = &signOp{key: o, sig: sig, in: sig.NewInput()}
+	if kind == OpSignRecover {
+		s.signRecover = op
+	} else {
+		s.sign = op
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -120,6 +138,17 @@ func (l *Library) SignFinal(h uint64, dst Dest) ([]byte, error) {
 // operation is then consumed: its state lives in the pending job).
 func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, error) {
 	defer s.end(OpSign)
+	return l.runSign(s, op, fn, dst)
+}
+
+// runSign signs what op was fed (C_Sign, C_SignFinal, C_SignMessage*).
+func (l *Library) runSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, error) {
+	if err := s.tok.usable(op.key); err != nil {
+		return nil, err
+	}
+	if err := op.authorized(); err != nil {
+		return nil, err
+	}
 	call, err := op.sig.Plan(op.in.Value())
 	if err != nil {
 		return nil, err
@@ -131,7 +160,7 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byt
 		save: func(v []byte, err error) (asyncRecord, error) {
 			return asyncRecord{Data: v}, err
 		},
-	}, dst.Ref)
+	}, dst)
 	return res.Data, err
 }
 
@@ -139,21 +168,33 @@ func (l *Library) finishSign(s *Session, op *signOp, fn string, dst Dest) ([]byt
 // or an HMAC computed in the TPM and compared.
 type verifyOp struct {
 	opState
-	sig *mech.Signature
-	in  *mech.Input
-	pub any     // the public key of a signature
-	mac *Object // the secret key of an HMAC
+	sig   *mech.Signature
+	in    *mech.Input
+	pub   any             // the public key of a signature
+	mac   *Object         // the secret key of an HMAC
+	given []byte          // the signature of C_VerifySignature*, given at init
+	pss   *mech.PSSParams // the mechanism's parameter, for C_GetOperationState
 }
 
-func (op *verifyOp) outLen(Part, int) (int, bool, error) { return 0, true, nil }
+// outLen is C_VerifyRecover's: at most the modulus size.
+func (op *verifyOp) outLen(Part, int) (int, bool, error) { return op.sig.Len(), false, nil }
 
 // VerifyInit starts verification with a public (or private) key object.
 func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
-	s, o, err := l.keyOpInit(h, key, OpVerify)
+	return l.verifyInit(h, m, key, OpVerify, nil)
+}
+
+// verifyInit is C_VerifyInit, C_VerifyRecoverInit and (with the
+// signature) C_VerifySignatureInit.
+func (l *Library) verifyInit(h uint64, m Mechanism, key uint64, kind OpKind, signature []byte) error {
+	s, o, err := l.keyOpInit(h, key, kind)
 	if err != nil {
 		return err
 	}
 	usage := ck.CKA_VERIFY
+	if kind == OpVerifyRecover {
+		usage = ck.CKA_VERIFY_RECOVER
+	}
 	switch o.class() {
 	case ck.CKO_PRIVATE_KEY:
 		usage = ck.CKA_SIGN
@@ -168,7 +209,13 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 	if err := checkKeyMech(m, o, usage); err != nil {
 		return err
 	}
-	op := &verifyOp{sig: sig, in: sig.NewInput()}
+	if kind == OpVerifyRecover && !sig.Recoverable() {
+		return ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	op := &verifyOp{sig: sig, in: sig.NewInput(), given: signature}
+	if p, ok := m.Param.(mech.PSSParams); ok {
+		op.pss = &p
+	}
 	if sig.IsMAC() {
 		if o.key == nil {
 			return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
@@ -178,7 +225,14 @@ func (l *Library) VerifyInit(h uint64, m Mechanism, key uint64) error {
 		return err
 	}
 	s.mu.Lock()
-	s.verify = op
+	switch kind {
+	case OpVerifyRecover:
+		s.verifyRecover = op
+	case OpVerifySignature:
+		s.verifySig = op
+	default:
+		s.verify = op
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -214,7 +268,16 @@ func (l *Library) VerifyFinal(h uint64, sig []byte) error {
 }
 
 func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
-	s.end(OpVerify)
+	if op.given != nil {
+		s.end(OpVerifySignature)
+	} else {
+		s.end(OpVerify)
+	}
+	return l.checkVerify(s, op, sig)
+}
+
+// checkVerify checks sig over what op was fed.
+func (l *Library) checkVerify(s *Session, op *verifyOp, sig []byte) error {
 	input := op.in.Value()
 	if op.mac == nil {
 		return op.sig.Verify(op.pub, input, sig)
@@ -222,13 +285,16 @@ func (l *Library) finishVerify(s *Session, op *verifyOp, sig []byte) error {
 	if len(sig) != op.sig.Len() {
 		return ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
 	}
+	if err := s.tok.usable(op.mac); err != nil {
+		return err
+	}
 	call, err := op.sig.Plan(input)
 	if err != nil {
 		return err
 	}
 	v, err := do(l, s.Handle, callJob(op.mac.key, call))
 	if err != nil {
-		return err
+		return keyAuthError(err)
 	}
 	if subtle.ConstantTimeCompare(v, sig) != 1 {
 		return ck.E(ck.CKR_SIGNATURE_INVALID)

@@ -2,7 +2,6 @@ package tpmtoken
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"strings"
 	"sync"
@@ -21,13 +20,18 @@ type Token struct {
 
 	mu       sync.Mutex
 	rec      *store.Token
-	storage  *tpm.Loadable // parent of all keys; Auth known only while logged in
+	storage  *tpm.Loadable // parent of private keys; Auth known only while logged in
+	public   *tpm.Loadable // parent of keys that need no PIN (public.go); nil until made
 	loggedIn ck.UserType
 	isLogged bool
 	objs     *store.Objects
 	objects  map[uint64]*Object
 	byUID    map[string]uint64
 	idx      objIndex
+
+	// pinFailures counts wrong PINs since the last success, by user type
+	// (CKU_SO, CKU_USER): see pin.go.
+	pinFailures [2]int
 }
 
 func (l *Library) newToken(rec *store.Token) *Token {
@@ -44,68 +48,13 @@ func (t *Token) setRecord(rec *store.Token) {
 		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Storage.Public),
 		Private: tpm2.TPM2BPrivate{Buffer: rec.Storage.Private},
 	}
-}
-
-// pinScheme is how new PIN objects derive their authValue.
-const pinScheme = 2
-
-// pinAuth derives a PIN object's authValue. It is never stored; with only
-// the disk, nothing can tell a right PIN from a wrong one. Scheme 0 (raw
-// digest, possibly with zero bytes, so only usable as a password) is kept
-// for tokens made by the first release until their next PIN change.
-func pinAuth(scheme int, salt, pin []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("tpm11 PIN v1\x00"))
-	h.Write(salt)
-	h.Write(pin)
-	if scheme == 0 {
-		return h.Sum(nil)
-	}
-	return authText(h.Sum(nil)[:16])
-}
-
-// authText turns 16 bytes into a 32-byte authValue with no zero byte: go-tpm
-// (v0.9.8) keys session HMACs with an authValue cut at its first zero byte,
-// which the TPM does not do, so a value with a zero inside would fail every
-// HMAC authorization.
-func authText(b []byte) []byte { return []byte(hex.EncodeToString(b)) }
-
-func checkPINLen(pin []byte) error {
-	if len(pin) < MinPINLen || len(pin) > MaxPINLen {
-		return ck.Errorf(ck.CKR_PIN_LEN_RANGE, "PIN must be %d..%d bytes", MinPINLen, MaxPINLen)
-	}
-	return nil
+	t.public = t.publicLoadable(rec)
 }
 
 func randBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return b
-}
-
-// seal creates a PIN object under the SRK holding secret, openable with pin.
-func (l *Library) seal(e *tpm.Engine, secret, pin []byte) (store.PINObject, error) {
-	salt := randBytes(16)
-	pub, priv, err := e.Create(l.srk, tpm.SealTemplate(), pinAuth(pinScheme, salt, pin), secret)
-	if err != nil {
-		return store.PINObject{}, err
-	}
-	return store.PINObject{Scheme: pinScheme, Salt: salt, Public: pub.Bytes(), Private: priv.Buffer}, nil
-}
-
-func (l *Library) sealObject(id string, p *store.PINObject, pin []byte) *tpm.Loadable {
-	return &tpm.Loadable{
-		ID: id, Parent: l.srk,
-		Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](p.Public),
-		Private: tpm2.TPM2BPrivate{Buffer: p.Private},
-		Auth:    pinAuth(p.Scheme, p.Salt, pin),
-	}
-}
-
-// unseal checks pin against a PIN object in the TPM and returns the secret.
-// A wrong PIN counts against the TPM's dictionary-attack lockout.
-func (l *Library) unseal(e *tpm.Engine, id string, p *store.PINObject, pin []byte) ([]byte, error) {
-	return e.Unseal(l.sealObject(id, p, pin))
 }
 
 func padLabel(label []byte) string {
@@ -138,15 +87,17 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 	if s.tok != nil {
 		old := s.tok.record()
 		rec.Serial, rec.Created = old.Serial, old.Created
-		if _, err := l.run(0, func(e *tpm.Engine) (any, error) {
-			if _, err := l.unseal(e, "so:"+old.Serial, &old.SO, soPIN); err != nil {
+		_, err := l.run(0, func(e *tpm.Engine) (any, error) {
+			if _, err := s.tok.unsealPIN(e, ck.CKU_SO, &old.SO, soPIN); err != nil {
 				return nil, err
 			}
 			// The old keys and their parent are gone with the token.
 			e.ForgetChildren("storage:" + old.Serial)
 			e.Forget("storage:" + old.Serial)
 			return nil, nil
-		}); err != nil {
+		})
+		s.tok.notePINCheck(ck.CKU_SO, err)
+		if err != nil {
 			return err
 		}
 	}
@@ -158,7 +109,10 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 			return nil, err
 		}
 		rec.Storage = store.PINObject{Public: pub.Bytes(), Private: priv.Buffer}
-		rec.SO, err = l.seal(e, storageAuth, soPIN)
+		if rec.Public, err = newPublicParent(e, l.srk); err != nil {
+			return nil, err
+		}
+		rec.SO, err = sealPIN(e, l.srk, storageAuth, soPIN)
 		e.Forget("storage:" + rec.Serial)
 		return nil, err
 	})
@@ -179,12 +133,15 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 		s.tok.mu.Lock()
 		s.tok.setRecord(rec)
 		s.tok.objects, s.tok.byUID, s.tok.isLogged = map[uint64]*Object{}, map[string]uint64{}, false
+		s.tok.pinFailures = [2]int{} // a new token: no failures yet
 		s.tok.invalidate()
 		s.tok.mu.Unlock()
+		l.events.set(s.ID) // a new token in the same slot
 		return nil
 	}
 	s.tok = l.newToken(rec)
 	l.slots = append(l.slots, &Slot{ID: uint64(len(l.slots))})
+	l.events.set(s.ID)
 	return nil
 }
 
@@ -210,18 +167,19 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 	default:
 		return ck.E(ck.CKR_USER_TYPE_INVALID)
 	}
-	if len(pin) > MaxPINLen {
-		return ck.E(ck.CKR_PIN_INCORRECT)
+	if !pinLenOK(pin) {
+		return errPINOutOfRange() // never tried in the TPM: see pin.go
 	}
 	storage := t.storage
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
-		secret, err := t.lib.unseal(e, pinID(userType, rec.Serial), p, pin)
+		secret, err := t.unsealPIN(e, userType, p, pin)
 		if err != nil {
 			return nil, err
 		}
 		storage.Auth = secret
 		return nil, nil
 	})
+	t.notePINCheck(userType, err)
 	if err != nil {
 		return err
 	}
@@ -229,13 +187,6 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 	t.isLogged, t.loggedIn = true, userType
 	t.mu.Unlock()
 	return nil
-}
-
-func pinID(userType ck.UserType, serial string) string {
-	if userType == ck.CKU_SO {
-		return "so:" + serial
-	}
-	return "user:" + serial
 }
 
 // logout forgets the storage key's authValue and flushes every user key.
@@ -273,7 +224,7 @@ func (t *Token) initPIN(pin []byte) error {
 	rec := *t.record()
 	storage := t.storage
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
-		p, err := t.lib.seal(e, storage.Auth, pin)
+		p, err := sealPIN(e, t.lib.srk, storage.Auth, pin)
 		rec.User = &p
 		return nil, err
 	})
@@ -299,6 +250,9 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 	if err := checkPINLen(newPIN); err != nil {
 		return err
 	}
+	if !pinLenOK(oldPIN) {
+		return errPINOutOfRange()
+	}
 	rec := *t.record()
 	p := &rec.SO // rec is a copy: changes land only with putRecord
 	if userType == ck.CKU_USER {
@@ -310,7 +264,7 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 		p = rec.User
 	}
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
-		obj := t.lib.sealObject(pinID(userType, rec.Serial), p, oldPIN)
+		obj := t.pinObject(userType, p, oldPIN)
 		newSalt := randBytes(16)
 		priv, err := e.ChangeAuth(obj, pinAuth(pinScheme, newSalt, newPIN))
 		e.Forget(obj.ID)
@@ -320,6 +274,7 @@ func (t *Token) setPIN(userType ck.UserType, oldPIN, newPIN []byte) error {
 		p.Scheme, p.Salt, p.Private = pinScheme, newSalt, priv.Buffer
 		return nil, nil
 	})
+	t.notePINCheck(userType, err)
 	if err != nil {
 		return err
 	}

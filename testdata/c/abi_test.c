@@ -38,6 +38,12 @@ static void check_entries(void *list, int n, const char *what) {
   for (int i = 0; i < n; i++) CHECK(e[i] != NULL, "%s entry %d is NULL", what, i);
 }
 
+static CK_FUNCTION_LIST_PTR fl_2_40(void *so) {
+  CK_RV (*get_fl)(CK_FUNCTION_LIST_PTR_PTR) = dlsym(so, "C_GetFunctionList");
+  CK_FUNCTION_LIST_PTR fl = NULL;
+  return get_fl && get_fl(&fl) == CKR_OK ? fl : NULL;
+}
+
 static void test_interfaces(void *so) {
   CK_RV (*get_list)(CK_INTERFACE_PTR, CK_ULONG_PTR) = dlsym(so, "C_GetInterfaceList");
   CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
@@ -68,8 +74,20 @@ static void test_interfaces(void *so) {
   CK_VERSION v30 = {3, 0};
   RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v30, &ip, 0), CKR_OK);
   CHECK(((CK_VERSION *)ip->pFunctionList)->minor == 0, "3.0 interface");
-  RV(get_iface((CK_UTF8CHAR_PTR) "Vendor X", NULL, &ip, 0), CKR_FUNCTION_NOT_SUPPORTED);
-  RV(get_iface(NULL, NULL, &ip, 1 /* FORK_SAFE */), CKR_FUNCTION_NOT_SUPPORTED);
+  CK_VERSION v240 = {2, 40};
+  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v240, &ip, 0), CKR_OK);
+  CHECK(ip->pFunctionList == fl_2_40(so), "2.40 interface is not C_GetFunctionList's list");
+  RV(get_iface(NULL, &v30, &ip, 0), CKR_OK);
+  CHECK(((CK_VERSION *)ip->pFunctionList)->minor == 0, "NULL name, version 3.0");
+  /* No such name, version or flags: CKR_ARGUMENTS_BAD, *ppInterface untouched. */
+  CK_VERSION v31 = {3, 1}, v211 = {2, 11};
+  ip = NULL;
+  RV(get_iface((CK_UTF8CHAR_PTR) "Vendor X", NULL, &ip, 0), CKR_ARGUMENTS_BAD);
+  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v31, &ip, 0), CKR_ARGUMENTS_BAD);
+  RV(get_iface(NULL, &v211, &ip, 0), CKR_ARGUMENTS_BAD);
+  RV(get_iface(NULL, NULL, &ip, 1 /* FORK_SAFE */), CKR_ARGUMENTS_BAD);
+  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v30, &ip, 1), CKR_ARGUMENTS_BAD);
+  CHECK(ip == NULL, "a failed C_GetInterface wrote *ppInterface");
   RV(get_iface(NULL, NULL, NULL, 0), CKR_ARGUMENTS_BAD);
   CK_FUNCTION_LIST_PTR fl = NULL;
   RV(get_fl(&fl), CKR_OK);
@@ -96,6 +114,8 @@ static void test_not_initialized(void) {
   RV(f->C_GenerateRandom(1, buf, 8), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_GenerateKeyPair(1, NULL, NULL, 0, NULL, 0, NULL, NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_AsyncComplete(1, (CK_UTF8CHAR_PTR) "C_Sign", NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_GetFunctionStatus(1), CKR_CRYPTOKI_NOT_INITIALIZED);
+  RV(f->C_CancelFunction(1), CKR_CRYPTOKI_NOT_INITIALIZED);
   CK_FLAGS fl;
   RV(f->C_GetSessionValidationFlags(1, 0, &fl), CKR_FUNCTION_NOT_SUPPORTED);
 }
@@ -144,6 +164,8 @@ static void test_bad_arguments(void) {
   RV(f->C_Sign(0x12345, buf, 1, buf, &n), CKR_SESSION_HANDLE_INVALID);
   RV(f->C_Sign(0x12345, buf, 1, buf, NULL), CKR_ARGUMENTS_BAD);
   RV(f->C_GenerateRandom(0x12345, NULL, 8), CKR_ARGUMENTS_BAD);
+  RV(f->C_GetFunctionStatus(0x12345), CKR_SESSION_HANDLE_INVALID);
+  RV(f->C_CancelFunction(0x12345), CKR_SESSION_HANDLE_INVALID);
   /* The encryption, key-making and derivation entry points. */
   CK_MECHANISM m = {CKM_AES_CBC_PAD, NULL, 0};
   CK_OBJECT_HANDLE k;
@@ -284,6 +306,9 @@ static void test_token(void) {
   RV(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
   RV(f->C_Logout(h), CKR_OK);
   RV(f->C_Logout(h), CKR_USER_NOT_LOGGED_IN);
+  /* The legacy parallel-function calls: never CKR_OK, the spec says. */
+  RV(f->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
+  RV(f->C_CancelFunction(h), CKR_FUNCTION_NOT_PARALLEL);
   CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
   CK_BBOOL yes = 1;
   CK_BYTE id[] = {7};

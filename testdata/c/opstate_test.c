@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "test.h"
+#include "setup.h"
 
 #define D(name, value) static const CK_ULONG name = value
 D(K_CKM_SHA256, 0x250UL);
@@ -199,22 +199,8 @@ static void test_async_race(CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub) {
 }
 
 int main(int argc, char **argv) {
-  void *so = dlopen(argc > 1 ? argv[1] : "build/libtpm11.so", RTLD_NOW);
-  if (!so) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
-  CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
-  CK_INTERFACE_PTR ip;
-  CK_VERSION v32 = {3, 2};
-  RV(get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v32, &ip, 0), CKR_OK);
-  f = ip->pFunctionList;
-  RV(f->C_Initialize(NULL), CKR_OK);
-  CK_BYTE label[32];
-  memset(label, ' ', 32);
-  RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
-  CK_SESSION_HANDLE h;
-  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
-  RV(f->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR) "so-secret", 9), CKR_OK);
-  RV(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
-  RV(f->C_Logout(h), CKR_OK);
+  f = load_module(argc, argv);
+  CK_SESSION_HANDLE h = make_token(f);
   RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
   CK_MECHANISM gen = {K_CKM_EC_GEN, NULL, 0};
   CK_ATTRIBUTE pubt[] = {{CKA_EC_PARAMS, p256, sizeof p256}};

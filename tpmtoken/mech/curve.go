@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/elliptic"
+	"errors"
+	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -14,13 +16,15 @@ type Curve struct {
 	Params []byte // CKA_EC_PARAMS: the DER of its named-curve OID
 	TPM    tpm2.TPMECCCurve
 	Go     elliptic.Curve
-	ECDH   ecdh.Curve
-	Bytes  int // field size in bytes: ECDSA signatures are 2 × Bytes
-	Bits   int // key size as CK_MECHANISM_INFO reports it (521 for P-521)
+	ECDH   ecdh.Curve // nil where crypto/ecdh lacks the curve (P-224)
+	Bytes  int        // field size in bytes: ECDSA signatures are 2 × Bytes
+	Bits   int        // key size as CK_MECHANISM_INFO reports it (521 for P-521)
 }
 
 // Curves is the one table of curves; a TPM offers a subset (probed).
 var Curves = []*Curve{
+	{Name: "p224", Params: []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x21},
+		TPM: tpm2.TPMECCNistP224, Go: elliptic.P224(), Bytes: 28, Bits: 224}, // no crypto/ecdh curve
 	{Name: "p256", Params: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07},
 		TPM: tpm2.TPMECCNistP256, Go: elliptic.P256(), ECDH: ecdh.P256(), Bytes: 32, Bits: 256},
 	{Name: "p384", Params: []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22},
@@ -36,6 +40,45 @@ func findCurve(match func(*Curve) bool) *Curve {
 		}
 	}
 	return nil
+}
+
+// Point is the uncompressed encoding 04 || X || Y of a point on c.
+func (c *Curve) Point(x, y *big.Int) []byte {
+	out := make([]byte, 1+2*c.Bytes)
+	out[0] = 4
+	x.FillBytes(out[1 : 1+c.Bytes])
+	y.FillBytes(out[1+c.Bytes:])
+	return out
+}
+
+// onCurve checks an uncompressed point (04 || X || Y) is on c.
+func (c *Curve) onCurve(p []byte) bool {
+	if len(p) != 1+2*c.Bytes || p[0] != 4 {
+		return false
+	}
+	if c.ECDH != nil {
+		_, err := c.ECDH.NewPublicKey(p)
+		return err == nil
+	}
+	x, y := new(big.Int).SetBytes(p[1:1+c.Bytes]), new(big.Int).SetBytes(p[1+c.Bytes:])
+	return c.Go.IsOnCurve(x, y) //nolint:staticcheck // the generic check for curves crypto/ecdh lacks
+}
+
+// publicOf computes the public point of scalar d on c.
+func (c *Curve) publicOf(d []byte) ([]byte, error) {
+	if c.ECDH != nil {
+		k, err := c.ECDH.NewPrivateKey(d)
+		if err != nil {
+			return nil, err
+		}
+		return k.PublicKey().Bytes(), nil
+	}
+	n := new(big.Int).SetBytes(d)
+	if n.Sign() == 0 || n.Cmp(c.Go.Params().N) >= 0 {
+		return nil, errors.New("scalar out of range")
+	}
+	x, y := c.Go.ScalarBaseMult(d) //nolint:staticcheck // for curves crypto/ecdh lacks
+	return c.Point(x, y), nil
 }
 
 // CurveOf returns the curve CKA_EC_PARAMS names, nil if unknown.

@@ -45,8 +45,8 @@ func NewECDH1(m Mechanism, c *Curve) (*ECDH1, error) {
 	if len(public) != 1+2*c.Bytes || public[0] != 4 {
 		return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "the public value must be an uncompressed point")
 	}
-	if _, err := c.ECDH.NewPublicKey(public); err != nil {
-		return nil, ck.Wrap(ck.CKR_MECHANISM_PARAM_INVALID, err)
+	if !c.onCurve(public) {
+		return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "the public value is not on the key's curve")
 	}
 	e.Peer = public
 	return e, nil

@@ -34,6 +34,8 @@ const (
 	hw    = ck.CKF_HW
 	ecF   = ck.CKF_EC_F_P | ck.CKF_EC_OID | ck.CKF_EC_UNCOMPRESS
 	sigF  = hw | ck.CKF_SIGN | ck.CKF_VERIFY
+	recF  = ck.CKF_SIGN_RECOVER | ck.CKF_VERIFY_RECOVER
+	wrapF = ck.CKF_WRAP | ck.CKF_UNWRAP
 	aesF  = hw | ck.CKF_ENCRYPT | ck.CKF_DECRYPT
 	ecSig = sigF | ecF
 )
@@ -46,26 +48,32 @@ var infos = map[ck.MechType]infoEntry{
 	ck.CKM_EC_KEY_PAIR_GEN:        {KindEC, hw | ck.CKF_GENERATE_KEY_PAIR | ecF},
 	ck.CKM_ECDH1_DERIVE:           {KindEC, hw | ck.CKF_DERIVE | ecF},
 	ck.CKM_RSA_PKCS_KEY_PAIR_GEN:  {KindRSA, hw | ck.CKF_GENERATE_KEY_PAIR},
-	ck.CKM_RSA_PKCS:               {KindRSA, sigF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_X_509:              {KindRSA, sigF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS:               {KindRSA, sigF | recF | wrapF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_X_509:              {KindRSA, sigF | recF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | wrapF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_AES_KEY_WRAP:           {KindAES, hw | wrapF},
+	ck.CKM_AES_KEY_WRAP_KWP:       {KindAES, hw | wrapF},
 	ck.CKM_AES_KEY_GEN:            {KindAES, hw | ck.CKF_GENERATE},
 	ck.CKM_GENERIC_SECRET_KEY_GEN: {KindSecret, hw | ck.CKF_GENERATE},
 }
 
 func init() {
 	for m, s := range signatures {
-		if _, ok := infos[m]; ok {
-			continue
-		}
+		e, ok := infos[m]
 		switch {
+		case ok: // listed above with its other uses
 		case s.mac != nil:
-			infos[m] = infoEntry{KindSecret, sigF}
+			e = infoEntry{KindSecret, sigF}
 		case s.keyType == ck.CKK_EC:
-			infos[m] = infoEntry{KindEC, ecSig}
+			e = infoEntry{KindEC, ecSig}
 		default:
-			infos[m] = infoEntry{KindRSA, sigF}
+			e = infoEntry{KindRSA, sigF}
 		}
+		e.flags |= ck.CKF_MESSAGE_SIGN | ck.CKF_MESSAGE_VERIFY
+		if s.hash != nil || s.mac != nil {
+			e.flags |= ck.CKF_MULTI_MESSAGE
+		}
+		infos[m] = e
 	}
 	for m := range aesModes {
 		infos[m] = infoEntry{KindAES, aesF}

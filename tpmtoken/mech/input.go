@@ -1,6 +1,7 @@
 package mech
 
 import (
+	"encoding"
 	"hash"
 
 	"github.com/tpm11/tpm11/ck"
@@ -36,4 +37,32 @@ func (in *Input) Value() []byte {
 		return in.h.Sum(nil)
 	}
 	return in.buf
+}
+
+// State is the input's state for C_GetOperationState: the running hash's
+// own marshalled state, or the data kept.
+func (in *Input) State() ([]byte, error) {
+	if in.h == nil {
+		return append([]byte{0}, in.buf...), nil
+	}
+	m, ok := in.h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, ck.E(ck.CKR_STATE_UNSAVEABLE)
+	}
+	b, err := m.MarshalBinary()
+	return append([]byte{1}, b...), err
+}
+
+// SetState restores what State gave, into an input of the same mechanism.
+func (in *Input) SetState(b []byte) error {
+	switch {
+	case len(b) > 0 && b[0] == 0 && in.h == nil:
+		in.buf = append([]byte(nil), b[1:]...)
+		return nil
+	case len(b) > 0 && b[0] == 1 && in.h != nil:
+		if u, ok := in.h.(encoding.BinaryUnmarshaler); ok && u.UnmarshalBinary(b[1:]) == nil {
+			return nil
+		}
+	}
+	return ck.E(ck.CKR_SAVED_STATE_INVALID)
 }

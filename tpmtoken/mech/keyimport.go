@@ -91,10 +91,9 @@ func ParseECImport(params, value []byte) (ECImport, error) {
 		return ECImport{}, ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
 	}
 	db := d.FillBytes(make([]byte, c.Bytes))
-	k, err := c.ECDH.NewPrivateKey(db)
+	pt, err := c.publicOf(db) // 04 || X || Y
 	if err != nil {
 		return ECImport{}, ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
 	}
-	pt := k.PublicKey().Bytes() // 04 || X || Y
 	return ECImport{Curve: c, D: db, X: pt[1 : 1+c.Bytes], Y: pt[1+c.Bytes:]}, nil
 }

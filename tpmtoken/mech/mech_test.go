@@ -2,6 +2,7 @@ package mech
 
 import (
 	"crypto"
+	"crypto/aes"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -259,4 +260,74 @@ func TestInfoTable(t *testing.T) {
 	none := func(k KeyKind) (uint64, uint64) { return 0, 0 }
 	require.NotContains(t, List(none), ck.CKM_ECDSA)
 	require.Contains(t, List(none), ck.CKM_SHA256)
+}
+
+// Sign-recover blocks come back out of verify-recover, and a tampered
+// signature does not.
+func TestRecover(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	require.NoError(t, err)
+	for _, m := range []ck.MechType{ck.CKM_RSA_PKCS, ck.CKM_RSA_X_509} {
+		s, err := NewSignature(Mechanism{Type: m}, KeyOf(&k.PublicKey))
+		require.NoError(t, err)
+		require.True(t, s.Recoverable())
+		call, err := s.RecoverPlan([]byte("recover me"))
+		require.NoError(t, err)
+		sig := rawSign(k, call.(RSARawCall).Block)
+		got, err := s.Recover(&k.PublicKey, sig)
+		require.NoError(t, err)
+		if m == ck.CKM_RSA_PKCS {
+			require.Equal(t, []byte("recover me"), got)
+		} else {
+			require.Equal(t, LeftPad([]byte("recover me"), 128), got)
+		}
+	}
+	s, _ := NewSignature(Mechanism{Type: ck.CKM_RSA_PKCS}, KeyOf(&k.PublicKey))
+	_, err = s.Recover(&k.PublicKey, rawSign(k, append([]byte{0, 2}, make([]byte, 126)...)))
+	require.Equal(t, ck.CKR_SIGNATURE_INVALID, ck.ToRV(err))
+	s, _ = NewSignature(Mechanism{Type: ck.CKM_SHA256_RSA_PKCS}, KeyOf(&k.PublicKey))
+	require.False(t, s.Recoverable())
+}
+
+// AES key wrap against the RFCs' own vectors, with Go's AES as the block.
+func TestKeyWrapVectors(t *testing.T) {
+	goBlock := func(kek []byte) Block {
+		c, err := aes.NewCipher(kek)
+		require.NoError(t, err)
+		return func(in []byte, decrypt bool) ([]byte, error) {
+			out := make([]byte, 16)
+			if decrypt {
+				c.Decrypt(out, in)
+			} else {
+				c.Encrypt(out, in)
+			}
+			return out, nil
+		}
+	}
+	h := func(s string) []byte { b, _ := hex.DecodeString(s); return b }
+	// RFC 3394 4.1: 128 bits of key data with a 128-bit KEK.
+	b := goBlock(h("000102030405060708090A0B0C0D0E0F"))
+	w, err := KeyWrap(ck.CKM_AES_KEY_WRAP, b, h("00112233445566778899AABBCCDDEEFF"))
+	require.NoError(t, err)
+	require.Equal(t, h("1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5"), w)
+	p, err := KeyUnwrap(ck.CKM_AES_KEY_WRAP, b, w)
+	require.NoError(t, err)
+	require.Equal(t, h("00112233445566778899AABBCCDDEEFF"), p)
+	w[3] ^= 1
+	_, err = KeyUnwrap(ck.CKM_AES_KEY_WRAP, b, w)
+	require.Equal(t, ck.CKR_WRAPPED_KEY_INVALID, ck.ToRV(err))
+	// RFC 5649 6: 20 octets and 7 octets with a 192-bit KEK.
+	b = goBlock(h("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8"))
+	for _, v := range [][2]string{
+		{"c37b7e6492584340bed12207808941155068f738", "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a"},
+		{"466f7250617369", "afbeb0f07dfbf5419200f2ccb50bb24f"},
+	} {
+		w, err := KeyWrap(ck.CKM_AES_KEY_WRAP_KWP, b, h(v[0]))
+		require.NoError(t, err)
+		require.Equal(t, h(v[1]), w)
+		require.Equal(t, len(w), WrappedLen(ck.CKM_AES_KEY_WRAP_KWP, len(h(v[0]))))
+		p, err := KeyUnwrap(ck.CKM_AES_KEY_WRAP_KWP, b, w)
+		require.NoError(t, err)
+		require.Equal(t, h(v[0]), p)
+	}
 }

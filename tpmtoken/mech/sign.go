@@ -128,13 +128,25 @@ func (s *Signature) ecdsaPlan(digest []byte) (TPMCall, error) {
 		return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
 	}
 	c := s.key.Curve
+	orderBits := c.Go.Params().N.BitLen()
 	z := new(big.Int).SetBytes(digest)
-	if excess := len(digest)*8 - c.Go.Params().N.BitLen(); excess > 0 {
+	if excess := len(digest)*8 - orderBits; excess > 0 {
 		z.Rsh(z, uint(excess))
 	}
-	hLen := min(c.Bytes, 64)
+	hLen := 64
+	for _, n := range []int{32, 48} {
+		if n*8 >= orderBits {
+			hLen = n
+			break
+		}
+	}
 	if (z.BitLen()+7)/8 > hLen {
 		return nil, ck.Errorf(ck.CKR_DATA_LEN_RANGE, "the TPM signs at most a %d-byte integer", hLen)
+	}
+	if shift := hLen*8 - orderBits; shift > 0 {
+		// A digest longer than the order is cut to its leftmost bits by
+		// the TPM (P-224 under a SHA-256-sized digest): align z there.
+		z.Lsh(z, uint(shift))
 	}
 	alg := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[hLen]
 	return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: alg, Digest: z.FillBytes(make([]byte, hLen)), Len: s.Len()}, nil
@@ -267,3 +279,59 @@ func (p PSS) verify(mHash, block []byte, modBits int) bool {
 
 // MACHash is the hash of an HMAC mechanism (nil for signatures).
 func (s *Signature) MACHash() *Hash { return s.spec.mac }
+
+// Recoverable says whether the mechanism signs with message recovery
+// (C_SignRecover/C_VerifyRecover): raw RSA PKCS#1 and X.509.
+func (s *Signature) Recoverable() bool {
+	return s.key.Type == ck.CKK_RSA && s.spec.hash == nil && !s.spec.pss
+}
+
+// RecoverPlan is what the TPM must do for C_SignRecover of data: the
+// private RSA operation on the PKCS#1 type 1 block carrying data whole
+// (or on the data itself, for X.509).
+func (s *Signature) RecoverPlan(data []byte) (TPMCall, error) {
+	k := s.key.modulusBytes()
+	if s.spec.raw {
+		if len(data) > k {
+			return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
+		}
+		return RSARawCall{Block: LeftPad(data, k), Len: k}, nil
+	}
+	block, err := PKCS1SignBlock(data, k)
+	if err != nil {
+		return nil, err
+	}
+	return RSARawCall{Block: block, Len: k}, nil
+}
+
+// Recover is C_VerifyRecover: it checks sig with the public key and
+// returns the data it carries.
+func (s *Signature) Recover(pub any, sig []byte) ([]byte, error) {
+	p, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	k := s.key.modulusBytes()
+	if len(sig) != k {
+		return nil, ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
+	}
+	c := new(big.Int).SetBytes(sig)
+	if c.Cmp(p.N) >= 0 {
+		return nil, ck.E(ck.CKR_SIGNATURE_INVALID)
+	}
+	em := new(big.Int).Exp(c, big.NewInt(int64(p.E)), p.N).FillBytes(make([]byte, k))
+	if s.spec.raw {
+		return em, nil
+	}
+	if len(em) < 11 || em[0] != 0 || em[1] != 1 {
+		return nil, ck.E(ck.CKR_SIGNATURE_INVALID)
+	}
+	i := 2
+	for i < len(em) && em[i] == 0xff {
+		i++
+	}
+	if i < 10 || i >= len(em) || em[i] != 0 {
+		return nil, ck.E(ck.CKR_SIGNATURE_INVALID)
+	}
+	return em[i+1:], nil
+}

@@ -60,6 +60,20 @@ type Token struct {
 	Storage PINObject  `json:"storage"`
 	SO      PINObject  `json:"so"`
 	User    *PINObject `json:"user,omitempty"`
+	// Public is the parent of the keys that need no PIN (CKA_PRIVATE
+	// false): a storage key whose authValue is kept here, so the store's
+	// file permissions and the TPM guard those keys, not a PIN.
+	Public *KeyBlob `json:"public,omitempty"`
+	// NoLogin makes a token whose keys need no login by default
+	// (CKF_LOGIN_REQUIRED clear).
+	NoLogin bool `json:"no_login,omitempty"`
+}
+
+// KeyBlob is a TPM key's wrapped blobs and its authValue.
+type KeyBlob struct {
+	Public  []byte `json:"public"`
+	Private []byte `json:"private"`
+	Auth    []byte `json:"auth"`
 }
 
 func (s *Store) tokenDir(serial string) string { return filepath.Join(s.Root, "tokens", serial) }
@@ -120,6 +134,29 @@ func (s *Store) PutToken(t *Token) error {
 	return atomicfile.Write(filepath.Join(dir, "token.json"), b)
 }
 
+// UpdateToken changes a token's record under an exclusive lock shared by
+// every process on the store: change sees the current record, and its
+// result is written before the next process reads it.
+func (s *Store) UpdateToken(serial string, change func(*Token) error) (*Token, error) {
+	f, err := os.OpenFile(filepath.Join(s.tokenDir(serial), "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, err
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	t, err := s.Token(serial)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(t); err != nil {
+		return nil, err
+	}
+	return t, s.PutToken(t)
+}
+
 // Objects is the object directory of a token.
 func (s *Store) Objects(serial string) *Objects {
 	return &Objects{dir: filepath.Join(s.tokenDir(serial), "objects"), cache: map[string]*cached{}}
@@ -132,6 +169,12 @@ type Object struct {
 	Attrs   map[ck.AttributeType][]byte `json:"attrs"`
 	Public  []byte                      `json:"tpm_public,omitempty"`
 	Private []byte                      `json:"tpm_private,omitempty"`
+	// Sealed is a private data object's value, encrypted under the data
+	// key whose TPM blobs are Public and Private.
+	Sealed []byte `json:"sealed,omitempty"`
+	// Parent is "public" for a key under the token's public storage key
+	// (a key that needs no PIN); empty for the user's storage key.
+	Parent string `json:"parent,omitempty"`
 }
 
 type cached struct {
