@@ -66,7 +66,7 @@ func TestParseSubject(t *testing.T) {
 }
 
 func TestParseKeyType(t *testing.T) {
-	for in, want := range map[string]string{"ec": "ec:p256", "EC:P-384": "ec:p384", "ec:prime256v1": "ec:p256",
+	for in, want := range map[string]string{"ec": "ec:p256", "EC:P-384": "ec:p384", "ec:prime256v1": "ec:p256", "ec:secp224r1": "ec:p224", "ec:nistp521": "ec:p521",
 		"rsa": "rsa:2048", "rsa:3072": "rsa:3072", "aes": "aes:256", "hmac:512": "hmac:512"} {
 		if k, err := parseKeyType(in); err != nil || k.name != want {
 			t.Errorf("parseKeyType(%q) = %q, %v", in, k.name, err)

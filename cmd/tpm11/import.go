@@ -35,7 +35,7 @@ func keyTemplates(key crypto.Signer) (priv, pub []tpmtoken.Attr, what string, er
 	case *ecdsa.PrivateKey:
 		c := tpmtoken.CurveOfGo(k.Curve)
 		if c == nil {
-			return nil, nil, "", fmt.Errorf("curve %s cannot go into the TPM (P-256, P-384, P-521 can)", k.Curve.Params().Name)
+			return nil, nil, "", fmt.Errorf("curve %s cannot go into the TPM (the NIST P curves can)", k.Curve.Params().Name)
 		}
 		ecdhKey, err := k.ECDH()
 		if err != nil {
@@ -92,7 +92,7 @@ all under one ID.
 FILE is PEM (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1, legacy encrypted PEM),
 an OpenSSH private key, PKCS#12 (.p12/.pfx) or DER. An encrypted file's
 passphrase is asked for on the terminal, or read from --passphrase-file or
-TPM11_PASSPHRASE. RSA and EC (P-256, P-384, P-521) keys of the sizes the TPM
+TPM11_PASSPHRASE. RSA and EC (NIST P) keys of the sizes and curves the TPM
 offers can be imported; Ed25519 cannot (TPMs have no Ed25519).
 
 Without --id the smallest free one-byte ID is used; an ID already in use is

@@ -109,9 +109,19 @@ type keySpec struct {
 	curve *tpmtoken.Curve
 }
 
-var curveAliases = map[string]string{"p256": "p256", "p-256": "p256", "prime256v1": "p256", "secp256r1": "p256", "nistp256": "p256",
-	"p384": "p384", "p-384": "p384", "secp384r1": "p384", "nistp384": "p384",
-	"p521": "p521", "p-521": "p521", "secp521r1": "p521", "nistp521": "p521"}
+// curveAliases are other names of the curves (tpmtoken.CurveNamed knows
+// "p256" and its like).
+var curveAliases = map[string]string{"prime256v1": "p256", "secp256r1": "p256", "nistp256": "p256",
+	"secp224r1": "p224", "nistp224": "p224", "secp384r1": "p384", "nistp384": "p384", "secp521r1": "p521", "nistp521": "p521"}
+
+// curveByName finds a curve by any of its names: p256, P-256, prime256v1...
+func curveByName(s string) *tpmtoken.Curve {
+	s = strings.ReplaceAll(strings.ToLower(s), "-", "")
+	if a, ok := curveAliases[s]; ok {
+		s = a
+	}
+	return tpmtoken.CurveNamed(s)
+}
 
 func parseKeyType(s string) (keySpec, error) {
 	kind, size, _ := strings.Cut(strings.ToLower(s), ":")
@@ -121,7 +131,7 @@ func parseKeyType(s string) (keySpec, error) {
 		if size == "" {
 			size = "p256"
 		}
-		c := tpmtoken.CurveNamed(curveAliases[size])
+		c := curveByName(size)
 		if c == nil {
 			return keySpec{}, bad
 		}
@@ -184,7 +194,7 @@ func (k keySpec) offeredBy(d tpmtoken.Diagnostics) bool {
 	return true
 }
 
-var allKeyTypes = []string{"rsa:1024", "rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384", "ec:p521", "aes:128", "aes:192", "aes:256", "hmac:256"}
+var allKeyTypes = []string{"rsa:1024", "rsa:2048", "rsa:3072", "rsa:4096", "ec:p224", "ec:p256", "ec:p384", "ec:p521", "aes:128", "aes:192", "aes:256", "hmac:256"}
 
 func keygenCmd(g *globals) *cobra.Command {
 	var idHex, label, typ string
@@ -194,7 +204,7 @@ func keygenCmd(g *globals) *cobra.Command {
 		Short: "Generate an RSA, EC, AES or HMAC key in the TPM",
 		Long: `Generate a key inside the TPM: an RSA or EC key pair (the public key is
 printed as PEM, or as an OpenSSH line with --ssh) or an AES or HMAC secret
-key. Types: rsa:BITS, ec:p256|p384|p521, aes:128|192|256, hmac:BITS (8 to
+key. Types: rsa:BITS, ec:p224|p256|p384|p521, aes:128|192|256, hmac:BITS (8 to
 1024). tpm11 keygen --help (at its end) and tpm11 info list what this TPM
 offers.
 
