@@ -21,6 +21,7 @@ import (
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
+	"github.com/tpm11/tpm11/version"
 )
 
 func main() {}
@@ -204,7 +205,8 @@ func C_GetInfo(pInfo C.CK_INFO_PTR) C.CK_RV {
 		padded(unsafe.Pointer(&pInfo.manufacturerID), 32, "tpm11")
 		pInfo.flags = 0
 		padded(unsafe.Pointer(&pInfo.libraryDescription), 32, "tpm11 PKCS#11 for TPM 2.0")
-		pInfo.libraryVersion = C.CK_VERSION{major: 0, minor: 1}
+		major, minor := version.MajorMinor()
+		pInfo.libraryVersion = C.CK_VERSION{major: C.CK_BYTE(major), minor: C.CK_BYTE(minor)}
 		return nil
 	})
 }

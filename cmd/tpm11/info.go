@@ -1,161 +1,208 @@
 package main
 
 import (
-	"flag"
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
+	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
+	"github.com/tpm11/tpm11/version"
 )
 
-func cmdInfo(args []string) error {
-	if err := flag.NewFlagSet("info", flag.ContinueOnError).Parse(args); err != nil {
-		return err
-	}
-	cfg := tpmtoken.LoadConfig(os.Getenv)
-	fmt.Printf("tpm:    %s\nstore:  %s\n", cfg.TPM, cfg.Store)
-	l, err := tpmtoken.Open(cfg)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	d, err := l.Diagnose()
-	if err != nil {
-		fmt.Println("TPM:    not reachable:", err)
-	} else {
-		if d.Simulated {
-			fmt.Println("WARNING: software TPM simulator: keys have no hardware protection")
-		}
-		fmt.Printf("TPM:    %q %q firmware %d.%d\n", d.TPM.Manufacturer, d.TPM.VendorString, d.TPM.FirmwareMajor, d.TPM.FirmwareMinor)
-		curves := []string{}
-		for _, c := range d.Curves {
-			curves = append(curves, fmt.Sprintf("P-%d", c.Bits))
-		}
-		fmt.Printf("keys:   RSA %v bits, EC %v, AES %v bits\n", d.Caps.RSABits, curves, d.Caps.AESBits)
-		fmt.Printf("lockout: %d of %d failed authorizations counted, locked out: %v (TPM-wide)\n", d.DA.Counter, d.DA.MaxTries, d.DA.InLockout)
-	}
-	for _, id := range l.SlotList(false) {
-		si, _ := l.SlotInfo(id)
-		fmt.Printf("slot %d: %s\n", id, si.Description)
-		ti, err := l.TokenInfo(id)
-		if err != nil || ti.Flags&ck.CKF_TOKEN_INITIALIZED == 0 {
-			fmt.Println("  no token (tpm11 init makes one)")
-			continue
-		}
-		fmt.Printf("  token %q serial %s, user PIN set: %v\n", ti.Label, ti.Serial, ti.Flags&ck.CKF_USER_PIN_INITIALIZED != 0)
-	}
-	return nil
+// configReport is what info says about the configuration.
+type configReport struct {
+	File     string   `json:"config_file"`
+	Read     bool     `json:"config_file_read"`
+	TPM      string   `json:"tpm"`
+	Store    string   `json:"store"`
+	Log      string   `json:"log"`
+	Warnings []string `json:"warnings"`
 }
 
-func cmdInit(args []string) error {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	slot := fs.Uint64("slot", 0, "slot")
-	label := fs.String("label", "", "token label")
-	if err := fs.Parse(args); err != nil {
-		return err
+// checkConfig finds the config file LoadConfig reads and what in it, or in
+// TPM11_LOG, tpm11 does not understand: mistakes that would otherwise be
+// silently ignored.
+func (g *globals) checkConfig() configReport {
+	g.cfg = tpmtoken.LoadConfig(g.env)
+	r := configReport{File: tpmtoken.ConfigFile(g.env), TPM: g.cfg.TPM, Store: g.cfg.Store, Log: g.cfg.Log, Warnings: []string{}}
+	if f, err := os.Open(r.File); err == nil {
+		r.Read = true
+		sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || line[0] == '#' {
+				continue
+			}
+			k, _, ok := strings.Cut(line, "=")
+			k = strings.TrimSpace(k)
+			switch {
+			case !ok:
+				r.Warnings = append(r.Warnings, fmt.Sprintf("%s line %d: not \"key = value\": ignored", r.File, n))
+			case !slices.Contains(tpmtoken.ConfigKeys, k):
+				r.Warnings = append(r.Warnings, fmt.Sprintf("%s line %d: unknown key %q ignored (keys: %s)", r.File, n, k, strings.Join(tpmtoken.ConfigKeys, ", ")))
+			}
+		}
+		f.Close()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("config file %s: %v", r.File, err))
 	}
-	if *label == "" {
-		return fmt.Errorf("-label is required")
+	if r.Log != "" && !slices.Contains(tpmtoken.LogLevels, strings.ToLower(r.Log)) {
+		from := "the config file's log"
+		if os.Getenv("TPM11_LOG") != "" {
+			from = "TPM11_LOG"
+		}
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%s=%q is not a level (%s): logging is off", from, r.Log, strings.Join(tpmtoken.LogLevels, ", ")))
 	}
-	so, err := pin("TPM11_SO_PIN", "new SO PIN")
-	if err != nil {
-		return err
+	return r
+}
+
+type infoJSON struct {
+	Version string `json:"version"`
+	configReport
+	Simulated bool        `json:"simulated"`
+	TPMError  string      `json:"tpm_error,omitempty"`
+	TPMInfo   *tpmInfo    `json:"tpm_info,omitempty"`
+	KeyTypes  []string    `json:"key_types,omitempty"`
+	Lockout   *lockout    `json:"lockout,omitempty"`
+	Tokens    []tokenJSON `json:"tokens"`
+}
+
+type tpmInfo struct {
+	Manufacturer string `json:"manufacturer"`
+	Vendor       string `json:"vendor"`
+	Firmware     string `json:"firmware"`
+}
+
+type lockout struct {
+	Counter   uint32 `json:"counter"`
+	MaxTries  uint32 `json:"max_tries"`
+	InLockout bool   `json:"in_lockout"`
+}
+
+func infoCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "info",
+		Short: "Show the configuration, the TPM, its key types, lockout state and tokens",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r := infoJSON{Version: version.Version, configReport: g.checkConfig(), Tokens: []tokenJSON{}}
+			l, err := g.open()
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			d, derr := l.Diagnose()
+			if derr != nil {
+				r.TPMError = derr.Error()
+				var ce *ck.Error
+				if errors.As(derr, &ce) && ce.Cause != nil {
+					r.TPMError = ce.Cause.Error()
+				}
+			} else {
+				r.Simulated = d.Simulated
+				r.TPMInfo = &tpmInfo{d.TPM.Manufacturer, d.TPM.VendorString, fmt.Sprintf("%d.%d", d.TPM.FirmwareMajor, d.TPM.FirmwareMinor)}
+				r.KeyTypes = offered(d)
+				r.Lockout = &lockout{d.DA.Counter, d.DA.MaxTries, d.DA.InLockout}
+				ts, err := tokens(l)
+				if err != nil {
+					return err
+				}
+				for _, t := range ts {
+					r.Tokens = append(r.Tokens, t.json())
+				}
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "tpm11 %s\n", r.Version)
+			if r.Read {
+				fmt.Fprintf(w, "config: %s\n", r.File)
+			} else {
+				fmt.Fprintf(w, "config: none (%s not found): environment and defaults\n", r.File)
+			}
+			fmt.Fprintf(w, "tpm:    %s\nstore:  %s\n", r.TPM, r.Store)
+			if r.Log == "" {
+				fmt.Fprintln(w, "log:    off")
+			} else {
+				fmt.Fprintf(w, "log:    %s\n", r.Log)
+			}
+			for _, warn := range r.Warnings {
+				fmt.Fprintln(w, "warning:", warn)
+			}
+			if derr != nil {
+				fmt.Fprintln(w, "TPM:    not reachable:", r.TPMError)
+				return nil
+			}
+			if d.Simulated {
+				fmt.Fprintln(w, "WARNING: software TPM simulator: keys have no hardware protection")
+			}
+			fmt.Fprintf(w, "TPM:    %q %q firmware %s\n", d.TPM.Manufacturer, d.TPM.VendorString, r.TPMInfo.Firmware)
+			curves := []string{}
+			for _, c := range d.Curves {
+				curves = append(curves, fmt.Sprintf("P-%d", c.Bits))
+			}
+			fmt.Fprintf(w, "keys:   RSA %v bits, EC %v, AES %v bits\n", d.Caps.RSABits, curves, d.Caps.AESBits)
+			fmt.Fprintf(w, "keygen: %s\n", strings.Join(r.KeyTypes, " "))
+			fmt.Fprintf(w, "lockout: %d of %d failed authorizations counted, locked out: %v (TPM-wide)\n", d.DA.Counter, d.DA.MaxTries, d.DA.InLockout)
+			for _, id := range l.SlotList(false) {
+				si, _ := l.SlotInfo(id)
+				fmt.Fprintf(w, "slot %d: %s\n", id, si.Description)
+				ti, err := l.TokenInfo(id)
+				if err != nil || ti.Flags&ck.CKF_TOKEN_INITIALIZED == 0 {
+					fmt.Fprintln(w, "  no token (tpm11 init makes one)")
+					continue
+				}
+				t := token{id, ti}
+				fmt.Fprintf(w, "  token %q serial %s, user PIN set: %v  %s\n", ti.Label, ti.Serial, ti.Flags&ck.CKF_USER_PIN_INITIALIZED != 0, t.URI())
+			}
+			return nil
+		},
 	}
-	user, err := pin("TPM11_PIN", "new user PIN")
-	if err != nil {
-		return err
-	}
-	l, err := open()
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	if err := l.InitToken(*slot, so, []byte(*label)); err != nil {
-		return err
-	}
-	h, err := l.OpenSession(*slot, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
-	if err != nil {
-		return err
-	}
-	if err := l.Login(h, ck.CKU_SO, so); err != nil {
-		return err
-	}
-	if err := l.InitPIN(h, user); err != nil {
-		return err
-	}
-	ti, _ := l.TokenInfo(*slot)
-	fmt.Printf("token %q initialized, serial %s\n", ti.Label, ti.Serial)
-	return nil
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
 }
 
 // cmdSelftest makes a session key in the TPM, signs, and verifies: the
-// whole path from store to TPM and back, with timings.
-func cmdSelftest(args []string) error {
-	k := newKeyFlags("selftest")
-	if _, err := k.parse(args, false); err != nil {
-		return err
+// whole path from store to TPM and back.
+func selftestCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "selftest",
+		Short: "Sign with a temporary TPM key and verify",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withToken(cmd, nil, true, func(c *ctx) error {
+				var pub, priv uint64
+				err := progress("generating a temporary P-256 key in the TPM", func() (err error) {
+					pub, priv, err = c.l.GenerateKeyPair(c.h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
+						[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, tpmtoken.CurveNamed("p256").Params)}, nil)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("keygen: %w", err)
+				}
+				m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
+				if err := c.l.SignInit(c.h, m, priv); err != nil {
+					return err
+				}
+				sig, err := c.l.Sign(c.h, []byte("tpm11 selftest"), tpmtoken.Dest{Cap: 64})
+				if err != nil {
+					return fmt.Errorf("sign: %w", err)
+				}
+				if err := c.l.VerifyInit(c.h, m, pub); err != nil {
+					return err
+				}
+				if err := c.l.Verify(c.h, []byte("tpm11 selftest"), sig); err != nil {
+					return fmt.Errorf("verify: %w", err)
+				}
+				fmt.Fprintf(c.out, "ok: P-256 key made in the TPM, signature verified; %d TPM commands\n", c.l.TPMCommands())
+				return nil
+			})
+		},
 	}
-	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
-		pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
-			[]tpmtoken.Attr{attr(ck.CKA_EC_PARAMS, tpmtoken.CurveNamed("p256").Params)}, nil)
-		if err != nil {
-			return fmt.Errorf("keygen: %w", err)
-		}
-		m := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}
-		if err := l.SignInit(h, m, priv); err != nil {
-			return err
-		}
-		sig, err := l.Sign(h, []byte("tpm11 selftest"), tpmtoken.Dest{Cap: 64})
-		if err != nil {
-			return fmt.Errorf("sign: %w", err)
-		}
-		if err := l.VerifyInit(h, m, pub); err != nil {
-			return err
-		}
-		if err := l.Verify(h, []byte("tpm11 selftest"), sig); err != nil {
-			return fmt.Errorf("verify: %w", err)
-		}
-		fmt.Printf("ok: P-256 key made in the TPM, signature verified; %d TPM commands\n", l.TPMCommands())
-		return nil
-	})
-}
-
-func cmdSetPIN(args []string) error {
-	return newPIN(args, "set-pin", ck.CKU_USER, "TPM11_PIN", "user PIN", "user PIN changed; keys unchanged",
-		func(l *tpmtoken.Library, h uint64, cur, next []byte) error { return l.SetPIN(h, cur, next) })
-}
-
-// cmdResetPIN is C_InitPIN by the SO: the way back after a forgotten user
-// PIN. The TPM's lockout still applies to the SO PIN.
-func cmdResetPIN(args []string) error {
-	return newPIN(args, "reset-pin", ck.CKU_SO, "TPM11_SO_PIN", "SO PIN", "user PIN reset; keys kept",
-		func(l *tpmtoken.Library, h uint64, _, next []byte) error { return l.InitPIN(h, next) })
-}
-
-// newPIN logs in as who with the PIN from env, reads the new user PIN
-// (TPM11_NEW_PIN or stdin) and applies it.
-func newPIN(args []string, name string, who ck.UserType, env, what, done string, apply func(l *tpmtoken.Library, h uint64, cur, next []byte) error) error {
-	k := newKeyFlags(name)
-	if _, err := k.parse(args, false); err != nil {
-		return err
-	}
-	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
-		cur, err := pin(env, what)
-		if err != nil {
-			return err
-		}
-		next, err := pin("TPM11_NEW_PIN", "new user PIN")
-		if err != nil {
-			return err
-		}
-		if err := l.Login(h, who, cur); err != nil {
-			return err
-		}
-		if err := apply(l, h, cur, next); err != nil {
-			return err
-		}
-		fmt.Println(done)
-		return nil
-	})
 }

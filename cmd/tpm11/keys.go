@@ -1,257 +1,547 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/x509"
-	"encoding/asn1"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
+	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 
+	"github.com/spf13/cobra"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
+	"golang.org/x/crypto/ssh"
 )
 
-// labelled adds CKA_ID and, if given, CKA_LABEL to a template.
-func labelled(t []tpmtoken.Attr, id []byte, label string) []tpmtoken.Attr {
-	t = append(t, attr(ck.CKA_ID, id))
-	if label != "" {
-		t = append(t, attr(ck.CKA_LABEL, []byte(label)))
-	}
-	return t
-}
-
-func cmdKeygen(args []string) error {
-	k := newKeyFlags("keygen")
-	typ := k.fs.String("type", "ec:p256", "ec:p256|ec:p384|ec:p521|rsa:2048|rsa:3072")
-	id, err := k.parse(args, true)
-	if err != nil {
-		return err
-	}
-	pubT := []tpmtoken.Attr{attr(ck.CKA_TOKEN, yes)}
-	privT := []tpmtoken.Attr{attr(ck.CKA_TOKEN, yes)}
-	m := tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}
-	switch *typ {
-	case "ec:p256", "ec:p384", "ec:p521":
-		pubT = append(pubT, attr(ck.CKA_EC_PARAMS, tpmtoken.CurveNamed(strings.TrimPrefix(*typ, "ec:")).Params))
-		privT = append(privT, attr(ck.CKA_DERIVE, yes))
-	case "rsa:2048", "rsa:3072", "rsa:4096":
-		m.Type = ck.CKM_RSA_PKCS_KEY_PAIR_GEN
-		bits := map[string]uint64{"rsa:2048": 2048, "rsa:3072": 3072, "rsa:4096": 4096}[*typ]
-		pubT = append(pubT, attr(ck.CKA_MODULUS_BITS, ulong(bits)), attr(ck.CKA_ENCRYPT, yes))
-		privT = append(privT, attr(ck.CKA_DECRYPT, yes))
-	default:
-		return fmt.Errorf("unknown -type %q", *typ)
-	}
-	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
-		pub, _, err := l.GenerateKeyPair(h, m, labelled(pubT, id, *k.label), labelled(privT, id, *k.label))
-		if err != nil {
-			return err
-		}
-		return printPEM(l, h, pub, ck.CKA_PUBLIC_KEY_INFO, "PUBLIC KEY")
-	})
-}
-
-func printPEM(l *tpmtoken.Library, h, obj uint64, a ck.AttributeType, kind string) error {
-	res, err := l.GetAttributeValue(h, obj, []ck.AttributeType{a})
-	if err != nil {
-		return err
-	}
-	if res[0].RV != ck.CKR_OK {
-		return fmt.Errorf("no %s: %s", kind, ck.RVName(res[0].RV))
-	}
-	return pem.Encode(os.Stdout, &pem.Block{Type: kind, Bytes: res[0].Value})
-}
-
-// cmdImport puts a PEM private key into the TPM (C_CreateObject, which
-// wraps it with TPM2_Import), with its public key and any certificate in
-// the file as objects of the same ID, as clients expect to find them.
-func cmdImport(args []string) error {
-	k := newKeyFlags("import")
-	id, err := k.parse(args, true)
-	if err != nil {
-		return err
-	}
-	if k.fs.NArg() != 1 {
-		return errors.New("name one PEM file")
-	}
-	data, err := os.ReadFile(k.fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	var key any
-	var certs [][]byte
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		switch b.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(b.Bytes)
-		case "CERTIFICATE":
-			certs = append(certs, b.Bytes)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", b.Type, err)
-		}
-	}
-	if key == nil {
-		return errors.New("no private key in the file (PEM PKCS#8, PKCS#1 or SEC1; encrypted keys: decrypt them first)")
-	}
-	privT := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)), attr(ck.CKA_TOKEN, yes), attr(ck.CKA_SIGN, yes)}
-	pubT := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(ck.CKO_PUBLIC_KEY)), attr(ck.CKA_TOKEN, yes), attr(ck.CKA_VERIFY, yes)}
-	switch kk := key.(type) {
-	case *rsa.PrivateKey:
-		kk.Precompute()
-		e := big.NewInt(int64(kk.E)).Bytes()
-		privT = append(privT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_RSA)), attr(ck.CKA_DECRYPT, yes),
-			attr(ck.CKA_MODULUS, kk.N.Bytes()), attr(ck.CKA_PUBLIC_EXPONENT, e),
-			attr(ck.CKA_PRIVATE_EXPONENT, kk.D.Bytes()), attr(ck.CKA_PRIME_1, kk.Primes[0].Bytes()),
-			attr(ck.CKA_PRIME_2, kk.Primes[1].Bytes()))
-		pubT = append(pubT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_RSA)), attr(ck.CKA_ENCRYPT, yes),
-			attr(ck.CKA_MODULUS, kk.N.Bytes()), attr(ck.CKA_PUBLIC_EXPONENT, e))
-	case *ecdsa.PrivateKey:
-		c := tpmtoken.CurveOfGo(kk.Curve)
-		if c == nil {
-			return fmt.Errorf("curve %s is not supported", kk.Curve.Params().Name)
-		}
-		ecdhKey, err := kk.ECDH()
-		if err != nil {
-			return err
-		}
-		point, _ := asn1.Marshal(ecdhKey.PublicKey().Bytes())
-		privT = append(privT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_EC)), attr(ck.CKA_DERIVE, yes),
-			attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_VALUE, ecdhKey.Bytes()))
-		pubT = append(pubT, attr(ck.CKA_KEY_TYPE, ulong(ck.CKK_EC)), attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_EC_POINT, point))
-	default:
-		return fmt.Errorf("%T keys are not supported", key)
-	}
-	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
-		if _, err := l.CreateObject(h, labelled(privT, id, *k.label)); err != nil {
-			return fmt.Errorf("private key: %w", err)
-		}
-		if _, err := l.CreateObject(h, labelled(pubT, id, *k.label)); err != nil {
-			return fmt.Errorf("public key: %w", err)
-		}
-		for _, c := range certs {
-			t := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(ck.CKO_CERTIFICATE)), attr(ck.CKA_TOKEN, yes),
-				attr(ck.CKA_CERTIFICATE_TYPE, ulong(ck.CKC_X_509)), attr(ck.CKA_VALUE, c)}
-			if _, err := l.CreateObject(h, labelled(t, id, *k.label)); err != nil {
-				return fmt.Errorf("certificate: %w", err)
-			}
-		}
-		fmt.Printf("imported into the TPM: private key, public key, %d certificate(s), id %x\n", len(certs), id)
-		return nil
-	})
-}
-
-func cmdExport(args []string) error {
-	k := newKeyFlags("export")
-	cert := k.fs.Bool("cert", false, "export the certificate instead of the public key")
-	id, err := k.parse(args, true)
-	if err != nil {
-		return err
-	}
-	return withSession(*k.slot, false, func(l *tpmtoken.Library, h uint64) error {
-		class, a, kind := ck.CKO_PUBLIC_KEY, ck.CKA_PUBLIC_KEY_INFO, "PUBLIC KEY"
-		if *cert {
-			class, a, kind = ck.CKO_CERTIFICATE, ck.CKA_VALUE, "CERTIFICATE"
-		}
-		objs, err := find(l, h, attr(ck.CKA_CLASS, ulong(class)), attr(ck.CKA_ID, id))
-		if err != nil {
-			return err
-		}
-		if len(objs) == 0 {
-			return fmt.Errorf("no %s with id %x", strings.ToLower(kind), id)
-		}
-		return printPEM(l, h, objs[0], a, kind)
-	})
-}
-
-func cmdDelete(args []string) error {
-	k := newKeyFlags("delete")
-	id, err := k.parse(args, true)
-	if err != nil {
-		return err
-	}
-	return withSession(*k.slot, true, func(l *tpmtoken.Library, h uint64) error {
-		objs, err := find(l, h, attr(ck.CKA_ID, id))
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if err := l.DestroyObject(h, o); err != nil {
-				return err
-			}
-		}
-		fmt.Printf("destroyed %d object(s) with id %x\n", len(objs), id)
-		return nil
-	})
-}
-
-var classNames = map[ck.ObjectClass]string{ck.CKO_DATA: "data", ck.CKO_CERTIFICATE: "certificate",
-	ck.CKO_PUBLIC_KEY: "public key", ck.CKO_PRIVATE_KEY: "private key", ck.CKO_SECRET_KEY: "secret key"}
-var keyNames = map[ck.KeyType]string{ck.CKK_RSA: "RSA", ck.CKK_EC: "EC", ck.CKK_AES: "AES", ck.CKK_GENERIC_SECRET: "generic secret"}
-
-func cmdList(args []string) error {
-	k := newKeyFlags("list")
-	if _, err := k.parse(args, false); err != nil {
-		return err
-	}
-	_, login := os.LookupEnv("TPM11_PIN")
-	return withSession(*k.slot, login, func(l *tpmtoken.Library, h uint64) error {
-		objs, err := find(l, h)
-		if err != nil {
-			return err
-		}
-		types := []ck.AttributeType{ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_LABEL, ck.CKA_LOCAL,
-			ck.CKA_MODULUS_BITS, ck.CKA_EC_PARAMS, ck.CKA_VALUE_LEN}
-		for _, o := range objs {
-			res, err := l.GetAttributeValue(h, o, types)
+func listCmd(g *globals) *cobra.Command {
+	var sel objectFlags
+	var asJSON, public bool
+	c := &cobra.Command{
+		Use:   "list [pkcs11:URI]",
+		Short: "List objects by ID, with their pkcs11: URIs",
+		Long: `List the token's objects sorted and grouped by ID: class, key type and size,
+usage, origin (generated in the TPM or imported) and the RFC 7512 pkcs11: URI
+to give ssh, openssl or p11tool. Private objects are shown after login: the
+user PIN is asked for when the token has some (--public skips them).`,
+		Args: maxArgs(1, "at most one pkcs11: URI"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			uri, tmpl, err := sel.selection(args)
 			if err != nil {
 				return err
 			}
-			val := func(i int) []byte {
-				if res[i].RV != ck.CKR_OK {
-					return nil
+			return g.withToken(cmd, uri, false, func(c *ctx) error {
+				hidden, err := c.l.PrivateObjects(c.t.Slot)
+				if err != nil {
+					return err
 				}
-				return res[i].Value
-			}
-			u := func(i int) uint64 {
-				if len(val(i)) != 8 {
-					return ^uint64(0)
+				if hidden > 0 && !public && c.pinAvailable() {
+					if err := c.login(); err != nil {
+						return err
+					}
+					hidden = 0
 				}
-				return binary.NativeEndian.Uint64(val(i))
-			}
-			line := classNames[ck.ObjectClass(u(0))]
-			if kn, ok := keyNames[ck.KeyType(u(1))]; ok {
-				line += " " + kn
-			}
-			switch c := tpmtoken.CurveOf(val(6)); {
-			case c != nil:
-				line += fmt.Sprintf(" P-%d", c.Bits)
-			case u(5) != ^uint64(0):
-				line += fmt.Sprintf(" %d", u(5))
-			case u(7) != ^uint64(0):
-				line += fmt.Sprintf(" %d bytes", u(7))
-			}
-			if len(val(4)) == 1 && ck.ObjectClass(u(0)) == ck.CKO_PRIVATE_KEY {
-				line += map[bool]string{true: ", made in the TPM", false: ", imported"}[val(4)[0] == 1]
-			}
-			fmt.Printf("%-40s id %-16s label %q\n", line, hex.EncodeToString(val(2)), val(3))
+				objs, err := c.objects(tmpl...)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					if objs == nil {
+						objs = []object{}
+					}
+					return printJSON(c.out, struct {
+						Token  tokenJSON `json:"token"`
+						Hidden int       `json:"private_objects_not_shown"`
+						Objs   []object  `json:"objects"`
+					}{c.t.json(), hidden, objs})
+				}
+				printList(c.out, c.t, objs)
+				if hidden > 0 {
+					fmt.Fprintf(os.Stderr, "%d private %s not shown: give the user PIN (TPM11_PIN, --pin-file or a terminal) to see them\n",
+						hidden, plural(hidden, "object", "objects"))
+				}
+				return nil
+			})
+		},
+	}
+	sel.register(c, true)
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&public, "public", false, "list public objects only, without asking for the PIN")
+	return c
+}
+
+func printList(w io.Writer, t token, objs []object) {
+	fmt.Fprintf(w, "token %q serial %s  %s\n", t.Label, t.Serial, t.URI())
+	if len(objs) == 0 {
+		fmt.Fprintln(w, "no objects")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tLABEL\tOBJECT\tTYPE\tUSAGE\tNOTES\tURI")
+	for i, o := range objs {
+		id, label := o.ID, o.Label
+		if id == "" {
+			id = "-"
 		}
-		return nil
+		if i > 0 && o.ID == objs[i-1].ID {
+			id = ""
+			if o.Label == objs[i-1].Label {
+				label = ""
+			}
+		}
+		if label != "" {
+			label = strconv.Quote(label)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, label, o.classText(), o.kind(), strings.Join(o.Usage, ","), o.notes(), o.URI)
+	}
+	tw.Flush()
+}
+
+// keySpec is a key type as --type names it.
+type keySpec struct {
+	name  string // canonical: ec:p256, rsa:2048, aes:256, hmac:256
+	kind  string // rsa, ec, aes, hmac
+	bits  int
+	curve *tpmtoken.Curve
+}
+
+// curveAliases are other names of the curves (tpmtoken.CurveNamed knows
+// "p256" and its like).
+var curveAliases = map[string]string{"prime256v1": "p256", "secp256r1": "p256", "nistp256": "p256",
+	"secp224r1": "p224", "nistp224": "p224", "secp384r1": "p384", "nistp384": "p384", "secp521r1": "p521", "nistp521": "p521"}
+
+// curveByName finds a curve by any of its names: p256, P-256, prime256v1...
+func curveByName(s string) *tpmtoken.Curve {
+	s = strings.ReplaceAll(strings.ToLower(s), "-", "")
+	if a, ok := curveAliases[s]; ok {
+		s = a
+	}
+	return tpmtoken.CurveNamed(s)
+}
+
+func parseKeyType(s string) (keySpec, error) {
+	kind, size, _ := strings.Cut(strings.ToLower(s), ":")
+	bad := usagef("--type %q: one of rsa:BITS, ec:CURVE, aes:BITS, hmac:BITS (tpm11 keygen --help lists what this TPM offers)", s)
+	switch kind {
+	case "ec", "ecdsa":
+		if size == "" {
+			size = "p256"
+		}
+		c := curveByName(size)
+		if c == nil {
+			return keySpec{}, bad
+		}
+		return keySpec{name: "ec:" + c.Name, kind: "ec", bits: c.Bits, curve: c}, nil
+	case "rsa", "aes", "hmac":
+		def := map[string]int{"rsa": 2048, "aes": 256, "hmac": 256}[kind]
+		bits := def
+		if size != "" {
+			n, err := strconv.Atoi(size)
+			if err != nil || n <= 0 || n > 1<<16 {
+				return keySpec{}, bad
+			}
+			bits = n
+		}
+		if kind == "hmac" && (bits%8 != 0 || bits > 1024) {
+			return keySpec{}, usagef("--type %q: an HMAC key is 8 to 1024 bits, a multiple of 8", s)
+		}
+		return keySpec{name: fmt.Sprintf("%s:%d", kind, bits), kind: kind, bits: bits}, nil
+	}
+	return keySpec{}, bad
+}
+
+// display names the key in words: "EC P-256 key pair", "AES-256 key".
+func (k keySpec) display() string {
+	switch k.kind {
+	case "ec":
+		return fmt.Sprintf("EC P-%d key pair", k.bits)
+	case "rsa":
+		return fmt.Sprintf("RSA-%d key pair", k.bits)
+	case "aes":
+		return fmt.Sprintf("AES-%d key", k.bits)
+	}
+	return fmt.Sprintf("%d-bit HMAC key", k.bits)
+}
+
+// offered lists the key types this TPM makes.
+func offered(d tpmtoken.Diagnostics) []string {
+	var out []string
+	for _, b := range d.Caps.RSABits {
+		out = append(out, fmt.Sprintf("rsa:%d", b))
+	}
+	for _, c := range d.Curves {
+		out = append(out, "ec:"+c.Name)
+	}
+	for _, b := range d.Caps.AESBits {
+		out = append(out, fmt.Sprintf("aes:%d", b))
+	}
+	return append(out, "hmac:8..1024")
+}
+
+func (k keySpec) offeredBy(d tpmtoken.Diagnostics) bool {
+	switch k.kind {
+	case "rsa":
+		return slices.Contains(d.Caps.RSABits, k.bits)
+	case "ec":
+		return slices.Contains(d.Curves, k.curve)
+	case "aes":
+		return slices.Contains(d.Caps.AESBits, k.bits)
+	}
+	return true
+}
+
+var allKeyTypes = []string{"rsa:1024", "rsa:2048", "rsa:3072", "rsa:4096", "ec:p224", "ec:p256", "ec:p384", "ec:p521", "aes:128", "aes:192", "aes:256", "hmac:256"}
+
+func keygenCmd(g *globals) *cobra.Command {
+	var idHex, label, typ string
+	var replace, asJSON, sshOut bool
+	c := &cobra.Command{
+		Use:   "keygen [--type TYPE] [--id HEX] [--label LABEL]",
+		Short: "Generate an RSA, EC, AES or HMAC key in the TPM",
+		Long: `Generate a key inside the TPM: an RSA or EC key pair (the public key is
+printed as PEM, or as an OpenSSH line with --ssh) or an AES or HMAC secret
+key. Types: rsa:BITS, ec:p224|p256|p384|p521, aes:128|192|256, hmac:BITS (8 to
+1024). tpm11 keygen --help (at its end) and tpm11 info list what this TPM
+offers.
+
+Without --id the smallest free one-byte ID is used. An ID already in use is
+refused (pkcs11:id=... would become ambiguous) unless --replace, which
+destroys the old objects once the new key exists.`,
+		Example: `  tpm11 keygen --type ec:p256 --label ssh
+  tpm11 keygen --type rsa:3072 --id 02 --label web
+  tpm11 keygen --type aes:256 --label backup`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := parseKeyType(typ)
+			if err != nil {
+				return err
+			}
+			if err := checkLabel(label, 256); err != nil {
+				return err
+			}
+			var id []byte
+			if idHex != "" {
+				if id, err = parseID(idHex); err != nil {
+					return err
+				}
+			}
+			return g.withToken(cmd, nil, true, func(c *ctx) error {
+				d, err := c.l.Diagnose()
+				if err != nil {
+					return err
+				}
+				if !spec.offeredBy(d) {
+					return fmt.Errorf("this TPM does not make %s keys; it offers %s", spec.name, strings.Join(offered(d), ", "))
+				}
+				if id == nil {
+					if id, err = freeID(c.l, c.h); err != nil {
+						return err
+					}
+				}
+				old, err := c.idFree(id, replace)
+				if err != nil {
+					return err
+				}
+				var handles []uint64
+				err = progress("generating the "+spec.display()+" in the TPM", func() error {
+					handles, err = generate(c, spec, id, label)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if err := c.replaceOld(old); err != nil {
+					return err
+				}
+				g.shareStore()
+				return report(c, "generated in the TPM", spec.display(), handles, asJSON, sshOut)
+			})
+		},
+	}
+	c.Flags().StringVar(&typ, "type", "ec:p256", "key type: rsa:BITS, ec:CURVE, aes:BITS, hmac:BITS")
+	c.Flags().StringVar(&idHex, "id", "", "CKA_ID in hex (default: the smallest free one-byte ID)")
+	c.Flags().StringVar(&label, "label", "", "CKA_LABEL")
+	c.Flags().BoolVar(&replace, "replace", false, "replace the objects that already use this ID")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&sshOut, "ssh", false, "print the public key as an OpenSSH authorized_keys line instead of PEM")
+	_ = c.RegisterFlagCompletionFunc("type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return allKeyTypes, cobra.ShellCompDirectiveNoFileComp
 	})
+	_ = c.RegisterFlagCompletionFunc("id", cobra.NoFileCompletions)
+	_ = c.RegisterFlagCompletionFunc("label", cobra.NoFileCompletions)
+	c.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		cmd.Root().HelpFunc()(cmd, args)
+		fmt.Fprintln(cmd.OutOrStdout(), "\n"+g.offeredHelp())
+	})
+	return c
+}
+
+// offeredHelp says what this TPM makes, for keygen --help. It asks the TPM
+// only when the store exists already: help never creates one.
+func (g *globals) offeredHelp() string {
+	cfg := tpmtoken.LoadConfig(g.env)
+	if _, err := os.Stat(cfg.Store); err != nil {
+		return "Key types: " + strings.Join(allKeyTypes[:len(allKeyTypes)-1], " ") + " hmac:8..1024 (tpm11 info shows what your TPM offers)"
+	}
+	l, err := tpmtoken.Open(cfg)
+	if err != nil {
+		return "Key types: unknown (" + err.Error() + ")"
+	}
+	defer l.Close()
+	d, err := l.Diagnose()
+	if err != nil {
+		return fmt.Sprintf("Key types: the TPM (%s) is not reachable: %v", cfg.TPM, err)
+	}
+	return fmt.Sprintf("Key types this TPM (%s) offers (HMAC: any multiple of 8 bits):\n  %s", cfg.TPM, strings.Join(offered(d), "\n  "))
+}
+
+// generate makes the key; it returns the new objects' handles.
+func generate(c *ctx, k keySpec, id []byte, label string) ([]uint64, error) {
+	common := []tpmtoken.Attr{attr(ck.CKA_TOKEN, yes), attr(ck.CKA_ID, id)}
+	if label != "" {
+		common = append(common, attr(ck.CKA_LABEL, []byte(label)))
+	}
+	with := func(extra ...tpmtoken.Attr) []tpmtoken.Attr { return append(slices.Clone(common), extra...) }
+	switch k.kind {
+	case "ec", "rsa":
+		m := tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}
+		pubT := with(attr(ck.CKA_VERIFY, yes))
+		privT := with(attr(ck.CKA_SIGN, yes), attr(ck.CKA_PRIVATE, yes), attr(ck.CKA_SENSITIVE, yes))
+		if k.kind == "ec" {
+			pubT = append(pubT, attr(ck.CKA_EC_PARAMS, k.curve.Params))
+			privT = append(privT, attr(ck.CKA_DERIVE, yes))
+		} else {
+			m.Type = ck.CKM_RSA_PKCS_KEY_PAIR_GEN
+			pubT = append(pubT, attr(ck.CKA_MODULUS_BITS, ulong(k.bits)), attr(ck.CKA_ENCRYPT, yes))
+			privT = append(privT, attr(ck.CKA_DECRYPT, yes))
+		}
+		priv, pub, err := keyPair(c, m, pubT, privT)
+		return []uint64{priv, pub}, err
+	case "aes":
+		h, err := c.l.GenerateKey(c.h, tpmtoken.Mechanism{Type: ck.CKM_AES_KEY_GEN},
+			with(attr(ck.CKA_VALUE_LEN, ulong(k.bits/8)), attr(ck.CKA_ENCRYPT, yes), attr(ck.CKA_DECRYPT, yes)))
+		return []uint64{h}, err
+	default:
+		h, err := c.l.GenerateKey(c.h, tpmtoken.Mechanism{Type: ck.CKM_GENERIC_SECRET_KEY_GEN},
+			with(attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_GENERIC_SECRET))), attr(ck.CKA_VALUE_LEN, ulong(k.bits/8)),
+				attr(ck.CKA_SIGN, yes), attr(ck.CKA_VERIFY, yes)))
+		return []uint64{h}, err
+	}
+}
+
+func keyPair(c *ctx, m tpmtoken.Mechanism, pubT, privT []tpmtoken.Attr) (priv, pub uint64, err error) {
+	pub, priv, err = c.l.GenerateKeyPair(c.h, m, pubT, privT)
+	return priv, pub, err
+}
+
+// keyResult is keygen's and import's --json output.
+type keyResult struct {
+	Token     tokenJSON `json:"token"`
+	Objects   []object  `json:"objects"`
+	PublicKey string    `json:"public_key_pem,omitempty"`
+	SSH       string    `json:"ssh_public_key,omitempty"`
+}
+
+// report prints what keygen or import made.
+func report(c *ctx, verb, what string, handles []uint64, asJSON, sshOut bool) error {
+	r := keyResult{Token: c.t.json()}
+	var spki []byte
+	for _, h := range handles {
+		o, err := describe(c.l, c.h, c.t, h)
+		if err != nil {
+			return err
+		}
+		r.Objects = append(r.Objects, o)
+		if o.class == ck.CKO_PUBLIC_KEY {
+			a, err := getAttrs(c.l, c.h, h, ck.CKA_PUBLIC_KEY_INFO)
+			if err != nil {
+				return err
+			}
+			spki = a[ck.CKA_PUBLIC_KEY_INFO]
+		}
+	}
+	if spki != nil {
+		r.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}))
+		r.SSH, _ = sshLine(spki, r.Objects[0].Label)
+	}
+	if asJSON {
+		return printJSON(c.out, r)
+	}
+	o := r.Objects[0]
+	fmt.Fprintf(c.out, "%s: %s, id %s", verb, what, o.ID)
+	if o.Label != "" {
+		fmt.Fprintf(c.out, ", label %q", o.Label)
+	}
+	fmt.Fprintln(c.out)
+	for _, o := range r.Objects {
+		fmt.Fprintf(c.out, "  %-12s %s\n", o.classText(), o.URI)
+	}
+	switch {
+	case sshOut && r.SSH != "":
+		fmt.Fprintln(c.out, r.SSH)
+	case r.PublicKey != "":
+		fmt.Fprint(c.out, r.PublicKey)
+	}
+	return nil
+}
+
+// sshLine is an OpenSSH authorized_keys line for a SubjectPublicKeyInfo.
+func sshLine(spki []byte, comment string) (string, error) {
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return "", err
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
+	if comment != "" {
+		line += " " + comment
+	}
+	return line, nil
+}
+
+func exportCmd(g *globals) *cobra.Command {
+	var sel objectFlags
+	var cert, sshOut bool
+	var outFile string
+	c := &cobra.Command{
+		Use:   "export (--id HEX | --label LABEL | pkcs11:URI)",
+		Short: "Print a public key (PEM, OpenSSH) or certificate",
+		Args:  maxArgs(1, "at most one pkcs11: URI"),
+		Example: `  tpm11 export --id 01 > key.pub.pem
+  tpm11 export --id 01 --ssh >> ~/.ssh/authorized_keys
+  tpm11 export 'pkcs11:id=%01;type=cert' > cert.pem`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			uri, tmpl, err := sel.selection(args)
+			if err != nil {
+				return err
+			}
+			if len(tmpl) == 0 {
+				return usagef("name the key: --id, --label or a pkcs11: URI")
+			}
+			if cert && sshOut {
+				return usagef("--cert and --ssh: choose one")
+			}
+			return g.withToken(cmd, uri, false, func(c *ctx) error {
+				objs, err := c.objects(tmpl...)
+				if err != nil {
+					return err
+				}
+				if len(objs) == 0 && !c.loggedIn {
+					if n, _ := c.l.PrivateObjects(c.t.Slot); n > 0 && c.pinAvailable() {
+						if err := c.login(); err != nil {
+							return err
+						}
+						if objs, err = c.objects(tmpl...); err != nil {
+							return err
+						}
+					}
+				}
+				return export(c, objs, cert, sshOut, outFile)
+			})
+		},
+	}
+	sel.register(c, false)
+	c.Flags().BoolVar(&cert, "cert", false, "print the certificate instead of the public key")
+	c.Flags().BoolVar(&sshOut, "ssh", false, "print the public key as an OpenSSH authorized_keys line")
+	c.Flags().StringVarP(&outFile, "out", "o", "", "write to this file instead of standard output")
+	return c
+}
+
+func export(c *ctx, objs []object, cert, sshOut bool, outFile string) error {
+	var data []byte
+	ids := map[string]bool{}
+	for _, o := range objs {
+		ids[o.ID] = true
+	}
+	if len(ids) > 1 {
+		return fmt.Errorf("that matches objects of %d IDs: %s; name one by --id", len(ids), describeAll(objs))
+	}
+	for _, o := range objs {
+		if cert && o.class == ck.CKO_CERTIFICATE {
+			a, err := getAttrs(c.l, c.h, o.handle, ck.CKA_VALUE)
+			if err != nil {
+				return err
+			}
+			data = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a[ck.CKA_VALUE]})
+			break
+		}
+		if !cert && (o.class == ck.CKO_PUBLIC_KEY || o.class == ck.CKO_PRIVATE_KEY) {
+			a, err := getAttrs(c.l, c.h, o.handle, ck.CKA_PUBLIC_KEY_INFO)
+			if err != nil {
+				return err
+			}
+			spki := a[ck.CKA_PUBLIC_KEY_INFO]
+			if len(spki) == 0 {
+				continue
+			}
+			if sshOut {
+				line, err := sshLine(spki, o.Label)
+				if err != nil {
+					return err
+				}
+				data = []byte(line + "\n")
+			} else {
+				data = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})
+			}
+			break
+		}
+	}
+	if data == nil {
+		what := "public key"
+		if cert {
+			what = "certificate"
+		}
+		if len(objs) == 0 {
+			return fmt.Errorf("no object matches")
+		}
+		return fmt.Errorf("no %s among %s", what, describeAll(objs))
+	}
+	if outFile != "" {
+		return os.WriteFile(outFile, data, 0o644)
+	}
+	_, err := c.out.Write(data)
+	return err
+}
+
+func deleteCmd(g *globals) *cobra.Command {
+	var sel objectFlags
+	c := &cobra.Command{
+		Use:   "delete (--id HEX | --label LABEL | pkcs11:URI) [--type TYPE]",
+		Short: "Destroy a key (all objects of an ID, label or URI)",
+		Args:  maxArgs(1, "at most one pkcs11: URI"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			uri, tmpl, err := sel.selection(args)
+			if err != nil {
+				return err
+			}
+			if !uri.hasID && uri.object == "" {
+				return usagef("name what to delete: --id, --label or a pkcs11: URI with id= or object=")
+			}
+			return g.withToken(cmd, uri, true, func(c *ctx) error {
+				objs, err := c.objects(tmpl...)
+				if err != nil {
+					return err
+				}
+				if len(objs) == 0 {
+					return errors.New("no object matches: nothing deleted")
+				}
+				for _, o := range objs {
+					if err := c.l.DestroyObject(c.h, o.handle); err != nil {
+						return fmt.Errorf("%s: %w", o, err)
+					}
+					fmt.Fprintf(c.out, "deleted %s  %s\n", o, o.URI)
+				}
+				g.shareStore()
+				return nil
+			})
+		},
+	}
+	sel.register(c, true)
+	return c
 }

@@ -1,103 +1,258 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
-var stdin = bufio.NewReader(os.Stdin)
+type pflagFlag = pflag.Flag
 
-// pin reads a PIN from env, else one line of standard input.
-func pin(env, what string) ([]byte, error) {
-	if v, ok := os.LookupEnv(env); ok {
-		return []byte(v), nil
+// slotFlag is --slot: -1 when not given (and then not shown as a default).
+type slotFlag int
+
+func (s *slotFlag) String() string {
+	if *s < 0 {
+		return ""
 	}
-	fmt.Fprintf(os.Stderr, "%s (or set %s): ", what, env)
-	line, err := stdin.ReadString('\n')
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return nil, fmt.Errorf("no %s given", what)
-	}
-	if err != nil && !errors.Is(err, os.ErrClosed) && line == "" {
-		return nil, err
-	}
-	return []byte(line), nil
+	return strconv.Itoa(int(*s))
 }
 
-// open starts the library from the usual configuration.
-func open() (*tpmtoken.Library, error) {
-	return tpmtoken.Open(tpmtoken.LoadConfig(os.Getenv))
-}
-
-// withSession runs f with the library and a R/W session on slot, the
-// user logged in if login.
-func withSession(slot uint64, login bool, f func(l *tpmtoken.Library, h uint64) error) error {
-	l, err := open()
+func (s *slotFlag) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 31)
 	if err != nil {
-		return err
+		return fmt.Errorf("not a slot number: %q", v)
 	}
-	defer l.Close()
-	h, err := session(l, slot, login)
+	*s = slotFlag(n)
+	return nil
+}
+
+func (s *slotFlag) Type() string { return "N" }
+
+// globals are the flags every command has, and what they resolve to.
+type globals struct {
+	token, store, config, tpm      string
+	slot                           int
+	pinFile, soPINFile, newPINFile string
+	cfg                            tpmtoken.Config
+}
+
+func (g *globals) register(root *cobra.Command) {
+	g.slot = -1
+	f := root.PersistentFlags()
+	f.StringVar(&g.token, "token", os.Getenv("TPM11_TOKEN"), "the token: its label, serial or a pkcs11: URI (env TPM11_TOKEN)")
+	f.Var((*slotFlag)(&g.slot), "slot", "the token by slot number")
+	f.StringVar(&g.pinFile, "pin-file", "", "read the user PIN from the first line of this file")
+	f.StringVar(&g.soPINFile, "so-pin-file", "", "read the SO PIN from the first line of this file")
+	f.StringVar(&g.newPINFile, "new-pin-file", "", "read the new PIN (set-pin, reset-pin, set-so-pin) from this file")
+	f.StringVar(&g.store, "store", "", "token store directory (overrides TPM11_STORE and the config file)")
+	f.StringVar(&g.config, "config", "", "config file (overrides TPM11_CONFIG)")
+	f.StringVar(&g.tpm, "tpm", "", "TPM backend: device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, simulator (overrides TPM11_TPM)")
+	_ = root.RegisterFlagCompletionFunc("token", cobra.NoFileCompletions)
+	_ = root.RegisterFlagCompletionFunc("slot", cobra.NoFileCompletions)
+	_ = root.RegisterFlagCompletionFunc("tpm", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"device:/dev/tpmrm0", "swtpm:unix:", "swtpm:tcp:", "simulator"}, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	})
+}
+
+// env is the environment with the command line's overrides.
+func (g *globals) env(k string) string {
+	switch {
+	case k == "TPM11_STORE" && g.store != "":
+		return g.store
+	case k == "TPM11_CONFIG" && g.config != "":
+		return g.config
+	case k == "TPM11_TPM" && g.tpm != "":
+		return g.tpm
+	}
+	return os.Getenv(k)
+}
+
+// open starts the library from the configuration.
+func (g *globals) open() (*tpmtoken.Library, error) {
+	g.cfg = tpmtoken.LoadConfig(g.env)
+	l, err := tpmtoken.Open(g.cfg)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("cannot open the store %s: %w", g.cfg.Store, errors.Unwrap(err))
 	}
-	return f(l, h)
+	return l, nil
 }
 
-// session opens a R/W session on slot and, if login, logs the user in.
-func session(l *tpmtoken.Library, slot uint64, login bool) (uint64, error) {
-	h, err := l.OpenSession(slot, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
-	if err != nil {
-		return 0, err
-	}
-	if !login {
-		return h, nil
-	}
-	p, err := pin("TPM11_PIN", "user PIN")
-	if err != nil {
-		return 0, err
-	}
-	return h, l.Login(h, ck.CKU_USER, p)
+// token is an initialized token and its slot.
+type token struct {
+	Slot uint64
+	tpmtoken.TokenInfo
 }
 
-// keyFlags are the flags of the commands that name a key.
-type keyFlags struct {
-	fs    *flag.FlagSet
-	slot  *uint64
-	id    *string
-	label *string
-}
+func (t token) String() string { return fmt.Sprintf("%q (serial %s)", t.Label, t.Serial) }
 
-func newKeyFlags(name string) keyFlags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return keyFlags{fs: fs, slot: fs.Uint64("slot", 0, "slot"), id: fs.String("id", "", "CKA_ID in hex"),
-		label: fs.String("label", "", "CKA_LABEL")}
-}
+// URI is the token's pkcs11: URI.
+func (t token) URI() string { return (&p11uri{token: t.Label, serial: t.Serial}).String() }
 
-func (k keyFlags) parse(args []string, needID bool) ([]byte, error) {
-	if err := k.fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if *k.id == "" {
-		if needID {
-			return nil, errors.New("-id is required")
+// tokens lists the initialized tokens; it fails when there is no TPM.
+func tokens(l *tpmtoken.Library) ([]token, error) {
+	var out []token
+	for _, id := range l.SlotList(false) {
+		ti, err := l.TokenInfo(id)
+		if err != nil {
+			if ck.ToRV(err) == ck.CKR_TOKEN_NOT_PRESENT {
+				return nil, noTPM(l, err)
+			}
+			return nil, err
 		}
-		return nil, nil
+		if ti.Flags&ck.CKF_TOKEN_INITIALIZED != 0 {
+			out = append(out, token{id, ti})
+		}
 	}
-	id, err := hex.DecodeString(*k.id)
-	if err != nil || len(id) == 0 {
-		return nil, fmt.Errorf("-id %q is not hex", *k.id)
+	return out, nil
+}
+
+func noTPM(l *tpmtoken.Library, err error) error {
+	if _, derr := l.Diagnose(); derr != nil {
+		err = derr
 	}
-	return id, nil
+	var ce *ck.Error
+	if errors.As(err, &ce) && ce.Cause != nil {
+		err = ce.Cause
+	}
+	return fmt.Errorf("no TPM: %v (TPM11_TPM / --tpm chooses the backend; tpm11 info)", err)
+}
+
+// emptySlot is the slot a new token goes into.
+func emptySlot(l *tpmtoken.Library) (uint64, error) {
+	for _, id := range l.SlotList(false) {
+		ti, err := l.TokenInfo(id)
+		if err != nil {
+			return 0, noTPM(l, err)
+		}
+		if ti.Flags&ck.CKF_TOKEN_INITIALIZED == 0 {
+			return id, nil
+		}
+	}
+	return 0, errors.New("no free slot")
+}
+
+// selected reports whether the command line names a token.
+func (g *globals) selected(uri *p11uri) bool {
+	return g.slot >= 0 || g.token != "" || (uri != nil && uri.namesToken())
+}
+
+// pick chooses the token the command line names (--slot, --token, the
+// token part of an object's pkcs11: URI), or the only token there is.
+func (g *globals) pick(l *tpmtoken.Library, uri *p11uri) (token, error) {
+	all, err := tokens(l)
+	if err != nil {
+		return token{}, err
+	}
+	if g.slot >= 0 {
+		for _, t := range all {
+			if t.Slot == uint64(g.slot) {
+				return t, nil
+			}
+		}
+		return token{}, fmt.Errorf("slot %d holds no token (tpm11 info lists them)", g.slot)
+	}
+	var sels []*p11uri
+	if g.token != "" {
+		s, err := tokenSelector(g.token)
+		if err != nil {
+			return token{}, err
+		}
+		sels = append(sels, s)
+	}
+	if uri != nil && uri.namesToken() {
+		sels = append(sels, uri)
+	}
+	var match []token
+	for _, t := range all {
+		ok := true
+		for _, s := range sels {
+			ok = ok && s.matchesToken(t)
+		}
+		if ok {
+			match = append(match, t)
+		}
+	}
+	switch {
+	case len(all) == 0:
+		return token{}, errors.New("there is no token yet: tpm11 init --label NAME makes one")
+	case len(match) == 1:
+		return match[0], nil
+	case len(match) == 0:
+		return token{}, fmt.Errorf("no token matches %s; there are: %s", describeSel(g.token, uri), list(all))
+	case len(sels) == 0:
+		return token{}, fmt.Errorf("%d tokens: choose one with --token (label, serial or pkcs11: URI): %s", len(all), list(all))
+	default:
+		return token{}, fmt.Errorf("%s matches %d tokens: %s; name it by serial", describeSel(g.token, uri), len(match), list(match))
+	}
+}
+
+func describeSel(tok string, uri *p11uri) string {
+	if tok != "" {
+		return fmt.Sprintf("--token %q", tok)
+	}
+	return uri.String()
+}
+
+func list(ts []token) string {
+	var s []string
+	for _, t := range ts {
+		s = append(s, t.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+// tokenSelector reads --token: a pkcs11: URI, a serial or a label.
+func tokenSelector(s string) (*p11uri, error) {
+	if strings.HasPrefix(s, "pkcs11:") {
+		u, err := parseURI(s)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		if !u.namesToken() {
+			return nil, usagef("--token %q names no token (token=, serial=, model=, manufacturer= or slot-id=)", s)
+		}
+		return u, nil
+	}
+	return &p11uri{labelOrSerial: s}, nil
+}
+
+// session opens a R/W session on t.
+func session(l *tpmtoken.Library, t token) (uint64, error) {
+	return l.OpenSession(t.Slot, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
+}
+
+// login logs who in with pin, explaining a refusal: how many tries the
+// TPM still allows, or that it is locked out.
+func login(l *tpmtoken.Library, h uint64, who ck.UserType, pin []byte) error {
+	if err := l.Login(h, who, pin); err != nil {
+		return explainPIN(l, who, err)
+	}
+	return nil
+}
+
+func (g *globals) userPIN(t token) ([]byte, error) {
+	return readPIN(fmt.Sprintf("user PIN for token %q", t.Label), "TPM11_PIN", g.pinFile)
+}
+
+func (g *globals) soPIN(t token) ([]byte, error) {
+	return readPIN(fmt.Sprintf("SO PIN for token %q", t.Label), "TPM11_SO_PIN", g.soPINFile)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // find returns the objects matching tmpl.
@@ -112,6 +267,99 @@ func find(l *tpmtoken.Library, h uint64, tmpl ...tpmtoken.Attr) ([]uint64, error
 func attr(t ck.AttributeType, v []byte) tpmtoken.Attr { return tpmtoken.Attr{Type: t, Value: v} }
 
 // ulong encodes a CK_ULONG as the library expects it: 8 bytes, host order.
-func ulong[T ~uint64](v T) []byte { return binary.NativeEndian.AppendUint64(nil, uint64(v)) }
+func ulong[T ~uint64 | ~int](v T) []byte { return binary.NativeEndian.AppendUint64(nil, uint64(v)) }
 
-var yes = []byte{1}
+var yes, no = []byte{1}, []byte{0}
+
+// attrs reads the attributes of obj that it has (others are left out).
+type attrs map[ck.AttributeType][]byte
+
+func getAttrs(l *tpmtoken.Library, h, obj uint64, types ...ck.AttributeType) (attrs, error) {
+	res, err := l.GetAttributeValue(h, obj, types)
+	if err != nil {
+		return nil, err
+	}
+	a := attrs{}
+	for i, r := range res {
+		if r.RV == ck.CKR_OK {
+			a[types[i]] = r.Value
+		}
+	}
+	return a, nil
+}
+
+func (a attrs) ulong(t ck.AttributeType) (uint64, bool) {
+	v, ok := a[t]
+	if !ok || len(v) != 8 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint64(v), true
+}
+
+func (a attrs) bool(t ck.AttributeType) bool { v := a[t]; return len(v) == 1 && v[0] != 0 }
+
+// parseID reads a CKA_ID given in hex ("01", "0x01", "a1:b2").
+func parseID(s string) ([]byte, error) {
+	h := strings.ReplaceAll(strings.TrimPrefix(strings.ToLower(s), "0x"), ":", "")
+	if len(h) > 128 {
+		return nil, usagef("--id %q is longer than 64 bytes", s)
+	}
+	if len(h)%2 == 1 {
+		h = "0" + h
+	}
+	id := make([]byte, len(h)/2)
+	for i := range id {
+		b, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return nil, usagef("--id %q is not hexadecimal (e.g. --id 01)", s)
+		}
+		id[i] = byte(b)
+	}
+	if len(id) == 0 {
+		return nil, usagef("--id is empty")
+	}
+	return id, nil
+}
+
+// freeID is the smallest one-byte CKA_ID no object of the token uses.
+func freeID(l *tpmtoken.Library, h uint64) ([]byte, error) {
+	objs, err := find(l, h)
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	for _, o := range objs {
+		a, err := getAttrs(l, h, o, ck.CKA_ID)
+		if err != nil {
+			return nil, err
+		}
+		used[string(a[ck.CKA_ID])] = true
+	}
+	for b := 1; b < 256; b++ {
+		if !used[string([]byte{byte(b)})] {
+			return []byte{byte(b)}, nil
+		}
+	}
+	return nil, errors.New("every one-byte ID is used: give --id")
+}
+
+// checkLabel bounds a label given on the command line.
+func checkLabel(label string, max int) error {
+	if len(label) > max {
+		return usagef("--label is %d bytes; at most %d", len(label), max)
+	}
+	if strings.ContainsFunc(label, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return usagef("--label has control characters")
+	}
+	return nil
+}
+
+// classOrder sorts objects of one ID: keys first, then certificates.
+var classOrder = []ck.ObjectClass{ck.CKO_PRIVATE_KEY, ck.CKO_PUBLIC_KEY, ck.CKO_SECRET_KEY, ck.CKO_CERTIFICATE, ck.CKO_DATA}
+
+func classRank(c ck.ObjectClass) int {
+	if i := slices.Index(classOrder, c); i >= 0 {
+		return i
+	}
+	return len(classOrder)
+}
