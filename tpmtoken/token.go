@@ -92,8 +92,10 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 				return nil, err
 			}
 			// The old keys and their parent are gone with the token.
-			e.ForgetChildren("storage:" + old.Serial)
-			e.Forget("storage:" + old.Serial)
+			for _, parent := range []string{"storage:", "public:"} {
+				e.ForgetChildren(parent + old.Serial)
+				e.Forget(parent + old.Serial)
+			}
 			return nil, nil
 		})
 		s.tok.notePINCheck(ck.CKU_SO, err)
