@@ -36,8 +36,8 @@ func functionName(p C.CK_UTF8CHAR_PTR) (string, error) {
 	return "", errArgs
 }
 
-//export C_AsyncComplete
-func C_AsyncComplete(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, pResult C.CK_ASYNC_DATA_PTR) C.CK_RV {
+//export tpm11go_C_AsyncComplete
+func tpm11go_C_AsyncComplete(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, pResult C.CK_ASYNC_DATA_PTR) C.CK_RV {
 	return call("C_AsyncComplete", func(l *tpmtoken.Library) error {
 		name, err := functionName(pFunctionName)
 		if err != nil {
@@ -69,15 +69,15 @@ func C_AsyncComplete(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_P
 	})
 }
 
-//export C_SessionCancel
-func C_SessionCancel(hSession C.CK_SESSION_HANDLE, flags C.CK_FLAGS) C.CK_RV {
+//export tpm11go_C_SessionCancel
+func tpm11go_C_SessionCancel(hSession C.CK_SESSION_HANDLE, flags C.CK_FLAGS) C.CK_RV {
 	return call("C_SessionCancel", func(l *tpmtoken.Library) error {
 		return l.SessionCancel(uint64(hSession), ck.Flags(flags))
 	})
 }
 
-//export C_AsyncGetID
-func C_AsyncGetID(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, pulID C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_AsyncGetID
+func tpm11go_C_AsyncGetID(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, pulID C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_AsyncGetID", func(l *tpmtoken.Library) error {
 		name, err := functionName(pFunctionName)
 		if err != nil || pulID == nil {
@@ -92,8 +92,8 @@ func C_AsyncGetID(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR,
 	})
 }
 
-//export C_AsyncJoin
-func C_AsyncJoin(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, ulID C.CK_ULONG, pData C.CK_BYTE_PTR, ulData C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_AsyncJoin
+func tpm11go_C_AsyncJoin(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CHAR_PTR, ulID C.CK_ULONG, pData C.CK_BYTE_PTR, ulData C.CK_ULONG) C.CK_RV {
 	return call("C_AsyncJoin", func(l *tpmtoken.Library) error {
 		name, err := functionName(pFunctionName)
 		if err != nil {

@@ -175,11 +175,14 @@ typedef CK_FUNCTION_LIST_PTR *CK_FUNCTION_LIST_PTR_PTR;
 #define CKR_BUFFER_TOO_SMALL 0x150UL
 
 /* Every function of CK_FUNCTION_LIST_3_2, in list order.
- * F(kind, name, params): kind GO = exported from Go, C = implemented in C,
- * STUB = CKR_FUNCTION_NOT_SUPPORTED, GOV = exported from Go, and the 2.40
- * and 3.0 lists point at wrappers in lists.c (name_2_40, name_3_0) that
- * hide from their callers what those versions do not define. The first 68
- * form the 2.40 list, the first 92 the 3.0 list. */
+ * F(kind, name, params): kind GO = implemented in Go (//export
+ * tpm11go_<name>) behind the C entry point <name> of entry.c, which a
+ * forked child never lets into Go (fork.c); C = implemented in C, STUB =
+ * CKR_FUNCTION_NOT_SUPPORTED, GOV = as GO, and the 2.40 and 3.0 lists point
+ * at wrappers in lists.c (name_2_40, name_3_0) that hide from their callers
+ * what those versions do not define. The first 68 form the 2.40 list, the
+ * first 92 the 3.0 list. Every parameter is "TYPE name" with a one-token
+ * type that args.h knows. */
 #define CK_FUNCTIONS_2_40(F) \
   F(GO, C_Initialize, (CK_VOID_PTR pInitArgs)) \
   F(GO, C_Finalize, (CK_VOID_PTR pReserved)) \

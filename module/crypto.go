@@ -9,8 +9,8 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
-//export C_SignInit
-func C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+//export tpm11go_C_SignInit
+func tpm11go_C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
 	return call("C_SignInit", func(l *tpmtoken.Library) error {
 		m, err := mechanism(pMechanism)
 		if err != nil {
@@ -20,8 +20,8 @@ func C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKe
 	})
 }
 
-//export C_Sign
-func C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_Sign
+func tpm11go_C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Sign", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpSign, pData, ulDataLen)
 		if err != nil {
@@ -33,8 +33,8 @@ func C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_UL
 	})
 }
 
-//export C_SignUpdate
-func C_SignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_SignUpdate
+func tpm11go_C_SignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
 	return call("C_SignUpdate", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpSign, pPart, ulPartLen)
 		if err != nil {
@@ -44,8 +44,8 @@ func C_SignUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C
 	})
 }
 
-//export C_SignFinal
-func C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_SignFinal
+func tpm11go_C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_SignFinal", func(l *tpmtoken.Library) error {
 		return output(l, hSession, tpmtoken.OpSign, tpmtoken.Final, 0, pSignature, pulSignatureLen, func(dst tpmtoken.Dest) ([]byte, error) {
 			return l.SignFinal(uint64(hSession), dst)
@@ -53,8 +53,8 @@ func C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, pulSign
 	})
 }
 
-//export C_VerifyInit
-func C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+//export tpm11go_C_VerifyInit
+func tpm11go_C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
 	return call("C_VerifyInit", func(l *tpmtoken.Library) error {
 		m, err := mechanism(pMechanism)
 		if err != nil {
@@ -64,8 +64,8 @@ func C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, h
 	})
 }
 
-//export C_Verify
-func C_Verify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_Verify
+func tpm11go_C_Verify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_Verify", func(l *tpmtoken.Library) error {
 		data, err := input(l, hSession, tpmtoken.OpVerify, pData, ulDataLen)
 		if err != nil {
@@ -79,8 +79,8 @@ func C_Verify(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_
 	})
 }
 
-//export C_VerifyUpdate
-func C_VerifyUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_VerifyUpdate
+func tpm11go_C_VerifyUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifyUpdate", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpVerify, pPart, ulPartLen)
 		if err != nil {
@@ -90,8 +90,8 @@ func C_VerifyUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen
 	})
 }
 
-//export C_VerifyFinal
-func C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_VerifyFinal
+func tpm11go_C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifyFinal", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpVerify, pSignature, ulSignatureLen)
 		if err != nil {
@@ -101,8 +101,8 @@ func C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR, ulSig
 	})
 }
 
-//export C_DigestInit
-func C_DigestInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR) C.CK_RV {
+//export tpm11go_C_DigestInit
+func tpm11go_C_DigestInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR) C.CK_RV {
 	return call("C_DigestInit", func(l *tpmtoken.Library) error {
 		m, err := mechanism(pMechanism)
 		if err != nil {
@@ -112,8 +112,8 @@ func C_DigestInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR) C
 	})
 }
 
-//export C_Digest
-func C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_Digest
+func tpm11go_C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Digest", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpDigest, pData, ulDataLen)
 		if err != nil {
@@ -125,8 +125,8 @@ func C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_
 	})
 }
 
-//export C_DigestUpdate
-func C_DigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_DigestUpdate
+func tpm11go_C_DigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG) C.CK_RV {
 	return call("C_DigestUpdate", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpDigest, pPart, ulPartLen)
 		if err != nil {
@@ -136,8 +136,8 @@ func C_DigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen
 	})
 }
 
-//export C_DigestFinal
-func C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_DigestFinal
+func tpm11go_C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DigestFinal", func(l *tpmtoken.Library) error {
 		return output(l, hSession, tpmtoken.OpDigest, tpmtoken.Final, 0, pDigest, pulDigestLen, func(dst tpmtoken.Dest) ([]byte, error) {
 			return l.DigestFinal(uint64(hSession))
@@ -145,8 +145,8 @@ func C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDiges
 	})
 }
 
-//export C_DecryptInit
-func C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+//export tpm11go_C_DecryptInit
+func tpm11go_C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
 	return call("C_DecryptInit", func(l *tpmtoken.Library) error {
 		m, err := mechanism(pMechanism)
 		if err != nil {
@@ -156,8 +156,8 @@ func C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, 
 	})
 }
 
-//export C_Decrypt
-func C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEncryptedDataLen C.CK_ULONG, pData C.CK_BYTE_PTR, pulDataLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_Decrypt
+func tpm11go_C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEncryptedDataLen C.CK_ULONG, pData C.CK_BYTE_PTR, pulDataLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Decrypt", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpDecrypt, pEncryptedData, ulEncryptedDataLen)
 		if err != nil {
@@ -169,8 +169,8 @@ func C_Decrypt(hSession C.CK_SESSION_HANDLE, pEncryptedData C.CK_BYTE_PTR, ulEnc
 	})
 }
 
-//export C_DecryptUpdate
-func C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR, ulEncryptedPartLen C.CK_ULONG, pPart C.CK_BYTE_PTR, pulPartLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_DecryptUpdate
+func tpm11go_C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR, ulEncryptedPartLen C.CK_ULONG, pPart C.CK_BYTE_PTR, pulPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DecryptUpdate", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpDecrypt, pEncryptedPart, ulEncryptedPartLen)
 		if err != nil {
@@ -182,8 +182,8 @@ func C_DecryptUpdate(hSession C.CK_SESSION_HANDLE, pEncryptedPart C.CK_BYTE_PTR,
 	})
 }
 
-//export C_DecryptFinal
-func C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLastPartLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_DecryptFinal
+func tpm11go_C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLastPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DecryptFinal", func(l *tpmtoken.Library) error {
 		return output(l, hSession, tpmtoken.OpDecrypt, tpmtoken.Final, 0, pLastPart, pulLastPartLen, func(dst tpmtoken.Dest) ([]byte, error) {
 			return l.DecryptFinal(uint64(hSession), dst)
@@ -191,8 +191,8 @@ func C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PTR, pulLa
 	})
 }
 
-//export C_EncryptInit
-func C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
+//export tpm11go_C_EncryptInit
+func tpm11go_C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
 	return call("C_EncryptInit", func(l *tpmtoken.Library) error {
 		m, err := mechanism(pMechanism)
 		if err != nil {
@@ -202,8 +202,8 @@ func C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, 
 	})
 }
 
-//export C_Encrypt
-func C_Encrypt(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pEncryptedData C.CK_BYTE_PTR, pulEncryptedDataLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_Encrypt
+func tpm11go_C_Encrypt(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pEncryptedData C.CK_BYTE_PTR, pulEncryptedDataLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Encrypt", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpEncrypt, pData, ulDataLen)
 		if err != nil {
@@ -215,8 +215,8 @@ func C_Encrypt(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK
 	})
 }
 
-//export C_EncryptUpdate
-func C_EncryptUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG, pEncryptedPart C.CK_BYTE_PTR, pulEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_EncryptUpdate
+func tpm11go_C_EncryptUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLen C.CK_ULONG, pEncryptedPart C.CK_BYTE_PTR, pulEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_EncryptUpdate", func(l *tpmtoken.Library) error {
 		in, err := input(l, hSession, tpmtoken.OpEncrypt, pPart, ulPartLen)
 		if err != nil {
@@ -228,8 +228,8 @@ func C_EncryptUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, ulPartLe
 	})
 }
 
-//export C_EncryptFinal
-func C_EncryptFinal(hSession C.CK_SESSION_HANDLE, pLastEncryptedPart C.CK_BYTE_PTR, pulLastEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_EncryptFinal
+func tpm11go_C_EncryptFinal(hSession C.CK_SESSION_HANDLE, pLastEncryptedPart C.CK_BYTE_PTR, pulLastEncryptedPartLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_EncryptFinal", func(l *tpmtoken.Library) error {
 		return output(l, hSession, tpmtoken.OpEncrypt, tpmtoken.Final, 0, pLastEncryptedPart, pulLastEncryptedPartLen, func(dst tpmtoken.Dest) ([]byte, error) {
 			return l.EncryptFinal(uint64(hSession), dst)

@@ -10,13 +10,13 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
-//export C_GetFunctionStatus
-func C_GetFunctionStatus(hSession C.CK_SESSION_HANDLE) C.CK_RV {
+//export tpm11go_C_GetFunctionStatus
+func tpm11go_C_GetFunctionStatus(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 	return call("C_GetFunctionStatus", func(l *tpmtoken.Library) error { return l.NotParallel(uint64(hSession)) })
 }
 
-//export C_CancelFunction
-func C_CancelFunction(hSession C.CK_SESSION_HANDLE) C.CK_RV {
+//export tpm11go_C_CancelFunction
+func tpm11go_C_CancelFunction(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 	return call("C_CancelFunction", func(l *tpmtoken.Library) error { return l.NotParallel(uint64(hSession)) })
 }
 
@@ -27,13 +27,10 @@ func C_CancelFunction(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 // lock is held only to find the library; C_Finalize's Close then wakes the
 // waiter with CKR_CRYPTOKI_NOT_INITIALIZED.
 //
-//export C_WaitForSlotEvent
-func C_WaitForSlotEvent(flags C.CK_FLAGS, pSlot C.CK_SLOT_ID_PTR, pReserved C.CK_VOID_PTR) (out C.CK_RV) {
+//export tpm11go_C_WaitForSlotEvent
+func tpm11go_C_WaitForSlotEvent(flags C.CK_FLAGS, pSlot C.CK_SLOT_ID_PTR, pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	const fn = "C_WaitForSlotEvent"
 	defer recoverRV(fn, &out)
-	if forked() {
-		return C.CK_RV(ck.CKR_GENERAL_ERROR)
-	}
 	l, done, err := lib()
 	done()
 	if err != nil {

@@ -1,11 +1,12 @@
 // Function lists, interfaces and typed stubs: static C memory, as the ABI
-// requires (never Go pointers in C memory).
+// requires (never Go pointers in C memory). The lists point at the C entry
+// points (entry.c), which are safe to call in a forked child.
 #include <string.h>
 #include "ck.h"
-#include "_cgo_export.h"
+#include "fork.h"
 
-#define DEFINE_GO(name, params)
-#define DEFINE_GOV(name, params)
+#define DEFINE_GO(name, params) CK_RV name params;
+#define DEFINE_GOV(name, params) CK_RV name params;
 #define DEFINE_C(name, params) CK_RV name params;
 #define DEFINE_STUB(name, params) CK_RV name params { return CKR_FUNCTION_NOT_SUPPORTED; }
 #define DEFINE(kind, name, params) DEFINE_##kind(name, params)
@@ -91,7 +92,10 @@ static CK_FUNCTION_LIST_3_2 list_3_2 = {{3, 2}, CK_FUNCTIONS_2_40(ENTRY) CK_FUNC
 
 static CK_UTF8CHAR interface_name[] = "PKCS 11";
 // Newest first: a caller asking for "any" interface gets 3.2. Never
-// CKF_INTERFACE_FORK_SAFE: a Go runtime does not survive fork.
+// CKF_INTERFACE_FORK_SAFE: that flag promises a forked child the parent's
+// sessions, login and operation states. A child forked here gets a working
+// module (fork.c), but like any PKCS#11 2.x child it calls C_Initialize and
+// starts with no sessions; only object handles carry over.
 static CK_INTERFACE interfaces[] = {
   {interface_name, &list_3_2, 0},
   {interface_name, &list_3_0, 0},

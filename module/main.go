@@ -1,11 +1,14 @@
 // Command module is libtpm11.so: the PKCS#11 C ABI and nothing else. Each
-// export decodes its C arguments, calls tpmtoken, and encodes the results;
-// rv() is the one place an error becomes a CK_RV. Configuration is read in
-// C_Initialize, never at load.
+// export (tpm11go_C_*, called by the C entry point C_* in entry.c, which
+// never calls it in a forked child: see fork.c) decodes its C arguments,
+// calls tpmtoken, and encodes the results; rv() is the one place an error
+// becomes a CK_RV. Configuration is read in C_Initialize, never at load.
 package main
 
 /*
+#include <stdlib.h>
 #include "ck.h"
+#include "fork.h"
 */
 import "C"
 
@@ -15,8 +18,6 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"github.com/tpm11/tpm11/ck"
@@ -33,17 +34,6 @@ var (
 )
 
 var errNotInitialized = ck.E(ck.CKR_CRYPTOKI_NOT_INITIALIZED)
-
-// initPID is the process that initialized the library. A Go runtime does
-// not survive fork (its threads, and any lock they held, stay in the
-// parent), so a forked child fails fast instead of hanging: forking servers
-// should reach the module through p11-kit's server.
-var initPID atomic.Int64
-
-func forked() bool {
-	pid := initPID.Load()
-	return pid != 0 && int64(syscall.Getpid()) != pid
-}
 
 // lib returns the initialized library. Calls hold the read lock for their
 // duration so C_Finalize waits for them instead of freeing under them.
@@ -81,9 +71,6 @@ func recoverRV(fn string, out *C.CK_RV) {
 // call runs f with the library and converts its error.
 func call(fn string, f func(l *tpmtoken.Library) error) (out C.CK_RV) {
 	defer recoverRV(fn, &out)
-	if forked() {
-		return C.CK_RV(ck.CKR_GENERAL_ERROR)
-	}
 	l, done, err := lib()
 	defer done()
 	if err != nil {
@@ -133,8 +120,8 @@ func padded(dst unsafe.Pointer, size int, s string) {
 	copy(b, s)
 }
 
-//export C_Initialize
-func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
+//export tpm11go_C_Initialize
+func tpm11go_C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
 	defer recoverRV("C_Initialize", &out)
 	if pInitArgs != nil {
 		a := (*C.CK_C_INITIALIZE_ARGS)(pInitArgs)
@@ -156,9 +143,6 @@ func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
 		// were made when the library was loaded, not by this call.
 		// Our own locks are used whether or not the host offers mutexes.
 	}
-	if forked() {
-		return C.CK_RV(ck.CKR_GENERAL_ERROR)
-	}
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if library != nil {
@@ -166,21 +150,22 @@ func C_Initialize(pInitArgs C.CK_VOID_PTR) (out C.CK_RV) {
 	}
 	cfg := tpmtoken.LoadConfig(os.Getenv)
 	logger = cfg.Logger()
+	// Before the first connection: a child forked from now on closes its
+	// copy of a connection to this swtpm (which serves one at a time).
+	spec := C.CString(cfg.TPM)
+	C.tpm11_fork_note_tpm(spec)
+	C.free(unsafe.Pointer(spec))
 	l, err := tpmtoken.Open(cfg)
 	if err != nil {
 		return rv("C_Initialize", err)
 	}
 	library = l
-	initPID.Store(int64(syscall.Getpid()))
 	return C.CK_RV(ck.CKR_OK)
 }
 
-//export C_Finalize
-func C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
+//export tpm11go_C_Finalize
+func tpm11go_C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	defer recoverRV("C_Finalize", &out)
-	if forked() {
-		return C.CK_RV(ck.CKR_GENERAL_ERROR)
-	}
 	if pReserved != nil {
 		return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
 	}
@@ -191,12 +176,11 @@ func C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	}
 	library.Close()
 	library = nil
-	initPID.Store(0)
 	return C.CK_RV(ck.CKR_OK)
 }
 
-//export C_GetInfo
-func C_GetInfo(pInfo C.CK_INFO_PTR) C.CK_RV {
+//export tpm11go_C_GetInfo
+func tpm11go_C_GetInfo(pInfo C.CK_INFO_PTR) C.CK_RV {
 	return call("C_GetInfo", func(l *tpmtoken.Library) error {
 		if pInfo == nil {
 			return errArgs

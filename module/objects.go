@@ -12,8 +12,8 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
-//export C_FindObjectsInit
-func C_FindObjectsInit(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_FindObjectsInit
+func tpm11go_C_FindObjectsInit(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
 	return call("C_FindObjectsInit", func(l *tpmtoken.Library) error {
 		t, err := template(pTemplate, ulCount)
 		if err != nil {
@@ -23,8 +23,8 @@ func C_FindObjectsInit(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PT
 	})
 }
 
-//export C_FindObjects
-func C_FindObjects(hSession C.CK_SESSION_HANDLE, phObject C.CK_OBJECT_HANDLE_PTR, ulMaxObjectCount C.CK_ULONG, pulObjectCount C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_FindObjects
+func tpm11go_C_FindObjects(hSession C.CK_SESSION_HANDLE, phObject C.CK_OBJECT_HANDLE_PTR, ulMaxObjectCount C.CK_ULONG, pulObjectCount C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_FindObjects", func(l *tpmtoken.Library) error {
 		if pulObjectCount == nil || (phObject == nil && ulMaxObjectCount > 0) {
 			return errArgs
@@ -42,13 +42,13 @@ func C_FindObjects(hSession C.CK_SESSION_HANDLE, phObject C.CK_OBJECT_HANDLE_PTR
 	})
 }
 
-//export C_FindObjectsFinal
-func C_FindObjectsFinal(hSession C.CK_SESSION_HANDLE) C.CK_RV {
+//export tpm11go_C_FindObjectsFinal
+func tpm11go_C_FindObjectsFinal(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 	return call("C_FindObjectsFinal", func(l *tpmtoken.Library) error { return l.FindObjectsFinal(uint64(hSession)) })
 }
 
-//export C_GetAttributeValue
-func C_GetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_GetAttributeValue
+func tpm11go_C_GetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
 	return call("C_GetAttributeValue", func(l *tpmtoken.Library) error {
 		if pTemplate == nil || ulCount > 1<<16 {
 			return errArgs
@@ -88,15 +88,15 @@ func C_GetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDL
 	})
 }
 
-//export C_DestroyObject
-func C_DestroyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE) C.CK_RV {
+//export tpm11go_C_DestroyObject
+func tpm11go_C_DestroyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE) C.CK_RV {
 	return call("C_DestroyObject", func(l *tpmtoken.Library) error {
 		return l.DestroyObject(uint64(hSession), uint64(hObject))
 	})
 }
 
-//export C_GenerateKeyPair
-func C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, pPublicKeyTemplate C.CK_ATTRIBUTE_PTR, ulPublicKeyAttributeCount C.CK_ULONG, pPrivateKeyTemplate C.CK_ATTRIBUTE_PTR, ulPrivateKeyAttributeCount C.CK_ULONG, phPublicKey C.CK_OBJECT_HANDLE_PTR, phPrivateKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+//export tpm11go_C_GenerateKeyPair
+func tpm11go_C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, pPublicKeyTemplate C.CK_ATTRIBUTE_PTR, ulPublicKeyAttributeCount C.CK_ULONG, pPrivateKeyTemplate C.CK_ATTRIBUTE_PTR, ulPrivateKeyAttributeCount C.CK_ULONG, phPublicKey C.CK_OBJECT_HANDLE_PTR, phPrivateKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
 	return call("C_GenerateKeyPair", func(l *tpmtoken.Library) error {
 		if phPublicKey == nil || phPrivateKey == nil {
 			return errArgs
@@ -122,8 +122,8 @@ func C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_P
 	})
 }
 
-//export C_GenerateKey
-func C_GenerateKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+//export tpm11go_C_GenerateKey
+func tpm11go_C_GenerateKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
 	return call("C_GenerateKey", func(l *tpmtoken.Library) error {
 		return newKey(phKey, pMechanism, pTemplate, ulCount, func(m tpmtoken.Mechanism, t []tpmtoken.Attr) (uint64, error) {
 			return l.GenerateKey(uint64(hSession), m, t)
@@ -131,8 +131,8 @@ func C_GenerateKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, 
 	})
 }
 
-//export C_DeriveKey
-func C_DeriveKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hBaseKey C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulAttributeCount C.CK_ULONG, phKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+//export tpm11go_C_DeriveKey
+func tpm11go_C_DeriveKey(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hBaseKey C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulAttributeCount C.CK_ULONG, phKey C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
 	return call("C_DeriveKey", func(l *tpmtoken.Library) error {
 		return newKey(phKey, pMechanism, pTemplate, ulAttributeCount, func(m tpmtoken.Mechanism, t []tpmtoken.Attr) (uint64, error) {
 			return l.DeriveKey(uint64(hSession), m, uint64(hBaseKey), t)
@@ -162,8 +162,8 @@ func newKey(ph C.CK_OBJECT_HANDLE_PTR, pm C.CK_MECHANISM_PTR, pt C.CK_ATTRIBUTE_
 	return nil
 }
 
-//export C_CreateObject
-func C_CreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+//export tpm11go_C_CreateObject
+func tpm11go_C_CreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
 	return call("C_CreateObject", func(l *tpmtoken.Library) error {
 		if phObject == nil || pTemplate == nil {
 			return errArgs
@@ -181,8 +181,8 @@ func C_CreateObject(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, 
 	})
 }
 
-//export C_SetAttributeValue
-func C_SetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_SetAttributeValue
+func tpm11go_C_SetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
 	return call("C_SetAttributeValue", func(l *tpmtoken.Library) error {
 		if pTemplate == nil && ulCount > 0 {
 			return errArgs
@@ -195,8 +195,8 @@ func C_SetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDL
 	})
 }
 
-//export C_CopyObject
-func C_CopyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phNewObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
+//export tpm11go_C_CopyObject
+func tpm11go_C_CopyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG, phNewObject C.CK_OBJECT_HANDLE_PTR) C.CK_RV {
 	return call("C_CopyObject", func(l *tpmtoken.Library) error {
 		if phNewObject == nil || (pTemplate == nil && ulCount > 0) {
 			return errArgs
@@ -214,8 +214,8 @@ func C_CopyObject(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pTem
 	})
 }
 
-//export C_GetObjectSize
-func C_GetObjectSize(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pulSize C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_GetObjectSize
+func tpm11go_C_GetObjectSize(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJECT_HANDLE, pulSize C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_GetObjectSize", func(l *tpmtoken.Library) error {
 		if pulSize == nil {
 			return errArgs

@@ -12,8 +12,8 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
-//export C_OpenSession
-func C_OpenSession(slotID C.CK_SLOT_ID, flags C.CK_FLAGS, pApplication C.CK_VOID_PTR, Notify C.CK_NOTIFY, phSession C.CK_SESSION_HANDLE_PTR) C.CK_RV {
+//export tpm11go_C_OpenSession
+func tpm11go_C_OpenSession(slotID C.CK_SLOT_ID, flags C.CK_FLAGS, pApplication C.CK_VOID_PTR, Notify C.CK_NOTIFY, phSession C.CK_SESSION_HANDLE_PTR) C.CK_RV {
 	return call("C_OpenSession", func(l *tpmtoken.Library) error {
 		if phSession == nil {
 			return errArgs
@@ -27,18 +27,18 @@ func C_OpenSession(slotID C.CK_SLOT_ID, flags C.CK_FLAGS, pApplication C.CK_VOID
 	})
 }
 
-//export C_CloseSession
-func C_CloseSession(hSession C.CK_SESSION_HANDLE) C.CK_RV {
+//export tpm11go_C_CloseSession
+func tpm11go_C_CloseSession(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 	return call("C_CloseSession", func(l *tpmtoken.Library) error { return l.CloseSession(uint64(hSession)) })
 }
 
-//export C_CloseAllSessions
-func C_CloseAllSessions(slotID C.CK_SLOT_ID) C.CK_RV {
+//export tpm11go_C_CloseAllSessions
+func tpm11go_C_CloseAllSessions(slotID C.CK_SLOT_ID) C.CK_RV {
 	return call("C_CloseAllSessions", func(l *tpmtoken.Library) error { return l.CloseAllSessions(uint64(slotID)) })
 }
 
-//export C_GetSessionInfo
-func C_GetSessionInfo(hSession C.CK_SESSION_HANDLE, pInfo C.CK_SESSION_INFO_PTR) C.CK_RV {
+//export tpm11go_C_GetSessionInfo
+func tpm11go_C_GetSessionInfo(hSession C.CK_SESSION_HANDLE, pInfo C.CK_SESSION_INFO_PTR) C.CK_RV {
 	return call("C_GetSessionInfo", func(l *tpmtoken.Library) error {
 		if pInfo == nil {
 			return errArgs
@@ -52,8 +52,8 @@ func C_GetSessionInfo(hSession C.CK_SESSION_HANDLE, pInfo C.CK_SESSION_INFO_PTR)
 	})
 }
 
-//export C_Login
-func C_Login(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_Login
+func tpm11go_C_Login(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULONG) C.CK_RV {
 	return call("C_Login", func(l *tpmtoken.Library) error {
 		pin, err := goBytes(unsafe.Pointer(pPin), ulPinLen)
 		if err != nil {
@@ -63,13 +63,13 @@ func C_Login(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin C.CK_UT
 	})
 }
 
-//export C_Logout
-func C_Logout(hSession C.CK_SESSION_HANDLE) C.CK_RV {
+//export tpm11go_C_Logout
+func tpm11go_C_Logout(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 	return call("C_Logout", func(l *tpmtoken.Library) error { return l.Logout(uint64(hSession)) })
 }
 
-//export C_GenerateRandom
-func C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE_PTR, ulRandomLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_GenerateRandom
+func tpm11go_C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE_PTR, ulRandomLen C.CK_ULONG) C.CK_RV {
 	return call("C_GenerateRandom", func(l *tpmtoken.Library) error {
 		if RandomData == nil && ulRandomLen > 0 {
 			return errArgs
@@ -87,8 +87,8 @@ func C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE_PTR, ul
 	})
 }
 
-//export C_SeedRandom
-func C_SeedRandom(hSession C.CK_SESSION_HANDLE, pSeed C.CK_BYTE_PTR, ulSeedLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_SeedRandom
+func tpm11go_C_SeedRandom(hSession C.CK_SESSION_HANDLE, pSeed C.CK_BYTE_PTR, ulSeedLen C.CK_ULONG) C.CK_RV {
 	return call("C_SeedRandom", func(l *tpmtoken.Library) error {
 		seed, err := goBytes(unsafe.Pointer(pSeed), ulSeedLen)
 		if err != nil {

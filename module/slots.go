@@ -33,15 +33,15 @@ func ulongs[T ~uint64](p *C.CK_ULONG, pulCount C.CK_ULONG_PTR, vals []T) error {
 	return nil
 }
 
-//export C_GetSlotList
-func C_GetSlotList(tokenPresent C.CK_BBOOL, pSlotList C.CK_SLOT_ID_PTR, pulCount C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_GetSlotList
+func tpm11go_C_GetSlotList(tokenPresent C.CK_BBOOL, pSlotList C.CK_SLOT_ID_PTR, pulCount C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_GetSlotList", func(l *tpmtoken.Library) error {
 		return ulongs((*C.CK_ULONG)(pSlotList), pulCount, l.SlotList(tokenPresent != 0))
 	})
 }
 
-//export C_GetSlotInfo
-func C_GetSlotInfo(slotID C.CK_SLOT_ID, pInfo C.CK_SLOT_INFO_PTR) C.CK_RV {
+//export tpm11go_C_GetSlotInfo
+func tpm11go_C_GetSlotInfo(slotID C.CK_SLOT_ID, pInfo C.CK_SLOT_INFO_PTR) C.CK_RV {
 	return call("C_GetSlotInfo", func(l *tpmtoken.Library) error {
 		if pInfo == nil {
 			return errArgs
@@ -59,8 +59,8 @@ func C_GetSlotInfo(slotID C.CK_SLOT_ID, pInfo C.CK_SLOT_INFO_PTR) C.CK_RV {
 	})
 }
 
-//export C_GetTokenInfo
-func C_GetTokenInfo(slotID C.CK_SLOT_ID, pInfo C.CK_TOKEN_INFO_PTR) C.CK_RV {
+//export tpm11go_C_GetTokenInfo
+func tpm11go_C_GetTokenInfo(slotID C.CK_SLOT_ID, pInfo C.CK_TOKEN_INFO_PTR) C.CK_RV {
 	return call("C_GetTokenInfo", func(l *tpmtoken.Library) error {
 		if pInfo == nil {
 			return errArgs
@@ -90,8 +90,8 @@ func C_GetTokenInfo(slotID C.CK_SLOT_ID, pInfo C.CK_TOKEN_INFO_PTR) C.CK_RV {
 	})
 }
 
-//export C_GetMechanismList
-func C_GetMechanismList(slotID C.CK_SLOT_ID, pMechanismList C.CK_MECHANISM_TYPE_PTR, pulCount C.CK_ULONG_PTR) C.CK_RV {
+//export tpm11go_C_GetMechanismList
+func tpm11go_C_GetMechanismList(slotID C.CK_SLOT_ID, pMechanismList C.CK_MECHANISM_TYPE_PTR, pulCount C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_GetMechanismList", func(l *tpmtoken.Library) error {
 		ms, err := l.MechanismList(uint64(slotID))
 		if err != nil {
@@ -101,8 +101,8 @@ func C_GetMechanismList(slotID C.CK_SLOT_ID, pMechanismList C.CK_MECHANISM_TYPE_
 	})
 }
 
-//export C_GetMechanismInfo
-func C_GetMechanismInfo(slotID C.CK_SLOT_ID, typ C.CK_MECHANISM_TYPE, pInfo C.CK_MECHANISM_INFO_PTR) C.CK_RV {
+//export tpm11go_C_GetMechanismInfo
+func tpm11go_C_GetMechanismInfo(slotID C.CK_SLOT_ID, typ C.CK_MECHANISM_TYPE, pInfo C.CK_MECHANISM_INFO_PTR) C.CK_RV {
 	return call("C_GetMechanismInfo", func(l *tpmtoken.Library) error {
 		if pInfo == nil {
 			return errArgs
@@ -116,8 +116,8 @@ func C_GetMechanismInfo(slotID C.CK_SLOT_ID, typ C.CK_MECHANISM_TYPE, pInfo C.CK
 	})
 }
 
-//export C_InitToken
-func C_InitToken(slotID C.CK_SLOT_ID, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULONG, pLabel C.CK_UTF8CHAR_PTR) C.CK_RV {
+//export tpm11go_C_InitToken
+func tpm11go_C_InitToken(slotID C.CK_SLOT_ID, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULONG, pLabel C.CK_UTF8CHAR_PTR) C.CK_RV {
 	return call("C_InitToken", func(l *tpmtoken.Library) error {
 		pin, err := goBytes(unsafe.Pointer(pPin), ulPinLen)
 		if err != nil || pLabel == nil {
@@ -128,8 +128,8 @@ func C_InitToken(slotID C.CK_SLOT_ID, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULON
 	})
 }
 
-//export C_InitPIN
-func C_InitPIN(hSession C.CK_SESSION_HANDLE, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_InitPIN
+func tpm11go_C_InitPIN(hSession C.CK_SESSION_HANDLE, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.CK_ULONG) C.CK_RV {
 	return call("C_InitPIN", func(l *tpmtoken.Library) error {
 		pin, err := goBytes(unsafe.Pointer(pPin), ulPinLen)
 		if err != nil {
@@ -139,8 +139,8 @@ func C_InitPIN(hSession C.CK_SESSION_HANDLE, pPin C.CK_UTF8CHAR_PTR, ulPinLen C.
 	})
 }
 
-//export C_SetPIN
-func C_SetPIN(hSession C.CK_SESSION_HANDLE, pOldPin C.CK_UTF8CHAR_PTR, ulOldLen C.CK_ULONG, pNewPin C.CK_UTF8CHAR_PTR, ulNewLen C.CK_ULONG) C.CK_RV {
+//export tpm11go_C_SetPIN
+func tpm11go_C_SetPIN(hSession C.CK_SESSION_HANDLE, pOldPin C.CK_UTF8CHAR_PTR, ulOldLen C.CK_ULONG, pNewPin C.CK_UTF8CHAR_PTR, ulNewLen C.CK_ULONG) C.CK_RV {
 	return call("C_SetPIN", func(l *tpmtoken.Library) error {
 		oldPIN, err := goBytes(unsafe.Pointer(pOldPin), ulOldLen)
 		if err != nil {

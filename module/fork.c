@@ -1,0 +1,340 @@
+// Forked processes. A c-shared Go library starts its runtime when it is
+// loaded, and a Go runtime does not survive fork: the child has only the
+// forking thread, so any Go call there can wait forever on a lock or thread
+// left in the parent. So no Go code ever runs in a process other than the
+// one that loaded the library:
+//
+// - tpm11_forked is set by a pthread_atfork child handler; every C_* entry
+//   point (entry.c) tests it and, when set, calls tpm11_child_<name>.
+// - A child's C_Initialize starts a helper, `p11-kit remote <this .so>`,
+//   in which the same module runs in a fresh process, and loads p11-kit's
+//   client module (p11-kit-client.so, Debian's p11-kit-modules) pointed at
+//   it: p11-kit-client's "|command" address runs the command over a
+//   socketpair (its stdin/stdout), so the helper serves only this child.
+//   Every call then goes through p11-kit's RPC. C_Finalize stops the helper
+//   (p11-kit-client closes the socket and reaps it); the child's exit closes
+//   the socket, and the helper exits on end of file.
+// - A grandchild is a child like any other: the handler forgets the
+//   parent's helper, and its own C_Initialize starts its own.
+// - A child closes its copy of the parent's connection to swtpm, which
+//   serves one connection at a time: a copy held open would keep swtpm busy
+//   with a connection the parent already gave up.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "fork.h"
+
+
+int tpm11_forked;
+
+/* This library's own path, resolved when it was loaded (the helper loads
+ * the same file; a relative path would not survive a chdir). */
+static char self_path[PATH_MAX];
+
+static void after_fork_in_child(void);
+
+__attribute__((constructor)) static void fork_init(void) {
+  Dl_info info;
+  if (dladdr((void *)&fork_init, &info) && info.dli_fname && !realpath(info.dli_fname, self_path)) self_path[0] = 0;
+  pthread_atfork(NULL, NULL, after_fork_in_child);
+}
+
+static void child_log(const char *fmt, ...) {
+  const char *level = getenv("TPM11_LOG");
+  if (level == NULL || level[0] == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "tpm11 (forked process %d): ", (int)getpid());
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* each_fd calls f on every open descriptor. Async-signal-safe (it runs in
+ * the atfork child handler): no allocation, raw getdents64 on
+ * /proc/self/fd. f may close the descriptor it is given. */
+struct dirent64_ {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+static void each_fd(void (*f)(int fd, void *arg), void *arg) {
+  int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return;
+  char buf[2048] __attribute__((aligned(8)));
+  long n;
+  while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct dirent64_ *d = (struct dirent64_ *)(buf + off);
+      off += d->d_reclen;
+      const char *p = d->d_name;
+      if (*p < '0' || *p > '9') continue;
+      int fd = 0;
+      for (; *p >= '0' && *p <= '9'; p++) fd = fd * 10 + (*p - '0');
+      if (fd != dfd) f(fd, arg);
+    }
+  }
+  close(dfd);
+}
+
+/* ---- The parent's swtpm connection ---------------------------------- */
+
+/* Where the owner's TPM is, when it is a swtpm: double-buffered so that a
+ * fork during tpm11_fork_note_tpm sees one whole value (C_Initialize calls
+ * are serialized by the Go side). */
+#define MAX_PEERS 4
+struct tpm_peer {
+  int n; /* addresses below; 0: nothing to close */
+  struct sockaddr_storage addr[MAX_PEERS];
+  socklen_t len[MAX_PEERS];
+  dev_t dev; /* the unix socket file, when it could be stat'ed */
+  ino_t ino;
+};
+static struct tpm_peer peers[2];
+static int peer_cur = -1;
+
+void tpm11_fork_note_tpm(const char *spec) {
+  int next = peer_cur == 0 ? 1 : 0;
+  struct tpm_peer *t = &peers[next];
+  memset(t, 0, sizeof *t);
+  if (strncmp(spec, "swtpm:unix:", 11) == 0) {
+    const char *path = spec + 11;
+    struct sockaddr_un *un = (struct sockaddr_un *)&t->addr[0];
+    if (strlen(path) < sizeof un->sun_path) {
+      un->sun_family = AF_UNIX;
+      strcpy(un->sun_path, path);
+      t->len[0] = sizeof *un;
+      struct stat st;
+      if (stat(path, &st) == 0) t->dev = st.st_dev, t->ino = st.st_ino;
+      t->n = 1;
+    }
+  } else if (strncmp(spec, "swtpm:tcp:", 10) == 0) {
+    char host[256];
+    const char *hp = spec + 10, *colon = strrchr(hp, ':');
+    if (colon && (size_t)(colon - hp) < sizeof host) {
+      memcpy(host, hp, colon - hp);
+      host[colon - hp] = 0;
+      if (host[0] == '[' && colon - hp > 1 && host[colon - hp - 1] == ']') { /* [v6]:port */
+        memmove(host, host + 1, colon - hp - 2);
+        host[colon - hp - 2] = 0;
+      }
+      struct addrinfo hints = {0}, *res = NULL;
+      hints.ai_socktype = SOCK_STREAM;
+      if (getaddrinfo(host, colon + 1, &hints, &res) == 0) {
+        for (struct addrinfo *a = res; a && t->n < MAX_PEERS; a = a->ai_next) {
+          if (a->ai_addrlen > sizeof t->addr[0]) continue;
+          memcpy(&t->addr[t->n], a->ai_addr, a->ai_addrlen);
+          t->len[t->n++] = a->ai_addrlen;
+        }
+        freeaddrinfo(res);
+      }
+    }
+  }
+  __atomic_store_n(&peer_cur, next, __ATOMIC_RELEASE);
+}
+
+static int same_peer(const struct tpm_peer *t, const struct sockaddr_storage *ss, socklen_t len) {
+  for (int i = 0; i < t->n; i++) {
+    const struct sockaddr_storage *a = &t->addr[i];
+    if (a->ss_family != ss->ss_family) continue;
+    if (a->ss_family == AF_UNIX) {
+      const struct sockaddr_un *x = (const void *)a, *y = (const void *)ss;
+      size_t ylen = len > offsetof(struct sockaddr_un, sun_path) ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+      char path[sizeof y->sun_path + 1];
+      if (ylen > sizeof y->sun_path) ylen = sizeof y->sun_path;
+      memcpy(path, y->sun_path, ylen);
+      path[ylen] = 0;
+      if (path[0] == 0) continue; /* unnamed or abstract */
+      if (strcmp(path, x->sun_path) == 0) return 1;
+      struct stat st; /* the same socket file under another name */
+      if (t->ino && stat(path, &st) == 0 && st.st_dev == t->dev && st.st_ino == t->ino) return 1;
+    } else if (a->ss_family == AF_INET) {
+      const struct sockaddr_in *x = (const void *)a, *y = (const void *)ss;
+      if (x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr) return 1;
+    } else if (a->ss_family == AF_INET6) {
+      const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)ss;
+      if (x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0) return 1;
+    }
+  }
+  return 0;
+}
+
+static void close_if_tpm(int fd, void *arg) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 && same_peer(arg, &ss, len)) close(fd);
+}
+
+/* ---- The helper ------------------------------------------------------- */
+
+static pthread_mutex_t child_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *client_so;               /* p11-kit-client.so, loaded once */
+static CK_FUNCTION_LIST_3_0 *client;  /* its list for this process */
+static CK_FUNCTION_LIST_3_0 *active;  /* client, while initialized */
+
+CK_FUNCTION_LIST_3_0 *tpm11_child_list(void) { return __atomic_load_n(&active, __ATOMIC_ACQUIRE); }
+
+static void after_fork_in_child(void) {
+  tpm11_forked = 1;
+  child_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  /* The parent's helper serves the parent: this process starts its own. */
+  active = NULL;
+  client = NULL;
+  int cur = __atomic_load_n(&peer_cur, __ATOMIC_ACQUIRE);
+  if (cur >= 0 && peers[cur].n > 0) each_fd(close_if_tpm, &peers[cur]);
+}
+
+static const char *const client_paths[] = {
+#if defined(__x86_64__)
+    "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
+#elif defined(__aarch64__)
+    "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
+#endif
+    "/usr/lib64/pkcs11/p11-kit-client.so",
+    "/usr/lib/pkcs11/p11-kit-client.so",
+    "p11-kit-client.so",
+};
+
+/* quote makes path one argument of p11-kit's command-line parser, which
+ * keeps backslashes and knows no escapes: single or double quotes around a
+ * path without that quote or a backslash. */
+static int quote(char *dst, size_t size, const char *path) {
+  char q = strchr(path, '\'') == NULL ? '\'' : strchr(path, '"') == NULL ? '"' : 0;
+  if (q == 0 || strchr(path, '\\') != NULL) return -1;
+  return snprintf(dst, size, "%c%s%c", q, path, q) < (int)size ? 0 : -1;
+}
+
+static CK_RV load_client(void) {
+  if (getauxval(AT_SECURE)) {
+    /* p11-kit-client ignores P11_KIT_SERVER_ADDRESS in a setuid process
+     * and would reach the invoking user's p11-kit server instead. */
+    child_log("not in a setuid/setgid process");
+    return TPM11_CKR_GENERAL_ERROR;
+  }
+  for (size_t i = 0; client_so == NULL && i < sizeof client_paths / sizeof client_paths[0]; i++)
+    client_so = dlopen(client_paths[i], RTLD_NOW | RTLD_LOCAL);
+  if (client_so == NULL) {
+    child_log("p11-kit-client.so not found (install p11-kit-modules)");
+    return TPM11_CKR_GENERAL_ERROR;
+  }
+  CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(client_so, "C_GetFunctionList");
+  char quoted[PATH_MAX + 3], address[PATH_MAX + 64];
+  if (get_list == NULL || self_path[0] == 0 || quote(quoted, sizeof quoted, self_path) != 0) {
+    child_log("cannot name this library to the helper (%s)", self_path);
+    return TPM11_CKR_GENERAL_ERROR;
+  }
+  const char *remote = "/usr/libexec/p11-kit/p11-kit-remote";
+  snprintf(address, sizeof address, "|%s %s", access(remote, X_OK) == 0 ? remote : "p11-kit remote", quoted);
+  /* p11-kit-client reads its server's address from the environment, once,
+   * in C_GetFunctionList; the caller's own value is put back. */
+  const char *old = getenv("P11_KIT_SERVER_ADDRESS");
+  char *saved = old ? strdup(old) : NULL;
+  if (old && !saved) return TPM11_CKR_HOST_MEMORY;
+  setenv("P11_KIT_SERVER_ADDRESS", address, 1);
+  CK_FUNCTION_LIST_PTR list = NULL;
+  CK_RV rv = get_list(&list);
+  if (saved) {
+    setenv("P11_KIT_SERVER_ADDRESS", saved, 1);
+    free(saved);
+  } else {
+    unsetenv("P11_KIT_SERVER_ADDRESS");
+  }
+  if (rv != CKR_OK || list == NULL) {
+    child_log("p11-kit-client's C_GetFunctionList: 0x%lx", rv);
+    return rv != CKR_OK ? rv : TPM11_CKR_GENERAL_ERROR;
+  }
+  client = (CK_FUNCTION_LIST_3_0 *)list;
+  return CKR_OK;
+}
+
+/* init_args_ok applies the module's own checks of C_Initialize's argument. */
+static int init_args_ok(CK_VOID_PTR pInitArgs) {
+  if (pInitArgs == NULL) return 1;
+  CK_C_INITIALIZE_ARGS *a = pInitArgs;
+  int set = (a->CreateMutex != NULL) + (a->DestroyMutex != NULL) + (a->LockMutex != NULL) + (a->UnlockMutex != NULL);
+  return a->pReserved == NULL && (set == 0 || set == 4);
+}
+
+CK_RV tpm11_child_C_Initialize(CK_VOID_PTR pInitArgs) {
+  if (!init_args_ok(pInitArgs)) return CKR_ARGUMENTS_BAD;
+  pthread_mutex_lock(&child_mu);
+  CK_RV rv = CKR_OK;
+  if (active != NULL) rv = TPM11_CKR_CRYPTOKI_ALREADY_INITIALIZED;
+  if (rv == CKR_OK && client == NULL) rv = load_client();
+  if (rv == CKR_OK) {
+    /* p11-kit-client starts the helper here; it locks with the OS. */
+    CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, TPM11_CKF_OS_LOCKING_OK, NULL};
+    rv = client->C_Initialize(&args);
+    if (rv == CKR_OK) {
+      __atomic_store_n(&active, client, __ATOMIC_RELEASE);
+    } else {
+      child_log("the helper did not start: C_Initialize 0x%lx", rv);
+    }
+  }
+  pthread_mutex_unlock(&child_mu);
+  return rv;
+}
+
+CK_RV tpm11_child_C_Finalize(CK_VOID_PTR pReserved) {
+  if (pReserved != NULL) return CKR_ARGUMENTS_BAD;
+  pthread_mutex_lock(&child_mu);
+  CK_RV rv = TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (active != NULL) {
+    __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
+    /* Closes the socket and reaps the helper. */
+    rv = client->C_Finalize(NULL);
+  }
+  pthread_mutex_unlock(&child_mu);
+  return rv;
+}
+
+/* A child has no asynchronous sessions: p11-kit's RPC carries no
+ * C_AsyncComplete. Its token says so, and CKF_ASYNC_SESSION is refused with
+ * the spec's code for a token without them. */
+CK_RV tpm11_child_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  CK_RV rv = r->C_GetTokenInfo(slotID, pInfo);
+  if (rv == CKR_OK) pInfo->flags &= ~TPM11_CKF_ASYNC_SESSION_SUPPORTED;
+  return rv;
+}
+
+CK_RV tpm11_child_C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
+                                CK_SESSION_HANDLE_PTR phSession) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (flags & TPM11_CKF_ASYNC_SESSION) return TPM11_CKR_SESSION_ASYNC_NOT_SUPPORTED;
+  return r->C_OpenSession(slotID, flags, pApplication, Notify, phSession);
+}
+
+/* C_LoginUser is 3.0, which p11-kit 0.24's RPC does not carry. The module
+ * treats a call without a user name as C_Login and refuses a name (its
+ * token has no named users): the same here. */
+CK_RV tpm11_child_C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+                              CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (r->version.major >= 3 && r->C_LoginUser != NULL)
+    return r->C_LoginUser(hSession, userType, pPin, ulPinLen, pUsername, ulUsernameLen);
+  if (ulUsernameLen > 0) return CKR_ARGUMENTS_BAD;
+  return r->C_Login(hSession, userType, pPin, ulPinLen);
+}
