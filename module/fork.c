@@ -15,7 +15,8 @@
 //   (p11-kit-client closes the socket and reaps it); the child's exit closes
 //   the socket, and the helper exits on end of file.
 // - A grandchild is a child like any other: the handler forgets the
-//   parent's helper, and its own C_Initialize starts its own.
+//   parent's helper (and closes the grandchild's copy of its socket), and
+//   its own C_Initialize starts its own.
 // - A child closes its copy of the parent's connection to swtpm, which
 //   serves one connection at a time: a copy held open would keep swtpm busy
 //   with a connection the parent already gave up.
@@ -191,6 +192,18 @@ static void *client_so;               /* p11-kit-client.so, loaded once */
 static CK_FUNCTION_LIST_3_0 *client;  /* its list for this process */
 static CK_FUNCTION_LIST_3_0 *active;  /* client, while initialized */
 
+/* This process's end of the socket to its helper, so that a process forked
+ * from it can close its copy: the helper must see end of file when this
+ * process finalizes or exits. */
+struct helper_fd {
+  int fd;
+  dev_t dev;
+  ino_t ino;
+};
+#define MAX_HELPER_FDS 4
+static struct helper_fd helper_fds[MAX_HELPER_FDS];
+static int n_helper_fds;
+
 CK_FUNCTION_LIST_3_0 *tpm11_child_list(void) { return __atomic_load_n(&active, __ATOMIC_ACQUIRE); }
 
 static void after_fork_in_child(void) {
@@ -199,6 +212,19 @@ static void after_fork_in_child(void) {
   /* The parent's helper serves the parent: this process starts its own. */
   active = NULL;
   client = NULL;
+  /* Our copy of its socket must go, or that helper outlives the parent's
+   * C_Finalize or exit. p11-kit-client still holds the number and closes
+   * it at exit: /dev/null takes its place, so that close can never hit a
+   * descriptor this process opens later. */
+  int null_fd = n_helper_fds ? open("/dev/null", O_RDWR | O_CLOEXEC) : -1;
+  for (int i = 0; i < n_helper_fds; i++) {
+    struct stat st;
+    if (fstat(helper_fds[i].fd, &st) == 0 && st.st_dev == helper_fds[i].dev && st.st_ino == helper_fds[i].ino) {
+      if (null_fd < 0 || dup3(null_fd, helper_fds[i].fd, O_CLOEXEC) < 0) close(helper_fds[i].fd);
+    }
+  }
+  if (null_fd >= 0) close(null_fd);
+  n_helper_fds = 0;
   int cur = __atomic_load_n(&peer_cur, __ATOMIC_ACQUIRE);
   if (cur >= 0 && peers[cur].n > 0) each_fd(close_if_tpm, &peers[cur]);
 }
@@ -266,12 +292,74 @@ static CK_RV load_client(void) {
   return CKR_OK;
 }
 
+/* The unix stream sockets open before the helper starts, to find the one
+ * p11-kit-client made for it afterwards (it keeps it to itself). */
+struct fdset {
+  int n, cap;
+  struct helper_fd *v;
+};
+
+static int unix_stream(int fd) {
+  int domain = 0, type = 0;
+  socklen_t l1 = sizeof domain, l2 = sizeof type;
+  return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l1) == 0 && domain == AF_UNIX &&
+         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) == 0 && type == SOCK_STREAM;
+}
+
+static void collect(int fd, void *arg) {
+  struct fdset *s = arg;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 64;
+    struct helper_fd *v = realloc(s->v, cap * sizeof *v);
+    if (v == NULL) return;
+    s->v = v, s->cap = cap;
+  }
+  s->v[s->n++] = (struct helper_fd){fd, st.st_dev, st.st_ino};
+}
+
+/* remember_helper_fds keeps (and marks close-on-exec: a program this
+ * process runs must not hold the helper open) the unix stream sockets that
+ * appeared since before, that this process made with socketpair. */
+static void remember_helper_fds(const struct fdset *before) {
+  struct fdset after = {0};
+  each_fd(collect, &after);
+  for (int i = 0; i < after.n; i++) {
+    int seen = 0;
+    for (int j = 0; j < before->n && !seen; j++)
+      seen = before->v[j].fd == after.v[i].fd && before->v[j].ino == after.v[i].ino && before->v[j].dev == after.v[i].dev;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (seen || n_helper_fds == MAX_HELPER_FDS || !unix_stream(after.v[i].fd) ||
+        getsockopt(after.v[i].fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid != getpid())
+      continue;
+    fcntl(after.v[i].fd, F_SETFD, fcntl(after.v[i].fd, F_GETFD) | FD_CLOEXEC);
+    helper_fds[n_helper_fds++] = after.v[i];
+  }
+  free(after.v);
+}
+
 /* init_args_ok applies the module's own checks of C_Initialize's argument. */
 static int init_args_ok(CK_VOID_PTR pInitArgs) {
   if (pInitArgs == NULL) return 1;
   CK_C_INITIALIZE_ARGS *a = pInitArgs;
   int set = (a->CreateMutex != NULL) + (a->DestroyMutex != NULL) + (a->LockMutex != NULL) + (a->UnlockMutex != NULL);
   return a->pReserved == NULL && (set == 0 || set == 4);
+}
+
+/* At exit, a child that did not C_Finalize finalizes its helper (which then
+ * finalizes the module in it and exits) before library destructors run:
+ * p11-kit-client's own destructor frees its function lists, and a later
+ * C_Finalize from another library's destructor must find nothing to do,
+ * not freed memory. An atexit handler registered now runs before them. */
+static void finalize_at_exit(void) {
+  /* Not if another thread is starting a helper: exit must not wait. */
+  if (pthread_mutex_trylock(&child_mu) != 0) return;
+  CK_FUNCTION_LIST_3_0 *c = active;
+  __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
+  if (c != NULL) c->C_Finalize(NULL);
+  pthread_mutex_unlock(&child_mu);
 }
 
 CK_RV tpm11_child_C_Initialize(CK_VOID_PTR pInitArgs) {
@@ -281,14 +369,20 @@ CK_RV tpm11_child_C_Initialize(CK_VOID_PTR pInitArgs) {
   if (active != NULL) rv = TPM11_CKR_CRYPTOKI_ALREADY_INITIALIZED;
   if (rv == CKR_OK && client == NULL) rv = load_client();
   if (rv == CKR_OK) {
+    struct fdset before = {0};
+    each_fd(collect, &before);
     /* p11-kit-client starts the helper here; it locks with the OS. */
     CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, TPM11_CKF_OS_LOCKING_OK, NULL};
     rv = client->C_Initialize(&args);
     if (rv == CKR_OK) {
+      remember_helper_fds(&before);
       __atomic_store_n(&active, client, __ATOMIC_RELEASE);
+      static int at_exit; /* inherited by a grandchild, where it serves too */
+      if (!at_exit) at_exit = atexit(finalize_at_exit) == 0;
     } else {
       child_log("the helper did not start: C_Initialize 0x%lx", rv);
     }
+    free(before.v);
   }
   pthread_mutex_unlock(&child_mu);
   return rv;
@@ -302,6 +396,7 @@ CK_RV tpm11_child_C_Finalize(CK_VOID_PTR pReserved) {
     __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
     /* Closes the socket and reaps the helper. */
     rv = client->C_Finalize(NULL);
+    n_helper_fds = 0;
   }
   pthread_mutex_unlock(&child_mu);
   return rv;
