@@ -3,7 +3,7 @@
 # build/libtpm11.so on a private swtpm and store.
 source "$(dirname "$0")/lib.sh"
 exec 3>&2 2>"$WORK/stderr.log"
-for t in abi_test opstate_test conformance_test nopin_test async_test async_join_test; do
+for t in abi_test opstate_test conformance_test nopin_test fork_test async_test async_join_test; do
   gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/$t" "$ROOT/testdata/c/$t.c" -ldl -lpthread 2>&3
 done
 start_swtpm "$WORK/tpm"
@@ -16,6 +16,16 @@ kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 # Rules no client exercises (slot events, ...), on a TPM of their own.
 start_swtpm "$WORK/tpm4"
 TPM11_STORE=$WORK/store4 "$WORK/conformance_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
+
+# Forked children (pre-fork servers), 20 at a time in each scenario, on a
+# TPM of their own: a token and an EC key made by pkcs11-tool.
+start_swtpm "$WORK/tpm5"
+P() { TPM11_STORE=$WORK/store5 pkcs11-tool --module "$MODULE" "$@" >/dev/null 2>&1 || { echo "FAIL: pkcs11-tool $*" >&3; exit 1; }; }
+P --init-token --label fork --so-pin so-secret
+P --token-label fork --login --login-type so --so-pin so-secret --init-pin --pin user-pin
+P --token-label fork --login --pin user-pin --keypairgen --key-type EC:prime256v1 --id 01 --label fork
+TPM11_STORE=$WORK/store5 "$WORK/fork_test" "$MODULE" user-pin 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 
 # A TPM that answers every command after 20 ms makes CKR_PENDING certain.

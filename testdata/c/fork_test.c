@@ -1,0 +1,467 @@
+/* Forking hosts (pre-fork servers): a child forked after the module loaded
+ * gets a working module, served by a helper process (module/fork.c).
+ *   fork_test MODULE PIN
+ * The token holds an EC P-256 key pair with CKA_ID 01. Each scenario forks
+ * its children (REPS, default 20) at once; every child must sign within the
+ * time limit and send its signature back, and the parent verifies each one
+ * with C_Verify. A child that does not finish in time is killed and counted
+ * as hung. Scenarios:
+ *   never-initialized  parent loaded the library but never called C_Initialize
+ *   initialized        parent initialized, logged in and found the key
+ *   finalized          parent initialized and finalized
+ *   busy               4 parent threads sign nonstop while it forks
+ *   parent-handle      children sign with the handle the parent found,
+ *                      without looking for it
+ *   grandchild         a child initializes, forks; the grandchild signs too
+ *   exit-unfinalized   children exit() without C_Finalize
+ *   killed             children are killed after signing
+ * and no helper outlives its child or is left unreaped (the test is its
+ * descendants' subreaper, so it sees orphans). */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "test.h"
+
+#define CKM_ECDSA 0x1041UL
+#define CKO_PRIVATE_KEY 3UL
+#define CKO_PUBLIC_KEY 2UL
+#define CHILD_SECONDS 60
+
+static CK_FUNCTION_LIST_3_2 *f;
+static const char *pin;
+static const char *module_path;
+static int reps = 20;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* What a child sends back: one write of less than PIPE_BUF, atomic. */
+struct report {
+  int idx;
+  int ok;
+  CK_OBJECT_HANDLE key;
+  CK_ULONG siglen;
+  CK_BYTE sig[72];
+  char err[120];
+};
+
+static CK_OBJECT_HANDLE find_key(CK_SESSION_HANDLE h, CK_ULONG cls) {
+  CK_BYTE id = 1;
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, &id, 1}};
+  CK_OBJECT_HANDLE o = 0;
+  CK_ULONG n = 0;
+  if (f->C_FindObjectsInit(h, t, 2) != CKR_OK) return 0;
+  if (f->C_FindObjects(h, &o, 1, &n) != CKR_OK || n != 1) o = 0;
+  f->C_FindObjectsFinal(h);
+  return o;
+}
+
+static void digest_for(int scenario, int idx, CK_BYTE d[32]) {
+  for (int i = 0; i < 32; i++) d[i] = (CK_BYTE)(scenario * 31 + idx * 7 + i);
+}
+
+/* tpm_connections counts this process's sockets connected to the swtpm of
+ * TPM11_TPM (swtpm:unix:PATH): a child must not keep the parent's, or swtpm
+ * (one connection at a time) stays busy with it. */
+static int tpm_connections(void) {
+  const char *spec = getenv("TPM11_TPM");
+  if (spec == NULL || strncmp(spec, "swtpm:unix:", 11) != 0) return 0;
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    struct sockaddr_un a;
+    socklen_t len = sizeof a;
+    memset(&a, 0, sizeof a);
+    if (getpeername(fd, (struct sockaddr *)&a, &len) == 0 && a.sun_family == AF_UNIX && strcmp(a.sun_path, spec + 11) == 0) n++;
+  }
+  return n;
+}
+
+/* pair_sockets counts this process's unix stream sockets made by
+ * socketpair() in process maker (p11-kit-client's socket to a helper), and
+ * how many of them are close-on-exec. */
+static int pair_sockets(pid_t maker, int *cloexec) {
+  int n = 0;
+  *cloexec = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    struct ucred cred;
+    int type = 0;
+    socklen_t len = sizeof cred, tlen = sizeof type;
+    struct sockaddr_un a;
+    socklen_t alen = sizeof a;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid != maker) continue;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM) continue;
+    if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0 || a.sun_family != AF_UNIX) continue;
+    n++;
+    if (fcntl(fd, F_GETFD) & FD_CLOEXEC) (*cloexec)++;
+  }
+  return n;
+}
+
+#define STEP(call, what)                                                           \
+  do {                                                                             \
+    CK_RV r_ = (call);                                                             \
+    if (r_ != CKR_OK) {                                                            \
+      snprintf(rep.err, sizeof rep.err, "%s: 0x%lx", what, r_);                    \
+      goto out;                                                                    \
+    }                                                                              \
+  } while (0)
+
+/* How a child ends: C_Finalize and _exit; the same after a grandchild of
+ * its own signed; exit() without C_Finalize (as nginx workers do); killed
+ * by SIGKILL after its report. */
+enum ending { FINALIZE, GRANDCHILD, EXIT, KILLED };
+
+/* child_sign is a child's whole life: initialize, log in, find the key (or
+ * take the parent's handle), sign, and report. Checks on the way what a
+ * child is promised: uninitialized at first, no async sessions. */
+__attribute__((noreturn)) static void child_sign(int wfd, int scenario, int idx, CK_OBJECT_HANDLE parent_key, enum ending how) {
+  alarm(CHILD_SECONDS);
+  struct report rep;
+  memset(&rep, 0, sizeof rep);
+  rep.idx = idx;
+  CK_TOKEN_INFO ti;
+  CK_SESSION_HANDLE h = 0;
+  if (f->C_GetTokenInfo(0, &ti) != CKR_CRYPTOKI_NOT_INITIALIZED) {
+    snprintf(rep.err, sizeof rep.err, "C_GetTokenInfo before C_Initialize is not CKR_CRYPTOKI_NOT_INITIALIZED");
+    goto out;
+  }
+  int held = tpm_connections();
+  if (held) {
+    snprintf(rep.err, sizeof rep.err, "%d connections to the parent's swtpm inherited, still open", held);
+    goto out;
+  }
+  int cloexec, mine;
+  if (pair_sockets(getppid(), &cloexec) != 0) {
+    /* A grandchild's copy of its parent's helper socket keeps that helper alive. */
+    snprintf(rep.err, sizeof rep.err, "holds its parent's socket to a helper");
+    goto out;
+  }
+  STEP(f->C_Initialize(NULL), "C_Initialize");
+  if ((mine = pair_sockets(getpid(), &cloexec)) != 1 || cloexec != 1) {
+    snprintf(rep.err, sizeof rep.err, "%d sockets to its helper, %d close-on-exec; want 1, 1", mine, cloexec);
+    goto out;
+  }
+  STEP(f->C_GetTokenInfo(0, &ti), "C_GetTokenInfo");
+  if (ti.flags & CKF_ASYNC_SESSION_SUPPORTED) {
+    snprintf(rep.err, sizeof rep.err, "token claims async sessions in a child");
+    goto out;
+  }
+  CK_RV r = f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &h);
+  if (r != CKR_SESSION_ASYNC_NOT_SUPPORTED) {
+    snprintf(rep.err, sizeof rep.err, "async C_OpenSession in a child: 0x%lx", r);
+    goto out;
+  }
+  STEP(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h), "C_OpenSession");
+  STEP(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), "C_Login");
+  rep.key = parent_key ? parent_key : find_key(h, CKO_PRIVATE_KEY);
+  if (rep.key == 0) {
+    snprintf(rep.err, sizeof rep.err, "key not found");
+    goto out;
+  }
+  if (how == GRANDCHILD) {
+    /* Fork with the helper running: the grandchild must get its own. */
+    pid_t g = fork();
+    if (g == 0) {
+      child_sign(wfd, scenario, idx + 1000, parent_key, FINALIZE);
+      _exit(0);
+    }
+    int st = 0;
+    double end = now() + CHILD_SECONDS;
+    while (waitpid(g, &st, WNOHANG) == 0 && now() < end) usleep(10000);
+    if (!WIFEXITED(st)) {
+      kill(g, SIGKILL);
+      waitpid(g, &st, 0);
+      snprintf(rep.err, sizeof rep.err, "grandchild did not finish");
+      goto out;
+    }
+  }
+  CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+  CK_BYTE d[32];
+  digest_for(scenario, idx, d);
+  rep.siglen = sizeof rep.sig;
+  STEP(f->C_SignInit(h, &m, rep.key), "C_SignInit");
+  STEP(f->C_Sign(h, d, 32, rep.sig, &rep.siglen), "C_Sign");
+  if (how == FINALIZE || how == GRANDCHILD) STEP(f->C_Finalize(NULL), "C_Finalize");
+  rep.ok = 1;
+out:
+  if (write(wfd, &rep, sizeof rep) != sizeof rep) _exit(3);
+  if (rep.ok && how == EXIT) exit(0);
+  if (rep.ok && how == KILLED)
+    for (;;) pause();
+  _exit(rep.ok ? 0 : 1);
+}
+
+/* Busy parent: threads signing on their own sessions. */
+static volatile int stop;
+static CK_OBJECT_HANDLE busy_key;
+static void *busy(void *arg) {
+  (void)arg;
+  CK_SESSION_HANDLE h;
+  long bad = f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h) != CKR_OK, n = 0;
+  CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+  CK_BYTE d[32] = {1}, sig[72];
+  while (!stop && !bad) {
+    CK_ULONG len = sizeof sig;
+    bad += f->C_SignInit(h, &m, busy_key) != CKR_OK || f->C_Sign(h, d, 32, sig, &len) != CKR_OK;
+    n++;
+  }
+  f->C_CloseSession(h);
+  return (void *)(bad ? -1 : n);
+}
+
+/* describe prints where a hung process and its children (its helper, a
+ * grandchild) wait, for the log. */
+static void describe(pid_t pid, int depth) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL) return;
+  if (fgets(buf, sizeof buf, fp)) fprintf(stderr, "  %*s%.*s\n", depth * 2, "", (int)strcspn(buf, "\n") < 60 ? (int)strcspn(buf, "\n") : 60, buf);
+  fclose(fp);
+  snprintf(path, sizeof path, "/proc/%d/stack", (int)pid);
+  if ((fp = fopen(path, "r")) != NULL) {
+    for (int i = 0; i < 4 && fgets(buf, sizeof buf, fp); i++) fprintf(stderr, "  %*s  %s", depth * 2, "", buf);
+    fclose(fp);
+  }
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while (d && depth < 3 && (e = readdir(d)) != NULL) {
+    int child = atoi(e->d_name), ppid = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", child);
+    if (child <= 0 || (fp = fopen(path, "r")) == NULL) continue;
+    char *rp;
+    if (fgets(buf, sizeof buf, fp) && (rp = strrchr(buf, ')')) != NULL) sscanf(rp + 2, "%*c %d", &ppid);
+    fclose(fp);
+    if (ppid == pid) describe(child, depth + 1);
+  }
+  if (d) closedir(d);
+}
+
+/* run forks reps children at once and collects their reports; the parent
+ * then initializes if need be and verifies every signature. */
+static void run(const char *name, int scenario, CK_OBJECT_HANDLE parent_key, enum ending how) {
+  int fds[2];
+  if (pipe(fds) != 0) exit(2);
+  pid_t *pids = calloc(reps, sizeof *pids);
+  fflush(NULL); /* or children that exit() print it again */
+  double t0 = now();
+  for (int i = 0; i < reps; i++) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      close(fds[0]);
+      child_sign(fds[1], scenario, i, parent_key, how);
+    }
+  }
+  close(fds[1]);
+  int hung = 0, failed = 0, got = 0;
+  double end = t0 + CHILD_SECONDS + 10;
+  struct report *reps_got = calloc(2 * reps, sizeof *reps_got);
+  if (how == KILLED) {
+    /* Each reports, then waits to be killed. */
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    while (got < reps && now() < end) {
+      if (read(fds[0], &reps_got[got], sizeof *reps_got) == sizeof *reps_got) got++;
+      else usleep(10000);
+    }
+    for (int i = 0; i < reps; i++) kill(pids[i], SIGKILL);
+    fcntl(fds[0], F_SETFL, 0);
+  }
+  for (int i = 0; i < reps; i++) {
+    int st = 0;
+    pid_t r;
+    while ((r = waitpid(pids[i], &st, WNOHANG)) == 0 && now() < end) usleep(10000);
+    if (r == 0) {
+      fprintf(stderr, "%s: child %d hung:\n", name, i);
+      describe(pids[i], 0);
+      kill(pids[i], SIGKILL);
+      waitpid(pids[i], &st, 0);
+      hung++;
+    } else if (how == KILLED ? !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL : !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      failed++;
+    }
+  }
+  double secs = now() - t0;
+  int verified = 0, want = how == GRANDCHILD ? 2 * reps : reps;
+  while (got < 2 * reps && read(fds[0], &reps_got[got], sizeof *reps_got) == sizeof *reps_got) got++;
+  int inited = f->C_Initialize(NULL);
+  CHECK(inited == CKR_OK || inited == CKR_CRYPTOKI_ALREADY_INITIALIZED, "%s: parent C_Initialize 0x%x", name, inited);
+  CK_SESSION_HANDLE h;
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+  CK_RV lr = f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)); /* to see the private key */
+  CHECK(lr == CKR_OK || lr == CKR_USER_ALREADY_LOGGED_IN, "%s: parent C_Login 0x%lx", name, lr);
+  CK_OBJECT_HANDLE pub = find_key(h, CKO_PUBLIC_KEY), priv = find_key(h, CKO_PRIVATE_KEY);
+  CHECK(pub != 0, "%s: parent cannot find the public key", name);
+  for (int i = 0; i < got; i++) {
+    struct report rep = reps_got[i];
+    if (!rep.ok) {
+      fprintf(stderr, "  %s child %d: %s\n", name, rep.idx, rep.err);
+      continue;
+    }
+    CHECK(rep.key == priv, "%s child %d: key handle %lu, the parent's is %lu", name, rep.idx, rep.key, priv);
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CK_BYTE d[32];
+    digest_for(scenario, rep.idx, d);
+    if (f->C_VerifyInit(h, &m, pub) == CKR_OK && f->C_Verify(h, d, 32, rep.sig, rep.siglen) == CKR_OK) verified++;
+  }
+  close(fds[0]);
+  f->C_CloseSession(h);
+  CHECK(hung == 0 && failed == 0 && got == want && verified == want,
+        "%s: %d hung, %d failed, %d of %d reports, %d signatures verified", name, hung, failed, got, want, verified);
+  printf("fork_test %-18s %2d children%s: %d signed, %d verified, %d hung, %.1f s\n", name, reps,
+         how == GRANDCHILD ? " + grandchildren" : "", got, verified, hung, secs);
+  free(pids);
+  free(reps_got);
+}
+
+/* helpers counts this store's p11-kit-remote helpers that still run, and
+ * the helpers (running or exited, not reaped) that this process adopted:
+ * it is the subreaper of its descendants, so a helper whose child did not
+ * reap it comes here. */
+static void helpers(const char *module, int *running, int *adopted) {
+  const char *store = getenv("TPM11_STORE");
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  *running = *adopted = 0;
+  while (d && (e = readdir(d)) != NULL) {
+    char path[300], buf[8192];
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    int fd = open(path, O_RDONLY), len = fd < 0 ? 0 : (int)read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    buf[len < 0 ? 0 : len] = 0;
+    char *rp = strrchr(buf, ')'), state = 0;
+    int ppid = 0;
+    if (strstr(buf, "(p11-kit-remote)") == NULL || rp == NULL || sscanf(rp + 2, "%c %d", &state, &ppid) != 2) continue;
+    if (ppid == getpid()) (*adopted)++;
+    if (state == 'Z') continue;
+    snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+    fd = open(path, O_RDONLY);
+    len = fd < 0 ? 0 : (int)read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    if (len <= 0) continue;
+    buf[len] = 0;
+    for (int i = 0; i < len; i++)
+      if (buf[i] == 0) buf[i] = ' ';
+    if (strstr(buf, module) == NULL) continue;
+    snprintf(path, sizeof path, "/proc/%s/environ", e->d_name);
+    fd = open(path, O_RDONLY);
+    len = fd < 0 ? 0 : (int)read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    for (int i = 0; store && i + 12 < len; i++)
+      if ((i == 0 || buf[i - 1] == 0) && strncmp(buf + i, "TPM11_STORE=", 12) == 0 && strcmp(buf + i + 12, store) == 0)
+        (*running)++;
+  }
+  if (d) closedir(d);
+}
+
+/* settle waits (5 s at most) until no helper runs, checks that this process
+ * adopted want of them (the helpers of children that could not reap
+ * theirs), and reaps those. */
+static void settle(const char *module, const char *after, int want) {
+  int running = 0, adopted = 0, reaped = 0;
+  for (int i = 0; i < 50; i++, usleep(100000)) {
+    helpers(module, &running, &adopted);
+    if (running == 0 && adopted >= want) break;
+  }
+  while (waitpid(-1, NULL, WNOHANG) > 0) reaped++;
+  CHECK(running == 0, "after %s: %d helpers still running", after, running);
+  CHECK(adopted == want && reaped == want, "after %s: %d helpers not reaped by their child (%d reaped here), want %d",
+        after, adopted, reaped, want);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 2;
+  module_path = argv[1];
+  pin = argv[2];
+  if (getenv("REPS")) reps = atoi(getenv("REPS"));
+  char module[4096];
+  if (!realpath(module_path, module)) return 2;
+  /* Orphans come here, not to init: a helper its child did not reap is
+   * counted (settle). */
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  void *so = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
+  if (!so) {
+    fprintf(stderr, "dlopen: %s\n", dlerror());
+    return 2;
+  }
+  CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
+  CK_INTERFACE_PTR ip;
+  if (get_iface(NULL, NULL, &ip, 0) != CKR_OK) return 2;
+  f = ip->pFunctionList;
+
+  /* 1. Loaded, never initialized (this hung in the child's C_Initialize). */
+  run("never-initialized", 1, 0, FINALIZE);
+  RV(f->C_Finalize(NULL), CKR_OK);
+
+  /* 2. Initialized, logged in, key found. */
+  CK_SESSION_HANDLE h;
+  RV(f->C_Initialize(NULL), CKR_OK);
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+  RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), CKR_OK);
+  CK_OBJECT_HANDLE key = find_key(h, CKO_PRIVATE_KEY);
+  CHECK(key != 0, "parent cannot find the key");
+  run("initialized", 2, 0, FINALIZE);
+  settle(module, "initialized", 0);
+
+  /* 3. Children sign with the parent's handle, found before the fork. */
+  run("parent-handle", 3, key, FINALIZE);
+
+  /* 4. Busy: 4 threads sign while the parent forks (3 of 20 children hung
+   * in their first call). */
+  busy_key = key;
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, busy, NULL);
+  usleep(200000);
+  run("busy", 4, 0, FINALIZE);
+  stop = 1;
+  long total = 0, bad = 0;
+  for (int i = 0; i < 4; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    if ((long)r < 0) bad++;
+    else total += (long)r;
+  }
+  CHECK(bad == 0 && total > 0, "busy parent threads: %ld failed, %ld signs", bad, total);
+  printf("fork_test busy parent threads signed %ld times meanwhile\n", total);
+
+  /* 5. Initialized and finalized (the child hung in C_GetTokenInfo). */
+  RV(f->C_Finalize(NULL), CKR_OK);
+  run("finalized", 5, 0, FINALIZE);
+
+  /* 6. A child of a child. */
+  run("grandchild", 6, 0, GRANDCHILD);
+  /* Nothing left running: each child's helper ended with its C_Finalize,
+   * and the child reaped it. */
+  settle(module, "the C_Finalize scenarios", 0);
+
+  /* 7. Children that exit() without C_Finalize, as nginx workers do: they
+   * finalize at exit and reap their helpers. */
+  run("exit-unfinalized", 7, 0, EXIT);
+  settle(module, "exit() without C_Finalize", 0);
+
+  /* 8. Children killed: their helpers see the socket close and exit. */
+  run("killed", 8, 0, KILLED);
+  settle(module, "SIGKILL", reps);
+  RV(f->C_Finalize(NULL), CKR_OK);
+  if (failures) {
+    fprintf(stderr, "%d failures\n", failures);
+    return 1;
+  }
+  printf("fork_test: all checks passed\n");
+  return 0;
+}
