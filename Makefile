@@ -80,6 +80,7 @@ test-c: build
 test-clients: build
 	./testdata/pkcs11-tool-test.sh
 	./testdata/clients-test.sh
+	./testdata/forking-servers-test.sh
 	./testdata/demo.sh >/dev/null  # the README's first command stays true
 
 test-cli: build
