@@ -2,9 +2,14 @@
  *   bench MODULE  -> prints "name value" lines for the table:
  *   sync 1 thread ECDSA P-256 and RSA-2048 signs/s with p50/p99; 8 threads
  *   with their own sessions; one thread keeping 32 async sessions in flight;
- *   the latency of a C_Sign that returns CKR_PENDING; dlopen -> logged in. */
+ *   the latency of a C_Sign that returns CKR_PENDING; dlopen -> logged in;
+ *   and signs/s in a forked child (served by its helper over p11-kit's RPC)
+ *   beside the same loop in the parent. */
 #include <dlfcn.h>
 #include <sys/resource.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +20,7 @@
 #define CKM_SHA256_RSA_PKCS 0x40UL
 #define CKA_MODULUS_BITS 0x121UL
 #define CKR_PENDING_ 0x204UL
+#define CKM_ECDSA 0x1041UL
 
 static CK_FUNCTION_LIST_3_2 *f;
 static CK_BYTE ec_params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
@@ -144,6 +150,62 @@ static void async32(int n) {
   free(pend);
 }
 
+/* ECDSA over a digest (CKM_ECDSA: p11-kit 0.24's RPC does not carry
+ * CKM_ECDSA_SHA256), n times on one session; returns signs/s. */
+static double raw_loop(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, int n, double *lat, int *errs) {
+  CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+  CK_BYTE digest[32] = {1, 2, 3}, sig[72];
+  double t0 = now();
+  for (int i = 0; i < n; i++) {
+    CK_ULONG len = sizeof sig;
+    double s = now();
+    *errs += f->C_SignInit(h, &m, key) != CKR_OK || f->C_Sign(h, digest, 32, sig, &len) != CKR_OK;
+    lat[i] = now() - s;
+  }
+  return n / (now() - t0);
+}
+
+/* forked: the parent's loop, then the same loop in a forked child with the
+ * parent's key handle (a token key: the child's helper sees the store). */
+static void forked(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, int n) {
+  double *lat = malloc(n * sizeof *lat);
+  int errs = 0;
+  raw_loop(h, key, 10, lat, &errs); /* warm */
+  printf("ec_raw_sync1_signs_per_s %.0f\n", raw_loop(h, key, n, lat, &errs));
+  printf("ec_raw_sync1_p50_ms %.3f\n", pct(lat, n, 50) * 1e3);
+  fflush(stdout);
+  int p[2];
+  if (pipe(p) != 0) exit(7);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(120);
+    char out[512];
+    CK_SESSION_HANDLE c;
+    double t0 = now();
+    if (f->C_Initialize(NULL) != CKR_OK) _exit(1);
+    double init_ms = (now() - t0) * 1e3;
+    if (f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &c) != CKR_OK) _exit(1);
+    if (f->C_Login(c, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8) != CKR_OK) _exit(1);
+    int cerrs = 0;
+    raw_loop(c, key, 10, lat, &cerrs); /* warm */
+    double rate = raw_loop(c, key, n, lat, &cerrs);
+    int len = snprintf(out, sizeof out, "ec_child_signs_per_s %.0f\nec_child_p50_ms %.3f\nec_child_init_ms %.1f\nec_child_errors %d\n",
+                       rate, pct(lat, n, 50) * 1e3, init_ms, cerrs);
+    if (write(p[1], out, len) != len) _exit(1);
+    f->C_Finalize(NULL);
+    _exit(0);
+  }
+  close(p[1]);
+  char buf[512];
+  ssize_t r;
+  while ((r = read(p[0], buf, sizeof buf)) > 0) fwrite(buf, 1, r, stdout);
+  close(p[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  printf("ec_raw_sync1_errors %d\nec_child_exit %d\n", errs, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  free(lat);
+}
+
 int main(int argc, char **argv) {
   int n = argc > 2 ? atoi(argv[2]) : 400;
   double rss0 = rss_mb(), t0 = now();
@@ -170,11 +232,18 @@ int main(int argc, char **argv) {
   CK_OBJECT_HANDLE p;
   if (f->C_GenerateKeyPair(h, &gen, pub, 1, NULL, 0, &p, &ec_key) != CKR_OK) return 5;
   if (f->C_GenerateKeyPair(h, &rgen, rpub, 1, NULL, 0, &p, &rsa_key) != CKR_OK) return 6;
+  CK_BBOOL yes = 1;
+  CK_BYTE id = 0x42;
+  CK_ATTRIBUTE tpub[] = {{CKA_EC_PARAMS, ec_params, sizeof ec_params}, {CKA_TOKEN, &yes, 1}, {CKA_ID, &id, 1}},
+               tpriv[] = {{CKA_TOKEN, &yes, 1}, {CKA_ID, &id, 1}};
+  CK_OBJECT_HANDLE token_key;
+  if (f->C_GenerateKeyPair(h, &gen, tpub, 3, tpriv, 2, &p, &token_key) != CKR_OK) return 7;
   sign_once(h, ec_key, CKM_ECDSA_SHA256); /* warm: key loaded */
   sync_one("ec", ec_key, CKM_ECDSA_SHA256, n);
   sync_one("rsa", rsa_key, CKM_SHA256_RSA_PKCS, n / 4);
   threads8(n);
   async32(n);
+  forked(h, token_key, n);
   f->C_Finalize(NULL);
   return 0;
 }
