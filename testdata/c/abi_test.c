@@ -117,7 +117,7 @@ static void test_not_initialized(void) {
   RV(f->C_GetFunctionStatus(1), CKR_CRYPTOKI_NOT_INITIALIZED);
   RV(f->C_CancelFunction(1), CKR_CRYPTOKI_NOT_INITIALIZED);
   CK_FLAGS fl;
-  RV(f->C_GetSessionValidationFlags(1, 0, &fl), CKR_FUNCTION_NOT_SUPPORTED);
+  RV(f->C_GetSessionValidationFlags(1, 0, &fl), CKR_CRYPTOKI_NOT_INITIALIZED);
 }
 
 static CK_RV dummy_mutex(CK_VOID_PTR p) { (void)p; return CKR_OK; }
