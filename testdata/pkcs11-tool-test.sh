@@ -186,6 +186,21 @@ openssl enc -d -aes-256-cbc -K "$(od -An -tx1 aes.key | tr -d ' \n')" -iv $iv -i
 cmp -s plain back || fail "openssl decrypts to something else"
 pass "AES-256-CBC-PAD in the TPM: generated key round-trips, imported key's ciphertext decrypted by openssl"
 
+# An AES key wrapped by openssl with an RSA key of the token is unwrapped
+# into the TPM (pkcs11-tool --unwrap), and encrypts as the original key does.
+PU --keypairgen --key-type rsa:2048 --id 12 --label wrapper --usage-wrap >/dev/null || fail "RSA wrapping keygen"
+PU --read-object --type pubkey --id 12 -o pub12.der >/dev/null || fail "read wrapping public key"
+openssl pkey -pubin -inform DER -in pub12.der -out pub12.pem || fail "wrapping public key"
+head -c 32 /dev/urandom > kms.key
+openssl pkeyutl -encrypt -pubin -inkey pub12.pem -in kms.key -out kms.wrapped || fail "openssl wrap"
+out=$(PU --unwrap --mechanism RSA-PKCS --id 12 -i kms.wrapped --key-type AES: --application-id 13 --application-label from-kms 2>&1) \
+  || fail "pkcs11-tool --unwrap: $out"
+PU --encrypt --id 13 -m AES-CBC-PAD --iv $iv -i plain -o ct >/dev/null 2>&1 || fail "AES encrypt (unwrapped)"
+openssl enc -d -aes-256-cbc -K "$(od -An -tx1 kms.key | tr -d ' \n')" -iv $iv -in ct -out back || fail "openssl decrypts the unwrapped key's output"
+cmp -s plain back || fail "the unwrapped key is not the wrapped one"
+if grep -rqF "$(od -An -tx1 kms.key | tr -d ' \n')" "$TPM11_STORE"; then fail "the unwrapped key is in the store in clear"; fi
+pass "pkcs11-tool --unwrap: an AES key wrapped by openssl with the token's RSA key lands in the TPM and encrypts like the original"
+
 # pkcs11-tool --test-threads: C_Initialize from 4 threads at once, then slot queries from each.
 out=$(timeout 60 pkcs11-tool --module "$MODULE" --test-threads INGISL --test-threads INGISL --test-threads INGISL \
   --test-threads INGISL -L 2>&1) || fail "--test-threads: $out"

@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
@@ -110,6 +111,7 @@ func (l *Library) unwrapValue(s *Session, m Mechanism, uk *Object, wrapped []byt
 			return nil, keyAuthError(err)
 		}
 		v, err := c.Unpad(mech.LeftPad(em, pub.Size()))
+		v = bytes.Clone(v) // v may be a part of em, which is wiped now
 		clear(em)
 		if err != nil {
 			return nil, ck.Wrap(ck.CKR_WRAPPED_KEY_INVALID, err)
