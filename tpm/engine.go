@@ -71,7 +71,20 @@ type Engine struct {
 	// Salt, if set, is a primary key that salts the sessions carrying
 	// secrets (see secret), so they never cross the TPM bus in the clear.
 	Salt *Loadable
+	// failed is the transport failure that ended the current job's use
+	// of the TPM: its later commands fail at once (see Begin).
+	failed error
 }
+
+// Begin starts a job: the TPM is tried again even if the last job could not
+// reach it. Within a job, once a command could not reach the TPM (it timed
+// out, or the connection failed), every later command fails at once with
+// the same error: a job never waits on a dead TPM twice.
+func (e *Engine) Begin() { e.failed = nil }
+
+// Disconnected tells the Engine the connection was let go of: whatever it
+// still had loaded is no longer its own (another process may flush it).
+func (e *Engine) Disconnected() { e.lost() }
 
 // NewEngine returns an Engine over t that keeps at most capacity objects loaded.
 func NewEngine(t transport.TPM, capacity int) *Engine {
@@ -81,17 +94,13 @@ func NewEngine(t transport.TPM, capacity int) *Engine {
 	return &Engine{t: t, capacity: capacity, slots: map[string]*slot{}}
 }
 
-type counting struct {
-	t transport.TPM
-	n *uint64
-}
+// tr is the transport every command of the Engine goes through: it counts
+// commands and keeps the cache of loaded objects true to the TPM (see send).
+func (e *Engine) tr() transport.TPM { return engineTransport{e} }
 
-func (c counting) Send(b []byte) ([]byte, error) {
-	*c.n++
-	return c.t.Send(b)
-}
+type engineTransport struct{ e *Engine }
 
-func (e *Engine) tr() transport.TPM { return counting{e.t, &e.Commands} }
+func (t engineTransport) Send(b []byte) ([]byte, error) { return t.e.send(b) }
 
 func (e *Engine) loadedCount() int {
 	n := 0

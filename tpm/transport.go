@@ -9,11 +9,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
 
 // Device is an open TPM and what the token must say about it.
@@ -31,9 +31,30 @@ type Device struct {
 	// Hardware is a real TPM: a CreatePrimary costs tens of milliseconds, so
 	// a persistent SRK is worth looking for.
 	Hardware bool
-	// DefaultSlots is how many transient objects may be loaded at once
+	// ObjectSlots is how many transient objects may be loaded at once
 	// before the Engine must swap; a kernel resource manager virtualizes them.
 	ObjectSlots int
+	// Deadlines are the per-command deadlines in force.
+	Deadlines Deadlines
+
+	watch *watch
+}
+
+// Busy reports the command the TPM is working on, if any: how long ago it
+// was sent and how long it may take (its deadline). Safe from any goroutine.
+func (d *Device) Busy() (elapsed, limit time.Duration, busy bool) {
+	if d.watch == nil {
+		return 0, 0, false
+	}
+	return d.watch.busy()
+}
+
+// Options are how Open opens a backend.
+type Options struct {
+	// StateDir is where the simulator keeps its seed.
+	StateDir string
+	// Deadlines bound each command (zero fields: DefaultDeadlines).
+	Deadlines Deadlines
 }
 
 // ErrNoSimulator is returned when the simulator was left out of the build.
@@ -42,12 +63,21 @@ var ErrNoSimulator = errors.New("this build has no TPM simulator (built with tag
 // simulatorOpener is set by sim.go when the simulator is built in.
 var simulatorOpener func(stateDir string) (io.ReadWriteCloser, error)
 
-// Open opens the backend named by spec:
+// Open opens the backend named by spec with default deadlines; stateDir is
+// where the simulator keeps its seed. See OpenWith.
+func Open(spec, stateDir string) (*Device, error) {
+	return OpenWith(spec, Options{StateDir: stateDir})
+}
+
+// OpenWith opens the backend named by spec:
 //
 //	device:/dev/tpmrm0 | swtpm:unix:PATH | swtpm:tcp:HOST:PORT | simulator
 //
-// stateDir is where the simulator keeps its seed.
-func Open(spec, stateDir string) (*Device, error) {
+// A device is opened at once (a missing one is an error); a swtpm is
+// connected on the first command, and again after any failure, so a TPM
+// that is down now or restarts later is picked up when it answers.
+func OpenWith(spec string, o Options) (*Device, error) {
+	dl := o.Deadlines.orDefault()
 	kind, rest, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "device":
@@ -55,39 +85,74 @@ func Open(spec, stateDir string) (*Device, error) {
 		if path == "" {
 			path = "/dev/tpmrm0"
 		}
-		t, err := linuxtpm.Open(path)
+		s, err := openDevice(path)
 		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", path, err)
+			return nil, err
 		}
+		s.deadlines = dl
 		slots := 3
 		if strings.Contains(path, "tpmrm") {
 			slots = 64
 		}
-		return &Device{TPM: Retrying(t), Close: t.Close, Spec: spec, ObjectSlots: slots, Hardware: true}, nil
+		return watched(&Device{Close: s.Close, Spec: spec, ObjectSlots: slots, Hardware: true, Deadlines: dl}, s), nil
 	case "swtpm":
 		network, addr, ok := strings.Cut(rest, ":")
 		if !ok || (network != "unix" && network != "tcp") {
 			return nil, fmt.Errorf("bad swtpm spec %q: want swtpm:unix:PATH or swtpm:tcp:HOST:PORT", spec)
 		}
-		s := &Stream{dial: func() (net.Conn, error) { return net.DialTimeout(network, addr, 5*time.Second) }}
-		// Fail at open, not at the first command, when nothing listens.
-		if err := s.connect(); err != nil {
-			return nil, err
-		}
-		return &Device{TPM: Retrying(s), Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3}, nil
+		s := &Stream{deadlines: dl, dial: func(deadline time.Time) (conn, error) {
+			d := net.Dialer{Deadline: deadline}
+			return d.Dial(network, addr)
+		}}
+		return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl}, s), nil
 	case "simulator":
 		if simulatorOpener == nil {
 			return nil, ErrNoSimulator
 		}
-		rwc, err := simulatorOpener(stateDir)
+		rwc, err := simulatorOpener(o.StateDir)
 		if err != nil {
 			return nil, err
 		}
 		t := transport.FromReadWriteCloser(rwc)
-		return &Device{TPM: Retrying(t), Close: t.Close, Simulated: true, Spec: spec, ObjectSlots: 3}, nil
+		return watched(&Device{Close: t.Close, Simulated: true, Spec: spec, ObjectSlots: 3, Deadlines: dl}, t), nil
+	case "":
+		return nil, ErrNoTPM
 	}
 	return nil, fmt.Errorf("unknown TPM backend %q", spec)
 }
+
+func watched(d *Device, t transport.TPM) *Device {
+	d.watch = &watch{t: t, deadlines: d.Deadlines}
+	d.TPM = Retrying(d.watch)
+	return d
+}
+
+// watch records the command in flight, for Device.Busy.
+type watch struct {
+	t         transport.TPM
+	deadlines Deadlines
+	since     atomic.Int64 // unix nanoseconds the command was sent; 0 when idle
+	limit     atomic.Int64
+}
+
+func (w *watch) Send(cmd []byte) ([]byte, error) {
+	w.limit.Store(int64(w.deadlines.For(cmd)))
+	w.since.Store(time.Now().UnixNano())
+	defer w.since.Store(0)
+	return w.t.Send(cmd)
+}
+
+func (w *watch) busy() (time.Duration, time.Duration, bool) {
+	since := w.since.Load()
+	if since == 0 {
+		return 0, 0, false
+	}
+	return time.Since(time.Unix(0, since)), time.Duration(w.limit.Load()), true
+}
+
+// ErrNoTPM says no TPM was found and none was chosen.
+var ErrNoTPM = errors.New("no TPM found (no /dev/tpmrm0): choose one with TPM11_TPM or the config file's tpm key " +
+	"(device:PATH, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, or simulator for a software TPM with no hardware protection)")
 
 // DefaultSpec is the device when one is present, else the simulator.
 func DefaultSpec() string {
@@ -97,56 +162,69 @@ func DefaultSpec() string {
 	return "simulator"
 }
 
-// Stream is a TPM reached over one persistent byte stream (swtpm's socket).
-// go-tpm's own transports either reconnect per command or read a response
-// with a single Read; this one keeps the connection and reads exactly one
-// response frame. A broken connection is redialled on the next command.
+// conn is one connection to a TPM: a socket, or an open device file.
+type conn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+}
+
+// Stream is a TPM reached over one persistent connection: swtpm's socket
+// (a byte stream: a response is read as its header, then the size the
+// header gives) or a TPM character device (packets: one write is one
+// command, one read one whole response). Every command has a deadline
+// (see Deadlines); a connection that fails or times out is closed and the
+// next command redials.
 type Stream struct {
-	mu   sync.Mutex
-	dial func() (net.Conn, error)
-	conn net.Conn
+	mu        sync.Mutex
+	dial      func(deadline time.Time) (conn, error)
+	conn      conn
+	packets   bool
+	deadlines Deadlines
 }
 
 // NewStream wraps an established connection (e.g. one end of a socketpair).
 func NewStream(c net.Conn) *Stream {
-	return &Stream{conn: c, dial: func() (net.Conn, error) { return nil, errors.New("connection closed") }}
+	return &Stream{conn: c, deadlines: DefaultDeadlines, dial: func(time.Time) (conn, error) {
+		return nil, errors.New("connection closed")
+	}}
 }
 
-// ConnectWait bounds how long a connection waits for a swtpm busy with
-// another process (it serves one at a time; its listen queue is short).
-var ConnectWait = 30 * time.Second
+// SetDeadlines changes the per-command deadlines.
+func (s *Stream) SetDeadlines(d Deadlines) {
+	s.mu.Lock()
+	s.deadlines = d.orDefault()
+	s.mu.Unlock()
+}
 
-func (s *Stream) connect() error {
-	deadline := time.Now().Add(ConnectWait)
+func (s *Stream) connect(deadline time.Time) error {
 	delay := time.Millisecond
 	for {
-		c, err := s.dial()
+		c, err := s.dial(deadline)
 		if err == nil {
 			s.conn = c
 			return nil
 		}
-		if !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
-			return fmt.Errorf("connect to TPM: %w", err)
+		// A one-client TPM's short listen queue is full: others are
+		// waiting for it too. Anything else (nothing listens) fails now.
+		if !errors.Is(err, syscall.EAGAIN) || time.Now().Add(delay).After(deadline) {
+			return transportError("connect", err)
 		}
 		time.Sleep(delay)
 		delay = min(2*delay, 50*time.Millisecond)
 	}
 }
 
-// ResponseTimeout bounds one command so a dead TPM never hangs the host.
-// RSA key generation on swtpm has been seen to take 450 ms; leave room.
-var ResponseTimeout = 60 * time.Second
-
 // Send implements transport.TPM.
 func (s *Stream) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	deadline := time.Now().Add(s.deadlines.For(cmd))
 	if s.conn == nil {
-		if err := s.connect(); err != nil {
+		if err := s.connect(deadline); err != nil {
 			return nil, err
 		}
 	}
-	rsp, err := s.roundTrip(cmd)
+	rsp, err := s.roundTrip(s.conn, cmd, deadline)
 	if err != nil {
 		s.conn.Close()
 		s.conn = nil
@@ -154,25 +232,99 @@ func (s *Stream) Send(cmd []byte) ([]byte, error) {
 	return rsp, err
 }
 
-func (s *Stream) roundTrip(cmd []byte) ([]byte, error) {
-	_ = s.conn.SetDeadline(time.Now().Add(ResponseTimeout))
-	if _, err := s.conn.Write(cmd); err != nil {
-		return nil, fmt.Errorf("write to TPM: %w", err)
+func (s *Stream) roundTrip(c conn, cmd []byte, deadline time.Time) ([]byte, error) {
+	if err := c.SetDeadline(deadline); err != nil {
+		if errors.Is(err, os.ErrNoDeadline) {
+			return s.unpollable(c, cmd, deadline)
+		}
+		return nil, transportError("write", err)
+	}
+	if _, err := c.Write(cmd); err != nil {
+		return nil, transportError("write", err)
+	}
+	if s.packets {
+		return readPacket(c)
 	}
 	hdr := make([]byte, 10)
-	if _, err := io.ReadFull(s.conn, hdr); err != nil {
-		return nil, fmt.Errorf("read TPM response header: %w", err)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return nil, transportError("read", err)
 	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > 1<<20 {
-		return nil, fmt.Errorf("bad TPM response size %d", size)
+	size, err := checkHeader(hdr)
+	if err != nil {
+		return nil, err
 	}
 	rsp := make([]byte, size)
 	copy(rsp, hdr)
-	if _, err := io.ReadFull(s.conn, rsp[10:]); err != nil {
-		return nil, fmt.Errorf("read TPM response body: %w", err)
+	if _, err := io.ReadFull(c, rsp[10:]); err != nil {
+		return nil, transportError("read", err)
 	}
 	return rsp, nil
+}
+
+// maxResponse is the largest response a TPM sends (TPM2_PT_MAX_RESPONSE_SIZE
+// is 4096 on every TPM seen; leave room).
+const maxResponse = 1 << 16
+
+// readPacket reads one whole response with one read, as from a TPM device.
+func readPacket(c io.Reader) ([]byte, error) {
+	buf := make([]byte, maxResponse)
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, transportError("read", err)
+	}
+	size, err := checkHeader(buf[:n])
+	if err != nil {
+		return nil, err
+	}
+	if size != n {
+		return nil, transportError("response", fmt.Errorf("response of %d bytes says it has %d", n, size))
+	}
+	return buf[:n:n], nil
+}
+
+// checkHeader returns the size a response header gives, or an error when
+// it is not a TPM response: a TPM that answers garbage is not a TPM.
+func checkHeader(hdr []byte) (int, error) {
+	if len(hdr) < 10 {
+		return 0, transportError("response", fmt.Errorf("short TPM response (%d bytes)", len(hdr)))
+	}
+	switch tag := binary.BigEndian.Uint16(hdr); tag {
+	case 0x8001, 0x8002, 0x00c4: // TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS, TPM 1.2 TPM_TAG_RSP_COMMAND
+	default:
+		return 0, transportError("response", fmt.Errorf("not a TPM response (tag %#04x)", tag))
+	}
+	size := binary.BigEndian.Uint32(hdr[2:6])
+	if size < 10 || size > maxResponse {
+		return 0, transportError("response", fmt.Errorf("bad TPM response size %d", size))
+	}
+	return int(size), nil
+}
+
+// unpollable runs a round trip on a file that takes no deadline (a device
+// whose driver cannot poll) in a goroutine, and gives up on it at the
+// deadline: the caller is freed, the file closed.
+func (s *Stream) unpollable(c conn, cmd []byte, deadline time.Time) ([]byte, error) {
+	type result struct {
+		rsp []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		if _, err := c.Write(cmd); err != nil {
+			done <- result{nil, transportError("write", err)}
+			return
+		}
+		rsp, err := readPacket(c)
+		done <- result{rsp, err}
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.rsp, r.err
+	case <-timer.C:
+		return nil, &TransportError{Op: "read", Timeout: true, Err: os.ErrDeadlineExceeded}
+	}
 }
 
 // Close closes the connection.

@@ -101,7 +101,7 @@ func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *
 	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil || dst.Wait {
 		return finish(do(l, s.Handle, job))
 	}
-	t := asyncq.Submit(l.q, s.Handle, job, nil)
+	t := asyncq.Submit(l.q, s.Handle, guard(l, job), nil)
 	if t.Wait(l.cfg.AsyncGrace) {
 		v, err := t.Result()
 		return finish(v, tpmError(err))

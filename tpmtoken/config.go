@@ -25,6 +25,10 @@ type Config struct {
 	// AsyncGrace is how long an operation on an async session may run
 	// before it returns CKR_PENDING (TPM11_ASYNC_GRACE, a Go duration).
 	AsyncGrace time.Duration
+	// Deadlines bound each TPM command (TPM11_TIMEOUT / timeout for any
+	// command, TPM11_KEYGEN_TIMEOUT / keygen_timeout for key generation;
+	// Go durations, e.g. 5s; zero: tpm.DefaultDeadlines).
+	Deadlines tpm.Deadlines
 }
 
 // LoadConfig resolves the configuration from env (os.Getenv in production).
@@ -73,6 +77,12 @@ func LoadConfig(env func(string) string) Config {
 	}
 	if d, err := time.ParseDuration(env("TPM11_ASYNC_GRACE")); err == nil {
 		c.AsyncGrace = d
+	}
+	if d, err := time.ParseDuration(pick("TPM11_TIMEOUT", "timeout", "")); err == nil && d > 0 {
+		c.Deadlines.Command = d
+	}
+	if d, err := time.ParseDuration(pick("TPM11_KEYGEN_TIMEOUT", "keygen_timeout", "")); err == nil && d > 0 {
+		c.Deadlines.KeyGen = d
 	}
 	return c
 }

@@ -33,10 +33,9 @@ type Library struct {
 	detached map[uint64]*detachedOp
 	wg       sync.WaitGroup // detached operations still finishing
 
-	infoOnce sync.Once
-	info     tpm.Info
-	capsMu   sync.Mutex
-	capsVal  *caps
+	health  health // what the last TPM job saw: see health.go
+	capsMu  sync.Mutex
+	capsVal *caps
 }
 
 // Slot holds a token, or is the empty slot C_InitToken initializes.
@@ -54,7 +53,7 @@ func Open(cfg Config) (*Library, error) {
 		return nil, ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
 	}
 	l.store = st
-	l.dev, l.devErr = tpm.Open(cfg.TPM, cfg.Store)
+	l.dev, l.devErr = tpm.OpenWith(cfg.TPM, tpm.Options{StateDir: cfg.Store, Deadlines: cfg.Deadlines})
 	if l.devErr != nil {
 		l.log.Error("no TPM: slots show no token", "tpm", cfg.TPM, "err", l.devErr)
 		l.slots = []*Slot{{ID: 0}}
@@ -77,6 +76,7 @@ func Open(cfg Config) (*Library, error) {
 		// on the same token can use it.
 		l.q.OnIdle(ReleaseAfter, func(e *tpm.Engine) {
 			e.SaveAll()
+			e.Disconnected()
 			_ = release()
 		})
 		// A process that is never idle hands it over now and then too; a
@@ -92,6 +92,11 @@ func Open(cfg Config) (*Library, error) {
 		l.slots = append(l.slots, &Slot{ID: uint64(i), tok: l.newToken(rec)})
 	}
 	l.slots = append(l.slots, &Slot{ID: uint64(len(recs))})
+	// Ask the TPM who it is and whether it answers, once, now: slot and
+	// token queries never wait on it (see health.go).
+	if _, err := do(l, 0, l.probe); err != nil {
+		l.log.Error("TPM not readable: the empty slot shows no token until it is", "tpm", cfg.TPM, "err", err)
+	}
 	l.log.Info("initialized", "tpm", cfg.TPM, "store", cfg.Store, "tokens", len(recs), "simulated", l.dev.Simulated)
 	return l, nil
 }
@@ -148,22 +153,20 @@ func do[T any](l *Library, owner uint64, job func(e *tpm.Engine) (T, error)) (T,
 		var zero T
 		return zero, ck.Wrap(ck.CKR_DEVICE_ERROR, l.devErr)
 	}
-	v, err := asyncq.Do(l.q, owner, job)
+	v, err := asyncq.Do(l.q, owner, guard(l, job))
 	return v, tpmError(err)
 }
 
 // Simulated reports whether the token runs on the software simulator.
 func (l *Library) Simulated() bool { return l.dev != nil && l.dev.Simulated }
 
-// tpmInfo reads the TPM's identity once, on first need (not at load).
+// tpmInfo is the TPM's identity as last read (at C_Initialize, or later in
+// the background if the TPM could not be read then); never waits.
 func (l *Library) tpmInfo() tpm.Info {
-	l.infoOnce.Do(func() {
-		v, err := do(l, 0, (*tpm.Engine).Properties)
-		if err == nil {
-			l.info = v
-		}
-	})
-	return l.info
+	l.refreshSoon()
+	l.health.mu.Lock()
+	defer l.health.mu.Unlock()
+	return l.health.info
 }
 
 // caps is what this TPM supports, asked once on first need (not at load,
@@ -191,7 +194,7 @@ func (l *Library) SlotList(tokenPresent bool) []uint64 {
 	defer l.mu.RUnlock()
 	var ids []uint64
 	for _, s := range l.slots {
-		if tokenPresent && l.dev == nil {
+		if tokenPresent && l.present(s) != nil {
 			continue
 		}
 		ids = append(ids, s.ID)
@@ -220,12 +223,18 @@ func (l *Library) SlotInfo(id uint64) (SlotInfo, error) {
 	if err != nil {
 		return SlotInfo{}, err
 	}
-	info := SlotInfo{Manufacturer: "tpm11", HW: [2]uint8{0, 1}, FW: [2]uint8{0, 1}}
+	// The empty slot's token comes and goes with the TPM (see present).
+	info := SlotInfo{Manufacturer: "tpm11", HW: [2]uint8{0, 1}, FW: [2]uint8{0, 1}, Flags: ck.CKF_REMOVABLE_DEVICE}
 	if l.dev == nil {
-		info.Description = "tpm11: no TPM (" + l.cfg.TPM + ")"
+		info.Description = "tpm11: no TPM: " + shortCause(l.devErr)
+		if l.cfg.TPM != "" {
+			info.Description = "tpm11: no TPM (" + l.cfg.TPM + ")"
+		}
 		return info, nil
 	}
-	info.Flags = ck.CKF_TOKEN_PRESENT
+	if l.present(s) == nil {
+		info.Flags |= ck.CKF_TOKEN_PRESENT
+	}
 	ti := l.tpmInfo()
 	if l.dev.Simulated {
 		info.Description = "tpm11 on a software TPM simulator (no hardware protection)"
@@ -235,7 +244,10 @@ func (l *Library) SlotInfo(id uint64) (SlotInfo, error) {
 		info.Manufacturer = ti.Manufacturer
 		info.FW = [2]uint8{ti.FirmwareMajor, ti.FirmwareMinor}
 	}
-	if s.tok == nil {
+	switch down := l.tpmDown(); {
+	case down != nil:
+		info.Description = "tpm11: TPM " + shortCause(down) + " (" + l.cfg.TPM + ")"
+	case s.tok == nil:
 		info.Description += " [uninitialized]"
 	}
 	return info, nil
@@ -261,8 +273,8 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	if err != nil {
 		return TokenInfo{}, err
 	}
-	if l.dev == nil {
-		return TokenInfo{}, ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
+	if err := l.present(s); err != nil {
+		return TokenInfo{}, err
 	}
 	ti := l.tpmInfo()
 	info := TokenInfo{

@@ -2,7 +2,6 @@ package tpmtoken
 
 import (
 	"github.com/tpm11/tpm11/ck"
-	"github.com/tpm11/tpm11/tpm"
 )
 
 // PIN rules.
@@ -70,10 +69,15 @@ func (t *Token) notePINCheck(userType ck.UserType, err error) {
 }
 
 // pinFlags are token t's PIN flags: lockout from the TPM, failures since
-// the last success from the token (see above).
+// the last success from the token (see above). The TPM's lockout state is
+// the one last read (C_Initialize, a refused PIN, or a background read when
+// it is older than StaleAfter): token queries never wait on the TPM.
 func (l *Library) pinFlags(t *Token) ck.Flags {
-	st, err := do(l, 0, (*tpm.Engine).DAState)
-	if err != nil {
+	l.refreshSoon()
+	l.health.mu.Lock()
+	st, known := l.health.da, !l.health.daAt.IsZero()
+	l.health.mu.Unlock()
+	if !known {
 		return 0
 	}
 	locked := st.InLockout || (st.MaxTries > 0 && st.Counter >= st.MaxTries)

@@ -69,8 +69,8 @@ func (l *Library) openSession(id uint64, flags ck.Flags, asyncOK bool) (uint64, 
 	if err != nil {
 		return 0, err
 	}
-	if l.dev == nil {
-		return 0, ck.Wrap(ck.CKR_TOKEN_NOT_PRESENT, l.devErr)
+	if err := l.present(s); err != nil {
+		return 0, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

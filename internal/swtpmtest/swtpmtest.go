@@ -200,6 +200,29 @@ func AllowLeaks(t testing.TB, why string) {
 // AllowLeaks.
 func Socket(t testing.TB) string {
 	t.Helper()
+	return NewServer(t).Spec
+}
+
+// Server is a private swtpm on a unix socket that a test may kill and
+// start again on the same state and socket, as a TPM that restarts.
+type Server struct {
+	// Spec is the backend spec (swtpm:unix:PATH).
+	Spec string
+	// Dir holds the TPM's state, its sockets and log.
+	Dir string
+
+	t       testing.TB
+	sock    string
+	logPath string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+}
+
+// NewServer starts a swtpm as Socket does and returns it.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("swtpm"); err != nil {
 		t.Skip("swtpm not installed")
 	}
@@ -208,40 +231,10 @@ func Socket(t testing.TB) string {
 	// opt-out forgotten.
 	t.Cleanup(func() { optOutMu.Lock(); delete(optOut, t); optOutMu.Unlock() })
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "tpm.sock")
-	logPath := filepath.Join(dir, "swtpm.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+sock+".ctrl", "--tpmstate", "dir="+dir,
-		"--flags", "not-need-init,startup-clear")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	swtpmLog := func() string {
-		b, _ := os.ReadFile(logPath)
-		if len(bytes.TrimSpace(b)) == 0 {
-			return "(swtpm logged nothing)"
-		}
-		return string(b)
-	}
-	if err := probe(sock, exited); err != nil {
-		select {
-		case <-exited:
-			err = fmt.Errorf("%w (swtpm exited: %v)", err, waitErr)
-		default:
-		}
-		t.Fatalf("swtpm on %s not ready: %v\nswtpm log:\n%s", sock, err, swtpmLog())
-	}
+	s := &Server{t: t, Dir: dir, sock: filepath.Join(dir, "tpm.sock"), logPath: filepath.Join(dir, "swtpm.log")}
+	s.Spec = "swtpm:unix:" + s.sock
+	t.Cleanup(s.Kill)
+	s.Start()
 	t.Cleanup(func() {
 		optOutMu.Lock()
 		why, skip := optOut[t]
@@ -252,12 +245,75 @@ func Socket(t testing.TB) string {
 		case t.Failed():
 			// What a failed test left behind says nothing new.
 		default:
-			if err := probe(sock, exited, func(tr transport.TPM) error { return Leaks(tr, 0) }); err != nil {
+			s.mu.Lock()
+			exited := s.exited
+			s.mu.Unlock()
+			if err := probe(s.sock, exited, func(tr transport.TPM) error { return Leaks(tr, 0) }); err != nil {
 				t.Errorf("after the test (libraries closed): %v", err)
 			}
 		}
 	})
-	return "swtpm:unix:" + sock
+	return s
+}
+
+// Start starts swtpm (again) on the server's state and socket and returns
+// once it answers.
+func (s *Server) Start() {
+	s.t.Helper()
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("swtpm", "socket", "--tpm2", "--server", "type=unixio,path="+s.sock,
+		"--ctrl", "type=unixio,path="+s.sock+".ctrl", "--tpmstate", "dir="+s.Dir,
+		"--flags", "not-need-init,startup-clear")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+	if err := probe(s.sock, exited); err != nil {
+		select {
+		case <-exited:
+			s.mu.Lock()
+			err = fmt.Errorf("%w (swtpm exited: %v)", err, s.waitErr)
+			s.mu.Unlock()
+		default:
+		}
+		s.t.Fatalf("swtpm on %s not ready: %v\nswtpm log:\n%s", s.sock, err, s.log())
+	}
+}
+
+// Kill kills swtpm (SIGKILL: no orderly shutdown) and waits for it to exit.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+func (s *Server) log() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "(swtpm logged nothing)"
+	}
+	return string(b)
 }
 
 // probe connects to swtpm's socket until it accepts, within ReadyWait,

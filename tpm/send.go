@@ -1,0 +1,81 @@
+package tpm
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Response codes the Engine acts on itself.
+const (
+	rcReferenceH0 = 0x910 // TPM_RC_REFERENCE_H0..H6: a handle names nothing loaded
+	rcReferenceH6 = 0x916
+)
+
+func responseCode(rsp []byte) uint32 {
+	if len(rsp) < 10 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(rsp[6:10])
+}
+
+// send sends one command. Besides counting it:
+//
+//   - A failed connection (a TransportError: the TPM restarted, was
+//     unplugged, or stopped answering) takes everything this Engine had
+//     loaded with it, as far as the Engine can know: those objects are
+//     marked not loaded, so each is loaded again (from its saved context if
+//     that still loads, else from its blobs) on the new connection. Had the
+//     TPM kept them, they are orphans now, which the next full TPM flushes
+//     (flushOrphans); never are stale handles used, which would name no
+//     object (TPM_RC_REFERENCE_H0) or, after a restart, another one.
+//   - A response saying a handle names nothing loaded means the same: the
+//     TPM lost what it held (a reset without a broken connection). The
+//     command fails; the caller may run it again (IsStale).
+func (e *Engine) send(cmd []byte) ([]byte, error) {
+	if e.failed != nil {
+		return nil, e.failed
+	}
+	e.Commands++
+	rsp, err := e.t.Send(cmd)
+	if err != nil {
+		if IsTransport(err) {
+			e.lost()
+			e.failed = err
+		}
+		return rsp, err
+	}
+	if isReference(responseCode(rsp)) {
+		e.lost()
+	}
+	return rsp, err
+}
+
+// lost marks every object this Engine had loaded as gone with the
+// connection. Persistent objects stay: they live in the TPM's NV.
+func (e *Engine) lost() {
+	for _, s := range e.slots {
+		if s.loaded && !s.persistent {
+			s.loaded = false
+		}
+	}
+}
+
+// IsStale reports whether err says the TPM no longer held what a command
+// named (it restarted, or the connection to it was lost and made again):
+// the Engine has forgotten those objects, and the same work run again
+// loads them afresh. A TPM that did not answer in time is not stale: run
+// again, it would most likely keep the caller waiting as long again.
+func IsStale(err error) bool {
+	if err == nil {
+		return false
+	}
+	if IsTransport(err) {
+		return !IsTimeout(err)
+	}
+	var rc tpm2.TPMRC
+	return errors.As(err, &rc) && isReference(uint32(rc))
+}
+
+func isReference(rc uint32) bool { return rc >= rcReferenceH0 && rc <= rcReferenceH6 }
