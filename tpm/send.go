@@ -9,8 +9,10 @@ import (
 
 // Response codes the Engine acts on itself.
 const (
-	rcReferenceH0 = 0x910 // TPM_RC_REFERENCE_H0..H6: a handle names nothing loaded
-	rcReferenceH6 = 0x916
+	rcSessionMemory  = 0x903 // TPM_RC_SESSION_MEMORY: no room for a loaded session
+	rcSessionHandles = 0x905 // TPM_RC_SESSION_HANDLES: no session handle left (loaded or saved)
+	rcReferenceH0    = 0x910 // TPM_RC_REFERENCE_H0..H6: a handle names nothing loaded
+	rcReferenceH6    = 0x916
 )
 
 func responseCode(rsp []byte) uint32 {
@@ -33,6 +35,10 @@ func responseCode(rsp []byte) uint32 {
 //   - A response saying a handle names nothing loaded means the same: the
 //     TPM lost what it held (a reset without a broken connection). The
 //     command fails; the caller may run it again (IsStale).
+//   - A TPM with no room for one more session (TPM_RC_SESSION_MEMORY or
+//     _HANDLES) when this Engine starts one holds sessions of processes that
+//     died in mid-command: see reclaimSessions. It is emptied of them and
+//     the command sent once more.
 func (e *Engine) send(cmd []byte) ([]byte, error) {
 	if e.failed != nil {
 		return nil, e.failed
@@ -46,8 +52,18 @@ func (e *Engine) send(cmd []byte) ([]byte, error) {
 		}
 		return rsp, err
 	}
-	if isReference(responseCode(rsp)) {
+	switch rc := responseCode(rsp); {
+	case isReference(rc):
 		e.lost()
+	case (rc == rcSessionMemory || rc == rcSessionHandles) && commandCode(cmd) == ccStartAuthSession:
+		if e.reclaimSessions(rc == rcSessionHandles) > 0 {
+			e.Commands++
+			rsp, err = e.t.Send(cmd)
+			if err != nil && IsTransport(err) {
+				e.lost()
+				e.failed = err
+			}
+		}
 	}
 	return rsp, err
 }
