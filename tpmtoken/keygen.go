@@ -251,11 +251,7 @@ func (t *Token) addKeyPair(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pu
 			o.session = session
 		}
 	}
-	if err := t.add(privObj); err != nil {
-		return 0, 0, err
-	}
-	if err := t.add(pubObj); err != nil {
-		_ = t.destroy(privObj)
+	if err := t.addAll(privObj, pubObj); err != nil { // both halves or neither
 		return 0, 0, err
 	}
 	return pubObj.Handle, privObj.Handle, nil

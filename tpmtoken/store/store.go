@@ -30,12 +30,15 @@ import (
 // Store is a directory of tokens.
 type Store struct{ Root string }
 
-// Open creates root if needed.
+// Open creates root if needed, and cleans up after writers that were
+// killed (see recover.go).
 func Open(root string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(root, "tokens"), 0o700); err != nil {
 		return nil, fmt.Errorf("store %s: %w", root, err)
 	}
-	return &Store{Root: root}, nil
+	s := &Store{Root: root}
+	s.recover()
+	return s, nil
 }
 
 // PINObject is a TPM object whose authValue is derived from a PIN and Salt.
@@ -201,6 +204,9 @@ func (o *Objects) ClearAll() error {
 	for _, e := range ents {
 		_ = os.Remove(filepath.Join(o.dir, e.Name()))
 	}
+	if len(ents) > 0 {
+		_ = atomicfile.SyncDir(o.dir)
+	}
 	o.cache = map[string]*cached{}
 	o.synced = false
 	return nil
@@ -220,6 +226,15 @@ func (o *Objects) Sync() (map[string]*Object, bool, error) {
 		return nil, false, err
 	}
 	changed := false
+	if !o.synced {
+		// The first look at the directory: finish or undo what killed
+		// writers left in it first.
+		if fixed, _ := atomicfile.Recover(o.dir); fixed {
+			if st, err = os.Stat(o.dir); err != nil {
+				return nil, false, err
+			}
+		}
+	}
 	if !o.synced || !st.ModTime().Equal(o.mod) {
 		o.synced, o.mod = true, st.ModTime()
 		ents, err := os.ReadDir(o.dir)
@@ -322,13 +337,26 @@ func (o *Objects) Put(obj *Object) error {
 	return atomicfile.Write(filepath.Join(o.dir, obj.UID+".obj"), b)
 }
 
-// Delete removes the object with uid.
-func (o *Objects) Delete(uid string) error {
-	err := os.Remove(filepath.Join(o.dir, uid+".obj"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+// PutAll writes objs as one step (a key pair): after a crash, every one
+// of them is in the store or none is.
+func (o *Objects) PutAll(objs ...*Object) error {
+	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		return err
 	}
-	return err
+	files := make([]atomicfile.File, len(objs))
+	for i, obj := range objs {
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		files[i] = atomicfile.File{Name: obj.UID + ".obj", Data: b}
+	}
+	return atomicfile.WriteAll(o.dir, files)
+}
+
+// Delete removes the object with uid, durably (the directory is synced).
+func (o *Objects) Delete(uid string) error {
+	return atomicfile.Remove(filepath.Join(o.dir, uid+".obj"))
 }
 
 func (s *Store) resultPath(serial string, id uint64) string {
@@ -358,11 +386,7 @@ func (s *Store) Result(serial string, id uint64, v any) error {
 
 // DeleteResult forgets a result (joined, or expired).
 func (s *Store) DeleteResult(serial string, id uint64) error {
-	err := os.Remove(s.resultPath(serial, id))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
+	return atomicfile.Remove(s.resultPath(serial, id))
 }
 
 // readSmall reads a whole small file with plain syscalls: os.ReadFile would

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Processes killed at random points (SIGKILL) on one swtpm and one store,
+# KILLS times (bounded by count and by time): after each kill a new process
+# logs in (sessions and objects the dead left in the TPM are reclaimed),
+# sees every key pair whole (never a private key without its public half),
+# every key reported created, none reported deleted, and the store holds no
+# temporary file of a dead writer.
+source "$(dirname "$0")/lib.sh"
+exec 3>&2 2>"$WORK/stderr.log"
+KILLS=${KILLS:-20}
+LIMIT=${LIMIT:-90}
+gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/crash_test" "$ROOT/testdata/c/crash_test.c" -ldl 2>&3
+start_swtpm "$WORK/tpm"
+export TPM11_STORE=$WORK/store
+"$WORK/crash_test" "$MODULE" init 2>&3 || fail "init"
+log=$WORK/created.log
+: >"$log"
+end=$((SECONDS + LIMIT))
+kills=0
+while [ "$kills" -lt "$KILLS" ] && [ "$SECONDS" -lt "$end" ]; do
+  "$WORK/crash_test" "$MODULE" work >>"$log" 2>>"$WORK/work.err" &
+  pid=$!
+  # 0-400 ms: at start-up, at login, mid key generation, mid delete.
+  sleep "0.$(printf '%03d' $((RANDOM % 400)))"
+  kill -9 "$pid" 2>/dev/null || { wait "$pid"; fail "the worker exited by itself: $(tail -3 "$WORK/work.err")"; }
+  wait "$pid" 2>/dev/null || true
+  kills=$((kills + 1))
+  # A line cut short by the kill is no report.
+  sed -i -n '/^\(created\|deleting\|deleted\) [0-9a-f]\{16\}$/p' "$log"
+  out=$(timeout 30 "$WORK/crash_test" "$MODULE" check "$log" 2>&1) || { swtpm_logs >&3; fail "after kill $kills: $out"; }
+  left=$(find "$WORK/store" -name '.tmp-*' -o -name '.txn-*' | wc -l)
+  [ "$left" = 0 ] || fail "after kill $kills: temporary files of dead writers left: $(find "$WORK/store" -name '.tmp-*' -o -name '.txn-*')"
+done
+[ "$kills" -ge 5 ] || fail "only $kills kills in ${LIMIT}s"
+pass "$kills processes killed at random points: every login worked, every key pair whole, $(echo "$out" | tail -1), no temporary files left"
