@@ -21,7 +21,7 @@ import (
 var simOpen sync.Mutex
 var simInUse bool
 
-func init() { simulatorOpener = openSimulator }
+func init() { simulatorOpener, simulatorKeepDA = openSimulator, keepDA }
 
 type simCloser struct {
 	*simulator.Simulator

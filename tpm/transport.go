@@ -60,8 +60,12 @@ type Options struct {
 // ErrNoSimulator is returned when the simulator was left out of the build.
 var ErrNoSimulator = errors.New("this build has no TPM simulator (built with tag nosimulator)")
 
-// simulatorOpener is set by sim.go when the simulator is built in.
-var simulatorOpener func(stateDir string) (io.ReadWriteCloser, error)
+// simulatorOpener and simulatorKeepDA are set by sim.go when the
+// simulator is built in.
+var (
+	simulatorOpener func(stateDir string) (io.ReadWriteCloser, error)
+	simulatorKeepDA func(t transport.TPM, stateDir string) (transport.TPM, error)
+)
 
 // Open opens the backend named by spec with default deadlines; stateDir is
 // where the simulator keeps its seed. See OpenWith.
@@ -114,7 +118,14 @@ func OpenWith(spec string, o Options) (*Device, error) {
 			return nil, err
 		}
 		t := transport.FromReadWriteCloser(rwc)
-		return watched(&Device{Close: t.Close, Simulated: true, Spec: spec, ObjectSlots: 3, Deadlines: dl}, t), nil
+		var tr transport.TPM = t
+		if simulatorKeepDA != nil {
+			if tr, err = simulatorKeepDA(t, o.StateDir); err != nil {
+				t.Close()
+				return nil, fmt.Errorf("simulator lockout state: %w", err)
+			}
+		}
+		return watched(&Device{Close: t.Close, Simulated: true, Spec: spec, ObjectSlots: 3, Deadlines: dl}, tr), nil
 	case "":
 		return nil, ErrNoTPM
 	}
@@ -154,12 +165,16 @@ func (w *watch) busy() (time.Duration, time.Duration, bool) {
 var ErrNoTPM = errors.New("no TPM found (no /dev/tpmrm0): choose one with TPM11_TPM or the config file's tpm key " +
 	"(device:PATH, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, or simulator for a software TPM with no hardware protection)")
 
-// DefaultSpec is the device when one is present, else the simulator.
+// DefaultSpec is the kernel's resource-managed TPM device when there is
+// one, else "" (no TPM): the simulator is never chosen by default, since
+// it would offer software keys to every program that loads the module
+// (p11-kit lists it to all of them). It is used when chosen (TPM11_TPM or
+// the config file's tpm = simulator).
 func DefaultSpec() string {
 	if _, err := os.Stat("/dev/tpmrm0"); err == nil {
 		return "device:/dev/tpmrm0"
 	}
-	return "simulator"
+	return ""
 }
 
 // conn is one connection to a TPM: a socket, or an open device file.
