@@ -14,6 +14,8 @@ type Diagnostics struct {
 	Caps      tpm.Caps
 	Curves    []*Curve // Caps.Curves as the token knows them
 	DA        tpm.DAState
+	// Tokens says, for each token, whether it belongs to this TPM.
+	Tokens []TokenTPM
 }
 
 // Diagnose asks the TPM about itself; it fails when there is no TPM.
@@ -25,6 +27,11 @@ func (l *Library) Diagnose() (Diagnostics, error) {
 	for _, id := range d.Caps.Curves {
 		if c := mech.CurveOfTPM(id); c != nil {
 			d.Curves = append(d.Curves, c)
+		}
+	}
+	for _, id := range l.SlotList(false) {
+		if r, err := l.TPMCheck(id); err == nil {
+			d.Tokens = append(d.Tokens, r)
 		}
 	}
 	var err error

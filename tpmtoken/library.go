@@ -33,9 +33,10 @@ type Library struct {
 	detached map[uint64]*detachedOp
 	wg       sync.WaitGroup // detached operations still finishing
 
-	health  health // what the last TPM job saw: see health.go
-	capsMu  sync.Mutex
-	capsVal *caps
+	health   health        // what the last TPM job saw: see health.go
+	identity identityCheck // which tokens belong to this TPM: see identity.go
+	capsMu   sync.Mutex
+	capsVal  *caps
 }
 
 // Slot holds a token, or is the empty slot C_InitToken initializes.
@@ -96,6 +97,10 @@ func Open(cfg Config) (*Library, error) {
 	// token queries never wait on it (see health.go).
 	if _, err := do(l, 0, l.probe); err != nil {
 		l.log.Error("TPM not readable: the empty slot shows no token until it is", "tpm", cfg.TPM, "err", err)
+	} else {
+		l.identity.mu.Lock()
+		l.startIdentityCheck() // in the background
+		l.identity.mu.Unlock()
 	}
 	l.log.Info("initialized", "tpm", cfg.TPM, "store", cfg.Store, "tokens", len(recs), "simulated", l.dev.Simulated)
 	return l, nil
@@ -247,6 +252,8 @@ func (l *Library) SlotInfo(id uint64) (SlotInfo, error) {
 	switch down := l.tpmDown(); {
 	case down != nil:
 		info.Description = "tpm11: TPM " + shortCause(down) + " (" + l.cfg.TPM + ")"
+	case s.tok != nil && l.tokenTPM(s.tok, false).Mismatch:
+		info.Description = "tpm11: token of another TPM (or this TPM was cleared)"
 	case s.tok == nil:
 		info.Description += " [uninitialized]"
 	}

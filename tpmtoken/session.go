@@ -217,6 +217,9 @@ func (l *Library) Login(h uint64, userType ck.UserType, pin []byte) error {
 		}
 		l.mu.RUnlock()
 	}
+	if err := l.tpmMismatch(s.tok); err != nil {
+		return err // no PIN tried: it could never be right here
+	}
 	return s.tok.login(userType, pin)
 }
 

@@ -111,6 +111,7 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 			return nil, err
 		}
 		rec.Storage = store.PINObject{Public: pub.Bytes(), Private: priv.Buffer}
+		rec.TPMName = l.srkName(e) // which TPM the token belongs to: see identity.go
 		if rec.Public, err = newPublicParent(e, l.srk); err != nil {
 			return nil, err
 		}

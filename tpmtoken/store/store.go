@@ -70,6 +70,10 @@ type Token struct {
 	// NoLogin makes a token whose keys need no login by default
 	// (CKF_LOGIN_REQUIRED clear).
 	NoLogin bool `json:"no_login,omitempty"`
+	// TPMName is the name of the TPM's storage root key (SRK) the token
+	// was made under: another TPM, or this one after TPM2_Clear, has
+	// another (empty for tokens made before it was recorded).
+	TPMName []byte `json:"tpm_name,omitempty"`
 }
 
 // KeyBlob is a TPM key's wrapped blobs and its authValue.
