@@ -19,6 +19,7 @@ func tpm11go_C_LoginUser(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, 
 		if err != nil {
 			return err
 		}
+		defer clear(pin) // no copy of a PIN outlives the call
 		name, err := goBytes(unsafe.Pointer(pUsername), ulUsernameLen)
 		if err != nil {
 			return err

@@ -59,6 +59,7 @@ func tpm11go_C_Login(hSession C.CK_SESSION_HANDLE, userType C.CK_USER_TYPE, pPin
 		if err != nil {
 			return err
 		}
+		defer clear(pin) // no copy of a PIN outlives the call
 		return l.Login(uint64(hSession), ck.UserType(userType), pin)
 	})
 }

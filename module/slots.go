@@ -123,6 +123,7 @@ func tpm11go_C_InitToken(slotID C.CK_SLOT_ID, pPin C.CK_UTF8CHAR_PTR, ulPinLen C
 		if err != nil || pLabel == nil {
 			return errArgs
 		}
+		defer clear(pin) // no copy of a PIN outlives the call
 		label, _ := goBytes(unsafe.Pointer(pLabel), 32)
 		return l.InitToken(uint64(slotID), pin, label)
 	})
@@ -135,6 +136,7 @@ func tpm11go_C_InitPIN(hSession C.CK_SESSION_HANDLE, pPin C.CK_UTF8CHAR_PTR, ulP
 		if err != nil {
 			return err
 		}
+		defer clear(pin) // no copy of a PIN outlives the call
 		return l.InitPIN(uint64(hSession), pin)
 	})
 }
@@ -146,10 +148,12 @@ func tpm11go_C_SetPIN(hSession C.CK_SESSION_HANDLE, pOldPin C.CK_UTF8CHAR_PTR, u
 		if err != nil {
 			return err
 		}
+		defer clear(oldPIN) // no copy of a PIN outlives the call
 		newPIN, err := goBytes(unsafe.Pointer(pNewPin), ulNewLen)
 		if err != nil {
 			return err
 		}
+		defer clear(newPIN)
 		return l.SetPIN(uint64(hSession), oldPIN, newPIN)
 	})
 }

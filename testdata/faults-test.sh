@@ -9,7 +9,9 @@ source "$(dirname "$0")/lib.sh"
 exec 3>&2 2>"$WORK/stderr.log"
 KILLS=${KILLS:-20}
 LIMIT=${LIMIT:-90}
-gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/crash_test" "$ROOT/testdata/c/crash_test.c" -ldl 2>&3
+for t in crash_test secrets_test; do
+  gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/$t" "$ROOT/testdata/c/$t.c" -ldl 2>&3
+done
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
 "$WORK/crash_test" "$MODULE" init 2>&3 || fail "init"
@@ -33,3 +35,10 @@ while [ "$kills" -lt "$KILLS" ] && [ "$SECONDS" -lt "$end" ]; do
 done
 [ "$kills" -ge 5 ] || fail "only $kills kills in ${LIMIT}s"
 pass "$kills processes killed at random points: every login worked, every key pair whole, $(echo "$out" | tail -1), no temporary files left"
+kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
+
+# No copy of a PIN survives C_Logout or C_Finalize (a scan of the process's
+# own memory).
+start_swtpm "$WORK/tpm-secrets"
+out=$(TPM11_STORE=$WORK/store-secrets "$WORK/secrets_test" "$MODULE" 2>&1) || fail "secrets: $out"
+pass "secrets: $out"

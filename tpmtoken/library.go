@@ -138,7 +138,22 @@ func (l *Library) Close() {
 		l.log.Error("detached operations still running at finalize")
 	}
 	if l.q != nil {
-		_, _ = asyncq.Do(l.q, 0, func(e *tpm.Engine) (struct{}, error) { e.FlushAll(); return struct{}{}, nil })
+		var storages []*tpm.Loadable
+		l.mu.RLock()
+		for _, s := range l.slots {
+			if s.tok != nil {
+				storages = append(storages, s.tok.storage)
+			}
+		}
+		l.mu.RUnlock()
+		_, _ = asyncq.Do(l.q, 0, func(e *tpm.Engine) (struct{}, error) {
+			e.FlushAll()
+			for _, st := range storages {
+				clear(st.Auth) // unsealed values are wiped, not left to the GC
+				st.Auth = nil
+			}
+			return struct{}{}, nil
+		})
 		l.q.Close(10 * time.Second)
 	}
 	if l.dev != nil {

@@ -196,6 +196,7 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 func (t *Token) logout() {
 	storage := t.storage
 	_, _ = t.lib.run(0, func(e *tpm.Engine) (any, error) {
+		clear(storage.Auth) // the unsealed value: wiped, not left to the GC
 		storage.Auth = nil
 		e.ForgetChildren(storage.ID)
 		e.Forget(storage.ID)
