@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -34,7 +35,13 @@ func openDevice(path string) (*Stream, error) {
 	case fi.Mode()&os.ModeSocket != 0:
 		dial = func(deadline time.Time) (conn, error) {
 			d := net.Dialer{Deadline: deadline}
-			return d.Dial("unixpacket", path)
+			c, err := d.Dial("unixpacket", path)
+			if err != nil {
+				return nil, err
+			}
+			// Used as a device file is: an *os.File, non-blocking and
+			// polled, so the test runs the very code a device does.
+			return packetFile(c.(*net.UnixConn))
 		}
 	default:
 		return nil, fmt.Errorf("open %s: not a TPM device (%s)", path, fi.Mode())
@@ -44,4 +51,24 @@ func openDevice(path string) (*Stream, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// packetFile turns a connected packet socket into a non-blocking *os.File,
+// as os.OpenFile makes of a TPM device.
+func packetFile(c *net.UnixConn) (*os.File, error) {
+	defer c.Close()
+	f, err := c.File() // a duplicate, in blocking mode
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), c.RemoteAddr().String()), nil
 }
