@@ -32,6 +32,7 @@ type Queue[R any] struct {
 	idleAfter  time.Duration
 	onIdle     func(R)
 	yieldAfter time.Duration
+	yieldWhen  func() bool
 
 	mu       sync.Mutex
 	queues   map[uint64][]*Ticket
@@ -199,9 +200,9 @@ func (q *Queue[R]) work() {
 			continue
 		}
 		q.mu.Lock()
-		yieldAfter, onIdle := q.yieldAfter, q.onIdle
+		yieldAfter, onIdle, yieldWhen := q.yieldAfter, q.onIdle, q.yieldWhen
 		q.mu.Unlock()
-		if busySinceIdle && onIdle != nil && yieldAfter > 0 && time.Since(heldSince) > yieldAfter {
+		if busySinceIdle && onIdle != nil && (yieldAfter > 0 && time.Since(heldSince) > yieldAfter || yieldWhen != nil && yieldWhen()) {
 			onIdle(q.res)
 			busySinceIdle = false
 		}

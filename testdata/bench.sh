@@ -7,6 +7,7 @@ exec 3>&2 2>"$WORK/stderr.log"
 N=${N:-400}
 gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -o "$WORK/bench" "$ROOT/testdata/c/bench.c" -ldl -lpthread 2>&3
 gcc -std=c11 -O2 -o "$WORK/rawfloor" "$ROOT/testdata/c/rawfloor.c" 2>&3
+gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -o "$WORK/fair" "$ROOT/testdata/c/fair_test.c" -ldl 2>&3
 # The floor is measured before and after the module and averaged: this
 # machine's speed drifts by tens of percent over a minute.
 floor() { (cd "$ROOT" && go test -run '^$' -bench SignVsFloor -benchtime ${N}x ./tpmtoken/ 2>/dev/null); }
@@ -68,3 +69,24 @@ printf '%-52s %12s %8s\n' "TPM commands per steady-state C_Sign" "$(m cmds/sign)
 printf '%-52s %12s %8s\n' "10,000 objects: C_Initialize, ms" "$(m init-ms)" ""
 printf '%-52s %12s %8s\n' "10,000 objects: first find (reads the store), ms" "$(m first-find-ms)" ""
 printf '%-52s %12s %8s\n' "10,000 objects: find by attribute, ms" "$(m find-ms)" ""
+
+# Four processes signing at once for FAIR_SECONDS on a swtpm of their own:
+# each one's share, the longest wait for one signature, the longest start
+# (dlopen) to logged in.
+kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
+start_swtpm "$WORK/tpm-fair"
+TPM11_STORE=$WORK/store-fair "$WORK/fair" "$MODULE" init >/dev/null 2>&3
+pids=
+for p in 1 2 3 4; do
+  TPM11_STORE=$WORK/store-fair "$WORK/fair" "$MODULE" sign "${FAIR_SECONDS:-10}" >"$WORK/fair$p" 2>&3 &
+  pids="$pids $!"
+done
+wait $pids
+fair=$(cat "$WORK"/fair[1-4])
+fv() { awk -v k="$1" -v secs="${FAIR_SECONDS:-10}" '{n[NR]=$2; t+=$2; if ($4>l) l=$4; if ($6>s) s=$6}
+  END {if (k=="shares") {for (i=1;i<=NR;i++) printf "%s%.0f", (i>1?"/":""), 100*n[i]/t}
+       if (k=="total") printf "%.0f", t/secs; if (k=="stall") print s; if (k=="login") print l}' <<<"$fair"; }
+printf '%-52s %12s %8s\n' "4 processes ECDSA, share of signatures each, %" "$(fv shares)" ""
+printf '%-52s %12s %8s\n' "4 processes ECDSA, signs/s in all" "$(fv total)" ""
+printf '%-52s %12s %8s\n' "4 processes: longest wait for one signature, ms" "$(fv stall)" ""
+printf '%-52s %12s %8s\n' "4 processes: longest dlopen -> logged in, ms" "$(fv login)" ""

@@ -42,3 +42,25 @@ kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 start_swtpm "$WORK/tpm-secrets"
 out=$(TPM11_STORE=$WORK/store-secrets "$WORK/secrets_test" "$MODULE" 2>&1) || fail "secrets: $out"
 pass "secrets: $out"
+kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
+
+# Four processes signing at once on one swtpm: each gets its share, none
+# waits long for a signature or to log in.
+start_swtpm "$WORK/tpm-fair"
+export TPM11_STORE=$WORK/store-fair
+gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/fair_test" "$ROOT/testdata/c/fair_test.c" -ldl 2>&3
+"$WORK/fair_test" "$MODULE" init 2>&3 || fail "fair init"
+pids=
+for p in 1 2 3 4; do
+  "$WORK/fair_test" "$MODULE" sign "${FAIR_SECONDS:-5}" >"$WORK/fair$p" 2>&3 &
+  pids="$pids $!"
+done
+wait $pids || fail "a signing process failed"
+out=$(cat "$WORK"/fair[1-4])
+verdict=$(awk '{n[NR]=$2; t+=$2; if ($4>login) login=$4; if ($6>stall) stall=$6}
+  END {min=100; for (i=1;i<=NR;i++) {s=100*n[i]/t; if (s<min) min=s; shares=shares sprintf("%.0f%% ", s)}
+       ok = NR==4 && min>=15 && stall<1000 && login<1000
+       printf "%s shares %s(lowest %.1f%%), %d signs/s in all, longest wait for a signature %d ms, longest start to logged in %d ms\n",
+         ok ? "ok" : "bad", shares, min, t/'"${FAIR_SECONDS:-5}"', stall, login}' <<<"$out")
+[ "${verdict%% *}" = ok ] || fail "4 processes: ${verdict#* }: $(tr '\n' ';' <<<"$out")"
+pass "4 processes: ${verdict#* }"

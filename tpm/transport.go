@@ -37,7 +37,23 @@ type Device struct {
 	// Deadlines are the per-command deadlines in force.
 	Deadlines Deadlines
 
-	watch *watch
+	watch  *watch
+	stream *Stream
+}
+
+// Contended reports whether other processes wait for this TPM (one that
+// serves one client at a time): the holder should hand it over soon.
+func (d *Device) Contended() bool {
+	return d.stream != nil && d.stream.contended()
+}
+
+// Held is how long this process has held its connection to a TPM that
+// serves one client at a time (0 when it has none).
+func (d *Device) Held() time.Duration {
+	if d.stream == nil {
+		return 0
+	}
+	return d.stream.held()
 }
 
 // Busy reports the command the TPM is working on, if any: how long ago it
@@ -108,7 +124,12 @@ func OpenWith(spec string, o Options) (*Device, error) {
 			d := net.Dialer{Deadline: deadline}
 			return d.Dial(network, addr)
 		}}
-		return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl}, s), nil
+		beside := ""
+		if network == "unix" {
+			beside = addr
+		}
+		s.turns = newTurns(network+":"+addr, beside)
+		return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl, stream: s}, s), nil
 	case "simulator":
 		if simulatorOpener == nil {
 			return nil, ErrNoSimulator
@@ -195,6 +216,36 @@ type Stream struct {
 	conn      conn
 	packets   bool
 	deadlines Deadlines
+	// turns, for a TPM that serves one client at a time, queues this
+	// process with the others using it (see turns.go).
+	turns *turns
+	since time.Time // when conn was made
+}
+
+func (s *Stream) held() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return 0
+	}
+	return time.Since(s.since)
+}
+
+func (s *Stream) contended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.turns != nil && s.turns.waiting()
+}
+
+// drop closes the connection and gives the turn back.
+func (s *Stream) drop() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	if s.turns != nil {
+		s.turns.done()
+	}
 }
 
 // NewStream wraps an established connection (e.g. one end of a socketpair).
@@ -212,6 +263,25 @@ func (s *Stream) SetDeadlines(d Deadlines) {
 }
 
 func (s *Stream) connect(deadline time.Time) error {
+	if s.turns != nil {
+		// Waiting behind other live processes is not waiting on a
+		// stuck TPM: each holds it for one job at most when others wait.
+		if err := s.turns.wait(time.Now().Add(s.deadlines.KeyGen)); err != nil {
+			s.turns.done()
+			return err
+		}
+		deadline = time.Now().Add(s.deadlines.Command)
+	}
+	if err := s.dial1(deadline); err != nil {
+		if s.turns != nil {
+			s.turns.done()
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Stream) dial1(deadline time.Time) error {
 	delay := time.Millisecond
 	for {
 		c, err := s.dial(deadline)
@@ -233,16 +303,16 @@ func (s *Stream) connect(deadline time.Time) error {
 func (s *Stream) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	deadline := time.Now().Add(s.deadlines.For(cmd))
 	if s.conn == nil {
-		if err := s.connect(deadline); err != nil {
+		if err := s.connect(time.Now().Add(s.deadlines.Command)); err != nil {
 			return nil, err
 		}
+		s.since = time.Now()
 	}
+	deadline := time.Now().Add(s.deadlines.For(cmd))
 	rsp, err := s.roundTrip(s.conn, cmd, deadline)
 	if err != nil {
-		s.conn.Close()
-		s.conn = nil
+		s.drop()
 	}
 	return rsp, err
 }
@@ -342,14 +412,10 @@ func (s *Stream) unpollable(c conn, cmd []byte, deadline time.Time) ([]byte, err
 	}
 }
 
-// Close closes the connection.
+// Close closes the connection (and gives the turn back).
 func (s *Stream) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil {
-		return nil
-	}
-	err := s.conn.Close()
-	s.conn = nil
-	return err
+	s.drop()
+	return nil
 }

@@ -80,9 +80,14 @@ func Open(cfg Config) (*Library, error) {
 			e.Disconnected()
 			_ = release()
 		})
-		// A process that is never idle hands it over now and then too; a
-		// process waiting in swtpm's accept queue is served next.
-		l.q.YieldEvery(YieldAfter)
+		// A process that is never idle hands it over now and then too,
+		// soon when other processes wait for their turn (tpm/turns.go),
+		// now and then when none does (a client that does not queue).
+		dev := l.dev
+		l.q.YieldWhen(func() bool {
+			held := dev.Held()
+			return held > YieldAfter || held > YieldContended && dev.Contended()
+		})
 	}
 	recs, err := st.Tokens()
 	if err != nil {
@@ -110,6 +115,11 @@ func Open(cfg Config) (*Library, error) {
 // before handing it over between two jobs: each hand-over costs a save and
 // a reload of the loaded objects, a few percent of throughput at 200 ms.
 var YieldAfter = 200 * time.Millisecond
+
+// YieldContended is how long a busy library holds a one-client TPM when
+// other processes wait for it: with four processes, none waits more than
+// three such turns for a signature.
+var YieldContended = 50 * time.Millisecond
 
 // ReleaseAfter is how long a swtpm connection stays with an idle process.
 var ReleaseAfter = 20 * time.Millisecond
