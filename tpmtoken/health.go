@@ -41,6 +41,7 @@ type health struct {
 	daAt     time.Time // zero: never read
 
 	refreshing bool
+	tried      time.Time // when the last background refresh started
 }
 
 // StaleAfter is how old the cached TPM state may grow before a slot or
@@ -156,7 +157,9 @@ func (l *Library) probe(e *tpm.Engine) (struct{}, error) {
 }
 
 // refreshSoon asks the TPM for its state in the background when what is
-// cached is missing or older than StaleAfter; it never waits.
+// cached is missing or older than StaleAfter, at most once per StaleAfter
+// (so a TPM that is down is tried again that often: the empty slot shows
+// its token again once it answers); it never waits.
 func (l *Library) refreshSoon() {
 	if l.q == nil {
 		return
@@ -164,11 +167,11 @@ func (l *Library) refreshSoon() {
 	h := &l.health
 	h.mu.Lock()
 	fresh := h.haveInfo && !h.daAt.IsZero() && time.Since(h.daAt) < StaleAfter
-	if fresh || h.refreshing {
+	if fresh || h.refreshing || time.Since(h.tried) < StaleAfter {
 		h.mu.Unlock()
 		return
 	}
-	h.refreshing = true
+	h.refreshing, h.tried = true, time.Now()
 	h.mu.Unlock()
 	t := asyncq.Submit(l.q, 0, guard(l, l.probe), nil)
 	go func() {
@@ -186,6 +189,9 @@ func (l *Library) tpmDown() error {
 		return l.devErr
 	}
 	_, down := l.health.state()
+	if down != nil {
+		l.refreshSoon() // is it back?
+	}
 	return down
 }
 

@@ -65,3 +65,19 @@ func TestTPMRestartRecovers(t *testing.T) {
 	require.NoError(t, l.Login(h, ck.CKU_USER, []byte("userpin")))
 	require.NoError(t, signOnce())
 }
+
+// A host started while the TPM is down shows no token in the empty slot;
+// when the TPM comes up, slot queries alone (nothing else calls the TPM)
+// see it within StaleAfter: the library asks again in the background.
+func TestTPMComingUpLaterIsSeen(t *testing.T) {
+	srv := swtpmtest.NewServer(t)
+	srv.Kill()
+	l := open(t, srv.Spec, t.TempDir())
+	defer l.Close()
+	require.Empty(t, l.SlotList(true), "no token while the TPM is down")
+	srv.Start()
+	up := time.Now()
+	require.Eventually(t, func() bool { return len(l.SlotList(true)) == 1 }, 3*tpmtoken.StaleAfter+time.Second, 10*time.Millisecond)
+	t.Logf("the empty slot shows its token %v after the TPM came up", time.Since(up))
+	require.NoError(t, l.InitToken(0, []byte("sopin1"), []byte("late")))
+}
