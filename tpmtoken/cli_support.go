@@ -104,7 +104,7 @@ func (l *Library) DestroyToken(id uint64, soPIN []byte, unchecked bool) error {
 // ConfigKeys are the keys a config file may set; LogLevels the values of
 // TPM11_LOG / log that turn logging on.
 var (
-	ConfigKeys = []string{"tpm", "store", "log"}
+	ConfigKeys = []string{"tpm", "store", "log", "timeout", "keygen_timeout"}
 	LogLevels  = []string{"error", "warn", "info", "debug"}
 )
 

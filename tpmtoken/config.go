@@ -12,9 +12,10 @@ import (
 )
 
 // Config is read in C_Initialize, never at load. Precedence: environment
-// (TPM11_TPM, TPM11_STORE, TPM11_LOG) over the config file (TPM11_CONFIG, or
-// $XDG_CONFIG_HOME/tpm11/config, or /etc/tpm11/config; "key = value" lines
-// with keys tpm, store, log) over defaults.
+// (TPM11_TPM, TPM11_STORE, TPM11_LOG, TPM11_TIMEOUT, TPM11_KEYGEN_TIMEOUT)
+// over the config file (TPM11_CONFIG, or $XDG_CONFIG_HOME/tpm11/config, or
+// /etc/tpm11/config; "key = value" lines with keys tpm, store, log,
+// timeout, keygen_timeout) over defaults.
 type Config struct {
 	TPM   string // backend spec, see tpm.Open
 	Store string // token store directory

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
@@ -40,4 +41,18 @@ func TestUnreachableTPM(t *testing.T) {
 	require.Equal(t, ck.CKR_TOKEN_NOT_PRESENT, ck.ToRV(err))
 	_, err = l.OpenSession(0, ck.CKF_SERIAL_SESSION)
 	require.Equal(t, ck.CKR_TOKEN_NOT_PRESENT, ck.ToRV(err))
+}
+
+// The command deadlines come from the environment over the config file;
+// zero means tpm.DefaultDeadlines.
+func TestConfigDeadlines(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config")
+	require.NoError(t, os.WriteFile(file, []byte("timeout = 5s\nkeygen_timeout = 10m\n"), 0o600))
+	env := map[string]string{"TPM11_CONFIG": file, "TPM11_TIMEOUT": "750ms"}
+	c := tpmtoken.LoadConfig(func(k string) string { return env[k] })
+	require.Equal(t, 750*time.Millisecond, c.Deadlines.Command, "env over file")
+	require.Equal(t, 10*time.Minute, c.Deadlines.KeyGen)
+	c = tpmtoken.LoadConfig(func(k string) string { return map[string]string{"TPM11_CONFIG": filepath.Join(dir, "none")}[k] })
+	require.Zero(t, c.Deadlines)
 }
