@@ -255,13 +255,6 @@ func NewStream(c net.Conn) *Stream {
 	}}
 }
 
-// SetDeadlines changes the per-command deadlines.
-func (s *Stream) SetDeadlines(d Deadlines) {
-	s.mu.Lock()
-	s.deadlines = d.orDefault()
-	s.mu.Unlock()
-}
-
 func (s *Stream) connect(deadline time.Time) error {
 	if s.turns != nil {
 		// Waiting behind other live processes is not waiting on a
