@@ -29,6 +29,18 @@ type Loadable struct {
 	// used when its public area matches the template, it saves a
 	// CreatePrimary (tens of ms on hardware) in every process.
 	Persistent tpm2.TPMHandle
+	// Hierarchy, for a primary key, is the hierarchy it is made in: the
+	// owner's when zero, the endorsement hierarchy for the EK and the
+	// attestation key (attest.go).
+	Hierarchy tpm2.TPMHandle
+}
+
+// hierarchy is the hierarchy a primary key is made in.
+func (o *Loadable) hierarchy() tpm2.TPMHandle {
+	if o.Hierarchy == 0 {
+		return tpm2.TPMRHOwner
+	}
+	return o.Hierarchy
 }
 
 // Name computes the object's TPM name from its public area.
@@ -234,7 +246,7 @@ func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, 
 	if obj.Parent == nil {
 		err = e.withRoom(keep, func() error {
 			rsp, err := tpm2.CreatePrimary{
-				PrimaryHandle: tpm2.TPMRHOwner,
+				PrimaryHandle: obj.hierarchy(),
 				InPublic:      obj.Public,
 			}.Execute(e.tr())
 			if err != nil {
@@ -282,7 +294,7 @@ func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, 
 // usePersistent fills s from obj.Persistent if the key there is the one
 // obj's template makes: same type, name algorithm, attributes, policy and
 // parameters (a primary key is determined by those and the hierarchy's seed;
-// only owner-hierarchy keys are looked at).
+// only keys of obj's hierarchy are looked at).
 func (e *Engine) usePersistent(obj *Loadable, s *slot) bool {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: obj.Persistent}.Execute(e.tr())
 	if err != nil {
@@ -298,23 +310,23 @@ func (e *Engine) usePersistent(obj *Loadable, s *slot) bool {
 	}
 	h, w := *have, *want
 	h.Unique, w.Unique = tpm2.TPMUPublicID{}, tpm2.TPMUPublicID{}
-	if !bytes.Equal(tpm2.Marshal(h), tpm2.Marshal(w)) || !ownerPrimary(have.NameAlg, rsp.Name, rsp.QualifiedName) {
+	if !bytes.Equal(tpm2.Marshal(h), tpm2.Marshal(w)) || !primaryOf(obj.hierarchy(), have.NameAlg, rsp.Name, rsp.QualifiedName) {
 		return false
 	}
 	s.handle, s.name, s.pub, s.persistent = obj.Persistent, rsp.Name, *have, true
 	return true
 }
 
-// ownerPrimary reports whether qualified name qn says the object named name
-// is a primary key of the owner hierarchy: QN = nameAlg || H(TPM_RH_OWNER || name).
+// primaryOf reports whether qualified name qn says the object named name
+// is a primary key of hierarchy: QN = nameAlg || H(hierarchy || name).
 // The same template under another hierarchy is another key.
-func ownerPrimary(alg tpm2.TPMIAlgHash, name, qn tpm2.TPM2BName) bool {
+func primaryOf(hierarchy tpm2.TPMHandle, alg tpm2.TPMIAlgHash, name, qn tpm2.TPM2BName) bool {
 	hf, err := alg.Hash()
 	if err != nil || len(qn.Buffer) < 2 {
 		return false
 	}
 	d := hf.New()
-	d.Write(binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMRHOwner)))
+	d.Write(binary.BigEndian.AppendUint32(nil, uint32(hierarchy)))
 	d.Write(name.Buffer)
 	return bytes.Equal(qn.Buffer[2:], d.Sum(nil))
 }

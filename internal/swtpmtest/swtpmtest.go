@@ -210,6 +210,8 @@ type Server struct {
 	Spec string
 	// Dir holds the TPM's state, its sockets and log.
 	Dir string
+	// state is the TPM state directory when not Dir (SocketOn).
+	state string
 
 	t       testing.TB
 	sock    string
@@ -223,6 +225,20 @@ type Server struct {
 // NewServer starts a swtpm as Socket does and returns it.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
+	return NewServerOn(t, "")
+}
+
+// SocketOn is Socket on the TPM state in directory state (one that
+// Manufacture made).
+func SocketOn(t testing.TB, state string) string {
+	t.Helper()
+	return NewServerOn(t, state).Spec
+}
+
+// NewServerOn is NewServer on the TPM state in directory state, or on a
+// fresh one in Dir if state is "".
+func NewServerOn(t testing.TB, state string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("swtpm"); err != nil {
 		t.Skip("swtpm not installed")
 	}
@@ -231,7 +247,10 @@ func NewServer(t testing.TB) *Server {
 	// opt-out forgotten.
 	t.Cleanup(func() { optOutMu.Lock(); delete(optOut, t); optOutMu.Unlock() })
 	dir := t.TempDir()
-	s := &Server{t: t, Dir: dir, sock: filepath.Join(dir, "tpm.sock"), logPath: filepath.Join(dir, "swtpm.log")}
+	s := &Server{t: t, Dir: dir, state: state, sock: filepath.Join(dir, "tpm.sock"), logPath: filepath.Join(dir, "swtpm.log")}
+	if s.state == "" {
+		s.state = dir
+	}
 	s.Spec = "swtpm:unix:" + s.sock
 	t.Cleanup(s.Kill)
 	s.Start()
@@ -266,7 +285,7 @@ func (s *Server) Start() {
 	}
 	defer logf.Close()
 	cmd := exec.Command("swtpm", "socket", "--tpm2", "--server", "type=unixio,path="+s.sock,
-		"--ctrl", "type=unixio,path="+s.sock+".ctrl", "--tpmstate", "dir="+s.Dir,
+		"--ctrl", "type=unixio,path="+s.sock+".ctrl", "--tpmstate", "dir="+s.state,
 		"--flags", "not-need-init,startup-clear")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -1,0 +1,252 @@
+package tpm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// Key attestation: the TPM's endorsement key (EK), whose certificate the
+// manufacturer (or swtpm_setup's local CA) wrote into NV, and an
+// attestation key (AK) in the same TPM, a restricted signing key that
+// certifies other keys (TPM2_Certify). The AK is tied to the EK by
+// credential activation: a verifier encrypts a secret to the EK for the
+// AK's name (TPM2_MakeCredential, done in software), and only the TPM
+// holding both keys gets it back (TPM2_ActivateCredential).
+
+// NV indices of EK certificates (TCG EK Credential Profile 2.0, 2.2.1.4).
+const (
+	EKCertRSA2048 = tpm2.TPMHandle(0x01c00002)
+	EKCertECCP256 = tpm2.TPMHandle(0x01c0000a)
+	EKCertECCP384 = tpm2.TPMHandle(0x01c00016)
+)
+
+// Persistent handles where provisioning (swtpm_setup, most platforms) keeps
+// the RSA EK (TCG Provisioning Guidance, 7.8).
+const EKRSAHandle = tpm2.TPMHandle(0x81010001)
+
+// EKRSA is the RSA-2048 endorsement key of the TCG's default template
+// (EK Credential Profile, template L-1), whose certificate is at
+// EKCertRSA2048: re-created in the endorsement hierarchy when it is not
+// kept at EKRSAHandle. Its AES-128 symmetric part is what software
+// MakeCredential (go-attestation) expects.
+func EKRSA() *Loadable {
+	return &Loadable{ID: "ek:rsa", Public: tpm2.New2B(tpm2.RSAEKTemplate),
+		Hierarchy: tpm2.TPMRHEndorsement, Persistent: EKRSAHandle}
+}
+
+// AKTemplate is the attestation key: an ECC P-256 restricted signing key
+// (ECDSA with SHA-256) made in the TPM, fixed to it, never duplicable. A
+// restricted key signs only digests the TPM computed itself (no digest it
+// is handed that starts like a TPM attestation), so what it signs is true.
+func AKTemplate() tpm2.TPMTPublic {
+	return tpm2.TPMTPublic{
+		Type:    tpm2.TPMAlgECC,
+		NameAlg: tpm2.TPMAlgSHA256,
+		ObjectAttributes: tpm2.TPMAObject{
+			FixedTPM:            true,
+			FixedParent:         true,
+			SensitiveDataOrigin: true,
+			UserWithAuth:        true,
+			NoDA:                true,
+			Restricted:          true,
+			SignEncrypt:         true,
+		},
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+			CurveID: tpm2.TPMECCNistP256,
+			Scheme: tpm2.TPMTECCScheme{
+				Scheme:  tpm2.TPMAlgECDSA,
+				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
+			},
+			KDF: tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+	}
+}
+
+// AK is the attestation key: a primary key of the endorsement hierarchy,
+// so the same key in every process (and until the TPM's endorsement seed
+// changes) with no blob to keep.
+func AK() *Loadable {
+	return &Loadable{ID: "ak", Public: tpm2.New2B(AKTemplate()), Hierarchy: tpm2.TPMRHEndorsement}
+}
+
+// ReadNV reads NV index idx whole, authorized by the index itself (EK
+// certificate indices are readable with its empty authValue), else by the
+// owner. ErrNoNV if the index is not defined.
+func (e *Engine) ReadNV(idx tpm2.TPMHandle) ([]byte, error) {
+	pub, err := tpm2.NVReadPublic{NVIndex: idx}.Execute(e.tr())
+	if err != nil {
+		if errors.Is(err, tpm2.TPMRCHandle) {
+			return nil, ErrNoNV
+		}
+		return nil, err
+	}
+	nv, err := pub.NVPublic.Contents()
+	if err != nil {
+		return nil, err
+	}
+	nh := tpm2.NamedHandle{Handle: idx, Name: pub.NVName}
+	var authH any = tpm2.AuthHandle{Handle: idx, Name: pub.NVName, Auth: tpm2.PasswordAuth(nil)}
+	if !nv.Attributes.AuthRead && nv.Attributes.OwnerRead {
+		authH = tpm2.TPMRHOwner
+	}
+	var out []byte
+	for off := 0; off < int(nv.DataSize); {
+		n := min(int(nv.DataSize)-off, 512)
+		var rsp *tpm2.NVReadResponse
+		switch a := authH.(type) {
+		case tpm2.AuthHandle:
+			rsp, err = tpm2.NVRead{AuthHandle: a, NVIndex: nh, Size: uint16(n), Offset: uint16(off)}.Execute(e.tr())
+		case tpm2.TPMHandle:
+			rsp, err = tpm2.NVRead{AuthHandle: a, NVIndex: nh, Size: uint16(n), Offset: uint16(off)}.Execute(e.tr())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read NV %#x: %w", uint32(idx), err)
+		}
+		if len(rsp.Data.Buffer) == 0 {
+			return nil, fmt.Errorf("read NV %#x: no data", uint32(idx))
+		}
+		out = append(out, rsp.Data.Buffer...)
+		off += len(rsp.Data.Buffer)
+	}
+	return out, nil
+}
+
+// ErrNoNV is ReadNV's error for an NV index the TPM does not have.
+var ErrNoNV = errors.New("NV index not defined")
+
+// Public returns obj's public area as the TPM has it: a primary key's
+// unique field is filled in by the TPM, so its template is not enough.
+func (e *Engine) Public(obj *Loadable) (tpm2.TPMTPublic, error) {
+	if obj.Parent != nil {
+		p, err := obj.Public.Contents()
+		if err != nil {
+			return tpm2.TPMTPublic{}, err
+		}
+		return *p, nil
+	}
+	if _, err := e.Handle(obj); err != nil {
+		return tpm2.TPMTPublic{}, err
+	}
+	return e.slots[obj.ID].pub, nil
+}
+
+// AKCreation is what a verifier checks about an attestation key before it
+// trusts it (go-attestation's AttestationParameters): its public area, the
+// creation data of its TPM2_CreatePrimary and TPM2_CertifyCreation of those
+// by the key itself, which shows the key is the TPM's own restricted key.
+type AKCreation struct {
+	Public, CreateData, CreateAttestation, CreateSignature []byte
+}
+
+// CertifyAKCreation makes ak (a primary key) once more, outside the cache,
+// to get its creation data and ticket, has it certify its own creation
+// (TPM2_CertifyCreation), and flushes it. The primary is the same key the
+// cache uses: same template, same seed.
+func (e *Engine) CertifyAKCreation(ak *Loadable) (*AKCreation, error) {
+	if ak.Parent != nil {
+		return nil, errors.New("the attestation key must be a primary key")
+	}
+	var rsp *tpm2.CreatePrimaryResponse
+	err := e.withRoom(map[string]bool{}, func() (err error) {
+		rsp, err = tpm2.CreatePrimary{PrimaryHandle: ak.hierarchy(), InPublic: ak.Public}.Execute(e.tr())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create attestation key: %w", err)
+	}
+	defer func() { _, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(e.tr()) }()
+	h := tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
+	cc, err := tpm2.CertifyCreation{
+		SignHandle:     auth(h, nil),
+		ObjectHandle:   h,
+		CreationHash:   rsp.CreationHash,
+		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+		CreationTicket: rsp.CreationTicket,
+	}.Execute(e.tr())
+	if err != nil {
+		return nil, fmt.Errorf("certify creation: %w", err)
+	}
+	return &AKCreation{
+		Public:            rsp.OutPublic.Bytes(),
+		CreateData:        rsp.CreationData.Bytes(),
+		CreateAttestation: cc.CertifyInfo.Bytes(),
+		CreateSignature:   tpm2.Marshal(cc.Signature),
+	}, nil
+}
+
+// Certify has ak sign a TPMS_ATTEST saying that the TPM holds key, with
+// key's name (so its public area, attributes included) and qualifying
+// data extra (a verifier's nonce). Returns the TPMS_ATTEST and the
+// TPMT_SIGNATURE, marshalled.
+func (e *Engine) Certify(key, ak *Loadable, extra []byte) (attest, sig []byte, err error) {
+	keep := map[string]bool{key.ID: true, ak.ID: true}
+	kh, err := e.handle(key, keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	ah, err := e.handle(ak, keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	// TPM2_Certify needs the object's ADMIN role: its authValue (no key
+	// of the token has adminWithPolicy), even for a key used by policy.
+	rsp, err := tpm2.Certify{
+		ObjectHandle:   auth(kh, key.Auth),
+		SignHandle:     auth(ah, ak.Auth),
+		QualifyingData: tpm2.TPM2BData{Buffer: extra},
+		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
+	}.Execute(e.tr())
+	if err != nil {
+		return nil, nil, fmt.Errorf("certify: %w", err)
+	}
+	return rsp.CertifyInfo.Bytes(), tpm2.Marshal(rsp.Signature), nil
+}
+
+// ActivateCredential recovers the secret a verifier encrypted to ek for
+// ak's name (credential, the TPM2B_ID_OBJECT's contents, and secret, the
+// TPM2B_ENCRYPTED_SECRET's): the TPM releases it only if it holds both
+// keys. The EK is used under its standard policy, PolicySecret of the
+// endorsement hierarchy (whose authValue is empty on every TPM the token
+// runs on).
+func (e *Engine) ActivateCredential(ak, ek *Loadable, credential, secret []byte) ([]byte, error) {
+	keep := map[string]bool{ak.ID: true, ek.ID: true}
+	ah, err := e.handle(ak, keep)
+	if err != nil {
+		return nil, err
+	}
+	eh, err := e.handle(ek, keep)
+	if err != nil {
+		return nil, err
+	}
+	// A persistent EK takes an object slot while the command runs.
+	var rsp *tpm2.ActivateCredentialResponse
+	err = e.withRoom(keep, func() (err error) {
+		rsp, err = tpm2.ActivateCredential{
+			ActivateHandle: auth(ah, ak.Auth),
+			KeyHandle: tpm2.AuthHandle{Handle: eh.Handle, Name: eh.Name,
+				Auth: tpm2.Policy(tpm2.TPMAlgSHA256, 16, tpm2.PolicyCallback(endorsementSecret))},
+			CredentialBlob: tpm2.TPM2BIDObject{Buffer: credential},
+			Secret:         tpm2.TPM2BEncryptedSecret{Buffer: secret},
+		}.Execute(e.tr())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("activate credential: %w", err)
+	}
+	return rsp.CertInfo.Buffer, nil
+}
+
+// endorsementSecret satisfies the EK's policy: TPM2_PolicySecret with the
+// endorsement hierarchy's (empty) authValue.
+func endorsementSecret(t transport.TPM, session tpm2.TPMISHPolicy, nonce tpm2.TPM2BNonce) error {
+	_, err := tpm2.PolicySecret{
+		AuthHandle:    tpm2.TPMRHEndorsement,
+		PolicySession: session,
+		NonceTPM:      nonce,
+	}.Execute(t)
+	return err
+}
