@@ -97,7 +97,7 @@ func (e *Engine) Sign(key *Loadable, digest []byte, scheme tpm2.TPMTSigScheme) (
 		return nil, err
 	}
 	rsp, err := tpm2.Sign{
-		KeyHandle:  auth(h, key.Auth),
+		KeyHandle:  e.keyAuth(h, key, map[string]bool{key.ID: true}),
 		Digest:     tpm2.TPM2BDigest{Buffer: digest},
 		InScheme:   scheme,
 		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck},
@@ -116,7 +116,7 @@ func (e *Engine) RSARaw(key *Loadable, c []byte) ([]byte, error) {
 		return nil, err
 	}
 	rsp, err := tpm2.RSADecrypt{
-		KeyHandle:  auth(h, key.Auth),
+		KeyHandle:  e.keyAuth(h, key, map[string]bool{key.ID: true}),
 		CipherText: tpm2.TPM2BPublicKeyRSA{Buffer: c},
 		InScheme:   tpm2.TPMTRSADecrypt{Scheme: tpm2.TPMAlgNull},
 	}.Execute(e.tr())

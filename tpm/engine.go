@@ -33,6 +33,9 @@ type Loadable struct {
 	// owner's when zero, the endorsement hierarchy for the EK and the
 	// attestation key (attest.go).
 	Hierarchy tpm2.TPMHandle
+	// Policy, if set, is how to satisfy the key's authPolicy when it is
+	// used (policy.go); the key is then not used with its authValue.
+	Policy *Policy
 }
 
 // hierarchy is the hierarchy a primary key is made in.
