@@ -183,14 +183,18 @@ func (e *Engine) CertifyAKCreation(ak *Loadable) (*AKCreation, error) {
 // data extra (a verifier's nonce). Returns the TPMS_ATTEST and the
 // TPMT_SIGNATURE, marshalled.
 func (e *Engine) Certify(key, ak *Loadable, extra []byte) (attest, sig []byte, err error) {
-	keep := map[string]bool{key.ID: true, ak.ID: true}
-	kh, err := e.handle(key, keep)
+	// The key first (its parents may go once it is loaded), then the AK
+	// keeping the key: two slots, whatever the TPM has.
+	kh, err := e.handle(key, map[string]bool{})
 	if err != nil {
 		return nil, nil, err
 	}
-	ah, err := e.handle(ak, keep)
+	ah, err := e.handle(ak, map[string]bool{key.ID: true})
 	if err != nil {
 		return nil, nil, err
+	}
+	if !e.Loaded(key.ID) {
+		return nil, nil, errors.New("certify: the key was evicted")
 	}
 	// TPM2_Certify needs the object's ADMIN role: its authValue (no key
 	// of the token has adminWithPolicy), even for a key used by policy.

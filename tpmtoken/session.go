@@ -335,6 +335,9 @@ func (l *Library) GetAttributeValue(h, obj uint64, types []ck.AttributeType) ([]
 		return nil, err
 	}
 	res := getAttributes(o, types)
+	if err := s.tok.attestationAttr(h, o, types, res); err != nil {
+		return nil, err
+	}
 	return res, s.tok.valueOf(o, types, res)
 }
 

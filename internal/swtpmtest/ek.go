@@ -105,3 +105,11 @@ func (ca *EKCA) cert(t testing.TB, name string) *x509.Certificate {
 	}
 	return c
 }
+
+// Intermediates is a pool holding Intermediate.
+func (ca *EKCA) Intermediates(t testing.TB) *x509.CertPool {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Intermediate(t))
+	return pool
+}

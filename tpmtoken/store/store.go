@@ -74,6 +74,9 @@ type Token struct {
 	// was made under: another TPM, or this one after TPM2_Clear, has
 	// another (empty for tokens made before it was recorded).
 	TPMName []byte `json:"tpm_name,omitempty"`
+	// AKCertificates is the TPM's attestation key certificate and its
+	// chain (PEM), as an attestation CA issued them.
+	AKCertificates []string `json:"ak_certificates,omitempty"`
 }
 
 // KeyBlob is a TPM key's wrapped blobs and its authValue.

@@ -1,0 +1,309 @@
+package tpmtoken
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"weak"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// Key attestation, the token's side: evidence that a key was made in this
+// TPM and cannot leave it. The TPM's attestation key (AK) certifies the
+// key (TPM2_Certify: the key's name, so its public area and attributes —
+// fixedTPM, fixedParent, sensitiveDataOrigin — signed by the AK, with the
+// verifier's nonce). The AK is tied to the TPM's endorsement key (EK),
+// whose certificate the manufacturer wrote into NV, by credential
+// activation (ActivateCredential) or by an AK certificate an attestation
+// CA issued after one. docs/attestation.md describes the formats;
+// attestverify.go is the verifier's side.
+
+// CKA_TPM11_ATTESTATION is a vendor-defined, read-only attribute of a
+// private key generated in the TPM: the key's attestation evidence (the
+// JSON form of Evidence, with no nonce), made on first read.
+const CKA_TPM11_ATTESTATION = ck.AttributeType(0x80000000 | 0x54504D01)
+
+// EvidenceFormat names the JSON form of Evidence.
+const EvidenceFormat = "tpm11-key-attestation/1"
+
+// Evidence is a key's attestation: everything a verifier needs besides
+// its trust anchors (the EK certificates' root; for the AK certificate,
+// the attestation CA's). Byte fields are TPM structures as the TPM
+// marshals them (base64 in JSON); certificates are PEM.
+type Evidence struct {
+	Format string `json:"format"`
+	// TPM is what the TPM says it is (informative: the EK certificate is
+	// what a verifier trusts).
+	TPM struct {
+		Manufacturer string `json:"manufacturer"`
+		Vendor       string `json:"vendor,omitempty"`
+		Firmware     string `json:"firmware,omitempty"`
+	} `json:"tpm"`
+	Key struct {
+		// Public is the key's TPMT_PUBLIC (WebAuthn's pubArea).
+		Public []byte `json:"public"`
+		// Attestation is the TPMS_ATTEST of TPM2_Certify (certInfo), and
+		// Signature the AK's TPMT_SIGNATURE over it (sig).
+		Attestation []byte `json:"attestation"`
+		Signature   []byte `json:"signature"`
+		// Nonce is the qualifying data (the TPMS_ATTEST's extraData).
+		Nonce []byte `json:"nonce,omitempty"`
+		// PublicKey is the key as PEM, for people.
+		PublicKey string `json:"public_key"`
+	} `json:"key"`
+	AK struct {
+		// The AK's TPMT_PUBLIC, TPMS_CREATION_DATA, and its
+		// TPM2_CertifyCreation of itself (TPMS_ATTEST, TPMT_SIGNATURE):
+		// go-attestation's AttestationParameters.
+		Public            []byte `json:"public"`
+		CreateData        []byte `json:"create_data"`
+		CreateAttestation []byte `json:"create_attestation"`
+		CreateSignature   []byte `json:"create_signature"`
+		// Certificates is the AK certificate and its chain, once an
+		// attestation CA issued one (SetAKCertificates).
+		Certificates []string `json:"certificates,omitempty"`
+	} `json:"ak"`
+	EK struct {
+		// Public is the EK's TPMT_PUBLIC (RSA-2048, TCG template L-1).
+		Public []byte `json:"public"`
+		// Certificates is the EK certificate from NV, then any chain
+		// the caller added (AttestOptions.EKChain).
+		Certificates []string `json:"certificates"`
+	} `json:"ek"`
+}
+
+// JSON is the evidence in its JSON form, indented for people.
+func (ev *Evidence) JSON() ([]byte, error) { return json.MarshalIndent(ev, "", "  ") }
+
+// ParseEvidence reads the JSON form.
+func ParseEvidence(b []byte) (*Evidence, error) {
+	var ev Evidence
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return nil, fmt.Errorf("attestation evidence: %w", err)
+	}
+	if ev.Format != EvidenceFormat {
+		return nil, fmt.Errorf("attestation evidence: format %q, want %q", ev.Format, EvidenceFormat)
+	}
+	return &ev, nil
+}
+
+// AttestOptions are the inputs of Attest.
+type AttestOptions struct {
+	// Nonce is the verifier's challenge, signed as the TPMS_ATTEST's
+	// extraData (for ACME device-attest-01: SHA-256 of the key
+	// authorization). At most 64 bytes (the TPM's TPM2B_DATA).
+	Nonce []byte
+	// EKChain is appended to the EK certificate (intermediates, which
+	// the TPM does not hold).
+	EKChain []*x509.Certificate
+}
+
+// Attest makes attestation evidence for private key obj (session h; a
+// private key needs the user logged in). Any key the TPM holds can be
+// certified: a verifier tells a key generated in the TPM from an imported
+// one by the attributes in its public area.
+func (l *Library) Attest(h, obj uint64, opts AttestOptions) (*Evidence, error) {
+	s, o, err := l.sessionObject(h, obj)
+	if err != nil {
+		return nil, err
+	}
+	if o.class() != ck.CKO_PRIVATE_KEY || o.key == nil {
+		return nil, ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "only a private key in the TPM can be attested")
+	}
+	if len(opts.Nonce) > 64 {
+		return nil, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "the nonce is at most 64 bytes")
+	}
+	if err := s.tok.usable(o); err != nil {
+		return nil, err
+	}
+	key := o.key
+	ev, err := do(l, s.Handle, func(e *tpm.Engine) (*Evidence, error) { return attestKey(e, key, opts.Nonce) })
+	if err != nil {
+		return nil, keyAuthError(err)
+	}
+	for _, c := range opts.EKChain {
+		ev.EK.Certificates = append(ev.EK.Certificates, pemCert(c.Raw))
+	}
+	ev.AK.Certificates = s.tok.record().AKCertificates
+	info := l.tpmInfo()
+	ev.TPM.Manufacturer, ev.TPM.Vendor = info.Manufacturer, info.VendorString
+	ev.TPM.Firmware = fmt.Sprintf("%d.%d", info.FirmwareMajor, info.FirmwareMinor)
+	return ev, nil
+}
+
+// attestKey runs on the TPM worker: EK certificate and public area, the AK's
+// creation certificate, and TPM2_Certify of key.
+func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte) (*Evidence, error) {
+	ekCert, err := e.ReadNV(tpm.EKCertRSA2048)
+	if errors.Is(err, tpm.ErrNoNV) {
+		return nil, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "this TPM has no RSA EK certificate (NV 0x01c00002): it cannot prove where its keys live")
+	}
+	if err != nil {
+		return nil, err
+	}
+	ekCert = stripNVHeader(ekCert)
+	ekPub, err := e.Public(tpm.EKRSA())
+	if err != nil {
+		return nil, fmt.Errorf("endorsement key: %w", err)
+	}
+	ak := tpm.AK()
+	cr, err := e.CertifyAKCreation(ak)
+	if err != nil {
+		return nil, err
+	}
+	att, sig, err := e.Certify(key, ak, nonce)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := key.Public.Contents()
+	if err != nil {
+		return nil, err
+	}
+	ev := &Evidence{Format: EvidenceFormat}
+	ev.Key.Public, ev.Key.Attestation, ev.Key.Signature, ev.Key.Nonce = tpm2.Marshal(pub), att, sig, nonce
+	if pk, err := tpmPublicKey(pub); err == nil {
+		if der, err := x509.MarshalPKIXPublicKey(pk); err == nil {
+			ev.Key.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+		}
+	}
+	ev.AK.Public, ev.AK.CreateData, ev.AK.CreateAttestation, ev.AK.CreateSignature =
+		cr.Public, cr.CreateData, cr.CreateAttestation, cr.CreateSignature
+	ev.EK.Public = tpm2.Marshal(ekPub)
+	ev.EK.Certificates = []string{pemCert(ekCert)}
+	return ev, nil
+}
+
+// stripNVHeader removes the TCG PC Client header (0x10 0x01 0x00, then a
+// 16-bit length) some TPMs put before the certificate in NV.
+func stripNVHeader(b []byte) []byte {
+	if len(b) > 5 && b[0] == 0x10 && b[1] == 0x01 && b[2] == 0x00 {
+		n := int(b[3])<<8 | int(b[4])
+		if 5+n <= len(b) {
+			return b[5 : 5+n]
+		}
+	}
+	// A certificate padded to the NV index's size: cut after its DER.
+	if len(b) > 4 && b[0] == 0x30 && b[1] == 0x82 {
+		n := int(b[2])<<8 | int(b[3]) + 4
+		if n <= len(b) {
+			return b[:n]
+		}
+	}
+	return b
+}
+
+func pemCert(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+// tpmPublicKey is the Go public key of a TPM public area (RSA or ECC).
+func tpmPublicKey(p *tpm2.TPMTPublic) (any, error) {
+	switch p.Type {
+	case tpm2.TPMAlgRSA:
+		parms, err := p.Parameters.RSADetail()
+		if err != nil {
+			return nil, err
+		}
+		n, err := p.Unique.RSA()
+		if err != nil {
+			return nil, err
+		}
+		return tpm2.RSAPub(parms, n)
+	case tpm2.TPMAlgECC:
+		parms, err := p.Parameters.ECCDetail()
+		if err != nil {
+			return nil, err
+		}
+		pt, err := p.Unique.ECC()
+		if err != nil {
+			return nil, err
+		}
+		return tpm2.ECDSAPub(parms, pt)
+	}
+	return nil, fmt.Errorf("public area of type %#x", p.Type)
+}
+
+// ActivateCredential answers a verifier's credential activation challenge
+// (ActivationChallenge, made by NewActivationChallenge from this TPM's
+// evidence): the TPM decrypts the secret only if it holds both the EK the
+// challenge was encrypted to and the AK it names. Any session of the
+// token will do; no login is needed (neither key is the user's).
+func (l *Library) ActivateCredential(h uint64, ch *ActivationChallenge) ([]byte, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, err
+	}
+	if ch == nil || len(ch.Credential) < 2 || len(ch.Secret) < 2 {
+		return nil, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "empty activation challenge")
+	}
+	return do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) {
+		return e.ActivateCredential(tpm.AK(), tpm.EKRSA(), ch.Credential[2:], ch.Secret[2:])
+	})
+}
+
+// SetAKCertificates keeps, with the token (session h, the SO or user
+// logged in), the certificate an attestation CA issued for the TPM's AK
+// and its chain (PEM, AK certificate first): Attest includes them, and
+// they make the x5c of the WebAuthn form.
+func (l *Library) SetAKCertificates(h uint64, chain []*x509.Certificate) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.tok.loginState(); !ok {
+		return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	}
+	if !s.rw() {
+		return ck.E(ck.CKR_SESSION_READ_ONLY)
+	}
+	rec := *s.tok.record()
+	rec.AKCertificates = nil
+	for _, c := range chain {
+		rec.AKCertificates = append(rec.AKCertificates, pemCert(c.Raw))
+	}
+	return s.tok.putRecord(&rec)
+}
+
+// evidenceCache keeps each object's CKA_TPM11_ATTESTATION, made once per
+// object and process, so the length an application asks for first is the
+// length it then gets; an entry goes with its object.
+var evidenceCache sync.Map // weak.Pointer[Object] → []byte
+
+// attestationAttr fills CKA_TPM11_ATTESTATION for a private key generated
+// in the TPM.
+func (t *Token) attestationAttr(h uint64, o *Object, types []ck.AttributeType, res []AttrResult) error {
+	for i, typ := range types {
+		if typ != CKA_TPM11_ATTESTATION || o.class() != ck.CKO_PRIVATE_KEY || o.key == nil {
+			continue
+		}
+		pub, err := o.key.Public.Contents()
+		if err != nil || !pub.ObjectAttributes.FixedTPM || !pub.ObjectAttributes.SensitiveDataOrigin {
+			continue // an imported key: nothing to prove
+		}
+		wp := weak.Make(o)
+		v, ok := evidenceCache.Load(wp)
+		if !ok {
+			ev, err := t.lib.Attest(h, o.Handle, AttestOptions{})
+			if err != nil {
+				return err
+			}
+			b, err := ev.JSON()
+			if err != nil {
+				return ck.Wrap(ck.CKR_GENERAL_ERROR, err)
+			}
+			var loaded bool
+			if v, loaded = evidenceCache.LoadOrStore(wp, b); !loaded {
+				runtime.AddCleanup(o, func(wp weak.Pointer[Object]) { evidenceCache.Delete(wp) }, wp)
+			}
+		}
+		res[i] = AttrResult{Value: v.([]byte)}
+	}
+	return nil
+}
