@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/asyncq"
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
 )
 
 // rcTable is the one place TPM response codes become CK_RVs.
@@ -41,6 +42,9 @@ func tpmError(err error) error {
 		return ck.Wrap(ck.CKR_FUNCTION_CANCELED, err)
 	case errors.Is(err, asyncq.ErrClosed):
 		return ck.Wrap(ck.CKR_CRYPTOKI_NOT_INITIALIZED, err)
+	case errors.Is(err, tpm.ErrPolicy):
+		// A key bound to platform state, with the platform elsewhere.
+		return ck.Wrap(ck.CKR_KEY_FUNCTION_NOT_PERMITTED, err)
 	}
 	var rc tpm2.TPMRC
 	if errors.As(err, &rc) {

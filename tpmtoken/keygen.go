@@ -68,7 +68,8 @@ func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults ma
 			if got, _, err := tmpl.ULong(typ); err != nil || (typ == ck.CKA_CLASS && got != uint64(class)) || (typ == ck.CKA_KEY_TYPE && got != uint64(kt)) {
 				return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x", typ)
 			}
-		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT:
+		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT,
+			class == ck.CKO_PRIVATE_KEY && isPolicyAttr(typ):
 			// read by the generator
 		case typ == ck.CKA_ALLOWED_MECHANISMS:
 			if len(v)%8 != 0 {
@@ -187,6 +188,10 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 			priv.SetBool(t, false)
 		}
 	}
+	template, policy, err := s.tok.applyPolicy(h, vt, priv, template) // pcrpolicy.go
+	if err != nil {
+		return 0, 0, err
+	}
 	if (pub.Bool(ck.CKA_TOKEN) || priv.Bool(ck.CKA_TOKEN)) && !s.rw() {
 		return 0, 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
@@ -216,7 +221,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		if err != nil {
 			return nil, err
 		}
-		return &tpm.Loadable{Parent: storage, Public: p, Private: k}, nil
+		return &tpm.Loadable{Parent: storage, Public: p, Private: k, Policy: policy}, nil
 	}, func(v *tpm.Loadable, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err

@@ -134,6 +134,7 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 			o.seal, o.sealed = blob, rec.Sealed
 		} else {
 			o.key = blob
+			blob.Policy = policyOf(o.Attrs) // pcrpolicy.go
 		}
 	}
 	return o

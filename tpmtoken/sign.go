@@ -161,7 +161,7 @@ func (l *Library) runSign(s *Session, op *signOp, fn string, dst Dest) ([]byte, 
 			return asyncRecord{Data: v}, err
 		},
 	}, dst)
-	return res.Data, err
+	return res.Data, l.explainPolicy(op.key, err)
 }
 
 // verifyOp is an initialized C_Verify*: in software with the public key,
