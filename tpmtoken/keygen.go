@@ -69,7 +69,7 @@ func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults ma
 				return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x", typ)
 			}
 		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT,
-			class == ck.CKO_PRIVATE_KEY && isPolicyAttr(typ):
+			class == ck.CKO_PRIVATE_KEY && isVendorKeygenAttr(typ):
 			// read by the generator
 		case typ == ck.CKA_ALLOWED_MECHANISMS:
 			if len(v)%8 != 0 {
@@ -199,6 +199,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
 	}
 	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
+	storage, err = portableParent(vt, priv, storage, err) // keyfile.go
 	if err != nil {
 		return 0, 0, err
 	}

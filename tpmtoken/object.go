@@ -124,6 +124,9 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 				parent = t.public
 			}
 		}
+		if rec.Parent == tss2ParentName {
+			parent = tss2Parent // keyfile.go
+		}
 		blob := &tpm.Loadable{
 			ID: "key:" + rec.UID, Parent: parent,
 			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
@@ -146,6 +149,9 @@ func (o *Object) record() *store.Object {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
 		if isPublicParent(o.key) {
 			r.Parent = "public"
+		}
+		if o.key.Parent == tss2Parent {
+			r.Parent = tss2ParentName
 		}
 	}
 	if o.seal != nil {

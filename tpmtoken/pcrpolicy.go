@@ -54,8 +54,10 @@ type policyJSON struct {
 	AuthPolicy []byte         `json:"auth_policy"`
 }
 
-func isPolicyAttr(t ck.AttributeType) bool {
-	return t == CKA_TPM11_PCR_POLICY || t == CKA_TPM11_POLICY_AUTHORITY
+// isVendorKeygenAttr: the vendor attributes a private key's template may
+// carry at generation.
+func isVendorKeygenAttr(t ck.AttributeType) bool {
+	return t == CKA_TPM11_PCR_POLICY || t == CKA_TPM11_POLICY_AUTHORITY || t == CKA_TPM11_PORTABLE
 }
 
 // ParsePCRList reads "0,7,16" (or "sha256:0,7,16").
