@@ -138,8 +138,29 @@ func (l *Library) Attest(h, obj uint64, opts AttestOptions) (*Evidence, error) {
 	return ev, nil
 }
 
+// AKEvidence is the evidence of the TPM's attestation key alone (no key
+// part): what an attestation CA needs to enroll the AK
+// (IssueAKCertificate). Any session of the token; no login needed.
+func (l *Library) AKEvidence(h uint64, ekChain []*x509.Certificate) (*Evidence, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := do(l, s.Handle, func(e *tpm.Engine) (*Evidence, error) { return attestKey(e, nil, nil) })
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ekChain {
+		ev.EK.Certificates = append(ev.EK.Certificates, pemCert(c.Raw))
+	}
+	info := l.tpmInfo()
+	ev.TPM.Manufacturer, ev.TPM.Vendor = info.Manufacturer, info.VendorString
+	ev.TPM.Firmware = fmt.Sprintf("%d.%d", info.FirmwareMajor, info.FirmwareMinor)
+	return ev, nil
+}
+
 // attestKey runs on the TPM worker: EK certificate and public area, the AK's
-// creation certificate, and TPM2_Certify of key.
+// creation certificate, and TPM2_Certify of key (if not nil).
 func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte) (*Evidence, error) {
 	ekCert, err := e.ReadNV(tpm.EKCertRSA2048)
 	if errors.Is(err, tpm.ErrNoNV) {
@@ -158,19 +179,21 @@ func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte) (*Evidence, error
 	if err != nil {
 		return nil, err
 	}
-	att, sig, err := e.Certify(key, ak, nonce)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := key.Public.Contents()
-	if err != nil {
-		return nil, err
-	}
 	ev := &Evidence{Format: EvidenceFormat}
-	ev.Key.Public, ev.Key.Attestation, ev.Key.Signature, ev.Key.Nonce = tpm2.Marshal(pub), att, sig, nonce
-	if pk, err := tpmPublicKey(pub); err == nil {
-		if der, err := x509.MarshalPKIXPublicKey(pk); err == nil {
-			ev.Key.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	if key != nil {
+		att, sig, err := e.Certify(key, ak, nonce)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := key.Public.Contents()
+		if err != nil {
+			return nil, err
+		}
+		ev.Key.Public, ev.Key.Attestation, ev.Key.Signature, ev.Key.Nonce = tpm2.Marshal(pub), att, sig, nonce
+		if pk, err := tpmPublicKey(pub); err == nil {
+			if der, err := x509.MarshalPKIXPublicKey(pk); err == nil {
+				ev.Key.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+			}
 		}
 	}
 	ev.AK.Public, ev.AK.CreateData, ev.AK.CreateAttestation, ev.AK.CreateSignature =
