@@ -197,10 +197,10 @@ func (k keySpec) offeredBy(d tpmtoken.Diagnostics) bool {
 var allKeyTypes = []string{"rsa:1024", "rsa:2048", "rsa:3072", "rsa:4096", "ec:p224", "ec:p256", "ec:p384", "ec:p521", "aes:128", "aes:192", "aes:256", "hmac:256"}
 
 func keygenCmd(g *globals) *cobra.Command {
-	var idHex, label, typ string
-	var replace, asJSON, sshOut bool
+	var idHex, label, typ, pcrs, pcrAuthority string
+	var replace, asJSON, sshOut, portable bool
 	c := &cobra.Command{
-		Use:   "keygen [--type TYPE] [--id HEX] [--label LABEL]",
+		Use:   "keygen [--type TYPE] [--id HEX] [--label LABEL] [--pcr LIST [--pcr-authority PEM]] [--portable]",
 		Short: "Generate an RSA, EC, AES or HMAC key in the TPM",
 		Long: `Generate a key inside the TPM: an RSA or EC key pair (the public key is
 printed as PEM, or as an OpenSSH line with --ssh) or an AES or HMAC secret
@@ -210,7 +210,13 @@ offers.
 
 Without --id the smallest free one-byte ID is used. An ID already in use is
 refused (pkcs11:id=... would become ambiguous) unless --replace, which
-destroys the old objects once the new key exists.`,
+destroys the old objects once the new key exists.
+
+--pcr 7,16 binds a key pair to platform state: it signs only while those
+PCRs (SHA-256) hold their current values, or, with --pcr-authority (a
+public key), values that authority approved (tpm11 policy). --portable
+makes a key pair tpm2-openssl can use (tpm11 tss2 export), which needs no
+PIN.`,
 		Example: `  tpm11 keygen --type ec:p256 --label ssh
   tpm11 keygen --type rsa:3072 --id 02 --label web
   tpm11 keygen --type aes:256 --label backup`,
@@ -218,6 +224,13 @@ destroys the old objects once the new key exists.`,
 			spec, err := parseKeyType(typ)
 			if err != nil {
 				return err
+			}
+			vendor, err := keygenVendor(pcrs, pcrAuthority, portable) // attest.go
+			if err != nil {
+				return err
+			}
+			if vendor != nil && spec.kind != "ec" && spec.kind != "rsa" {
+				return usagef("--pcr and --portable are for RSA and EC key pairs")
 			}
 			if err := checkLabel(label, 256); err != nil {
 				return err
@@ -247,7 +260,7 @@ destroys the old objects once the new key exists.`,
 				}
 				var handles []uint64
 				err = progress("generating the "+spec.display()+" in the TPM", func() error {
-					handles, err = generate(c, spec, id, label)
+					handles, err = generate(c, spec, id, label, vendor...)
 					return err
 				})
 				if err != nil {
@@ -267,6 +280,9 @@ destroys the old objects once the new key exists.`,
 	c.Flags().BoolVar(&replace, "replace", false, "replace the objects that already use this ID")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().BoolVar(&sshOut, "ssh", false, "print the public key as an OpenSSH authorized_keys line instead of PEM")
+	c.Flags().StringVar(&pcrs, "pcr", "", "bind the key to these PCRs' values, e.g. 7,16")
+	c.Flags().StringVar(&pcrAuthority, "pcr-authority", "", "with --pcr: a public key (PEM) whose approvals of PCR values count instead")
+	c.Flags().BoolVar(&portable, "portable", false, "make the key a TSS2 key file can hold (no PIN)")
 	_ = c.RegisterFlagCompletionFunc("type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return allKeyTypes, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -299,7 +315,7 @@ func (g *globals) offeredHelp() string {
 }
 
 // generate makes the key; it returns the new objects' handles.
-func generate(c *ctx, k keySpec, id []byte, label string) ([]uint64, error) {
+func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Attr) ([]uint64, error) {
 	common := []tpmtoken.Attr{attr(ck.CKA_TOKEN, yes), attr(ck.CKA_ID, id)}
 	if label != "" {
 		common = append(common, attr(ck.CKA_LABEL, []byte(label)))
@@ -318,6 +334,7 @@ func generate(c *ctx, k keySpec, id []byte, label string) ([]uint64, error) {
 			pubT = append(pubT, attr(ck.CKA_MODULUS_BITS, ulong(k.bits)), attr(ck.CKA_ENCRYPT, yes))
 			privT = append(privT, attr(ck.CKA_DECRYPT, yes))
 		}
+		privT = withVendor(privT, vendor) // attest.go
 		priv, pub, err := keyPair(c, m, pubT, privT)
 		return []uint64{priv, pub}, err
 	case "aes":

@@ -114,6 +114,10 @@ file (tpm11 info shows which file was read).`,
 		c.GroupID = "keys"
 		root.AddCommand(c)
 	}
+	for _, c := range attestCmds(g) { // attest.go
+		c.GroupID = "keys"
+		root.AddCommand(c)
+	}
 	addHidden(root, g)
 	for _, c := range root.Commands() {
 		if c.Args == nil {
