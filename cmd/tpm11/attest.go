@@ -608,3 +608,31 @@ func withVendor(t, extra []tpmtoken.Attr) []tpmtoken.Attr {
 	}
 	return append(out, extra...)
 }
+
+// vendorDescription reads what list shows of a key's vendor attributes.
+func vendorDescription(a attrs) (pcrPolicy string, portable bool) {
+	if p := a[tpmtoken.CKA_TPM11_PCR_POLICY]; len(p) > 0 {
+		pcrPolicy = "PCR " + string(p)
+		if len(a[tpmtoken.CKA_TPM11_POLICY_AUTHORITY]) > 0 {
+			pcrPolicy += " as an authority approves"
+		}
+	}
+	return pcrPolicy, a.bool(tpmtoken.CKA_TPM11_PORTABLE)
+}
+
+// vendorNotes is list's note for bound, portable and linked keys.
+func (o object) vendorNotes() string {
+	var n []string
+	switch {
+	case o.Portable && o.Origin == "imported":
+		n = append(n, "linked TPM key file")
+	case o.Portable:
+		n = append(n, "generated in the TPM, portable (tpm11 tss2 export)")
+	case o.PCRPolicy != "":
+		n = append(n, "generated in the TPM")
+	}
+	if o.PCRPolicy != "" {
+		n = append(n, "bound to "+o.PCRPolicy)
+	}
+	return strings.Join(n, ", ")
+}

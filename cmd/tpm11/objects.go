@@ -28,7 +28,10 @@ type object struct {
 	Subject  string     `json:"subject,omitempty"`
 	Issuer   string     `json:"issuer,omitempty"`
 	NotAfter *time.Time `json:"not_after,omitempty"`
-	URI      string     `json:"uri"`
+	// PCRPolicy and Portable: see attest.go.
+	PCRPolicy string `json:"pcr_policy,omitempty"`
+	Portable  bool   `json:"portable,omitempty"`
+	URI       string `json:"uri"`
 
 	handle uint64
 	class  ck.ObjectClass
@@ -56,7 +59,8 @@ var usages = []struct {
 
 var describeAttrs = []ck.AttributeType{ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_LABEL, ck.CKA_LOCAL,
 	ck.CKA_PRIVATE, ck.CKA_MODULUS_BITS, ck.CKA_MODULUS, ck.CKA_EC_PARAMS, ck.CKA_VALUE_LEN, ck.CKA_CERTIFICATE_TYPE,
-	ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_DERIVE, ck.CKA_WRAP, ck.CKA_UNWRAP}
+	ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_DERIVE, ck.CKA_WRAP, ck.CKA_UNWRAP,
+	tpmtoken.CKA_TPM11_PCR_POLICY, tpmtoken.CKA_TPM11_POLICY_AUTHORITY, tpmtoken.CKA_TPM11_PORTABLE}
 
 // describe reads what tpm11 shows of an object.
 func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, error) {
@@ -109,6 +113,7 @@ func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, er
 			}
 		}
 	}
+	o.PCRPolicy, o.Portable = vendorDescription(a) // attest.go
 	o.URI = (&p11uri{token: t.Label, id: o.id, hasID: true, object: o.Label, typ: names.uri}).String()
 	return o, nil
 }
@@ -136,6 +141,9 @@ func (o object) classText() string {
 }
 
 func (o object) notes() string {
+	if n := o.vendorNotes(); n != "" { // attest.go
+		return n
+	}
 	switch {
 	case o.Origin == "generated":
 		return "generated in the TPM"
