@@ -101,6 +101,11 @@ func TestPCRBoundKeySignsOnlyInItsState(t *testing.T) {
 	_, err = l.Attest(h, key, tpmtoken.AttestOptions{})
 	if err != nil {
 		require.Equal(t, ck.CKR_FUNCTION_NOT_SUPPORTED, rv(err), "this swtpm has no EK certificate: %v", err)
+		// Then the key has no attestation attribute, and asking is no error.
+		res, err := l.GetAttributeValue(h, key, []ck.AttributeType{tpmtoken.CKA_TPM11_ATTESTATION, ck.CKA_SIGN})
+		require.NoError(t, err)
+		require.Equal(t, ck.CKR_ATTRIBUTE_TYPE_INVALID, res[0].RV)
+		require.Equal(t, []byte{1}, res[1].Value)
 	}
 	l.Close()
 
