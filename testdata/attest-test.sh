@@ -143,6 +143,9 @@ sleep 0.1
 TPM2TOOLS_TCTI="swtpm:path=$WORK/a/tpm.sock" tpm2_pcrextend 16:sha256=$(printf update | sha256sum | cut -c1-64)
 sign 04 >out || fail "the update's approved value: $(cat out)"
 ! sign 03 >/dev/null || fail "the PCR-bound key signed"
+T list > listed
+grep -q '^03 .*bound to PCR 16  ' listed || fail "list does not show the PCR binding: $(cat listed)"
+grep -q '^04.*bound to PCR 16 as an authority approves' listed || fail "list, authority: $(cat listed)"
 pass "keygen --pcr 16 signs until tpm2_pcrextend 16 (CKR_KEY_FUNCTION_NOT_PERMITTED, logged); --pcr-authority keys follow approvals"
 
 # --- TSS2 key files -----------------------------------------------------------
@@ -162,5 +165,7 @@ openssl pkeyutl -provider tpm2 -provider default -sign -inkey portable.pem -rawi
   || fail "openssl -provider tpm2 with the exported key"
 openssl pkeyutl -verify -pubin -inkey portable.pub -rawin -digest sha256 -in msg -sigfile sig06 >/dev/null || fail "the exported key's signature"
 ! T tss2 export --id 01 >/dev/null 2>&1 || fail "a key under the token's storage key was exported"
+T list > listed
+grep -q '^05.*linked TPM key file' listed && grep -q '^06.*portable' listed || fail "list, key files: $(cat listed)"
 pass "tss2 link: tpm2-openssl's key signs through pkcs11-tool; tss2 export: a --portable key signs in openssl -provider tpm2"
 echo "attest-test: all passed"
