@@ -11,13 +11,7 @@ import (
 
 //export tpm11go_C_SignInit
 func tpm11go_C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_SignInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.SignInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_SignInit", hSession, pMechanism, hKey, (*tpmtoken.Library).SignInit)
 }
 
 //export tpm11go_C_Sign
@@ -55,13 +49,7 @@ func tpm11go_C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR,
 
 //export tpm11go_C_VerifyInit
 func tpm11go_C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_VerifyInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.VerifyInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_VerifyInit", hSession, pMechanism, hKey, (*tpmtoken.Library).VerifyInit)
 }
 
 //export tpm11go_C_Verify
@@ -147,13 +135,7 @@ func tpm11go_C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, 
 
 //export tpm11go_C_DecryptInit
 func tpm11go_C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_DecryptInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.DecryptInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_DecryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).DecryptInit)
 }
 
 //export tpm11go_C_Decrypt
@@ -193,13 +175,7 @@ func tpm11go_C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PT
 
 //export tpm11go_C_EncryptInit
 func tpm11go_C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_EncryptInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.EncryptInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_EncryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).EncryptInit)
 }
 
 //export tpm11go_C_Encrypt

@@ -18,13 +18,7 @@ import (
 
 //export tpm11go_C_SignRecoverInit
 func tpm11go_C_SignRecoverInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_SignRecoverInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.SignRecoverInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_SignRecoverInit", hSession, pMechanism, hKey, (*tpmtoken.Library).SignRecoverInit)
 }
 
 //export tpm11go_C_SignRecover
@@ -42,13 +36,7 @@ func tpm11go_C_SignRecover(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ul
 
 //export tpm11go_C_VerifyRecoverInit
 func tpm11go_C_VerifyRecoverInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_VerifyRecoverInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.VerifyRecoverInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_VerifyRecoverInit", hSession, pMechanism, hKey, (*tpmtoken.Library).VerifyRecoverInit)
 }
 
 //export tpm11go_C_VerifyRecover

@@ -27,13 +27,7 @@ func messageParam(p C.CK_VOID_PTR, n C.CK_ULONG) (mech.Param, error) {
 
 //export tpm11go_C_MessageSignInit
 func tpm11go_C_MessageSignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_MessageSignInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.MessageSignInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_MessageSignInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageSignInit)
 }
 
 //export tpm11go_C_SignMessage
@@ -94,13 +88,7 @@ func tpm11go_C_MessageSignFinal(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 
 //export tpm11go_C_MessageVerifyInit
 func tpm11go_C_MessageVerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return call("C_MessageVerifyInit", func(l *tpmtoken.Library) error {
-		m, err := mechanism(pMechanism)
-		if err != nil {
-			return err
-		}
-		return l.MessageVerifyInit(uint64(hSession), m, uint64(hKey))
-	})
+	return keyInit("C_MessageVerifyInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageVerifyInit)
 }
 
 //export tpm11go_C_VerifyMessage

@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
@@ -78,4 +79,17 @@ func param[T any](p C.CK_MECHANISM_PTR) (*T, error) {
 		return nil, errArgs
 	}
 	return (*T)(p.pParameter), nil
+}
+
+// keyInit is every C_*Init that takes a mechanism and a key: decode the
+// mechanism, then start the operation.
+func keyInit(fn string, h C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, key C.CK_OBJECT_HANDLE,
+	init func(l *tpmtoken.Library, h uint64, m mech.Mechanism, key uint64) error) C.CK_RV {
+	return call(fn, func(l *tpmtoken.Library) error {
+		m, err := mechanism(pMechanism)
+		if err != nil {
+			return err
+		}
+		return init(l, uint64(h), m, uint64(key))
+	})
 }
