@@ -25,6 +25,16 @@ func messageParam(p C.CK_VOID_PTR, n C.CK_ULONG) (mech.Param, error) {
 	return mech.Bytes(b), nil
 }
 
+// messageArgs copies a message call's parameter and its data (or part).
+func messageArgs(p C.CK_VOID_PTR, n C.CK_ULONG, data C.CK_BYTE_PTR, dataLen C.CK_ULONG) (mech.Param, []byte, error) {
+	param, err := messageParam(p, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := goBytes(unsafe.Pointer(data), dataLen)
+	return param, b, err
+}
+
 //export tpm11go_C_MessageSignInit
 func tpm11go_C_MessageSignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
 	return keyInit("C_MessageSignInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageSignInit)
@@ -33,11 +43,7 @@ func tpm11go_C_MessageSignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MEC
 //export tpm11go_C_SignMessage
 func tpm11go_C_SignMessage(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_SignMessage", func(l *tpmtoken.Library) error {
-		param, err := messageParam(pParameter, ulParameterLen)
-		if err != nil {
-			return err
-		}
-		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		param, data, err := messageArgs(pParameter, ulParameterLen, pData, ulDataLen)
 		if err != nil {
 			return err
 		}
@@ -61,11 +67,7 @@ func tpm11go_C_SignMessageBegin(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VO
 //export tpm11go_C_SignMessageNext
 func tpm11go_C_SignMessageNext(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pDataPart C.CK_BYTE_PTR, ulDataPartLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_SignMessageNext", func(l *tpmtoken.Library) error {
-		param, err := messageParam(pParameter, ulParameterLen)
-		if err != nil {
-			return err
-		}
-		part, err := goBytes(unsafe.Pointer(pDataPart), ulDataPartLen)
+		param, part, err := messageArgs(pParameter, ulParameterLen, pDataPart, ulDataPartLen)
 		if err != nil {
 			return err
 		}
@@ -94,11 +96,7 @@ func tpm11go_C_MessageVerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_M
 //export tpm11go_C_VerifyMessage
 func tpm11go_C_VerifyMessage(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifyMessage", func(l *tpmtoken.Library) error {
-		param, err := messageParam(pParameter, ulParameterLen)
-		if err != nil {
-			return err
-		}
-		data, err := goBytes(unsafe.Pointer(pData), ulDataLen)
+		param, data, err := messageArgs(pParameter, ulParameterLen, pData, ulDataLen)
 		if err != nil {
 			return err
 		}
@@ -124,11 +122,7 @@ func tpm11go_C_VerifyMessageBegin(hSession C.CK_SESSION_HANDLE, pParameter C.CK_
 //export tpm11go_C_VerifyMessageNext
 func tpm11go_C_VerifyMessageNext(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pDataPart C.CK_BYTE_PTR, ulDataPartLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifyMessageNext", func(l *tpmtoken.Library) error {
-		param, err := messageParam(pParameter, ulParameterLen)
-		if err != nil {
-			return err
-		}
-		part, err := goBytes(unsafe.Pointer(pDataPart), ulDataPartLen)
+		param, part, err := messageArgs(pParameter, ulParameterLen, pDataPart, ulDataPartLen)
 		if err != nil {
 			return err
 		}

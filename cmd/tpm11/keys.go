@@ -519,11 +519,7 @@ func export(c *ctx, objs []object, cert, sshOut bool, outFile string) error {
 		}
 		return fmt.Errorf("no %s among %s", what, describeAll(objs))
 	}
-	if outFile != "" {
-		return os.WriteFile(outFile, data, 0o644)
-	}
-	_, err := c.out.Write(data)
-	return err
+	return writeOut(c, outFile, data)
 }
 
 func deleteCmd(g *globals) *cobra.Command {
