@@ -96,6 +96,9 @@ func (e *Engine) Sign(key *Loadable, digest []byte, scheme tpm2.TPMTSigScheme) (
 	if err != nil {
 		return nil, err
 	}
+	if hash, ok := schemeHash(scheme); ok && key.Policy == nil {
+		return e.sign(h.Handle, key.Auth, digest, scheme.Scheme, hash)
+	}
 	rsp, err := tpm2.Sign{
 		KeyHandle:  e.keyAuth(h, key, map[string]bool{key.ID: true}),
 		Digest:     tpm2.TPM2BDigest{Buffer: digest},
@@ -114,6 +117,9 @@ func (e *Engine) RSARaw(key *Loadable, c []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
+	}
+	if key.Policy == nil {
+		return e.rsaDecryptRaw(h.Handle, key.Auth, c)
 	}
 	rsp, err := tpm2.RSADecrypt{
 		KeyHandle:  e.keyAuth(h, key, map[string]bool{key.ID: true}),

@@ -89,6 +89,8 @@ type Engine struct {
 	// failed is the transport failure that ended the current job's use
 	// of the TPM: its later commands fail at once (see Begin).
 	failed error
+	// hot is the buffer the hot commands are marshalled in (hot.go).
+	hot pwCommand
 }
 
 // Begin starts a job: the TPM is tried again even if the last job could not

@@ -48,15 +48,7 @@ func (e *Engine) HMAC(key *Loadable, hash tpm2.TPMAlgID, data []byte) ([]byte, e
 		return nil, err
 	}
 	if len(data) <= maxBuffer {
-		rsp, err := tpm2.Hmac{
-			Handle:  auth(h, key.Auth),
-			Buffer:  tpm2.TPM2BMaxBuffer{Buffer: data},
-			HashAlg: hash,
-		}.Execute(e.tr())
-		if err != nil {
-			return nil, err
-		}
-		return rsp.OutHMAC.Buffer, nil
+		return e.hmac(h.Handle, key.Auth, data, hash)
 	}
 	// The sequence takes an object slot of its own.
 	var seq tpm2.TPMHandle

@@ -122,7 +122,11 @@ func OpenWith(spec string, o Options) (*Device, error) {
 		}
 		s := &Stream{deadlines: dl, dial: func(deadline time.Time) (conn, error) {
 			d := net.Dialer{Deadline: deadline}
-			return d.Dial(network, addr)
+			c, err := d.Dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return rawFromNet(c)
 		}}
 		beside := ""
 		if network == "unix" {
@@ -220,6 +224,7 @@ type Stream struct {
 	// process with the others using it (see turns.go).
 	turns *turns
 	since time.Time // when conn was made
+	rbuf  []byte    // readStream's buffer
 }
 
 func (s *Stream) held() time.Duration {
@@ -323,20 +328,37 @@ func (s *Stream) roundTrip(c conn, cmd []byte, deadline time.Time) ([]byte, erro
 	if s.packets {
 		return readPacket(c)
 	}
-	hdr := make([]byte, 10)
-	if _, err := io.ReadFull(c, hdr); err != nil {
-		return nil, transportError("read", err)
+	return s.readStream(c)
+}
+
+// readStream reads one response from a byte stream: as much as comes in
+// one read into a buffer kept for the next, then the rest the header
+// says; the response is copied out at its size. Bytes beyond that size
+// are not a TPM's (it sends one response per command).
+func (s *Stream) readStream(c conn) ([]byte, error) {
+	if len(s.rbuf) == 0 {
+		s.rbuf = make([]byte, 4096)
 	}
-	size, err := checkHeader(hdr)
-	if err != nil {
-		return nil, err
+	n, size := 0, 0
+	for n < 10 || n < size {
+		m, err := c.Read(s.rbuf[n:])
+		if err != nil {
+			return nil, transportError("read", err)
+		}
+		n += m
+		if size == 0 && n >= 10 {
+			if size, err = checkHeader(s.rbuf[:n]); err != nil {
+				return nil, err
+			}
+			if size > len(s.rbuf) {
+				s.rbuf = append(s.rbuf, make([]byte, size-len(s.rbuf))...)
+			}
+		}
+		if size > 0 && n > size {
+			return nil, transportError("response", fmt.Errorf("%d bytes of a response that says it has %d", n, size))
+		}
 	}
-	rsp := make([]byte, size)
-	copy(rsp, hdr)
-	if _, err := io.ReadFull(c, rsp[10:]); err != nil {
-		return nil, transportError("read", err)
-	}
-	return rsp, nil
+	return append([]byte(nil), s.rbuf[:size]...), nil
 }
 
 // maxResponse is the largest response a TPM sends (TPM2_PT_MAX_RESPONSE_SIZE

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package tpm
+
+import "net"
+
+// rawFromNet keeps the connection as it is where poll(2) is not used.
+func rawFromNet(c net.Conn) (conn, error) { return c, nil }
