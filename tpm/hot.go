@@ -51,8 +51,8 @@ func (e *Engine) pwCommand(cc uint32, h tpm2.TPMHandle, password []byte) *pwComm
 	return c
 }
 
-func (c *pwCommand) u16(v uint16)    { c.b = binary.BigEndian.AppendUint16(c.b, v) }
-func (c *pwCommand) u32(v uint32)    { c.b = binary.BigEndian.AppendUint32(c.b, v) }
+func (c *pwCommand) u16(v uint16)   { c.b = binary.BigEndian.AppendUint16(c.b, v) }
+func (c *pwCommand) u32(v uint32)   { c.b = binary.BigEndian.AppendUint32(c.b, v) }
 func (c *pwCommand) tpm2b(v []byte) { c.u16(uint16(len(v))); c.b = append(c.b, v...) }
 
 // bytes is the finished command.
