@@ -1,8 +1,12 @@
-// Package asyncq runs jobs on one goroutine that owns a resource (for tpm11,
-// the TPM). Callers submit jobs and get a Ticket that can be waited on,
-// polled, cancelled, detached to an ID and joined again. Because only the
-// worker touches the resource, callers never hold a lock while it works.
-// The queue knows nothing of PKCS#11.
+// Package asyncq runs jobs one at a time on a resource (for tpm11, the
+// TPM). Callers submit jobs and get a Ticket that can be waited on,
+// polled, cancelled, detached to an ID and joined again; a worker
+// goroutine runs them. Only the runner of the job touches the resource, so
+// callers never hold a lock while it works. A synchronous caller (Do) that
+// finds the resource idle and nothing queued runs its job itself, on its
+// own thread: a hand-off to the worker and back costs two thread wake-ups
+// per job, as much as a tenth of a TPM signature. The queue knows nothing
+// of PKCS#11.
 package asyncq
 
 import (
@@ -39,6 +43,17 @@ type Queue[R any] struct {
 	ring     []uint64 // owners with queued jobs, in service order
 	detached map[uint64]*Ticket
 	closed   bool
+
+	// The runner's state. running says the resource is taken: by the
+	// worker, or by a caller running its own job (Do). busy: a job ran
+	// since the last onIdle; heldSince: the first of those; lastRun: when
+	// the last job ended. asleep: the worker waits with no timer, so a
+	// caller that ran a job must wake it to start the idle timer.
+	running   bool
+	busy      bool
+	heldSince time.Time
+	lastRun   time.Time
+	asleep    bool
 }
 
 type state int
@@ -126,11 +141,65 @@ func Submit[R, T any](q *Queue[R], owner uint64, job Job[R, T], discard func(R, 
 	return Typed[T]{q.submit(owner, run, undo)}
 }
 
-// Do submits job and waits for it: the synchronous path.
+// Do runs job and waits for it: the synchronous path. With the resource
+// idle and nothing queued, the job runs here, on the caller's thread;
+// otherwise it is queued behind the others, in turn, for the worker.
 func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
+	if q.take() {
+		q.prepare()
+		v, err := safeCall(job, q.res)
+		q.release(true)
+		return v, err
+	}
 	t := Submit(q, owner, job, nil)
 	t.block()
 	return t.Result()
+}
+
+// take takes the resource for a caller's own job, if it is idle and no job
+// is queued (queued jobs go first: the round-robin holds).
+func (q *Queue[R]) take() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.running || q.closed || len(q.ring) > 0 {
+		return false
+	}
+	q.running = true
+	return true
+}
+
+// prepare runs before each job with the resource taken: a resource shared
+// with other processes is handed over (onIdle) when the yield policy says
+// so, and the time it has been held starts with its first job.
+func (q *Queue[R]) prepare() {
+	q.mu.Lock()
+	busy, held, yieldAfter, onIdle, yieldWhen := q.busy, q.heldSince, q.yieldAfter, q.onIdle, q.yieldWhen
+	q.mu.Unlock()
+	if busy && onIdle != nil && (yieldAfter > 0 && time.Since(held) > yieldAfter || yieldWhen != nil && yieldWhen()) {
+		onIdle(q.res)
+		busy = false
+	}
+	if !busy {
+		q.mu.Lock()
+		q.busy, q.heldSince = true, time.Now()
+		q.mu.Unlock()
+	}
+}
+
+// release gives the resource back after a job (ran) or the idle call, and
+// wakes the worker if it has work: queued jobs, the idle timer to start,
+// or a close to finish.
+func (q *Queue[R]) release(ran bool) {
+	q.mu.Lock()
+	q.running = false
+	if ran {
+		q.lastRun = time.Now()
+	}
+	wake := len(q.ring) > 0 || q.closed || q.asleep && q.onIdle != nil
+	q.mu.Unlock()
+	if wake {
+		q.wake.notify()
+	}
 }
 
 func (q *Queue[R]) submit(owner uint64, run func() (any, error), discard func(any)) *Ticket {
@@ -150,9 +219,8 @@ func (q *Queue[R]) submit(owner uint64, run func() (any, error), discard func(an
 	return t
 }
 
+// next takes the next job in turn; q.mu is held.
 func (q *Queue[R]) next() *Ticket {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	for len(q.ring) > 0 {
 		owner := q.ring[0]
 		q.ring = q.ring[1:]
@@ -176,51 +244,61 @@ func (q *Queue[R]) next() *Ticket {
 	return nil
 }
 
+// work is the worker: it runs queued jobs while the resource is not taken
+// by a caller, and calls onIdle once the resource has had no job for the
+// idle time.
 func (q *Queue[R]) work() {
 	defer close(q.done)
-	busySinceIdle := false
-	var heldSince time.Time
 	for {
-		t := q.next()
-		if t == nil {
-			q.mu.Lock()
-			closed, after, onIdle := q.closed, q.idleAfter, q.onIdle
-			q.mu.Unlock()
-			if closed {
-				return
-			}
-			if onIdle == nil || !busySinceIdle {
-				q.wake.wait(0)
-				continue
-			}
-			if !q.wake.wait(after) {
-				onIdle(q.res)
-				busySinceIdle = false
-			}
-			continue
-		}
 		q.mu.Lock()
-		yieldAfter, onIdle, yieldWhen := q.yieldAfter, q.onIdle, q.yieldWhen
+		var t *Ticket
+		if !q.running {
+			t = q.next()
+		}
+		if t == nil && q.closed && !q.running {
+			q.mu.Unlock()
+			return
+		}
+		idle := false
+		var wait time.Duration // 0: until notified
+		if t == nil && q.onIdle != nil && (q.busy || q.running) {
+			wait = q.idleAfter - time.Since(q.lastRun)
+			if !q.running && wait <= 0 {
+				idle = true
+			} else if wait < time.Millisecond {
+				wait = time.Millisecond
+			}
+		}
+		if t != nil || idle {
+			q.running = true
+		}
+		q.asleep = t == nil && !idle && wait == 0
+		onIdle := q.onIdle
 		q.mu.Unlock()
-		if busySinceIdle && onIdle != nil && (yieldAfter > 0 && time.Since(heldSince) > yieldAfter || yieldWhen != nil && yieldWhen()) {
+		switch {
+		case t != nil:
+			q.prepare()
+			v, err := safeRun(t.run)
+			q.release(true)
+			t.mu.Lock()
+			cancelled := t.cancelled
+			t.mu.Unlock()
+			if cancelled && err == nil && t.discard != nil {
+				t.discard(v)
+			}
+			if cancelled {
+				v, err = nil, ErrCancelled
+			}
+			t.finish(v, err)
+		case idle:
 			onIdle(q.res)
-			busySinceIdle = false
+			q.mu.Lock()
+			q.busy = false
+			q.mu.Unlock()
+			q.release(false)
+		default:
+			q.wake.wait(wait)
 		}
-		if !busySinceIdle {
-			heldSince = time.Now()
-		}
-		busySinceIdle = true
-		v, err := safeRun(t.run)
-		t.mu.Lock()
-		cancelled := t.cancelled
-		t.mu.Unlock()
-		if cancelled && err == nil && t.discard != nil {
-			t.discard(v)
-		}
-		if cancelled {
-			v, err = nil, ErrCancelled
-		}
-		t.finish(v, err)
 	}
 }
 
@@ -232,6 +310,17 @@ func safeRun(f func() (any, error)) (v any, err error) {
 		}
 	}()
 	return f()
+}
+
+// safeCall is safeRun for a job run by its caller.
+func safeCall[R, T any](job Job[R, T], r R) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var zero T
+			v, err = zero, panicError{p}
+		}
+	}()
+	return job(r)
 }
 
 type panicError struct{ v any }

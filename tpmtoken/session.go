@@ -130,6 +130,7 @@ func (l *Library) CloseSession(h uint64) error {
 	for _, o := range l.sessions {
 		if o.tok == s.tok {
 			last = false
+			break
 		}
 	}
 	l.mu.Unlock()

@@ -1,0 +1,121 @@
+package asyncq
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// With the resource idle and nothing queued, Do runs the job on the
+// caller's own thread; behind a running job it waits its turn and the
+// worker runs it.
+func TestDoRunsOnCallersThreadWhenIdle(t *testing.T) {
+	g := &gate{}
+	q := New(g)
+	defer q.Close(time.Second)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid, err := Do(q, 1, func(*gate) (int, error) { return unix.Gettid(), nil })
+	require.NoError(t, err)
+	require.Equal(t, unix.Gettid(), tid, "an idle queue's job runs on the caller's thread")
+
+	release := make(chan struct{})
+	busy := Submit(q, 2, blocker(g, "busy", release), nil)
+	done := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		_, _ = Do(q, 1, func(r *gate) (int, error) { r.record("after"); return unix.Gettid(), nil })
+		done <- unix.Gettid()
+	}()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("Do ran beside a running job")
+	default:
+	}
+	close(release)
+	<-done
+	require.True(t, busy.Wait(time.Second))
+	require.Equal(t, []string{"busy", "after"}, g.order)
+}
+
+// Jobs run by their callers and by the worker never overlap, whatever the
+// mix of Do and Submit from many goroutines; none is lost.
+func TestInlineAndWorkerNeverOverlap(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	var inUse, overlaps, ran atomic.Int32
+	job := func(int) (int, error) {
+		if inUse.Add(1) != 1 {
+			overlaps.Add(1)
+		}
+		for i := 0; i < 200; i++ {
+			runtime.Gosched()
+		}
+		inUse.Add(-1)
+		ran.Add(1)
+		return 0, nil
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(owner uint64) {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				if i%3 == 0 {
+					tk := Submit(q, owner, job, nil)
+					<-tk.Done()
+				} else {
+					_, _ = Do(q, owner, job)
+				}
+			}
+		}(uint64(g))
+	}
+	wg.Wait()
+	require.Zero(t, overlaps.Load())
+	require.Equal(t, int32(800), ran.Load())
+}
+
+// Jobs run by their callers count as activity: the idle function runs
+// once they stop, not while they go on, and yielding still happens between
+// them.
+func TestInlineJobsKeepIdleAndYield(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	var calls atomic.Int32
+	q.OnIdle(30*time.Millisecond, func(int) { calls.Add(1) })
+	start := time.Now()
+	for time.Since(start) < 100*time.Millisecond { // never idle for 30 ms
+		_, err := Do(q, 1, func(int) (int, error) { time.Sleep(time.Millisecond); return 0, nil })
+		require.NoError(t, err)
+	}
+	require.Zero(t, calls.Load(), "idle called while jobs kept coming")
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, 2*time.Second, time.Millisecond)
+
+	var yields atomic.Int32
+	q.YieldWhen(func() bool { return yields.Add(1)%5 == 0 })
+	before := calls.Load()
+	for i := 0; i < 20; i++ {
+		_, err := Do(q, 1, func(int) (int, error) { return 0, nil })
+		require.NoError(t, err)
+	}
+	require.GreaterOrEqual(t, calls.Load()-before, int32(3), "the yield policy is asked before inline jobs too")
+}
+
+// A panicking job run by its caller is an error, not a crash, and leaves
+// the resource free.
+func TestInlinePanicFreesResource(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	_, err := Do(q, 1, func(int) (int, error) { panic("boom") })
+	require.Error(t, err)
+	v, err := Do(q, 1, func(int) (int, error) { return 7, nil })
+	require.NoError(t, err)
+	require.Equal(t, 7, v)
+}
