@@ -21,9 +21,10 @@ func mechanism(p C.CK_MECHANISM_PTR) (mech.Mechanism, error) {
 		return mech.Mechanism{}, errArgs
 	}
 	m := mech.Mechanism{Type: ck.MechType(p.mechanism)}
-	bad := ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "parameter of mechanism 0x%x", m.Type)
+	// Built only on failure: C_SignInit runs this for every signature.
+	bad := func() error { return ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "parameter of mechanism 0x%x", m.Type) }
 	if p.pParameter == nil && p.ulParameterLen != 0 {
-		return m, bad
+		return m, bad()
 	}
 	if p.pParameter == nil {
 		return m, nil
@@ -67,7 +68,7 @@ func mechanism(p C.CK_MECHANISM_PTR) (mech.Mechanism, error) {
 		}
 	}
 	if err != nil {
-		return m, bad
+		return m, bad()
 	}
 	return m, nil
 }

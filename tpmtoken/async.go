@@ -145,6 +145,7 @@ func (l *Library) AsyncComplete(h uint64, fn string, haveResult bool) (res Resul
 		return Result{}, false, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "%s has outputs: pResult is required", fn)
 	case !p.poll():
 		s.mu.Unlock()
+		yieldCPU()
 		return Result{}, false, errPending
 	}
 	s.pending = nil

@@ -73,21 +73,29 @@ static double cpu_s(void) {
   return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-static void sync_one(const char *name, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech, int n) {
+/* One measured run: throughput, latency, CPU per signature, errors. */
+typedef struct {
+  double rate, p50, p99, cpu;
+  int errs;
+} run_t;
+
+static run_t sync_run(CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech, int n) {
   CK_SESSION_HANDLE h = session(0);
   double *lat = malloc(n * sizeof *lat), t0 = now(), c0 = cpu_s();
-  int errs = 0;
+  run_t r = {0};
   for (int i = 0; i < n; i++) {
     double s = now();
-    errs += sign_once(h, key, mech);
+    r.errs += sign_once(h, key, mech);
     lat[i] = now() - s;
   }
-  double total = now() - t0, cpu = cpu_s() - c0;
-  printf("%s_sync1_signs_per_s %.0f\n%s_sync1_p50_ms %.3f\n%s_sync1_p99_ms %.3f\n%s_sync1_errors %d\n", name, n / total,
-         name, pct(lat, n, 50) * 1e3, name, pct(lat, n, 99) * 1e3, name, errs);
-  printf("%s_sync1_cpu_us %.1f\n", name, cpu / n * 1e6);
+  double total = now() - t0;
+  r.cpu = (cpu_s() - c0) / n * 1e6;
+  r.rate = n / total;
+  r.p50 = pct(lat, n, 50) * 1e3;
+  r.p99 = pct(lat, n, 99) * 1e3;
   free(lat);
   f->C_CloseSession(h);
+  return r;
 }
 
 static int per_thread;
@@ -100,55 +108,126 @@ static void *thread_signer(void *arg) {
   return (void *)errs;
 }
 
-static void threads8(int n) {
+static run_t threads_run(int n) {
   pthread_t t[8];
   per_thread = n / 8;
+  run_t r = {0};
   double t0 = now();
   for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, thread_signer, NULL);
-  long errs = 0;
   for (int i = 0; i < 8; i++) {
-    void *r;
-    pthread_join(t[i], &r);
-    errs += (long)r;
+    void *v;
+    pthread_join(t[i], &v);
+    r.errs += (long)v;
   }
-  printf("ec_threads8_signs_per_s %.0f\nec_threads8_errors %ld\n", per_thread * 8 / (now() - t0), errs);
+  r.rate = per_thread * 8 / (now() - t0);
+  return r;
 }
+
+/* The latencies of every C_Sign that returned CKR_PENDING, all rounds. */
+static double *pend;
+static int npend, pend_cap;
 
 /* One thread, 32 async sessions: start a sign on each, then keep every
  * session busy, completing whichever is done. */
-static void async32(int n) {
+static run_t async_run(int n) {
   enum { S = 32 };
   CK_SESSION_HANDLE h[S];
   CK_BYTE sig[S][64];
   int busy[S];
   CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
-  double *pend = malloc(n * sizeof *pend);
-  int npend = 0, done = 0, started = 0, errs = 0;
+  int done = 0, started = 0;
+  run_t res = {0};
   for (int i = 0; i < S; i++) { h[i] = session(CKF_ASYNC_SESSION); busy[i] = 0; }
   double t0 = now();
   while (done < n) {
     for (int i = 0; i < S; i++) {
       if (!busy[i] && started < n) {
         CK_ULONG len = 64;
-        if (f->C_SignInit(h[i], &m, ec_key) != CKR_OK) errs++;
+        if (f->C_SignInit(h[i], &m, ec_key) != CKR_OK) res.errs++;
         double s = now();
         CK_RV r = f->C_Sign(h[i], (CK_BYTE_PTR) "bench", 5, sig[i], &len);
         double d = now() - s;
         started++;
-        if (r == CKR_PENDING_) { busy[i] = 1; if (npend < n) pend[npend++] = d; }
-        else { done++; errs += r != CKR_OK; }
+        if (r == CKR_PENDING_) { busy[i] = 1; if (npend < pend_cap) pend[npend++] = d; }
+        else { done++; res.errs += r != CKR_OK; }
       } else if (busy[i]) {
-        CK_ASYNC_DATA res = {0, NULL, 0, 0, 0};
-        CK_RV r = f->C_AsyncComplete(h[i], (CK_UTF8CHAR_PTR) "C_Sign", &res);
-        if (r != CKR_PENDING_) { busy[i] = 0; done++; errs += r != CKR_OK; }
+        CK_ASYNC_DATA a = {0, NULL, 0, 0, 0};
+        CK_RV r = f->C_AsyncComplete(h[i], (CK_UTF8CHAR_PTR) "C_Sign", &a);
+        if (r != CKR_PENDING_) { busy[i] = 0; done++; res.errs += r != CKR_OK; }
       }
     }
   }
-  printf("ec_async32_signs_per_s %.0f\nec_async32_errors %d\n", n / (now() - t0), errs);
-  if (npend) printf("pending_return_p50_us %.1f\npending_return_p99_us %.1f\n", pct(pend, npend, 50) * 1e6, pct(pend, npend, 99) * 1e6);
+  res.rate = n / (now() - t0);
   for (int i = 0; i < S; i++) f->C_CloseSession(h[i]);
-  free(pend);
+  return res;
 }
+
+/* The raw floor (rawfloor.c) on the module's own swtpm, run between two
+ * of the module's runs: the module lets go of the swtpm after 20 ms idle
+ * (tpmtoken.ReleaseAfter), so the floor's client gets in. */
+static const char *rawfloor, *sock;
+static run_t floor_run(const char *kind, int n) {
+  run_t r = {0};
+  char cmd[4096], line[256];
+  usleep(60000);
+  snprintf(cmd, sizeof cmd, "'%s' '%s' %s %d", rawfloor, sock, kind, n);
+  FILE *p = popen(cmd, "r");
+  while (p && fgets(line, sizeof line, p)) {
+    char k[64];
+    double v;
+    if (sscanf(line, "%63s %lf", k, &v) != 2) continue;
+    if (strstr(k, "signs_per_s")) r.rate = v;
+    else if (strstr(k, "p50")) r.p50 = v;
+    else if (strstr(k, "p99")) r.p99 = v;
+    else if (strstr(k, "cpu")) r.cpu = v;
+  }
+  if (!p || pclose(p) != 0 || r.rate == 0) { fprintf(stderr, "rawfloor failed\n"); exit(8); }
+  return r;
+}
+
+static double median(double *v, int n) { return pct(v, n, 50); }
+
+enum { MAXR = 9 };
+static int rounds = 3;
+
+/* interleaved runs one case `rounds` times, each between two runs of the
+ * raw floor; the ratio of each round is the module's against the mean of
+ * the floors beside it (latency for one thread, throughput for many). The
+ * round with the median ratio is printed as the case's figures. */
+static void interleaved(const char *name, const char *kind, int latency, run_t (*run)(void *), void *arg, int nfloor) {
+  double ratios[MAXR], sorted[MAXR], fp50[MAXR], frate[MAXR], fcpu[MAXR];
+  run_t m[MAXR];
+  for (int i = 0; i < rounds; i++) {
+    run_t a = floor_run(kind, nfloor);
+    m[i] = run(arg);
+    run_t b = floor_run(kind, nfloor);
+    fp50[i] = (a.p50 + b.p50) / 2;
+    frate[i] = (a.rate + b.rate) / 2;
+    fcpu[i] = (a.cpu + b.cpu) / 2;
+    ratios[i] = latency ? fp50[i] / m[i].p50 : m[i].rate / frate[i];
+    sorted[i] = ratios[i];
+  }
+  double med = median(sorted, rounds);
+  int k = 0;
+  for (int i = 0; i < rounds; i++)
+    if (ratios[i] == med) k = i;
+  int errs = 0;
+  char all[128] = "";
+  for (int i = 0; i < rounds; i++) {
+    errs += m[i].errs;
+    snprintf(all + strlen(all), sizeof all - strlen(all), "%s%.2f", i ? "/" : "", ratios[i]);
+  }
+  printf("%s_signs_per_s %.0f\n%s_p50_ms %.3f\n%s_p99_ms %.3f\n%s_errors %d\n", name, m[k].rate, name, m[k].p50, name, m[k].p99,
+         name, errs);
+  printf("%s_cpu_us %.1f\n%s_ratio %.2f\n%s_ratios %s\n", name, m[k].cpu, name, med, name, all);
+  printf("%s_floor_signs_per_s %.0f\n%s_floor_p50_ms %.3f\n%s_floor_cpu_us %.1f\n", name, frate[k], name, fp50[k], name, fcpu[k]);
+  fflush(stdout);
+}
+
+struct sync_args { CK_OBJECT_HANDLE key; CK_MECHANISM_TYPE mech; int n; };
+static run_t sync_case(void *a) { struct sync_args *s = a; return sync_run(s->key, s->mech, s->n); }
+static run_t threads_case(void *a) { return threads_run(*(int *)a); }
+static run_t async_case(void *a) { return async_run(*(int *)a); }
 
 /* ECDSA over a digest (CKM_ECDSA: p11-kit 0.24's RPC does not carry
  * CKM_ECDSA_SHA256), n times on one session; returns signs/s. */
@@ -239,10 +318,21 @@ int main(int argc, char **argv) {
   CK_OBJECT_HANDLE token_key;
   if (f->C_GenerateKeyPair(h, &gen, tpub, 3, tpriv, 2, &p, &token_key) != CKR_OK) return 7;
   sign_once(h, ec_key, CKM_ECDSA_SHA256); /* warm: key loaded */
-  sync_one("ec", ec_key, CKM_ECDSA_SHA256, n);
-  sync_one("rsa", rsa_key, CKM_SHA256_RSA_PKCS, n / 4);
-  threads8(n);
-  async32(n);
+  rawfloor = argc > 4 ? argv[3] : NULL;
+  sock = argc > 4 ? argv[4] : NULL;
+  if (getenv("BENCH_ROUNDS")) rounds = atoi(getenv("BENCH_ROUNDS"));
+  if (rounds < 1 || rounds > MAXR) rounds = 3;
+  if (!rawfloor) return 9;
+  pend_cap = n * rounds;
+  pend = malloc(pend_cap * sizeof *pend);
+  struct sync_args ec = {ec_key, CKM_ECDSA_SHA256, n}, rsa = {rsa_key, CKM_SHA256_RSA_PKCS, n / 4};
+  if (getenv("ONLYTHREADS")) { interleaved("ec_threads8", "ec", 0, threads_case, &n, n); return 0; }
+  if (getenv("ONLYASYNC")) { interleaved("ec_async32", "ec", 0, async_case, &n, n); return 0; }
+  interleaved("ec_sync1", "ec", 1, sync_case, &ec, n);
+  interleaved("rsa_sync1", "rsa", 1, sync_case, &rsa, n / 4);
+  interleaved("ec_threads8", "ec", 0, threads_case, &n, n);
+  interleaved("ec_async32", "ec", 0, async_case, &n, n);
+  if (npend) printf("pending_return_p50_us %.1f\npending_return_p99_us %.1f\n", pct(pend, npend, 50) * 1e6, pct(pend, npend, 99) * 1e6);
   forked(h, token_key, n);
   f->C_Finalize(NULL);
   return 0;
