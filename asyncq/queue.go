@@ -47,13 +47,17 @@ type Queue[R any] struct {
 	// The runner's state. running says the resource is taken: by the
 	// worker, or by a caller running its own job (Do). busy: a job ran
 	// since the last onIdle; heldSince: the first of those; lastRun: when
-	// the last job ended. asleep: the worker waits with no timer, so a
-	// caller that ran a job must wake it to start the idle timer.
+	// the last job ended. idleTimer wakes the worker once the resource
+	// has had no job for idleAfter: each job's end pushes it back, so the
+	// worker sleeps without a timeout of its own and is not woken while
+	// jobs keep coming (a worker woken now and then to look at the clock
+	// kept the Go runtime's sysmon thread polling every 20 µs: a third of
+	// the module's CPU per signature).
 	running   bool
 	busy      bool
 	heldSince time.Time
 	lastRun   time.Time
-	asleep    bool
+	idleTimer *time.Timer
 }
 
 type state int
@@ -101,6 +105,10 @@ func New[R any](res R) *Queue[R] {
 func (q *Queue[R]) OnIdle(d time.Duration, f func(R)) {
 	q.mu.Lock()
 	q.idleAfter, q.onIdle = d, f
+	if q.idleTimer == nil {
+		q.idleTimer = time.AfterFunc(time.Hour, q.wake.notify)
+		q.idleTimer.Stop()
+	}
 	q.mu.Unlock()
 }
 
@@ -194,8 +202,11 @@ func (q *Queue[R]) release(ran bool) {
 	q.running = false
 	if ran {
 		q.lastRun = time.Now()
+		if q.idleTimer != nil {
+			q.idleTimer.Reset(q.idleAfter)
+		}
 	}
-	wake := len(q.ring) > 0 || q.closed || q.asleep && q.onIdle != nil
+	wake := len(q.ring) > 0 || q.closed
 	q.mu.Unlock()
 	if wake {
 		q.wake.notify()
@@ -259,20 +270,19 @@ func (q *Queue[R]) work() {
 			q.mu.Unlock()
 			return
 		}
+		// Idle when the last job ended idleAfter ago and none runs; a
+		// job's end re-arms idleTimer, which wakes the worker then.
 		idle := false
-		var wait time.Duration // 0: until notified
-		if t == nil && q.onIdle != nil && (q.busy || q.running) {
-			wait = q.idleAfter - time.Since(q.lastRun)
-			if !q.running && wait <= 0 {
+		if t == nil && q.onIdle != nil && q.busy && !q.running {
+			if left := q.idleAfter - time.Since(q.lastRun); left <= 0 {
 				idle = true
-			} else if wait < time.Millisecond {
-				wait = time.Millisecond
+			} else {
+				q.idleTimer.Reset(left)
 			}
 		}
 		if t != nil || idle {
 			q.running = true
 		}
-		q.asleep = t == nil && !idle && wait == 0
 		onIdle := q.onIdle
 		q.mu.Unlock()
 		switch {
@@ -297,7 +307,7 @@ func (q *Queue[R]) work() {
 			q.mu.Unlock()
 			q.release(false)
 		default:
-			q.wake.wait(wait)
+			q.wake.wait(0)
 		}
 	}
 }
@@ -454,6 +464,9 @@ func (q *Queue[R]) Close(d time.Duration) bool {
 		}
 	}
 	q.ring = ring
+	if q.idleTimer != nil {
+		q.idleTimer.Stop()
+	}
 	q.mu.Unlock()
 	for _, t := range dropped {
 		t.Cancel()

@@ -19,56 +19,58 @@ m() { echo "$more" | awk -v k="$1" '{for (i=1;i<NF;i++) if ($(i+1)==k) print $i}
 start_swtpm "$WORK/tpm"
 export TPM11_STORE=$WORK/store
 # The raw floor (testdata/c/rawfloor.c: pre-marshalled TPM2_Sign over a
-# blocking socket, no TSS) on the very swtpm the module uses, before and
-# after the module's run.
+# blocking socket, no TSS) runs on the very swtpm the module uses,
+# interleaved with it: bench.c runs each case BENCH_ROUNDS times, each
+# between two runs of the floor, and reports the median of the rounds'
+# ratios (latency for one thread, throughput for many) with every round's.
 sock=${TPM11_TPM#swtpm:unix:}
-raw() { "$WORK/rawfloor" "$sock" ec "$N"; "$WORK/rawfloor" "$sock" rsa $((N / 4)); }
-raw1=$(raw)
 pkcs11-tool --module "$MODULE" --init-token --label bench --so-pin so-secret >/dev/null 2>&1
 pkcs11-tool --module "$MODULE" --token-label bench --login --login-type so --so-pin so-secret --init-pin --pin user-pin >/dev/null 2>&1
-"$WORK/bench" "$MODULE" "$N" > "$WORK/out" 2>&3
-raw2=$(raw)
+BENCH_ROUNDS=${BENCH_ROUNDS:-5} "$WORK/bench" "$MODULE" "$N" "$WORK/rawfloor" "$sock" > "$WORK/out" 2>&3
 floor2=$(floor)
-rv1() { awk -v k="$1" '$1==k {print $2}' <<<"$raw1"; }
-rv2() { awk -v k="$1" '$1==k {print $2}' <<<"$raw2"; }
 mean() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
 ec_floor=$(mean "$(echo "$floor1" | pick ECDSA-P256)" "$(echo "$floor2" | pick ECDSA-P256)")
 rsa_floor=$(mean "$(echo "$floor1" | pick RSA2048)" "$(echo "$floor2" | pick RSA2048)")
 v() { awk -v k="$1" '$1==k {print $2}' "$WORK/out"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-raw_ec=$(mean "$(rv1 raw_ec_signs_per_s)" "$(rv2 raw_ec_signs_per_s)")
-raw_ec_p50=$(mean "$(rv1 raw_ec_p50_ms)" "$(rv2 raw_ec_p50_ms)")
-raw_rsa_p50=$(mean "$(rv1 raw_rsa_p50_ms)" "$(rv2 raw_rsa_p50_ms)")
-printf '%-52s %12s %8s\n' "measure (swtpm, same run)" "value" "ratio"
-printf '%-52s %12s %8s\n' "raw C floor ECDSA P-256, signs/s (before / after)" "$raw_ec" "$(rv1 raw_ec_signs_per_s) / $(rv2 raw_ec_signs_per_s)"
-printf '%-52s %12s %8s\n' "raw C floor ECDSA P-256 / RSA-2048 p50 ms" "$raw_ec_p50 / $raw_rsa_p50" ""
-printf '%-52s %12s %8s\n' "module vs raw C floor: ECDSA 1 thread (p50 latency)" "$(v ec_sync1_p50_ms) ms" "$(ratio "$raw_ec_p50" "$(v ec_sync1_p50_ms)")"
-printf '%-52s %12s %8s\n' "module vs raw C floor: RSA 1 thread (p50 latency)" "$(v rsa_sync1_p50_ms) ms" "$(ratio "$raw_rsa_p50" "$(v rsa_sync1_p50_ms)")"
-printf '%-52s %12s %8s\n' "module vs raw C floor: 8 threads (throughput)" "$(v ec_threads8_signs_per_s)/s" "$(ratio "$(v ec_threads8_signs_per_s)" "$raw_ec")"
-printf '%-52s %12s %8s\n' "module vs raw C floor: 32 async sessions (throughput)" "$(v ec_async32_signs_per_s)/s" "$(ratio "$(v ec_async32_signs_per_s)" "$raw_ec")"
-printf '%-52s %12s %8s\n' "module CPU per ECDSA / RSA signature, us" "$(v ec_sync1_cpu_us) / $(v rsa_sync1_cpu_us)" ""
-printf '%-52s %12s %8s\n' "go-tpm floor ECDSA P-256 (TPM2_Sign), signs/s" "$ec_floor" ""
-printf '%-52s %12s %8s\n' "  (floor before / after the module)" "$(echo "$floor1" | pick ECDSA-P256) / $(echo "$floor2" | pick ECDSA-P256)" ""
-printf '%-52s %12s %8s\n' "go-tpm floor RSA-2048 PKCS#1, signs/s" "$rsa_floor" ""
-printf '%-52s %12s %8s\n' "sync 1 thread ECDSA P-256, signs/s" "$(v ec_sync1_signs_per_s)" "$(ratio "$(v ec_sync1_signs_per_s)" "$ec_floor")"
-printf '%-52s %12s %8s\n' "  p50 / p99 ms" "$(v ec_sync1_p50_ms) / $(v ec_sync1_p99_ms)" ""
-printf '%-52s %12s %8s\n' "sync 1 thread RSA-2048 SHA256-RSA-PKCS, signs/s" "$(v rsa_sync1_signs_per_s)" "$(ratio "$(v rsa_sync1_signs_per_s)" "$rsa_floor")"
-printf '%-52s %12s %8s\n' "  p50 / p99 ms" "$(v rsa_sync1_p50_ms) / $(v rsa_sync1_p99_ms)" ""
-printf '%-52s %12s %8s\n' "8 threads, own sessions, ECDSA signs/s (errors)" "$(v ec_threads8_signs_per_s) ($(v ec_threads8_errors))" "$(ratio "$(v ec_threads8_signs_per_s)" "$ec_floor")"
-printf '%-52s %12s %8s\n' "1 thread, 32 async sessions, ECDSA signs/s (errors)" "$(v ec_async32_signs_per_s) ($(v ec_async32_errors))" "$(ratio "$(v ec_async32_signs_per_s)" "$ec_floor")"
-printf '%-52s %12s %8s\n' "C_Sign returning CKR_PENDING p50 / p99 us" "$(v pending_return_p50_us) / $(v pending_return_p99_us)" ""
-printf '%-52s %12s %8s\n' "forked child (helper, p11-kit RPC): ECDSA signs/s" "$(v ec_child_signs_per_s) ($(v ec_child_errors))" "$(ratio "$(v ec_child_signs_per_s)" "$(v ec_raw_sync1_signs_per_s)")"
-printf '%-52s %12s %8s\n' "  same loop in the parent (ratio above: child/parent)" "$(v ec_raw_sync1_signs_per_s) ($(v ec_raw_sync1_errors))" ""
-printf '%-52s %12s %8s\n' "  p50 ms child / parent" "$(v ec_child_p50_ms) / $(v ec_raw_sync1_p50_ms)" ""
-printf '%-52s %12s %8s\n' "  child's C_Initialize (starts its helper), ms" "$(v ec_child_init_ms)" ""
-printf '%-52s %12s %8s\n' "dlopen -> logged in, ms" "$(v dlopen_to_logged_in_ms)" ""
-printf '%-52s %12s %8s\n' "RSS added by loading + login, MB" "$(v rss_module_mb)" ""
-printf '%-52s %12s %8s\n' "RSS added by 1,000 open sessions, MB" "$(v rss_1000_sessions_mb)" ""
-printf '%-52s %12s %8s\n' "TPM commands, start to logged in" "$(m cmds-to-login)" ""
-printf '%-52s %12s %8s\n' "TPM commands per steady-state C_Sign" "$(m cmds/sign)" ""
-printf '%-52s %12s %8s\n' "10,000 objects: C_Initialize, ms" "$(m init-ms)" ""
-printf '%-52s %12s %8s\n' "10,000 objects: first find (reads the store), ms" "$(m first-find-ms)" ""
-printf '%-52s %12s %8s\n' "10,000 objects: find by attribute, ms" "$(m find-ms)" ""
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
+row() { printf '%-56s %16s %8s\n' "$1" "$2" "$3"; }
+row "measure (swtpm, same run)" "value" "ratio"
+row "raw C floor ECDSA P-256, signs/s (beside 1 thread)" "$(v ec_sync1_floor_signs_per_s)" ""
+row "raw C floor ECDSA P-256 / RSA-2048 p50 ms" "$(v ec_sync1_floor_p50_ms) / $(v rsa_sync1_floor_p50_ms)" ""
+row "module vs raw C floor: ECDSA 1 thread (p50 latency)" "$(v ec_sync1_p50_ms) ms" "$(v ec_sync1_ratio)"
+row "  every round" "$(v ec_sync1_ratios)" ""
+row "module vs raw C floor: RSA 1 thread (p50 latency)" "$(v rsa_sync1_p50_ms) ms" "$(v rsa_sync1_ratio)"
+row "  every round" "$(v rsa_sync1_ratios)" ""
+row "module vs raw C floor: 8 threads (throughput)" "$(v ec_threads8_signs_per_s)/s" "$(v ec_threads8_ratio)"
+row "  every round" "$(v ec_threads8_ratios)" ""
+row "module vs raw C floor: 32 async sessions (throughput)" "$(v ec_async32_signs_per_s)/s" "$(v ec_async32_ratio)"
+row "  every round" "$(v ec_async32_ratios)" ""
+row "CPU per ECDSA signature, us: module / raw client" "$(v ec_sync1_cpu_us) / $(v ec_sync1_floor_cpu_us)" ""
+row "CPU per RSA signature, us: module / raw client" "$(v rsa_sync1_cpu_us) / $(v rsa_sync1_floor_cpu_us)" ""
+row "module's own CPU per signature (the difference), us" "$(minus "$(v ec_sync1_cpu_us)" "$(v ec_sync1_floor_cpu_us)") / $(minus "$(v rsa_sync1_cpu_us)" "$(v rsa_sync1_floor_cpu_us)")" ""
+row "go-tpm floor ECDSA P-256 (TPM2_Sign), signs/s" "$ec_floor" ""
+row "  (floor before / after the module)" "$(echo "$floor1" | pick ECDSA-P256) / $(echo "$floor2" | pick ECDSA-P256)" ""
+row "go-tpm floor RSA-2048 PKCS#1, signs/s" "$rsa_floor" ""
+row "sync 1 thread ECDSA P-256, signs/s (vs go-tpm floor)" "$(v ec_sync1_signs_per_s)" "$(ratio "$(v ec_sync1_signs_per_s)" "$ec_floor")"
+row "  p50 / p99 ms" "$(v ec_sync1_p50_ms) / $(v ec_sync1_p99_ms)" ""
+row "sync 1 thread RSA-2048 SHA256-RSA-PKCS, signs/s" "$(v rsa_sync1_signs_per_s)" "$(ratio "$(v rsa_sync1_signs_per_s)" "$rsa_floor")"
+row "  p50 / p99 ms" "$(v rsa_sync1_p50_ms) / $(v rsa_sync1_p99_ms)" ""
+row "8 threads, own sessions, ECDSA signs/s (errors)" "$(v ec_threads8_signs_per_s) ($(v ec_threads8_errors))" "$(ratio "$(v ec_threads8_signs_per_s)" "$ec_floor")"
+row "1 thread, 32 async sessions, ECDSA signs/s (errors)" "$(v ec_async32_signs_per_s) ($(v ec_async32_errors))" "$(ratio "$(v ec_async32_signs_per_s)" "$ec_floor")"
+row "C_Sign returning CKR_PENDING p50 / p99 us" "$(v pending_return_p50_us) / $(v pending_return_p99_us)" ""
+row "forked child (helper, p11-kit RPC): ECDSA signs/s" "$(v ec_child_signs_per_s) ($(v ec_child_errors))" "$(ratio "$(v ec_child_signs_per_s)" "$(v ec_raw_sync1_signs_per_s)")"
+row "  same loop in the parent (ratio above: child/parent)" "$(v ec_raw_sync1_signs_per_s) ($(v ec_raw_sync1_errors))" ""
+row "  p50 ms child / parent" "$(v ec_child_p50_ms) / $(v ec_raw_sync1_p50_ms)" ""
+row "  child's C_Initialize (starts its helper), ms" "$(v ec_child_init_ms)" ""
+row "dlopen -> logged in, ms" "$(v dlopen_to_logged_in_ms)" ""
+row "RSS added by loading + login, MB" "$(v rss_module_mb)" ""
+row "RSS added by 1,000 open sessions, MB" "$(v rss_1000_sessions_mb)" ""
+row "TPM commands, start to logged in" "$(m cmds-to-login)" ""
+row "TPM commands per steady-state C_Sign" "$(m cmds/sign)" ""
+row "10,000 objects: C_Initialize, ms" "$(m init-ms)" ""
+row "10,000 objects: first find (reads the store), ms" "$(m first-find-ms)" ""
+row "10,000 objects: find by attribute, ms" "$(m find-ms)" ""
 
 # Four processes signing at once for FAIR_SECONDS on a swtpm of their own:
 # each one's share, the longest wait for one signature, the longest start
@@ -86,7 +88,7 @@ fair=$(cat "$WORK"/fair[1-4])
 fv() { awk -v k="$1" -v secs="${FAIR_SECONDS:-10}" '{n[NR]=$2; t+=$2; if ($4>l) l=$4; if ($6>s) s=$6}
   END {if (k=="shares") {for (i=1;i<=NR;i++) printf "%s%.0f", (i>1?"/":""), 100*n[i]/t}
        if (k=="total") printf "%.0f", t/secs; if (k=="stall") print s; if (k=="login") print l}' <<<"$fair"; }
-printf '%-52s %12s %8s\n' "4 processes ECDSA, share of signatures each, %" "$(fv shares)" ""
-printf '%-52s %12s %8s\n' "4 processes ECDSA, signs/s in all" "$(fv total)" ""
-printf '%-52s %12s %8s\n' "4 processes: longest wait for one signature, ms" "$(fv stall)" ""
-printf '%-52s %12s %8s\n' "4 processes: longest dlopen -> logged in, ms" "$(fv login)" ""
+row "4 processes ECDSA, share of signatures each, %" "$(fv shares)" ""
+row "4 processes ECDSA, signs/s in all" "$(fv total)" ""
+row "4 processes: longest wait for one signature, ms" "$(fv stall)" ""
+row "4 processes: longest dlopen -> logged in, ms" "$(fv login)" ""

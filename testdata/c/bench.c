@@ -1,10 +1,12 @@
 /* make bench, C side: libtpm11.so driven as applications drive it.
- *   bench MODULE  -> prints "name value" lines for the table:
- *   sync 1 thread ECDSA P-256 and RSA-2048 signs/s with p50/p99; 8 threads
- *   with their own sessions; one thread keeping 32 async sessions in flight;
- *   the latency of a C_Sign that returns CKR_PENDING; dlopen -> logged in;
- *   and signs/s in a forked child (served by its helper over p11-kit's RPC)
- *   beside the same loop in the parent. */
+ *   bench MODULE N RAWFLOOR SOCKET -> prints "name value" lines for the
+ *   table: sync 1 thread ECDSA P-256 and RSA-2048 signs/s with p50/p99;
+ *   8 threads with their own sessions; one thread keeping 32 async sessions
+ *   in flight; each case interleaved with the raw floor (RAWFLOOR on the
+ *   swtpm at SOCKET) and its ratio to it; the latency of a C_Sign that
+ *   returns CKR_PENDING; dlopen -> logged in; and signs/s in a forked child
+ *   (served by its helper over p11-kit's RPC) beside the same loop in the
+ *   parent. */
 #include <dlfcn.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -326,12 +328,15 @@ int main(int argc, char **argv) {
   pend_cap = n * rounds;
   pend = malloc(pend_cap * sizeof *pend);
   struct sync_args ec = {ec_key, CKM_ECDSA_SHA256, n}, rsa = {rsa_key, CKM_SHA256_RSA_PKCS, n / 4};
-  if (getenv("ONLYTHREADS")) { interleaved("ec_threads8", "ec", 0, threads_case, &n, n); return 0; }
-  if (getenv("ONLYASYNC")) { interleaved("ec_async32", "ec", 0, async_case, &n, n); return 0; }
-  interleaved("ec_sync1", "ec", 1, sync_case, &ec, n);
-  interleaved("rsa_sync1", "rsa", 1, sync_case, &rsa, n / 4);
-  interleaved("ec_threads8", "ec", 0, threads_case, &n, n);
-  interleaved("ec_async32", "ec", 0, async_case, &n, n);
+  /* BENCH_ONLY=NAME runs one case and stops (for a profiler). */
+  const char *only = getenv("BENCH_ONLY");
+#define CASE(name, kind, lat, fn, arg, nf) \
+  if (!only || strcmp(only, name) == 0) interleaved(name, kind, lat, fn, arg, nf);
+  CASE("ec_sync1", "ec", 1, sync_case, &ec, n)
+  CASE("rsa_sync1", "rsa", 1, sync_case, &rsa, n / 4)
+  CASE("ec_threads8", "ec", 0, threads_case, &n, n)
+  CASE("ec_async32", "ec", 0, async_case, &n, n)
+  if (only) { f->C_Finalize(NULL); return 0; }
   if (npend) printf("pending_return_p50_us %.1f\npending_return_p99_us %.1f\n", pct(pend, npend, 50) * 1e6, pct(pend, npend, 99) * 1e6);
   forked(h, token_key, n);
   f->C_Finalize(NULL);
