@@ -156,7 +156,7 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 	if q.take() {
 		q.prepare()
 		v, err := safeCall(job, q.res)
-		q.release(true)
+		q.release(true, false)
 		return v, err
 	}
 	t := Submit(q, owner, job, nil)
@@ -194,10 +194,10 @@ func (q *Queue[R]) prepare() {
 	}
 }
 
-// release gives the resource back after a job (ran) or the idle call, and
-// wakes the worker if it has work: queued jobs, the idle timer to start,
-// or a close to finish.
-func (q *Queue[R]) release(ran bool) {
+// release gives the resource back after a job (ran) or the idle call. A
+// caller that ran its own job wakes the worker if it has work: queued
+// jobs, or a close to finish (the worker itself looks again anyway).
+func (q *Queue[R]) release(ran, byWorker bool) {
 	q.mu.Lock()
 	q.running = false
 	if ran {
@@ -206,7 +206,7 @@ func (q *Queue[R]) release(ran bool) {
 			q.idleTimer.Reset(q.idleAfter)
 		}
 	}
-	wake := len(q.ring) > 0 || q.closed
+	wake := !byWorker && (len(q.ring) > 0 || q.closed)
 	q.mu.Unlock()
 	if wake {
 		q.wake.notify()
@@ -289,7 +289,7 @@ func (q *Queue[R]) work() {
 		case t != nil:
 			q.prepare()
 			v, err := safeRun(t.run)
-			q.release(true)
+			q.release(true, true)
 			t.mu.Lock()
 			cancelled := t.cancelled
 			t.mu.Unlock()
@@ -305,7 +305,7 @@ func (q *Queue[R]) work() {
 			q.mu.Lock()
 			q.busy = false
 			q.mu.Unlock()
-			q.release(false)
+			q.release(false, true)
 		default:
 			q.wake.wait(0)
 		}
