@@ -147,6 +147,18 @@ func (l *Library) Close() {
 	case <-time.After(DetachedWait):
 		l.log.Error("detached operations still running at finalize")
 	}
+	// The next process to start reads one index file, not every object
+	// file (store/index.go), if this one changed objects.
+	l.mu.RLock()
+	for _, s := range l.slots {
+		if s.tok != nil {
+			s.tok.mu.Lock()
+			objs := s.tok.objs
+			s.tok.mu.Unlock()
+			objs.Flush()
+		}
+	}
+	l.mu.RUnlock()
 	if l.q != nil {
 		var storages []*tpm.Loadable
 		l.mu.RLock()

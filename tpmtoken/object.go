@@ -91,13 +91,23 @@ func (t *Token) refresh() error {
 		return nil
 	}
 	t.invalidate()
-	for uid, h := range t.byUID {
-		if _, ok := recs[uid]; !ok && t.objects[h] != nil && t.objects[h].session == 0 {
-			delete(t.objects, h)
-			delete(t.byUID, uid)
+	if len(t.objects) == 0 {
+		t.objects, t.byUID = make(map[uint64]*Object, len(recs)), make(map[string]uint64, len(recs))
+	}
+	if len(t.byUID) > 0 {
+		inStore := make(map[string]bool, len(recs))
+		for _, rec := range recs {
+			inStore[rec.UID] = true
+		}
+		for uid, h := range t.byUID {
+			if !inStore[uid] && t.objects[h] != nil && t.objects[h].session == 0 {
+				delete(t.objects, h)
+				delete(t.byUID, uid)
+			}
 		}
 	}
-	for uid, rec := range recs {
+	for _, rec := range recs {
+		uid := rec.UID
 		if h, ok := t.byUID[uid]; ok {
 			fresh := t.fromRecord(rec)
 			o := t.objects[h]

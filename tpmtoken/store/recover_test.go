@@ -46,12 +46,16 @@ func TestOpenCleansDeadWritersLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _, err := s.Objects(tok.Serial).Sync()
+	recs, _, err := s.Objects(tok.Serial).Sync()
 	if err != nil {
 		t.Fatal(err)
 	}
+	all := map[string]bool{}
+	for _, r := range recs {
+		all[r.UID] = true
+	}
 	for _, uid := range []string{"priv", "pub", "half-a", "half-b"} {
-		if all[uid] == nil {
+		if !all[uid] {
 			t.Errorf("object %s missing", uid)
 		}
 	}

@@ -169,7 +169,7 @@ func (s *Store) UpdateToken(serial string, change func(*Token) error) (*Token, e
 
 // Objects is the object directory of a token.
 func (s *Store) Objects(serial string) *Objects {
-	return &Objects{dir: filepath.Join(s.tokenDir(serial), "objects"), cache: map[string]*cached{}}
+	return &Objects{dir: filepath.Join(s.tokenDir(serial), "objects")}
 }
 
 // Object is an object's record: its attributes (never a secret in the clear)
@@ -188,113 +188,241 @@ type Object struct {
 }
 
 type cached struct {
-	mod  time.Time
-	size int64
-	obj  *Object
+	id  fileID
+	obj *Object
 }
 
-// Objects caches a token's object files and re-reads only what changed.
-// Not safe for concurrent use; the token serializes access.
-type Objects struct {
-	dir    string
-	mod    time.Time
-	synced bool
-	cache  map[string]*cached
+// entries is the cache: by UID, or (read from an index, until a change or
+// a scan needs it by UID) a list, which is quicker to make.
+type entries struct {
+	m    map[string]*cached
+	list []*cached
 }
+
+func (e *entries) byUID() map[string]*cached {
+	if e.m == nil {
+		e.m = make(map[string]*cached, len(e.list))
+		for _, c := range e.list {
+			e.m[c.obj.UID] = c
+		}
+		e.list = nil
+	}
+	return e.m
+}
+
+func (e *entries) len() int { return len(e.m) + len(e.list) }
+
+func (e *entries) each(f func(*cached)) {
+	for _, c := range e.m {
+		f(c)
+	}
+	for _, c := range e.list {
+		f(c)
+	}
+}
+
+// Objects caches a token's object files and re-reads only what changed
+// (index.go: a process's first look reads the index when it is current).
+// Safe for concurrent use.
+type Objects struct {
+	dir string
+
+	mu     sync.Mutex
+	mod    time.Time // the directory's mtime at the last scan
+	synced bool
+	cache  entries
+	// unreported: the cache was filled without a Sync returning it.
+	unreported bool
+	// exact: the cache is the directory at gen (no change began since
+	// the scan or index it came from, but this process's own, noted).
+	exact bool
+	gen   generation
+	// indexGen is the generation of the index on disk, as far as known;
+	// wrote is set by a change of this process the index lacks.
+	indexGen uint64
+	wrote    bool
+	// filesRead counts object files read (for tests).
+	filesRead int
+}
+
+// IndexMin is the fewest objects worth an index: below it, reading the
+// object files is as quick.
+var IndexMin = 64
 
 // ClearAll removes every object (C_InitToken over an existing token).
 func (o *Objects) ClearAll() error {
-	ents, err := os.ReadDir(o.dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	for _, e := range ents {
-		_ = os.Remove(filepath.Join(o.dir, e.Name()))
-	}
-	if len(ents) > 0 {
-		_ = atomicfile.SyncDir(o.dir)
-	}
-	o.cache = map[string]*cached{}
-	o.synced = false
-	return nil
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, _, err := o.change(func() error {
+		_ = os.Remove(o.indexPath())
+		ents, err := os.ReadDir(o.dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		for _, e := range ents {
+			_ = os.Remove(filepath.Join(o.dir, e.Name()))
+		}
+		if len(ents) > 0 {
+			_ = atomicfile.SyncDir(o.dir)
+		}
+		return nil
+	})
+	o.cache = entries{}
+	o.synced, o.exact, o.unreported, o.wrote, o.indexGen = false, false, false, false, 0
+	return err
 }
 
 // Sync brings the cache up to date with the disk and, when anything changed
-// since the last Sync, returns all objects by UID (nil otherwise: the
-// caller's view is current).
-func (o *Objects) Sync() (map[string]*Object, bool, error) {
+// since the last Sync, returns all objects (nil otherwise: the caller's
+// view is current).
+func (o *Objects) Sync() ([]*Object, bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	changed, err := o.syncLocked()
+	if err != nil || !changed {
+		return nil, false, err
+	}
+	out := make([]*Object, 0, o.cache.len())
+	o.cache.each(func(c *cached) { out = append(out, c.obj) })
+	return out, true, nil
+}
+
+func (o *Objects) syncLocked() (bool, error) {
+	if !o.synced && o.fromIndex() {
+		o.unreported = true
+	}
+	changed := o.unreported
+	o.unreported = false
 	st, err := os.Stat(o.dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			changed := len(o.cache) > 0
-			o.cache = map[string]*cached{}
-			return map[string]*Object{}, changed, nil
+			changed = changed || o.cache.len() > 0
+			o.cache = entries{}
+			o.synced, o.exact = true, false
+			return changed, nil
 		}
-		return nil, false, err
+		return false, err
 	}
-	changed := false
-	if !o.synced {
-		// The first look at the directory: finish or undo what killed
-		// writers left in it first.
-		if fixed, _ := atomicfile.Recover(o.dir); fixed {
-			if st, err = os.Stat(o.dir); err != nil {
-				return nil, false, err
-			}
+	if o.synced && st.ModTime().Equal(o.mod) {
+		return changed, nil
+	}
+	first := !o.synced
+	// The first look reports everything, even when it read nothing (the
+	// cache seeded from an index that was not current).
+	changed = changed || first && o.cache.len() > 0
+	// Writers are quiet at the start and the end of the scan, at the same
+	// generation: the scan saw the directory as it was then, exactly.
+	// The first look at the directory finishes or undoes what killed
+	// writers left in it first.
+	gen1, quiet1 := o.quiet(first)
+	if first && !quiet1 {
+		_, _ = atomicfile.Recover(o.dir)
+	}
+	if st, err = os.Stat(o.dir); err != nil {
+		return false, err
+	}
+	o.synced, o.mod = true, st.ModTime()
+	ents, err := os.ReadDir(o.dir)
+	if err != nil {
+		return false, err
+	}
+	cache := o.cache.byUID()
+	seen := make(map[string]bool, len(ents))
+	type todo struct {
+		uid, path string
+		info      os.FileInfo
+		obj       *Object
+	}
+	var reads []*todo
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".obj") {
+			continue
 		}
-	}
-	if !o.synced || !st.ModTime().Equal(o.mod) {
-		o.synced, o.mod = true, st.ModTime()
-		ents, err := os.ReadDir(o.dir)
+		uid := strings.TrimSuffix(name, ".obj")
+		seen[uid] = true
+		info, err := e.Info()
 		if err != nil {
-			return nil, false, err
+			continue // removed meanwhile
 		}
-		seen := make(map[string]bool, len(ents))
-		type todo struct {
-			uid, path string
-			info      os.FileInfo
-			obj       *Object
+		if c := cache[uid]; c != nil && c.id == idOf(info) {
+			continue
 		}
-		var reads []*todo
-		for _, e := range ents {
-			name := e.Name()
-			if !strings.HasSuffix(name, ".obj") {
-				continue
-			}
-			uid := strings.TrimSuffix(name, ".obj")
-			seen[uid] = true
-			info, err := e.Info()
-			if err != nil {
-				continue // removed meanwhile
-			}
-			if c := o.cache[uid]; c != nil && c.mod.Equal(info.ModTime()) && c.size == info.Size() {
-				continue
-			}
-			reads = append(reads, &todo{uid: uid, path: filepath.Join(o.dir, name), info: info})
-		}
-		// Reading is syscall- and JSON-bound: spread a cold start (every
-		// object at once) over the CPUs.
-		parallel(len(reads), func(i int) { reads[i].obj, _ = readObject(reads[i].path) })
-		for _, r := range reads {
-			if r.obj != nil {
-				o.cache[r.uid] = &cached{mod: r.info.ModTime(), size: r.info.Size(), obj: r.obj}
-				changed = true
-			}
-		}
-		for uid := range o.cache {
-			if !seen[uid] {
-				delete(o.cache, uid)
-				changed = true
-			}
+		reads = append(reads, &todo{uid: uid, path: filepath.Join(o.dir, name), info: info})
+	}
+	// Reading is syscall- and JSON-bound: spread a cold start (every
+	// object at once) over the CPUs.
+	parallel(len(reads), func(i int) { reads[i].obj, _ = readObject(reads[i].path) })
+	o.filesRead += len(reads)
+	for _, r := range reads {
+		if r.obj != nil {
+			cache[r.uid] = &cached{id: idOf(r.info), obj: r.obj}
+			changed = true
 		}
 	}
-	if !changed {
-		return nil, false, nil
+	for uid := range cache {
+		if !seen[uid] {
+			delete(cache, uid)
+			changed = true
+		}
 	}
-	out := make(map[string]*Object, len(o.cache))
-	for uid, c := range o.cache {
-		out[uid] = c.obj
+	gen2, quiet2 := o.quiet(false)
+	o.exact = quiet1 && quiet2 && gen1 == gen2
+	o.gen = gen1
+	if o.exact && gen1.gen != o.indexGen && o.cache.len() >= IndexMin &&
+		(len(reads) >= IndexMin || o.indexGen == 0) {
+		o.putIndex()
 	}
-	return out, changed, nil
+	return changed, nil
+}
+
+// fromIndex fills the cache from the index. It reports whether the index
+// is current (the cache is then the directory); a stale one only seeds
+// the cache, which the scan that follows checks file by file.
+func (o *Objects) fromIndex() bool {
+	gen, cache, err := o.readIndex()
+	if err != nil {
+		return false
+	}
+	o.indexGen = gen.gen
+	cur, err := o.current()
+	if err != nil || cur != gen {
+		if o.cache.len() == 0 {
+			o.cache = entries{list: cache}
+		}
+		return false
+	}
+	o.cache = entries{list: cache}
+	o.synced, o.mod = true, time.Unix(0, gen.dirMtime)
+	o.exact, o.gen = true, gen
+	return true
+}
+
+// putIndex writes the cache as the index; callers checked it is exact.
+func (o *Objects) putIndex() {
+	if o.writeIndex(o.gen, &o.cache) == nil {
+		o.indexGen, o.wrote = o.gen.gen, false
+	}
+}
+
+// Flush writes the index if this process changed objects since it was
+// written (run at C_Finalize: the next process to start reads one file).
+func (o *Objects) Flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.wrote {
+		return
+	}
+	if !o.exact {
+		o.synced = false // a full look, with the index's help
+		if _, err := o.syncLocked(); err != nil {
+			return
+		}
+		o.unreported = true
+	}
+	if o.exact && o.gen.gen != o.indexGen && o.cache.len() >= IndexMin {
+		o.putIndex()
+	}
 }
 
 // parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
@@ -333,16 +461,7 @@ func readObject(path string) (*Object, error) {
 }
 
 // Put writes obj.
-func (o *Objects) Put(obj *Object) error {
-	if err := os.MkdirAll(o.dir, 0o700); err != nil {
-		return err
-	}
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(o.dir, obj.UID+".obj"), b)
-}
+func (o *Objects) Put(obj *Object) error { return o.PutAll(obj) }
 
 // PutAll writes objs as one step (a key pair): after a crash, every one
 // of them is in the store or none is.
@@ -358,12 +477,79 @@ func (o *Objects) PutAll(objs ...*Object) error {
 		}
 		files[i] = atomicfile.File{Name: obj.UID + ".obj", Data: b}
 	}
-	return atomicfile.WriteAll(o.dir, files)
+	return o.write(files, nil)
 }
 
 // Delete removes the object with uid, durably (the directory is synced).
 func (o *Objects) Delete(uid string) error {
-	return atomicfile.Remove(filepath.Join(o.dir, uid+".obj"))
+	return o.write(nil, []string{uid})
+}
+
+// write makes a change of this process's (files written, uids removed)
+// and, if the cache was exact before it and no other writer began
+// meanwhile, keeps the cache exact: the files' identities are read back
+// between the change and the check that no one else changed anything.
+func (o *Objects) write(files []atomicfile.File, gone []string) error {
+	o.mu.Lock()
+	if !o.synced {
+		// The first change: learn the directory's state now (from the
+		// index, if current), so the change can be noted in it.
+		if _, err := o.syncLocked(); err == nil {
+			o.unreported = true
+		}
+	}
+	o.mu.Unlock()
+	var pre, post generation
+	ids := make([]os.FileInfo, len(files))
+	mine, after, err := o.change(func() error {
+		pre, _ = o.current()
+		var err error
+		if len(files) > 0 {
+			err = atomicfile.WriteAll(o.dir, files)
+		} else {
+			for _, uid := range gone {
+				if err = atomicfile.Remove(filepath.Join(o.dir, uid+".obj")); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		for i, f := range files {
+			if ids[i], err = os.Lstat(filepath.Join(o.dir, f.Name)); err != nil {
+				return err
+			}
+		}
+		post, err = o.current()
+		return err
+	})
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.wrote = true
+	if err != nil || !o.exact || mine != o.gen.gen+1 || after != mine ||
+		pre.dirMtime != o.gen.dirMtime || pre.dirIno != o.gen.dirIno || post.genIno != o.gen.genIno {
+		o.exact = false
+		return err
+	}
+	for i, f := range files {
+		var obj Object
+		if json.Unmarshal(f.Data, &obj) != nil {
+			o.exact = false
+			return nil
+		}
+		o.cache.byUID()[strings.TrimSuffix(f.Name, ".obj")] = &cached{id: idOf(ids[i]), obj: &obj}
+	}
+	for _, uid := range gone {
+		delete(o.cache.byUID(), uid)
+	}
+	post.gen = mine
+	wasCurrent := o.mod.Equal(time.Unix(0, o.gen.dirMtime))
+	o.gen = post
+	if wasCurrent {
+		o.mod = time.Unix(0, post.dirMtime)
+	}
+	return nil
 }
 
 func (s *Store) resultPath(serial string, id uint64) string {
