@@ -72,13 +72,15 @@ func (e *Engine) ChangeAuth(obj *Loadable, newAuth []byte) (tpm2.TPM2BPrivate, e
 }
 
 // Unseal proves obj.Auth and returns the sealed data. The sealed object is
-// flushed afterwards: it is needed once per login, not kept loaded.
+// dropped afterwards (Drop): it is needed once per login, not kept loaded
+// or saved, and flushed when its room is needed rather than on the way to
+// the caller.
 func (e *Engine) Unseal(obj *Loadable) ([]byte, error) {
 	h, err := e.Handle(obj)
 	if err != nil {
 		return nil, err
 	}
-	defer e.Forget(obj.ID)
+	defer e.Drop(obj.ID) // flushed when its room is needed, not now
 	ia, err := e.secret(h, obj.Auth, map[string]bool{obj.ID: true}, encryptOut)
 	if err != nil {
 		return nil, err
@@ -156,6 +158,39 @@ type Info struct {
 	FirmwareMajor, FirmwareMinor uint8
 }
 
+// State reads the TPM's identity and its dictionary-attack state: one
+// TPM2_GetCapability asking from TPM_PT_MANUFACTURER through
+// TPM_PT_MAX_AUTH_FAIL, which a TPM that lists properties across groups
+// answers at once; the reference implementation (swtpm) stops at the end of
+// the fixed group, and is asked the variable one in a second command.
+func (e *Engine) State() (Info, DAState, error) {
+	rsp, err := tpm2.GetCapability{
+		Capability:    tpm2.TPMCapTPMProperties,
+		Property:      uint32(tpm2.TPMPTManufacturer),
+		PropertyCount: uint32(tpm2.TPMPTMaxAuthFail-tpm2.TPMPTManufacturer) + 1,
+	}.Execute(e.tr())
+	if err != nil {
+		return Info{}, DAState{}, err
+	}
+	props, err := rsp.CapabilityData.Data.TPMProperties()
+	if err != nil {
+		return Info{}, DAState{}, err
+	}
+	info := infoOf(props.TPMProperty)
+	var st DAState
+	var last tpm2.TPMPT
+	for _, p := range props.TPMProperty {
+		st.set(p)
+		last = max(last, p.Property)
+	}
+	if last < tpm2.TPMPTMaxAuthFail {
+		if st, err = e.DAState(); err != nil {
+			return Info{}, DAState{}, err
+		}
+	}
+	return info, st, nil
+}
+
 // Properties reads the TPM's manufacturer, vendor string and firmware version.
 func (e *Engine) Properties() (Info, error) {
 	rsp, err := tpm2.GetCapability{
@@ -170,11 +205,15 @@ func (e *Engine) Properties() (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	return infoOf(props.TPMProperty), nil
+}
+
+func infoOf(props []tpm2.TPMSTaggedProperty) Info {
 	var info Info
 	be4 := func(v uint32) string {
 		return string([]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 	}
-	for _, p := range props.TPMProperty {
+	for _, p := range props {
 		switch p.Property {
 		case tpm2.TPMPTManufacturer:
 			info.Manufacturer = be4(p.Value)
@@ -186,7 +225,7 @@ func (e *Engine) Properties() (Info, error) {
 	}
 	info.VendorString = trimNUL(info.VendorString)
 	info.Manufacturer = trimNUL(info.Manufacturer)
-	return info, nil
+	return info
 }
 
 func trimNUL(s string) string {

@@ -31,16 +31,20 @@ func (e *Engine) DAState() (DAState, error) {
 	}
 	var st DAState
 	for _, p := range props.TPMProperty {
-		switch p.Property {
-		case tpm2.TPMPTPermanent:
-			st.InLockout = p.Value&(1<<9) != 0
-		case tpm2.TPMPTLockoutCounter:
-			st.Counter = p.Value
-		case tpm2.TPMPTMaxAuthFail:
-			st.MaxTries = p.Value
-		}
+		st.set(p)
 	}
 	return st, nil
+}
+
+func (st *DAState) set(p tpm2.TPMSTaggedProperty) {
+	switch p.Property {
+	case tpm2.TPMPTPermanent:
+		st.InLockout = p.Value&(1<<9) != 0
+	case tpm2.TPMPTLockoutCounter:
+		st.Counter = p.Value
+	case tpm2.TPMPTMaxAuthFail:
+		st.MaxTries = p.Value
+	}
 }
 
 // StirRandom mixes data into the TPM's RNG state (TPM2_StirRandom, which

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -65,11 +66,14 @@ type slot struct {
 	// persistent: the object lives at a persistent handle, takes no
 	// transient slot, and is never saved, flushed or evicted.
 	persistent bool
-	handle     tpm2.TPMHandle
-	name       tpm2.TPM2BName
-	loaded     bool
-	saved      *tpm2.TPMSContext
-	lastUse    uint64
+	// dropped: forgotten but still loaded (Drop); flushed, never saved,
+	// when its room is needed or the TPM is let go of.
+	dropped bool
+	handle  tpm2.TPMHandle
+	name    tpm2.TPM2BName
+	loaded  bool
+	saved   *tpm2.TPMSContext
+	lastUse uint64
 }
 
 // Engine runs TPM commands for one owner goroutine and keeps objects loaded
@@ -129,9 +133,19 @@ func (e *Engine) loadedCount() int {
 	return n
 }
 
-// evictOne saves and flushes the least recently used loaded object not in keep.
+// evictOne saves and flushes the least recently used loaded object not in
+// keep; a dropped object goes first, flushed only.
 func (e *Engine) evictOne(keep map[string]bool) error {
 	var victim *slot
+	for id, s := range e.slots {
+		if s.dropped {
+			if s.loaded {
+				_, _ = tpm2.FlushContext{FlushHandle: s.handle}.Execute(e.tr())
+			}
+			delete(e.slots, id)
+			return nil
+		}
+	}
 	for id, s := range e.slots {
 		if s.loaded && !keep[id] && (victim == nil || s.lastUse < victim.lastUse) {
 			victim = s
@@ -379,9 +393,29 @@ func (e *Engine) Forget(id string) {
 	delete(e.slots, id)
 }
 
+// Drop forgets obj like Forget but leaves its TPM copy loaded until the
+// room is needed or the TPM is let go of (SaveAll, FlushAll): an object used
+// once (an unsealed PIN seal) costs no FlushContext on the way to the
+// caller. Its Loadable (and authValue) is let go of at once.
+func (e *Engine) Drop(id string) {
+	s := e.slots[id]
+	if s == nil {
+		return
+	}
+	delete(e.slots, id)
+	if !s.loaded || s.persistent {
+		return
+	}
+	s.obj, s.dropped, s.saved = nil, true, nil
+	e.slots["\x00dropped:"+strconv.FormatUint(uint64(s.handle), 16)] = s
+}
+
 // ForgetChildren forgets every cached object whose ancestry includes parent.
 func (e *Engine) ForgetChildren(parentID string) {
 	for id, s := range e.slots {
+		if s.obj == nil {
+			continue // dropped
+		}
 		for p := s.obj.Parent; p != nil; p = p.Parent {
 			if p.ID == parentID {
 				e.Forget(id)

@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"github.com/tpm11/tpm11/asyncq"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/store"
 )
 
 // What the library knows of its TPM without asking it.
@@ -17,9 +19,10 @@ import (
 // never wait on the TPM: they answer from what the last TPM job saw — the
 // TPM's identity (manufacturer, firmware), its dictionary-attack state,
 // and whether it answered at all. C_Initialize asks the TPM once (bounded
-// by the command deadline); a PIN check that fails reads the lockout state
-// in the same job; anything older than StaleAfter is asked again in the
-// background, without waiting.
+// by the command deadline: the SRK, see start; the identity a process
+// kept for this TPM answers until it is read again); a PIN check that
+// fails reads the lockout state in the same job; anything missing or older
+// than StaleAfter is asked again in the background, without waiting.
 //
 // A TPM that cannot be read (it does not answer, answers garbage, or
 // nothing listens) is shown as such, never as an uninitialized token that
@@ -37,12 +40,19 @@ type health struct {
 
 	info     tpm.Info
 	haveInfo bool
+	srkName  string // hex; empty until the SRK was made
 	da       tpm.DAState
 	daAt     time.Time // zero: never read
 
 	refreshing bool
-	tried      time.Time // when the last background refresh started
+	tried      time.Time     // when the last background refresh started
+	refreshed  chan struct{} // closed when the last one ended
 }
+
+// DAWait is how long the first token query of a process waits for the
+// lockout state, which C_Initialize does not read (see start), when the
+// TPM answered: once, and never on a TPM known to be down.
+var DAWait = 100 * time.Millisecond
 
 // StaleAfter is how old the cached TPM state may grow before a slot or
 // token query asks for it again (in the background).
@@ -141,19 +151,46 @@ func guard[T any](l *Library, job func(e *tpm.Engine) (T, error)) func(e *tpm.En
 	}
 }
 
-// probe reads the TPM's identity and lockout state on the worker.
+// probe reads the TPM's identity and lockout state on the worker (one
+// TPM2_GetCapability), and keeps the identity for the next process.
 func (l *Library) probe(e *tpm.Engine) (struct{}, error) {
-	info, err := e.Properties()
+	info, st, err := e.State()
 	if err != nil {
 		return struct{}{}, err
 	}
 	l.health.setInfo(info)
-	st, err := e.DAState()
+	l.health.setDA(st)
+	l.health.mu.Lock()
+	name := l.health.srkName
+	l.health.mu.Unlock()
+	if name != "" {
+		l.store.PutTPMInfo(name, store.TPMInfo(info))
+	}
+	return struct{}{}, nil
+}
+
+// start is C_Initialize's one TPM job: it makes the storage root key
+// (SRK) ready, which says whether the TPM answers and which TPM it is
+// (its name), and which the first login and the check of the tokens'
+// TPM need next anyway. The TPM's identity (manufacturer, firmware) is the
+// one a process kept for this TPM (by its SRK's name); it is read (with
+// the lockout state) only when none was, or in the background on the
+// first slot or token query (refreshSoon: the lockout state is unknown
+// until then, and a refused PIN reads it in its own job).
+func (l *Library) start(e *tpm.Engine) (struct{}, error) {
+	h, err := e.Handle(l.srk)
 	if err != nil {
 		return struct{}{}, err
 	}
-	l.health.setDA(st)
-	return struct{}{}, nil
+	name := hex.EncodeToString(h.Name.Buffer)
+	l.health.mu.Lock()
+	l.health.srkName = name
+	l.health.mu.Unlock()
+	if info, ok := l.store.TPMInfo(name); ok {
+		l.health.setInfo(tpm.Info(info))
+		return struct{}{}, nil
+	}
+	return l.probe(e)
 }
 
 // refreshSoon asks the TPM for its state in the background when what is
@@ -172,6 +209,8 @@ func (l *Library) refreshSoon() {
 		return
 	}
 	h.refreshing, h.tried = true, time.Now()
+	done := make(chan struct{})
+	h.refreshed = done
 	h.mu.Unlock()
 	t := asyncq.Submit(l.q, 0, guard(l, l.probe), nil)
 	go func() {
@@ -179,7 +218,30 @@ func (l *Library) refreshSoon() {
 		h.mu.Lock()
 		h.refreshing = false
 		h.mu.Unlock()
+		close(done)
 	}()
+}
+
+// daState is the lockout state last read, if any. Never read yet (a new
+// process), it is asked for and, if the TPM answers, waited for at most
+// DAWait.
+func (l *Library) daState() (tpm.DAState, bool) {
+	l.refreshSoon()
+	h := &l.health
+	h.mu.Lock()
+	st, known, done := h.da, !h.daAt.IsZero(), h.refreshed
+	up := h.probed && h.down == nil
+	h.mu.Unlock()
+	if known || !up || done == nil {
+		return st, known
+	}
+	select {
+	case <-done:
+	case <-time.After(DAWait):
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.da, !h.daAt.IsZero()
 }
 
 // tpmDown is why the TPM cannot be used now, or nil: no TPM was opened,

@@ -98,9 +98,9 @@ func Open(cfg Config) (*Library, error) {
 		l.slots = append(l.slots, &Slot{ID: uint64(i), tok: l.newToken(rec)})
 	}
 	l.slots = append(l.slots, &Slot{ID: uint64(len(recs))})
-	// Ask the TPM who it is and whether it answers, once, now: slot and
+	// Ask the TPM whether it answers and who it is, once, now: slot and
 	// token queries never wait on it (see health.go).
-	if _, err := do(l, 0, l.probe); err != nil {
+	if _, err := do(l, 0, l.start); err != nil {
 		l.log.Error("TPM not readable: the empty slot shows no token until it is", "tpm", cfg.TPM, "err", err)
 	} else {
 		l.identity.mu.Lock()

@@ -70,13 +70,11 @@ func (t *Token) notePINCheck(userType ck.UserType, err error) {
 
 // pinFlags are token t's PIN flags: lockout from the TPM, failures since
 // the last success from the token (see above). The TPM's lockout state is
-// the one last read (C_Initialize, a refused PIN, or a background read when
-// it is older than StaleAfter): token queries never wait on the TPM.
+// the one last read (a refused PIN, or a background read when it is missing
+// or older than StaleAfter): token queries never wait on the TPM, but for
+// the first of a process, at most DAWait (see daState).
 func (l *Library) pinFlags(t *Token) ck.Flags {
-	l.refreshSoon()
-	l.health.mu.Lock()
-	st, known := l.health.da, !l.health.daAt.IsZero()
-	l.health.mu.Unlock()
+	st, known := l.daState()
 	if !known {
 		return 0
 	}

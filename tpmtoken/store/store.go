@@ -609,3 +609,45 @@ func readSmall(path string) ([]byte, error) {
 		buf = buf[:len(buf)+n]
 	}
 }
+
+// TPMInfo is a TPM's identity as a library last read it: kept so the next
+// process need not ask (tpmtoken: C_Initialize), by the name of the TPM's
+// storage root key, which no other TPM (nor this one after TPM2_Clear) has.
+type TPMInfo struct {
+	Manufacturer                 string
+	VendorString                 string
+	FirmwareMajor, FirmwareMinor uint8
+}
+
+const tpmInfoFile = "tpm-info.json"
+
+func (s *Store) tpmInfos() map[string]TPMInfo {
+	m := map[string]TPMInfo{}
+	if b, err := os.ReadFile(filepath.Join(s.Root, tpmInfoFile)); err == nil {
+		_ = json.Unmarshal(b, &m)
+	}
+	return m
+}
+
+// TPMInfo is what was kept of the TPM whose SRK is named srkName (hex).
+func (s *Store) TPMInfo(srkName string) (TPMInfo, bool) {
+	i, ok := s.tpmInfos()[srkName]
+	return i, ok
+}
+
+// PutTPMInfo keeps info for the TPM whose SRK is named srkName, if it is
+// news (a few TPMs are kept: a store moved between machines, or a TPM
+// cleared, leaves one behind).
+func (s *Store) PutTPMInfo(srkName string, info TPMInfo) {
+	m := s.tpmInfos()
+	if old, ok := m[srkName]; ok && old == info {
+		return
+	}
+	if len(m) >= 8 {
+		clear(m)
+	}
+	m[srkName] = info
+	if b, err := json.Marshal(m); err == nil {
+		_ = atomicfile.Write(filepath.Join(s.Root, tpmInfoFile), b)
+	}
+}
