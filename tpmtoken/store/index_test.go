@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/tpm11/tpm11/ck"
@@ -216,5 +217,80 @@ func TestClearAllRemovesTheIndex(t *testing.T) {
 	recs, _, err := s.Objects(serial).Sync()
 	if err != nil || len(recs) != 0 {
 		t.Errorf("%d objects after ClearAll, %v", len(recs), err)
+	}
+}
+
+// Writers and readers (each its own Objects, as separate processes would
+// be) at once, readers flushing indexes as they go: a fresh reader then
+// sees exactly the object files, whatever index was left.
+func TestIndexUnderConcurrentWritersAndReaders(t *testing.T) {
+	s, serial := indexStore(t, 80)
+	done := make(chan struct{})
+	errs := make(chan error, 8)
+	for w := range 3 {
+		go func() {
+			o := s.Objects(serial)
+			for i := range 60 {
+				id := 1000 + w*100 + i
+				if err := o.Put(obj(id, "w")); err != nil {
+					errs <- err
+					return
+				}
+				if i%3 == 0 {
+					if err := o.Delete(obj(w*20+i/3, "").UID); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if i%10 == 0 {
+					o.Flush()
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				o := s.Objects(serial)
+				_, _, _ = o.Sync()
+				o.wrote = true // flush what it saw, as a writer would
+				o.Flush()
+			}
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	readers.Wait()
+	ents, _ := os.ReadDir(filepath.Join(s.tokenDir(serial), "objects"))
+	want := map[string]bool{}
+	for _, e := range ents {
+		if filepath.Ext(e.Name()) == ".obj" {
+			want[e.Name()[:len(e.Name())-4]] = true
+		}
+	}
+	for range 2 { // with whatever index was left, and after a rebuild
+		got := labels(t, s.Objects(serial))
+		if len(got) != len(want) {
+			t.Errorf("%d objects seen, %d on disk", len(got), len(want))
+		}
+		for uid := range want {
+			if _, ok := got[uid]; !ok {
+				t.Errorf("object %s hidden", uid)
+			}
+		}
+		s.Objects(serial).Flush()
 	}
 }

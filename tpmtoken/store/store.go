@@ -500,6 +500,7 @@ func (o *Objects) write(files []atomicfile.File, gone []string) error {
 	}
 	o.mu.Unlock()
 	var pre, post generation
+	var unknown error // the change is made, but not known exactly
 	ids := make([]os.FileInfo, len(files))
 	mine, after, err := o.change(func() error {
 		pre, _ = o.current()
@@ -517,17 +518,17 @@ func (o *Objects) write(files []atomicfile.File, gone []string) error {
 			return err
 		}
 		for i, f := range files {
-			if ids[i], err = os.Lstat(filepath.Join(o.dir, f.Name)); err != nil {
-				return err
+			if ids[i], unknown = os.Lstat(filepath.Join(o.dir, f.Name)); unknown != nil {
+				return nil
 			}
 		}
-		post, err = o.current()
-		return err
+		post, unknown = o.current()
+		return nil
 	})
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.wrote = true
-	if err != nil || !o.exact || mine != o.gen.gen+1 || after != mine ||
+	if err != nil || unknown != nil || !o.exact || mine != o.gen.gen+1 || after != mine ||
 		pre.dirMtime != o.gen.dirMtime || pre.dirIno != o.gen.dirIno || post.genIno != o.gen.genIno {
 		o.exact = false
 		return err
