@@ -229,6 +229,11 @@ func (e *Engine) Handle(obj *Loadable) (tpm2.NamedHandle, error) {
 
 func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, error) {
 	e.clock++
+	// Kept from here on whether loaded already or not: making room for a
+	// child must never evict its parent (which left the child's load
+	// naming a flushed handle, TPM_RC_REFERENCE_H0, when dead processes'
+	// objects filled swtpm's slots).
+	keep[obj.ID] = true
 	s := e.slots[obj.ID]
 	if s != nil && s.obj != obj {
 		// Same ID, new blobs (e.g. after a PIN change): the new ones win.
@@ -239,7 +244,6 @@ func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, 
 		s.lastUse = e.clock
 		return tpm2.NamedHandle{Handle: s.handle, Name: s.name}, nil
 	}
-	keep[obj.ID] = true
 	if s != nil && s.saved != nil {
 		err := e.withRoom(keep, func() error {
 			rsp, err := tpm2.ContextLoad{Context: *s.saved}.Execute(e.tr())

@@ -173,3 +173,35 @@ func TestPersistentSRK(t *testing.T) {
 	e.FlushAll()
 	swtpmtest.CheckNoLeaks(t, tr, 0)
 }
+
+// Objects another process left loaded (it died without letting go) fill
+// swtpm's slots. Loading a key under a parent that is already loaded must
+// flush them, never evict the parent: evicting it left the key's load
+// naming a flushed handle (TPM_RC_REFERENCE_H0), and every login after a
+// crashed process ran its job twice.
+func TestLoadUnderLoadedParentFlushesOrphansNotParent(t *testing.T) {
+	tr := swtpmtest.Start(t)
+	scheme := tpm2.TPMTSigScheme{
+		Scheme:  tpm2.TPMAlgECDSA,
+		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+	}
+	digest := sha256.Sum256([]byte("orphans"))
+
+	dead := tpm.NewEngine(tr, 3) // the process that died: two objects loaded
+	deadSRK := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
+	pub, priv, err := dead.Create(deadSRK, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+	require.NoError(t, err)
+	_, err = dead.Sign(&tpm.Loadable{ID: "k", Parent: deadSRK, Public: pub, Private: priv}, digest[:], scheme)
+	require.NoError(t, err)
+
+	e := tpm.NewEngine(tr, 3)
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
+	_, err = e.Handle(srk) // the third slot: the parent is loaded now
+	require.NoError(t, err)
+	key := &tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv}
+	_, err = e.Sign(key, digest[:], scheme)
+	require.NoError(t, err, "the key loads under its loaded parent once the orphans are flushed")
+	e.SaveAll()
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
+}
