@@ -133,14 +133,11 @@ func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme, hash tp
 	c.u16(stHashCheck)
 	c.u32(rhNull)
 	c.u16(0)
-	rsp, err := e.send(c.bytes())
+	r, err := e.pwSend(c)
 	if err != nil {
 		return nil, err
 	}
-	r, err := pwResponse(rsp)
-	if err != nil {
-		return nil, err
-	}
+	params := r.b
 	sig := &tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgID(r.u16())}
 	switch sig.SigAlg {
 	case tpm2.TPMAlgECDSA:
@@ -152,7 +149,7 @@ func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme, hash tp
 		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, &tpm2.TPMSSignatureRSA{Hash: h, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: r.tpm2b()}})
 	default:
 		// A scheme no key here is made with: let go-tpm read it.
-		s, err := tpm2.Unmarshal[tpm2.TPMTSignature](rsp[14 : len(rsp)-5])
+		s, err := tpm2.Unmarshal[tpm2.TPMTSignature](params)
 		if err != nil {
 			return nil, fmt.Errorf("%w to TPM2_Sign: %v", errMalformed, err)
 		}
@@ -181,13 +178,18 @@ func (e *Engine) hmac(h tpm2.TPMHandle, password, data []byte, hash tpm2.TPMAlgI
 	return e.oneTPM2B(cmd, "TPM2_HMAC")
 }
 
+// pwSend sends c and returns its response's parameters.
+func (e *Engine) pwSend(c *pwCommand) (rd, error) {
+	rsp, err := e.send(c.bytes())
+	if err != nil {
+		return rd{}, err
+	}
+	return pwResponse(rsp)
+}
+
 // oneTPM2B sends cmd, whose response parameters are one TPM2B.
 func (e *Engine) oneTPM2B(cmd *pwCommand, what string) ([]byte, error) {
-	rsp, err := e.send(cmd.bytes())
-	if err != nil {
-		return nil, err
-	}
-	r, err := pwResponse(rsp)
+	r, err := e.pwSend(cmd)
 	if err != nil {
 		return nil, err
 	}
