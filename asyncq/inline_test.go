@@ -119,3 +119,54 @@ func TestInlinePanicFreesResource(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 7, v)
 }
+
+// A job cancelled while running is discarded with the resource still
+// held: no caller's own job runs beside the discard.
+func TestDiscardHoldsTheResource(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	var inUse, overlaps atomic.Int32
+	use := func() {
+		if inUse.Add(1) != 1 {
+			overlaps.Add(1)
+		}
+		time.Sleep(5 * time.Millisecond)
+		inUse.Add(-1)
+	}
+	started := make(chan struct{})
+	tk := Submit(q, 1, func(int) (int, error) { close(started); use(); return 1, nil }, func(int, int) { use() })
+	<-started
+	tk.Cancel()
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 20; i++ {
+			_, _ = Do(q, 2, func(int) (int, error) { use(); return 0, nil })
+		}
+		close(done)
+	}()
+	<-tk.Done()
+	<-done
+	require.Zero(t, overlaps.Load())
+}
+
+// A panic in the yield policy or the idle function, on a caller's thread
+// or the worker's, leaves the queue working.
+func TestPanickingPolicyLeavesQueueWorking(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	q.OnIdle(time.Millisecond, func(int) { panic("idle") })
+	q.YieldWhen(func() bool { panic("yield") })
+	for i := 0; i < 3; i++ {
+		_, err := Do(q, 1, func(int) (int, error) { return 0, nil })
+		require.NoError(t, err)
+		time.Sleep(5 * time.Millisecond) // the worker's idle call panics too
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Do(q, 1, func(int) (int, error) { return 7, nil }); done <- err }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("queue wedged after a panicking policy")
+	}
+}

@@ -154,10 +154,11 @@ func Submit[R, T any](q *Queue[R], owner uint64, job Job[R, T], discard func(R, 
 // otherwise it is queued behind the others, in turn, for the worker.
 func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 	if q.take() {
+		// Released whatever happens: a panic in the yield policy must not
+		// leave the resource taken by nobody (every later job would wait).
+		defer q.release(true, false)
 		q.prepare()
-		v, err := safeCall(job, q.res)
-		q.release(true, false)
-		return v, err
+		return safeCall(job, q.res)
 	}
 	t := Submit(q, owner, job, nil)
 	t.block()
@@ -183,8 +184,8 @@ func (q *Queue[R]) prepare() {
 	q.mu.Lock()
 	busy, held, yieldAfter, onIdle, yieldWhen := q.busy, q.heldSince, q.yieldAfter, q.onIdle, q.yieldWhen
 	q.mu.Unlock()
-	if busy && onIdle != nil && (yieldAfter > 0 && time.Since(held) > yieldAfter || yieldWhen != nil && yieldWhen()) {
-		onIdle(q.res)
+	if busy && onIdle != nil && (yieldAfter > 0 && time.Since(held) > yieldAfter || yieldWhen != nil && safeBool(yieldWhen)) {
+		safeIdle(onIdle, q.res)
 		busy = false
 	}
 	if !busy {
@@ -289,19 +290,20 @@ func (q *Queue[R]) work() {
 		case t != nil:
 			q.prepare()
 			v, err := safeRun(t.run)
-			q.release(true, true)
 			t.mu.Lock()
 			cancelled := t.cancelled
 			t.mu.Unlock()
 			if cancelled && err == nil && t.discard != nil {
-				t.discard(v)
+				// Still with the resource: discard undoes the job on it.
+				_, _ = safeRun(func() (any, error) { t.discard(v); return nil, nil })
 			}
+			q.release(true, true)
 			if cancelled {
 				v, err = nil, ErrCancelled
 			}
 			t.finish(v, err)
 		case idle:
-			onIdle(q.res)
+			safeIdle(onIdle, q.res)
 			q.mu.Lock()
 			q.busy = false
 			q.mu.Unlock()
@@ -320,6 +322,18 @@ func safeRun(f func() (any, error)) (v any, err error) {
 		}
 	}()
 	return f()
+}
+
+// safeIdle runs the idle function; a panic in it is dropped, as a
+// panicking job's is, so the worker and the resource go on.
+func safeIdle[R any](f func(R), r R) {
+	_, _ = safeRun(func() (any, error) { f(r); return nil, nil })
+}
+
+// safeBool asks the yield policy; a panic in it counts as "no".
+func safeBool(f func() bool) (yes bool) {
+	_, _ = safeRun(func() (any, error) { yes = f(); return nil, nil })
+	return yes
 }
 
 // safeCall is safeRun for a job run by its caller.

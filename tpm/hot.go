@@ -75,10 +75,13 @@ func pwResponse(rsp []byte) (rd, error) {
 	if binary.BigEndian.Uint16(rsp) != stSessions || int(binary.BigEndian.Uint32(rsp[2:6])) != len(rsp) || len(rsp) < 14 {
 		return rd{}, errMalformed
 	}
-	n := int(binary.BigEndian.Uint32(rsp[10:14]))
-	if n > len(rsp)-14 {
+	// Compared unsigned: on a 32-bit int a size with its top bit set
+	// would be negative and pass a signed test.
+	size := binary.BigEndian.Uint32(rsp[10:14])
+	if uint64(size) > uint64(len(rsp)-14) {
 		return rd{}, errMalformed
 	}
+	n := int(size)
 	// The session: an empty nonce, attributes, an empty HMAC.
 	if s := rsp[14+n:]; len(s) != 5 || s[0] != 0 || s[1] != 0 || s[3] != 0 || s[4] != 0 {
 		return rd{}, errMalformed
@@ -178,9 +181,11 @@ func (e *Engine) hmac(h tpm2.TPMHandle, password, data []byte, hash tpm2.TPMAlgI
 	return e.oneTPM2B(cmd, "TPM2_HMAC")
 }
 
-// pwSend sends c and returns its response's parameters.
+// pwSend sends c and returns its response's parameters. The command
+// holds the key's authValue: the buffer is wiped once sent.
 func (e *Engine) pwSend(c *pwCommand) (rd, error) {
 	rsp, err := e.send(c.bytes())
+	clear(c.b)
 	if err != nil {
 		return rd{}, err
 	}

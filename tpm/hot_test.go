@@ -110,6 +110,9 @@ func TestHotResponsesMalformed(t *testing.T) {
 	for n := 0; n < len(good); n++ {
 		cut = append(cut, append([]byte(nil), good[:n]...))
 	}
+	huge := append([]byte(nil), good...) // a parameter size with its top bit set
+	binary.BigEndian.PutUint32(huge[10:14], 0x80000010)
+	cut = append(cut, huge)
 	for _, b := range cut {
 		_, err := send(b)
 		require.True(t, errors.Is(err, errMalformed), "%x: %v", b, err)

@@ -358,7 +358,9 @@ func (s *Stream) readStream(c conn) ([]byte, error) {
 			return nil, transportError("response", fmt.Errorf("%d bytes of a response that says it has %d", n, size))
 		}
 	}
-	return append([]byte(nil), s.rbuf[:size]...), nil
+	rsp := append([]byte(nil), s.rbuf[:size]...)
+	clear(s.rbuf[:size]) // a decryption's plaintext is not kept beyond its caller's copy
+	return rsp, nil
 }
 
 // maxResponse is the largest response a TPM sends (TPM2_PT_MAX_RESPONSE_SIZE

@@ -143,13 +143,15 @@ func (q *turns) wait(deadline time.Time) error {
 	}
 	ino, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err == nil {
-		defer unix.Close(ino)
 		if _, err := unix.InotifyAddWatch(ino, q.dir, unix.IN_DELETE|unix.IN_MOVED_FROM); err != nil {
 			unix.Close(ino)
 			ino = -1
 		}
 	} else {
 		ino = -1
+	}
+	if ino >= 0 {
+		defer unix.Close(ino)
 	}
 	buf := make([]byte, 4096)
 	for {
@@ -195,7 +197,12 @@ func (q *turns) waiting() bool {
 	}
 	q.checked = now
 	var st unix.Stat_t
-	if unix.Stat(q.dir, &st) == nil && st.Mtim == q.mtime && now.Sub(q.scanned) < 100*time.Millisecond {
+	// The cached answer holds while the directory's mtime is the one seen
+	// at the last read, unless that read came within 10 ms of the mtime:
+	// a ticket made in the same tick of a coarse file-system clock leaves
+	// the mtime as it was ("racily clean", as git calls it).
+	if unix.Stat(q.dir, &st) == nil && st.Mtim == q.mtime && now.Sub(q.scanned) < 100*time.Millisecond &&
+		q.scanned.Sub(time.Unix(st.Mtim.Unix())) > 10*time.Millisecond {
 		return q.contended
 	}
 	q.mtime = st.Mtim
