@@ -170,3 +170,19 @@ func TestPanickingPolicyLeavesQueueWorking(t *testing.T) {
 		t.Fatal("queue wedged after a panicking policy")
 	}
 }
+
+// A caller running its own jobs passes through the Go scheduler at most
+// every 5 ms (see reschedule): in 60 ms of back-to-back jobs some pass,
+// never one per job.
+func TestRescheduleAtMostEvery5ms(t *testing.T) {
+	q := New(0)
+	defer q.Close(time.Second)
+	before := lastResched.Load()
+	jobs := 0
+	for start := time.Now(); time.Since(start) < 60*time.Millisecond; jobs++ {
+		_, err := Do(q, 1, func(int) (int, error) { time.Sleep(100 * time.Microsecond); return 0, nil })
+		require.NoError(t, err)
+	}
+	require.Greater(t, lastResched.Load(), before, "no pass through the scheduler in 60 ms")
+	require.Greater(t, jobs, 20)
+}

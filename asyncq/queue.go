@@ -13,7 +13,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -157,12 +159,35 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 		// Released whatever happens: a panic in the yield policy must not
 		// leave the resource taken by nobody (every later job would wait).
 		defer q.release(true, false)
+		reschedule()
 		q.prepare()
 		return safeCall(job, q.res)
 	}
 	t := Submit(q, owner, job, nil)
 	t.block()
 	return t.Result()
+}
+
+// lastResched is when a job run by its caller last passed through the
+// Go scheduler (unix nanoseconds).
+var lastResched atomic.Int64
+
+// reschedule passes the caller through the Go scheduler at most every
+// 5 ms before it runs its job (and waits on the resource). A thread of a C
+// program calling into Go runs one goroutine the scheduler never
+// reschedules, so its P's scheduling tick never moves, and after 10 ms
+// the runtime's monitor (sysmon) takes it for a goroutine that has run too
+// long: each time it then waits in a system call, sysmon takes its P, the
+// thread must take one back and wake sysmon when the call returns, and
+// sysmon polls every 20 µs again (perf with uprobes: ~1 preemptone and
+// handoffp per TPM signature, ~25–35 µs of CPU). A pass through the
+// scheduler moves the tick; it costs a few thread wake-ups every 5 ms.
+func reschedule() {
+	now := time.Now().UnixNano()
+	last := lastResched.Load()
+	if now-last > int64(5*time.Millisecond) && lastResched.CompareAndSwap(last, now) {
+		runtime.Gosched()
+	}
 }
 
 // take takes the resource for a caller's own job, if it is idle and no job
