@@ -334,7 +334,7 @@ func (q *Queue[R]) work() {
 			q.mu.Unlock()
 			q.release(false, true)
 		default:
-			q.wake.wait(0)
+			q.wake.wait()
 		}
 	}
 }

@@ -3,7 +3,6 @@ package asyncq
 import (
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 )
 
@@ -49,22 +48,10 @@ func (s *signal) notify() {
 	}
 }
 
-// wait waits for a notify, at most d if d > 0; it reports whether one came.
-func (s *signal) wait(d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if atomic.SwapUint32(&s.pending, 0) == 1 {
-			return true
-		}
-		var ts *syscall.Timespec
-		if d > 0 {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return false
-			}
-			t := syscall.NsecToTimespec(left.Nanoseconds())
-			ts = &t
-		}
-		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&s.pending)), futexWaitPrivate, 0, uintptr(unsafe.Pointer(ts)), 0, 0)
+// wait waits for a notify (the idle time is a timer that notifies, see
+// Queue.idleTimer, so the worker never waits with a timeout of its own).
+func (s *signal) wait() {
+	for atomic.SwapUint32(&s.pending, 0) == 0 {
+		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&s.pending)), futexWaitPrivate, 0, 0, 0, 0)
 	}
 }

@@ -2,8 +2,6 @@
 
 package asyncq
 
-import "time"
-
 func (t *Ticket) block()       { <-t.done }
 func (t *Ticket) wakeSleeper() {}
 
@@ -19,17 +17,4 @@ func (s *signal) notify() {
 	}
 }
 
-func (s *signal) wait(d time.Duration) bool {
-	if d <= 0 {
-		<-s.c
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.c:
-		return true
-	case <-t.C:
-		return false
-	}
-}
+func (s *signal) wait() { <-s.c }
