@@ -31,7 +31,7 @@ import (
 type Store struct{ Root string }
 
 // Open creates root if needed, and cleans up after writers that were
-// killed (see recover.go).
+// killed (see deadwriters.go).
 func Open(root string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(root, "tokens"), 0o700); err != nil {
 		return nil, fmt.Errorf("store %s: %w", root, err)
