@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -363,10 +362,6 @@ func (s *Stream) readStream(c conn) ([]byte, error) {
 	return rsp, nil
 }
 
-// maxResponse is the largest response a TPM sends (TPM2_PT_MAX_RESPONSE_SIZE
-// is 4096 on every TPM seen; leave room).
-const maxResponse = 1 << 16
-
 // readPacket reads one whole response with one read, as from a TPM device.
 func readPacket(c io.Reader) ([]byte, error) {
 	buf := make([]byte, maxResponse)
@@ -384,22 +379,14 @@ func readPacket(c io.Reader) ([]byte, error) {
 	return buf[:n:n], nil
 }
 
-// checkHeader returns the size a response header gives, or an error when
-// it is not a TPM response: a TPM that answers garbage is not a TPM.
+// checkHeader returns the size a response header gives (ResponseSize),
+// or a TransportError: a TPM that answers garbage is not a TPM.
 func checkHeader(hdr []byte) (int, error) {
-	if len(hdr) < 10 {
-		return 0, transportError("response", fmt.Errorf("short TPM response (%d bytes)", len(hdr)))
+	size, err := ResponseSize(hdr)
+	if err != nil {
+		return 0, transportError("response", err)
 	}
-	switch tag := binary.BigEndian.Uint16(hdr); tag {
-	case 0x8001, 0x8002, 0x00c4: // TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS, TPM 1.2 TPM_TAG_RSP_COMMAND
-	default:
-		return 0, transportError("response", fmt.Errorf("not a TPM response (tag %#04x)", tag))
-	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > maxResponse {
-		return 0, transportError("response", fmt.Errorf("bad TPM response size %d", size))
-	}
-	return int(size), nil
+	return size, nil
 }
 
 // unpollable runs a round trip on a file that takes no deadline (a device
