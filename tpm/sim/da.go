@@ -1,6 +1,4 @@
-//go:build !nosimulator
-
-package tpm
+package sim
 
 import (
 	"encoding/json"
@@ -12,6 +10,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm11/tpm11/internal/atomicfile"
+	"github.com/tpm11/tpm11/tpm"
 )
 
 // The simulator's dictionary-attack state outlives the process.
@@ -44,11 +43,12 @@ type daKeeper struct {
 
 func (k *daKeeper) Send(cmd []byte) ([]byte, error) {
 	rsp, err := k.t.Send(cmd)
-	h, ok := ResponseHeader(rsp)
+	h, ok := tpm.ResponseHeader(rsp)
 	if err != nil || !ok {
 		return rsp, err
 	}
-	rc, cc := h.ResponseCode, commandCode(cmd)
+	c, _ := tpm.CommandHeader(cmd)
+	rc, cc := h.ResponseCode, c.CommandCode
 	// TPM_RC_AUTH_FAIL on any handle or session: TPMRC.Is compares a
 	// format-1 code without its handle, session or parameter number.
 	if errors.Is(rc, tpm2.TPMRCAuthFail) || rc == tpm2.TPMRCLockout ||
@@ -132,7 +132,7 @@ func keepDA(t transport.TPM, stateDir string) (transport.TPM, error) {
 		saved.Saved = time.Now().Unix()
 	}
 	if saved.MaxTries != cur.MaxTries || saved.Recovery != cur.Recovery || saved.LockoutRecovery != cur.LockoutRecovery {
-		if err := SetDAParameters(t, saved.MaxTries, saved.Recovery, saved.LockoutRecovery); err != nil {
+		if err := tpm.SetDAParameters(t, saved.MaxTries, saved.Recovery, saved.LockoutRecovery); err != nil {
 			return nil, err
 		}
 	}
@@ -157,7 +157,7 @@ func failAuth(t transport.TPM, n uint32) error {
 	if n == 0 {
 		return nil
 	}
-	tmpl := ECCKeyTemplate(tpm2.TPMECCNistP256)
+	tmpl := tpm.ECCKeyTemplate(tpm2.TPMECCNistP256)
 	tmpl.ObjectAttributes.NoDA = false
 	key, err := tpm2.CreatePrimary{
 		PrimaryHandle: tpm2.TPMRHOwner,
