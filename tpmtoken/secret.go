@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
@@ -55,6 +56,12 @@ func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
 // async session, as fn): the TPM generates the value when neither value
 // nor makeValue gives one (and the key is not readable); makeValue, if
 // set, computes the value in the job (TPM random bytes, an ECDH result).
+//
+// The value belongs to the job from here on: addSecret takes its own copy,
+// because the caller wipes its buffer when it returns (an unwrapped
+// plaintext), which may be before a pending job has run. The job wipes its
+// copy once the TPM has it, unless the key is readable: then that copy,
+// and no buffer anyone else holds, is the object's CKA_VALUE.
 func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (uint64, error) {
 	template, err := l.secretSpec(kt, n)
 	if err != nil {
@@ -86,6 +93,8 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		key   *tpm.Loadable
 		value []byte
 	}
+	value = bytes.Clone(value)
+	keep := readable(a)
 	job := func(e *tpm.Engine) (made, error) {
 		v, t := value, template
 		if makeValue != nil {
@@ -93,6 +102,9 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 			if v, err = makeValue(e); err != nil {
 				return made{}, err
 			}
+		}
+		if !keep {
+			defer clear(v) // in the TPM now, and nowhere else
 		}
 		if v != nil {
 			t = tpm.Supplied(t)
@@ -105,6 +117,9 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		if err != nil {
 			return made{}, err
 		}
+		if !keep {
+			v = nil
+		}
 		return made{&tpm.Loadable{Parent: storage, Public: p, Private: k}, v}, nil
 	}
 	finish := func(m made, err error) (Result, error) {
@@ -112,8 +127,8 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 			return Result{}, err
 		}
 		a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
-		if readable(a) {
-			a[ck.CKA_VALUE] = m.value
+		if keep {
+			a[ck.CKA_VALUE] = m.value // the job's own copy (see above)
 		}
 		o := &Object{UID: newUID(), Attrs: a, key: m.key}
 		o.key.ID = "key:" + o.UID
