@@ -76,7 +76,9 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		if err != nil {
 			return nil, err
 		}
-		return dh.Derive(z, int(n)), nil
+		v := dh.Derive(z, int(n)) // a copy (X963KDF never returns a part of z)
+		clear(z)                  // the shared secret: only the derived key outlives the job
+		return v, nil
 	}
 	a.setOrigin(false, 0, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE), o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE))
 	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)
