@@ -61,8 +61,7 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 	case n == 0 || n > uint64(dh.MaxLen()):
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN %d", n)
 	}
-	delete(t, ck.CKA_VALUE_LEN)
-	a, err := secretAttrs(s.tok, t, kt)
+	a, err := secretAttrs(s.tok, t, kt, opDerive)
 	if err != nil {
 		return 0, err
 	}
