@@ -192,6 +192,22 @@ func (t *Token) add(o *Object) error {
 	return nil
 }
 
+// mayMake checks that session s may make objects with attributes as:
+// token objects need a R/W session, private ones the user logged in.
+func (s *Session) mayMake(as ...Attrs) error {
+	for _, a := range as {
+		if a.Bool(ck.CKA_TOKEN) && !s.rw() {
+			return ck.E(ck.CKR_SESSION_READ_ONLY)
+		}
+	}
+	for _, a := range as {
+		if a.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
+			return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+		}
+	}
+	return nil
+}
+
 // visible reports whether the application may see o now.
 func (t *Token) visible(o *Object) bool {
 	return !o.private() || (t.isLogged && t.loggedIn == ck.CKU_USER)
@@ -284,9 +300,8 @@ func (t *Token) find(tmpl []Attr) ([]uint64, error) {
 // getAttributes answers C_GetAttributeValue for o.
 func getAttributes(o *Object, types []ck.AttributeType) []AttrResult {
 	res := make([]AttrResult, len(types))
-	sensitive := o.Attrs.Bool(ck.CKA_SENSITIVE) || !o.Attrs.Bool(ck.CKA_EXTRACTABLE)
 	for i, typ := range types {
-		if sensitiveAttrs[typ] && (o.class() == ck.CKO_PRIVATE_KEY || o.class() == ck.CKO_SECRET_KEY) && sensitive {
+		if hidden(o.Attrs, typ) { // schema.go
 			res[i].RV = ck.CKR_ATTRIBUTE_SENSITIVE
 			continue
 		}
