@@ -77,6 +77,9 @@ type Token struct {
 	// AKCertificates is the TPM's attestation key certificate and its
 	// chain (PEM), as an attestation CA issued them.
 	AKCertificates []string `json:"ak_certificates,omitempty"`
+	// AKType is the type of the attestation key AKCertificates certify
+	// ("rsa" or "ecc"; empty: "ecc", the only type before RSA).
+	AKType string `json:"ak_type,omitempty"`
 }
 
 // KeyBlob is a TPM key's wrapped blobs and its authValue.
