@@ -45,6 +45,9 @@ func FwTPMServer(t testing.TB) string {
 
 func buildFwTPM() (string, error) {
 	if p := os.Getenv("TPM11_FWTPM"); p != "" {
+		if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("TPM11_FWTPM=%q is not a program (did testdata/fwtpm.sh fail? run it for its log)", p)
+		}
 		return p, nil
 	}
 	root, err := repoRoot()
