@@ -63,7 +63,9 @@ func migratedParent(spec string) *tpm.Loadable {
 	return v.(*tpm.Loadable)
 }
 
-func isMigratedParent(p *tpm.Loadable) bool { return p != nil && strings.HasPrefix(p.ID, migratedPrefix) }
+func isMigratedParent(p *tpm.Loadable) bool {
+	return p != nil && strings.HasPrefix(p.ID, migratedPrefix)
+}
 
 // primarySpec makes the Parent of keys under tpm2-pkcs11 primary p.
 func primarySpec(p *tpm2pkcs11.Primary) (string, error) {
