@@ -89,9 +89,9 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 			return nil, err
 		}
 	}
-	tag := uint16(stNoSessions)
+	tag := uint16(tpm2.TPMSTNoSessions)
 	if len(sess) > 0 {
-		tag = stSessions
+		tag = uint16(tpm2.TPMSTSessions)
 	}
 	cmd := make([]byte, 0, 10+len(handles)+len(authArea)+len(parms))
 	cmd = binary.BigEndian.AppendUint16(cmd, tag)
