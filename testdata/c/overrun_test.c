@@ -55,6 +55,7 @@ struct race {
   const char *name;
   enum kind kind;
   CK_SESSION_HANDLE h;
+  CK_FLAGS flags;
   int iterations;
   volatile int done;
   volatile int a_calls; /* A's calls so far: B replaces once per call */
@@ -165,7 +166,10 @@ static void *long_side(void *arg) {
     for (int k = rand_r(&seed) % 8; k > 0; k--) sched_yield();
     switch (r->kind) {
     case SIGN:
-      (void)f->C_SessionCancel(r->h, CKF_SIGN);
+      /* On the async session B cancels after every other call of A only
+       * (a cancel ends a pending signature): half the results are
+       * collected with C_AsyncComplete into the guarded buffer. */
+      if (!(r->flags & CKF_ASYNC_SESSION) || (seen & 1)) (void)f->C_SessionCancel(r->h, CKF_SIGN);
       (void)f->C_SignInit(r->h, &pkcs, rsa_priv);
       break;
     case DECRYPT:
@@ -185,7 +189,7 @@ static const char *only;
 
 static void run(const char *name, enum kind kind, CK_FLAGS flags, int iterations) {
   if (only && strcmp(only, name) != 0) return;
-  struct race r = {.name = name, .kind = kind, .iterations = iterations};
+  struct race r = {.name = name, .kind = kind, .flags = flags, .iterations = iterations};
   RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | flags, NULL, NULL, &r.h), CKR_OK);
   pthread_t a, b;
   pthread_create(&a, NULL, short_side, &r);
