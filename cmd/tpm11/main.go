@@ -109,7 +109,7 @@ file (tpm11 info shows which file was read).`,
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{
-		listCmd(g), keygenCmd(g), importCmd(g), importCertCmd(g), csrCmd(g), exportCmd(g), deleteCmd(g),
+		listCmd(g), keygenCmd(g), importCmd(g), importCertCmd(g), csrCmd(g), exportCmd(g), deleteCmd(g), migrateCmd(g),
 	} {
 		c.GroupID = "keys"
 		root.AddCommand(c)

@@ -269,7 +269,7 @@ func attr(t ck.AttributeType, v []byte) tpmtoken.Attr { return tpmtoken.Attr{Typ
 // ulong encodes a CK_ULONG as the library expects it: 8 bytes, host order.
 func ulong[T ~uint64 | ~int](v T) []byte { return binary.NativeEndian.AppendUint64(nil, uint64(v)) }
 
-var yes, no = []byte{1}, []byte{0}
+var yes = []byte{1}
 
 // attrs reads the attributes of obj that it has (others are left out).
 type attrs map[ck.AttributeType][]byte
