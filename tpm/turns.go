@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tpm11/tpm11/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,9 +120,9 @@ func (q *turns) live() []string {
 			continue
 		}
 		path := filepath.Join(q.dir, n)
-		f, err := os.Open(path)
+		f, err := atomicfile.Open(path, syscall.O_RDONLY, 0)
 		if err != nil {
-			continue // given back meanwhile
+			continue // given back meanwhile, or no ticket (a FIFO, a symlink)
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
 			_ = os.Remove(path) // its process is gone

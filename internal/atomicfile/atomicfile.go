@@ -207,7 +207,7 @@ func lock(f *os.File) error {
 // holds it (its lock can be taken). A missing file is not gone: it was
 // renamed or removed by someone else.
 func writerGone(path string) bool {
-	f, err := os.Open(path)
+	f, err := Open(path, syscall.O_RDONLY, 0)
 	if err != nil {
 		return false
 	}
@@ -222,7 +222,7 @@ func writerGone(path string) bool {
 // it) is removed. Files of live writers are left alone. It reports whether
 // anything changed. A missing dir is nothing to recover.
 func Recover(dir string) (bool, error) {
-	ents, err := os.ReadDir(dir)
+	ents, err := ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return false, nil
@@ -236,9 +236,9 @@ func Recover(dir string) (bool, error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		b, err := os.ReadFile(path)
+		b, err := Read(path, maxIntent)
 		if err != nil {
-			continue // finished meanwhile
+			continue // finished meanwhile, or no intent of ours
 		}
 		var moves [][2]string
 		if json.Unmarshal(b, &moves) != nil {
@@ -293,6 +293,9 @@ func Recover(dir string) (bool, error) {
 	return false, nil
 }
 
+// maxIntent bounds an intent's size: a few renames of short names.
+const maxIntent = 1 << 20
+
 // safeName is a plain file name in the directory itself.
 func safeName(n string) bool {
 	return n != "" && n != "." && n != ".." && filepath.Base(n) == n
@@ -316,10 +319,11 @@ var hookAfterRename func(i int)
 // SyncDir makes dir's entries (creations, renames, removals) durable. A
 // variable so tests can watch it.
 var SyncDir = func(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
+	d := os.NewFile(uintptr(fd), dir)
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return err

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -74,7 +73,7 @@ type generation struct {
 type genFile struct{ f *os.File }
 
 func (o *Objects) openGen() (*genFile, error) {
-	f, err := os.OpenFile(filepath.Join(filepath.Dir(o.dir), genName), os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	f, err := atomicfile.Open(filepath.Join(filepath.Dir(o.dir), genName), syscall.O_RDWR|syscall.O_APPEND|syscall.O_CREAT, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -179,21 +178,11 @@ func (o *Objects) writeIndex(gen generation, cache *entries) error {
 
 // readIndex reads the index; a missing, torn or corrupt one is an error.
 func (o *Objects) readIndex() (generation, []*cached, error) {
-	f, err := os.Open(o.indexPath())
+	// One replaced meanwhile is read whole or not at all (rename).
+	b, err := atomicfile.Read(o.indexPath(), maxIndex)
 	if err != nil {
 		return generation{}, nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return generation{}, nil, err
-	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return generation{}, nil, errBadIndex
-	}
-	// The size is that of the file opened: one replaced meanwhile is
-	// read whole or not at all (rename), and one read short is corrupt.
 	return decodeIndex(b)
 }
 
@@ -202,6 +191,10 @@ func (o *Objects) readIndex() (generation, []*cached, error) {
 // parallel), each object its file's identity and its record; a SHA-256 of
 // all that ends the file.
 const indexChunk = 512
+
+// minEncoded is the fewest bytes an object takes in the index: three
+// varints, five strings' lengths and the attribute count.
+const minEncoded = 9
 
 func encodeIndex(gen generation, cache *entries) []byte {
 	var ents []byte
@@ -261,7 +254,10 @@ func decodeIndex(b []byte) (gen generation, cache []*cached, err error) {
 	gen.genIno, gen.gen = d.u64(), d.u64()
 	gen.dirMtime, gen.dirIno = int64(d.u64()), d.u64()
 	n, nchunks := d.u64(), d.u64()
-	if d.err != nil || n > uint64(len(body)) || nchunks != (n+indexChunk-1)/indexChunk || nchunks*8 > uint64(len(d.b)) {
+	// Sizes are checked before anything is allocated for them: every
+	// object takes at least minEncoded bytes, every chunk 8 in the table.
+	if d.err != nil || n > uint64(len(d.b))/minEncoded || nchunks != (n+indexChunk-1)/indexChunk ||
+		nchunks*8 > uint64(len(d.b)) || n*minEncoded > uint64(len(d.b))-nchunks*8 {
 		return gen, nil, errBadIndex
 	}
 	offs := make([]uint64, nchunks+1)
@@ -290,7 +286,7 @@ func decodeIndex(b []byte) (gen generation, cache []*cached, err error) {
 			obj.UID, obj.Parent = d.str(), d.str()
 			obj.Public, obj.Private, obj.Sealed = d.blob(), d.blob(), d.blob()
 			na := d.uvarint()
-			if na > uint64(len(d.b)) {
+			if na > uint64(len(d.b))/2 { // a type and a length at least
 				d.err = errBadIndex
 				break
 			}

@@ -90,7 +90,7 @@ func (s *Store) tokenDir(serial string) string { return filepath.Join(s.Root, "t
 
 // Tokens lists the tokens, oldest first, so slot numbers are stable.
 func (s *Store) Tokens() ([]*Token, error) {
-	ents, err := os.ReadDir(filepath.Join(s.Root, "tokens"))
+	ents, err := atomicfile.ReadDir(filepath.Join(s.Root, "tokens"))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func sortTokens(ts []*Token) {
 
 // Token reads one token's record.
 func (s *Store) Token(serial string) (*Token, error) {
-	b, err := os.ReadFile(filepath.Join(s.tokenDir(serial), "token.json"))
+	b, err := atomicfile.Read(filepath.Join(s.tokenDir(serial), "token.json"), maxToken)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (s *Store) PutToken(t *Token) error {
 // every process on the store: change sees the current record, and its
 // result is written before the next process reads it.
 func (s *Store) UpdateToken(serial string, change func(*Token) error) (*Token, error) {
-	f, err := os.OpenFile(filepath.Join(s.tokenDir(serial), "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := atomicfile.Open(filepath.Join(s.tokenDir(serial), "lock"), syscall.O_CREAT|syscall.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (o *Objects) ClearAll() error {
 	defer o.mu.Unlock()
 	_, _, err := o.change(func() error {
 		_ = os.Remove(o.indexPath())
-		ents, err := os.ReadDir(o.dir)
+		ents, err := atomicfile.ReadDir(o.dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -322,7 +322,7 @@ func (o *Objects) syncLocked() (bool, error) {
 		return false, err
 	}
 	o.synced, o.mod = true, st.ModTime()
-	ents, err := os.ReadDir(o.dir)
+	ents, err := atomicfile.ReadDir(o.dir)
 	if err != nil {
 		return false, err
 	}
@@ -571,7 +571,7 @@ func (s *Store) PutResult(serial string, id uint64, v any) error {
 
 // Result reads a detached operation's result into v.
 func (s *Store) Result(serial string, id uint64, v any) error {
-	b, err := os.ReadFile(s.resultPath(serial, id))
+	b, err := atomicfile.Read(s.resultPath(serial, id), maxResult)
 	if err != nil {
 		return err
 	}
@@ -583,33 +583,20 @@ func (s *Store) DeleteResult(serial string, id uint64) error {
 	return atomicfile.Remove(s.resultPath(serial, id))
 }
 
-// readSmall reads a whole small file with plain syscalls: os.ReadFile would
-// also try to register each file with the network poller, which for
-// thousands of object files was a quarter of a cold start.
-func readSmall(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 0, 4096)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-	}
-}
+// Bounds on what each kind of store file can hold (atomicfile.Read
+// checks them before allocating): a file larger is refused, not read.
+const (
+	maxToken  = 4 << 20  // seals, public parent, attestation certificates
+	maxObject = 16 << 20 // the largest certificate or data object
+	maxResult = 1 << 20  // a detached operation's result (a signature)
+	// maxTPMInfo: a few TPMs' identities.
+	maxTPMInfo = 64 << 10
+	// maxIndex: every object's record; a larger index is ignored, and
+	// the object files are read instead.
+	maxIndex = 1 << 30
+)
+
+func readSmall(path string) ([]byte, error) { return atomicfile.Read(path, maxObject) }
 
 // TPMInfo is a TPM's identity as a library last read it: kept so the next
 // process need not ask (tpmtoken: C_Initialize), by the name of the TPM's
@@ -624,7 +611,7 @@ const tpmInfoFile = "tpm-info.json"
 
 func (s *Store) tpmInfos() map[string]TPMInfo {
 	m := map[string]TPMInfo{}
-	if b, err := os.ReadFile(filepath.Join(s.Root, tpmInfoFile)); err == nil {
+	if b, err := atomicfile.Read(filepath.Join(s.Root, tpmInfoFile), maxTPMInfo); err == nil {
 		_ = json.Unmarshal(b, &m)
 	}
 	return m
