@@ -65,13 +65,25 @@ func openFd(path string, flags int, perm uint32) (int, error) {
 // network poller, which for thousands of object files was a quarter of a
 // cold start).
 func Read(path string, limit int64) ([]byte, error) {
+	b, _, err := ReadStat(path, limit)
+	return b, err
+}
+
+// ReadStat is Read that also returns the file's status (its owner and
+// mode, for a reader that trusts only some writers).
+func ReadStat(path string, limit int64) ([]byte, *syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	b, err := readStat(path, limit, &st)
+	return b, &st, err
+}
+
+func readStat(path string, limit int64, st *syscall.Stat_t) ([]byte, error) {
 	fd, err := openFd(path, syscall.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
+	if err := syscall.Fstat(fd, st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if st.Size > limit {

@@ -72,10 +72,17 @@ type generation struct {
 // genFile is the objects.gen file, open for appending.
 type genFile struct{ f *os.File }
 
-func (o *Objects) openGen() (*genFile, error) {
-	f, err := atomicfile.Open(filepath.Join(filepath.Dir(o.dir), genName), syscall.O_RDWR|syscall.O_APPEND|syscall.O_CREAT, 0o600)
+// openGen opens the gen file for appending, or with read set, for its lock
+// and size only (a user who may not change the token, perms.go, still
+// reads it).
+func (o *Objects) openGen(read bool) (*genFile, error) {
+	path := filepath.Join(filepath.Dir(o.dir), genName)
+	f, err := atomicfile.Open(path, syscall.O_RDWR|syscall.O_APPEND|syscall.O_CREAT, o.filePerm)
+	if err != nil && read && (errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EROFS)) {
+		f, err = atomicfile.Open(path, syscall.O_RDONLY, 0)
+	}
 	if err != nil {
-		return nil, err
+		return nil, writeErr(err)
 	}
 	return &genFile{f}, nil
 }
@@ -105,7 +112,7 @@ func (g *genFile) stat() (ino, gen uint64, err error) {
 // append made, and the gen file's size once f returned (equal when no
 // other writer began meanwhile).
 func (o *Objects) change(f func() error) (mine, after uint64, err error) {
-	g, err := o.openGen()
+	g, err := o.openGen(false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -133,7 +140,7 @@ func (o *Objects) change(f func() error) (mine, after uint64, err error) {
 // holds it). With recover set, dead writers' leftovers are cleaned up
 // first, under the same lock.
 func (o *Objects) quiet(recover bool) (gen generation, ok bool) {
-	g, err := o.openGen()
+	g, err := o.openGen(true)
 	if err != nil {
 		return gen, false
 	}
@@ -173,15 +180,18 @@ func (o *Objects) indexPath() string { return filepath.Join(filepath.Dir(o.dir),
 
 // writeIndex writes the cache, exact at gen, as the index.
 func (o *Objects) writeIndex(gen generation, cache *entries) error {
-	return atomicfile.Write(o.indexPath(), encodeIndex(gen, cache))
+	return atomicfile.WritePerm(o.indexPath(), encodeIndex(gen, cache), o.filePerm)
 }
 
 // readIndex reads the index; a missing, torn or corrupt one is an error.
 func (o *Objects) readIndex() (generation, []*cached, error) {
 	// One replaced meanwhile is read whole or not at all (rename).
-	b, err := atomicfile.Read(o.indexPath(), maxIndex)
+	b, st, err := atomicfile.ReadStat(o.indexPath(), maxIndex)
 	if err != nil {
 		return generation{}, nil, err
+	}
+	if !trusted(o.shared, st, o.owner) {
+		return generation{}, nil, ErrUntrusted
 	}
 	return decodeIndex(b)
 }
