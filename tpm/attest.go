@@ -37,23 +37,49 @@ func EKRSA() *Loadable {
 		Hierarchy: tpm2.TPMRHEndorsement, Persistent: EKRSAHandle}
 }
 
-// AKTemplate is the attestation key: an ECC P-256 restricted signing key
-// (ECDSA with SHA-256) made in the TPM, fixed to it, never duplicable. A
-// restricted key signs only digests the TPM computed itself (no digest it
-// is handed that starts like a TPM attestation), so what it signs is true.
-func AKTemplate() tpm2.TPMTPublic {
+// Attestation key types: "rsa", an RSA-2048 key signing with RSASSA
+// (PKCS#1 v1.5) and SHA-256, what step-ca's device-attest-01 verifies
+// (its go-attestation fork takes RSA attestation keys only); "ecc", an
+// ECC P-256 key signing with ECDSA and SHA-256.
+const (
+	AKRSA = "rsa"
+	AKECC = "ecc"
+)
+
+// AKTemplate is the attestation key of type typ (AKRSA or AKECC): a
+// restricted signing key made in the TPM, fixed to it, never duplicable.
+// A restricted key signs only digests the TPM computed itself (no digest
+// it is handed that starts like a TPM attestation), so what it signs is
+// true.
+func AKTemplate(typ string) tpm2.TPMTPublic {
+	attrs := tpm2.TPMAObject{
+		FixedTPM:            true,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        true,
+		NoDA:                true,
+		Restricted:          true,
+		SignEncrypt:         true,
+	}
+	if typ == AKRSA {
+		return tpm2.TPMTPublic{
+			Type:             tpm2.TPMAlgRSA,
+			NameAlg:          tpm2.TPMAlgSHA256,
+			ObjectAttributes: attrs,
+			Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
+				Scheme: tpm2.TPMTRSAScheme{
+					Scheme:  tpm2.TPMAlgRSASSA,
+					Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256}),
+				},
+				KeyBits: 2048,
+			}),
+			Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{}),
+		}
+	}
 	return tpm2.TPMTPublic{
-		Type:    tpm2.TPMAlgECC,
-		NameAlg: tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{
-			FixedTPM:            true,
-			FixedParent:         true,
-			SensitiveDataOrigin: true,
-			UserWithAuth:        true,
-			NoDA:                true,
-			Restricted:          true,
-			SignEncrypt:         true,
-		},
+		Type:             tpm2.TPMAlgECC,
+		NameAlg:          tpm2.TPMAlgSHA256,
+		ObjectAttributes: attrs,
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
 			CurveID: tpm2.TPMECCNistP256,
 			Scheme: tpm2.TPMTECCScheme{
@@ -66,11 +92,15 @@ func AKTemplate() tpm2.TPMTPublic {
 	}
 }
 
-// AK is the attestation key: a primary key of the endorsement hierarchy,
-// so the same key in every process (and until the TPM's endorsement seed
-// changes) with no blob to keep.
-func AK() *Loadable {
-	return &Loadable{ID: "ak", Public: tpm2.New2B(AKTemplate()), Hierarchy: tpm2.TPMRHEndorsement}
+// AK is the attestation key of type typ (AKRSA or AKECC): a primary key
+// of the endorsement hierarchy, so the same key in every process (and
+// until the TPM's endorsement seed changes) with no blob to keep.
+func AK(typ string) *Loadable {
+	id := "ak" // the ECC AK's cache ID since before RSA AKs
+	if typ == AKRSA {
+		id = "ak:rsa"
+	}
+	return &Loadable{ID: id, Public: tpm2.New2B(AKTemplate(typ)), Hierarchy: tpm2.TPMRHEndorsement}
 }
 
 // ReadNV reads NV index idx whole, authorized by the index itself (EK
