@@ -347,7 +347,11 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	if t.rec.User != nil {
 		info.Flags |= ck.CKF_USER_PIN_INITIALIZED
 	}
+	serial := t.rec.Serial
 	t.mu.Unlock()
+	if !l.store.Writable(serial) {
+		info.Flags |= ck.CKF_WRITE_PROTECTED // another user's token in a shared store
+	}
 	l.mu.RLock()
 	for _, ss := range l.sessions {
 		if ss.tok == t {

@@ -127,11 +127,11 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 	}
 	if s.tok != nil {
 		if err := s.tok.objs.ClearAll(); err != nil {
-			return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+			return storeErr(ck.CKR_FUNCTION_FAILED, err)
 		}
 	}
 	if err := l.store.PutToken(rec); err != nil {
-		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		return storeErr(ck.CKR_FUNCTION_FAILED, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -256,7 +256,7 @@ func (t *Token) initPIN(pin []byte) error {
 
 func (t *Token) putRecord(rec *store.Token) error {
 	if err := t.lib.store.PutToken(rec); err != nil {
-		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		return storeErr(ck.CKR_FUNCTION_FAILED, err)
 	}
 	t.mu.Lock()
 	t.rec = rec
