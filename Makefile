@@ -72,8 +72,13 @@ $(BUILD)/completions/tpm11.bash: $(BUILD)/tpm11
 
 test: build test-go test-c test-clients test-cli test-package
 
+# The PQC tests run on wolfTPM's fwtpm_server (swtpm has no ML-DSA/ML-KEM),
+# built once by testdata/fwtpm.sh into a cache outside the checkout. If it
+# cannot be built, those tests fail (TPM11_FWTPM names no program); the
+# rest run on swtpm as ever.
 test-go:
-	$(GO) test -race -count=1 -timeout 600s ./...
+	FW=$$(./testdata/fwtpm.sh) || FW=unbuilt; \
+	TPM11_FWTPM="$$FW" $(GO) test -race -count=1 -timeout 600s ./...
 	cd interop && $(GO) test -count=1 -timeout 1200s ./...
 
 test-c: build

@@ -39,6 +39,7 @@ refused 2 "unknown command" T frobnicate
 refused 2 "unknown flag" T list --frobnicate
 refused 2 "extra argument" T info extra
 refused 2 "no command" T
+refused 2 "simulator without --listen" T simulator
 [ "$(T --version)" = "tpm11 $VERSION" ] || fail "--version: $(T --version), version.go: $VERSION"
 pkcs11-tool --module "$MODULE" -I 2>/dev/null | grep -q "(ver ${VERSION%.*})" || fail "CK_INFO.libraryVersion is not ${VERSION%.*}"
 for sh in bash zsh fish; do T completion $sh | grep -q tpm11 || fail "completion $sh"; done

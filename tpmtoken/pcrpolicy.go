@@ -55,12 +55,6 @@ type policyJSON struct {
 	AuthPolicy []byte         `json:"auth_policy"`
 }
 
-// isVendorKeygenAttr: the vendor attributes a private key's template may
-// carry at generation.
-func isVendorKeygenAttr(t ck.AttributeType) bool {
-	return t == CKA_TPM11_PCR_POLICY || t == CKA_TPM11_POLICY_AUTHORITY || t == CKA_TPM11_PORTABLE
-}
-
 // ParsePCRList reads "0,7,16" (or "sha256:0,7,16").
 func ParsePCRList(s string) ([]int, error) {
 	s = strings.TrimPrefix(strings.TrimSpace(s), "sha256:")

@@ -90,7 +90,7 @@ func TestPCRBoundKeySignsOnlyInItsState(t *testing.T) {
 	require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
 	_, _, err = l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
 		[]tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}}, []tpmtoken.Attr{{tpmtoken.CKA_TPM11_POLICY, []byte("{}")}})
-	require.Equal(t, ck.CKR_ATTRIBUTE_TYPE_INVALID, rv(err), "the policy itself is read-only")
+	require.Equal(t, ck.CKR_ATTRIBUTE_READ_ONLY, rv(err), "the policy itself is read-only")
 
 	require.NoError(t, l.ExtendPCR(h, 16, []byte("another kernel")))
 	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(trySign(l, h, key)))

@@ -31,7 +31,7 @@ import (
 type Store struct{ Root string }
 
 // Open creates root if needed, and cleans up after writers that were
-// killed (see recover.go).
+// killed (see deadwriters.go).
 func Open(root string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(root, "tokens"), 0o700); err != nil {
 		return nil, fmt.Errorf("store %s: %w", root, err)
@@ -186,8 +186,13 @@ type Object struct {
 	// key whose TPM blobs are Public and Private.
 	Sealed []byte `json:"sealed,omitempty"`
 	// Parent is "public" for a key under the token's public storage key
-	// (a key that needs no PIN); empty for the user's storage key.
+	// (a key that needs no PIN); empty for the user's storage key; see
+	// tpmtoken for the others (a TSS2 key file's, tpm2-pkcs11's primary).
 	Parent string `json:"parent,omitempty"`
+	// Auth is a key's own authValue when it has one (a key taken over from
+	// tpm2-pkcs11), encrypted under a key only the user PIN unlocks
+	// (tpmtoken/migrate.go).
+	Auth []byte `json:"auth,omitempty"`
 }
 
 type cached struct {
