@@ -60,15 +60,11 @@ func Open(cfg Config) (*Library, error) {
 		l.slots = []*Slot{{ID: 0}}
 		return l, nil
 	}
-	var t = l.dev.TPM
-	if cfg.Latency > 0 {
-		t = tpm.Latency{T: t, Delay: cfg.Latency}
-	}
 	l.srk = &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	if l.dev.Hardware {
 		l.srk.Persistent = tpm.SRKHandle // used only if it is this very key
 	}
-	eng := tpm.NewEngine(t, l.dev.ObjectSlots)
+	eng := tpm.NewEngine(l.dev.TPM, l.dev.ObjectSlots)
 	eng.Salt = l.srk // PINs, sealed values and keys never cross the bus in the clear
 	l.q = asyncq.New(eng)
 	if release := l.dev.Release; release != nil {

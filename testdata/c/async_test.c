@@ -1,6 +1,6 @@
 /* PKCS#11 3.2 asynchronous operations against libtpm11.so, with a TPM that
- * answers every command after TPM11_TEST_LATENCY (set by the runner), so
- * that CKR_PENDING is deterministic. Each block tests one rule of
+ * answers every command 20 ms late (the runner points TPM11_TPM at
+ * testdata/slowtpm), so that CKR_PENDING is deterministic. Each block tests one rule of
  * docs/async.md. */
 #include <dlfcn.h>
 #include <stdio.h>
