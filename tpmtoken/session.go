@@ -15,7 +15,7 @@ type Session struct {
 	tok    *Token
 	flags  ck.Flags
 
-	mu      sync.Mutex
+	mu      sync.Mutex // lock 4 (docs/design.md "Locks"): after Library.mu, before Token.mu
 	find    []uint64
 	finding bool
 	sign    *signOp

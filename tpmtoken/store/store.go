@@ -227,8 +227,8 @@ func (e *entries) each(f func(*cached)) {
 type Objects struct {
 	dir string
 
-	mu     sync.Mutex
-	mod    time.Time // the directory's mtime at the last scan
+	mu     sync.Mutex // lock 6 (docs/design.md "Locks"): after Token.mu; a leaf
+	mod    time.Time  // the directory's mtime at the last scan
 	synced bool
 	cache  entries
 	// unreported: the cache was filled without a Sync returning it.
