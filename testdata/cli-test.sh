@@ -235,9 +235,10 @@ refused 1 "an unknown token" T list --token nosuch
 pass "the token by label, serial, pkcs11: URI (--token or the object's URI), TPM11_TOKEN or --slot"
 
 # --- progress on a terminal, silence otherwise --------------------------------------
-PTY -- env TPM11_TEST_LATENCY=200ms "$BIN" keygen --token alpha --type rsa:2048 --id 60 > pty.txt || fail "keygen on a terminal"
+start_slowtpm 200ms # a TPM whose every command takes 200 ms more (testdata/slowtpm)
+PTY -- env TPM11_TPM="$SLOW_TPM" "$BIN" keygen --token alpha --type rsa:2048 --id 60 > pty.txt || fail "keygen on a terminal"
 grep -q "generating the RSA-2048 key pair in the TPM: [0-9.]*s" pty.txt || fail "no elapsed time on the terminal: $(cat pty.txt)"
-TPM11_TEST_LATENCY=200ms T keygen --token alpha --type rsa:2048 --id 61 > /dev/null 2>err && [ ! -s err ] || fail "progress off a terminal: $(cat err)"
+TPM11_TPM="$SLOW_TPM" T keygen --token alpha --type rsa:2048 --id 61 > /dev/null 2>err && [ ! -s err ] || fail "progress off a terminal: $(cat err)"
 pass "slow steps show the elapsed time on a terminal and stay silent otherwise"
 
 # --- legacy single-dash flags (tpm11 0.1 used Go's flag package) ------------------------

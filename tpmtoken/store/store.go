@@ -278,8 +278,8 @@ type Objects struct {
 	owner             uint32
 	filePerm, dirPerm uint32
 
-	mu     sync.Mutex
-	mod    time.Time // the directory's mtime at the last scan
+	mu     sync.Mutex // lock 6 (docs/design.md "Locks"): after Token.mu; a leaf
+	mod    time.Time  // the directory's mtime at the last scan
 	synced bool
 	cache  entries
 	// unreported: the cache was filled without a Sync returning it.
