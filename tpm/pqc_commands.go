@@ -353,7 +353,7 @@ func verifySequenceStartCmd(key tpm2.NamedHandle, auth, ctx []byte) rawCmd {
 
 // sequenceUpdateCmd: TPM2_SequenceUpdate: @sequenceHandle; buffer TPM2B_MAX_BUFFER.
 func sequenceUpdateCmd(seq tpm2.AuthHandle, data []byte) rawCmd {
-	return rawCmd{cc: ccSequenceUpdate, auth: []tpm2.AuthHandle{seq}, params: [][]byte{appendTPM2B(nil, data)}}
+	return rawCmd{cc: tpm2.TPMCCSequenceUpdate, auth: []tpm2.AuthHandle{seq}, params: [][]byte{appendTPM2B(nil, data)}}
 }
 
 // signSequenceCompleteCmd: TPM2_SignSequenceComplete:

@@ -191,7 +191,7 @@ func (t *Token) add(o *Object) error {
 			return err
 		}
 		if err := t.objs.Put(o.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -251,7 +251,7 @@ func (t *Token) object(h uint64) (*Object, error) {
 func (t *Token) destroy(o *Object) error {
 	if o.session == 0 {
 		if err := t.objs.Delete(o.UID); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()

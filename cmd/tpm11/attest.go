@@ -513,7 +513,6 @@ tpm11 keygen --portable (or linked) as such a file, for openssl -provider tpm2.`
 				if err != nil {
 					return err
 				}
-				g.shareStore()
 				return report(c, "linked", "TPM key file "+args[0], []uint64{priv, pub}, false, false)
 			})
 		},
