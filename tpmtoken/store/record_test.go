@@ -101,3 +101,21 @@ func FuzzRecord(f *testing.F) {
 		}
 	})
 }
+
+// An object file larger than any record is not read whole: the scan skips
+// it (readObject's error) and reads the others.
+func TestOversizedRecordIsSkipped(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, s.PutToken(&Token{Serial: "t1"}))
+	dir := filepath.Join(s.tokenDir("t1"), "objects")
+	big := append([]byte(`{"uid":"big","attrs":{"3":"`), make([]byte, 2*maxRecord)...)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "big.obj"), big, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "u1.obj"), oldRecord("u1", map[ck.AttributeType][]byte{ck.CKA_CLASS: u64(0)}), 0o600))
+	_, err = readObject(filepath.Join(dir, "big.obj"))
+	require.ErrorIs(t, err, errRecordTooLarge)
+	objs, _, err := s.Objects("t1").Sync()
+	require.NoError(t, err)
+	require.Len(t, objs, 1)
+	require.Equal(t, "u1", objs[0].UID)
+}

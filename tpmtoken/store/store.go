@@ -613,6 +613,9 @@ func readSmall(path string) ([]byte, error) {
 			return buf, nil
 		}
 		buf = buf[:len(buf)+n]
+		if len(buf) > maxRecord { // record.go: a record is bounded, read too
+			return nil, &os.PathError{Op: "read", Path: path, Err: errRecordTooLarge}
+		}
 	}
 }
 
