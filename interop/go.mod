@@ -8,7 +8,7 @@ require (
 	github.com/smallstep/certificates v0.30.2
 	github.com/stretchr/testify v1.12.1
 	github.com/tpm11/tpm11 v0.0.0
-	go.step.sm/crypto v0.92.0
+	go.step.sm/crypto v0.77.1
 )
 
 require (
@@ -36,6 +36,7 @@ require (
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.10.0 // indirect
 	github.com/go-chi/chi/v5 v5.2.5 // indirect
+	github.com/go-jose/go-jose/v3 v3.0.4 // indirect
 	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect

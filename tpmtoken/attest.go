@@ -208,6 +208,12 @@ func (l *Library) Attest(h, obj uint64, opts AttestOptions) (*Evidence, error) {
 var ErrNotMadeInTPM = ck.Errorf(ck.CKR_KEY_FUNCTION_NOT_PERMITTED,
 	"the key was not generated in the TPM or can leave it (not fixedTPM, fixedParent and sensitiveDataOrigin): no attestation for it")
 
+// ErrNoEKCertificate: the TPM holds no EK certificate (RSA-2048 at NV
+// 0x01c00002, ECC P-256 at 0x01c0000a, ECC P-384 at 0x01c00016), so no
+// manufacturer vouches for it and its evidence could not be checked.
+var ErrNoEKCertificate = ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED,
+	"this TPM holds no EK certificate (NV 0x01c00002, 0x01c0000a or 0x01c00016): no manufacturer vouches for it, so it has no attestation to give")
+
 // madeInTPM is the one check of whether a key may get evidence: its
 // public area says fixedTPM, fixedParent and sensitiveDataOrigin.
 func madeInTPM(key *tpm.Loadable) error {
@@ -250,15 +256,15 @@ func (l *Library) AKEvidence(h uint64, akType string, ekChain []*x509.Certificat
 // attestKey runs on the TPM worker: EK certificate and public area, the AK's
 // creation certificate, and TPM2_Certify of key (if not nil).
 func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte, akType string) (*Evidence, error) {
-	ekCert, err := e.ReadNV(tpm.EKCertRSA2048)
+	ek, ekCert, err := e.EndorsementKey()
 	if errors.Is(err, tpm.ErrNoNV) {
-		return nil, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "this TPM has no RSA EK certificate (NV 0x01c00002): it cannot prove where its keys live")
+		return nil, ErrNoEKCertificate
 	}
 	if err != nil {
 		return nil, err
 	}
 	ekCert = stripNVHeader(ekCert)
-	ekPub, err := e.Public(tpm.EKRSA())
+	ekPub, err := e.Public(ek)
 	if err != nil {
 		return nil, fmt.Errorf("endorsement key: %w", err)
 	}
@@ -359,7 +365,14 @@ func (l *Library) ActivateCredential(h uint64, ch *ActivationChallenge) ([]byte,
 		if typ == "" {
 			typ = tpm.AKECC
 		}
-		return e.ActivateCredential(tpm.AK(typ), tpm.EKRSA(), ch.Credential[2:], ch.Secret[2:])
+		ek, _, err := e.EndorsementKey()
+		if errors.Is(err, tpm.ErrNoNV) {
+			return nil, ErrNoEKCertificate
+		}
+		if err != nil {
+			return nil, err
+		}
+		return e.ActivateCredential(tpm.AK(typ), ek, ch.Credential[2:], ch.Secret[2:])
 	})
 }
 

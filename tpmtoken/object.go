@@ -162,7 +162,8 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 }
 
 func (o *Object) record() *store.Object {
-	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
+	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs),
+		Attributes: store.Typed(o.Attrs, func(t ck.AttributeType) store.Kind { return attrKind(o.Attrs, t) })}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
 		if isPublicParent(o.key) {
@@ -191,7 +192,7 @@ func (t *Token) add(o *Object) error {
 			return err
 		}
 		if err := t.objs.Put(o.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -251,7 +252,7 @@ func (t *Token) object(h uint64) (*Object, error) {
 func (t *Token) destroy(o *Object) error {
 	if o.session == 0 {
 		if err := t.objs.Delete(o.UID); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
