@@ -248,6 +248,22 @@ refused 2 "delete without naming anything" T delete --token alpha
 refused 1 "delete of nothing" T delete --token alpha --id 7777
 pass "single-dash long flags of 0.1 still work; delete needs a selection"
 
+# --- a label (or ID) that names two keys: refused, listed, asked ----------------------
+T keygen --token alpha --type ec:p256 --id 70 --label dup > /dev/null && T keygen --token alpha --type ec:p256 --id 71 --label dup > /dev/null || fail "keygen dup"
+refused 1 "export of an ambiguous label" T export --token alpha --label dup
+grep -q "more than one key" err && [ "$(grep -o -- '--unique-id [0-9a-f]*' err | sort -u | wc -l)" = 2 ] && grep -q "id 70 " err && grep -q "id 71 " err || fail "export does not list both public keys: $(cat err)"
+refused 1 "csr of an ambiguous label" T csr --token alpha --label dup --subject CN=x
+grep -q "2 private keys match" err || fail "csr: $(cat err)"
+refused 1 "delete of an ambiguous label without --yes" T delete --token alpha --label dup </dev/null
+grep -q "nothing deleted: give --yes" err || fail "delete: $(cat err)"
+[ "$(T list --token alpha --label dup --json | J objects.#)" = 4 ] || fail "a refused delete deleted"
+PTY -e "delete all 4 objects? [y/N] " -s n -- "$BIN" delete --token alpha --label dup > pty.txt 2>&1 || true; grep -q "nothing deleted" pty.txt || fail "delete on a terminal, answered n: $(cat pty.txt)"
+[ "$(T list --token alpha --label dup --json | J objects.#)" = 4 ] || fail "delete answered n deleted"
+uid=$(T list --token alpha --id 71 --json | J objects.0.unique_id)
+T export --token alpha --unique-id "$uid" > 71.pub && cmp -s 71.pub <(T export --token alpha --id 71) || fail "export --unique-id"
+T delete --token alpha --label dup --yes > out && [ "$(grep -c '^deleted' out)" = 4 ] || fail "delete --yes: $(cat out)"
+pass "a label naming two keys: export and csr refuse listing the candidates (--unique-id); delete asks on a terminal, refuses otherwise, --yes deletes all"
+
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   mkdir shared && chgrp nogroup shared && chmod 2770 shared
