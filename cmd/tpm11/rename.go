@@ -16,8 +16,8 @@ func renameCmd(g *globals) *cobra.Command {
 	var sel objectFlags
 	var newLabel, newID string
 	c := &cobra.Command{
-		Use:   "rename (--id HEX | --label LABEL | --unique-id UID | pkcs11:URI) [--new-label L] [--new-id HEX]",
-		Short: "Change the label and/or ID of a key and its certificate together",
+		Use:     "rename (--id HEX | --label LABEL | --unique-id UID | pkcs11:URI) [--new-label L] [--new-id HEX]",
+		Short:   "Change the label and/or ID of a key and its certificate together",
 		Example: `  tpm11 rename --id 01 --new-label web --new-id 02`,
 		Args:    maxArgs(1, "at most one pkcs11: URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
