@@ -98,12 +98,6 @@ func (a Attrs) Matches(t []Attr) bool {
 	return true
 }
 
-// sensitiveAttrs are never revealed for sensitive keys.
-var sensitiveAttrs = map[ck.AttributeType]bool{
-	ck.CKA_VALUE: true, ck.CKA_PRIVATE_EXPONENT: true, ck.CKA_PRIME_1: true, ck.CKA_PRIME_2: true,
-	ck.CKA_EXPONENT_1: true, ck.CKA_EXPONENT_2: true, ck.CKA_COEFFICIENT: true,
-}
-
 // AttrResult is one answer of C_GetAttributeValue: the value, or the RV that
 // explains why there is none (its length is then CK_UNAVAILABLE_INFORMATION).
 type AttrResult struct {
@@ -156,3 +150,13 @@ func classTemplate(attrs []Attr) (Template, ck.ObjectClass, error) {
 	}
 	return t, class, nil
 }
+
+// ULongAttr is a template entry of a CK_ULONG (or a typed kind: class,
+// key type, mechanism) as the library takes it: the encoding lives here,
+// so the tpm11 command has none of its own.
+func ULongAttr[T ~uint64 | ~int](t ck.AttributeType, v T) Attr {
+	return Attr{Type: t, Value: ulongBytes(uint64(v))}
+}
+
+// BoolAttr is a template entry of a CK_BBOOL.
+func BoolAttr(t ck.AttributeType, b bool) Attr { return Attr{Type: t, Value: boolBytes(b)} }

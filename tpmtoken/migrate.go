@@ -418,40 +418,13 @@ func migrateKey(o *tpm2pkcs11.Object, primary *tpm.Loadable, wrapping, label, id
 func (l *Library) addMigratedKey(s *Session, k *migratedKey) (uint64, uint64, error) {
 	tp, _ := k.key.Public.Contents()
 	a := tp.ObjectAttributes
-	pubAllowed, privAllowed := keyAllowed(k.kt)
-	defs := func(base map[ck.AttributeType]bool) map[ck.AttributeType]bool {
-		d := map[ck.AttributeType]bool{}
-		for x, v := range base {
-			d[x] = v
-		}
-		d[ck.CKA_TOKEN] = true
-		return d
-	}
-	pubDefs, privDefs := defs(pubDefaults), defs(privDefaults)
-	pubDefs[ck.CKA_PRIVATE], privDefs[ck.CKA_PRIVATE] = false, true
-	privDefs[ck.CKA_SIGN] = a.SignEncrypt
-	privDefs[ck.CKA_DECRYPT] = a.Decrypt && k.kt == ck.CKK_RSA
-	pubDefs[ck.CKA_VERIFY] = a.SignEncrypt
-	pubDefs[ck.CKA_ENCRYPT] = a.Decrypt && k.kt == ck.CKK_RSA
-	if !a.SignEncrypt {
-		delete(privAllowed, ck.CKA_SIGN)
-	}
-	if !a.Decrypt {
-		delete(privAllowed, ck.CKA_DECRYPT)
-	}
-	pubA, err := keyTemplate(k.tmpl, ck.CKO_PUBLIC_KEY, k.kt, pubDefs, pubAllowed)
+	// What the TPM object allows, as for a linked key file (keyfile.go),
+	// but private: its authValue is sealed under the user PIN.
+	pubOpts, privOpts := linkedUses(k.kt, a)
+	privOpts.defaults[ck.CKA_PRIVATE] = vTrue
+	pubA, privA, err := keyPairAttrs(opLink, k.kt, k.tmpl, k.tmpl, pubOpts, privOpts)
 	if err != nil {
 		return 0, 0, err
-	}
-	privA, err := keyTemplate(k.tmpl, ck.CKO_PRIVATE_KEY, k.kt, privDefs, privAllowed)
-	if err != nil {
-		return 0, 0, err
-	}
-	if k.kt == ck.CKK_EC {
-		for _, typ := range ecNever {
-			pubA.SetBool(typ, false)
-			privA.SetBool(typ, false)
-		}
 	}
 	spki, err := publicAttrs(k.key, k.kt, k.ecParams, pubA, privA)
 	if err != nil {

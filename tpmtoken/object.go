@@ -162,7 +162,8 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 }
 
 func (o *Object) record() *store.Object {
-	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
+	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs),
+		Attributes: store.Typed(o.Attrs, func(t ck.AttributeType) store.Kind { return attrKind(o.Attrs, t) })}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
 		if isPublicParent(o.key) {
@@ -191,7 +192,7 @@ func (t *Token) add(o *Object) error {
 			return err
 		}
 		if err := t.objs.Put(o.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -200,6 +201,22 @@ func (t *Token) add(o *Object) error {
 	o.Handle = t.handleFor(o.UID)
 	t.objects[o.Handle] = o
 	t.byUID[o.UID] = o.Handle
+	return nil
+}
+
+// mayMake checks that session s may make objects with attributes as:
+// token objects need a R/W session, private ones the user logged in.
+func (s *Session) mayMake(as ...Attrs) error {
+	for _, a := range as {
+		if a.Bool(ck.CKA_TOKEN) && !s.rw() {
+			return ck.E(ck.CKR_SESSION_READ_ONLY)
+		}
+	}
+	for _, a := range as {
+		if a.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
+			return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+		}
+	}
 	return nil
 }
 
@@ -235,7 +252,7 @@ func (t *Token) object(h uint64) (*Object, error) {
 func (t *Token) destroy(o *Object) error {
 	if o.session == 0 {
 		if err := t.objs.Delete(o.UID); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -295,9 +312,8 @@ func (t *Token) find(tmpl []Attr) ([]uint64, error) {
 // getAttributes answers C_GetAttributeValue for o.
 func getAttributes(o *Object, types []ck.AttributeType) []AttrResult {
 	res := make([]AttrResult, len(types))
-	sensitive := o.Attrs.Bool(ck.CKA_SENSITIVE) || !o.Attrs.Bool(ck.CKA_EXTRACTABLE)
 	for i, typ := range types {
-		if sensitiveAttrs[typ] && (o.class() == ck.CKO_PRIVATE_KEY || o.class() == ck.CKO_SECRET_KEY) && sensitive {
+		if hidden(o.Attrs, typ) { // schema.go
 			res[i].RV = ck.CKR_ATTRIBUTE_SENSITIVE
 			continue
 		}

@@ -269,7 +269,6 @@ PIN.`,
 				if err := c.replaceOld(old); err != nil {
 					return err
 				}
-				g.shareStore()
 				return report(c, "generated in the TPM", spec.display(), handles, asJSON, sshOut)
 			})
 		},
@@ -316,7 +315,7 @@ func (g *globals) offeredHelp() string {
 
 // generate makes the key; it returns the new objects' handles.
 func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Attr) ([]uint64, error) {
-	common := []tpmtoken.Attr{attr(ck.CKA_TOKEN, yes), attr(ck.CKA_ID, id)}
+	common := []tpmtoken.Attr{tpmtoken.BoolAttr(ck.CKA_TOKEN, true), attr(ck.CKA_ID, id)}
 	if label != "" {
 		common = append(common, attr(ck.CKA_LABEL, []byte(label)))
 	}
@@ -324,27 +323,27 @@ func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Att
 	switch k.kind {
 	case "ec", "rsa":
 		m := tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}
-		pubT := with(attr(ck.CKA_VERIFY, yes))
-		privT := with(attr(ck.CKA_SIGN, yes), attr(ck.CKA_PRIVATE, yes), attr(ck.CKA_SENSITIVE, yes))
+		pubT := with(tpmtoken.BoolAttr(ck.CKA_VERIFY, true))
+		privT := with(tpmtoken.BoolAttr(ck.CKA_SIGN, true), tpmtoken.BoolAttr(ck.CKA_PRIVATE, true), tpmtoken.BoolAttr(ck.CKA_SENSITIVE, true))
 		if k.kind == "ec" {
 			pubT = append(pubT, attr(ck.CKA_EC_PARAMS, k.curve.Params))
-			privT = append(privT, attr(ck.CKA_DERIVE, yes))
+			privT = append(privT, tpmtoken.BoolAttr(ck.CKA_DERIVE, true))
 		} else {
 			m.Type = ck.CKM_RSA_PKCS_KEY_PAIR_GEN
-			pubT = append(pubT, attr(ck.CKA_MODULUS_BITS, ulong(k.bits)), attr(ck.CKA_ENCRYPT, yes))
-			privT = append(privT, attr(ck.CKA_DECRYPT, yes))
+			pubT = append(pubT, tpmtoken.ULongAttr(ck.CKA_MODULUS_BITS, k.bits), tpmtoken.BoolAttr(ck.CKA_ENCRYPT, true))
+			privT = append(privT, tpmtoken.BoolAttr(ck.CKA_DECRYPT, true))
 		}
 		privT = withVendor(privT, vendor) // attest.go
 		priv, pub, err := keyPair(c, m, pubT, privT)
 		return []uint64{priv, pub}, err
 	case "aes":
 		h, err := c.l.GenerateKey(c.h, tpmtoken.Mechanism{Type: ck.CKM_AES_KEY_GEN},
-			with(attr(ck.CKA_VALUE_LEN, ulong(k.bits/8)), attr(ck.CKA_ENCRYPT, yes), attr(ck.CKA_DECRYPT, yes)))
+			with(tpmtoken.ULongAttr(ck.CKA_VALUE_LEN, k.bits/8), tpmtoken.BoolAttr(ck.CKA_ENCRYPT, true), tpmtoken.BoolAttr(ck.CKA_DECRYPT, true)))
 		return []uint64{h}, err
 	default:
 		h, err := c.l.GenerateKey(c.h, tpmtoken.Mechanism{Type: ck.CKM_GENERIC_SECRET_KEY_GEN},
-			with(attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_GENERIC_SECRET))), attr(ck.CKA_VALUE_LEN, ulong(k.bits/8)),
-				attr(ck.CKA_SIGN, yes), attr(ck.CKA_VERIFY, yes)))
+			with(tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, ck.CKK_GENERIC_SECRET), tpmtoken.ULongAttr(ck.CKA_VALUE_LEN, k.bits/8),
+				tpmtoken.BoolAttr(ck.CKA_SIGN, true), tpmtoken.BoolAttr(ck.CKA_VERIFY, true)))
 		return []uint64{h}, err
 	}
 }
@@ -568,7 +567,6 @@ unless --yes.`,
 					}
 					fmt.Fprintf(c.out, "deleted %s  %s\n", o, o.URI)
 				}
-				g.shareStore()
 				return nil
 			})
 		},

@@ -119,6 +119,11 @@ file (tpm11 info shows which file was read).`,
 		c.GroupID = "keys"
 		root.AddCommand(c)
 	}
+	if simulatorCmd != nil { // simulator.go, unless built with nosimulator
+		c := simulatorCmd(g)
+		c.GroupID = "token"
+		root.AddCommand(c)
+	}
 	addHidden(root, g)
 	for _, c := range root.Commands() {
 		if c.Args == nil {
@@ -127,6 +132,9 @@ file (tpm11 info shows which file was read).`,
 	}
 	return root
 }
+
+// simulatorCmd makes `tpm11 simulator` (simulator.go).
+var simulatorCmd func(*globals) *cobra.Command
 
 // addHidden is where builds with extra tags (mangen) add their commands.
 var addHidden = func(*cobra.Command, *globals) {}

@@ -38,7 +38,7 @@ type object struct {
 	handle uint64
 	class  ck.ObjectClass
 	id     []byte
-	a      attrs
+	a      tpmtoken.Attrs
 }
 
 var classes = map[ck.ObjectClass]struct{ json, text, uri string }{
@@ -70,16 +70,16 @@ func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, er
 	if err != nil {
 		return object{}, err
 	}
-	cl, _ := a.ulong(ck.CKA_CLASS)
+	cl, _ := a.ULong(ck.CKA_CLASS)
 	o := object{handle: handle, class: ck.ObjectClass(cl), id: a[ck.CKA_ID], a: a,
-		ID: hex.EncodeToString(a[ck.CKA_ID]), Label: string(a[ck.CKA_LABEL]), Private: a.bool(ck.CKA_PRIVATE),
+		ID: hex.EncodeToString(a[ck.CKA_ID]), Label: string(a[ck.CKA_LABEL]), Private: a.Bool(ck.CKA_PRIVATE),
 		UniqueID: string(a[ck.CKA_UNIQUE_ID])}
 	names, ok := classes[o.class]
 	if !ok {
 		names.json, names.text = fmt.Sprintf("class-0x%x", cl), fmt.Sprintf("class 0x%x", cl)
 	}
 	o.Class = names.json
-	if kt, ok := a.ulong(ck.CKA_KEY_TYPE); ok {
+	if kt, ok := a.ULong(ck.CKA_KEY_TYPE); ok {
 		o.KeyType = keyTypes[ck.KeyType(kt)]
 		if o.KeyType == "" {
 			o.KeyType = fmt.Sprintf("0x%x", kt)
@@ -91,20 +91,20 @@ func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, er
 	case len(a[ck.CKA_MODULUS]) > 0:
 		o.Bits = len(bytes.TrimLeft(a[ck.CKA_MODULUS], "\x00")) * 8
 	default:
-		if bits, ok := a.ulong(ck.CKA_MODULUS_BITS); ok {
+		if bits, ok := a.ULong(ck.CKA_MODULUS_BITS); ok {
 			o.Bits = int(bits)
-		} else if n, ok := a.ulong(ck.CKA_VALUE_LEN); ok {
+		} else if n, ok := a.ULong(ck.CKA_VALUE_LEN); ok {
 			o.Bits = int(n) * 8
 		}
 	}
 	for _, u := range usages {
-		if a.bool(u.a) {
+		if a.Bool(u.a) {
 			o.Usage = append(o.Usage, u.name)
 		}
 	}
 	if o.class == ck.CKO_PRIVATE_KEY || o.class == ck.CKO_SECRET_KEY {
 		if _, ok := a[ck.CKA_LOCAL]; ok {
-			o.Origin = map[bool]string{true: "generated", false: "imported"}[a.bool(ck.CKA_LOCAL)]
+			o.Origin = map[bool]string{true: "generated", false: "imported"}[a.Bool(ck.CKA_LOCAL)]
 		}
 	}
 	if o.class == ck.CKO_CERTIFICATE {
@@ -249,7 +249,7 @@ func (f *objectFlags) selection(args []string) (*p11uri, []tpmtoken.Attr, error)
 	if u.typ != "" {
 		for c, n := range classes {
 			if n.uri == u.typ {
-				tmpl = append(tmpl, attr(ck.CKA_CLASS, ulong(uint64(c))))
+				tmpl = append(tmpl, tpmtoken.ULongAttr(ck.CKA_CLASS, c))
 			}
 		}
 	}
