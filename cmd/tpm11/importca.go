@@ -42,9 +42,9 @@ asked for (--so-pin-file, TPM11_SO_PIN, a prompt).`,
 				if err := login(c.l, c.h, ck.CKU_SO, pin); err != nil {
 					return err
 				}
-				tmpl := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_CERTIFICATE))), attr(ck.CKA_CERTIFICATE_TYPE, ulong(0)),
+				tmpl := []tpmtoken.Attr{tpmtoken.ULongAttr(ck.CKA_CLASS, uint64(ck.CKO_CERTIFICATE)), tpmtoken.ULongAttr(ck.CKA_CERTIFICATE_TYPE, 0),
 					attr(ck.CKA_TOKEN, []byte{1}), attr(ck.CKA_PRIVATE, []byte{0}), attr(ck.CKA_TRUSTED, []byte{1}),
-					attr(ck.CKA_CERTIFICATE_CATEGORY, ulong(2)), attr(ck.CKA_LABEL, []byte(label)), attr(ck.CKA_VALUE, cert.Raw),
+					tpmtoken.ULongAttr(ck.CKA_CERTIFICATE_CATEGORY, 2), attr(ck.CKA_LABEL, []byte(label)), attr(ck.CKA_VALUE, cert.Raw),
 					attr(ck.CKA_SUBJECT, cert.RawSubject), attr(ck.CKA_ISSUER, cert.RawIssuer)}
 				if id != nil {
 					tmpl = append(tmpl, attr(ck.CKA_ID, id))

@@ -52,7 +52,7 @@ never written in clear. Delete FILE afterwards.`,
 				if kt == ck.CKK_AES {
 					usage = []tpmtoken.Attr{attr(ck.CKA_ENCRYPT, []byte{1}), attr(ck.CKA_DECRYPT, []byte{1})}
 				}
-				tmpl := append([]tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_SECRET_KEY))), attr(ck.CKA_KEY_TYPE, ulong(uint64(kt))),
+				tmpl := append([]tpmtoken.Attr{tpmtoken.ULongAttr(ck.CKA_CLASS, uint64(ck.CKO_SECRET_KEY)), tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, uint64(kt)),
 					attr(ck.CKA_TOKEN, []byte{1}), attr(ck.CKA_PRIVATE, []byte{1}), attr(ck.CKA_SENSITIVE, []byte{1}),
 					attr(ck.CKA_EXTRACTABLE, []byte{0}), attr(ck.CKA_LABEL, []byte(label)), attr(ck.CKA_VALUE, value)}, usage...)
 				if id != nil {
