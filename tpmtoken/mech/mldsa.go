@@ -145,3 +145,12 @@ func ParsePQCSubjectPublicKeyInfo(der []byte) (ck.KeyType, ck.ULong, []byte, err
 	}
 	return 0, 0, nil, errors.New("not an ML-DSA or ML-KEM algorithm")
 }
+
+// MLDSASignCall is a pure ML-DSA signature of Message with Context, in
+// one TPM sign sequence; the result is the Len-byte FIPS 204 signature.
+type MLDSASignCall struct {
+	Context, Message []byte
+	Len              int
+}
+
+func (MLDSASignCall) tpmCall() {}
