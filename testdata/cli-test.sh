@@ -39,6 +39,7 @@ refused 2 "unknown command" T frobnicate
 refused 2 "unknown flag" T list --frobnicate
 refused 2 "extra argument" T info extra
 refused 2 "no command" T
+refused 2 "simulator without --listen" T simulator
 [ "$(T --version)" = "tpm11 $VERSION" ] || fail "--version: $(T --version), version.go: $VERSION"
 pkcs11-tool --module "$MODULE" -I 2>/dev/null | grep -q "(ver ${VERSION%.*})" || fail "CK_INFO.libraryVersion is not ${VERSION%.*}"
 for sh in bash zsh fish; do T completion $sh | grep -q tpm11 || fail "completion $sh"; done
@@ -252,7 +253,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   chmod 711 "$WORK" "$WORK/tpm" && chmod 666 "$WORK/tpm/tpm.sock"
   S() { T --store "$WORK/shared" "$@"; }
   S init --label svc > /dev/null && S keygen --type ec:p256 --id 01 --label svc-key > /dev/null || fail "init in the shared store"
-  bad=$(find shared \( -type d ! -perm -2070 \) -o \( -type f ! -perm -040 \) -o ! -group nogroup)
+  bad=$(find shared \( -type d ! -perm -2050 \) -o \( -type f ! -perm -040 \) -o ! -group nogroup)
   [ -z "$bad" ] || fail "not group-shared: $bad $(ls -lR shared)"
   AS_SVC() { setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/nonexistent "$@"; }
   AS_SVC "$BIN" --store "$WORK/shared" list > out 2>err || fail "a group member cannot use the shared store: $(cat err)"

@@ -32,12 +32,10 @@ const (
 	ccDecapsulate            tpm2.TPMCC = 0x1A8
 	ccVerifySequenceStart    tpm2.TPMCC = 0x1A9
 	ccSignSequenceStart      tpm2.TPMCC = 0x1AA
-	ccSequenceUpdate         tpm2.TPMCC = 0x15C
 )
 
 // Structure tags of the v1.85 tickets (Part 2 v1.85).
 const (
-	stVerified        = 0x8022 // TPM_ST_VERIFIED
 	stMessageVerified = 0x8026 // TPM_ST_MESSAGE_VERIFIED
 	stDigestVerified  = 0x8027 // TPM_ST_DIGEST_VERIFIED
 )

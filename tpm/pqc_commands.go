@@ -353,7 +353,7 @@ func verifySequenceStartCmd(key tpm2.NamedHandle, auth, ctx []byte) rawCmd {
 
 // sequenceUpdateCmd: TPM2_SequenceUpdate: @sequenceHandle; buffer TPM2B_MAX_BUFFER.
 func sequenceUpdateCmd(seq tpm2.AuthHandle, data []byte) rawCmd {
-	return rawCmd{cc: ccSequenceUpdate, auth: []tpm2.AuthHandle{seq}, params: [][]byte{appendTPM2B(nil, data)}}
+	return rawCmd{cc: tpm2.TPMCCSequenceUpdate, auth: []tpm2.AuthHandle{seq}, params: [][]byte{appendTPM2B(nil, data)}}
 }
 
 // signSequenceCompleteCmd: TPM2_SignSequenceComplete:
@@ -385,8 +385,8 @@ func verifyDigestSignatureCmd(key tpm2.NamedHandle, ctx, digest []byte, sig *PQC
 
 // nullHashCheck is the NULL TPMT_TK_HASHCHECK: tag, TPM_RH_NULL, no digest.
 func nullHashCheck() []byte {
-	b := binary.BigEndian.AppendUint16(nil, stHashCheck)
-	b = binary.BigEndian.AppendUint32(b, rhNull)
+	b := binary.BigEndian.AppendUint16(nil, uint16(tpm2.TPMSTHashCheck))
+	b = binary.BigEndian.AppendUint32(b, uint32(tpm2.TPMRHNull))
 	return binary.BigEndian.AppendUint16(b, 0)
 }
 

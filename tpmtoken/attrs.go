@@ -98,12 +98,6 @@ func (a Attrs) Matches(t []Attr) bool {
 	return true
 }
 
-// sensitiveAttrs are never revealed for sensitive keys.
-var sensitiveAttrs = map[ck.AttributeType]bool{
-	ck.CKA_VALUE: true, ck.CKA_PRIVATE_EXPONENT: true, ck.CKA_PRIME_1: true, ck.CKA_PRIME_2: true,
-	ck.CKA_EXPONENT_1: true, ck.CKA_EXPONENT_2: true, ck.CKA_COEFFICIENT: true,
-}
-
 // AttrResult is one answer of C_GetAttributeValue: the value, or the RV that
 // explains why there is none (its length is then CK_UNAVAILABLE_INFORMATION).
 type AttrResult struct {

@@ -2,12 +2,14 @@ package tpmtoken
 
 import (
 	"bufio"
+	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/tpm11/tpm11/internal/atomicfile"
 	"github.com/tpm11/tpm11/tpm"
 )
 
@@ -32,6 +34,9 @@ type Config struct {
 	Deadlines tpm.Deadlines
 }
 
+// maxConfig bounds the config file's size.
+const maxConfig = 64 << 10
+
 // LoadConfig resolves the configuration from env (os.Getenv in production).
 func LoadConfig(env func(string) string) Config {
 	file := map[string]string{}
@@ -46,8 +51,10 @@ func LoadConfig(env func(string) string) Config {
 			path = "/etc/tpm11/config"
 		}
 	}
-	if f, err := os.Open(path); err == nil {
-		sc := bufio.NewScanner(f)
+	// A config file is small; anything else (a FIFO, a device, a huge
+	// file) is ignored rather than read.
+	if b, err := atomicfile.Read(path, maxConfig); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			line := strings.TrimSpace(sc.Text())
 			if line == "" || line[0] == '#' {
@@ -57,7 +64,6 @@ func LoadConfig(env func(string) string) Config {
 				file[strings.TrimSpace(k)] = strings.TrimSpace(v)
 			}
 		}
-		f.Close()
 	}
 	pick := func(envKey, fileKey, def string) string {
 		if v := env(envKey); v != "" {

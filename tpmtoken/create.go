@@ -1,7 +1,6 @@
 package tpmtoken
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
@@ -12,21 +11,8 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
-// storageAttrs every created object may carry.
-var storageAttrs = []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
-	ck.CKA_DESTROYABLE, ck.CKA_LABEL}
-
-// createAttrs lists, per class, the attributes C_CreateObject accepts.
-var createAttrs = map[ck.ObjectClass][]ck.AttributeType{
-	ck.CKO_DATA:        {ck.CKA_APPLICATION, ck.CKA_OBJECT_ID, ck.CKA_VALUE},
-	ck.CKO_CERTIFICATE: append(append([]ck.AttributeType{}, certCommon...), append(certX509, certAttr...)...),
-	ck.CKO_PUBLIC_KEY: {ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_SUBJECT, ck.CKA_START_DATE, ck.CKA_END_DATE,
-		ck.CKA_DERIVE, ck.CKA_ENCRYPT, ck.CKA_VERIFY, ck.CKA_VERIFY_RECOVER, ck.CKA_WRAP, ck.CKA_TRUSTED,
-		ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.CKA_EC_PARAMS, ck.CKA_EC_POINT},
-}
-
-// CreateObject creates a data object, an X.509 certificate, a public key,
-// or imports a private or secret key into the TPM.
+// CreateObject creates a data object, a certificate, a public key, or
+// imports a private or secret key into the TPM, each by its class's schema.
 func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	s, err := l.session(h)
 	if err != nil {
@@ -38,58 +24,29 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	}
 	switch class {
 	case ck.CKO_PRIVATE_KEY:
-		return l.importPrivateKey(s, t, "C_CreateObject")
+		return l.importPrivateKey(s, t, opCreate)
 	case ck.CKO_SECRET_KEY:
-		return l.importSecretKey(s, t, "C_CreateObject")
+		return l.importSecretKey(s, t, opCreate)
 	}
-	allowed, known := createAttrs[class]
-	if !known {
-		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "cannot create objects of class 0x%x", class)
+	sc, err := templateSchema(class, t)
+	if err != nil {
+		return 0, err
 	}
-	a := Attrs{}
-	a.SetULong(ck.CKA_CLASS, uint64(class))
-	for _, b := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE} {
-		a.SetBool(b, false)
-	}
-	for _, b := range []ck.AttributeType{ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE} {
-		a.SetBool(b, true)
-	}
-	a[ck.CKA_LABEL] = []byte{}
-	for typ, v := range t {
-		switch {
-		case typ == ck.CKA_CLASS:
-		case contains(boolAttrs, typ) && (contains(storageAttrs, typ) || contains(allowed, typ)):
-			b, _, err := t.Bool(typ)
-			if err != nil {
-				return 0, err
-			}
-			a.SetBool(typ, b)
-		case contains(storageAttrs, typ) || contains(allowed, typ):
-			a[typ] = bytes.Clone(v)
-		case contains(generatedOnly, typ):
-			return 0, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x is set by the token", typ)
-		default:
-			return 0, ck.Errorf(ck.CKR_ATTRIBUTE_TYPE_INVALID, "attribute 0x%x for class 0x%x", typ, class)
-		}
+	a, err := sc.build(opCreate, t, buildOpts{})
+	if err != nil {
+		return 0, err
 	}
 	switch class {
 	case ck.CKO_CERTIFICATE:
-		err = completeCertificate(a, s.tok)
+		err = completeCertificate(a, t, s.tok)
 	case ck.CKO_PUBLIC_KEY:
 		err = completePublicKey(a)
-	case ck.CKO_DATA:
-		if _, ok := a[ck.CKA_VALUE]; !ok {
-			a[ck.CKA_VALUE] = []byte{}
-		}
 	}
 	if err != nil {
 		return 0, err
 	}
-	if a.Bool(ck.CKA_TOKEN) && !s.rw() {
-		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
-	}
-	if a.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
-		return 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	if err := s.mayMake(a); err != nil {
+		return 0, err
 	}
 	o := &Object{UID: newUID(), Attrs: a}
 	a[ck.CKA_UNIQUE_ID] = []byte(o.UID)
@@ -102,12 +59,26 @@ func (l *Library) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	return o.Handle, nil
 }
 
+// templateSchema is the schema of the object a template of class
+// describes: its key or certificate type must be in it.
+func templateSchema(class ck.ObjectClass, t Template) (*schema, error) {
+	var sub uint64
+	if st := subtype(class); st != 0 {
+		v, ok, err := t.ULong(st)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ck.Errorf(ck.CKR_TEMPLATE_INCOMPLETE, "attribute 0x%x is required", st)
+		}
+		sub = v
+	}
+	return schemaFor(class, sub)
+}
+
 // completePublicKey checks a public key's material and adds its SPKI.
 func completePublicKey(a Attrs) error {
-	kt, ok := a.ULong(ck.CKA_KEY_TYPE)
-	if !ok {
-		return ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-	}
+	kt, _ := a.ULong(ck.CKA_KEY_TYPE)
 	var pk any
 	switch ck.KeyType(kt) {
 	case ck.CKK_EC:
@@ -141,11 +112,6 @@ func completePublicKey(a Attrs) error {
 	}
 	a[ck.CKA_PUBLIC_KEY_INFO] = spki
 	a.SetBool(ck.CKA_LOCAL, false)
-	for _, b := range []ck.AttributeType{ck.CKA_VERIFY} {
-		if _, ok := a[b]; !ok {
-			a.SetBool(b, true)
-		}
-	}
 	return nil
 }
 

@@ -61,8 +61,7 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 	case n == 0 || n > uint64(dh.MaxLen()):
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN %d", n)
 	}
-	delete(t, ck.CKA_VALUE_LEN)
-	a, err := secretAttrs(s.tok, t, kt)
+	a, err := secretAttrs(s.tok, t, kt, opDerive)
 	if err != nil {
 		return 0, err
 	}
@@ -76,7 +75,9 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		if err != nil {
 			return nil, err
 		}
-		return dh.Derive(z, int(n)), nil
+		v := dh.Derive(z, int(n)) // a copy (X963KDF never returns a part of z)
+		clear(z)                  // the shared secret: only the derived key outlives the job
+		return v, nil
 	}
 	a.setOrigin(false, 0, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE), o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE))
 	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)

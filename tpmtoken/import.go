@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
@@ -9,62 +10,49 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
-// keyMaterial are the private-key attributes an import consumes: they go
-// into the TPM and are never kept as attributes.
-var keyMaterial = []ck.AttributeType{ck.CKA_MODULUS, ck.CKA_PUBLIC_EXPONENT, ck.CKA_PRIVATE_EXPONENT,
-	ck.CKA_PRIME_1, ck.CKA_PRIME_2, ck.CKA_EXPONENT_1, ck.CKA_EXPONENT_2, ck.CKA_COEFFICIENT, ck.CKA_VALUE}
+// fn names the PKCS#11 function of an operation (for the async machinery
+// and logs).
+func (o op) fn() string {
+	if o == opUnwrap {
+		return "C_UnwrapKey"
+	}
+	return "C_CreateObject"
+}
 
-// importPrivateKey is C_CreateObject for an RSA or EC private key: the key
-// is wrapped under the token's storage key by TPM2_Import and from then on
-// is a TPM key like a generated one, except that the attributes say where
-// it came from (CKA_LOCAL, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE false).
-func (l *Library) importPrivateKey(s *Session, t Template, fn string) (uint64, error) {
-	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
+// importPrivateKey is C_CreateObject (or C_UnwrapKey) for an RSA or EC
+// private key: the key is wrapped under the token's storage key by
+// TPM2_Import and from then on is a TPM key like a generated one, except
+// that the attributes say where it came from (CKA_LOCAL,
+// CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE false). The key material is
+// the schema's input of the import (schema_key.go): read here, never kept.
+func (l *Library) importPrivateKey(s *Session, t Template, o op) (uint64, error) {
+	sc, err := templateSchema(ck.CKO_PRIVATE_KEY, t)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	priv, err := sc.build(o, t, s.tok.keyDefaults())
+	if err != nil {
+		return 0, err
 	}
-	material := Template{}
-	rest := Template{}
-	for typ, v := range t {
-		if slices.Contains(keyMaterial, typ) {
-			material[typ] = v
-		} else {
-			rest[typ] = v
-		}
-	}
+	kt := ck.KeyType(sc.sub)
 	var public tpm2.TPMTPublic
 	var sensitive tpm2.TPMTSensitive
-	switch kt {
-	case ck.CKK_RSA:
-		public, sensitive, err = rsaImport(material, l.caps())
-	case ck.CKK_EC:
-		public, sensitive, err = ecImport(rest[ck.CKA_EC_PARAMS], material[ck.CKA_VALUE], l.caps())
-	default:
-		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "cannot import private keys of type 0x%x", kt)
+	if kt == ck.CKK_RSA {
+		public, sensitive, err = rsaImport(t, l.caps())
+	} else {
+		public, sensitive, err = ecImport(t[ck.CKA_EC_PARAMS], t[ck.CKA_VALUE], l.caps())
 	}
 	if err != nil {
 		return 0, err
 	}
-	_, allowed := keyAllowed(kt)
-	priv, err := keyTemplate(rest, ck.CKO_PRIVATE_KEY, kt, s.tok.keyDefaults(privDefaults), allowed)
-	if err != nil {
+	if err := s.mayMake(priv); err != nil {
 		return 0, err
-	}
-	if kt == ck.CKK_EC {
-		for _, a := range ecNever {
-			priv.SetBool(a, false)
-		}
-	}
-	if priv.Bool(ck.CKA_TOKEN) && !s.rw() {
-		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
 	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
 	if err != nil {
 		return 0, err
 	}
+	ecParams := bytes.Clone(t[ck.CKA_EC_PARAMS])
 	sensitive.SeedValue = tpm2.TPM2BDigest{Buffer: randBytes(32)}
 	job := func(e *tpm.Engine) (tpm2.TPM2BPrivate, error) { return e.Import(storage, public, sensitive) }
 	finish := func(v tpm2.TPM2BPrivate, err error) (Result, error) {
@@ -72,7 +60,7 @@ func (l *Library) importPrivateKey(s *Session, t Template, fn string) (uint64, e
 			return Result{}, err
 		}
 		key := &tpm.Loadable{Parent: storage, Public: tpm2.New2B(public), Private: v}
-		spki, err := publicAttrs(key, kt, rest[ck.CKA_EC_PARAMS], Attrs{}, priv)
+		spki, err := publicAttrs(key, kt, ecParams, Attrs{}, priv)
 		if err != nil {
 			return Result{}, err
 		}
@@ -89,7 +77,7 @@ func (l *Library) importPrivateKey(s *Session, t Template, fn string) (uint64, e
 		}
 		return Result{Objects: []uint64{o.Handle}}, nil
 	}
-	res, err := start(l, s, fn, 0, job, finish, nil, Dest{})
+	res, err := start(l, s, o.fn(), 0, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}

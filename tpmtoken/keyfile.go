@@ -191,32 +191,9 @@ func (l *Library) LinkKeyFile(h uint64, file []byte, tmpl []Attr) (uint64, uint6
 	if err != nil {
 		return 0, 0, ck.Wrap(ck.CKR_ARGUMENTS_BAD, err)
 	}
-	if !kf.EmptyAuth {
-		return 0, 0, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "the key has a password: only keys made without one (emptyAuth) can be linked")
-	}
-	pub, _ := kf.Public.Contents()
-	var kt ck.KeyType
-	var ecParams []byte
-	switch pub.Type {
-	case tpm2.TPMAlgRSA:
-		kt = ck.CKK_RSA
-	case tpm2.TPMAlgECC:
-		kt = ck.CKK_EC
-		d, err := pub.Parameters.ECCDetail()
-		if err != nil {
-			return 0, 0, ck.Wrap(ck.CKR_ARGUMENTS_BAD, err)
-		}
-		c := mech.CurveOfTPM(d.CurveID)
-		if c == nil {
-			return 0, 0, ck.Errorf(ck.CKR_CURVE_NOT_SUPPORTED, "curve %#x", d.CurveID)
-		}
-		ecParams = c.Params
-	default:
-		return 0, 0, ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "the key file holds a key of TPM type %#x, not RSA or ECC", pub.Type)
-	}
-	a := pub.ObjectAttributes
-	if a.Restricted || !a.UserWithAuth {
-		return 0, 0, ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "a restricted or policy-only key cannot be used through PKCS#11")
+	kt, ecParams, ta, err := linkableKey(kf)
+	if err != nil {
+		return 0, 0, err
 	}
 	t, err := NewTemplate(tmpl)
 	if err != nil {
@@ -225,63 +202,29 @@ func (l *Library) LinkKeyFile(h uint64, file []byte, tmpl []Attr) (uint64, uint6
 	if p, _, _ := t.Bool(ck.CKA_PRIVATE); p {
 		return 0, 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a linked key is loadable by anyone holding its file: it cannot be CKA_PRIVATE")
 	}
-	// The key can do what its TPM attributes allow.
-	pubAllowed, privAllowed := keyAllowed(kt)
-	defs := func(base map[ck.AttributeType]bool) map[ck.AttributeType]bool {
-		d := map[ck.AttributeType]bool{}
-		for k, v := range base {
-			d[k] = v
-		}
-		d[ck.CKA_TOKEN], d[ck.CKA_PRIVATE] = true, false
-		return d
-	}
-	pubDefs, privDefs := defs(pubDefaults), defs(privDefaults)
-	privDefs[ck.CKA_SIGN] = a.SignEncrypt
-	privDefs[ck.CKA_DECRYPT] = a.Decrypt && kt == ck.CKK_RSA
-	pubDefs[ck.CKA_VERIFY] = a.SignEncrypt
-	pubDefs[ck.CKA_ENCRYPT] = a.Decrypt && kt == ck.CKK_RSA
-	if !a.SignEncrypt {
-		delete(privAllowed, ck.CKA_SIGN)
-	}
-	if !a.Decrypt {
-		delete(privAllowed, ck.CKA_DECRYPT)
-	}
+	// The public half takes the name and identity; the key can do what
+	// its TPM attributes allow.
 	pubT := Template{}
 	for _, typ := range []ck.AttributeType{ck.CKA_ID, ck.CKA_LABEL} {
 		if v, ok := t[typ]; ok {
 			pubT[typ] = v
 		}
 	}
-	pubA, err := keyTemplate(pubT, ck.CKO_PUBLIC_KEY, kt, pubDefs, pubAllowed)
+	pubOpts, privOpts := linkedUses(kt, ta)
+	pubA, privA, err := keyPairAttrs(opLink, kt, pubT, t, pubOpts, privOpts)
 	if err != nil {
 		return 0, 0, err
-	}
-	privA, err := keyTemplate(t, ck.CKO_PRIVATE_KEY, kt, privDefs, privAllowed)
-	if err != nil {
-		return 0, 0, err
-	}
-	if kt == ck.CKK_EC {
-		for _, typ := range ecNever {
-			pubA.SetBool(typ, false)
-			privA.SetBool(typ, false)
-		}
 	}
 	key := &tpm.Loadable{Parent: tss2Parent, Public: kf.Public, Private: kf.Private}
-	// The TPM checks the blob is this TPM's, under that parent.
-	probe := &tpm.Loadable{ID: "link:" + newUID(), Parent: tss2Parent, Public: kf.Public, Private: kf.Private}
-	if _, err := do(l, s.Handle, func(e *tpm.Engine) (struct{}, error) {
-		_, err := e.Handle(probe)
-		e.Forget(probe.ID)
-		return struct{}{}, err
-	}); err != nil {
-		return 0, 0, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "the TPM does not load this key (another TPM's, or another parent): %v", err)
+	if err := l.probeLoad(s, key); err != nil {
+		return 0, 0, err
 	}
 	spki, err := publicAttrs(key, kt, ecParams, pubA, privA)
 	if err != nil {
 		return 0, 0, err
 	}
 	for _, x := range []Attrs{pubA, privA} {
-		x.setOrigin(false, 0, a.SensitiveDataOrigin && a.FixedTPM, a.FixedTPM && a.FixedParent)
+		x.setOrigin(false, 0, ta.SensitiveDataOrigin && ta.FixedTPM, ta.FixedTPM && ta.FixedParent)
 		x[ck.CKA_PUBLIC_KEY_INFO] = spki
 	}
 	privA.SetBool(CKA_TPM11_PORTABLE, true)
@@ -291,14 +234,68 @@ func (l *Library) LinkKeyFile(h uint64, file []byte, tmpl []Attr) (uint64, uint6
 	for _, o := range []*Object{pubObj, privObj} {
 		o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)
 	}
-	if err := s.tok.add(privObj); err != nil {
-		return 0, 0, err
-	}
-	if err := s.tok.add(pubObj); err != nil {
-		_ = s.tok.destroy(privObj)
+	if err := s.tok.addAll(privObj, pubObj); err != nil { // both halves or neither
 		return 0, 0, err
 	}
 	return pubObj.Handle, privObj.Handle, nil
+}
+
+// linkableKey checks that a key file's key can serve PKCS#11: its type
+// (and curve), and TPM attributes that let a password (here: none) use it.
+func linkableKey(kf *KeyFile) (ck.KeyType, []byte, tpm2.TPMAObject, error) {
+	if !kf.EmptyAuth {
+		return 0, nil, tpm2.TPMAObject{}, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "the key has a password: only keys made without one (emptyAuth) can be linked")
+	}
+	pub, _ := kf.Public.Contents()
+	a := pub.ObjectAttributes
+	if a.Restricted || !a.UserWithAuth {
+		return 0, nil, a, ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "a restricted or policy-only key cannot be used through PKCS#11")
+	}
+	switch pub.Type {
+	case tpm2.TPMAlgRSA:
+		return ck.CKK_RSA, nil, a, nil
+	case tpm2.TPMAlgECC:
+		d, err := pub.Parameters.ECCDetail()
+		if err != nil {
+			return 0, nil, a, ck.Wrap(ck.CKR_ARGUMENTS_BAD, err)
+		}
+		c := mech.CurveOfTPM(d.CurveID)
+		if c == nil {
+			return 0, nil, a, ck.Errorf(ck.CKR_CURVE_NOT_SUPPORTED, "curve %#x", d.CurveID)
+		}
+		return ck.CKK_EC, c.Params, a, nil
+	}
+	return 0, nil, a, ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "the key file holds a key of TPM type %#x, not RSA or ECC", pub.Type)
+}
+
+// linkedUses are a linked key's defaults over its schema's: a token
+// object, not private, that signs and decrypts as its TPM attributes say
+// (and never what they do not).
+func linkedUses(kt ck.KeyType, a tpm2.TPMAObject) (pub, priv buildOpts) {
+	decrypts := a.Decrypt && kt == ck.CKK_RSA
+	pub.defaults = Attrs{ck.CKA_TOKEN: vTrue, ck.CKA_PRIVATE: vFalse, ck.CKA_VERIFY: boolBytes(a.SignEncrypt), ck.CKA_ENCRYPT: boolBytes(decrypts)}
+	priv.defaults = Attrs{ck.CKA_TOKEN: vTrue, ck.CKA_PRIVATE: vFalse, ck.CKA_SIGN: boolBytes(a.SignEncrypt), ck.CKA_DECRYPT: boolBytes(decrypts)}
+	if !a.SignEncrypt {
+		priv.cannot = append(priv.cannot, ck.CKA_SIGN)
+	}
+	if !a.Decrypt {
+		priv.cannot = append(priv.cannot, ck.CKA_DECRYPT)
+	}
+	return pub, priv
+}
+
+// probeLoad has the TPM load key once: it checks the blob is this TPM's,
+// under that parent.
+func (l *Library) probeLoad(s *Session, key *tpm.Loadable) error {
+	probe := &tpm.Loadable{ID: "link:" + newUID(), Parent: key.Parent, Public: key.Public, Private: key.Private}
+	if _, err := do(l, s.Handle, func(e *tpm.Engine) (struct{}, error) {
+		_, err := e.Handle(probe)
+		e.Forget(probe.ID)
+		return struct{}{}, err
+	}); err != nil {
+		return ck.Errorf(ck.CKR_ARGUMENTS_BAD, "the TPM does not load this key (another TPM's, or another parent): %v", err)
+	}
+	return nil
 }
 
 // ExportKeyFile writes private key obj (session h) as a TSS2 PRIVATE KEY

@@ -1,7 +1,6 @@
 package tpmtoken
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/asn1"
@@ -13,111 +12,6 @@ import (
 	"github.com/tpm11/tpm11/tpm"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
-
-// Attributes that describe what a key may do, and which do not apply to EC.
-var (
-	ecNever       = []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER, ck.CKA_VERIFY_RECOVER}
-	copiedAttrs   = []ck.AttributeType{ck.CKA_LABEL, ck.CKA_ID, ck.CKA_SUBJECT, ck.CKA_START_DATE, ck.CKA_END_DATE, ck.CKA_APPLICATION}
-	generatedOnly = []ck.AttributeType{ck.CKA_MODULUS, ck.CKA_EC_POINT, ck.CKA_LOCAL, ck.CKA_ALWAYS_SENSITIVE,
-		ck.CKA_NEVER_EXTRACTABLE, ck.CKA_KEY_GEN_MECHANISM, ck.CKA_UNIQUE_ID, ck.CKA_PRIVATE_EXPONENT, ck.CKA_PUBLIC_KEY_INFO}
-	usageAttrs = []ck.AttributeType{ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_WRAP, ck.CKA_UNWRAP,
-		ck.CKA_DERIVE, ck.CKA_SIGN_RECOVER, ck.CKA_VERIFY_RECOVER}
-	boolAttrs = append([]ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
-		ck.CKA_DESTROYABLE, ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE, ck.CKA_TRUSTED, ck.CKA_ALWAYS_AUTHENTICATE,
-		ck.CKA_WRAP_WITH_TRUSTED}, usageAttrs...)
-)
-
-// Defaults of the halves of a key pair where the template is silent.
-var (
-	pubDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: false, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
-		ck.CKA_DESTROYABLE: true, ck.CKA_VERIFY: true, ck.CKA_ENCRYPT: false, ck.CKA_DERIVE: false, ck.CKA_WRAP: false,
-		ck.CKA_VERIFY_RECOVER: false, ck.CKA_TRUSTED: false}
-	privDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true, ck.CKA_COPYABLE: true,
-		ck.CKA_DESTROYABLE: true, ck.CKA_SIGN: true, ck.CKA_DECRYPT: false, ck.CKA_DERIVE: false, ck.CKA_UNWRAP: false,
-		ck.CKA_SIGN_RECOVER: false, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false, ck.CKA_ALWAYS_AUTHENTICATE: false,
-		ck.CKA_WRAP_WITH_TRUSTED: false}
-)
-
-// keyAllowed is, per key type, which attributes may be true on the public
-// and private halves: EC keys sign, verify and derive, never encrypt.
-func keyAllowed(kt ck.KeyType) (pub, priv map[ck.AttributeType]bool) {
-	pub, priv = set(ck.CKA_VERIFY, ck.CKA_DERIVE), set(ck.CKA_SIGN, ck.CKA_DERIVE)
-	if kt == ck.CKK_RSA {
-		pub, priv = set(ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_VERIFY_RECOVER), set(ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER)
-	}
-	priv[ck.CKA_ALWAYS_AUTHENTICATE] = true // the PIN again before each use (alwaysauth.go)
-	for _, t := range []ck.AttributeType{ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE,
-		ck.CKA_DESTROYABLE, ck.CKA_TRUSTED, ck.CKA_SENSITIVE} {
-		pub[t], priv[t] = true, true
-	}
-	return pub, priv
-}
-
-// keyTemplate applies a caller template over defaults for one half of a
-// key pair, refusing what the token cannot honour.
-func keyTemplate(tmpl Template, class ck.ObjectClass, kt ck.KeyType, defaults map[ck.AttributeType]bool, allowed map[ck.AttributeType]bool) (Attrs, error) {
-	a := Attrs{}
-	a.SetULong(ck.CKA_CLASS, uint64(class))
-	a.SetULong(ck.CKA_KEY_TYPE, uint64(kt))
-	for typ, v := range defaults {
-		a.SetBool(typ, v)
-	}
-	for typ, v := range tmpl {
-		switch {
-		case typ == ck.CKA_CLASS || typ == ck.CKA_KEY_TYPE:
-			if got, _, err := tmpl.ULong(typ); err != nil || (typ == ck.CKA_CLASS && got != uint64(class)) || (typ == ck.CKA_KEY_TYPE && got != uint64(kt)) {
-				return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x", typ)
-			}
-		case typ == ck.CKA_EC_PARAMS || typ == ck.CKA_MODULUS_BITS || typ == ck.CKA_PUBLIC_EXPONENT,
-			class == ck.CKO_PRIVATE_KEY && isVendorKeygenAttr(typ):
-			// read by the generator
-		case typ == ck.CKA_ALLOWED_MECHANISMS:
-			if len(v)%8 != 0 {
-				return nil, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "CKA_ALLOWED_MECHANISMS is a CK_MECHANISM_TYPE array")
-			}
-			a[typ] = bytes.Clone(v)
-		case contains(generatedOnly, typ):
-			return nil, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "attribute 0x%x is set by the token", typ)
-		case contains(copiedAttrs, typ):
-			a[typ] = bytes.Clone(v)
-		case contains(boolAttrs, typ):
-			b, _, err := tmpl.Bool(typ)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case b && !allowed[typ] && contains(usageAttrs, typ):
-				// A usage the key type has no mechanism for (OpenSSL's
-				// pkcs11-provider asks for CKA_WRAP on every EC public
-				// key): accepted, and the key says what it can do.
-				b = false
-			case b && !allowed[typ]:
-				return nil, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x cannot be true on this key", typ)
-			}
-			a.SetBool(typ, b)
-		default:
-			return nil, ck.Errorf(ck.CKR_ATTRIBUTE_TYPE_INVALID, "attribute 0x%x", typ)
-		}
-	}
-	return a, nil
-}
-
-func contains(list []ck.AttributeType, t ck.AttributeType) bool {
-	for _, x := range list {
-		if x == t {
-			return true
-		}
-	}
-	return false
-}
-
-func set(ts ...ck.AttributeType) map[ck.AttributeType]bool {
-	m := map[ck.AttributeType]bool{}
-	for _, t := range ts {
-		m[t] = true
-	}
-	return m
-}
 
 // GenerateKeyPair creates a key pair in the TPM under the token's storage
 // key. The private half never leaves the TPM unwrapped.
@@ -134,69 +28,20 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if err != nil {
 		return 0, 0, err
 	}
-	var kt ck.KeyType
-	var template tpm2.TPMTPublic
-	var ecParams []byte
-	switch m.Type {
-	case ck.CKM_EC_KEY_PAIR_GEN:
-		kt = ck.CKK_EC
-		ecParams = pt[ck.CKA_EC_PARAMS]
-		if ecParams == nil {
-			ecParams = vt[ck.CKA_EC_PARAMS]
-		}
-		if ecParams == nil {
-			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-		}
-		c := mech.CurveOf(ecParams)
-		if c == nil || !slices.Contains(l.caps().Curves, c.TPM) {
-			return 0, 0, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
-		}
-		template = tpm.ECCKeyTemplate(c.TPM)
-	case ck.CKM_RSA_PKCS_KEY_PAIR_GEN:
-		kt = ck.CKK_RSA
-		bits, ok, err := pt.ULong(ck.CKA_MODULUS_BITS)
-		if err != nil {
-			return 0, 0, err
-		}
-		if !ok {
-			return 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-		}
-		if !slices.Contains(l.caps().RSABits, int(bits)) {
-			return 0, 0, ck.Errorf(ck.CKR_KEY_SIZE_RANGE, "RSA %d bits", bits)
-		}
-		if e, ok := pt[ck.CKA_PUBLIC_EXPONENT]; ok && new(big.Int).SetBytes(e).Int64() != 65537 {
-			return 0, 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the TPM only makes keys with exponent 65537")
-		}
-		template = tpm.RSAKeyTemplate(int(bits))
-	default:
-		return 0, 0, ck.E(ck.CKR_MECHANISM_INVALID)
-	}
-	pubAllowed, privAllowed := keyAllowed(kt)
-	pub, err := keyTemplate(pt, ck.CKO_PUBLIC_KEY, kt,
-		pubDefaults, pubAllowed)
+	kt, template, ecParams, err := l.keyPairSpec(m.Type, pt, vt)
 	if err != nil {
 		return 0, 0, err
 	}
-	priv, err := keyTemplate(vt, ck.CKO_PRIVATE_KEY, kt,
-		s.tok.keyDefaults(privDefaults), privAllowed)
+	pub, priv, err := keyPairAttrs(opGenerate, kt, pt, vt, buildOpts{}, s.tok.keyDefaults())
 	if err != nil {
 		return 0, 0, err
-	}
-	if kt == ck.CKK_EC {
-		for _, t := range ecNever {
-			pub.SetBool(t, false)
-			priv.SetBool(t, false)
-		}
 	}
 	template, policy, err := s.tok.applyPolicy(h, vt, priv, template) // pcrpolicy.go
 	if err != nil {
 		return 0, 0, err
 	}
-	if (pub.Bool(ck.CKA_TOKEN) || priv.Bool(ck.CKA_TOKEN)) && !s.rw() {
-		return 0, 0, ck.E(ck.CKR_SESSION_READ_ONLY)
-	}
-	if pub.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
-		return 0, 0, ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+	if err := s.mayMake(pub, priv); err != nil {
+		return 0, 0, err
 	}
 	storage, err := s.tok.parentFor(priv.Bool(ck.CKA_PRIVATE))
 	storage, err = portableParent(vt, priv, storage, err) // keyfile.go
@@ -234,6 +79,56 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		return 0, 0, err
 	}
 	return res.Objects[0], res.Objects[1], nil
+}
+
+// keyPairSpec reads what mechanism m makes from the templates: the key
+// type, the TPM's template and, for EC, the curve's parameters.
+func (l *Library) keyPairSpec(m ck.MechType, pt, vt Template) (ck.KeyType, tpm2.TPMTPublic, []byte, error) {
+	switch m {
+	case ck.CKM_EC_KEY_PAIR_GEN:
+		ecParams := pt[ck.CKA_EC_PARAMS]
+		if ecParams == nil {
+			ecParams = vt[ck.CKA_EC_PARAMS]
+		}
+		if ecParams == nil {
+			return 0, tpm2.TPMTPublic{}, nil, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+		}
+		c := mech.CurveOf(ecParams)
+		if c == nil || !slices.Contains(l.caps().Curves, c.TPM) {
+			return 0, tpm2.TPMTPublic{}, nil, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
+		}
+		return ck.CKK_EC, tpm.ECCKeyTemplate(c.TPM), ecParams, nil
+	case ck.CKM_RSA_PKCS_KEY_PAIR_GEN:
+		bits, ok, err := pt.ULong(ck.CKA_MODULUS_BITS)
+		if err != nil {
+			return 0, tpm2.TPMTPublic{}, nil, err
+		}
+		if !ok {
+			return 0, tpm2.TPMTPublic{}, nil, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+		}
+		if !slices.Contains(l.caps().RSABits, int(bits)) {
+			return 0, tpm2.TPMTPublic{}, nil, ck.Errorf(ck.CKR_KEY_SIZE_RANGE, "RSA %d bits", bits)
+		}
+		if e, ok := pt[ck.CKA_PUBLIC_EXPONENT]; ok && new(big.Int).SetBytes(e).Int64() != 65537 {
+			return 0, tpm2.TPMTPublic{}, nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the TPM only makes keys with exponent 65537")
+		}
+		return ck.CKK_RSA, tpm.RSAKeyTemplate(int(bits)), nil, nil
+	}
+	return 0, tpm2.TPMTPublic{}, nil, ck.E(ck.CKR_MECHANISM_INVALID)
+}
+
+// keyPairAttrs builds both halves of a key pair of type kt by the schema
+// (schema_key.go) for operation o.
+func keyPairAttrs(o op, kt ck.KeyType, pt, vt Template, pubOpts, privOpts buildOpts) (Attrs, Attrs, error) {
+	pub, err := schemaOf(ck.CKO_PUBLIC_KEY, uint64(kt)).build(o, pt, pubOpts)
+	if err != nil {
+		return nil, nil, err
+	}
+	priv, err := schemaOf(ck.CKO_PRIVATE_KEY, uint64(kt)).build(o, vt, privOpts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pub, priv, nil
 }
 
 // addKeyPair makes the objects of a key pair the TPM created.

@@ -325,7 +325,7 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	ti := l.tpmInfo()
 	info := TokenInfo{
 		Manufacturer: ti.Manufacturer, Model: "TPM 2.0 " + ti.VendorString,
-		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED | ck.CKF_ASYNC_SESSION_SUPPORTED,
+		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED | ck.CKF_ASYNC_SESSION_SUPPORTED | ck.CKF_DUAL_CRYPTO_OPERATIONS,
 		MinPIN: MinPINLen, MaxPIN: MaxPINLen,
 		HW: [2]uint8{0, 0}, FW: [2]uint8{ti.FirmwareMajor, ti.FirmwareMinor},
 	}
@@ -347,7 +347,11 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	if t.rec.User != nil {
 		info.Flags |= ck.CKF_USER_PIN_INITIALIZED
 	}
+	serial := t.rec.Serial
 	t.mu.Unlock()
+	if !l.store.Writable(serial) {
+		info.Flags |= ck.CKF_WRITE_PROTECTED // another user's token in a shared store
+	}
 	l.mu.RLock()
 	for _, ss := range l.sessions {
 		if ss.tok == t {

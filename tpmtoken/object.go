@@ -27,6 +27,9 @@ type Object struct {
 	// encrypted value (privdata.go).
 	seal   *tpm.Loadable
 	sealed []byte
+	// keyAuth is a migrated key's authValue as the store keeps it,
+	// encrypted (migrate.go).
+	keyAuth []byte
 }
 
 func (o *Object) class() ck.ObjectClass {
@@ -137,6 +140,9 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 		if rec.Parent == tss2ParentName {
 			parent = tss2Parent // keyfile.go
 		}
+		if p := migratedParent(rec.Parent); p != nil {
+			parent = p // migrate.go
+		}
 		blob := &tpm.Loadable{
 			ID: "key:" + rec.UID, Parent: parent,
 			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
@@ -148,6 +154,8 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 		} else {
 			o.key = blob
 			blob.Policy = policyOf(o.Attrs) // pcrpolicy.go
+			o.keyAuth = rec.Auth
+			blob.Auth = t.openKeyAuth(o) // migrate.go: nil until the user logs in
 		}
 	}
 	return o
@@ -162,6 +170,9 @@ func (o *Object) record() *store.Object {
 		}
 		if o.key.Parent == tss2Parent {
 			r.Parent = tss2ParentName
+		}
+		if isMigratedParent(o.key.Parent) {
+			r.Parent, r.Auth = o.key.Parent.ID, o.keyAuth
 		}
 	}
 	if o.seal != nil {
@@ -180,7 +191,7 @@ func (t *Token) add(o *Object) error {
 			return err
 		}
 		if err := t.objs.Put(o.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -189,6 +200,22 @@ func (t *Token) add(o *Object) error {
 	o.Handle = t.handleFor(o.UID)
 	t.objects[o.Handle] = o
 	t.byUID[o.UID] = o.Handle
+	return nil
+}
+
+// mayMake checks that session s may make objects with attributes as:
+// token objects need a R/W session, private ones the user logged in.
+func (s *Session) mayMake(as ...Attrs) error {
+	for _, a := range as {
+		if a.Bool(ck.CKA_TOKEN) && !s.rw() {
+			return ck.E(ck.CKR_SESSION_READ_ONLY)
+		}
+	}
+	for _, a := range as {
+		if a.Bool(ck.CKA_PRIVATE) && !s.tok.userLoggedIn() {
+			return ck.E(ck.CKR_USER_NOT_LOGGED_IN)
+		}
+	}
 	return nil
 }
 
@@ -224,7 +251,7 @@ func (t *Token) object(h uint64) (*Object, error) {
 func (t *Token) destroy(o *Object) error {
 	if o.session == 0 {
 		if err := t.objs.Delete(o.UID); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -284,9 +311,8 @@ func (t *Token) find(tmpl []Attr) ([]uint64, error) {
 // getAttributes answers C_GetAttributeValue for o.
 func getAttributes(o *Object, types []ck.AttributeType) []AttrResult {
 	res := make([]AttrResult, len(types))
-	sensitive := o.Attrs.Bool(ck.CKA_SENSITIVE) || !o.Attrs.Bool(ck.CKA_EXTRACTABLE)
 	for i, typ := range types {
-		if sensitiveAttrs[typ] && (o.class() == ck.CKO_PRIVATE_KEY || o.class() == ck.CKO_SECRET_KEY) && sensitive {
+		if hidden(o.Attrs, typ) { // schema.go
 			res[i].RV = ck.CKR_ATTRIBUTE_SENSITIVE
 			continue
 		}

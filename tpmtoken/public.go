@@ -1,7 +1,6 @@
 package tpmtoken
 
 import (
-	"maps"
 	"strings"
 
 	"github.com/google/go-tpm/tpm2"
@@ -149,10 +148,9 @@ func keyAuthError(err error) error {
 
 // keyDefaults are a token's defaults for a new key: on a token with no
 // login, keys are not private unless asked to be.
-func (t *Token) keyDefaults(base map[ck.AttributeType]bool) map[ck.AttributeType]bool {
-	d := maps.Clone(base)
+func (t *Token) keyDefaults() buildOpts {
 	if !t.loginRequired() {
-		d[ck.CKA_PRIVATE] = false
+		return buildOpts{defaults: Attrs{ck.CKA_PRIVATE: vFalse}}
 	}
-	return d
+	return buildOpts{}
 }

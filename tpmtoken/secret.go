@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
@@ -17,21 +18,14 @@ import (
 
 func readable(a Attrs) bool { return !a.Bool(ck.CKA_SENSITIVE) && a.Bool(ck.CKA_EXTRACTABLE) }
 
-var secretDefaults = map[ck.AttributeType]bool{ck.CKA_TOKEN: false, ck.CKA_PRIVATE: true, ck.CKA_MODIFIABLE: true,
-	ck.CKA_COPYABLE: true, ck.CKA_DESTROYABLE: true, ck.CKA_SENSITIVE: true, ck.CKA_EXTRACTABLE: false,
-	ck.CKA_DERIVE: false, ck.CKA_WRAP: false, ck.CKA_UNWRAP: false, ck.CKA_TRUSTED: false, ck.CKA_WRAP_WITH_TRUSTED: false}
-
-// secretAttrs builds a secret key's attributes from a caller template
-// (without CKA_VALUE and CKA_VALUE_LEN, which the caller has taken out).
-func secretAttrs(tok *Token, tmpl Template, kt ck.KeyType) (Attrs, error) {
-	defaults := tok.keyDefaults(secretDefaults)
-	allowed := set(ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_MODIFIABLE, ck.CKA_COPYABLE, ck.CKA_DESTROYABLE,
-		ck.CKA_SENSITIVE, ck.CKA_EXTRACTABLE, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY,
-		ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE, ck.CKA_TRUSTED, ck.CKA_WRAP_WITH_TRUSTED)
-	aes := kt == ck.CKK_AES
-	defaults[ck.CKA_ENCRYPT], defaults[ck.CKA_DECRYPT] = aes, aes
-	defaults[ck.CKA_SIGN], defaults[ck.CKA_VERIFY] = !aes, !aes
-	return keyTemplate(tmpl, ck.CKO_SECRET_KEY, kt, defaults, allowed)
+// secretAttrs builds a secret key's attributes from a caller template by
+// its schema (schema_key.go) for operation o.
+func secretAttrs(tok *Token, tmpl Template, kt ck.KeyType, o op) (Attrs, error) {
+	sc, err := schemaFor(ck.CKO_SECRET_KEY, uint64(kt))
+	if err != nil {
+		return nil, err
+	}
+	return sc.build(o, tmpl, tok.keyDefaults())
 }
 
 // secretSpec checks a secret key's type and length and gives its TPM template.
@@ -55,6 +49,12 @@ func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
 // async session, as fn): the TPM generates the value when neither value
 // nor makeValue gives one (and the key is not readable); makeValue, if
 // set, computes the value in the job (TPM random bytes, an ECDH result).
+//
+// The value belongs to the job from here on: addSecret takes its own copy,
+// because the caller wipes its buffer when it returns (an unwrapped
+// plaintext), which may be before a pending job has run. The job wipes its
+// copy once the TPM has it, unless the key is readable: then that copy,
+// and no buffer anyone else holds, is the object's CKA_VALUE.
 func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (uint64, error) {
 	template, err := l.secretSpec(kt, n)
 	if err != nil {
@@ -86,6 +86,8 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		key   *tpm.Loadable
 		value []byte
 	}
+	value = bytes.Clone(value)
+	keep := readable(a)
 	job := func(e *tpm.Engine) (made, error) {
 		v, t := value, template
 		if makeValue != nil {
@@ -93,6 +95,9 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 			if v, err = makeValue(e); err != nil {
 				return made{}, err
 			}
+		}
+		if !keep {
+			defer clear(v) // in the TPM now, and nowhere else
 		}
 		if v != nil {
 			t = tpm.Supplied(t)
@@ -105,6 +110,9 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 		if err != nil {
 			return made{}, err
 		}
+		if !keep {
+			v = nil
+		}
 		return made{&tpm.Loadable{Parent: storage, Public: p, Private: k}, v}, nil
 	}
 	finish := func(m made, err error) (Result, error) {
@@ -112,8 +120,8 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 			return Result{}, err
 		}
 		a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
-		if readable(a) {
-			a[ck.CKA_VALUE] = m.value
+		if keep {
+			a[ck.CKA_VALUE] = m.value // the job's own copy (see above)
 		}
 		o := &Object{UID: newUID(), Attrs: a, key: m.key}
 		o.key.ID = "key:" + o.UID
@@ -155,45 +163,30 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 	if err != nil {
 		return 0, err
 	}
-	n, ok, err := t.ULong(ck.CKA_VALUE_LEN)
+	a, err := secretAttrs(s.tok, t, kt, opGenerate)
 	if err != nil {
 		return 0, err
 	}
-	if !ok {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-	}
-	if _, ok := t[ck.CKA_VALUE]; ok {
-		return 0, ck.Errorf(ck.CKR_ATTRIBUTE_READ_ONLY, "CKA_VALUE is generated")
-	}
-	delete(t, ck.CKA_VALUE_LEN)
-	a, err := secretAttrs(s.tok, t, kt)
-	if err != nil {
-		return 0, err
-	}
+	n, _, _ := t.ULong(ck.CKA_VALUE_LEN) // required by the schema
 	a.setOrigin(true, m.Type, true, true)
 	return l.addSecret(s, "C_GenerateKey", ck.CKF_GENERATE, a, kt, int(min(n, 1<<16)), nil, nil)
 }
 
-// importSecretKey is C_CreateObject for a secret key: its value is put into
-// the TPM (TPM2_Create with caller data) and kept outside only as the
-// TPM-wrapped blob.
-func (l *Library) importSecretKey(s *Session, t Template, fn string) (uint64, error) {
-	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
+// importSecretKey is C_CreateObject (or C_UnwrapKey) for a secret key:
+// its value is put into the TPM (TPM2_Create with caller data) and kept
+// outside only as the TPM-wrapped blob.
+func (l *Library) importSecretKey(s *Session, t Template, o op) (uint64, error) {
+	sc, err := templateSchema(ck.CKO_SECRET_KEY, t)
 	if err != nil {
 		return 0, err
 	}
-	value, hasValue := t[ck.CKA_VALUE]
-	if !ok || !hasValue {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-	}
-	if _, ok := t[ck.CKA_VALUE_LEN]; ok {
+	if _, ok := t[ck.CKA_VALUE_LEN]; ok && o == opCreate {
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN comes from CKA_VALUE")
 	}
-	delete(t, ck.CKA_VALUE)
-	a, err := secretAttrs(s.tok, t, kt)
+	a, err := sc.build(o, t, s.tok.keyDefaults())
 	if err != nil {
 		return 0, err
 	}
 	a.setOrigin(false, 0, false, false)
-	return l.addSecret(s, fn, 0, a, kt, len(value), value, nil)
+	return l.addSecret(s, o.fn(), 0, a, ck.KeyType(sc.sub), len(t[ck.CKA_VALUE]), t[ck.CKA_VALUE], nil)
 }

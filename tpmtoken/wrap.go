@@ -55,13 +55,13 @@ func (l *Library) UnwrapKey(h uint64, m Mechanism, unwrapper uint64, wrapped []b
 			delete(t, ck.CKA_VALUE_LEN)
 		}
 		t[ck.CKA_VALUE] = plain
-		return l.importSecretKey(s, t, "C_UnwrapKey")
+		return l.importSecretKey(s, t, opUnwrap)
 	case ck.CKO_PRIVATE_KEY:
 		if err := pkcs8Template(t, plain); err != nil {
 			return 0, err
 		}
 		defer clearKeyMaterial(t)
-		return l.importPrivateKey(s, t, "C_UnwrapKey")
+		return l.importPrivateKey(s, t, opUnwrap)
 	}
 	return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "cannot unwrap objects of class 0x%x", class)
 }
@@ -153,10 +153,16 @@ func pkcs8Template(t Template, der []byte) error {
 	return nil
 }
 
-// clearKeyMaterial wipes the private key material a template held.
+// clearKeyMaterial wipes the private key material a template held: the
+// attributes its schema hides (schema_key.go). The import has its own
+// copies (big integers, the TPM's sensitive area).
 func clearKeyMaterial(t Template) {
-	for _, a := range keyMaterial {
-		clear(t[a])
+	kt, _, _ := t.ULong(ck.CKA_KEY_TYPE)
+	sc := schemaOf(ck.CKO_PRIVATE_KEY, kt)
+	for typ, v := range t {
+		if sc != nil && sc.defs[typ] != nil && sc.defs[typ].hidden {
+			clear(v)
+		}
 	}
 }
 

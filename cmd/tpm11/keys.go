@@ -269,7 +269,6 @@ PIN.`,
 				if err := c.replaceOld(old); err != nil {
 					return err
 				}
-				g.shareStore()
 				return report(c, "generated in the TPM", spec.display(), handles, asJSON, sshOut)
 			})
 		},
@@ -550,7 +549,6 @@ func deleteCmd(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(c.out, "deleted %s  %s\n", o, o.URI)
 				}
-				g.shareStore()
 				return nil
 			})
 		},
