@@ -339,7 +339,7 @@ func (r *pqcReader) verified() Verified {
 	// digest. fwTPM leaves it out of a NULL ticket (hierarchy TPM_RH_NULL,
 	// an empty hmac: "<tag, TPM_RH_NULL, 0x0000>"), so a NULL ticket is
 	// read either way.
-	if v.Tag == stDigestVerified && !(v.Hierarchy == rhNull && len(r.b) == 2) {
+	if v.Tag == stDigestVerified && !(v.Hierarchy == tpm2.TPMRHNull && len(r.b) == 2) {
 		v.Meta = tpm2.TPMAlgID(r.u16())
 	}
 	v.HMAC = r.tpm2b()
