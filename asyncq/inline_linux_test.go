@@ -31,7 +31,7 @@ func TestDoRunsOnCallersThreadWhenIdle(t *testing.T) {
 		_, _ = Do(q, 1, func(r *gate) (int, error) { r.record("after"); return unix.Gettid(), nil })
 		done <- unix.Gettid()
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, q, 1) // behind the running job, not run beside it
 	select {
 	case <-done:
 		t.Fatal("Do ran beside a running job")

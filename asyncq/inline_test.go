@@ -47,21 +47,39 @@ func TestInlineAndWorkerNeverOverlap(t *testing.T) {
 	require.Equal(t, int32(800), ran.Load())
 }
 
-// Jobs run by their callers count as activity: the idle function runs
-// once they stop, not while they go on, and yielding still happens between
-// them.
+// Jobs run by their callers count as activity: the idle function never
+// runs sooner than the idle time after the last job ended (load may only
+// make it later), it runs once they stop, and the yield policy is asked
+// before them too.
 func TestInlineJobsKeepIdleAndYield(t *testing.T) {
+	const idleAfter = 30 * time.Millisecond
 	q := New(0)
-	defer q.Close(time.Second)
+	defer q.Close(hangBound)
+	var mu sync.Mutex
+	var lastEnd time.Time
+	var early []time.Duration
 	var calls atomic.Int32
-	q.OnIdle(30*time.Millisecond, func(int) { calls.Add(1) })
-	start := time.Now()
-	for time.Since(start) < 100*time.Millisecond { // never idle for 30 ms
-		_, err := Do(q, 1, func(int) (int, error) { time.Sleep(time.Millisecond); return 0, nil })
+	q.OnIdle(idleAfter, func(int) {
+		mu.Lock()
+		if gap := time.Since(lastEnd); gap < idleAfter {
+			early = append(early, gap)
+		}
+		mu.Unlock()
+		calls.Add(1)
+	})
+	for i := 0; i < 50; i++ {
+		_, err := Do(q, 1, func(int) (int, error) {
+			mu.Lock()
+			lastEnd = time.Now() // the job's end, as release sees it: after this
+			mu.Unlock()
+			return 0, nil
+		})
 		require.NoError(t, err)
 	}
-	require.Zero(t, calls.Load(), "idle called while jobs kept coming")
-	require.Eventually(t, func() bool { return calls.Load() == 1 }, 2*time.Second, time.Millisecond)
+	waitFor(t, "the idle call after the last job", func() bool { return calls.Load() >= 1 })
+	mu.Lock()
+	require.Empty(t, early, "idle called less than the idle time after a caller's own job")
+	mu.Unlock()
 
 	var yields atomic.Int32
 	q.YieldWhen(func() bool { return yields.Add(1)%5 == 0 })
@@ -95,7 +113,7 @@ func TestDiscardHoldsTheResource(t *testing.T) {
 		if inUse.Add(1) != 1 {
 			overlaps.Add(1)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // latency on purpose: a wide window for an overlap to show
 		inUse.Add(-1)
 	}
 	started := make(chan struct{})
@@ -119,35 +137,41 @@ func TestDiscardHoldsTheResource(t *testing.T) {
 func TestPanickingPolicyLeavesQueueWorking(t *testing.T) {
 	q := New(0)
 	defer q.Close(time.Second)
-	q.OnIdle(time.Millisecond, func(int) { panic("idle") })
+	var idles atomic.Int32
+	q.OnIdle(time.Millisecond, func(int) { idles.Add(1); panic("idle") })
 	q.YieldWhen(func() bool { panic("yield") })
-	for i := 0; i < 3; i++ {
+	for i := int32(1); i <= 3; i++ {
 		_, err := Do(q, 1, func(int) (int, error) { return 0, nil })
 		require.NoError(t, err)
-		time.Sleep(5 * time.Millisecond) // the worker's idle call panics too
+		waitFor(t, "the worker's idle call (it panics too)", func() bool { return idles.Load() == i })
 	}
 	done := make(chan error, 1)
 	go func() { _, err := Do(q, 1, func(int) (int, error) { return 7, nil }); done <- err }()
 	select {
 	case err := <-done:
 		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangBound):
 		t.Fatal("queue wedged after a panicking policy")
 	}
 }
 
 // A caller running its own jobs passes through the Go scheduler at most
-// every 5 ms (see reschedule): in 60 ms of back-to-back jobs some pass,
-// never one per job.
+// every 5 ms (see reschedule): not again within 5 ms of the last pass, and
+// again once 5 ms have passed. The clock is set, not waited for.
 func TestRescheduleAtMostEvery5ms(t *testing.T) {
 	q := New(0)
-	defer q.Close(time.Second)
-	before := lastResched.Load()
-	jobs := 0
-	for start := time.Now(); time.Since(start) < 60*time.Millisecond; jobs++ {
-		_, err := Do(q, 1, func(int) (int, error) { time.Sleep(100 * time.Microsecond); return 0, nil })
+	defer q.Close(hangBound)
+	job := func(int) (int, error) { return 0, nil }
+	future := time.Now().Add(time.Hour).UnixNano()
+	lastResched.Store(future) // a pass "just now", however slow this test runs
+	for i := 0; i < 100; i++ {
+		_, err := Do(q, 1, job)
 		require.NoError(t, err)
 	}
-	require.Greater(t, lastResched.Load(), before, "no pass through the scheduler in 60 ms")
-	require.Greater(t, jobs, 20)
+	require.Equal(t, future, lastResched.Load(), "a pass through the scheduler within 5 ms of the last")
+	past := time.Now().Add(-time.Hour).UnixNano()
+	lastResched.Store(past)
+	_, err := Do(q, 1, job)
+	require.NoError(t, err)
+	require.Greater(t, lastResched.Load(), past, "no pass through the scheduler 5 ms after the last")
 }

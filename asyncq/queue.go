@@ -25,7 +25,8 @@ var ErrCancelled = errors.New("asyncq: job cancelled")
 // ErrClosed is returned for jobs submitted to, or dropped by, a closed queue.
 var ErrClosed = errors.New("asyncq: queue closed")
 
-// Job is work run on the worker goroutine with the resource; it gives a T.
+// Job is work run with the resource, by the worker goroutine or by a
+// synchronous caller (Do) that found it idle; it gives a T.
 type Job[R, T any] func(r R) (T, error)
 
 // Queue runs jobs one at a time, round-robin between owners so one busy owner
@@ -35,11 +36,13 @@ type Queue[R any] struct {
 	wake *signal
 	done chan struct{}
 
-	idleAfter  time.Duration
-	onIdle     func(R)
-	yieldAfter time.Duration
-	yieldWhen  func() bool
+	idleAfter time.Duration
+	onIdle    func(R)
+	yieldWhen func() bool
 
+	// mu is taken before a Ticket's mu and is a leaf for everything
+	// outside the package: never held while a job, onIdle or the yield
+	// policy runs (docs/design.md "Locks").
 	mu       sync.Mutex
 	queues   map[uint64][]*Ticket
 	ring     []uint64 // owners with queued jobs, in service order
@@ -48,8 +51,7 @@ type Queue[R any] struct {
 
 	// The runner's state. running says the resource is taken: by the
 	// worker, or by a caller running its own job (Do). busy: a job ran
-	// since the last onIdle; heldSince: the first of those; lastRun: when
-	// the last job ended. idleTimer wakes the worker once the resource
+	// since the last onIdle; lastRun: when the last job ended. idleTimer wakes the worker once the resource
 	// has had no job for idleAfter: each job's end pushes it back, so the
 	// worker sleeps without a timeout of its own and is not woken while
 	// jobs keep coming (a worker woken now and then to look at the clock
@@ -57,7 +59,6 @@ type Queue[R any] struct {
 	// the module's CPU per signature).
 	running   bool
 	busy      bool
-	heldSince time.Time
 	lastRun   time.Time
 	idleTimer *time.Timer
 }
@@ -80,7 +81,7 @@ type Ticket struct {
 	// word and sleeper are block's futex: word is 1 once finished.
 	word, sleeper uint32
 
-	mu        sync.Mutex
+	mu        sync.Mutex // after Queue.mu; a leaf
 	state     state
 	cancelled bool
 	val       any
@@ -88,7 +89,8 @@ type Ticket struct {
 	id        uint64
 }
 
-// New starts a queue whose worker owns res.
+// New starts a queue, and its worker, for res; only the runner of a job
+// (the worker, or a caller in Do) touches res.
 func New[R any](res R) *Queue[R] {
 	q := &Queue[R]{
 		res:      res,
@@ -111,15 +113,6 @@ func (q *Queue[R]) OnIdle(d time.Duration, f func(R)) {
 		q.idleTimer = time.AfterFunc(time.Hour, q.wake.notify)
 		q.idleTimer.Stop()
 	}
-	q.mu.Unlock()
-}
-
-// YieldEvery makes the worker also call the OnIdle function between jobs
-// once it has been busy for d without going idle, so a resource shared
-// with other processes is handed over even by one that never pauses.
-func (q *Queue[R]) YieldEvery(d time.Duration) {
-	q.mu.Lock()
-	q.yieldAfter = d
 	q.mu.Unlock()
 }
 
@@ -204,18 +197,18 @@ func (q *Queue[R]) take() bool {
 
 // prepare runs before each job with the resource taken: a resource shared
 // with other processes is handed over (onIdle) when the yield policy says
-// so, and the time it has been held starts with its first job.
+// so; the resource is busy from its first job until the next onIdle.
 func (q *Queue[R]) prepare() {
 	q.mu.Lock()
-	busy, held, yieldAfter, onIdle, yieldWhen := q.busy, q.heldSince, q.yieldAfter, q.onIdle, q.yieldWhen
+	busy, onIdle, yieldWhen := q.busy, q.onIdle, q.yieldWhen
 	q.mu.Unlock()
-	if busy && onIdle != nil && (yieldAfter > 0 && time.Since(held) > yieldAfter || yieldWhen != nil && safeBool(yieldWhen)) {
+	if busy && onIdle != nil && yieldWhen != nil && safeBool(yieldWhen) {
 		safeIdle(onIdle, q.res)
 		busy = false
 	}
 	if !busy {
 		q.mu.Lock()
-		q.busy, q.heldSince = true, time.Now()
+		q.busy = true
 		q.mu.Unlock()
 	}
 }

@@ -3,7 +3,6 @@ package asyncq
 import (
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,7 +75,7 @@ func TestCancelRunningDiscardsResult(t *testing.T) {
 	discarded := make(chan any, 1)
 	tk := Submit(q, 0, func(r *gate) (any, error) { <-hold; return "made", nil },
 		func(r *gate, v any) { discarded <- v })
-	waitRunning(tk.Ticket)
+	waitRunning(t, tk.Ticket)
 	require.False(t, tk.Wait(10*time.Millisecond))
 	require.True(t, tk.Cancel())
 	close(hold)
@@ -110,12 +109,16 @@ func TestCloseDropsQueuedButRunsDetached(t *testing.T) {
 	q := New(g)
 	hold := make(chan struct{})
 	running := Submit(q, 0, blocker(g, "running", hold), nil)
-	waitRunning(running.Ticket)
+	waitRunning(t, running.Ticket)
 	dropped := Submit(q, 1, blocker(g, "dropped", nil), nil)
 	detached := Submit(q, 2, func(r *gate) (any, error) { r.record("detached"); return nil, nil }, nil)
 	q.Detach(detached.Ticket)
-	go func() { time.Sleep(20 * time.Millisecond); close(hold) }()
-	require.True(t, q.Close(5*time.Second))
+	closed := make(chan bool, 1)
+	go func() { closed <- q.Close(hangBound) }()
+	// The running job ends only once Close has dropped what it drops.
+	waitFor(t, "Close to start", func() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.closed })
+	close(hold)
+	require.True(t, <-closed)
 	<-running.Done()
 	<-dropped.Done()
 	_, err := dropped.Result()
@@ -154,38 +157,64 @@ func TestManyGoroutines(t *testing.T) {
 	require.Equal(t, 32*200, v)
 }
 
-func waitRunning(tk *Ticket) {
-	for {
-		tk.mu.Lock()
-		st := tk.state
-		tk.mu.Unlock()
-		if st == running {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
+// hangBound bounds every wait for an event: long enough for any load, so
+// it only catches a hang.
+const hangBound = 60 * time.Second
+
+// waitFor polls cond until it holds; failing after hangBound.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, hangBound, 100*time.Microsecond, "waiting for %s", what)
 }
 
-// The idle function runs after the queue has been empty for a while, and,
-// with YieldEvery, also between jobs of a queue that never empties.
-func TestIdleAndYield(t *testing.T) {
-	q := New(0)
-	defer q.Close(time.Second)
-	var calls atomic.Int32
-	q.OnIdle(5*time.Millisecond, func(int) { calls.Add(1) })
-	_, err := Do(q, 1, func(int) (any, error) { return nil, nil })
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return calls.Load() == 1 }, time.Second, time.Millisecond)
-	time.Sleep(20 * time.Millisecond)
-	require.Equal(t, int32(1), calls.Load(), "idle again without work in between")
+func waitRunning(t testing.TB, tk *Ticket) {
+	waitFor(t, "the job to run", func() bool {
+		tk.mu.Lock()
+		defer tk.mu.Unlock()
+		return tk.state == running
+	})
+}
 
-	q.YieldEvery(10 * time.Millisecond)
-	start := time.Now()
-	for time.Since(start) < 100*time.Millisecond { // never idle for 5 ms
-		_, err := Do(q, 1, func(int) (any, error) { time.Sleep(time.Millisecond); return nil, nil })
-		require.NoError(t, err)
+// waitQueued waits until owner has a job queued (not yet running).
+func waitQueued[R any](t testing.TB, q *Queue[R], owner uint64) {
+	waitFor(t, "the job to be queued", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.queues[owner]) > 0
+	})
+}
+
+// The idle function runs once the queue has been empty for the idle time,
+// and once only: never twice without a job in between.
+func TestIdleOnceAfterWork(t *testing.T) {
+	q := New(0)
+	var mu sync.Mutex
+	var events []string
+	record := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	idles := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, e := range events {
+			if e == "idle" {
+				n++
+			}
+		}
+		return n
 	}
-	require.GreaterOrEqual(t, calls.Load(), int32(4), "a busy queue yields about every 10 ms")
+	q.OnIdle(5*time.Millisecond, func(int) { record("idle") })
+	for round := 1; round <= 3; round++ {
+		_, err := Do(q, 1, func(int) (any, error) { record("job"); return nil, nil })
+		require.NoError(t, err)
+		waitFor(t, "the idle call", func() bool { return idles() == round })
+		// Spurious wake-ups of the worker (a late timer) find nothing to do.
+		q.wake.notify()
+		q.wake.notify()
+	}
+	require.True(t, q.Close(hangBound)) // the worker has stopped: no call can follow
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"job", "idle", "job", "idle", "job", "idle"}, events)
 }
 
 // A synchronous caller whose queued job is dropped (the queue closes while
@@ -200,13 +229,13 @@ func TestDoWakesWhenItsJobIsDropped(t *testing.T) {
 		_, err := Do(q, 2, func(*gate) (any, error) { return nil, nil })
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the Do is queued behind the busy job
+	waitQueued(t, q, 2) // the Do is queued behind the busy job
 	closed := make(chan bool, 1)
-	go func() { closed <- q.Close(5 * time.Second) }()
+	go func() { closed <- q.Close(hangBound) }()
 	select {
 	case err := <-done:
 		require.ErrorIs(t, err, ErrCancelled)
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangBound):
 		t.Fatal("Do still asleep after its job was dropped")
 	}
 	close(release)

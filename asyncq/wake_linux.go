@@ -13,9 +13,12 @@ import (
 // swtpm, against 66 µs for the TPM command itself); a futex wakes the
 // sleeping thread itself.
 
+// FUTEX_WAIT (0) and FUTEX_WAKE (1) with FUTEX_PRIVATE_FLAG (128): the
+// word is never shared with another process.
 const (
-	futexWaitPrivate = 128 | 0
-	futexWakePrivate = 128 | 1
+	futexPrivateFlag = 128
+	futexWaitPrivate = futexPrivateFlag
+	futexWakePrivate = futexPrivateFlag + 1
 )
 
 // block waits until the ticket's job has finished.

@@ -1,7 +1,10 @@
 // Package ck holds the PKCS#11 3.2 constants tpm11 uses, as Go values, and the
 // error type that carries a CK_RV from the token layer to the C boundary.
-// Values are transcribed from the PKCS#11 3.2 specification.
+// Values are transcribed from the PKCS#11 3.2 specification; the return
+// values are generated from its header (ck/gen).
 package ck
+
+//go:generate go run ./gen -header gen/pkcs11t.h -out rv.go
 
 // CK_ULONG is 64 bits on the platforms tpm11 builds for (LP64). Each kind
 // of identifier is its own type, so an attribute can never be passed where a
@@ -28,97 +31,7 @@ const (
 	InvalidHandle          ULong = 0
 )
 
-// Return values.
-const (
-	CKR_OK                               RV = 0x000
-	CKR_CANCEL                           RV = 0x001
-	CKR_HOST_MEMORY                      RV = 0x002
-	CKR_SLOT_ID_INVALID                  RV = 0x003
-	CKR_GENERAL_ERROR                    RV = 0x005
-	CKR_FUNCTION_FAILED                  RV = 0x006
-	CKR_ARGUMENTS_BAD                    RV = 0x007
-	CKR_NO_EVENT                         RV = 0x008
-	CKR_NEED_TO_CREATE_THREADS           RV = 0x009
-	CKR_CANT_LOCK                        RV = 0x00A
-	CKR_ATTRIBUTE_READ_ONLY              RV = 0x010
-	CKR_ATTRIBUTE_SENSITIVE              RV = 0x011
-	CKR_ATTRIBUTE_TYPE_INVALID           RV = 0x012
-	CKR_ATTRIBUTE_VALUE_INVALID          RV = 0x013
-	CKR_ACTION_PROHIBITED                RV = 0x01B
-	CKR_DATA_INVALID                     RV = 0x020
-	CKR_DATA_LEN_RANGE                   RV = 0x021
-	CKR_DEVICE_ERROR                     RV = 0x030
-	CKR_DEVICE_MEMORY                    RV = 0x031
-	CKR_DEVICE_REMOVED                   RV = 0x032
-	CKR_ENCRYPTED_DATA_INVALID           RV = 0x040
-	CKR_ENCRYPTED_DATA_LEN_RANGE         RV = 0x041
-	CKR_FUNCTION_CANCELED                RV = 0x050
-	CKR_FUNCTION_NOT_PARALLEL            RV = 0x051
-	CKR_FUNCTION_NOT_SUPPORTED           RV = 0x054
-	CKR_KEY_HANDLE_INVALID               RV = 0x060
-	CKR_KEY_SIZE_RANGE                   RV = 0x062
-	CKR_KEY_TYPE_INCONSISTENT            RV = 0x063
-	CKR_KEY_FUNCTION_NOT_PERMITTED       RV = 0x068
-	CKR_KEY_NOT_NEEDED                   RV = 0x064
-	CKR_KEY_CHANGED                      RV = 0x065
-	CKR_KEY_NEEDED                       RV = 0x066
-	CKR_KEY_INDIGESTIBLE                 RV = 0x067
-	CKR_KEY_NOT_WRAPPABLE                RV = 0x069
-	CKR_WRAPPED_KEY_INVALID              RV = 0x110
-	CKR_WRAPPED_KEY_LEN_RANGE            RV = 0x112
-	CKR_WRAPPING_KEY_HANDLE_INVALID      RV = 0x113
-	CKR_WRAPPING_KEY_TYPE_INCONSISTENT   RV = 0x115
-	CKR_UNWRAPPING_KEY_HANDLE_INVALID    RV = 0x0F0
-	CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT RV = 0x0F2
-	CKR_KEY_UNEXTRACTABLE                RV = 0x06A
-	CKR_MECHANISM_INVALID                RV = 0x070
-	CKR_MECHANISM_PARAM_INVALID          RV = 0x071
-	CKR_OBJECT_HANDLE_INVALID            RV = 0x082
-	CKR_OPERATION_ACTIVE                 RV = 0x090
-	CKR_OPERATION_NOT_INITIALIZED        RV = 0x091
-	CKR_PIN_INCORRECT                    RV = 0x0A0
-	CKR_PIN_INVALID                      RV = 0x0A1
-	CKR_PIN_LEN_RANGE                    RV = 0x0A2
-	CKR_PIN_EXPIRED                      RV = 0x0A3
-	CKR_PIN_LOCKED                       RV = 0x0A4
-	CKR_SESSION_CLOSED                   RV = 0x0B0
-	CKR_SESSION_COUNT                    RV = 0x0B1
-	CKR_SESSION_HANDLE_INVALID           RV = 0x0B3
-	CKR_SESSION_PARALLEL_NOT_SUPPORTED   RV = 0x0B4
-	CKR_SESSION_READ_ONLY                RV = 0x0B5
-	CKR_SESSION_EXISTS                   RV = 0x0B6
-	CKR_SESSION_READ_ONLY_EXISTS         RV = 0x0B7
-	CKR_SESSION_READ_WRITE_SO_EXISTS     RV = 0x0B8
-	CKR_SIGNATURE_INVALID                RV = 0x0C0
-	CKR_SIGNATURE_LEN_RANGE              RV = 0x0C1
-	CKR_TEMPLATE_INCOMPLETE              RV = 0x0D0
-	CKR_TEMPLATE_INCONSISTENT            RV = 0x0D1
-	CKR_TOKEN_NOT_PRESENT                RV = 0x0E0
-	CKR_TOKEN_NOT_RECOGNIZED             RV = 0x0E1
-	CKR_TOKEN_WRITE_PROTECTED            RV = 0x0E2
-	CKR_USER_ALREADY_LOGGED_IN           RV = 0x100
-	CKR_USER_NOT_LOGGED_IN               RV = 0x101
-	CKR_USER_PIN_NOT_INITIALIZED         RV = 0x102
-	CKR_USER_TYPE_INVALID                RV = 0x103
-	CKR_USER_ANOTHER_ALREADY_LOGGED_IN   RV = 0x104
-	CKR_USER_TOO_MANY_TYPES              RV = 0x105
-	CKR_DOMAIN_PARAMS_INVALID            RV = 0x130
-	CKR_CURVE_NOT_SUPPORTED              RV = 0x140
-	CKR_BUFFER_TOO_SMALL                 RV = 0x150
-	CKR_SAVED_STATE_INVALID              RV = 0x160
-	CKR_INFORMATION_SENSITIVE            RV = 0x170
-	CKR_STATE_UNSAVEABLE                 RV = 0x180
-	CKR_CRYPTOKI_NOT_INITIALIZED         RV = 0x190
-	CKR_CRYPTOKI_ALREADY_INITIALIZED     RV = 0x191
-	CKR_MUTEX_BAD                        RV = 0x1A0
-	CKR_MUTEX_NOT_LOCKED                 RV = 0x1A1
-	CKR_FUNCTION_REJECTED                RV = 0x200
-	CKR_TOKEN_RESOURCE_EXCEEDED          RV = 0x201
-	CKR_OPERATION_CANCEL_FAILED          RV = 0x202
-	CKR_PENDING                          RV = 0x204
-	CKR_SESSION_ASYNC_NOT_SUPPORTED      RV = 0x205
-	CKR_TOKEN_NOT_INITIALIZED            RV = 0x208
-)
+// The return values (CKR_*) are in rv.go, generated from the 3.2 header.
 
 // Object classes.
 const (

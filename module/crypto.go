@@ -108,7 +108,7 @@ func tpm11go_C_Digest(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataL
 			return err
 		}
 		return output(l, hSession, tpmtoken.OpDigest, tpmtoken.Single, len(in), pDigest, pulDigestLen, func(dst tpmtoken.Dest) ([]byte, error) {
-			return l.Digest(uint64(hSession), in)
+			return l.Digest(uint64(hSession), in, dst)
 		})
 	})
 }
@@ -128,7 +128,7 @@ func tpm11go_C_DigestUpdate(hSession C.CK_SESSION_HANDLE, pPart C.CK_BYTE_PTR, u
 func tpm11go_C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, pulDigestLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_DigestFinal", func(l *tpmtoken.Library) error {
 		return output(l, hSession, tpmtoken.OpDigest, tpmtoken.Final, 0, pDigest, pulDigestLen, func(dst tpmtoken.Dest) ([]byte, error) {
-			return l.DigestFinal(uint64(hSession))
+			return l.DigestFinal(uint64(hSession), dst)
 		})
 	})
 }

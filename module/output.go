@@ -16,10 +16,12 @@ import (
 
 // output implements the spec's convention for variable-length output
 // (§5.2) for part of session h's operation kind, here and nowhere else: a
-// NULL buffer asks for the length, a buffer shorter than the length known
-// in advance gets CKR_BUFFER_TOO_SMALL, and neither runs the operation or
-// ends it. Otherwise run produces the bytes; dst names the caller's buffer
-// so a pending operation can fill it at completion.
+// NULL buffer asks for the length (OutputLen; it neither runs the
+// operation nor ends it). Otherwise run gets the caller's capacity and the
+// token checks it in the same step that runs the operation (tpmtoken's
+// drive): it returns CKR_BUFFER_TOO_SMALL with the length needed, or at
+// most capacity bytes, which are copied here. dst names the caller's
+// buffer so a pending operation can fill it at completion.
 func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, part tpmtoken.Part, inLen int,
 	buf C.CK_BYTE_PTR, pulLen C.CK_ULONG_PTR, run func(dst tpmtoken.Dest) ([]byte, error)) error {
 	hs := uint64(h)
@@ -27,19 +29,15 @@ func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, pa
 		l.EndOperation(hs, kind) // bad arguments end the operation like any failure
 		return errArgs
 	}
-	n, exact, err := l.OutputLen(hs, kind, part, inLen)
-	if err != nil {
-		return err
-	}
 	if buf == nil {
+		n, _, err := l.OutputLen(hs, kind, part, inLen)
+		if err != nil {
+			return err
+		}
 		*pulLen = C.CK_ULONG(n)
 		return nil
 	}
 	capacity := bufLen(*pulLen)
-	if exact && capacity < n {
-		*pulLen = C.CK_ULONG(n)
-		return ck.TooSmall(n)
-	}
 	out, err := run(tpmtoken.Dest{Cap: capacity, Ref: outBuf{ptr: unsafe.Pointer(buf), cap: capacity}})
 	var ce *ck.Error
 	if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
@@ -48,6 +46,11 @@ func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, pa
 	}
 	if err != nil {
 		return err // CKR_PENDING included: *pulLen is not written after it
+	}
+	if len(out) > capacity {
+		// The token never returns more than the capacity it was given;
+		// this guard keeps any future path from writing past the buffer.
+		return ck.Errorf(ck.CKR_GENERAL_ERROR, "%d bytes of output for a %d-byte buffer", len(out), capacity)
 	}
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), len(out)), out)
 	*pulLen = C.CK_ULONG(len(out))

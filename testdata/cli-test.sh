@@ -39,6 +39,7 @@ refused 2 "unknown command" T frobnicate
 refused 2 "unknown flag" T list --frobnicate
 refused 2 "extra argument" T info extra
 refused 2 "no command" T
+refused 2 "simulator without --listen" T simulator
 [ "$(T --version)" = "tpm11 $VERSION" ] || fail "--version: $(T --version), version.go: $VERSION"
 pkcs11-tool --module "$MODULE" -I 2>/dev/null | grep -q "(ver ${VERSION%.*})" || fail "CK_INFO.libraryVersion is not ${VERSION%.*}"
 for sh in bash zsh fish; do T completion $sh | grep -q tpm11 || fail "completion $sh"; done
@@ -234,9 +235,10 @@ refused 1 "an unknown token" T list --token nosuch
 pass "the token by label, serial, pkcs11: URI (--token or the object's URI), TPM11_TOKEN or --slot"
 
 # --- progress on a terminal, silence otherwise --------------------------------------
-PTY -- env TPM11_TEST_LATENCY=200ms "$BIN" keygen --token alpha --type rsa:2048 --id 60 > pty.txt || fail "keygen on a terminal"
+start_slowtpm 200ms # a TPM whose every command takes 200 ms more (testdata/slowtpm)
+PTY -- env TPM11_TPM="$SLOW_TPM" "$BIN" keygen --token alpha --type rsa:2048 --id 60 > pty.txt || fail "keygen on a terminal"
 grep -q "generating the RSA-2048 key pair in the TPM: [0-9.]*s" pty.txt || fail "no elapsed time on the terminal: $(cat pty.txt)"
-TPM11_TEST_LATENCY=200ms T keygen --token alpha --type rsa:2048 --id 61 > /dev/null 2>err && [ ! -s err ] || fail "progress off a terminal: $(cat err)"
+TPM11_TPM="$SLOW_TPM" T keygen --token alpha --type rsa:2048 --id 61 > /dev/null 2>err && [ ! -s err ] || fail "progress off a terminal: $(cat err)"
 pass "slow steps show the elapsed time on a terminal and stay silent otherwise"
 
 # --- legacy single-dash flags (tpm11 0.1 used Go's flag package) ------------------------
@@ -246,13 +248,29 @@ refused 2 "delete without naming anything" T delete --token alpha
 refused 1 "delete of nothing" T delete --token alpha --id 7777
 pass "single-dash long flags of 0.1 still work; delete needs a selection"
 
+# --- a label (or ID) that names two keys: refused, listed, asked ----------------------
+T keygen --token alpha --type ec:p256 --id 70 --label dup > /dev/null && T keygen --token alpha --type ec:p256 --id 71 --label dup > /dev/null || fail "keygen dup"
+refused 1 "export of an ambiguous label" T export --token alpha --label dup
+grep -q "more than one key" err && [ "$(grep -o -- '--unique-id [0-9a-f]*' err | sort -u | wc -l)" = 2 ] && grep -q "id 70 " err && grep -q "id 71 " err || fail "export does not list both public keys: $(cat err)"
+refused 1 "csr of an ambiguous label" T csr --token alpha --label dup --subject CN=x
+grep -q "2 private keys match" err || fail "csr: $(cat err)"
+refused 1 "delete of an ambiguous label without --yes" T delete --token alpha --label dup </dev/null
+grep -q "nothing deleted: give --yes" err || fail "delete: $(cat err)"
+[ "$(T list --token alpha --label dup --json | J objects.#)" = 4 ] || fail "a refused delete deleted"
+PTY -e "delete all 4 objects? [y/N] " -s n -- "$BIN" delete --token alpha --label dup > pty.txt 2>&1 || true; grep -q "nothing deleted" pty.txt || fail "delete on a terminal, answered n: $(cat pty.txt)"
+[ "$(T list --token alpha --label dup --json | J objects.#)" = 4 ] || fail "delete answered n deleted"
+uid=$(T list --token alpha --id 71 --json | J objects.0.unique_id)
+T export --token alpha --unique-id "$uid" > 71.pub && cmp -s 71.pub <(T export --token alpha --id 71) || fail "export --unique-id"
+T delete --token alpha --label dup --yes > out && [ "$(grep -c '^deleted' out)" = 4 ] || fail "delete --yes: $(cat out)"
+pass "a label naming two keys: export and csr refuse listing the candidates (--unique-id); delete asks on a terminal, refuses otherwise, --yes deletes all"
+
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   mkdir shared && chgrp nogroup shared && chmod 2770 shared
   chmod 711 "$WORK" "$WORK/tpm" && chmod 666 "$WORK/tpm/tpm.sock"
   S() { T --store "$WORK/shared" "$@"; }
   S init --label svc > /dev/null && S keygen --type ec:p256 --id 01 --label svc-key > /dev/null || fail "init in the shared store"
-  bad=$(find shared \( -type d ! -perm -2070 \) -o \( -type f ! -perm -040 \) -o ! -group nogroup)
+  bad=$(find shared \( -type d ! -perm -2050 \) -o \( -type f ! -perm -040 \) -o ! -group nogroup)
   [ -z "$bad" ] || fail "not group-shared: $bad $(ls -lR shared)"
   AS_SVC() { setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=/nonexistent "$@"; }
   AS_SVC "$BIN" --store "$WORK/shared" list > out 2>err || fail "a group member cannot use the shared store: $(cat err)"

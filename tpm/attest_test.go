@@ -61,7 +61,7 @@ func TestEKCertificateAKCertifyAndActivation(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ekKey.Equal(cert.PublicKey.(*rsa.PublicKey)), "the EK is the certified key")
 
-	ak := tpm.AK()
+	ak := tpm.AK(tpm.AKECC)
 	cr, err := e.CertifyAKCreation(ak)
 	require.NoError(t, err)
 	akPub, err := e.Public(ak)

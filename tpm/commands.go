@@ -92,19 +92,45 @@ func (e *Engine) Unseal(obj *Loadable) ([]byte, error) {
 	return rsp.OutData.Buffer, nil
 }
 
-// Sign signs digest with key using scheme (the key's scheme is NULL).
-func (e *Engine) Sign(key *Loadable, digest []byte, scheme tpm2.TPMTSigScheme) (*tpm2.TPMTSignature, error) {
+// SigScheme is the scheme TPM2_Sign signs in: one whose only detail is a
+// hash (TPM_ALG_ECDSA, _RSASSA, _RSAPSS) and that hash, or TPM_ALG_NULL:
+// the key's own scheme.
+type SigScheme struct {
+	Alg, Hash tpm2.TPMAlgID
+}
+
+func (s SigScheme) check() error {
+	switch s.Alg {
+	case tpm2.TPMAlgNull, tpm2.TPMAlgECDSA, tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
+		return nil
+	}
+	return fmt.Errorf("signing scheme %#x is not one this token signs with", uint16(s.Alg))
+}
+
+// inScheme is s as go-tpm marshals it (a TPMT_SIG_SCHEME).
+func (s SigScheme) inScheme() tpm2.TPMTSigScheme {
+	if s.Alg == tpm2.TPMAlgNull {
+		return tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull}
+	}
+	return tpm2.TPMTSigScheme{Scheme: s.Alg, Details: tpm2.NewTPMUSigScheme(s.Alg, &tpm2.TPMSSchemeHash{HashAlg: s.Hash})}
+}
+
+// Sign signs digest with key in scheme.
+func (e *Engine) Sign(key *Loadable, digest []byte, scheme SigScheme) (*tpm2.TPMTSignature, error) {
+	if err := scheme.check(); err != nil {
+		return nil, err
+	}
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
 	}
-	if hash, ok := schemeHash(scheme); ok && key.Policy == nil {
-		return e.sign(h.Handle, key.Auth, digest, scheme.Scheme, hash)
+	if key.Policy == nil {
+		return e.sign(h.Handle, key.Auth, digest, scheme)
 	}
 	rsp, err := tpm2.Sign{
 		KeyHandle:  e.keyAuth(h, key, map[string]bool{key.ID: true}),
 		Digest:     tpm2.TPM2BDigest{Buffer: digest},
-		InScheme:   scheme,
+		InScheme:   scheme.inScheme(),
 		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck},
 	}.Execute(e.tr())
 	if err != nil {

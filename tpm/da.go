@@ -2,9 +2,9 @@ package tpm
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // DAState is the TPM's dictionary-attack state. It is TPM-wide: every
@@ -52,11 +52,10 @@ func (st *DAState) set(p tpm2.TPMSTaggedProperty) {
 func (e *Engine) StirRandom(data []byte) error {
 	for len(data) > 0 {
 		n := min(len(data), 128)
-		cmd := []byte{0x80, 0x01, 0, 0, 0, 0, 0, 0, 0x01, 0x46} // TPM_ST_NO_SESSIONS, size, TPM_CC_StirRandom
+		cmd := newCommand(nil, tpm2.TPMSTNoSessions, tpm2.TPMCCStirRandom)
 		cmd = binary.BigEndian.AppendUint16(cmd, uint16(n))
 		cmd = append(cmd, data[:n]...)
-		binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
-		if err := checkRC(e.tr().Send(cmd)); err != nil {
+		if err := checkRC(e.tr().Send(finish(cmd))); err != nil {
 			return err
 		}
 		data = data[n:]
@@ -64,15 +63,19 @@ func (e *Engine) StirRandom(data []byte) error {
 	return nil
 }
 
-func checkRC(rsp []byte, err error) error {
-	if err != nil {
-		return err
+// SetDAParameters runs TPM2_DictionaryAttackParameters with the lockout
+// hierarchy's empty password (a fresh simulator's or swtpm's), which
+// go-tpm's tpm2 package does not offer: the simulator puts back the
+// parameters it kept (simda.go), tests set a known lockout policy. The
+// token itself never changes them.
+func SetDAParameters(t transport.TPM, maxTries, recovery, lockoutRecovery uint32) error {
+	cmd := newCommand(nil, tpm2.TPMSTSessions, tpm2.TPMCCDictionaryAttackParameters)
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHLockout))
+	cmd = binary.BigEndian.AppendUint32(cmd, 9)                    // authorization area size
+	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRSPW)) // password session
+	cmd = append(cmd, 0, 0, 0x01, 0, 0)                            // no nonce, continueSession, empty password
+	for _, v := range []uint32{maxTries, recovery, lockoutRecovery} {
+		cmd = binary.BigEndian.AppendUint32(cmd, v)
 	}
-	if len(rsp) < 10 {
-		return fmt.Errorf("short TPM response")
-	}
-	if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])); rc != tpm2.TPMRCSuccess {
-		return rc
-	}
-	return nil
+	return checkRC(t.Send(finish(cmd)))
 }

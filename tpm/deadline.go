@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
 )
 
 // Deadlines bound how long one TPM command may take before the TPM is
@@ -25,15 +27,6 @@ type Deadlines struct {
 // one), 2 min for RSA key generation.
 var DefaultDeadlines = Deadlines{Command: 2 * time.Second, KeyGen: 2 * time.Minute}
 
-// Command codes whose duration is key generation.
-const (
-	ccCreatePrimary    = 0x131
-	ccCreate           = 0x153
-	ccCreateLoaded     = 0x191
-	ccStartAuthSession = 0x176
-	ccFlushContext     = 0x165
-)
-
 // For is the deadline of the command cmd (a marshalled TPM command).
 func (d Deadlines) For(cmd []byte) time.Duration {
 	d = d.orDefault()
@@ -49,19 +42,24 @@ func (d Deadlines) For(cmd []byte) time.Duration {
 // a signature. A command that cannot be parsed counts as key generation:
 // better wait too long than give up on a working TPM.
 func createsRSA(cmd []byte) bool {
-	if len(cmd) < 10 {
+	h, ok := CommandHeader(cmd)
+	if !ok {
 		return false
 	}
-	switch binary.BigEndian.Uint32(cmd[6:10]) {
-	case ccCreatePrimary, ccCreate, ccCreateLoaded:
+	switch h.CommandCode {
+	case tpm2.TPMCCCreatePrimary, tpm2.TPMCCCreate, tpm2.TPMCCCreateLoaded:
 	default:
 		return false
 	}
 	// header, one handle (the parent or hierarchy), the authorization
 	// area (its size, then the sessions), inSensitive (a TPM2B), then
 	// inPublic: a TPM2B whose TPMT_PUBLIC starts with the key's type.
-	p := cmd[14:]
-	if binary.BigEndian.Uint16(cmd[0:2]) == 0x8002 { // TPM_ST_SESSIONS
+	p := cmd[HeaderSize:]
+	if len(p) < 4 {
+		return true
+	}
+	p = p[4:]
+	if h.Tag == tpm2.TPMSTSessions {
 		if len(p) < 4 {
 			return true
 		}
@@ -78,8 +76,8 @@ func createsRSA(cmd []byte) bool {
 	if len(p) < 2+n+4 {
 		return true
 	}
-	p = p[2+n+2:]                               // inSensitive, inPublic's size
-	return binary.BigEndian.Uint16(p) == 0x0001 // TPM_ALG_RSA
+	p = p[2+n+2:] // inSensitive, inPublic's size
+	return tpm2.TPMAlgID(binary.BigEndian.Uint16(p)) == tpm2.TPMAlgRSA
 }
 
 func (d Deadlines) orDefault() Deadlines {

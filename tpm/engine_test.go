@@ -33,10 +33,7 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 	digest := sha256.Sum256([]byte("hello"))
 	for round := 0; round < 3; round++ {
 		for _, k := range keys {
-			sig, err := e.Sign(k, digest[:], tpm2.TPMTSigScheme{
-				Scheme:  tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-			})
+			sig, err := e.Sign(k, digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 			require.NoError(t, err)
 			ec, err := sig.Signature.ECDSA()
 			require.NoError(t, err)
@@ -56,10 +53,7 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 
 	// A key used again costs exactly one command: no Load.
 	before := e.Commands
-	_, err = e.Sign(keys[4], digest[:], tpm2.TPMTSigScheme{
-		Scheme:  tpm2.TPMAlgECDSA,
-		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-	})
+	_, err = e.Sign(keys[4], digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), e.Commands-before)
 
@@ -154,10 +148,7 @@ func TestPersistentSRK(t *testing.T) {
 	require.Equal(t, persistent, h.Handle)
 	require.Equal(t, uint64(1), e.Commands, "one ReadPublic, no CreatePrimary")
 	digest := sha256.Sum256([]byte("persistent"))
-	_, err = e.Sign(&tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv}, digest[:], tpm2.TPMTSigScheme{
-		Scheme:  tpm2.TPMAlgECDSA,
-		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-	})
+	_, err = e.Sign(&tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv}, digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	require.NoError(t, err)
 	e.SaveAll()
 	e.FlushAll()
@@ -181,10 +172,7 @@ func TestPersistentSRK(t *testing.T) {
 // crashed process ran its job twice.
 func TestLoadUnderLoadedParentFlushesOrphansNotParent(t *testing.T) {
 	tr := swtpmtest.Start(t)
-	scheme := tpm2.TPMTSigScheme{
-		Scheme:  tpm2.TPMAlgECDSA,
-		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-	}
+	scheme := tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256}
 	digest := sha256.Sum256([]byte("orphans"))
 
 	dead := tpm.NewEngine(tr, 3) // the process that died: two objects loaded

@@ -17,19 +17,6 @@ import (
 // perf), against a few µs here. Every other command, and these with a
 // policy session, go through go-tpm.
 
-// Command codes and constants of the hot commands (TPM 2.0 Part 2).
-const (
-	ccSign       = 0x15D
-	ccRSADecrypt = 0x159
-	ccHMAC       = 0x155
-
-	stNoSessions = 0x8001
-	stSessions   = 0x8002
-	stHashCheck  = 0x8024     // TPM_ST_HASHCHECK
-	rsPW         = 0x40000009 // TPM_RS_PW
-	rhNull       = 0x40000007 // TPM_RH_NULL
-)
-
 // errMalformed is a response that does not parse as the command's: a TPM
 // that answers so is broken, not a caller's mistake.
 var errMalformed = errors.New("malformed TPM response")
@@ -39,13 +26,12 @@ var errMalformed = errors.New("malformed TPM response")
 // parameters the caller appends.
 type pwCommand struct{ b []byte }
 
-func (e *Engine) pwCommand(cc uint32, h tpm2.TPMHandle, password []byte) *pwCommand {
+func (e *Engine) pwCommand(cc tpm2.TPMCC, h tpm2.TPMHandle, password []byte) *pwCommand {
 	c := &e.hot
-	c.b = append(c.b[:0], 0x80, 0x02, 0, 0, 0, 0) // TPM_ST_SESSIONS, size later
-	c.b = binary.BigEndian.AppendUint32(c.b, cc)
+	c.b = newCommand(c.b, tpm2.TPMSTSessions, cc)
 	c.b = binary.BigEndian.AppendUint32(c.b, uint32(h))
 	c.b = binary.BigEndian.AppendUint32(c.b, uint32(4+2+1+2+len(password)))
-	c.b = binary.BigEndian.AppendUint32(c.b, rsPW)
+	c.b = binary.BigEndian.AppendUint32(c.b, uint32(tpm2.TPMRSPW))
 	c.b = append(c.b, 0, 0, 0) // empty nonce, no attributes
 	c.tpm2b(password)
 	return c
@@ -56,23 +42,21 @@ func (c *pwCommand) u32(v uint32)   { c.b = binary.BigEndian.AppendUint32(c.b, v
 func (c *pwCommand) tpm2b(v []byte) { c.u16(uint16(len(v))); c.b = append(c.b, v...) }
 
 // bytes is the finished command.
-func (c *pwCommand) bytes() []byte {
-	binary.BigEndian.PutUint32(c.b[2:6], uint32(len(c.b)))
-	return c.b
-}
+func (c *pwCommand) bytes() []byte { return finish(c.b) }
 
 // pwResponse is the parameter area of a response to a command with one
 // password session, after checking the header and the session area; a
 // response code other than success is returned as go-tpm returns it (a
 // tpm2.TPMRC), so callers test it the same way.
 func pwResponse(rsp []byte) (rd, error) {
-	if len(rsp) < 10 {
+	h, ok := ResponseHeader(rsp)
+	if !ok {
 		return rd{}, errMalformed
 	}
-	if rc := binary.BigEndian.Uint32(rsp[6:10]); rc != 0 {
-		return rd{}, tpm2.TPMRC(rc)
+	if h.ResponseCode != tpm2.TPMRCSuccess {
+		return rd{}, h.ResponseCode
 	}
-	if binary.BigEndian.Uint16(rsp) != stSessions || int(binary.BigEndian.Uint32(rsp[2:6])) != len(rsp) || len(rsp) < 14 {
+	if h.Tag != tpm2.TPMSTSessions || int64(h.Length) != int64(len(rsp)) || len(rsp) < 14 {
 		return rd{}, errMalformed
 	}
 	// Compared unsigned: on a 32-bit int a size with its top bit set
@@ -125,16 +109,16 @@ func (r *rd) end(what string) error {
 }
 
 // sign runs TPM2_Sign of digest with key handle h (password value auth)
-// in scheme with hash (TPM_ALG_NULL: the key's own scheme).
-func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme, hash tpm2.TPMAlgID) (*tpm2.TPMTSignature, error) {
-	c := e.pwCommand(ccSign, h, password)
+// in scheme.
+func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme SigScheme) (*tpm2.TPMTSignature, error) {
+	c := e.pwCommand(tpm2.TPMCCSign, h, password)
 	c.tpm2b(digest)
-	c.u16(uint16(scheme))
-	if scheme != tpm2.TPMAlgNull {
-		c.u16(uint16(hash))
+	c.u16(uint16(scheme.Alg)) // TPMT_SIG_SCHEME: the scheme, its hash unless NULL
+	if scheme.Alg != tpm2.TPMAlgNull {
+		c.u16(uint16(scheme.Hash))
 	}
-	c.u16(stHashCheck)
-	c.u32(rhNull)
+	c.u16(uint16(tpm2.TPMSTHashCheck)) // TPMT_TK_HASHCHECK: the NULL ticket
+	c.u32(uint32(tpm2.TPMRHNull))
 	c.u16(0)
 	r, err := e.pwSend(c)
 	if err != nil {
@@ -166,7 +150,7 @@ func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme, hash tp
 
 // rsaDecryptRaw runs TPM2_RSA_Decrypt with the NULL scheme and no label.
 func (e *Engine) rsaDecryptRaw(h tpm2.TPMHandle, password, c []byte) ([]byte, error) {
-	cmd := e.pwCommand(ccRSADecrypt, h, password)
+	cmd := e.pwCommand(tpm2.TPMCCRSADecrypt, h, password)
 	cmd.tpm2b(c)
 	cmd.u16(uint16(tpm2.TPMAlgNull))
 	cmd.u16(0)
@@ -175,7 +159,7 @@ func (e *Engine) rsaDecryptRaw(h tpm2.TPMHandle, password, c []byte) ([]byte, er
 
 // hmac runs TPM2_HMAC of data (at most maxBuffer bytes) with hash.
 func (e *Engine) hmac(h tpm2.TPMHandle, password, data []byte, hash tpm2.TPMAlgID) ([]byte, error) {
-	cmd := e.pwCommand(ccHMAC, h, password)
+	cmd := e.pwCommand(tpm2.TPMCCHMAC, h, password)
 	cmd.tpm2b(data)
 	cmd.u16(uint16(hash))
 	return e.oneTPM2B(cmd, "TPM2_HMAC")
@@ -203,26 +187,4 @@ func (e *Engine) oneTPM2B(cmd *pwCommand, what string) ([]byte, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// schemeHash is the hash a signing scheme names (TPM_ALG_NULL for none).
-func schemeHash(s tpm2.TPMTSigScheme) (tpm2.TPMAlgID, bool) {
-	var d *tpm2.TPMSSchemeHash
-	var err error
-	switch s.Scheme {
-	case tpm2.TPMAlgNull:
-		return tpm2.TPMAlgNull, true
-	case tpm2.TPMAlgECDSA:
-		d, err = s.Details.ECDSA()
-	case tpm2.TPMAlgRSASSA:
-		d, err = s.Details.RSASSA()
-	case tpm2.TPMAlgRSAPSS:
-		d, err = s.Details.RSAPSS()
-	default:
-		return 0, false
-	}
-	if err != nil {
-		return 0, false
-	}
-	return d.HashAlg, true
 }

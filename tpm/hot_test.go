@@ -48,6 +48,7 @@ func TestHotCommandsMatchGoTPM(t *testing.T) {
 	}{
 		{tpm2.TPMAlgECDSA, tpm2.TPMAlgSHA256, ecc},
 		{tpm2.TPMAlgRSAPSS, tpm2.TPMAlgSHA384, rsa},
+		{tpm2.TPMAlgRSASSA, tpm2.TPMAlgSHA512, rsa},
 		{tpm2.TPMAlgNull, tpm2.TPMAlgNull, ecc},
 	} {
 		want := &recorder{rsp: pwRsp(tpm2.Marshal(tc.sig))}
@@ -61,9 +62,10 @@ func TestHotCommandsMatchGoTPM(t *testing.T) {
 
 		got := &recorder{rsp: want.rsp}
 		e := NewEngine(got, 3)
-		hash, ok := schemeHash(scheme)
-		require.True(t, ok)
-		sig, err := e.sign(h, pw, digest, tc.scheme, hash)
+		typed := SigScheme{Alg: tc.scheme, Hash: tc.hash}
+		require.NoError(t, typed.check())
+		require.Equal(t, tpm2.Marshal(scheme), tpm2.Marshal(typed.inScheme()), "the policy path's scheme")
+		sig, err := e.sign(h, pw, digest, typed)
 		require.NoError(t, err)
 		require.Equal(t, want.cmd, got.cmd)
 		require.Equal(t, tpm2.Marshal(ref.Signature), tpm2.Marshal(*sig))
@@ -94,7 +96,7 @@ func TestHotCommandsMatchGoTPM(t *testing.T) {
 // session's, is malformed: never a panic, never a signature.
 func TestHotResponsesMalformed(t *testing.T) {
 	rc := []byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x09, 0x22}
-	_, err := NewEngine(&recorder{rsp: rc}, 3).sign(1, nil, nil, tpm2.TPMAlgECDSA, tpm2.TPMAlgSHA256)
+	_, err := NewEngine(&recorder{rsp: rc}, 3).sign(1, nil, nil, SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	require.ErrorIs(t, err, tpm2.TPMRC(0x922))
 
 	good := pwRsp(tpm2.Marshal(tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA,
@@ -104,7 +106,7 @@ func TestHotResponsesMalformed(t *testing.T) {
 		if len(b) >= 6 {
 			binary.BigEndian.PutUint32(b[2:6], uint32(len(b)))
 		}
-		return NewEngine(&recorder{rsp: b}, 3).sign(1, nil, nil, tpm2.TPMAlgECDSA, tpm2.TPMAlgSHA256)
+		return NewEngine(&recorder{rsp: b}, 3).sign(1, nil, nil, SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	}
 	cut := [][]byte{append(append([]byte(nil), good...), 0)}
 	for n := 0; n < len(good); n++ {

@@ -13,10 +13,7 @@ import (
 	"github.com/tpm11/tpm11/tpm"
 )
 
-var ecdsaSHA256 = tpm2.TPMTSigScheme{
-	Scheme:  tpm2.TPMAlgECDSA,
-	Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-}
+var ecdsaSHA256 = tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256}
 
 func resetPCR16(t *testing.T, tr interface {
 	Send([]byte) ([]byte, error)

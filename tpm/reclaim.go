@@ -1,17 +1,8 @@
 package tpm
 
 import (
-	"encoding/binary"
-
 	"github.com/google/go-tpm/tpm2"
 )
-
-func commandCode(cmd []byte) uint32 {
-	if len(cmd) < 10 {
-		return 0
-	}
-	return binary.BigEndian.Uint32(cmd[6:10])
-}
 
 // reclaimSessions flushes the sessions in the TPM, loaded ones (and, with
 // saved, context-saved ones too), and returns how many it flushed.

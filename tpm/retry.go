@@ -1,16 +1,10 @@
 package tpm
 
 import (
-	"encoding/binary"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-)
-
-const (
-	rcRetry   = 0x922
-	rcYielded = 0x908
-	rcTesting = 0x90A
 )
 
 // retrying resends a command the TPM answered with RETRY, YIELDED or
@@ -25,11 +19,11 @@ func (r retrying) Send(cmd []byte) ([]byte, error) {
 	delay := 100 * time.Microsecond
 	for attempt := 0; ; attempt++ {
 		rsp, err := r.t.Send(cmd)
-		if err != nil || len(rsp) < 10 || attempt == 50 {
+		if err != nil || attempt == 50 {
 			return rsp, err
 		}
-		switch binary.BigEndian.Uint32(rsp[6:10]) {
-		case rcRetry, rcYielded, rcTesting:
+		switch responseCode(rsp) {
+		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting:
 			time.Sleep(delay)
 			if delay < 20*time.Millisecond {
 				delay *= 2

@@ -74,10 +74,7 @@ func TestSecretsNeverCrossTheBus(t *testing.T) {
 	})
 	require.NoError(t, err)
 	digest := sha256.Sum256([]byte("imported"))
-	sig, err := e.Sign(&tpm.Loadable{ID: "imported", Parent: storage, Public: tpm2.New2B(pubArea), Private: ip}, digest[:], tpm2.TPMTSigScheme{
-		Scheme:  tpm2.TPMAlgECDSA,
-		Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-	})
+	sig, err := e.Sign(&tpm.Loadable{ID: "imported", Parent: storage, Public: tpm2.New2B(pubArea), Private: ip}, digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	require.NoError(t, err)
 	es, err := sig.Signature.ECDSA()
 	require.NoError(t, err)

@@ -1,26 +1,10 @@
 package tpm
 
 import (
-	"encoding/binary"
 	"errors"
 
 	"github.com/google/go-tpm/tpm2"
 )
-
-// Response codes the Engine acts on itself.
-const (
-	rcSessionMemory  = 0x903 // TPM_RC_SESSION_MEMORY: no room for a loaded session
-	rcSessionHandles = 0x905 // TPM_RC_SESSION_HANDLES: no session handle left (loaded or saved)
-	rcReferenceH0    = 0x910 // TPM_RC_REFERENCE_H0..H6: a handle names nothing loaded
-	rcReferenceH6    = 0x916
-)
-
-func responseCode(rsp []byte) uint32 {
-	if len(rsp) < 10 {
-		return 0
-	}
-	return binary.BigEndian.Uint32(rsp[6:10])
-}
 
 // send sends one command. Besides counting it:
 //
@@ -55,8 +39,8 @@ func (e *Engine) send(cmd []byte) ([]byte, error) {
 	switch rc := responseCode(rsp); {
 	case isReference(rc):
 		e.lost()
-	case (rc == rcSessionMemory || rc == rcSessionHandles) && commandCode(cmd) == ccStartAuthSession:
-		if e.reclaimSessions(rc == rcSessionHandles) > 0 {
+	case (rc == tpm2.TPMRCSessionMemory || rc == tpm2.TPMRCSessionHandles) && commandCode(cmd) == tpm2.TPMCCStartAuthSession:
+		if e.reclaimSessions(rc == tpm2.TPMRCSessionHandles) > 0 {
 			e.Commands++
 			rsp, err = e.t.Send(cmd)
 			if err != nil && IsTransport(err) {
@@ -94,7 +78,10 @@ func IsStale(err error) bool {
 		return !IsTimeout(err)
 	}
 	var rc tpm2.TPMRC
-	return errors.As(err, &rc) && isReference(uint32(rc))
+	return errors.As(err, &rc) && isReference(rc)
 }
 
-func isReference(rc uint32) bool { return rc >= rcReferenceH0 && rc <= rcReferenceH6 }
+// isReference: TPM_RC_REFERENCE_H0..H6, a handle names nothing loaded.
+func isReference(rc tpm2.TPMRC) bool {
+	return rc >= tpm2.TPMRCReferenceH0 && rc <= tpm2.TPMRCReferenceH6
+}

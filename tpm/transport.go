@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -73,15 +72,21 @@ type Options struct {
 	Deadlines Deadlines
 }
 
-// ErrNoSimulator is returned when the simulator was left out of the build.
-var ErrNoSimulator = errors.New("this build has no TPM simulator (built with tag nosimulator)")
+// ErrNoSimulator is returned for the "simulator" backend in a program
+// that carries no simulator: the PKCS#11 module never does.
+var ErrNoSimulator = errors.New("no TPM simulator in this program: serve one with `tpm11 simulator --listen unix:PATH` " +
+	"and choose simulator:unix:PATH")
 
-// simulatorOpener and simulatorKeepDA are set by sim.go when the
-// simulator is built in.
-var (
-	simulatorOpener func(stateDir string) (io.ReadWriteCloser, error)
-	simulatorKeepDA func(t transport.TPM, stateDir string) (transport.TPM, error)
-)
+// inProcess opens a simulator in this process; set by package sim, which
+// the tpm11 command and tests import and the module does not (it would
+// link the simulator's C code and libcrypto into every application).
+var inProcess func(stateDir string) (transport.TPM, func() error, error)
+
+// RegisterSimulator makes the "simulator" backend open a simulator in
+// this process with open (package sim calls it when imported).
+func RegisterSimulator(open func(stateDir string) (t transport.TPM, close func() error, err error)) {
+	inProcess = open
+}
 
 // Open opens the backend named by spec with default deadlines; stateDir is
 // where the simulator keeps its seed. See OpenWith.
@@ -91,11 +96,16 @@ func Open(spec, stateDir string) (*Device, error) {
 
 // OpenWith opens the backend named by spec:
 //
-//	device:/dev/tpmrm0 | swtpm:unix:PATH | swtpm:tcp:HOST:PORT | simulator
+//	device:/dev/tpmrm0 | swtpm:unix:PATH | swtpm:tcp:HOST:PORT |
+//	simulator:unix:PATH | simulator:tcp:HOST:PORT | simulator
 //
 // A device is opened at once (a missing one is an error); a swtpm is
 // connected on the first command, and again after any failure, so a TPM
-// that is down now or restarts later is picked up when it answers.
+// that is down now or restarts later is picked up when it answers. A
+// simulator:ADDRESS is a simulator served by `tpm11 simulator` (package
+// sim), reached as a swtpm is and taken for what it is (Simulated);
+// "simulator" alone opens one in this process, when the program carries
+// one (ErrNoSimulator otherwise).
 func OpenWith(spec string, o Options) (*Device, error) {
 	dl := o.Deadlines.orDefault()
 	kind, rest, _ := strings.Cut(spec, ":")
@@ -116,45 +126,47 @@ func OpenWith(spec string, o Options) (*Device, error) {
 		}
 		return watched(&Device{Close: s.Close, Spec: spec, ObjectSlots: slots, Hardware: true, Deadlines: dl}, s), nil
 	case "swtpm":
-		network, addr, ok := strings.Cut(rest, ":")
-		if !ok || (network != "unix" && network != "tcp") {
-			return nil, fmt.Errorf("bad swtpm spec %q: want swtpm:unix:PATH or swtpm:tcp:HOST:PORT", spec)
-		}
-		s := &Stream{deadlines: dl, dial: func(deadline time.Time) (conn, error) {
-			d := net.Dialer{Deadline: deadline}
-			c, err := d.Dial(network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return rawFromNet(c)
-		}}
-		beside := ""
-		if network == "unix" {
-			beside = addr
-		}
-		s.turns = newTurns(network+":"+addr, beside)
-		return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl, stream: s}, s), nil
+		return dialed(spec, rest, dl, false)
 	case "simulator":
-		if simulatorOpener == nil {
+		if rest != "" {
+			return dialed(spec, rest, dl, true)
+		}
+		if inProcess == nil {
 			return nil, ErrNoSimulator
 		}
-		rwc, err := simulatorOpener(o.StateDir)
+		t, closeSim, err := inProcess(o.StateDir)
 		if err != nil {
 			return nil, err
 		}
-		t := transport.FromReadWriteCloser(rwc)
-		var tr transport.TPM = t
-		if simulatorKeepDA != nil {
-			if tr, err = simulatorKeepDA(t, o.StateDir); err != nil {
-				t.Close()
-				return nil, fmt.Errorf("simulator lockout state: %w", err)
-			}
-		}
-		return watched(&Device{Close: t.Close, Simulated: true, Spec: spec, ObjectSlots: 3, Deadlines: dl}, tr), nil
+		return watched(&Device{Close: closeSim, Simulated: true, Spec: spec, ObjectSlots: 3, Deadlines: dl}, t), nil
 	case "":
 		return nil, ErrNoTPM
 	}
 	return nil, fmt.Errorf("unknown TPM backend %q", spec)
+}
+
+// dialed is a TPM that serves one client at a time on a socket (swtpm, or
+// a served simulator), addr being unix:PATH or tcp:HOST:PORT.
+func dialed(spec, addr string, dl Deadlines, simulated bool) (*Device, error) {
+	network, addr, ok := strings.Cut(addr, ":")
+	if !ok || (network != "unix" && network != "tcp") {
+		kind, _, _ := strings.Cut(spec, ":")
+		return nil, fmt.Errorf("bad %s spec %q: want %s:unix:PATH or %s:tcp:HOST:PORT", kind, spec, kind, kind)
+	}
+	s := &Stream{deadlines: dl, dial: func(deadline time.Time) (conn, error) {
+		d := net.Dialer{Deadline: deadline}
+		c, err := d.Dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawFromNet(c)
+	}}
+	beside := ""
+	if network == "unix" {
+		beside = addr
+	}
+	s.turns = newTurns(network+":"+addr, beside, isPeer(network, addr))
+	return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl, stream: s, Simulated: simulated}, s), nil
 }
 
 func watched(d *Device, t transport.TPM) *Device {
@@ -188,13 +200,13 @@ func (w *watch) busy() (time.Duration, time.Duration, bool) {
 
 // ErrNoTPM says no TPM was found and none was chosen.
 var ErrNoTPM = errors.New("no TPM found (no /dev/tpmrm0): choose one with TPM11_TPM or the config file's tpm key " +
-	"(device:PATH, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, or simulator for a software TPM with no hardware protection)")
+	"(device:PATH, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, or simulator:unix:PATH for a software TPM with no hardware protection)")
 
 // DefaultSpec is the kernel's resource-managed TPM device when there is
 // one, else "" (no TPM): the simulator is never chosen by default, since
 // it would offer software keys to every program that loads the module
 // (p11-kit lists it to all of them). It is used when chosen (TPM11_TPM or
-// the config file's tpm = simulator).
+// the config file's tpm = simulator:unix:PATH).
 func DefaultSpec() string {
 	if _, err := os.Stat("/dev/tpmrm0"); err == nil {
 		return "device:/dev/tpmrm0"
@@ -215,7 +227,7 @@ type conn interface {
 // (see Deadlines); a connection that fails or times out is closed and the
 // next command redials.
 type Stream struct {
-	mu        sync.Mutex
+	mu        sync.Mutex // held across one command, by design: it is the connection's (docs/design.md "Locks")
 	dial      func(deadline time.Time) (conn, error)
 	conn      conn
 	packets   bool
@@ -276,6 +288,9 @@ func (s *Stream) connect(deadline time.Time) error {
 		}
 		return err
 	}
+	if rc, ok := s.conn.(*rawConn); ok && s.turns != nil {
+		s.turns.connected(rc.fd)
+	}
 	return nil
 }
 
@@ -311,9 +326,26 @@ func (s *Stream) Send(cmd []byte) ([]byte, error) {
 	rsp, err := s.roundTrip(s.conn, cmd, deadline)
 	if err != nil {
 		s.drop()
+		if errors.Is(err, errUnsent) {
+			// The connection was closed under us (a waiting process
+			// took it while we were stopped: turns.go) before any of
+			// the command went: nothing reached the TPM, queue again.
+			if err := s.connect(time.Now().Add(s.deadlines.Command)); err != nil {
+				return nil, err
+			}
+			s.since = time.Now()
+			rsp, err = s.roundTrip(s.conn, cmd, time.Now().Add(s.deadlines.For(cmd)))
+			if err != nil {
+				s.drop()
+			}
+		}
 	}
 	return rsp, err
 }
+
+// errUnsent marks a write that failed before any of the command was sent
+// because the connection was closed (EPIPE, ECONNRESET).
+var errUnsent = errors.New("connection closed before the command was sent")
 
 func (s *Stream) roundTrip(c conn, cmd []byte, deadline time.Time) ([]byte, error) {
 	if err := c.SetDeadline(deadline); err != nil {
@@ -322,7 +354,10 @@ func (s *Stream) roundTrip(c conn, cmd []byte, deadline time.Time) ([]byte, erro
 		}
 		return nil, transportError("write", err)
 	}
-	if _, err := c.Write(cmd); err != nil {
+	if n, err := c.Write(cmd); err != nil {
+		if n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			err = fmt.Errorf("%w: %w", errUnsent, err)
+		}
 		return nil, transportError("write", err)
 	}
 	if s.packets {
@@ -363,10 +398,6 @@ func (s *Stream) readStream(c conn) ([]byte, error) {
 	return rsp, nil
 }
 
-// maxResponse is the largest response a TPM sends (TPM2_PT_MAX_RESPONSE_SIZE
-// is 4096 on every TPM seen; leave room).
-const maxResponse = 1 << 16
-
 // readPacket reads one whole response with one read, as from a TPM device.
 func readPacket(c io.Reader) ([]byte, error) {
 	buf := make([]byte, maxResponse)
@@ -384,22 +415,14 @@ func readPacket(c io.Reader) ([]byte, error) {
 	return buf[:n:n], nil
 }
 
-// checkHeader returns the size a response header gives, or an error when
-// it is not a TPM response: a TPM that answers garbage is not a TPM.
+// checkHeader returns the size a response header gives (ResponseSize),
+// or a TransportError: a TPM that answers garbage is not a TPM.
 func checkHeader(hdr []byte) (int, error) {
-	if len(hdr) < 10 {
-		return 0, transportError("response", fmt.Errorf("short TPM response (%d bytes)", len(hdr)))
+	size, err := ResponseSize(hdr)
+	if err != nil {
+		return 0, transportError("response", err)
 	}
-	switch tag := binary.BigEndian.Uint16(hdr); tag {
-	case 0x8001, 0x8002, 0x00c4: // TPM_ST_NO_SESSIONS, TPM_ST_SESSIONS, TPM 1.2 TPM_TAG_RSP_COMMAND
-	default:
-		return 0, transportError("response", fmt.Errorf("not a TPM response (tag %#04x)", tag))
-	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > maxResponse {
-		return 0, transportError("response", fmt.Errorf("bad TPM response size %d", size))
-	}
-	return int(size), nil
+	return size, nil
 }
 
 // unpollable runs a round trip on a file that takes no deadline (a device

@@ -169,8 +169,8 @@ func (l *Library) SessionCancel(h uint64, flags ck.Flags) error {
 		p.cancel()
 		s.pending = nil
 	}
-	for kind, flag := range cancelFlags {
-		if flags&flag != 0 {
+	for kind, k := range kinds {
+		if flags&k.cancel != 0 {
 			s.endLocked(kind)
 		}
 	}

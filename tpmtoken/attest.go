@@ -1,18 +1,23 @@
 package tpmtoken
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"weak"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/store"
 )
 
 // Key attestation, the token's side: evidence that a key was made in this
@@ -103,12 +108,64 @@ type AttestOptions struct {
 	// EKChain is appended to the EK certificate (intermediates, which
 	// the TPM does not hold).
 	EKChain []*x509.Certificate
+	// AKType is the attestation key's type, tpm.AKRSA or tpm.AKECC. Empty:
+	// the type of the enrolled AK (SetAKCertificates), else RSA where the
+	// TPM has RSA-2048. Another type than the enrolled AK's gets evidence
+	// without the AK certificate.
+	AKType string
+}
+
+// ActivationChallenge is a credential activation challenge: a secret
+// encrypted to the EK for the AK's name (TPM2B_ID_OBJECT and
+// TPM2B_ENCRYPTED_SECRET, size prefixes included), and the type of the
+// AK it names (tpm.AKRSA or tpm.AKECC; empty: ECC).
+type ActivationChallenge struct {
+	Credential []byte `json:"credential"`
+	Secret     []byte `json:"secret"`
+	AKType     string `json:"ak_type,omitempty"`
+}
+
+// akType is the AK type to use when asked for want (empty: the enrolled
+// one, else RSA where the TPM has RSA-2048, else ECC).
+func (l *Library) akType(s *Session, want string) (string, error) {
+	switch want {
+	case tpm.AKRSA, tpm.AKECC:
+		return want, nil
+	case "":
+	default:
+		return "", ck.Errorf(ck.CKR_ARGUMENTS_BAD, "AK type %q: rsa or ecc", want)
+	}
+	if rec := s.tok.record(); len(rec.AKCertificates) > 0 {
+		if rec.AKType == "" {
+			return tpm.AKECC, nil
+		}
+		return rec.AKType, nil
+	}
+	if slices.Contains(l.caps().RSABits, 2048) {
+		return tpm.AKRSA, nil
+	}
+	return tpm.AKECC, nil
+}
+
+// enrolled is the token's AK certificate chain if it certifies an AK of
+// type typ.
+func enrolled(rec *store.Token, typ string) []string {
+	have := rec.AKType
+	if have == "" {
+		have = tpm.AKECC
+	}
+	if have != typ {
+		return nil
+	}
+	return rec.AKCertificates
 }
 
 // Attest makes attestation evidence for private key obj (session h; a
-// private key needs the user logged in). Any key the TPM holds can be
-// certified: a verifier tells a key generated in the TPM from an imported
-// one by the attributes in its public area.
+// private key needs the user logged in). Only a key made in the TPM and
+// fixed to it gets evidence (ErrNotMadeInTPM otherwise): TPM2_Certify
+// would sign an imported key's name as well, and a verifier that does not
+// read the attributes in its public area (WebAuthn libraries do not)
+// would take it for a TPM key.
 func (l *Library) Attest(h, obj uint64, opts AttestOptions) (*Evidence, error) {
 	s, o, err := l.sessionObject(h, obj)
 	if err != nil {
@@ -124,29 +181,66 @@ func (l *Library) Attest(h, obj uint64, opts AttestOptions) (*Evidence, error) {
 		return nil, err
 	}
 	key := o.key
-	ev, err := do(l, s.Handle, func(e *tpm.Engine) (*Evidence, error) { return attestKey(e, key, opts.Nonce) })
+	if err := madeInTPM(key); err != nil {
+		return nil, err
+	}
+	typ, err := l.akType(s, opts.AKType)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := do(l, s.Handle, func(e *tpm.Engine) (*Evidence, error) { return attestKey(e, key, opts.Nonce, typ) })
 	if err != nil {
 		return nil, keyAuthError(err)
 	}
 	for _, c := range opts.EKChain {
 		ev.EK.Certificates = append(ev.EK.Certificates, pemCert(c.Raw))
 	}
-	ev.AK.Certificates = s.tok.record().AKCertificates
+	ev.AK.Certificates = enrolled(s.tok.record(), typ)
 	info := l.tpmInfo()
 	ev.TPM.Manufacturer, ev.TPM.Vendor = info.Manufacturer, info.VendorString
 	ev.TPM.Firmware = fmt.Sprintf("%d.%d", info.FirmwareMajor, info.FirmwareMinor)
 	return ev, nil
 }
 
-// AKEvidence is the evidence of the TPM's attestation key alone (no key
-// part): what an attestation CA needs to enroll the AK
-// (IssueAKCertificate). Any session of the token; no login needed.
-func (l *Library) AKEvidence(h uint64, ekChain []*x509.Certificate) (*Evidence, error) {
+// ErrNotMadeInTPM is Attest's error for a key that was not generated in
+// the TPM or can leave it (imported from software, a linked key file of
+// such a key): there is nothing to prove about it.
+var ErrNotMadeInTPM = ck.Errorf(ck.CKR_KEY_FUNCTION_NOT_PERMITTED,
+	"the key was not generated in the TPM or can leave it (not fixedTPM, fixedParent and sensitiveDataOrigin): no attestation for it")
+
+// ErrNoEKCertificate: the TPM holds no EK certificate (RSA-2048 at NV
+// 0x01c00002, ECC P-256 at 0x01c0000a, ECC P-384 at 0x01c00016), so no
+// manufacturer vouches for it and its evidence could not be checked.
+var ErrNoEKCertificate = ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED,
+	"this TPM holds no EK certificate (NV 0x01c00002, 0x01c0000a or 0x01c00016): no manufacturer vouches for it, so it has no attestation to give")
+
+// madeInTPM is the one check of whether a key may get evidence: its
+// public area says fixedTPM, fixedParent and sensitiveDataOrigin.
+func madeInTPM(key *tpm.Loadable) error {
+	pub, err := key.Public.Contents()
+	if err != nil {
+		return ck.Wrap(ck.CKR_GENERAL_ERROR, err)
+	}
+	if a := pub.ObjectAttributes; !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
+		return ErrNotMadeInTPM
+	}
+	return nil
+}
+
+// AKEvidence is the evidence of the TPM's attestation key of type akType
+// alone (no key part; akType as AttestOptions.AKType): what an
+// attestation CA needs to enroll the AK (attestation.IssueAKCertificate).
+// Any session of the token; no login needed.
+func (l *Library) AKEvidence(h uint64, akType string, ekChain []*x509.Certificate) (*Evidence, error) {
 	s, err := l.session(h)
 	if err != nil {
 		return nil, err
 	}
-	ev, err := do(l, s.Handle, func(e *tpm.Engine) (*Evidence, error) { return attestKey(e, nil, nil) })
+	typ, err := l.akType(s, akType)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := do(l, s.Handle, func(e *tpm.Engine) (*Evidence, error) { return attestKey(e, nil, nil, typ) })
 	if err != nil {
 		return nil, err
 	}
@@ -161,20 +255,20 @@ func (l *Library) AKEvidence(h uint64, ekChain []*x509.Certificate) (*Evidence, 
 
 // attestKey runs on the TPM worker: EK certificate and public area, the AK's
 // creation certificate, and TPM2_Certify of key (if not nil).
-func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte) (*Evidence, error) {
-	ekCert, err := e.ReadNV(tpm.EKCertRSA2048)
+func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte, akType string) (*Evidence, error) {
+	ek, ekCert, err := e.EndorsementKey()
 	if errors.Is(err, tpm.ErrNoNV) {
-		return nil, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "this TPM has no RSA EK certificate (NV 0x01c00002): it cannot prove where its keys live")
+		return nil, ErrNoEKCertificate
 	}
 	if err != nil {
 		return nil, err
 	}
 	ekCert = stripNVHeader(ekCert)
-	ekPub, err := e.Public(tpm.EKRSA())
+	ekPub, err := e.Public(ek)
 	if err != nil {
 		return nil, fmt.Errorf("endorsement key: %w", err)
 	}
-	ak := tpm.AK()
+	ak := tpm.AK(akType)
 	cr, err := e.CertifyAKCreation(ak)
 	if err != nil {
 		return nil, err
@@ -267,14 +361,27 @@ func (l *Library) ActivateCredential(h uint64, ch *ActivationChallenge) ([]byte,
 		return nil, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "empty activation challenge")
 	}
 	return do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) {
-		return e.ActivateCredential(tpm.AK(), tpm.EKRSA(), ch.Credential[2:], ch.Secret[2:])
+		typ := ch.AKType
+		if typ == "" {
+			typ = tpm.AKECC
+		}
+		ek, _, err := e.EndorsementKey()
+		if errors.Is(err, tpm.ErrNoNV) {
+			return nil, ErrNoEKCertificate
+		}
+		if err != nil {
+			return nil, err
+		}
+		return e.ActivateCredential(tpm.AK(typ), ek, ch.Credential[2:], ch.Secret[2:])
 	})
 }
 
 // SetAKCertificates keeps, with the token (session h, the SO or user
 // logged in), the certificate an attestation CA issued for the TPM's AK
-// and its chain (PEM, AK certificate first): Attest includes them, and
-// they make the x5c of the WebAuthn form.
+// and its chain (AK certificate first; self-signed roots are left out:
+// a verifier has its own, and x5c must not carry one): Attest includes
+// them, and they make the x5c of the CBOR forms. The AK's type is the
+// certificate's key's.
 func (l *Library) SetAKCertificates(h uint64, chain []*x509.Certificate) error {
 	s, err := l.session(h)
 	if err != nil {
@@ -286,9 +393,23 @@ func (l *Library) SetAKCertificates(h uint64, chain []*x509.Certificate) error {
 	if !s.rw() {
 		return ck.E(ck.CKR_SESSION_READ_ONLY)
 	}
+	if len(chain) == 0 {
+		return ck.Errorf(ck.CKR_ARGUMENTS_BAD, "no AK certificate")
+	}
 	rec := *s.tok.record()
 	rec.AKCertificates = nil
-	for _, c := range chain {
+	switch chain[0].PublicKey.(type) {
+	case *rsa.PublicKey:
+		rec.AKType = tpm.AKRSA
+	case *ecdsa.PublicKey:
+		rec.AKType = tpm.AKECC
+	default:
+		return ck.Errorf(ck.CKR_ARGUMENTS_BAD, "the AK certificate is for neither an RSA nor an ECDSA key")
+	}
+	for i, c := range chain {
+		if i > 0 && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			continue
+		}
 		rec.AKCertificates = append(rec.AKCertificates, pemCert(c.Raw))
 	}
 	return s.tok.putRecord(&rec)
@@ -306,8 +427,7 @@ func (t *Token) attestationAttr(h uint64, o *Object, types []ck.AttributeType, r
 		if typ != CKA_TPM11_ATTESTATION || o.class() != ck.CKO_PRIVATE_KEY || o.key == nil {
 			continue
 		}
-		pub, err := o.key.Public.Contents()
-		if err != nil || !pub.ObjectAttributes.FixedTPM || !pub.ObjectAttributes.SensitiveDataOrigin {
+		if madeInTPM(o.key) != nil {
 			continue // an imported key: nothing to prove
 		}
 		wp := weak.Make(o)

@@ -8,6 +8,16 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
+const (
+	OpEncrypt OpKind = 3
+	OpDecrypt OpKind = 4
+)
+
+func init() {
+	defineKind(OpEncrypt, "encrypt", ck.CKF_ENCRYPT)
+	defineKind(OpDecrypt, "decrypt", ck.CKF_DECRYPT)
+}
+
 // cipherOp is an initialized encryption or decryption: AES in the TPM
 // (the module keeps the chaining state), RSA decryption as raw RSA in the
 // TPM with the padding removed here, or RSA encryption in software with
@@ -19,13 +29,6 @@ type cipherOp struct {
 	aes     *mech.AES
 	rsa     *mech.RSACipher
 	pub     *rsa.PublicKey
-}
-
-func (op *cipherOp) kind() OpKind {
-	if op.decrypt {
-		return OpDecrypt
-	}
-	return OpEncrypt
 }
 
 func (op *cipherOp) outLen(p Part, inLen int) (int, bool, error) {
@@ -50,158 +53,127 @@ func (op *cipherOp) outLen(p Part, inLen int) (int, bool, error) {
 	return op.pub.Size(), true, nil
 }
 
-// cipherInit is C_EncryptInit / C_DecryptInit.
-func (l *Library) cipherInit(h uint64, m Mechanism, key uint64, decrypt bool) error {
-	op := &cipherOp{decrypt: decrypt}
-	s, o, err := l.keyOpInit(h, key, op.kind())
+// newCipherOp checks key and m for encryption or decryption and makes the operation.
+func newCipherOp(s *Session, m Mechanism, key uint64, decrypt bool) (*cipherOp, error) {
+	o, err := initKey(s, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	usage := ck.CKA_ENCRYPT
+	usage, flag := ck.CKA_ENCRYPT, ck.CKF_ENCRYPT
 	if decrypt {
-		usage = ck.CKA_DECRYPT
+		usage, flag = ck.CKA_DECRYPT, ck.CKF_DECRYPT
 	}
-	op.key = o
+	op := &cipherOp{decrypt: decrypt, key: o}
 	switch {
 	case o.class() == ck.CKO_SECRET_KEY:
 		if o.keyType() != ck.CKK_AES || o.key == nil {
-			return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+			return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 		}
 		if op.aes, err = mech.NewAES(m, decrypt); err != nil {
-			return err
+			return nil, keyMismatch(err, m.Type, flag)
 		}
 	case o.keyType() == ck.CKK_RSA && (o.class() == ck.CKO_PRIVATE_KEY && decrypt && o.key != nil || o.class() == ck.CKO_PUBLIC_KEY && !decrypt):
 		if op.rsa, err = mech.NewRSACipher(m); err != nil {
-			return err
+			return nil, keyMismatch(err, m.Type, flag)
 		}
 		pk, err := o.publicKey()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		op.pub = pk.(*rsa.PublicKey)
 	default:
-		return ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
 	if err := checkKeyMech(m, o, usage); err != nil {
-		return err
+		return nil, err
 	}
 	op.needAuth = decrypt && o.Attrs.Bool(ck.CKA_ALWAYS_AUTHENTICATE)
 	if o.key != nil {
 		if err := s.tok.usable(o); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.op(op.kind()) != nil {
-		return ck.E(ck.CKR_OPERATION_ACTIVE)
-	}
-	if decrypt {
-		s.decrypt = op
-	} else {
-		s.encrypt = op
-	}
-	return nil
+	return op, nil
 }
 
 // EncryptInit starts an encryption with key.
 func (l *Library) EncryptInit(h uint64, m Mechanism, key uint64) error {
-	return l.cipherInit(h, m, key, false)
+	return l.initOp(h, OpEncrypt, func(s *Session) (operation, error) { return newCipherOp(s, m, key, false) })
 }
 
 // DecryptInit starts a decryption with key.
 func (l *Library) DecryptInit(h uint64, m Mechanism, key uint64) error {
-	return l.cipherInit(h, m, key, true)
+	return l.initOp(h, OpDecrypt, func(s *Session) (operation, error) { return newCipherOp(s, m, key, true) })
 }
 
-func kindOf(decrypt bool) OpKind {
-	if decrypt {
-		return OpDecrypt
-	}
-	return OpEncrypt
-}
-
-// cipherPart runs part p of session h's encryption or decryption over in.
-func (l *Library) cipherPart(h uint64, decrypt bool, p Part, fn string, in []byte, dst Dest) ([]byte, error) {
-	kind := kindOf(decrypt)
-	s, op, err := activeOp[*cipherOp](l, h, kind, p)
-	if err != nil {
-		return nil, err
-	}
-	if op.stashed {
-		s.end(kind)
-		return op.stash, nil
-	}
+// run is one part of the encryption or decryption over c.in.
+func (op *cipherOp) run(c *opCall) ([]byte, error) {
 	if op.key.key != nil {
-		err := s.tok.usable(op.key)
-		if err == nil {
-			err = op.authorized()
+		if err := c.s.tok.usable(op.key); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			s.end(kind)
+		if err := op.authorized(); err != nil {
 			return nil, err
 		}
 	}
-	var out []byte
+	in, p := c.in, c.part
 	switch {
 	case op.aes != nil && p == Update:
-		out, err = l.aesRun(s, fn, op, op.aes.Update(in), false, dst)
-		return out, s.settle(kind, err)
+		return aesRun(c, op, op.aes.Update(in), false)
 	case op.aes != nil && p == Final:
-		if in, err = op.aes.Final(); err == nil {
-			out, err = l.aesRun(s, fn, op, in, true, dst)
+		in, err := op.aes.Final()
+		if err != nil {
+			return nil, err
 		}
+		return aesRun(c, op, in, true)
 	case op.aes != nil:
-		if _, _, err = op.aes.OneShotLen(len(in)); err == nil {
-			out, err = l.aesRun(s, fn, op, op.aes.OneShot(in), true, dst)
+		if _, _, err := op.aes.OneShotLen(len(in)); err != nil {
+			return nil, err
 		}
+		return aesRun(c, op, op.aes.OneShot(in), true)
 	case p != Single:
-		_, _, err = op.outLen(p, len(in))
-	case decrypt:
-		out, err = l.rsaDecrypt(s, fn, op, in, dst)
-	default:
-		out, err = op.rsa.Encrypt(op.pub, in)
+		_, _, err := op.outLen(p, len(in))
+		return nil, err
+	case op.decrypt:
+		return rsaDecrypt(c, op, in)
 	}
-	if rv := ck.ToRV(err); rv == ck.CKR_OK || rv == ck.CKR_PENDING {
-		s.end(kind) // done, or its state now lives in the pending job
-	}
-	return out, s.settle(kind, err)
+	return op.rsa.Encrypt(op.pub, in)
 }
 
 // Encrypt encrypts in one part.
 func (l *Library) Encrypt(h uint64, in []byte, dst Dest) ([]byte, error) {
-	return l.cipherPart(h, false, Single, "C_Encrypt", in, dst)
+	return l.drive(h, opCall{kind: OpEncrypt, part: Single, fn: "C_Encrypt", in: in}, &dst)
 }
 
 // EncryptUpdate encrypts whole AES blocks.
 func (l *Library) EncryptUpdate(h uint64, in []byte, dst Dest) ([]byte, error) {
-	return l.cipherPart(h, false, Update, "C_EncryptUpdate", in, dst)
+	return l.drive(h, opCall{kind: OpEncrypt, part: Update, fn: "C_EncryptUpdate", in: in}, &dst)
 }
 
 // EncryptFinal finishes a multi-part encryption.
 func (l *Library) EncryptFinal(h uint64, dst Dest) ([]byte, error) {
-	return l.cipherPart(h, false, Final, "C_EncryptFinal", nil, dst)
+	return l.drive(h, opCall{kind: OpEncrypt, part: Final, fn: "C_EncryptFinal"}, &dst)
 }
 
 // Decrypt decrypts in one part.
 func (l *Library) Decrypt(h uint64, in []byte, dst Dest) ([]byte, error) {
-	return l.cipherPart(h, true, Single, "C_Decrypt", in, dst)
+	return l.drive(h, opCall{kind: OpDecrypt, part: Single, fn: "C_Decrypt", in: in}, &dst)
 }
 
 // DecryptUpdate decrypts whole AES blocks as they come.
 func (l *Library) DecryptUpdate(h uint64, in []byte, dst Dest) ([]byte, error) {
-	return l.cipherPart(h, true, Update, "C_DecryptUpdate", in, dst)
+	return l.drive(h, opCall{kind: OpDecrypt, part: Update, fn: "C_DecryptUpdate", in: in}, &dst)
 }
 
 // DecryptFinal finishes a multi-part decryption.
 func (l *Library) DecryptFinal(h uint64, dst Dest) ([]byte, error) {
-	return l.cipherPart(h, true, Final, "C_DecryptFinal", nil, dst)
+	return l.drive(h, opCall{kind: OpDecrypt, part: Final, fn: "C_DecryptFinal"}, &dst)
 }
 
 // rsaDecrypt is raw RSA in the TPM, then the padding removed here. A
 // ciphertext that cannot be one (not below the modulus) never reaches the
 // TPM. Plaintext is never kept in the store: no persist, not detachable.
-func (l *Library) rsaDecrypt(s *Session, fn string, op *cipherOp, in []byte, dst Dest) ([]byte, error) {
+func rsaDecrypt(c *opCall, op *cipherOp, in []byte) ([]byte, error) {
 	if err := mech.CheckCiphertext(op.pub, in); err != nil {
 		return nil, err
 	}
@@ -212,28 +184,21 @@ func (l *Library) rsaDecrypt(s *Session, fn string, op *cipherOp, in []byte, dst
 			return Result{}, err
 		}
 		out, err := op.rsa.Unpad(mech.LeftPad(v, k))
-		if err == nil {
-			out, err = deliver(&op.opState, out, dst)
-		}
 		return Result{Data: out}, err
 	}
-	res, err := start(l, s, fn, ck.CKF_DECRYPT, job, finish, nil, dst)
+	res, err := start(c.l, c.s, c.fn, ck.CKF_DECRYPT, job, finish, nil, c.dst)
 	return res.Data, err
 }
 
-// aesRun sends data through the TPM as fn (it may pend on an async
+// aesRun sends data through the TPM as c.fn (it may pend on an async
 // session); on completion the IV advances, and the last part is unpadded.
-func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last bool, dst Dest) ([]byte, error) {
+func aesRun(c *opCall, op *cipherOp, data []byte, last bool) ([]byte, error) {
 	a := op.aes
 	shape := func(out []byte) ([]byte, error) {
 		if !last {
 			return out, nil
 		}
-		out, err := a.Last(out)
-		if err != nil {
-			return nil, err
-		}
-		return deliver(&op.opState, out, dst)
+		return a.Last(out)
 	}
 	if len(data) == 0 {
 		return shape([]byte{})
@@ -259,6 +224,6 @@ func (l *Library) aesRun(s *Session, fn string, op *cipherOp, data []byte, last 
 	if op.decrypt {
 		flag = ck.CKF_DECRYPT
 	}
-	r, err := start(l, s, fn, flag, job, finish, nil, dst)
+	r, err := start(c.l, c.s, c.fn, flag, job, finish, nil, c.dst)
 	return r.Data, err
 }

@@ -9,6 +9,11 @@ import (
 
 // Digests run in software: hashing public data gains nothing from the TPM
 // and would serialize every caller behind it.
+
+const OpDigest OpKind = 0
+
+func init() { defineKind(OpDigest, "digest", ck.CKF_DIGEST) }
+
 type digestOp struct {
 	opState
 	h    hash.Hash
@@ -22,74 +27,69 @@ func (op *digestOp) outLen(p Part, _ int) (int, bool, error) {
 	return op.h.Size(), true, nil
 }
 
+func (op *digestOp) run(c *opCall) ([]byte, error) {
+	op.h.Write(c.in)
+	if c.part == Update {
+		return nil, nil
+	}
+	return op.h.Sum(nil), nil
+}
+
 // DigestInit starts a digest. No login needed.
 func (l *Library) DigestInit(h uint64, m Mechanism) error {
-	s, err := l.session(h)
-	if err != nil {
-		return err
-	}
-	hf := mech.HashOf(m.Type)
-	if hf == nil {
-		return ck.E(ck.CKR_MECHANISM_INVALID)
-	}
-	if b, ok := m.Param.(mech.Bytes); m.Param != nil && (!ok || len(b) != 0) {
-		return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.digest != nil {
-		return ck.E(ck.CKR_OPERATION_ACTIVE)
-	}
-	s.digest = &digestOp{h: hf.New(), mech: m.Type}
-	return nil
+	return l.initOp(h, OpDigest, func(*Session) (operation, error) {
+		hf := mech.HashOf(m.Type)
+		if hf == nil {
+			return nil, ck.E(ck.CKR_MECHANISM_INVALID)
+		}
+		if b, ok := m.Param.(mech.Bytes); m.Param != nil && (!ok || len(b) != 0) {
+			return nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		return &digestOp{h: hf.New(), mech: m.Type}, nil
+	})
 }
 
 // Digest hashes data in one part.
-func (l *Library) Digest(h uint64, data []byte) ([]byte, error) {
-	s, op, err := activeOp[*digestOp](l, h, OpDigest, Single)
-	if err != nil {
-		return nil, err
-	}
-	s.end(OpDigest)
-	op.h.Write(data)
-	return op.h.Sum(nil), nil
+func (l *Library) Digest(h uint64, data []byte, dst Dest) ([]byte, error) {
+	return l.drive(h, opCall{kind: OpDigest, part: Single, fn: "C_Digest", in: data}, &dst)
 }
 
 // DigestUpdate feeds data.
 func (l *Library) DigestUpdate(h uint64, data []byte) error {
-	_, op, err := activeOp[*digestOp](l, h, OpDigest, Update)
-	if err == nil {
-		op.h.Write(data)
-	}
+	_, err := l.drive(h, opCall{kind: OpDigest, part: Update, fn: "C_DigestUpdate", in: data}, nil)
 	return err
 }
 
 // DigestFinal finishes a multi-part digest.
-func (l *Library) DigestFinal(h uint64) ([]byte, error) {
-	s, op, err := activeOp[*digestOp](l, h, OpDigest, Final)
-	if err != nil {
-		return nil, err
-	}
-	s.end(OpDigest)
-	return op.h.Sum(nil), nil
+func (l *Library) DigestFinal(h uint64, dst Dest) ([]byte, error) {
+	return l.drive(h, opCall{kind: OpDigest, part: Final, fn: "C_DigestFinal"}, &dst)
 }
 
 // DigestKey feeds the value of secret key obj to session h's digest. Only
 // a key whose value the token may reveal (a readable session key) can be
-// digested; a key in the TPM is CKR_KEY_INDIGESTIBLE.
+// digested; a key in the TPM is CKR_KEY_INDIGESTIBLE. The key is looked up
+// first (with the operation checked active), so a bad key fails the update
+// and ends the operation like any failed update.
 func (l *Library) DigestKey(h, obj uint64) error {
-	s, op, err := activeOp[*digestOp](l, h, OpDigest, Update)
+	s, err := l.session(h)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	active := s.ops[OpDigest] != nil
+	s.mu.Unlock()
+	if !active {
+		return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
 	o, err := s.tok.object(obj)
 	if err != nil {
-		return s.settle(OpDigest, ck.E(ck.CKR_KEY_HANDLE_INVALID))
+		s.end(OpDigest)
+		return ck.E(ck.CKR_KEY_HANDLE_INVALID)
 	}
 	v, readable := o.Attrs[ck.CKA_VALUE]
 	if o.class() != ck.CKO_SECRET_KEY || !readable {
-		return s.settle(OpDigest, ck.E(ck.CKR_KEY_INDIGESTIBLE))
+		s.end(OpDigest)
+		return ck.E(ck.CKR_KEY_INDIGESTIBLE)
 	}
-	op.h.Write(v)
-	return nil
+	return l.DigestUpdate(h, v)
 }

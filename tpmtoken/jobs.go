@@ -24,10 +24,7 @@ func callJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byte, 
 			return mech.LeftPad(out, c.Len), nil
 		}
 	case mech.SignCall:
-		scheme := tpm2.TPMTSigScheme{
-			Scheme:  c.Scheme,
-			Details: tpm2.NewTPMUSigScheme(c.Scheme, &tpm2.TPMSSchemeHash{HashAlg: c.Hash}),
-		}
+		scheme := tpm.SigScheme{Alg: c.Scheme, Hash: c.Hash}
 		return func(e *tpm.Engine) ([]byte, error) {
 			sig, err := e.Sign(key, c.Digest, scheme)
 			if err != nil {

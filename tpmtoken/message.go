@@ -13,9 +13,22 @@ import (
 // needs an AEAD, which no TPM 2.0 offers (TPM2_EncryptDecrypt has no GCM
 // or CCM): those functions stay CKR_FUNCTION_NOT_SUPPORTED.
 
+const (
+	OpMessageSign   OpKind = 8
+	OpMessageVerify OpKind = 9
+)
+
+func init() {
+	defineKind(OpMessageSign, "message-sign", ck.CKF_MESSAGE_SIGN)
+	defineKind(OpMessageVerify, "message-verify", ck.CKF_MESSAGE_VERIFY)
+}
+
 // messageOp is a message-based signing or verification context, and the
-// message being fed in parts, if any.
+// message being fed in parts, if any. It is lasting: no call but
+// C_Message*Final ends it; the single/multi-part form belongs to each
+// message (cur), not to the context.
 type messageOp struct {
+	opState
 	key    *Object
 	sig    *mech.Signature
 	pub    any
@@ -23,11 +36,70 @@ type messageOp struct {
 	cur    *mech.Input // the message begun with *MessageBegin
 }
 
-// state is a fresh one each time: the single/multi-part form belongs to
-// each message, not to the context (Begin/Next are checked here instead).
-func (op *messageOp) state() *opState { return &opState{} }
-
 func (op *messageOp) outLen(Part, int) (int, bool, error) { return op.sig.Len(), true, nil }
+
+func (op *messageOp) run(c *opCall) ([]byte, error) {
+	begun := c.part == Update || c.part == Final
+	if (op.cur != nil) != begun {
+		if begun {
+			return nil, ck.Errorf(ck.CKR_OPERATION_NOT_INITIALIZED, "no message begun")
+		}
+		return nil, ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a message is being fed in parts")
+	}
+	var in *mech.Input
+	switch c.part {
+	case begin, Single:
+		if !isEmptyParam(c.param) {
+			return nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		if c.part == begin {
+			if !op.sig.MultiPart() {
+				return nil, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "mechanism 0x%x is single-part only", op.sig.Type)
+			}
+			op.cur = op.sig.NewInput()
+			return nil, nil
+		}
+		in = op.sig.NewInput()
+		if err := in.Write(c.in); err != nil {
+			return nil, err
+		}
+	case Update, Final:
+		if err := op.cur.Write(c.in); err != nil {
+			op.cur = nil
+			return nil, err
+		}
+		if c.part == Update {
+			return nil, nil
+		}
+		in, op.cur = op.cur, nil
+	}
+	if op.verify {
+		return nil, checkVerify(c, &verifyOp{sig: op.sig, in: in, pub: op.pub, mac: op.key}, c.sig)
+	}
+	return runSign(c, &signOp{key: op.key, sig: op.sig, in: in})
+}
+
+// MessageSignInit / MessageVerifyInit start a context with key.
+func (l *Library) MessageSignInit(h uint64, m Mechanism, key uint64) error {
+	return l.initOp(h, OpMessageSign, func(s *Session) (operation, error) {
+		// The single-message checks: key type, usage, parameters, login.
+		g, err := newSignOp(s, m, key, false)
+		if err != nil {
+			return nil, err
+		}
+		return &messageOp{opState: opState{lasting: true}, key: g.key, sig: g.sig}, nil
+	})
+}
+
+func (l *Library) MessageVerifyInit(h uint64, m Mechanism, key uint64) error {
+	return l.initOp(h, OpMessageVerify, func(s *Session) (operation, error) {
+		v, err := newVerifyOp(s, m, key, OpVerify, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &messageOp{opState: opState{lasting: true}, key: v.mac, sig: v.sig, pub: v.pub, verify: true}, nil
+	})
+}
 
 func messageKind(verify bool) OpKind {
 	if verify {
@@ -36,156 +108,40 @@ func messageKind(verify bool) OpKind {
 	return OpMessageSign
 }
 
-// MessageSignInit / MessageVerifyInit start a context with key.
-func (l *Library) MessageSignInit(h uint64, m Mechanism, key uint64) error {
-	return l.messageInit(h, m, key, false)
-}
-
-func (l *Library) MessageVerifyInit(h uint64, m Mechanism, key uint64) error {
-	return l.messageInit(h, m, key, true)
-}
-
-func (l *Library) messageInit(h uint64, m Mechanism, key uint64, verify bool) error {
-	kind := messageKind(verify)
-	// Reuse the single-message checks: key type, usage, parameters, login.
-	var err error
-	if verify {
-		err = l.verifyInit(h, m, key, OpVerify, nil)
-	} else {
-		err = l.signInit(h, m, key, OpSign)
-	}
-	if err != nil {
-		return err
-	}
-	s, _ := l.session(h)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	op := &messageOp{verify: verify}
-	if verify {
-		v := s.verify
-		s.verify = nil
-		op.key, op.sig, op.pub = v.mac, v.sig, v.pub
-	} else {
-		g := s.sign
-		s.sign = nil
-		op.key, op.sig = g.key, g.sig
-	}
-	if s.op(kind) != nil {
-		return ck.E(ck.CKR_OPERATION_ACTIVE)
-	}
-	if verify {
-		s.msgVerify = op
-	} else {
-		s.msgSign = op
-	}
-	return nil
-}
-
-// message returns session h's context of kind; begun says whether a
-// message in parts must (true) or must not (false) be under way.
-func (l *Library) message(h uint64, verify bool, begun bool) (*Session, *messageOp, error) {
-	s, op, err := activeOp[*messageOp](l, h, messageKind(verify), Single)
-	if err != nil {
-		return nil, nil, err
-	}
-	if (op.cur != nil) != begun {
-		if begun {
-			return nil, nil, ck.Errorf(ck.CKR_OPERATION_NOT_INITIALIZED, "no message begun")
-		}
-		return nil, nil, ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a message is being fed in parts")
-	}
-	return s, op, nil
-}
-
-func noMessageParam(p mech.Param) error {
-	if !isEmptyParam(p) {
-		return ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-	}
-	return nil
-}
-
 // SignMessage signs one message.
 func (l *Library) SignMessage(h uint64, param mech.Param, data []byte, dst Dest) ([]byte, error) {
-	s, op, err := l.message(h, false, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := noMessageParam(param); err != nil {
-		return nil, err
-	}
-	in := op.sig.NewInput()
-	if err := in.Write(data); err != nil {
-		return nil, err
-	}
-	return l.runSign(s, &signOp{key: op.key, sig: op.sig, in: in}, "C_SignMessage", dst)
+	return l.drive(h, opCall{kind: OpMessageSign, part: Single, fn: "C_SignMessage", param: param, in: data}, &dst)
 }
 
 // MessageBegin starts a message in parts (signing or verifying).
 func (l *Library) MessageBegin(h uint64, verify bool, param mech.Param) error {
-	_, op, err := l.message(h, verify, false)
-	if err != nil {
-		return err
-	}
-	if err := noMessageParam(param); err != nil {
-		return err
-	}
-	if !op.sig.MultiPart() {
-		return ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "mechanism 0x%x is single-part only", op.sig.Type)
-	}
-	op.cur = op.sig.NewInput()
-	return nil
+	_, err := l.drive(h, opCall{kind: messageKind(verify), part: begin, fn: "C_SignMessageBegin", param: param}, nil)
+	return err
 }
 
 // SignMessageNext feeds a part; with last, it signs the message.
 func (l *Library) SignMessageNext(h uint64, param mech.Param, part []byte, last bool, dst Dest) ([]byte, error) {
-	s, op, err := l.message(h, false, true)
-	if err != nil {
-		return nil, err
-	}
-	if err := op.cur.Write(part); err != nil {
-		op.cur = nil
-		return nil, err
-	}
 	if !last {
-		return nil, nil
+		_, err := l.drive(h, opCall{kind: OpMessageSign, part: Update, fn: "C_SignMessageNext", param: param, in: part}, nil)
+		return nil, err
 	}
-	in := op.cur
-	op.cur = nil
-	return l.runSign(s, &signOp{key: op.key, sig: op.sig, in: in}, "C_SignMessageNext", dst)
+	return l.drive(h, opCall{kind: OpMessageSign, part: Final, fn: "C_SignMessageNext", param: param, in: part}, &dst)
 }
 
 // VerifyMessage checks sig over one message.
 func (l *Library) VerifyMessage(h uint64, param mech.Param, data, sig []byte) error {
-	s, op, err := l.message(h, true, false)
-	if err != nil {
-		return err
-	}
-	if err := noMessageParam(param); err != nil {
-		return err
-	}
-	in := op.sig.NewInput()
-	if err := in.Write(data); err != nil {
-		return err
-	}
-	return l.checkVerify(s, &verifyOp{sig: op.sig, in: in, pub: op.pub, mac: op.key}, sig)
+	_, err := l.drive(h, opCall{kind: OpMessageVerify, part: Single, fn: "C_VerifyMessage", param: param, in: data, sig: sig}, nil)
+	return err
 }
 
 // VerifyMessageNext feeds a part; with sig (the last part), it checks it.
 func (l *Library) VerifyMessageNext(h uint64, param mech.Param, part, sig []byte, last bool) error {
-	s, op, err := l.message(h, true, true)
-	if err != nil {
-		return err
+	p := Update
+	if last {
+		p = Final
 	}
-	if err := op.cur.Write(part); err != nil {
-		op.cur = nil
-		return err
-	}
-	if !last {
-		return nil
-	}
-	in := op.cur
-	op.cur = nil
-	return l.checkVerify(s, &verifyOp{sig: op.sig, in: in, pub: op.pub, mac: op.key}, sig)
+	_, err := l.drive(h, opCall{kind: OpMessageVerify, part: p, fn: "C_VerifyMessageNext", param: param, in: part, sig: sig}, nil)
+	return err
 }
 
 // MessageFinal ends a message-based context.
@@ -197,8 +153,12 @@ func (l *Library) MessageFinal(h uint64, verify bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	kind := messageKind(verify)
-	if s.op(kind) == nil {
+	o := s.ops[kind]
+	if o == nil {
 		return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	if o.state().busy {
+		return ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
 	}
 	s.endLocked(kind)
 	return nil

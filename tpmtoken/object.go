@@ -27,6 +27,9 @@ type Object struct {
 	// encrypted value (privdata.go).
 	seal   *tpm.Loadable
 	sealed []byte
+	// keyAuth is a migrated key's authValue as the store keeps it,
+	// encrypted (migrate.go).
+	keyAuth []byte
 }
 
 func (o *Object) class() ck.ObjectClass {
@@ -137,6 +140,9 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 		if rec.Parent == tss2ParentName {
 			parent = tss2Parent // keyfile.go
 		}
+		if p := migratedParent(rec.Parent); p != nil {
+			parent = p // migrate.go
+		}
 		blob := &tpm.Loadable{
 			ID: "key:" + rec.UID, Parent: parent,
 			Public:  tpm2.BytesAs2B[tpm2.TPMTPublic](rec.Public),
@@ -148,6 +154,8 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 		} else {
 			o.key = blob
 			blob.Policy = policyOf(o.Attrs) // pcrpolicy.go
+			o.keyAuth = rec.Auth
+			blob.Auth = t.openKeyAuth(o) // migrate.go: nil until the user logs in
 		}
 	}
 	return o
@@ -163,6 +171,9 @@ func (o *Object) record() *store.Object {
 		}
 		if o.key.Parent == tss2Parent {
 			r.Parent = tss2ParentName
+		}
+		if isMigratedParent(o.key.Parent) {
+			r.Parent, r.Auth = o.key.Parent.ID, o.keyAuth
 		}
 	}
 	if o.seal != nil {
@@ -181,7 +192,7 @@ func (t *Token) add(o *Object) error {
 			return err
 		}
 		if err := t.objs.Put(o.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()
@@ -241,7 +252,7 @@ func (t *Token) object(h uint64) (*Object, error) {
 func (t *Token) destroy(o *Object) error {
 	if o.session == 0 {
 		if err := t.objs.Delete(o.UID); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()

@@ -1,28 +1,58 @@
 package tpmtoken
 
 import (
+	"fmt"
+
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
+
+// Operations are data. A session holds its active operations in one table
+// keyed by OpKind (Session.ops); each kind is one file (sign.go, verify.go,
+// digest.go, cipher.go, message.go) holding its OpKind, its registration
+// (defineKind), the type implementing operation and the thin Library
+// methods the C layer calls. The rules of PKCS#11 §5.2 that every kind
+// shares live here, in initOp and drive, and nowhere else:
+//   - one active operation of a kind per session; *Init on an active kind
+//     is CKR_OPERATION_ACTIVE;
+//   - single-part (C_Sign) vs multi-part (C_SignUpdate/C_SignFinal): the
+//     first call fixes the form; a call in the other form is refused with
+//     CKR_OPERATION_ACTIVE, and that ends the operation (see enter);
+//   - a length query or CKR_BUFFER_TOO_SMALL leaves the operation active;
+//     any other result of a finishing call ends it, as does any failure of
+//     an update;
+//   - a result computed but too large for the caller's buffer (the length
+//     was only bounded in advance) is kept and handed to the next call,
+//     never computed twice;
+//   - output never exceeds the caller's capacity: the length check, the run
+//     and the result belong to one call that owns the operation (busy) from
+//     check to result, so a concurrent call on the same session gets
+//     CKR_OPERATION_ACTIVE and a concurrent *Init cannot replace it.
 
 // Mechanism is a CK_MECHANISM with its parameter decoded (see mech).
 type Mechanism = mech.Mechanism
 
 // OpKind names the operations a session can have active, one of each.
+// Each kind declares its value in its own file; values are stable (saved
+// operation states name them).
 type OpKind int
 
-const (
-	OpDigest OpKind = iota
-	OpSign
-	OpVerify
-	OpEncrypt
-	OpDecrypt
-	OpSignRecover
-	OpVerifyRecover
-	OpVerifySignature
-	OpMessageSign
-	OpMessageVerify
-)
+// kindInfo is what the session machinery knows of a kind.
+type kindInfo struct {
+	name   string
+	cancel ck.Flags // the C_SessionCancel flag that cancels it
+}
+
+// kinds is every defined kind.
+var kinds = map[OpKind]kindInfo{}
+
+// defineKind registers kind (from its file's init).
+func defineKind(kind OpKind, name string, cancel ck.Flags) {
+	if _, dup := kinds[kind]; dup {
+		panic(fmt.Sprintf("operation kind %d defined twice", kind))
+	}
+	kinds[kind] = kindInfo{name, cancel}
+}
 
 // Part is which call of an operation is made: the single-part call
 // (C_Sign), an update (C_SignUpdate) or the final part (C_SignFinal).
@@ -32,6 +62,9 @@ const (
 	Single Part = iota
 	Update
 	Final
+	// begin starts a message in parts (C_SignMessageBegin): only
+	// message-based contexts have it.
+	begin
 )
 
 // Dest is the caller's output buffer as the C layer sees it: its size,
@@ -54,6 +87,12 @@ type opState struct {
 	single  bool // the single-part call was begun: updates and final are refused
 	stash   []byte
 	stashed bool
+	// busy: a call owns the operation between its length check and its
+	// result; another call on it is refused, and it cannot be replaced.
+	busy bool
+	// lasting: a message-based context. Its calls never end it (only
+	// C_Message*Final and cancel do); the form rules are the message's.
+	lasting bool
 	// needAuth: the key is CKA_ALWAYS_AUTHENTICATE; authed once the
 	// context-specific login was made for this operation.
 	needAuth, authed bool
@@ -62,18 +101,18 @@ type opState struct {
 // errOtherForm refuses a call in the form the operation is not in.
 var errOtherForm = ck.Errorf(ck.CKR_OPERATION_ACTIVE, "the operation is in its other form (single-part vs. multi-part)")
 
-// enter checks that part may be called now: once an update has been made
-// the single-part call cannot finish the operation (refused, and the
-// operation stays as it was, so the caller can still finish it in parts);
-// once the single-part call was begun (a length query), an update or final
-// part is refused too, and that ends the operation: pkcs11-tool calls
-// C_SignFinal after C_Sign's CKR_BUFFER_TOO_SMALL and then starts anew with
-// C_SignInit, which a still-active operation would refuse.
+// enter checks that part may be called now. A call in the form the
+// operation is not in is refused with CKR_OPERATION_ACTIVE, and §5.2 makes
+// that end it (a call to C_Sign that does not return CKR_OK,
+// CKR_BUFFER_TOO_SMALL or a length ends the operation): C_Sign after
+// C_SignUpdate, and the next C_SignFinal is CKR_OPERATION_NOT_INITIALIZED;
+// C_SignFinal after C_Sign's length query or CKR_BUFFER_TOO_SMALL, which
+// pkcs11-tool calls before starting anew with C_SignInit (which a
+// still-active operation would refuse).
 func (st *opState) enter(p Part) (end bool, err error) {
 	switch {
-	case p == Single && st.multi:
-		return false, errOtherForm
-	case p != Single && st.single:
+	case st.lasting:
+	case p == Single && st.multi, p != Single && st.single:
 		return true, errOtherForm
 	case p == Single:
 		st.single = true
@@ -89,57 +128,29 @@ type operation interface {
 	// outLen is the output length of part over inLen more bytes; exact
 	// false means an upper bound (the result may be shorter).
 	outLen(p Part, inLen int) (n int, exact bool, err error)
+	// run makes call c: feeds c.in (Update) or finishes the operation
+	// (Single over c.in, Final), returning its output. The driver owns the
+	// operation while run runs: run never takes s.mu for it.
+	run(c *opCall) ([]byte, error)
 }
 
 func (st *opState) state() *opState { return st }
 
-// op returns session s's active operation of kind, nil if none. Call with s.mu held.
-func (s *Session) op(kind OpKind) operation {
-	var o operation
-	switch kind {
-	case OpDigest:
-		if s.digest != nil {
-			o = s.digest
-		}
-	case OpSign:
-		if s.sign != nil {
-			o = s.sign
-		}
-	case OpVerify:
-		if s.verify != nil {
-			o = s.verify
-		}
-	case OpEncrypt:
-		if s.encrypt != nil {
-			o = s.encrypt
-		}
-	case OpDecrypt:
-		if s.decrypt != nil {
-			o = s.decrypt
-		}
-	case OpSignRecover:
-		if s.signRecover != nil {
-			o = s.signRecover
-		}
-	case OpVerifyRecover:
-		if s.verifyRecover != nil {
-			o = s.verifyRecover
-		}
-	case OpVerifySignature:
-		if s.verifySig != nil {
-			o = s.verifySig
-		}
-	case OpMessageSign:
-		if s.msgSign != nil {
-			o = s.msgSign
-		}
-	case OpMessageVerify:
-		if s.msgVerify != nil {
-			o = s.msgVerify
-		}
-	}
-	return o
+// opCall is one call of an operation, as the driver hands it to run.
+type opCall struct {
+	l     *Library
+	s     *Session
+	kind  OpKind
+	part  Part
+	fn    string // the C function ("C_Sign"): what C_AsyncComplete names
+	in    []byte
+	sig   []byte     // a verification's signature
+	param mech.Param // a message's per-message parameter
+	dst   Dest
 }
+
+// op returns session s's active operation of kind, nil if none. Call with s.mu held.
+func (s *Session) op(kind OpKind) operation { return s.ops[kind] }
 
 // end ends session s's operation of kind.
 func (s *Session) end(kind OpKind) {
@@ -148,82 +159,190 @@ func (s *Session) end(kind OpKind) {
 	s.endLocked(kind)
 }
 
-func (s *Session) endLocked(kind OpKind) {
-	switch kind {
-	case OpDigest:
-		s.digest = nil
-	case OpSign:
-		s.sign = nil
-	case OpVerify:
-		s.verify = nil
-	case OpEncrypt:
-		s.encrypt = nil
-	case OpDecrypt:
-		s.decrypt = nil
-	case OpSignRecover:
-		s.signRecover = nil
-	case OpVerifyRecover:
-		s.verifyRecover = nil
-	case OpVerifySignature:
-		s.verifySig = nil
-	case OpMessageSign:
-		s.msgSign = nil
-	case OpMessageVerify:
-		s.msgVerify = nil
+func (s *Session) endLocked(kind OpKind) { delete(s.ops, kind) }
+
+// initOp is every *Init: session h must have no operation of kind; build
+// makes the operation (checking key, mechanism and parameters), and it is
+// installed unless another thread's *Init got there first.
+func (l *Library) initOp(h uint64, kind OpKind, build func(s *Session) (operation, error)) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
 	}
+	s.mu.Lock()
+	active := s.ops[kind] != nil
+	s.mu.Unlock()
+	if active {
+		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	op, err := build(s)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ops[kind] != nil {
+		return ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	if s.ops == nil {
+		s.ops = map[OpKind]operation{}
+	}
+	s.ops[kind] = op
+	return nil
 }
 
-// settle applies the rule that any result other than success, a buffer
-// too small, a pending job or a refused form ends the operation.
-func (s *Session) settle(kind OpKind, err error) error {
-	switch ck.ToRV(err) {
-	case ck.CKR_OK, ck.CKR_BUFFER_TOO_SMALL, ck.CKR_PENDING, ck.CKR_OPERATION_ACTIVE:
-	default:
-		s.end(kind)
+// initKey returns key obj of session s for an *Init.
+func initKey(s *Session, obj uint64) (*Object, error) {
+	o, err := s.tok.object(obj)
+	if err != nil {
+		return nil, ck.E(ck.CKR_KEY_HANDLE_INVALID)
+	}
+	return o, nil
+}
+
+// keyMismatch turns a mechanism's refusal into CKR_KEY_TYPE_INCONSISTENT
+// when the token does offer the mechanism for this function (flag): then
+// it is the key that does not fit, not the mechanism (e.g. CKM_RSA_PKCS
+// on an AES key, CKM_AES_ECB on an RSA key).
+func keyMismatch(err error, m ck.MechType, flag ck.Flags) error {
+	if ck.ToRV(err) != ck.CKR_MECHANISM_INVALID {
+		return err
+	}
+	if info, ierr := mech.InfoOf(m, func(mech.KeyKind) (uint64, uint64) { return 0, 0 }); ierr == nil && info.Flags&flag != 0 {
+		return ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
 	}
 	return err
 }
 
-// activeOp returns session h and its operation of kind, entered for part.
-func activeOp[T operation](l *Library, h uint64, kind OpKind, p Part) (*Session, T, error) {
-	var zero T
+// drive makes one call of session h's operation of kind: the form check,
+// the stash, the length check against dst (nil: the call has no output),
+// the run, and whether the operation ends. Output never exceeds dst.Cap.
+func (l *Library) drive(h uint64, c opCall, dst *Dest) ([]byte, error) {
 	s, err := l.session(h)
 	if err != nil {
-		return nil, zero, err
+		return nil, err
 	}
+	c.l, c.s = l, s
+	s.mu.Lock()
+	o := s.ops[c.kind]
+	if o == nil {
+		s.mu.Unlock()
+		return nil, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
+	st := o.state()
+	if st.busy {
+		s.mu.Unlock() // another call owns it: it stays theirs
+		return nil, ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
+	}
+	if end, err := st.enter(c.part); err != nil {
+		if end {
+			s.endLocked(c.kind)
+		}
+		s.mu.Unlock()
+		return nil, err
+	}
+	if dst != nil {
+		c.dst = *dst
+		if st.stashed {
+			defer s.mu.Unlock()
+			if len(st.stash) > dst.Cap {
+				return nil, ck.TooSmall(len(st.stash))
+			}
+			s.endLocked(c.kind)
+			return st.stash, nil
+		}
+		n, exact, err := o.outLen(c.part, len(c.in))
+		if err != nil {
+			if !st.lasting {
+				s.endLocked(c.kind)
+			}
+			s.mu.Unlock()
+			return nil, err
+		}
+		if s.flags&ck.CKF_ASYNC_SESSION != 0 {
+			exact = true // a pending result is copied at completion: it must fit then
+		}
+		if exact && dst.Cap < n {
+			s.mu.Unlock()
+			return nil, ck.TooSmall(n)
+		}
+	}
+	st.busy = true
+	s.mu.Unlock()
+
+	out, err := o.run(&c)
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := s.op(kind)
-	if o == nil {
-		return nil, zero, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
-	}
-	if end, err := o.state().enter(p); err != nil {
-		if end {
-			s.endLocked(kind)
+	st.busy = false
+	if dst != nil && err == nil && len(out) > dst.Cap {
+		if c.part == Update || st.lasting {
+			// The length was exact and checked: this cannot happen.
+			// Never hand back more than the caller has room for.
+			err = ck.Errorf(ck.CKR_GENERAL_ERROR, "%s: %d bytes of output for a %d-byte buffer", c.fn, len(out), dst.Cap)
+		} else {
+			st.stash, st.stashed = out, true
+			err = ck.TooSmall(len(out))
 		}
-		return nil, zero, err
+		out = nil
 	}
-	return s, o.(T), nil
+	if s.ops[c.kind] == o && !st.lasting && ends(c.part, err) {
+		s.endLocked(c.kind)
+	}
+	return out, err
+}
+
+// ends says whether a call of part that returned err ends its operation
+// (§5.2): a finishing call ends it unless its buffer was too small; an
+// update ends it when it fails. A pending call (async) has moved the
+// operation's state into its job; a pending update keeps the operation
+// (its next part follows).
+func ends(p Part, err error) bool {
+	switch ck.ToRV(err) {
+	case ck.CKR_BUFFER_TOO_SMALL:
+		return false
+	case ck.CKR_OK, ck.CKR_PENDING:
+		return p == Single || p == Final
+	}
+	return true
 }
 
 // OutputLen is the output length of part of session h's operation kind
-// over inLen more input, known before any work: the C layer answers
-// length queries and CKR_BUFFER_TOO_SMALL with it. exact false means the
-// result may be shorter (RSA and CBC_PAD decryption).
+// over inLen more input, known before any work: the C layer answers length
+// queries with it (a call with a buffer checks its length in drive). exact
+// false means the result may be shorter (RSA and CBC_PAD decryption).
 func (l *Library) OutputLen(h uint64, kind OpKind, p Part, inLen int) (int, bool, error) {
-	s, o, err := activeOp[operation](l, h, kind, p)
+	s, err := l.session(h)
 	if err != nil {
 		return 0, false, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.ops[kind]
+	if o == nil {
+		return 0, false, ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+	}
 	st := o.state()
+	if st.busy {
+		return 0, false, ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
+	}
+	if end, err := st.enter(p); err != nil {
+		if end {
+			s.endLocked(kind)
+		}
+		return 0, false, err
+	}
 	if st.stashed {
 		return len(st.stash), true, nil
 	}
 	n, exact, err := o.outLen(p, inLen)
 	if s.flags&ck.CKF_ASYNC_SESSION != 0 {
-		exact = true // a pending result is copied at completion: it must fit then
+		exact = true
 	}
-	return n, exact, s.settle(kind, err)
+	if err != nil && !st.lasting {
+		s.endLocked(kind)
+	}
+	return n, exact, err
 }
 
 // EndOperation ends session h's operation of kind: the C layer's bad
@@ -234,26 +353,25 @@ func (l *Library) EndOperation(h uint64, kind OpKind) {
 	}
 }
 
-// deliver returns out if it fits dst, else keeps it for the next call
-// (the operation stays active) and reports the size needed: an operation
-// whose length was only bounded is never run twice.
-func deliver(st *opState, out []byte, dst Dest) ([]byte, error) {
-	if len(out) > dst.Cap {
-		st.stash, st.stashed = out, true
-		return nil, ck.TooSmall(len(out))
-	}
-	return out, nil
-}
-
 // isEmptyParam says whether a decoded parameter is absent or empty bytes.
 func isEmptyParam(p mech.Param) bool {
 	b, ok := p.(mech.Bytes)
 	return p == nil || (ok && len(b) == 0)
 }
 
-// cancelFlags is which C_SessionCancel flag cancels each operation kind.
-var cancelFlags = map[OpKind]ck.Flags{
-	OpDigest: ck.CKF_DIGEST, OpSign: ck.CKF_SIGN, OpVerify: ck.CKF_VERIFY, OpEncrypt: ck.CKF_ENCRYPT,
-	OpDecrypt: ck.CKF_DECRYPT, OpSignRecover: ck.CKF_SIGN_RECOVER, OpVerifyRecover: ck.CKF_VERIFY_RECOVER,
-	OpVerifySignature: ck.CKF_VERIFY, OpMessageSign: ck.CKF_MESSAGE_SIGN, OpMessageVerify: ck.CKF_MESSAGE_VERIFY,
+// keyOpInit returns session h and key for a call that uses a key in one
+// step (C_DeriveKey: kind -1) or starts an operation of kind not active.
+func (l *Library) keyOpInit(h uint64, key uint64, kind OpKind) (*Session, *Object, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	active := s.ops[kind] != nil
+	s.mu.Unlock()
+	if active {
+		return nil, nil, ck.E(ck.CKR_OPERATION_ACTIVE)
+	}
+	o, err := initKey(s, key)
+	return s, o, err
 }

@@ -40,6 +40,9 @@ func (l *Library) OperationState(h uint64) ([]byte, error) {
 		if o == nil {
 			continue
 		}
+		if o.state().busy {
+			return nil, ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
+		}
 		var sv savedOp
 		switch op := o.(type) {
 		case *digestOp:
@@ -103,9 +106,13 @@ func (l *Library) SetOperationState(h uint64, state []byte, encKey, authKey uint
 			if !ok || u.UnmarshalBinary(sv.Input) != nil {
 				return ck.E(ck.CKR_SAVED_STATE_INVALID)
 			}
+			op := &digestOp{h: hh, mech: sv.Mech}
+			op.multi = sv.Multi
 			s.mu.Lock()
-			s.digest = &digestOp{h: hh, mech: sv.Mech}
-			s.digest.multi = sv.Multi
+			if s.ops == nil {
+				s.ops = map[OpKind]operation{}
+			}
+			s.ops[OpDigest] = op
 			s.mu.Unlock()
 		case OpVerify:
 			if authKey == 0 {
@@ -123,8 +130,11 @@ func (l *Library) SetOperationState(h uint64, state []byte, encKey, authKey uint
 				return err
 			}
 			s.mu.Lock()
-			op := s.verify
+			op, _ := s.ops[OpVerify].(*verifyOp)
 			s.mu.Unlock()
+			if op == nil {
+				return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
+			}
 			if err := op.in.SetState(sv.Input); err != nil {
 				s.end(OpVerify)
 				return err

@@ -15,21 +15,15 @@ type Session struct {
 	tok    *Token
 	flags  ck.Flags
 
+	// mu is lock 4 (docs/design.md "Locks"): after Library.mu, before
+	// Token.mu (FindObjects). It is never held across a TPM command: a call
+	// running an operation marks it busy instead (see drive).
 	mu      sync.Mutex
 	find    []uint64
 	finding bool
-	sign    *signOp
-	verify  *verifyOp
-	// recover ops and C_VerifySignature* (signature given at init).
-	signRecover   *signOp
-	verifyRecover *verifyOp
-	verifySig     *verifyOp
-	// message-based signing and verification (message.go).
-	msgSign, msgVerify *messageOp
-	pending            *pending
-	digest             *digestOp
-	decrypt            *cipherOp
-	encrypt            *cipherOp
+	// ops is the table of active operations, one per kind (operation.go).
+	ops     map[OpKind]operation
+	pending *pending
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -40,8 +34,7 @@ func (s *Session) close() {
 	if s.pending != nil {
 		s.pending.cancel()
 	}
-	s.sign, s.verify, s.find, s.pending, s.digest, s.decrypt, s.encrypt = nil, nil, nil, nil, nil, nil, nil
-	s.signRecover, s.verifyRecover, s.verifySig, s.msgSign, s.msgVerify = nil, nil, nil, nil, nil
+	s.find, s.pending, s.ops = nil, nil, nil
 	s.mu.Unlock()
 	if s.tok != nil {
 		s.tok.dropSessionObjects(s.Handle)

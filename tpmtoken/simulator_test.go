@@ -8,27 +8,48 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/asn1"
-	"errors"
 	"math/big"
+	"net"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
-	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpm/sim"
 	"github.com/tpm11/tpm11/tpmtoken"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
-// The embedded simulator (what `make demo` and users' CI run on) does what
-// swtpm does: salted sessions, keygen and signing, import, AES, HMAC, ECDH,
-// each checked against Go's crypto; and it says it is not hardware.
+// The simulator, in this process (the tpm11 command's) and served by
+// `tpm11 simulator` (what `make demo` and users' CI run the module on),
+// does what swtpm does: salted sessions, keygen and signing, import, AES,
+// HMAC, ECDH, each checked against Go's crypto; and it says it is not
+// hardware.
 func TestSimulatorBackend(t *testing.T) {
-	l, err := tpmtoken.Open(tpmtoken.Config{TPM: "simulator", Store: t.TempDir()})
+	t.Run("in-process", func(t *testing.T) { simulatorBackend(t, "simulator") })
+	t.Run("served", func(t *testing.T) {
+		s, err := sim.NewServer(t.TempDir())
+		require.NoError(t, err)
+		sock := filepath.Join(t.TempDir(), "sim.sock")
+		ln, err := net.Listen("unix", sock)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ln) }()
+		defer func() {
+			ln.Close()
+			require.NoError(t, <-done)
+			require.NoError(t, s.Close())
+		}()
+		simulatorBackend(t, "simulator:unix:"+sock)
+	})
+}
+
+func simulatorBackend(t *testing.T, spec string) {
+	l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: t.TempDir()})
 	require.NoError(t, err)
 	defer l.Close()
-	if _, err := l.Diagnose(); errors.Is(err, tpm.ErrNoSimulator) {
-		t.Skip("built without the simulator")
-	}
+	_, err = l.Diagnose()
+	require.NoError(t, err)
 	require.True(t, l.Simulated())
 	h := provision(t, l)
 	info, err := l.MechanismInfo(0, ck.CKM_ECDSA)

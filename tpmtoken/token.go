@@ -18,6 +18,9 @@ import (
 type Token struct {
 	lib *Library
 
+	// mu is lock 5 (docs/design.md "Locks"): after Session.mu, before the
+	// store's Objects.mu; TPM jobs may take it (no caller waits for a job
+	// while holding it).
 	mu       sync.Mutex
 	rec      *store.Token
 	storage  *tpm.Loadable // parent of private keys; Auth known only while logged in
@@ -28,6 +31,9 @@ type Token struct {
 	objects  map[uint64]*Object
 	byUID    map[string]uint64
 	idx      objIndex
+	// authKey, while the user is logged in, opens migrated keys'
+	// authValues (migrate.go).
+	authKey []byte
 
 	// pinFailures counts wrong PINs since the last success, by user type
 	// (CKU_SO, CKU_USER): see pin.go.
@@ -124,11 +130,11 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 	}
 	if s.tok != nil {
 		if err := s.tok.objs.ClearAll(); err != nil {
-			return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+			return storeErr(ck.CKR_FUNCTION_FAILED, err)
 		}
 	}
 	if err := l.store.PutToken(rec); err != nil {
-		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		return storeErr(ck.CKR_FUNCTION_FAILED, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -174,12 +180,16 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 		return errPINOutOfRange() // never tried in the TPM: see pin.go
 	}
 	storage := t.storage
+	var authKey []byte
 	_, err := t.lib.run(0, func(e *tpm.Engine) (any, error) {
 		secret, err := t.unsealPIN(e, userType, p, pin)
 		if err != nil {
 			return nil, err
 		}
 		storage.Auth = secret
+		if userType == ck.CKU_USER {
+			authKey = keyAuthKey(secret) // migrate.go
+		}
 		return nil, nil
 	})
 	t.notePINCheck(userType, err)
@@ -189,13 +199,22 @@ func (t *Token) login(userType ck.UserType, pin []byte) error {
 	t.mu.Lock()
 	t.isLogged, t.loggedIn = true, userType
 	t.mu.Unlock()
+	if authKey != nil {
+		t.unlockKeyAuths(authKey) // migrate.go
+	}
 	return nil
 }
 
 // logout forgets the storage key's authValue and flushes every user key.
 func (t *Token) logout() {
 	storage := t.storage
+	migrated := t.lockKeyAuths() // migrate.go
 	_, _ = t.lib.run(0, func(e *tpm.Engine) (any, error) {
+		for _, k := range migrated {
+			clear(k.Auth)
+			k.Auth = nil
+			e.Forget(k.ID)
+		}
 		clear(storage.Auth) // the unsealed value: wiped, not left to the GC
 		storage.Auth = nil
 		e.ForgetChildren(storage.ID)
@@ -240,7 +259,7 @@ func (t *Token) initPIN(pin []byte) error {
 
 func (t *Token) putRecord(rec *store.Token) error {
 	if err := t.lib.store.PutToken(rec); err != nil {
-		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		return storeErr(ck.CKR_FUNCTION_FAILED, err)
 	}
 	t.mu.Lock()
 	t.rec = rec

@@ -95,7 +95,7 @@ func TestTokenKeygenSignAcrossLibraries(t *testing.T) {
 	_, n, err := sign(l, h, msg, 0, true)
 	require.NoError(t, err)
 	require.Equal(t, 64, n)
-	_, n, err = sign(l, h, msg, 10, false)
+	_, _, err = sign(l, h, msg, 10, false)
 	require.Equal(t, ck.CKR_BUFFER_TOO_SMALL, rv(err))
 	sig, _, err := sign(l, h, msg, 64, false)
 	require.NoError(t, err)

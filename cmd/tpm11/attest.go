@@ -1,7 +1,7 @@
 package main
 
 import (
-	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tpm11/tpm11/attestation"
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpm"
 	"github.com/tpm11/tpm11/tpmtoken"
 )
 
@@ -21,7 +22,7 @@ import (
 
 // attestCmds are the commands of this file, in the "keys" group.
 func attestCmds(g *globals) []*cobra.Command {
-	return []*cobra.Command{attestCmd(g), verifyAttestationCmd(g), enrollAKCmd(g), policyCmd(g), tss2Cmd(g)}
+	return []*cobra.Command{attestCmd(g), verifyAttestationCmd(g), enrollAKCmd(g), caCmd(g), policyCmd(g), tss2Cmd(g)}
 }
 
 // privateKey finds the one private key the selection names, logging in
@@ -119,19 +120,24 @@ func writeOut(c *ctx, outFile string, data []byte) error {
 
 func attestCmd(g *globals) *cobra.Command {
 	var sel objectFlags
-	var nonceHex, format, outFile string
+	var nonceHex, format, outFile, akType, rpID, cdhHex string
 	var ekChain []string
 	c := &cobra.Command{
-		Use:   "attest (--id HEX | --label LABEL | pkcs11:URI) [--nonce HEX] [--format json|pem|webauthn]",
+		Use:   "attest (--id HEX | --label LABEL | pkcs11:URI) [--nonce HEX] [--format json|pem|acme|webauthn]",
 		Short: "Evidence that a key was made in this TPM and cannot leave it",
 		Long: `Have the TPM's attestation key certify a key (TPM2_Certify, with the
 verifier's --nonce) and print the evidence: JSON (the key's TPM public area,
 the attestation and signature, the AK, the EK certificate from the TPM's NV),
-the same in a PEM block, or WebAuthn's "tpm" attestation object (CBOR, the
-attObj of ACME device-attest-01), which needs an AK certificate (tpm11
-enroll-ak). docs/attestation.md describes the formats.`,
+the same in a PEM block, or a "tpm" attestation object (CBOR) in one of two
+shapes: --format acme, the attObj of ACME device-attest-01 as step-ca reads
+it (--nonce: SHA-256 of the key authorization), or --format webauthn, as
+WebAuthn libraries read it (authData for --rp-id; the nonce is
+SHA-256(authData || --client-data-hash)). Both need an AK certificate
+(tpm11 enroll-ak). Only keys generated in the TPM get evidence.
+docs/attestation.md describes the formats.`,
 		Example: `  tpm11 attest --id 01 --nonce 0102 > evidence.json
-  tpm11 attest --id 01 --nonce "$(printf %s "$KEYAUTH" | sha256sum | cut -c1-64)" --format webauthn > attobj.cbor`,
+  tpm11 attest --id 01 --nonce "$(printf %s "$KEYAUTH" | sha256sum | cut -c1-64)" --format acme > attobj.cbor
+  tpm11 attest --id 01 --format webauthn --rp-id example.org --client-data-hash "$CDH" > attobj.cbor`,
 		Args: maxArgs(1, "at most one pkcs11: URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			uri, tmpl, err := sel.selection(args)
@@ -145,8 +151,31 @@ enroll-ak). docs/attestation.md describes the formats.`,
 			if err != nil {
 				return err
 			}
-			if format != "json" && format != "pem" && format != "webauthn" {
-				return usagef("--format %q: json, pem or webauthn", format)
+			switch format {
+			case "json", "pem", "acme":
+				if rpID != "" || cdhHex != "" {
+					return usagef("--rp-id and --client-data-hash are for --format webauthn")
+				}
+			case "webauthn":
+				if nonce != nil {
+					return usagef("--format webauthn: the nonce is SHA-256(authData || --client-data-hash), not --nonce")
+				}
+				if rpID == "" {
+					return usagef("--format webauthn needs --rp-id")
+				}
+			default:
+				return usagef("--format %q: json, pem, acme or webauthn", format)
+			}
+			var cdh []byte
+			if cdhHex != "" {
+				if cdh, err = hex.DecodeString(cdhHex); err != nil || len(cdh) != 32 {
+					return usagef("--client-data-hash %q: SHA-256 in hex (64 digits)", cdhHex)
+				}
+			} else if format == "webauthn" {
+				return usagef("--format webauthn needs --client-data-hash")
+			}
+			if akType != "" && akType != tpm.AKRSA && akType != tpm.AKECC {
+				return usagef("--ak-type %q: rsa or ecc", akType)
 			}
 			chain, err := readCerts(ekChain)
 			if err != nil {
@@ -157,7 +186,23 @@ enroll-ak). docs/attestation.md describes the formats.`,
 				if err != nil {
 					return err
 				}
-				ev, err := c.l.Attest(c.h, o.handle, tpmtoken.AttestOptions{Nonce: nonce, EKChain: chain})
+				var authData []byte
+				if format == "webauthn" {
+					res, err := c.l.GetAttributeValue(c.h, o.handle, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+					if err != nil {
+						return err
+					}
+					pub, err := x509.ParsePKIXPublicKey(res[0].Value)
+					if err != nil {
+						return fmt.Errorf("the key's public key: %w", err)
+					}
+					credID := sha256.Sum256(res[0].Value)
+					if authData, err = attestation.WebAuthnAuthData(rpID, credID[:], pub); err != nil {
+						return err
+					}
+					nonce = attestation.WebAuthnNonce(authData, cdh)
+				}
+				ev, err := c.l.Attest(c.h, o.handle, tpmtoken.AttestOptions{Nonce: nonce, EKChain: chain, AKType: akType})
 				if err != nil {
 					return err
 				}
@@ -168,8 +213,10 @@ enroll-ak). docs/attestation.md describes the formats.`,
 					data = append(data, '\n')
 				case "pem":
 					data, err = ev.PEM()
+				case "acme":
+					data, err = attestation.ACME(ev)
 				default:
-					data, err = ev.WebAuthn()
+					data, err = attestation.WebAuthn(ev, authData)
 				}
 				if err != nil {
 					return err
@@ -180,27 +227,49 @@ enroll-ak). docs/attestation.md describes the formats.`,
 	}
 	sel.register(c, false)
 	c.Flags().StringVar(&nonceHex, "nonce", "", "the verifier's challenge, hex (at most 64 bytes)")
-	c.Flags().StringVar(&format, "format", "json", "json, pem or webauthn")
+	c.Flags().StringVar(&format, "format", "json", "json, pem, acme or webauthn")
+	c.Flags().StringVar(&akType, "ak-type", "", "the attestation key: rsa or ecc (default: the enrolled one, else rsa where the TPM has RSA-2048)")
+	c.Flags().StringVar(&rpID, "rp-id", "", "--format webauthn: the relying party ID (its SHA-256 is authData's rpIdHash)")
+	c.Flags().StringVar(&cdhHex, "client-data-hash", "", "--format webauthn: SHA-256 of the client data, hex")
 	c.Flags().StringArrayVar(&ekChain, "ek-chain", nil, "PEM file of EK certificate issuers to include (repeatable)")
 	c.Flags().StringVarP(&outFile, "out", "o", "", "write to this file instead of standard output")
 	return c
 }
 
+// ekPools splits --ek-roots files (which may hold a whole chain):
+// self-signed certificates are roots, the others intermediates.
+func ekPools(files []string) (roots, inter *x509.CertPool, err error) {
+	cs, err := readCerts(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots, inter = x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range cs {
+		if attestation.SelfSigned(c) {
+			roots.AddCert(c)
+		} else {
+			inter.AddCert(c)
+		}
+	}
+	return roots, inter, nil
+}
+
 func verifyAttestationCmd(g *globals) *cobra.Command {
 	var ekRoots, ekInter, akRoots []string
-	var nonceHex string
+	var nonceHex, cdhHex string
 	var activate bool
 	c := &cobra.Command{
 		Use:   "verify-attestation FILE [--ek-roots PEM] [--ak-roots PEM] [--nonce HEX] [--activate]",
 		Short: "Check attestation evidence against EK or attestation CA roots",
-		Long: `Check evidence made by tpm11 attest (JSON, PEM or WebAuthn CBOR): the key
-is a TPM key that was made in the TPM and cannot leave it, the attestation
-key signed that with --nonce, and the attestation key is trusted — by an AK
-certificate chaining to --ak-roots, or, with --activate, by credential
-activation against the EK certificate chaining to --ek-roots, answered by
-the TPM this command runs on (the verifier and the TPM on one machine).
-The checks of the TPM structures are go-attestation's. Exit status 0 only
-for verified evidence; the attested public key is printed.`,
+		Long: `Check evidence made by tpm11 attest (JSON, PEM or CBOR): the key is a TPM
+key that was made in the TPM and cannot leave it, the attestation key signed
+that with --nonce (WebAuthn form: with SHA-256(authData || --client-data-hash)),
+and the attestation key is trusted — by an AK certificate chaining to
+--ak-roots, or, with --activate, by credential activation against the EK
+certificate chaining to --ek-roots, answered by the TPM this command runs on
+(the verifier and the TPM on one machine). The checks of the TPM structures
+are go-attestation's. Exit status 0 only for verified evidence; everything
+printed is verified: the device identity and the attested public key.`,
 		Example: `  tpm11 verify-attestation evidence.json --ek-roots /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem \
       --ek-roots /var/lib/swtpm-localca/issuercert.pem --nonce 0102 --activate
   tpm11 verify-attestation attobj.cbor --ak-roots attestation-ca.pem --nonce "$HASH"`,
@@ -214,41 +283,35 @@ for verified evidence; the attested public key is printed.`,
 			if err != nil {
 				return err
 			}
-			if nonce == nil {
+			opts := attestation.VerifyOptions{}
+			if cdhHex != "" {
+				if opts.ClientDataHash, err = hex.DecodeString(cdhHex); err != nil || len(opts.ClientDataHash) != 32 {
+					return usagef("--client-data-hash %q: SHA-256 in hex (64 digits)", cdhHex)
+				}
+			} else if nonce == nil {
 				nonce = []byte{}
 				fmt.Fprintln(os.Stderr, "no --nonce: the evidence must carry none (a replayed one would pass otherwise)")
 			}
-			opts := tpmtoken.VerifyOptions{Nonce: nonce}
-			// --ek-roots files may hold the whole chain: self-signed
-			// certificates are roots, the others intermediates.
+			opts.Nonce = nonce
 			if len(ekRoots) > 0 {
-				cs, err := readCerts(append(ekRoots, ekInter...))
-				if err != nil {
+				if opts.EKRoots, opts.EKIntermediates, err = ekPools(append(ekRoots, ekInter...)); err != nil {
 					return err
-				}
-				opts.EKRoots, opts.EKIntermediates = x509.NewCertPool(), x509.NewCertPool()
-				for _, c := range cs {
-					if c.CheckSignatureFrom(c) == nil {
-						opts.EKRoots.AddCert(c)
-					} else {
-						opts.EKIntermediates.AddCert(c)
-					}
 				}
 			}
 			if opts.AKRoots, err = pool(akRoots); err != nil {
 				return err
 			}
-			check := func() (*tpmtoken.Verified, error) {
+			check := func() (*attestation.Verified, error) {
 				if len(data) > 0 && data[0]&0xe0 == 0xa0 { // a CBOR map
-					return tpmtoken.VerifyWebAuthn(data, opts)
+					return attestation.VerifyCBOR(data, opts)
 				}
 				ev, err := tpmtoken.ReadEvidence(data)
 				if err != nil {
 					return nil, err
 				}
-				return tpmtoken.VerifyEvidence(ev, opts)
+				return attestation.VerifyEvidence(ev, opts)
 			}
-			var v *tpmtoken.Verified
+			var v *attestation.Verified
 			if activate {
 				err = g.withToken(cmd, nil, false, func(c *ctx) error {
 					opts.Activate = func(ch *tpmtoken.ActivationChallenge) ([]byte, error) { return c.l.ActivateCredential(c.h, ch) }
@@ -269,6 +332,9 @@ for verified evidence; the attested public key is printed.`,
 				fmt.Fprintf(out, "verified: a key made in and fixed to the TPM of EK certificate serial %s issued by %q (credential activation)\n",
 					v.EKCertificate.SerialNumber, v.EKCertificate.Issuer.String())
 			}
+			if v.PermanentIdentifier != "" {
+				fmt.Fprintf(out, "device: %s\n", v.PermanentIdentifier)
+			}
 			der, err := x509.MarshalPKIXPublicKey(v.PublicKey)
 			if err != nil {
 				return err
@@ -280,74 +346,8 @@ for verified evidence; the attested public key is printed.`,
 	c.Flags().StringArrayVar(&ekInter, "ek-intermediates", nil, "PEM file of EK certificate issuers (repeatable)")
 	c.Flags().StringArrayVar(&akRoots, "ak-roots", nil, "PEM file of attestation CA roots whose AK certificates to trust (repeatable)")
 	c.Flags().StringVar(&nonceHex, "nonce", "", "the nonce the attestation must carry, hex")
+	c.Flags().StringVar(&cdhHex, "client-data-hash", "", "WebAuthn form: SHA-256 of the client data, hex")
 	c.Flags().BoolVar(&activate, "activate", false, "bind the AK to the EK by credential activation with this machine's TPM")
-	return c
-}
-
-func enrollAKCmd(g *globals) *cobra.Command {
-	var caCert, caKey, passFile string
-	var ekRoots []string
-	var validity time.Duration
-	c := &cobra.Command{
-		Use:   "enroll-ak --ca-cert PEM --ca-key PEM --ek-roots PEM",
-		Short: "Have a local attestation CA certify this TPM's attestation key",
-		Long: `Act as an attestation CA for this machine's TPM: check its EK certificate
-against --ek-roots, bind its attestation key to the EK by credential
-activation, issue an AK certificate (WebAuthn's AIK profile) with the CA's
-key, and keep it with the token. tpm11 attest then includes it, and its
-WebAuthn form verifies with the CA's certificate alone. A remote CA does
-the same with the tpmtoken API (IssueAKCertificate).`,
-		Example: `  tpm11 enroll-ak --ca-cert att-ca.pem --ca-key att-ca.key --ek-roots swtpm-localca-rootca-cert.pem --ek-roots issuercert.pem`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if caCert == "" || caKey == "" || len(ekRoots) == 0 {
-				return usagef("--ca-cert, --ca-key and --ek-roots are required")
-			}
-			ca, err := readCertFile(caCert)
-			if err != nil {
-				return err
-			}
-			kf, err := readKeyFile(caKey, passFile)
-			if err != nil {
-				return err
-			}
-			cs, err := readCerts(ekRoots)
-			if err != nil {
-				return err
-			}
-			roots, inter := x509.NewCertPool(), x509.NewCertPool()
-			for _, c := range cs {
-				if c.CheckSignatureFrom(c) == nil {
-					roots.AddCert(c)
-				} else {
-					inter.AddCert(c)
-				}
-			}
-			return g.withToken(cmd, nil, true, func(c *ctx) error {
-				ev, err := c.l.AKEvidence(c.h, nil)
-				if err != nil {
-					return err
-				}
-				opts := tpmtoken.VerifyOptions{EKRoots: roots, EKIntermediates: inter,
-					Activate: func(ch *tpmtoken.ActivationChallenge) ([]byte, error) { return c.l.ActivateCredential(c.h, ch) }}
-				var signer crypto.Signer = kf.key
-				ak, err := tpmtoken.IssueAKCertificate(ev, opts, ca, signer, validity)
-				if err != nil {
-					return err
-				}
-				if err := c.l.SetAKCertificates(c.h, []*x509.Certificate{ak, ca}); err != nil {
-					return err
-				}
-				fmt.Fprintf(c.out, "AK certificate serial %x issued by %q, valid until %s, kept with token %s\n",
-					ak.SerialNumber, ak.Issuer.String(), ak.NotAfter.Format(time.DateOnly), c.t)
-				return pem.Encode(c.out, &pem.Block{Type: "CERTIFICATE", Bytes: ak.Raw})
-			})
-		},
-	}
-	c.Flags().StringVar(&caCert, "ca-cert", "", "the attestation CA's certificate (PEM or DER)")
-	c.Flags().StringVar(&caKey, "ca-key", "", "the attestation CA's private key (PEM, PKCS#8 or SEC1/PKCS#1)")
-	c.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the CA key's passphrase")
-	c.Flags().StringArrayVar(&ekRoots, "ek-roots", nil, "PEM file of EK certificate roots and issuers (repeatable)")
-	c.Flags().DurationVar(&validity, "validity", 365*24*time.Hour, "how long the AK certificate is valid")
 	return c
 }
 
@@ -513,7 +513,6 @@ tpm11 keygen --portable (or linked) as such a file, for openssl -provider tpm2.`
 				if err != nil {
 					return err
 				}
-				g.shareStore()
 				return report(c, "linked", "TPM key file "+args[0], []uint64{priv, pub}, false, false)
 			})
 		},

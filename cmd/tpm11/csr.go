@@ -243,7 +243,7 @@ email:addr, URI:uri (repeat it or separate with commas).`,
 				case len(objs) == 0:
 					return errors.New("no private key matches")
 				case len(objs) > 1:
-					return fmt.Errorf("%d private keys match: %s; name one by --id", len(objs), describeAll(objs))
+					return fmt.Errorf("%d private keys match: %s; name one by --id or --unique-id", len(objs), candidates(objs))
 				}
 				pub, err := publicKeyOf(c, objs[0])
 				if err != nil {

@@ -183,7 +183,6 @@ used.`,
 				if err := c.replaceOld(old); err != nil {
 					return err
 				}
-				g.shareStore()
 				if others > 0 {
 					fmt.Fprintf(os.Stderr, "note: %d other %s in %s not imported (not for this key: a CA chain?)\n",
 						others, plural(others, "certificate", "certificates"), kf.name)
@@ -272,7 +271,6 @@ checked against it). A certificate already on the key is replaced only with
 				if err := c.replaceOld(old); err != nil {
 					return err
 				}
-				g.shareStore()
 				return report(c, "certificate added", fmt.Sprintf("%s, until %s", cert.Subject, cert.NotAfter.UTC().Format("2006-01-02")), []uint64{h}, asJSON, false)
 			})
 		},

@@ -269,7 +269,6 @@ PIN.`,
 				if err := c.replaceOld(old); err != nil {
 					return err
 				}
-				g.shareStore()
 				return report(c, "generated in the TPM", spec.display(), handles, asJSON, sshOut)
 			})
 		},
@@ -472,12 +471,8 @@ func exportCmd(g *globals) *cobra.Command {
 
 func export(c *ctx, objs []object, cert, sshOut bool, outFile string) error {
 	var data []byte
-	ids := map[string]bool{}
-	for _, o := range objs {
-		ids[o.ID] = true
-	}
-	if len(ids) > 1 {
-		return fmt.Errorf("that matches objects of %d IDs: %s; name one by --id", len(ids), describeAll(objs))
+	if err := oneKey(objs); err != nil {
+		return err
 	}
 	for _, o := range objs {
 		if cert && o.class == ck.CKO_CERTIFICATE {
@@ -524,17 +519,23 @@ func export(c *ctx, objs []object, cert, sshOut bool, outFile string) error {
 
 func deleteCmd(g *globals) *cobra.Command {
 	var sel objectFlags
+	var yes bool
 	c := &cobra.Command{
-		Use:   "delete (--id HEX | --label LABEL | pkcs11:URI) [--type TYPE]",
+		Use:   "delete (--id HEX | --label LABEL | --unique-id UID | pkcs11:URI) [--type TYPE] [--yes]",
 		Short: "Destroy a key (all objects of an ID, label or URI)",
-		Args:  maxArgs(1, "at most one pkcs11: URI"),
+		Long: `Destroy the objects of one key: its private and public key and its
+certificate, named by --id, --label, --unique-id or a pkcs11: URI. When the
+selection matches more than one key (several IDs, or two keys under one ID
+or label), tpm11 lists them and asks on a terminal; otherwise it refuses
+unless --yes.`,
+		Args: maxArgs(1, "at most one pkcs11: URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			uri, tmpl, err := sel.selection(args)
 			if err != nil {
 				return err
 			}
-			if !uri.hasID && uri.object == "" {
-				return usagef("name what to delete: --id, --label or a pkcs11: URI with id= or object=")
+			if !uri.hasID && uri.object == "" && sel.uid == "" {
+				return usagef("name what to delete: --id, --label, --unique-id or a pkcs11: URI with id= or object=")
 			}
 			return g.withToken(cmd, uri, true, func(c *ctx) error {
 				objs, err := c.objects(tmpl...)
@@ -544,17 +545,33 @@ func deleteCmd(g *globals) *cobra.Command {
 				if len(objs) == 0 {
 					return errors.New("no object matches: nothing deleted")
 				}
+				if why := ambiguity(objs); why != "" && !yes {
+					if !interactive() {
+						return fmt.Errorf("that matches %s, which is more than one key: %s; nothing deleted: give --yes to delete them all, or name one by --id or --unique-id", why, candidates(objs))
+					}
+					fmt.Fprintf(os.Stderr, "that matches %s:\n", why)
+					for _, o := range objs {
+						fmt.Fprintf(os.Stderr, "  %s  --unique-id %s\n", o, o.UniqueID)
+					}
+					ok, err := confirm(fmt.Sprintf("delete all %d objects?", len(objs)))
+					if err != nil {
+						return err
+					}
+					if !ok {
+						return errors.New("nothing deleted")
+					}
+				}
 				for _, o := range objs {
 					if err := c.l.DestroyObject(c.h, o.handle); err != nil {
 						return fmt.Errorf("%s: %w", o, err)
 					}
 					fmt.Fprintf(c.out, "deleted %s  %s\n", o, o.URI)
 				}
-				g.shareStore()
 				return nil
 			})
 		},
 	}
 	sel.register(c, true)
+	c.Flags().BoolVarP(&yes, "yes", "y", false, "delete every matching object even when they are more than one key")
 	return c
 }

@@ -109,13 +109,18 @@ file (tpm11 info shows which file was read).`,
 		root.AddCommand(c)
 	}
 	for _, c := range []*cobra.Command{
-		listCmd(g), keygenCmd(g), importCmd(g), importCertCmd(g), csrCmd(g), exportCmd(g), deleteCmd(g),
+		listCmd(g), keygenCmd(g), importCmd(g), importCertCmd(g), csrCmd(g), exportCmd(g), deleteCmd(g), migrateCmd(g),
 	} {
 		c.GroupID = "keys"
 		root.AddCommand(c)
 	}
 	for _, c := range attestCmds(g) { // attest.go
 		c.GroupID = "keys"
+		root.AddCommand(c)
+	}
+	if simulatorCmd != nil { // simulator.go, unless built with nosimulator
+		c := simulatorCmd(g)
+		c.GroupID = "token"
 		root.AddCommand(c)
 	}
 	addHidden(root, g)
@@ -126,6 +131,9 @@ file (tpm11 info shows which file was read).`,
 	}
 	return root
 }
+
+// simulatorCmd makes `tpm11 simulator` (simulator.go).
+var simulatorCmd func(*globals) *cobra.Command
 
 // addHidden is where builds with extra tags (mangen) add their commands.
 var addHidden = func(*cobra.Command, *globals) {}

@@ -55,11 +55,11 @@ func (g *globals) register(root *cobra.Command) {
 	f.StringVar(&g.newPINFile, "new-pin-file", "", "read the new PIN (set-pin, reset-pin, set-so-pin) from this file")
 	f.StringVar(&g.store, "store", "", "token store directory (overrides TPM11_STORE and the config file)")
 	f.StringVar(&g.config, "config", "", "config file (overrides TPM11_CONFIG)")
-	f.StringVar(&g.tpm, "tpm", "", "TPM backend: device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, simulator (overrides TPM11_TPM)")
+	f.StringVar(&g.tpm, "tpm", "", "TPM backend: device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT, simulator:unix:PATH, simulator (overrides TPM11_TPM)")
 	_ = root.RegisterFlagCompletionFunc("token", cobra.NoFileCompletions)
 	_ = root.RegisterFlagCompletionFunc("slot", cobra.NoFileCompletions)
 	_ = root.RegisterFlagCompletionFunc("tpm", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{"device:/dev/tpmrm0", "swtpm:unix:", "swtpm:tcp:", "simulator"}, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+		return []string{"device:/dev/tpmrm0", "swtpm:unix:", "swtpm:tcp:", "simulator:unix:", "simulator"}, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	})
 }
 

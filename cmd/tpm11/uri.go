@@ -162,8 +162,6 @@ func (u *p11uri) namesToken() bool {
 	return u.token != "" || u.serial != "" || u.manufacturer != "" || u.model != "" || u.slotID != "" || u.labelOrSerial != ""
 }
 
-func (u *p11uri) namesObject() bool { return u.hasID || u.object != "" || u.typ != "" }
-
 func (u *p11uri) matchesToken(t token) bool {
 	if u.labelOrSerial != "" {
 		return t.Label == u.labelOrSerial || t.Serial == u.labelOrSerial

@@ -1,9 +1,6 @@
 package swtpmtest
 
 import (
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -11,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/tpm11/tpm11/tpm"
 )
 
 // DeviceRelay is a TPM character device emulated for tests: a unix socket
@@ -74,12 +73,12 @@ func Device(t testing.TB) *DeviceRelay {
 
 func (d *DeviceRelay) serve(c net.Conn, sock string) {
 	defer c.Close()
-	tpm, err := net.Dial("unix", sock)
+	sw, err := net.Dial("unix", sock)
 	if err != nil {
 		d.t.Errorf("device relay: %v", err)
 		return
 	}
-	defer tpm.Close()
+	defer sw.Close()
 	buf := make([]byte, 1<<16)
 	for {
 		n, err := c.Read(buf)
@@ -87,7 +86,7 @@ func (d *DeviceRelay) serve(c net.Conn, sock string) {
 			return
 		}
 		cmd := buf[:n]
-		if n < 10 || int(binary.BigEndian.Uint32(cmd[2:6])) != n {
+		if h, ok := tpm.CommandHeader(cmd); !ok || int64(h.Length) != int64(n) {
 			d.t.Errorf("device relay: a write of %d bytes is not one whole command", n)
 			return
 		}
@@ -95,11 +94,11 @@ func (d *DeviceRelay) serve(c net.Conn, sock string) {
 			continue // taken, never answered
 		}
 		d.Commands.Add(1)
-		if _, err := tpm.Write(cmd); err != nil {
+		if _, err := sw.Write(cmd); err != nil {
 			d.t.Errorf("device relay: %v", err)
 			return
 		}
-		rsp, err := readResponse(tpm)
+		rsp, err := readResponse(sw)
 		if err != nil {
 			d.t.Errorf("device relay: %v", err)
 			return
@@ -111,16 +110,16 @@ func (d *DeviceRelay) serve(c net.Conn, sock string) {
 }
 
 func readResponse(r io.Reader) ([]byte, error) {
-	hdr := make([]byte, 10)
+	hdr := make([]byte, tpm.HeaderSize)
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return nil, err
 	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > 1<<16 {
-		return nil, errors.New(fmt.Sprint("bad response size ", size))
+	size, err := tpm.ResponseSize(hdr)
+	if err != nil {
+		return nil, err
 	}
 	rsp := make([]byte, size)
 	copy(rsp, hdr)
-	_, err := io.ReadFull(r, rsp[10:])
+	_, err = io.ReadFull(r, rsp[tpm.HeaderSize:])
 	return rsp, err
 }

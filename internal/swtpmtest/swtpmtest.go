@@ -11,7 +11,6 @@ package swtpmtest
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -396,9 +395,9 @@ func (s conStream) Send(cmd []byte) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("read from swtpm: %w", err)
 	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > 1<<20 {
-		return nil, fmt.Errorf("bad TPM response size %d", size)
+	size, err := tpm.ResponseSize(hdr)
+	if err != nil {
+		return nil, err
 	}
 	rsp := make([]byte, size)
 	copy(rsp, hdr)
@@ -410,28 +409,7 @@ func (s conStream) Send(cmd []byte) ([]byte, error) {
 
 // SetDAParameters runs TPM2_DictionaryAttackParameters with the lockout
 // hierarchy's (empty) password, for tests that need a known lockout
-// policy. go-tpm's tpm2 package has no DA commands, so the command is
-// marshalled here. Production code never sets DA parameters: it reaches
-// the TPM only through its worker (tpm.Engine on asyncq).
+// policy (tpm.SetDAParameters).
 func SetDAParameters(tr transport.TPM, maxTries, recoverySeconds, lockoutRecoverySeconds uint32) error {
-	cmd := []byte{0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x3A} // TPM_ST_SESSIONS, size, TPM_CC_DictionaryAttackParameters
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHLockout))
-	cmd = binary.BigEndian.AppendUint32(cmd, 9)                    // authorization area size
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRSPW)) // password session
-	cmd = append(cmd, 0, 0, 0x01, 0, 0)                            // no nonce, continueSession, empty password
-	for _, v := range []uint32{maxTries, recoverySeconds, lockoutRecoverySeconds} {
-		cmd = binary.BigEndian.AppendUint32(cmd, v)
-	}
-	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
-	rsp, err := tr.Send(cmd)
-	if err != nil {
-		return err
-	}
-	if len(rsp) < 10 {
-		return errors.New("short TPM response")
-	}
-	if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])); rc != tpm2.TPMRCSuccess {
-		return rc
-	}
-	return nil
+	return tpm.SetDAParameters(tr, maxTries, recoverySeconds, lockoutRecoverySeconds)
 }

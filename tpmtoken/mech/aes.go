@@ -27,9 +27,6 @@ var aesModes = map[ck.MechType]aesMode{
 	ck.CKM_AES_CFB128:  {tpm: tpm2.TPMAlgCFB, iv: true, stream: true},
 }
 
-// IsAES says whether m is one of the AES cipher mechanisms.
-func IsAES(m ck.MechType) bool { _, ok := aesModes[m]; return ok }
-
 // AES is an AES encryption or decryption in progress: the TPM does the
 // cipher (TPM2_EncryptDecrypt2); this keeps the chaining state between
 // parts (the IV the TPM hands back, an unfinished block) and does the

@@ -54,8 +54,5 @@ func HashOfMGF(g ck.MGF) *Hash { return findHash(func(h *Hash) bool { return h.M
 // HashOfKDF returns the hash of a CKD_*_KDF value; nil for CKD_NULL or unknown.
 func HashOfKDF(k ck.KDF) *Hash { return findHash(func(h *Hash) bool { return h.KDF == k }) }
 
-// HashOfCrypto returns the table entry of a Go hash.
-func HashOfCrypto(c crypto.Hash) *Hash { return findHash(func(h *Hash) bool { return h.Hash == c }) }
-
 // InTPM says whether TPMs compute this hash (SHA-224 is left out of TPMs).
 func (h *Hash) InTPM() bool { return h.TPM != tpm2.TPMAlgNull }

@@ -331,3 +331,14 @@ func TestKeyWrapVectors(t *testing.T) {
 		require.Equal(t, h(v[0]), p)
 	}
 }
+
+// KeyOf describes a Go public key, as the token describes its own keys.
+func KeyOf(pub any) Key {
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		return Key{Type: ck.CKK_RSA, ModulusBits: p.N.BitLen()}
+	case *ecdsa.PublicKey:
+		return Key{Type: ck.CKK_EC, Curve: CurveOfGo(p.Curve)}
+	}
+	return Key{Type: ^ck.KeyType(0)}
+}

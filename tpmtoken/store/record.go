@@ -34,7 +34,7 @@ const RecordFormat = 2
 
 // Limits of a record read from disk.
 const (
-	maxRecord     = 1 << 20 // bytes of one object file
+	maxRecord     = maxObject // bytes of one object file
 	maxAttributes = 512
 	maxMechanisms = 1024
 )
@@ -189,6 +189,7 @@ type record struct {
 	Private    []byte                      `json:"tpm_private,omitempty"`
 	Sealed     []byte                      `json:"sealed,omitempty"`
 	Parent     string                      `json:"parent,omitempty"`
+	Auth       []byte                      `json:"auth,omitempty"`
 }
 
 // MarshalJSON writes o in format 2: its Attributes, or, if the token
@@ -199,7 +200,7 @@ func (o *Object) MarshalJSON() ([]byte, error) {
 		as = Typed(o.Attrs, func(ck.AttributeType) Kind { return KindBytes })
 	}
 	return json.Marshal(record{Format: RecordFormat, UID: o.UID, Attributes: as, Public: o.Public,
-		Private: o.Private, Sealed: o.Sealed, Parent: o.Parent})
+		Private: o.Private, Sealed: o.Sealed, Parent: o.Parent, Auth: o.Auth})
 }
 
 var errRecordTooLarge = errors.New("object record too large")
@@ -246,6 +247,6 @@ func (o *Object) UnmarshalJSON(b []byte) error {
 		attrs = map[ck.AttributeType][]byte{}
 	}
 	*o = Object{UID: r.UID, Attrs: attrs, Public: r.Public, Private: r.Private,
-		Sealed: r.Sealed, Parent: r.Parent}
+		Sealed: r.Sealed, Parent: r.Parent, Auth: r.Auth}
 	return nil
 }

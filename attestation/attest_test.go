@@ -1,4 +1,4 @@
-package tpmtoken_test
+package attestation_test
 
 import (
 	"crypto/ecdsa"
@@ -12,10 +12,40 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tpm11/tpm11/attestation"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpmtoken"
 )
+
+var p256 = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+
+func ulong[T ~uint64 | ~int](v T) []byte {
+	b := make([]byte, 8)
+	for i := range 8 {
+		b[i] = byte(v >> (8 * i))
+	}
+	return b
+}
+
+func open(t testing.TB, spec, store string) *tpmtoken.Library {
+	l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: store})
+	require.NoError(t, err)
+	return l
+}
+
+// provision makes a token with SO PIN "sopin1" and user PIN "userpin",
+// the user logged in.
+func provision(t testing.TB, l *tpmtoken.Library) uint64 {
+	require.NoError(t, l.InitToken(0, []byte("sopin1"), []byte("test token")))
+	h, err := l.OpenSession(0, ck.CKF_SERIAL_SESSION|ck.CKF_RW_SESSION)
+	require.NoError(t, err)
+	require.NoError(t, l.Login(h, ck.CKU_SO, []byte("sopin1")))
+	require.NoError(t, l.InitPIN(h, []byte("userpin")))
+	require.NoError(t, l.Logout(h))
+	require.NoError(t, l.Login(h, ck.CKU_USER, []byte("userpin")))
+	return h
+}
 
 // attestedTPM is a token on a swtpm whose EK certificate ca issued.
 type attestedTPM struct {
@@ -26,12 +56,17 @@ type attestedTPM struct {
 
 func newAttestedTPM(t *testing.T, ca *swtpmtest.EKCA) *attestedTPM {
 	t.Helper()
-	l := open(t, swtpmtest.SocketOn(t, ca.Manufacture(t)), t.TempDir())
+	return newAttestedTPMOn(t, swtpmtest.SocketOn(t, ca.Manufacture(t)))
+}
+
+func newAttestedTPMOn(t *testing.T, spec string) *attestedTPM {
+	t.Helper()
+	l := open(t, spec, t.TempDir())
 	t.Cleanup(l.Close)
 	h := provision(t, l)
 	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},
-		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_EC_PARAMS, p256}},
-		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_ID, []byte{1}}})
+		[]tpmtoken.Attr{{Type: ck.CKA_TOKEN, Value: []byte{1}}, {Type: ck.CKA_EC_PARAMS, Value: p256}},
+		[]tpmtoken.Attr{{Type: ck.CKA_TOKEN, Value: []byte{1}}, {Type: ck.CKA_ID, Value: []byte{1}}})
 	require.NoError(t, err)
 	return &attestedTPM{l, h, priv}
 }
@@ -59,8 +94,8 @@ func TestKeyAttestationByActivation(t *testing.T) {
 	// The TPM holds the EK certificate; its issuer comes with the evidence.
 	ev, err := a.l.Attest(a.h, a.key, tpmtoken.AttestOptions{Nonce: nonce, EKChain: []*x509.Certificate{ca.Intermediate(t)}})
 	require.NoError(t, err)
-	opts := tpmtoken.VerifyOptions{EKRoots: ca.Roots(t), Nonce: nonce, Activate: a.activate}
-	v, err := tpmtoken.VerifyEvidence(ev, opts)
+	opts := attestation.VerifyOptions{EKRoots: ca.Roots(t), Nonce: nonce, Activate: a.activate}
+	v, err := attestation.VerifyEvidence(ev, opts)
 	require.NoError(t, err)
 	require.True(t, v.PublicKey.(*ecdsa.PublicKey).Equal(a.publicKey(t, a.key)))
 	require.NotNil(t, v.EKCertificate)
@@ -74,25 +109,25 @@ func TestKeyAttestationByActivation(t *testing.T) {
 	for _, form := range [][]byte{j, p} {
 		back, err := tpmtoken.ReadEvidence(form)
 		require.NoError(t, err)
-		_, err = tpmtoken.VerifyEvidence(back, opts)
+		_, err = attestation.VerifyEvidence(back, opts)
 		require.NoError(t, err)
 	}
 
 	bad := opts
 	bad.Nonce = []byte("another nonce")
-	_, err = tpmtoken.VerifyEvidence(ev, bad)
+	_, err = attestation.VerifyEvidence(ev, bad)
 	require.ErrorContains(t, err, "nonce")
 
 	bad = opts
 	bad.Activate = nil
-	_, err = tpmtoken.VerifyEvidence(ev, bad)
-	require.ErrorIs(t, err, tpmtoken.ErrAKNotBound)
+	_, err = attestation.VerifyEvidence(ev, bad)
+	require.ErrorIs(t, err, attestation.ErrAKNotBound)
 
 	// Tampered statements.
 	tamper := func(f func(ev *tpmtoken.Evidence)) error {
 		c := clone(t, ev)
 		f(c)
-		_, err := tpmtoken.VerifyEvidence(c, opts)
+		_, err := attestation.VerifyEvidence(c, opts)
 		return err
 	}
 	require.Error(t, tamper(func(ev *tpmtoken.Evidence) { ev.Key.Attestation[len(ev.Key.Attestation)-1] ^= 1 }), "certInfo")
@@ -100,19 +135,17 @@ func TestKeyAttestationByActivation(t *testing.T) {
 	require.Error(t, tamper(func(ev *tpmtoken.Evidence) { ev.Key.Public[len(ev.Key.Public)-1] ^= 1 }), "pubArea")
 	require.Error(t, tamper(func(ev *tpmtoken.Evidence) { ev.AK.CreateAttestation[10] ^= 1 }), "AK creation")
 
-	// A key imported from software: the TPM certifies it, as it is, and
-	// the verifier sees it was not made there and can be duplicated.
+	// A key imported from software gets no evidence, in any form.
 	sk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	imported, err := a.l.CreateObject(a.h, []tpmtoken.Attr{
-		{ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_EC)},
-		{ck.CKA_EC_PARAMS, p256}, {ck.CKA_VALUE, sk.D.Bytes()}, {ck.CKA_SIGN, boolAttr(true)},
+		{Type: ck.CKA_CLASS, Value: ulong(ck.CKO_PRIVATE_KEY)}, {Type: ck.CKA_KEY_TYPE, Value: ulong(ck.CKK_EC)},
+		{Type: ck.CKA_EC_PARAMS, Value: p256}, {Type: ck.CKA_VALUE, Value: sk.D.Bytes()}, {Type: ck.CKA_SIGN, Value: []byte{1}},
 	})
 	require.NoError(t, err)
-	iev, err := a.l.Attest(a.h, imported, tpmtoken.AttestOptions{Nonce: nonce, EKChain: []*x509.Certificate{ca.Intermediate(t)}})
-	require.NoError(t, err)
-	_, err = tpmtoken.VerifyEvidence(iev, opts)
-	require.ErrorContains(t, err, "exportable")
+	_, err = a.l.Attest(a.h, imported, tpmtoken.AttestOptions{Nonce: nonce})
+	require.ErrorIs(t, err, tpmtoken.ErrNotMadeInTPM)
+	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, ck.ToRV(err))
 
 	// The vendor attribute: the same evidence (no nonce) on each read.
 	res, err := a.l.GetAttributeValue(a.h, a.key, []ck.AttributeType{tpmtoken.CKA_TPM11_ATTESTATION})
@@ -122,7 +155,7 @@ func TestKeyAttestationByActivation(t *testing.T) {
 	require.Equal(t, res[0].Value, res2[0].Value)
 	aev, err := tpmtoken.ParseEvidence(res[0].Value)
 	require.NoError(t, err)
-	_, err = tpmtoken.VerifyEvidence(aev, tpmtoken.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Nonce: []byte{}, Activate: a.activate})
+	_, err = attestation.VerifyEvidence(aev, attestation.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Nonce: []byte{}, Activate: a.activate})
 	require.NoError(t, err)
 	res, err = a.l.GetAttributeValue(a.h, imported, []ck.AttributeType{tpmtoken.CKA_TPM11_ATTESTATION})
 	require.NoError(t, err)
@@ -141,9 +174,9 @@ func TestKeyAttestationAKCertificateAndAnotherTPM(t *testing.T) {
 	ev, err := a.l.Attest(a.h, a.key, tpmtoken.AttestOptions{})
 	require.NoError(t, err)
 
-	_, err = tpmtoken.IssueAKCertificate(ev, tpmtoken.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t)}, attCA, attKey, time.Hour)
+	_, err = attestation.IssueAKCertificate(ev, attestation.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t)}, attCA, attKey, time.Hour)
 	require.Error(t, err, "no certificate without activation")
-	akCert, err := tpmtoken.IssueAKCertificate(ev, tpmtoken.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Activate: a.activate}, attCA, attKey, time.Hour)
+	akCert, err := attestation.IssueAKCertificate(ev, attestation.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Activate: a.activate}, attCA, attKey, time.Hour)
 	require.NoError(t, err)
 	require.Empty(t, akCert.Subject.String())
 	require.NoError(t, a.l.SetAKCertificates(a.h, []*x509.Certificate{akCert, attCA}))
@@ -153,26 +186,26 @@ func TestKeyAttestationAKCertificateAndAnotherTPM(t *testing.T) {
 	require.NoError(t, err)
 	akRoots := x509.NewCertPool()
 	akRoots.AddCert(attCA)
-	opts := tpmtoken.VerifyOptions{AKRoots: akRoots, Nonce: nonce}
-	v, err := tpmtoken.VerifyEvidence(ev, opts)
+	opts := attestation.VerifyOptions{AKRoots: akRoots, Nonce: nonce}
+	v, err := attestation.VerifyEvidence(ev, opts)
 	require.NoError(t, err)
 	require.Equal(t, akCert.Raw, v.AKCertificate.Raw)
 
-	attObj, err := ev.WebAuthn()
+	attObj, err := attestation.ACME(ev)
 	require.NoError(t, err)
-	v, err = tpmtoken.VerifyWebAuthn(attObj, opts)
+	v, err = attestation.VerifyCBOR(attObj, opts)
 	require.NoError(t, err)
 	require.True(t, v.PublicKey.(*ecdsa.PublicKey).Equal(a.publicKey(t, a.key)))
 	for _, i := range []int{len(attObj) - 1, len(attObj) / 2} {
 		bad := append([]byte(nil), attObj...)
 		bad[i] ^= 1
-		_, err = tpmtoken.VerifyWebAuthn(bad, opts)
+		_, err = attestation.VerifyCBOR(bad, opts)
 		require.Error(t, err, "byte %d of the attestation object changed", i)
 	}
 	other := x509.NewCertPool()
 	otherCA, _ := newAttestationCA(t)
 	other.AddCert(otherCA)
-	_, err = tpmtoken.VerifyWebAuthn(attObj, tpmtoken.VerifyOptions{AKRoots: other})
+	_, err = attestation.VerifyCBOR(attObj, attestation.VerifyOptions{AKRoots: other})
 	require.Error(t, err, "an AK certificate from an untrusted CA")
 
 	// Another TPM, whose EK certificate another CA issued.
@@ -183,22 +216,22 @@ func TestKeyAttestationAKCertificateAndAnotherTPM(t *testing.T) {
 	// B's key presented under A's AK certificate.
 	forged := clone(t, bev)
 	forged.AK.Certificates = ev.AK.Certificates
-	_, err = tpmtoken.VerifyEvidence(forged, opts)
+	_, err = attestation.VerifyEvidence(forged, opts)
 	require.Error(t, err)
 	forged = clone(t, bev)
 	forged.AK = ev.AK
-	_, err = tpmtoken.VerifyEvidence(forged, opts)
+	_, err = attestation.VerifyEvidence(forged, opts)
 	require.ErrorContains(t, err, "key certification")
 	// B's key claiming A's EK: B cannot activate a credential for A's EK.
 	forged = clone(t, bev)
 	forged.EK = ev.EK
-	_, err = tpmtoken.VerifyEvidence(forged, tpmtoken.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Nonce: nonce, Activate: b.activate})
+	_, err = attestation.VerifyEvidence(forged, attestation.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Nonce: nonce, Activate: b.activate})
 	require.ErrorContains(t, err, "activation")
 	// B's own evidence, checked against A's EK CA only.
-	_, err = tpmtoken.VerifyEvidence(bev, tpmtoken.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Nonce: nonce, Activate: b.activate})
+	_, err = attestation.VerifyEvidence(bev, attestation.VerifyOptions{EKRoots: ca.Roots(t), EKIntermediates: ca.Intermediates(t), Nonce: nonce, Activate: b.activate})
 	require.ErrorContains(t, err, "EK certificate")
 	// And against its own CA, B's key verifies as B's.
-	_, err = tpmtoken.VerifyEvidence(bev, tpmtoken.VerifyOptions{EKRoots: ca2.Roots(t), EKIntermediates: ca2.Intermediates(t), Nonce: nonce, Activate: b.activate})
+	_, err = attestation.VerifyEvidence(bev, attestation.VerifyOptions{EKRoots: ca2.Roots(t), EKIntermediates: ca2.Intermediates(t), Nonce: nonce, Activate: b.activate})
 	require.NoError(t, err)
 }
 

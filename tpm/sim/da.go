@@ -1,9 +1,6 @@
-//go:build !nosimulator
-
-package tpm
+package sim
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
@@ -13,6 +10,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm11/tpm11/internal/atomicfile"
+	"github.com/tpm11/tpm11/tpm"
 )
 
 // The simulator's dictionary-attack state outlives the process.
@@ -36,12 +34,6 @@ type simDA struct {
 	Saved           int64  `json:"saved_unix"`
 }
 
-const (
-	ccDictionaryAttackLockReset  = 0x139
-	ccDictionaryAttackParameters = 0x13A
-	rcLockout                    = 0x921
-)
-
 // daKeeper wraps the simulator's transport and records its DA state.
 type daKeeper struct {
 	t    transport.TPM
@@ -51,13 +43,16 @@ type daKeeper struct {
 
 func (k *daKeeper) Send(cmd []byte) ([]byte, error) {
 	rsp, err := k.t.Send(cmd)
-	if err != nil || len(rsp) < 10 {
+	h, ok := tpm.ResponseHeader(rsp)
+	if err != nil || !ok {
 		return rsp, err
 	}
-	rc := binary.BigEndian.Uint32(rsp[6:10])
-	cc := commandCode(cmd)
-	authFail := rc&0x80 != 0 && rc&0x3f == 0x0e // TPM_RC_AUTH_FAIL, on any handle or session
-	if authFail || rc == rcLockout || (rc == 0 && (cc == ccDictionaryAttackLockReset || cc == ccDictionaryAttackParameters)) {
+	c, _ := tpm.CommandHeader(cmd)
+	rc, cc := h.ResponseCode, c.CommandCode
+	// TPM_RC_AUTH_FAIL on any handle or session: TPMRC.Is compares a
+	// format-1 code without its handle, session or parameter number.
+	if errors.Is(rc, tpm2.TPMRCAuthFail) || rc == tpm2.TPMRCLockout ||
+		(rc == tpm2.TPMRCSuccess && (cc == tpm2.TPMCCDictionaryAttackLockReset || cc == tpm2.TPMCCDictionaryAttackParameters)) {
 		k.save()
 	}
 	return rsp, nil
@@ -122,7 +117,7 @@ func keepDA(t transport.TPM, stateDir string) (transport.TPM, error) {
 		return nil, err
 	}
 	k.last = cur
-	b, err := os.ReadFile(k.path)
+	b, err := atomicfile.Read(k.path, 64<<10)
 	if errors.Is(err, os.ErrNotExist) {
 		return k, nil
 	}
@@ -137,7 +132,7 @@ func keepDA(t transport.TPM, stateDir string) (transport.TPM, error) {
 		saved.Saved = time.Now().Unix()
 	}
 	if saved.MaxTries != cur.MaxTries || saved.Recovery != cur.Recovery || saved.LockoutRecovery != cur.LockoutRecovery {
-		if err := setDAParameters(t, saved.MaxTries, saved.Recovery, saved.LockoutRecovery); err != nil {
+		if err := tpm.SetDAParameters(t, saved.MaxTries, saved.Recovery, saved.LockoutRecovery); err != nil {
 			return nil, err
 		}
 	}
@@ -162,7 +157,7 @@ func failAuth(t transport.TPM, n uint32) error {
 	if n == 0 {
 		return nil
 	}
-	tmpl := ECCKeyTemplate(tpm2.TPMECCNistP256)
+	tmpl := tpm.ECCKeyTemplate(tpm2.TPMECCNistP256)
 	tmpl.ObjectAttributes.NoDA = false
 	key, err := tpm2.CreatePrimary{
 		PrimaryHandle: tpm2.TPMRHOwner,
@@ -191,20 +186,4 @@ func failAuth(t transport.TPM, n uint32) error {
 		}
 	}
 	return nil
-}
-
-// setDAParameters runs TPM2_DictionaryAttackParameters with the lockout
-// hierarchy's empty password (a fresh simulator's), which go-tpm's tpm2
-// package does not offer.
-func setDAParameters(t transport.TPM, maxTries, recovery, lockoutRecovery uint32) error {
-	cmd := []byte{0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x3A} // TPM_ST_SESSIONS, size, TPM_CC_DictionaryAttackParameters
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRHLockout))
-	cmd = binary.BigEndian.AppendUint32(cmd, 9)                    // authorization area size
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(tpm2.TPMRSPW)) // password session
-	cmd = append(cmd, 0, 0, 0x01, 0, 0)                            // no nonce, continueSession, empty password
-	for _, v := range []uint32{maxTries, recovery, lockoutRecovery} {
-		cmd = binary.BigEndian.AppendUint32(cmd, v)
-	}
-	binary.BigEndian.PutUint32(cmd[2:], uint32(len(cmd)))
-	return checkRC(t.Send(cmd))
 }

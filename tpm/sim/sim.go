@@ -1,6 +1,17 @@
-//go:build !nosimulator
-
-package tpm
+// Package sim is the TPM simulator: the Microsoft reference TPM
+// (go-tpm-tools' simulator, C code linked with OpenSSL's libcrypto) with
+// hierarchy seeds kept in the store, so keys made on it load again in
+// another process, and a lockout counter that outlives the process.
+//
+// It gives no hardware protection and is for demos and CI. It is a
+// package of its own so that only the programs that choose to carry it do:
+// the tpm11 command (whose `tpm11 simulator` serves it on a socket) and
+// tests. The PKCS#11 module does not import it, so the library an
+// application loads links no libcrypto; it reaches a served simulator
+// through the socket backend (simulator:unix:PATH). Importing the package
+// also makes the "simulator" backend of package tpm open one in this
+// process.
+package sim
 
 import (
 	"crypto/rand"
@@ -13,15 +24,34 @@ import (
 	"sync"
 
 	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm11/tpm11/internal/atomicfile"
+	"github.com/tpm11/tpm11/tpm"
 )
 
 // simOpen guards the process-wide simulator: a second simulator.Get before
 // Close blocks forever, so a second open is refused instead.
-var simOpen sync.Mutex
+var simOpen sync.Mutex // a leaf (docs/design.md "Locks")
 var simInUse bool
 
-func init() { simulatorOpener, simulatorKeepDA = openSimulator, keepDA }
+func init() { tpm.RegisterSimulator(Open) }
+
+// Open starts the simulator in this process from the seed kept in stateDir
+// (made there the first time) and puts back the lockout state kept beside
+// it. Only one can be open in a process at a time.
+func Open(stateDir string) (transport.TPM, func() error, error) {
+	rwc, err := openSimulator(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := transport.FromReadWriteCloser(rwc)
+	tr, err := keepDA(t, stateDir)
+	if err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("simulator lockout state: %w", err)
+	}
+	return tr, t.Close, nil
+}
 
 type simCloser struct {
 	*simulator.Simulator
@@ -59,7 +89,7 @@ func openSimulator(stateDir string) (io.ReadWriteCloser, error) {
 
 func simSeed(dir string) (int64, error) {
 	path := filepath.Join(dir, "simulator-seed")
-	b, err := os.ReadFile(path)
+	b, err := atomicfile.Read(path, 64)
 	if err == nil && len(b) == 8 {
 		return int64(binary.BigEndian.Uint64(b)), nil
 	}
@@ -77,7 +107,7 @@ func simSeed(dir string) (int64, error) {
 		return 0, err
 	}
 	// Another process may have won the race: use what is on disk.
-	b, err = os.ReadFile(path)
+	b, err = atomicfile.Read(path, 64)
 	if err != nil || len(b) != 8 {
 		return 0, fmt.Errorf("read simulator seed: %v", err)
 	}

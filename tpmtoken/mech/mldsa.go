@@ -1,0 +1,147 @@
+package mech
+
+import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+
+	"github.com/cloudflare/circl/sign"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
+	"github.com/tpm11/tpm11/ck"
+)
+
+// ML-DSA (FIPS 204) as PKCS#11 3.2 has it: CKK_ML_DSA keys whose
+// CKA_PARAMETER_SET is a CKP_ML_DSA_*, CKA_VALUE of the public key its FIPS
+// 204 encoding (pk). The TPM signs (v1.85); verification is in software
+// (cloudflare/circl: Go's standard library has no ML-DSA).
+
+// MLDSASet is one ML-DSA parameter set.
+type MLDSASet struct {
+	Param  ck.ULong // CKP_ML_DSA_*, which is also the TPM's TPMI_MLDSA_PARAMETER_SET
+	Name   string
+	PubLen int // bytes of pk (CKA_VALUE of the public key)
+	SigLen int
+	OID    asn1.ObjectIdentifier // id-ml-dsa-* (NIST CSOR), the SPKI algorithm
+	scheme sign.Scheme
+}
+
+// MLDSASets are the three parameter sets, by CKP_ML_DSA_* value.
+var MLDSASets = map[ck.ULong]*MLDSASet{
+	ck.CKP_ML_DSA_44: {Param: ck.CKP_ML_DSA_44, Name: "ML-DSA-44", PubLen: 1312, SigLen: 2420,
+		OID: asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 17}, scheme: mldsa44.Scheme()},
+	ck.CKP_ML_DSA_65: {Param: ck.CKP_ML_DSA_65, Name: "ML-DSA-65", PubLen: 1952, SigLen: 3309,
+		OID: asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 18}, scheme: mldsa65.Scheme()},
+	ck.CKP_ML_DSA_87: {Param: ck.CKP_ML_DSA_87, Name: "ML-DSA-87", PubLen: 2592, SigLen: 4627,
+		OID: asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 3, 19}, scheme: mldsa87.Scheme()},
+}
+
+// MLDSASetOf is the parameter set p (CKR_PARAMETER_SET_NOT_SUPPORTED if
+// there is none such).
+func MLDSASetOf(p ck.ULong) (*MLDSASet, error) {
+	s, ok := MLDSASets[p]
+	if !ok {
+		return nil, ck.Errorf(ck.CKR_PARAMETER_SET_NOT_SUPPORTED, "no ML-DSA parameter set %d", p)
+	}
+	return s, nil
+}
+
+// MaxSignContext is the most bytes of a FIPS 204 context string.
+const MaxSignContext = 255
+
+// SignContext is CK_SIGN_ADDITIONAL_CONTEXT with its context copied in:
+// the optional parameter of CKM_ML_DSA and CKM_HASH_ML_DSA_*.
+type SignContext struct {
+	Hedge   ck.ULong // CKH_*
+	Context []byte
+}
+
+func (SignContext) param() {}
+
+// MLDSAContext is the context string of an ML-DSA mechanism's parameter
+// (none: empty). A TPM decides itself whether its signatures are hedged,
+// and FIPS 204 makes hedged the default: CKH_DETERMINISTIC_REQUIRED cannot
+// be promised (CKR_MECHANISM_PARAM_INVALID).
+func MLDSAContext(m Mechanism) ([]byte, error) {
+	switch p := m.Param.(type) {
+	case nil:
+		return nil, nil
+	case Bytes:
+		if len(p) == 0 {
+			return nil, nil
+		}
+	case SignContext:
+		if len(p.Context) > MaxSignContext {
+			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "context of %d bytes, at most %d", len(p.Context), MaxSignContext)
+		}
+		if p.Hedge == ck.CKH_DETERMINISTIC_REQUIRED {
+			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "the TPM's ML-DSA signatures are not deterministic")
+		}
+		if p.Hedge != ck.CKH_HEDGE_PREFERRED && p.Hedge != ck.CKH_HEDGE_REQUIRED {
+			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "hedge variant %d", p.Hedge)
+		}
+		return p.Context, nil
+	}
+	return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "mechanism 0x%x takes a CK_SIGN_ADDITIONAL_CONTEXT", m.Type)
+}
+
+// Verify checks an ML-DSA signature of msg under the FIPS 204
+// encoded public key pub, with context ctx (circl).
+func (s *MLDSASet) Verify(pub, msg, ctx, sig []byte) bool {
+	pk, err := s.scheme.UnmarshalBinaryPublicKey(pub)
+	if err != nil || len(sig) != s.SigLen {
+		return false
+	}
+	return s.scheme.Verify(pk, msg, sig, &sign.SignatureOpts{Context: string(ctx)})
+}
+
+// CheckPublic fails unless pub is a public key of s (CKR_ATTRIBUTE_VALUE_INVALID).
+func (s *MLDSASet) CheckPublic(pub []byte) error {
+	if len(pub) != s.PubLen {
+		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "%s public key of %d bytes, want %d", s.Name, len(pub), s.PubLen)
+	}
+	if _, err := s.scheme.UnmarshalBinaryPublicKey(pub); err != nil {
+		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "%s public key: %v", s.Name, err)
+	}
+	return nil
+}
+
+// spki is SubjectPublicKeyInfo.
+type spki struct {
+	Algorithm pkix.AlgorithmIdentifier
+	PublicKey asn1.BitString
+}
+
+// PQCSubjectPublicKeyInfo is the DER SubjectPublicKeyInfo of an ML-DSA or
+// ML-KEM public key: the algorithm's NIST OID with parameters absent, the
+// FIPS encoding as the BIT STRING (the IETF LAMPS X.509 profiles of ML-DSA
+// and ML-KEM).
+func PQCSubjectPublicKeyInfo(oid asn1.ObjectIdentifier, pub []byte) ([]byte, error) {
+	return asn1.Marshal(spki{
+		Algorithm: pkix.AlgorithmIdentifier{Algorithm: oid},
+		PublicKey: asn1.BitString{Bytes: pub, BitLength: 8 * len(pub)},
+	})
+}
+
+// ParsePQCSubjectPublicKeyInfo returns the ML-DSA or ML-KEM parameter set
+// (as a key type and CKP_* value) and the public key of a DER
+// SubjectPublicKeyInfo.
+func ParsePQCSubjectPublicKeyInfo(der []byte) (ck.KeyType, ck.ULong, []byte, error) {
+	var s spki
+	rest, err := asn1.Unmarshal(der, &s)
+	if err != nil || len(rest) != 0 || len(s.Algorithm.Parameters.FullBytes) != 0 || s.PublicKey.BitLength%8 != 0 {
+		return 0, 0, nil, errors.New("not a SubjectPublicKeyInfo of an ML-DSA or ML-KEM key")
+	}
+	for p, set := range MLDSASets {
+		if set.OID.Equal(s.Algorithm.Algorithm) {
+			return ck.CKK_ML_DSA, p, s.PublicKey.Bytes, set.CheckPublic(s.PublicKey.Bytes)
+		}
+	}
+	for p, set := range MLKEMSets {
+		if set.OID.Equal(s.Algorithm.Algorithm) {
+			return ck.CKK_ML_KEM, p, s.PublicKey.Bytes, set.CheckPublic(s.PublicKey.Bytes)
+		}
+	}
+	return 0, 0, nil, errors.New("not an ML-DSA or ML-KEM algorithm")
+}
