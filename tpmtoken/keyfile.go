@@ -211,6 +211,7 @@ func (l *Library) LinkKeyFile(h uint64, file []byte, tmpl []Attr) (uint64, uint6
 		}
 	}
 	pubOpts, privOpts := linkedUses(kt, ta)
+	privOpts.defaults[CKA_TPM11_PORTABLE] = vTrue // its file loads it anywhere this TPM is
 	pubA, privA, err := keyPairAttrs(opLink, kt, pubT, t, pubOpts, privOpts)
 	if err != nil {
 		return 0, 0, err
@@ -257,8 +258,7 @@ func linkableKey(kf *KeyFile) (ck.KeyType, []byte, tpm2.TPMAObject, error) {
 func linkedUses(kt ck.KeyType, a tpm2.TPMAObject) (pub, priv buildOpts) {
 	decrypts := a.Decrypt && kt == ck.CKK_RSA
 	pub.defaults = Attrs{ck.CKA_TOKEN: vTrue, ck.CKA_PRIVATE: vFalse, ck.CKA_VERIFY: boolBytes(a.SignEncrypt), ck.CKA_ENCRYPT: boolBytes(decrypts)}
-	priv.defaults = Attrs{ck.CKA_TOKEN: vTrue, ck.CKA_PRIVATE: vFalse, ck.CKA_SIGN: boolBytes(a.SignEncrypt), ck.CKA_DECRYPT: boolBytes(decrypts),
-		CKA_TPM11_PORTABLE: vTrue}
+	priv.defaults = Attrs{ck.CKA_TOKEN: vTrue, ck.CKA_PRIVATE: vFalse, ck.CKA_SIGN: boolBytes(a.SignEncrypt), ck.CKA_DECRYPT: boolBytes(decrypts)}
 	if !a.SignEncrypt {
 		priv.cannot = append(priv.cannot, ck.CKA_SIGN)
 	}
