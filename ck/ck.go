@@ -158,6 +158,7 @@ const (
 	CKM_AES_CBC                MechType = 0x1082
 	CKM_AES_CBC_PAD            MechType = 0x1085
 	CKM_AES_CTR                MechType = 0x1086
+	CKM_AES_CCM                MechType = 0x1088
 	CKM_AES_OFB                MechType = 0x2104
 	CKM_AES_CFB128             MechType = 0x2107
 	CKM_AES_KEY_WRAP           MechType = 0x2109

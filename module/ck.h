@@ -124,6 +124,15 @@ typedef struct CK_AES_CTR_PARAMS {
   CK_BYTE cb[16];
 } CK_AES_CTR_PARAMS;
 
+typedef struct CK_CCM_PARAMS {
+  CK_ULONG ulDataLen;
+  CK_BYTE_PTR pNonce;
+  CK_ULONG ulNonceLen;
+  CK_BYTE_PTR pAAD;
+  CK_ULONG ulAADLen;
+  CK_ULONG ulMACLen;
+} CK_CCM_PARAMS;
+
 typedef struct CK_ECDH1_DERIVE_PARAMS {
   CK_ULONG kdf;
   CK_ULONG ulSharedDataLen;

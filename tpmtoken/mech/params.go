@@ -60,6 +60,7 @@ const (
 	ParamPSS
 	ParamECDH1
 	ParamCTR
+	ParamCCM
 )
 
 // ParamKindOf is the parameter structure mechanism t takes.
@@ -71,6 +72,8 @@ func ParamKindOf(t ck.MechType) ParamKind {
 		return ParamECDH1
 	case t == ck.CKM_AES_CTR:
 		return ParamCTR
+	case t == ck.CKM_AES_CCM:
+		return ParamCCM
 	}
 	if s, ok := signatures[t]; ok && s.pss {
 		return ParamPSS
