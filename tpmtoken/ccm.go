@@ -89,3 +89,21 @@ func ccmRun(c *opCall, op *cipherOp, m *mech.CCM, in []byte) ([]byte, error) {
 	r, err := start(c.l, c.s, c.fn, flag, job, finish, nil, c.dst)
 	return r.Data, err
 }
+
+// errAEADDual refuses a dual-function decryption (C_DecryptDigestUpdate,
+// C_DecryptVerifyUpdate) of a CCM decryption: its updates release no
+// plaintext before the tag is verified at the final part, so the other
+// half would be fed nothing and give a wrong digest or verdict.
+var errAEADDual = ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "CKM_AES_CCM releases no plaintext before the final part: no dual-function decryption")
+
+// aeadDecrypt says whether session h's decryption is CCM.
+func (l *Library) aeadDecrypt(h uint64) bool {
+	s, err := l.session(h)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op, ok := s.op(OpDecrypt).(*cipherOp)
+	return ok && op.ccm != nil
+}

@@ -195,6 +195,12 @@ func TestCCMParamsAndLengths(t *testing.T) {
 	_, _, err = decryptFinal(l, h, 64, false)
 	require.Equal(t, ck.CKR_ENCRYPTED_DATA_LEN_RANGE, rv(err))
 
+	// A dual-function decryption would feed the digest nothing: refused.
+	require.NoError(t, l.DigestInit(h, tpmtoken.Mechanism{Type: ck.CKM_SHA256}))
+	require.NoError(t, l.DecryptInit(h, ccmMech(20, randb(12), nil, 8), key))
+	_, err = l.DecryptDigestUpdate(h, make([]byte, 28), tpmtoken.Dest{Cap: 64})
+	require.Equal(t, ck.CKR_FUNCTION_NOT_SUPPORTED, rv(err))
+
 	// The mechanism is listed for encryption and decryption with the TPM's AES sizes.
 	info, err := l.MechanismInfo(0, ck.CKM_AES_CCM)
 	require.NoError(t, err)
