@@ -364,7 +364,7 @@ func (e *Engine) ActivateCredential(ak, ek *Loadable, credential, secret []byte)
 		var rc tpm2.TPMRC
 		if errors.As(err, &rc) {
 			if _, perr := (tpm2.ReadClock{}).Execute(e.tr()); perr == nil {
-				return nil, fmt.Errorf("%w: %v", ErrNotOurCredential, err)
+				return nil, fmt.Errorf("%w: %w", ErrNotOurCredential, err)
 			}
 		}
 		return nil, fmt.Errorf("activate credential: %w", err)
