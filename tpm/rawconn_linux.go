@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -99,7 +100,9 @@ func (c *rawConn) Read(p []byte) (int, error) {
 func (c *rawConn) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
-		n, err := unix.Write(c.fd, p[done:])
+		// MSG_NOSIGNAL: a connection closed by the peer (or taken
+		// away, turns.go) is EPIPE, never a SIGPIPE in the host.
+		n, err := unix.SendmsgN(c.fd, p[done:], nil, nil, unix.MSG_NOSIGNAL)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -123,4 +126,38 @@ func (c *rawConn) Close() error {
 	err := unix.Close(c.fd)
 	c.fd = -1
 	return err
+}
+
+// isPeer returns whether a descriptor is a connection to the TPM at
+// network/addr: for a unix socket, one whose peer is bound at addr (the
+// same path, or the same file); for TCP, one to addr's host and port.
+func isPeer(network, addr string) func(fd int) bool {
+	return func(fd int) bool {
+		sa, err := unix.Getpeername(fd)
+		if err != nil {
+			return false
+		}
+		switch sa := sa.(type) {
+		case *unix.SockaddrUnix:
+			if network != "unix" {
+				return false
+			}
+			if filepath.Clean(sa.Name) == filepath.Clean(addr) {
+				return true
+			}
+			a, errA := os.Stat(sa.Name)
+			b, errB := os.Stat(addr)
+			return errA == nil && errB == nil && os.SameFile(a, b)
+		case *unix.SockaddrInet4:
+			return network == "tcp" && tcpIs(addr, sa.Addr[:], sa.Port)
+		case *unix.SockaddrInet6:
+			return network == "tcp" && tcpIs(addr, sa.Addr[:], sa.Port)
+		}
+		return false
+	}
+}
+
+func tcpIs(addr string, ip []byte, port int) bool {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	return err == nil && ta.Port == port && ta.IP.Equal(net.IP(ip))
 }

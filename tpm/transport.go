@@ -165,7 +165,7 @@ func dialed(spec, addr string, dl Deadlines, simulated bool) (*Device, error) {
 	if network == "unix" {
 		beside = addr
 	}
-	s.turns = newTurns(network+":"+addr, beside)
+	s.turns = newTurns(network+":"+addr, beside, isPeer(network, addr))
 	return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl, stream: s, Simulated: simulated}, s), nil
 }
 
@@ -227,7 +227,7 @@ type conn interface {
 // (see Deadlines); a connection that fails or times out is closed and the
 // next command redials.
 type Stream struct {
-	mu        sync.Mutex
+	mu        sync.Mutex // held across one command, by design: it is the connection's (docs/design.md "Locks")
 	dial      func(deadline time.Time) (conn, error)
 	conn      conn
 	packets   bool
@@ -288,6 +288,9 @@ func (s *Stream) connect(deadline time.Time) error {
 		}
 		return err
 	}
+	if rc, ok := s.conn.(*rawConn); ok && s.turns != nil {
+		s.turns.connected(rc.fd)
+	}
 	return nil
 }
 
@@ -323,9 +326,26 @@ func (s *Stream) Send(cmd []byte) ([]byte, error) {
 	rsp, err := s.roundTrip(s.conn, cmd, deadline)
 	if err != nil {
 		s.drop()
+		if errors.Is(err, errUnsent) {
+			// The connection was closed under us (a waiting process
+			// took it while we were stopped: turns.go) before any of
+			// the command went: nothing reached the TPM, queue again.
+			if err := s.connect(time.Now().Add(s.deadlines.Command)); err != nil {
+				return nil, err
+			}
+			s.since = time.Now()
+			rsp, err = s.roundTrip(s.conn, cmd, time.Now().Add(s.deadlines.For(cmd)))
+			if err != nil {
+				s.drop()
+			}
+		}
 	}
 	return rsp, err
 }
+
+// errUnsent marks a write that failed before any of the command was sent
+// because the connection was closed (EPIPE, ECONNRESET).
+var errUnsent = errors.New("connection closed before the command was sent")
 
 func (s *Stream) roundTrip(c conn, cmd []byte, deadline time.Time) ([]byte, error) {
 	if err := c.SetDeadline(deadline); err != nil {
@@ -334,7 +354,10 @@ func (s *Stream) roundTrip(c conn, cmd []byte, deadline time.Time) ([]byte, erro
 		}
 		return nil, transportError("write", err)
 	}
-	if _, err := c.Write(cmd); err != nil {
+	if n, err := c.Write(cmd); err != nil {
+		if n == 0 && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+			err = fmt.Errorf("%w: %w", errUnsent, err)
+		}
 		return nil, transportError("write", err)
 	}
 	if s.packets {

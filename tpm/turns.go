@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/tpm11/tpm11/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,19 +28,55 @@ import (
 // signatures/s, waits of up to 15 s. So the processes of this library
 // queue for their turn, first come first served: each takes a ticket (a
 // file in a directory shared by everyone using that TPM, named by the time
-// it was taken) before connecting, and gives it back after disconnecting;
-// a process connects when no live ticket is older than its own. A ticket
-// is locked (flock) by its process from before it has its name until it
-// is removed, so the ticket of a process that died is seen as such and
-// skipped (and removed if allowed). The holder of the TPM hands it over
-// between two jobs sooner when others are waiting (Device.Contended).
-// Programs that do not queue (another client of the swtpm) still get in
-// through swtpm's own queue, as before.
+// it was taken and its pid) before connecting, and gives it back after
+// disconnecting; a process connects when no valid ticket is older than its
+// own and no other valid ticket holds a connection. A ticket is locked
+// (flock) by its process from before it has its name until it is removed.
+// The holder of the TPM hands it over between two jobs sooner when others
+// are waiting (Device.Contended). Programs that do not queue (another
+// client of the swtpm) still get in through swtpm's own queue, as before.
+//
+// Neighbours are not trusted (see valid):
+//   - Only who can reach the TPM may queue: the directory is made writable
+//     only by the classes of users the socket lets connect (its owner, its
+//     group, others), and a ticket counts only if its file's owner could
+//     connect: root, the socket's owner, a member of the socket's group
+//     (a file's group can only be set to a group its owner is in), or
+//     anyone when the socket is open to all (and always over TCP).
+//   - A ticket counts only while its process lives and holds its lock: the
+//     pid in its name is alive, owned by the file's owner, started before
+//     the ticket was taken (not a reused pid), and the kernel's lock table
+//     names that pid as the lock's taker. A FIFO, a symlink, a file of
+//     another name is no ticket; stale tickets are removed where allowed.
+//   - A process stopped (SIGSTOP, Ctrl-Z, a debugger) does not keep the
+//     others waiting: a waiting ticket whose process is stopped is passed
+//     over, and a holder stopped for StolenAfter has its connection shut
+//     down by a waiter (pidfd_getfd: a process of the same user, or root;
+//     checked to be a connection to this TPM), which takes the turn. The
+//     stopped process, continued, finds its connection closed: its command
+//     fails as one that lost the TPM does (the Engine reloads), and its next
+//     one queues again.
+
+// StolenAfter is how long a holder of the TPM must be seen stopped before
+// a waiter takes its connection away: more than a debugger's or strace's
+// stops between two steps, well within the command deadline (2 s).
+var StolenAfter = 500 * time.Millisecond
 
 type turns struct {
 	dir  string
 	me   *os.File // our ticket, locked, while we hold or wait for a turn
 	name string
+	// sock says who may queue: the TPM socket's owner, group and mode, or
+	// open (TCP: anyone can reach the TPM).
+	sock sockPerm
+	// peer reports whether fd is a connection to this TPM (a holder's
+	// connection is shut down only if it is).
+	peer func(fd int) bool
+	// stopped: when a ticket's process was first seen stopped; stolen:
+	// tickets whose connection this process shut down (passed over until
+	// they go).
+	stopped map[string]time.Time
+	stolen  map[string]bool
 	// contended caches whether others are waiting: looked at when
 	// checked, the tickets read when scanned (the directory's mtime then).
 	checked, scanned time.Time
@@ -44,27 +84,109 @@ type turns struct {
 	contended        bool
 }
 
+// sockPerm is who may connect to the TPM's socket.
+type sockPerm struct {
+	open     bool // anyone (TCP, or a socket writable by others)
+	uid, gid uint32
+	groupW   bool
+}
+
+// allows reports whether a file owned by uid:gid is the ticket of a user
+// who can connect.
+func (p sockPerm) allows(uid, gid uint32) bool {
+	return p.open || uid == 0 || uid == p.uid || p.groupW && gid == p.gid
+}
+
+// dirMode is the queue directory's mode: writable by the classes of users
+// who can connect; sticky, so no one removes another's ticket.
+func (p sockPerm) dirMode() os.FileMode {
+	m := os.ModeSticky | 0o700
+	if p.open {
+		return m | 0o077
+	}
+	if p.groupW {
+		m |= os.ModeSetgid | 0o070
+	}
+	return m
+}
+
+// permOf is who may connect to the unix socket at path ("" for TCP).
+func permOf(path string) sockPerm {
+	if path == "" {
+		return sockPerm{open: true}
+	}
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		// No socket (yet): only root and its owner, whoever that is,
+		// can be known to reach it; be strict.
+		return sockPerm{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
+	}
+	return sockPerm{uid: st.Uid, gid: st.Gid, groupW: st.Mode&0o020 != 0, open: st.Mode&0o002 != 0}
+}
+
 // newTurns is the queue of the TPM at key (a socket path or address), in
 // a directory beside the socket when one can be made there, else in the
 // system's temporary directory. nil when neither can be made: connections
-// are then not queued.
-func newTurns(key string, beside string) *turns {
+// are then not queued. peer tells a connection to this TPM.
+func newTurns(key string, beside string, peer func(fd int) bool) *turns {
 	var dirs []string
 	if beside != "" {
 		dirs = append(dirs, beside+".tpm11-turns")
 	}
 	h := sha256.Sum256([]byte(key))
 	dirs = append(dirs, filepath.Join(os.TempDir(), "tpm11-turns-"+hex.EncodeToString(h[:8])))
+	perm := permOf(beside)
 	for _, d := range dirs {
-		if err := os.Mkdir(d, 0o1777); err != nil && !os.IsExist(err) {
-			continue
-		}
-		_ = os.Chmod(d, 0o1777) // every user of the TPM queues here (umask)
-		if st, err := os.Stat(d); err == nil && st.IsDir() && syscall.Access(d, unix.W_OK) == nil {
-			return &turns{dir: d}
+		if q := openTurns(d, perm); q != nil {
+			q.peer = peer
+			return q
 		}
 	}
 	return nil
+}
+
+// openTurns makes or opens the queue directory d: one this process can
+// write, owned by root, by this user or by the socket's owner (not one
+// another user made in /tmp to control the queue).
+func openTurns(d string, perm sockPerm) *turns {
+	if err := os.Mkdir(d, 0o700); err == nil {
+		if !perm.open && perm.groupW {
+			_ = os.Lchown(d, -1, int(perm.gid)) // a member of the group: allowed
+		}
+		_ = os.Chmod(d, perm.dirMode()) // umask aside
+	} else if !os.IsExist(err) {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Lstat(d, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	me := uint32(os.Getuid())
+	if st.Uid != 0 && st.Uid != me && st.Uid != perm.uid {
+		return nil
+	}
+	if st.Uid == me {
+		// Made by an older release (1777): narrowed to who can connect.
+		if want := perm.dirMode(); os.FileMode(st.Mode&0o7777) != want.Perm()|modeBits(want) {
+			_ = os.Chmod(d, want)
+		}
+	}
+	if unix.Access(d, unix.W_OK) != nil {
+		return nil
+	}
+	return &turns{dir: d, sock: perm, stopped: map[string]time.Time{}, stolen: map[string]bool{}}
+}
+
+// modeBits is m's setuid/setgid/sticky bits as in a stat mode.
+func modeBits(m os.FileMode) os.FileMode {
+	var b os.FileMode
+	if m&os.ModeSticky != 0 {
+		b |= unix.S_ISVTX
+	}
+	if m&os.ModeSetgid != 0 {
+		b |= unix.S_ISGID
+	}
+	return b
 }
 
 // take takes a ticket if this process has none.
@@ -75,7 +197,7 @@ func (q *turns) take() error {
 	var r [6]byte
 	_, _ = rand.Read(r[:])
 	tmp := filepath.Join(q.dir, ".new-"+hex.EncodeToString(r[:]))
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o644)
+	f, err := atomicfile.Open(tmp, syscall.O_CREAT|syscall.O_EXCL|syscall.O_RDWR, 0o644)
 	if err != nil {
 		return err
 	}
@@ -83,6 +205,10 @@ func (q *turns) take() error {
 		f.Close()
 		os.Remove(tmp)
 		return err
+	}
+	if !q.sock.open && q.sock.groupW && uint32(os.Getuid()) != q.sock.uid {
+		// The ticket of a member of the socket's group shows it.
+		_ = f.Chown(-1, int(q.sock.gid))
 	}
 	// Named (and so seen) only once locked: never taken for a dead one's.
 	name := fmt.Sprintf("%020d-%d-%s", time.Now().UnixNano(), os.Getpid(), hex.EncodeToString(r[:3]))
@@ -95,6 +221,14 @@ func (q *turns) take() error {
 	return nil
 }
 
+// connected writes in our ticket that we hold a connection to the TPM on
+// descriptor fd (so a waiter can take it from us if we are stopped).
+func (q *turns) connected(fd int) {
+	if q.me != nil {
+		_, _ = q.me.WriteAt([]byte("fd "+strconv.Itoa(fd)+"\n"), 0)
+	}
+}
+
 // done gives the ticket back (after disconnecting).
 func (q *turns) done() {
 	if q.me == nil {
@@ -105,38 +239,277 @@ func (q *turns) done() {
 	q.me, q.name = nil, ""
 }
 
-// live lists the tickets of live processes other than ours, oldest first,
-// removing those of dead ones where allowed.
-func (q *turns) live() []string {
-	ents, err := os.ReadDir(q.dir)
+// ticket is a valid ticket of another live process.
+type ticket struct {
+	name    string
+	pid     int
+	fd      int // its connection to the TPM, -1 when it only waits
+	stopped bool
+}
+
+// live lists the valid tickets of live processes other than ours, oldest
+// first, removing those of dead ones where allowed.
+func (q *turns) live() []ticket {
+	ents, err := atomicfile.ReadDir(q.dir)
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var locks map[uint64][]int
+	var out []ticket
+	seen := map[string]bool{}
 	for _, e := range ents {
 		n := e.Name()
 		if strings.HasPrefix(n, ".") || n == q.name {
 			continue
 		}
-		path := filepath.Join(q.dir, n)
-		f, err := os.Open(path)
-		if err != nil {
-			continue // given back meanwhile
+		seen[n] = true
+		if locks == nil {
+			locks = flockOwners()
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
-			_ = os.Remove(path) // its process is gone
-			f.Close()
-			continue
+		t, ok := q.valid(n, locks)
+		if ok {
+			out = append(out, t)
 		}
-		f.Close()
-		out = append(out, n)
 	}
-	sort.Strings(out)
+	for n := range q.stopped {
+		if !seen[n] {
+			delete(q.stopped, n)
+		}
+	}
+	for n := range q.stolen {
+		if !seen[n] {
+			delete(q.stolen, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 
-// wait takes a ticket and waits, at most until deadline, for the turn:
-// no live ticket older than ours.
+// parseTicket splits a ticket's name: when it was taken and by which pid.
+func parseTicket(n string) (taken int64, pid int, ok bool) {
+	parts := strings.Split(n, "-")
+	if len(parts) != 3 || len(parts[0]) != 20 {
+		return 0, 0, false
+	}
+	taken, err1 := strconv.ParseInt(parts[0], 10, 64)
+	pid, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || pid <= 0 {
+		return 0, 0, false
+	}
+	return taken, pid, true
+}
+
+// valid checks the ticket named n (see the package comment above): locks
+// is the kernel's flock table (inode to the pids that took each lock; nil
+// when it cannot be read, then any holder of the lock is taken for its
+// owner).
+func (q *turns) valid(n string, locks map[uint64][]int) (ticket, bool) {
+	taken, pid, ok := parseTicket(n)
+	if !ok {
+		return ticket{}, false // no ticket of ours (and not ours to remove)
+	}
+	path := filepath.Join(q.dir, n)
+	f, err := atomicfile.Open(path, syscall.O_RDONLY, 0)
+	if err != nil {
+		return ticket{}, false // given back meanwhile, or no ticket (a FIFO, a symlink)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || !q.sock.allows(st.Uid, st.Gid) {
+		return ticket{}, false // its owner cannot reach the TPM: forged
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
+		_ = os.Remove(path) // no one holds it: its process is gone
+		return ticket{}, false
+	}
+	proc, alive := procOf(pid)
+	if !alive || proc.uid != st.Uid || proc.started.UnixNano() > taken+int64(time.Second) {
+		// Its process is gone (the lock lives on in a child it forked),
+		// is another user's, or is a later process with a reused pid.
+		_ = os.Remove(path)
+		return ticket{}, false
+	}
+	if locks != nil {
+		owned := false
+		for _, p := range locks[st.Ino] {
+			owned = owned || p == pid
+		}
+		if !owned {
+			return ticket{}, false // locked by someone else than its named process: forged
+		}
+	}
+	t := ticket{name: n, pid: pid, fd: -1, stopped: proc.stopped}
+	var b [32]byte
+	if m, _ := f.ReadAt(b[:], 0); m > 3 && bytes.HasPrefix(b[:m], []byte("fd ")) {
+		if fd, err := strconv.Atoi(string(bytes.TrimSpace(b[3:m]))); err == nil && fd >= 0 {
+			t.fd = fd
+		}
+	}
+	return t, true
+}
+
+// procInfo is what /proc says of a process.
+type procInfo struct {
+	uid     uint32
+	started time.Time
+	stopped bool // stopped by a signal or a tracer
+}
+
+// procOf reads /proc/pid: alive is false for a pid no process has (or a
+// zombie: it will never use the TPM again).
+func procOf(pid int) (procInfo, bool) {
+	var info procInfo
+	dir := "/proc/" + strconv.Itoa(pid)
+	// The owner of the files it makes is its file-system uid (status's
+	// fourth Uid; /proc/PID's owner is root for a process that is not
+	// dumpable).
+	b, err := atomicfile.Read(dir+"/status", 64<<10)
+	if err != nil {
+		return info, false
+	}
+	uidSeen := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(v); len(f) == 4 {
+				if u, err := strconv.ParseUint(f[3], 10, 32); err == nil {
+					info.uid, uidSeen = uint32(u), true
+				}
+			}
+		}
+	}
+	b, err = atomicfile.Read(dir+"/stat", 4096)
+	if err != nil || !uidSeen {
+		return info, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return info, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 20 {
+		return info, false
+	}
+	switch fields[0] {
+	case "Z", "X", "x":
+		return info, false
+	case "T", "t":
+		info.stopped = true
+	}
+	if ticks, err := strconv.ParseInt(fields[19], 10, 64); err == nil {
+		info.started = bootTime().Add(time.Duration(ticks) * time.Second / clockTicks)
+	}
+	return info, true
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's start time: 100 on
+// every Linux architecture.
+const clockTicks = 100
+
+// bootTime is when the system booted (/proc/stat's btime, whole seconds).
+var bootTime = sync.OnceValue(func() time.Time {
+	b, err := atomicfile.Read("/proc/stat", 1<<20)
+	if err != nil {
+		return time.Time{}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return time.Unix(s, 0)
+			}
+		}
+	}
+	return time.Time{}
+})
+
+// flockOwners reads the kernel's lock table: for each inode, the pids that
+// took a flock on it. nil when it cannot be read.
+func flockOwners() map[uint64][]int {
+	b, err := atomicfile.Read("/proc/locks", 16<<20)
+	if err != nil {
+		return nil
+	}
+	m := map[uint64][]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a blocked
+		// waiter's line has "->" after its number.
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "FLOCK" {
+			continue
+		}
+		pid, err := strconv.Atoi(f[4])
+		dev := strings.Split(f[5], ":")
+		if err != nil || len(dev) != 3 {
+			continue
+		}
+		ino, err := strconv.ParseUint(dev[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		m[ino] = append(m[ino], pid)
+	}
+	return m
+}
+
+// ahead reports whether ts hold us back: a ticket older than ours whose
+// process is not stopped, or one holding a connection (not one we took
+// away). Stopped holders are taken from (steal) once seen stopped long
+// enough.
+func (q *turns) ahead(ts []ticket, now time.Time) bool {
+	wait := false
+	for _, t := range ts {
+		if q.stolen[t.name] {
+			continue
+		}
+		if !t.stopped {
+			delete(q.stopped, t.name)
+			if t.fd >= 0 || t.name < q.name {
+				wait = true
+			}
+			continue
+		}
+		since, seen := q.stopped[t.name]
+		if !seen {
+			q.stopped[t.name] = now
+			since = now
+		}
+		if t.fd < 0 {
+			continue // a stopped waiter: passed over
+		}
+		if now.Sub(since) >= StolenAfter && q.steal(t) {
+			q.stolen[t.name] = true
+			continue
+		}
+		wait = true
+	}
+	return wait
+}
+
+// steal shuts down the connection of the stopped holder t, if it is one
+// to this TPM. Allowed for root and for the holder's own user (pidfd_getfd
+// takes ptrace's permission).
+func (q *turns) steal(t ticket) bool {
+	pidfd, err := unix.PidfdOpen(t.pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(pidfd)
+	fd, err := unix.PidfdGetfd(pidfd, t.fd, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if q.peer == nil || !q.peer(fd) {
+		return false
+	}
+	if unix.Shutdown(fd, unix.SHUT_RDWR) != nil {
+		return false
+	}
+	_ = os.Remove(filepath.Join(q.dir, t.name))
+	return true
+}
+
+// wait takes a ticket and waits, at most until deadline, for the turn.
 func (q *turns) wait(deadline time.Time) error {
 	if err := q.take(); err != nil {
 		return nil // no queue: connect as before
@@ -155,21 +528,15 @@ func (q *turns) wait(deadline time.Time) error {
 	}
 	buf := make([]byte, 4096)
 	for {
-		ahead := false
-		for _, n := range q.live() {
-			if n < q.name {
-				ahead = true
-				break
-			}
-		}
-		if !ahead {
+		if !q.ahead(q.live(), time.Now()) {
 			return nil
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return &TransportError{Op: "connect", Timeout: true, Err: fmt.Errorf("waiting for other processes' turns on the TPM: %w", os.ErrDeadlineExceeded)}
 		}
-		// Woken when a ticket goes; every 20 ms to notice a dead one.
+		// Woken when a ticket goes; every 20 ms to notice a dead or
+		// stopped one.
 		wait := min(left, 20*time.Millisecond)
 		if ino < 0 {
 			time.Sleep(min(wait, 2*time.Millisecond))
@@ -207,6 +574,11 @@ func (q *turns) waiting() bool {
 	}
 	q.mtime = st.Mtim
 	q.scanned = now
-	q.contended = len(q.live()) > 0
+	q.contended = false
+	for _, t := range q.live() {
+		if !t.stopped {
+			q.contended = true
+		}
+	}
 	return q.contended
 }

@@ -24,7 +24,7 @@ func (t *Token) addAll(objs ...*Object) error {
 	}
 	if len(recs) > 0 {
 		if err := t.objs.PutAll(recs...); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	t.mu.Lock()

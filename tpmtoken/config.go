@@ -2,12 +2,14 @@ package tpmtoken
 
 import (
 	"bufio"
+	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/tpm11/tpm11/internal/atomicfile"
 	"github.com/tpm11/tpm11/tpm"
 )
 
@@ -20,9 +22,6 @@ type Config struct {
 	TPM   string // backend spec, see tpm.Open
 	Store string // token store directory
 	Log   string // "" (quiet), error, warn, info, debug
-	// Latency is added to every TPM command. Test and benchmark use only
-	// (TPM11_TEST_LATENCY, a Go duration).
-	Latency time.Duration
 	// AsyncGrace is how long an operation on an async session may run
 	// before it returns CKR_PENDING (TPM11_ASYNC_GRACE, a Go duration).
 	AsyncGrace time.Duration
@@ -31,6 +30,9 @@ type Config struct {
 	// Go durations, e.g. 5s; zero: tpm.DefaultDeadlines).
 	Deadlines tpm.Deadlines
 }
+
+// maxConfig bounds the config file's size.
+const maxConfig = 64 << 10
 
 // LoadConfig resolves the configuration from env (os.Getenv in production).
 func LoadConfig(env func(string) string) Config {
@@ -46,8 +48,10 @@ func LoadConfig(env func(string) string) Config {
 			path = "/etc/tpm11/config"
 		}
 	}
-	if f, err := os.Open(path); err == nil {
-		sc := bufio.NewScanner(f)
+	// A config file is small; anything else (a FIFO, a device, a huge
+	// file) is ignored rather than read.
+	if b, err := atomicfile.Read(path, maxConfig); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			line := strings.TrimSpace(sc.Text())
 			if line == "" || line[0] == '#' {
@@ -57,7 +61,6 @@ func LoadConfig(env func(string) string) Config {
 				file[strings.TrimSpace(k)] = strings.TrimSpace(v)
 			}
 		}
-		f.Close()
 	}
 	pick := func(envKey, fileKey, def string) string {
 		if v := env(envKey); v != "" {
@@ -72,9 +75,6 @@ func LoadConfig(env func(string) string) Config {
 		TPM:   pick("TPM11_TPM", "tpm", tpm.DefaultSpec()),
 		Store: pick("TPM11_STORE", "store", defaultStore(env)),
 		Log:   pick("TPM11_LOG", "log", ""),
-	}
-	if d, err := time.ParseDuration(env("TPM11_TEST_LATENCY")); err == nil {
-		c.Latency = d
 	}
 	if d, err := time.ParseDuration(env("TPM11_ASYNC_GRACE")); err == nil {
 		c.AsyncGrace = d

@@ -57,3 +57,14 @@ func tpmError(err error) error {
 	// Any other TPM response, or a transport failure: the device failed.
 	return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
 }
+
+// storeErr gives a failed store write rv unless the store gave it its own
+// (a full store: CKR_DEVICE_MEMORY; one that may not be written:
+// CKR_TOKEN_WRITE_PROTECTED).
+func storeErr(rv ck.RV, err error) error {
+	var ce *ck.Error
+	if err == nil || errors.As(err, &ce) {
+		return err
+	}
+	return ck.Wrap(rv, err)
+}

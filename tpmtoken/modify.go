@@ -32,7 +32,7 @@ func (l *Library) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 			return err
 		}
 		if err := s.tok.objs.Put(n.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	s.tok.mu.Lock()

@@ -281,7 +281,7 @@ func (l *Library) AddPolicyApproval(h, obj uint64, approval []byte) error {
 	n.Attrs = next
 	if o.session == 0 {
 		if err := s.tok.objs.Put(n.record()); err != nil {
-			return ck.Wrap(ck.CKR_DEVICE_ERROR, err)
+			return storeErr(ck.CKR_DEVICE_ERROR, err)
 		}
 	}
 	s.tok.mu.Lock()

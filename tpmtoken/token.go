@@ -18,6 +18,9 @@ import (
 type Token struct {
 	lib *Library
 
+	// mu is lock 5 (docs/design.md "Locks"): after Session.mu, before the
+	// store's Objects.mu; TPM jobs may take it (no caller waits for a job
+	// while holding it).
 	mu       sync.Mutex
 	rec      *store.Token
 	storage  *tpm.Loadable // parent of private keys; Auth known only while logged in
@@ -127,11 +130,11 @@ func (l *Library) InitToken(id uint64, soPIN, label []byte) error {
 	}
 	if s.tok != nil {
 		if err := s.tok.objs.ClearAll(); err != nil {
-			return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+			return storeErr(ck.CKR_FUNCTION_FAILED, err)
 		}
 	}
 	if err := l.store.PutToken(rec); err != nil {
-		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		return storeErr(ck.CKR_FUNCTION_FAILED, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -256,7 +259,7 @@ func (t *Token) initPIN(pin []byte) error {
 
 func (t *Token) putRecord(rec *store.Token) error {
 	if err := t.lib.store.PutToken(rec); err != nil {
-		return ck.Wrap(ck.CKR_FUNCTION_FAILED, err)
+		return storeErr(ck.CKR_FUNCTION_FAILED, err)
 	}
 	t.mu.Lock()
 	t.rec = rec

@@ -23,6 +23,7 @@ func explain(err error) string {
 		ck.CKR_CURVE_NOT_SUPPORTED:   "this TPM has no such curve",
 		ck.CKR_DEVICE_MEMORY:         "the TPM is out of memory",
 		ck.CKR_TEMPLATE_INCONSISTENT: "the key's attributes do not fit together",
+		ck.CKR_TOKEN_WRITE_PROTECTED: "the token may not be changed: a read-only store, or another user's token in a shared store (only its owner changes it)",
 	}[ce.RV]
 	msg := err.Error()
 	if strings.Contains(msg, "TPM_RC_INTEGRITY") {

@@ -131,7 +131,6 @@ checked before anything is destroyed.`,
 			if err := l.InitPIN(h, user); err != nil {
 				return fmt.Errorf("token made, but its user PIN is not set (tpm11 reset-pin): %w", err)
 			}
-			g.shareStore()
 			ti, err := l.TokenInfo(slot)
 			if err != nil {
 				return err
@@ -208,7 +207,6 @@ PIN is never overridden.`,
 					return err
 				}
 			}
-			g.shareStore()
 			fmt.Fprintf(cmd.OutOrStdout(), "token %s deleted with its %d %s\n", t, n, plural(n, "object", "objects"))
 			return nil
 		},
@@ -277,7 +275,6 @@ func (g *globals) changePIN(cmd *cobra.Command, who ck.UserType, newWhat, newEnv
 		if err := apply(c.l, c.h, cur, next); err != nil {
 			return err
 		}
-		g.shareStore()
 		fmt.Fprintln(c.out, done)
 		return nil
 	})

@@ -43,13 +43,22 @@ type File struct {
 // whole new one, never a torn write, even if the process dies. The file is
 // 0600: it may hold TPM-wrapped key material.
 func Write(path string, data []byte) error {
-	return WriteAll(filepath.Dir(path), []File{{filepath.Base(path), data}})
+	return WriteAllPerm(filepath.Dir(path), []File{{filepath.Base(path), data}}, 0o600)
+}
+
+// WritePerm is Write of a file with permissions perm (a store shared by a
+// group makes its files readable by the group).
+func WritePerm(path string, data []byte, perm uint32) error {
+	return WriteAllPerm(filepath.Dir(path), []File{{filepath.Base(path), data}}, perm)
 }
 
 // WriteAll writes files into dir as one step: after a crash at any point,
 // once Recover has run, either all of them have their new contents or none
-// has changed.
-func WriteAll(dir string, files []File) error {
+// has changed. The files are 0600.
+func WriteAll(dir string, files []File) error { return WriteAllPerm(dir, files, 0o600) }
+
+// WriteAllPerm is WriteAll of files with permissions perm.
+func WriteAllPerm(dir string, files []File, perm uint32) error {
 	var temps []*temp
 	defer func() {
 		for _, t := range temps {
@@ -57,7 +66,7 @@ func WriteAll(dir string, files []File) error {
 		}
 	}()
 	for _, f := range files {
-		t, err := newTemp(dir, f.Data)
+		t, err := newTemp(dir, f.Data, perm)
 		if err != nil {
 			return err
 		}
@@ -77,7 +86,7 @@ func WriteAll(dir string, files []File) error {
 		if err != nil {
 			return err
 		}
-		it, err := newTemp(dir, b)
+		it, err := newTemp(dir, b, 0o600)
 		if err != nil {
 			return err
 		}
@@ -140,8 +149,8 @@ func randomName() string {
 
 // newTemp writes data to a new locked, synced file in dir with a
 // temporary name.
-func newTemp(dir string, data []byte) (*temp, error) {
-	if t, err := newAnonymousTemp(dir, data); err == nil {
+func newTemp(dir string, data []byte, perm uint32) (*temp, error) {
+	if t, err := newAnonymousTemp(dir, data, perm); err == nil {
 		return t, nil
 	}
 	// No O_TMPFILE on this filesystem, or no /proc to name the file by: a
@@ -152,7 +161,7 @@ func newTemp(dir string, data []byte) (*temp, error) {
 		return nil, err
 	}
 	t.f = f
-	if err := fill(f, data); err != nil {
+	if err := fill(f, data, perm); err != nil {
 		t.close()
 		return nil, err
 	}
@@ -161,13 +170,13 @@ func newTemp(dir string, data []byte) (*temp, error) {
 
 // newAnonymousTemp writes data to a file that has no name until it is
 // whole and synced: a writer killed before that leaves nothing.
-func newAnonymousTemp(dir string, data []byte) (*temp, error) {
+func newAnonymousTemp(dir string, data []byte, perm uint32) (*temp, error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), filepath.Join(dir, "(unnamed)"))
-	if err := fill(f, data); err != nil {
+	if err := fill(f, data, perm); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -180,12 +189,13 @@ func newAnonymousTemp(dir string, data []byte) (*temp, error) {
 	return &temp{f: f, dir: dir, name: name}, nil
 }
 
-// fill locks f (for good: until it is closed) and writes and syncs data.
-func fill(f *os.File, data []byte) error {
+// fill locks f (for good: until it is closed), sets its permissions and
+// writes and syncs data.
+func fill(f *os.File, data []byte, perm uint32) error {
 	if err := lock(f); err != nil {
 		return err
 	}
-	if err := f.Chmod(0o600); err != nil {
+	if err := f.Chmod(os.FileMode(perm)); err != nil {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
@@ -207,7 +217,7 @@ func lock(f *os.File) error {
 // holds it (its lock can be taken). A missing file is not gone: it was
 // renamed or removed by someone else.
 func writerGone(path string) bool {
-	f, err := os.Open(path)
+	f, err := Open(path, syscall.O_RDONLY, 0)
 	if err != nil {
 		return false
 	}
@@ -222,7 +232,7 @@ func writerGone(path string) bool {
 // it) is removed. Files of live writers are left alone. It reports whether
 // anything changed. A missing dir is nothing to recover.
 func Recover(dir string) (bool, error) {
-	ents, err := os.ReadDir(dir)
+	ents, err := ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return false, nil
@@ -236,9 +246,9 @@ func Recover(dir string) (bool, error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		b, err := os.ReadFile(path)
+		b, err := Read(path, maxIntent)
 		if err != nil {
-			continue // finished meanwhile
+			continue // finished meanwhile, or no intent of ours
 		}
 		var moves [][2]string
 		if json.Unmarshal(b, &moves) != nil {
@@ -293,6 +303,9 @@ func Recover(dir string) (bool, error) {
 	return false, nil
 }
 
+// maxIntent bounds an intent's size: a few renames of short names.
+const maxIntent = 1 << 20
+
 // safeName is a plain file name in the directory itself.
 func safeName(n string) bool {
 	return n != "" && n != "." && n != ".." && filepath.Base(n) == n
@@ -316,10 +329,11 @@ var hookAfterRename func(i int)
 // SyncDir makes dir's entries (creations, renames, removals) durable. A
 // variable so tests can watch it.
 var SyncDir = func(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
+	d := os.NewFile(uintptr(fd), dir)
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
 		return err

@@ -117,7 +117,7 @@ func keepDA(t transport.TPM, stateDir string) (transport.TPM, error) {
 		return nil, err
 	}
 	k.last = cur
-	b, err := os.ReadFile(k.path)
+	b, err := atomicfile.Read(k.path, 64<<10)
 	if errors.Is(err, os.ErrNotExist) {
 		return k, nil
 	}

@@ -31,7 +31,7 @@ import (
 
 // simOpen guards the process-wide simulator: a second simulator.Get before
 // Close blocks forever, so a second open is refused instead.
-var simOpen sync.Mutex
+var simOpen sync.Mutex // a leaf (docs/design.md "Locks")
 var simInUse bool
 
 func init() { tpm.RegisterSimulator(Open) }
@@ -89,7 +89,7 @@ func openSimulator(stateDir string) (io.ReadWriteCloser, error) {
 
 func simSeed(dir string) (int64, error) {
 	path := filepath.Join(dir, "simulator-seed")
-	b, err := os.ReadFile(path)
+	b, err := atomicfile.Read(path, 64)
 	if err == nil && len(b) == 8 {
 		return int64(binary.BigEndian.Uint64(b)), nil
 	}
@@ -107,7 +107,7 @@ func simSeed(dir string) (int64, error) {
 		return 0, err
 	}
 	// Another process may have won the race: use what is on disk.
-	b, err = os.ReadFile(path)
+	b, err = atomicfile.Read(path, 64)
 	if err != nil || len(b) != 8 {
 		return 0, fmt.Errorf("read simulator seed: %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -73,10 +72,17 @@ type generation struct {
 // genFile is the objects.gen file, open for appending.
 type genFile struct{ f *os.File }
 
-func (o *Objects) openGen() (*genFile, error) {
-	f, err := os.OpenFile(filepath.Join(filepath.Dir(o.dir), genName), os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+// openGen opens the gen file for appending, or with read set, for its lock
+// and size only (a user who may not change the token, perms.go, still
+// reads it).
+func (o *Objects) openGen(read bool) (*genFile, error) {
+	path := filepath.Join(filepath.Dir(o.dir), genName)
+	f, err := atomicfile.Open(path, syscall.O_RDWR|syscall.O_APPEND|syscall.O_CREAT, o.filePerm)
+	if err != nil && read && (errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EROFS)) {
+		f, err = atomicfile.Open(path, syscall.O_RDONLY, 0)
+	}
 	if err != nil {
-		return nil, err
+		return nil, writeErr(err)
 	}
 	return &genFile{f}, nil
 }
@@ -106,7 +112,7 @@ func (g *genFile) stat() (ino, gen uint64, err error) {
 // append made, and the gen file's size once f returned (equal when no
 // other writer began meanwhile).
 func (o *Objects) change(f func() error) (mine, after uint64, err error) {
-	g, err := o.openGen()
+	g, err := o.openGen(false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -134,7 +140,7 @@ func (o *Objects) change(f func() error) (mine, after uint64, err error) {
 // holds it). With recover set, dead writers' leftovers are cleaned up
 // first, under the same lock.
 func (o *Objects) quiet(recover bool) (gen generation, ok bool) {
-	g, err := o.openGen()
+	g, err := o.openGen(true)
 	if err != nil {
 		return gen, false
 	}
@@ -174,26 +180,19 @@ func (o *Objects) indexPath() string { return filepath.Join(filepath.Dir(o.dir),
 
 // writeIndex writes the cache, exact at gen, as the index.
 func (o *Objects) writeIndex(gen generation, cache *entries) error {
-	return atomicfile.Write(o.indexPath(), encodeIndex(gen, cache))
+	return atomicfile.WritePerm(o.indexPath(), encodeIndex(gen, cache), o.filePerm)
 }
 
 // readIndex reads the index; a missing, torn or corrupt one is an error.
 func (o *Objects) readIndex() (generation, []*cached, error) {
-	f, err := os.Open(o.indexPath())
+	// One replaced meanwhile is read whole or not at all (rename).
+	b, st, err := atomicfile.ReadStat(o.indexPath(), maxIndex)
 	if err != nil {
 		return generation{}, nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return generation{}, nil, err
+	if !trusted(o.shared, st, o.owner) {
+		return generation{}, nil, ErrUntrusted
 	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return generation{}, nil, errBadIndex
-	}
-	// The size is that of the file opened: one replaced meanwhile is
-	// read whole or not at all (rename), and one read short is corrupt.
 	return decodeIndex(b)
 }
 
@@ -202,6 +201,10 @@ func (o *Objects) readIndex() (generation, []*cached, error) {
 // parallel), each object its file's identity and its record; a SHA-256 of
 // all that ends the file.
 const indexChunk = 512
+
+// minEncoded is the fewest bytes an object takes in the index: three
+// varints, five strings' lengths and the attribute count.
+const minEncoded = 9
 
 func encodeIndex(gen generation, cache *entries) []byte {
 	var ents []byte
@@ -261,7 +264,10 @@ func decodeIndex(b []byte) (gen generation, cache []*cached, err error) {
 	gen.genIno, gen.gen = d.u64(), d.u64()
 	gen.dirMtime, gen.dirIno = int64(d.u64()), d.u64()
 	n, nchunks := d.u64(), d.u64()
-	if d.err != nil || n > uint64(len(body)) || nchunks != (n+indexChunk-1)/indexChunk || nchunks*8 > uint64(len(d.b)) {
+	// Sizes are checked before anything is allocated for them: every
+	// object takes at least minEncoded bytes, every chunk 8 in the table.
+	if d.err != nil || n > uint64(len(d.b))/minEncoded || nchunks != (n+indexChunk-1)/indexChunk ||
+		nchunks*8 > uint64(len(d.b)) || n*minEncoded > uint64(len(d.b))-nchunks*8 {
 		return gen, nil, errBadIndex
 	}
 	offs := make([]uint64, nchunks+1)
@@ -290,7 +296,7 @@ func decodeIndex(b []byte) (gen generation, cache []*cached, err error) {
 			obj.UID, obj.Parent = d.str(), d.str()
 			obj.Public, obj.Private, obj.Sealed = d.blob(), d.blob(), d.blob()
 			na := d.uvarint()
-			if na > uint64(len(d.b)) {
+			if na > uint64(len(d.b))/2 { // a type and a length at least
 				d.err = errBadIndex
 				break
 			}

@@ -131,7 +131,7 @@ func TestIndexIgnoredAfterAWriterThatKeepsNoGeneration(t *testing.T) {
 func TestIndexIgnoredAfterAKilledWriter(t *testing.T) {
 	s, serial := indexStore(t, 100)
 	o := s.Objects(serial)
-	g, err := o.openGen()
+	g, err := o.openGen(false)
 	if err != nil {
 		t.Fatal(err)
 	}

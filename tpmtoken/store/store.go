@@ -7,7 +7,9 @@
 // A file-per-object layout was chosen over an embedded database because a
 // database file lock (bbolt) would serialize every process using the token,
 // and SQLite would add megabytes to every host process for no gain at the
-// token sizes PKCS#11 sees. Files are 0600 in 0700 directories.
+// token sizes PKCS#11 sees. Files are 0600 in 0700 directories, or
+// group-readable in a store shared by a group (perms.go: who may change
+// what).
 package store
 
 import (
@@ -28,18 +30,34 @@ import (
 )
 
 // Store is a directory of tokens.
-type Store struct{ Root string }
+type Store struct {
+	Root string
+	// shared: the root is set-group-ID (perms.go); rootUID its owner.
+	shared  bool
+	rootUID uint32
+}
 
 // Open creates root if needed, and cleans up after writers that were
 // killed (see deadwriters.go).
 func Open(root string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(root, "tokens"), 0o700); err != nil {
-		return nil, fmt.Errorf("store %s: %w", root, err)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("store %s: %w", root, writeErr(err))
 	}
 	s := &Store{Root: root}
+	if err := s.detectShared(); err != nil {
+		return nil, fmt.Errorf("store %s: %w", root, err)
+	}
+	if err := s.mkdir(s.tokensDir(), s.dirPerm(true)); err != nil {
+		return nil, fmt.Errorf("store %s: %w", root, err)
+	}
+	if err := s.checkTokensDir(); err != nil {
+		return nil, err
+	}
 	s.recover()
 	return s, nil
 }
+
+func (s *Store) tokensDir() string { return filepath.Join(s.Root, "tokens") }
 
 // PINObject is a TPM object whose authValue is derived from a PIN and Salt.
 // Neither the PIN nor anything that can check it offline is stored: the
@@ -93,7 +111,10 @@ func (s *Store) tokenDir(serial string) string { return filepath.Join(s.Root, "t
 
 // Tokens lists the tokens, oldest first, so slot numbers are stable.
 func (s *Store) Tokens() ([]*Token, error) {
-	ents, err := os.ReadDir(filepath.Join(s.Root, "tokens"))
+	if err := s.checkTokensDir(); err != nil {
+		return nil, err
+	}
+	ents, err := atomicfile.ReadDir(s.tokensDir())
 	if err != nil {
 		return nil, err
 	}
@@ -121,15 +142,26 @@ func sortTokens(ts []*Token) {
 	}
 }
 
-// Token reads one token's record.
+// Token reads one token's record: its owner's (perms.go), naming itself.
 func (s *Store) Token(serial string) (*Token, error) {
-	b, err := os.ReadFile(filepath.Join(s.tokenDir(serial), "token.json"))
+	owner, err := ownerOf(s.tokenDir(serial))
 	if err != nil {
 		return nil, err
+	}
+	path := filepath.Join(s.tokenDir(serial), "token.json")
+	b, st, err := atomicfile.ReadStat(path, maxToken)
+	if err != nil {
+		return nil, err
+	}
+	if !trusted(s.shared, st, owner) {
+		return nil, fmt.Errorf("token %s: %w", serial, ErrUntrusted)
 	}
 	var t Token
 	if err := json.Unmarshal(b, &t); err != nil {
 		return nil, fmt.Errorf("token %s: %w", serial, err)
+	}
+	if t.Serial != serial {
+		return nil, fmt.Errorf("token %s: the record of token %q: %w", serial, t.Serial, ErrUntrusted)
 	}
 	return &t, nil
 }
@@ -137,23 +169,34 @@ func (s *Store) Token(serial string) (*Token, error) {
 // PutToken writes a token's record.
 func (s *Store) PutToken(t *Token) error {
 	dir := s.tokenDir(t.Serial)
-	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o700); err != nil {
+	if err := s.mkdir(dir, s.dirPerm(false)); err != nil {
 		return err
+	}
+	if err := s.mkdir(filepath.Join(dir, "objects"), s.dirPerm(false)); err != nil {
+		return err
+	}
+	// A new label is checked against every other token's (claim.go).
+	unlock, err := s.claimLabel(t)
+	if err != nil {
+		return err
+	}
+	if unlock != nil {
+		defer unlock()
 	}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, "token.json"), b)
+	return writeErr(atomicfile.WritePerm(filepath.Join(dir, "token.json"), b, s.filePerm()))
 }
 
 // UpdateToken changes a token's record under an exclusive lock shared by
 // every process on the store: change sees the current record, and its
 // result is written before the next process reads it.
 func (s *Store) UpdateToken(serial string, change func(*Token) error) (*Token, error) {
-	f, err := os.OpenFile(filepath.Join(s.tokenDir(serial), "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := atomicfile.Open(filepath.Join(s.tokenDir(serial), "lock"), syscall.O_CREAT|syscall.O_RDWR, s.filePerm())
 	if err != nil {
-		return nil, err
+		return nil, writeErr(err)
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
@@ -172,27 +215,35 @@ func (s *Store) UpdateToken(serial string, change func(*Token) error) (*Token, e
 
 // Objects is the object directory of a token.
 func (s *Store) Objects(serial string) *Objects {
-	return &Objects{dir: filepath.Join(s.tokenDir(serial), "objects")}
+	o := &Objects{dir: filepath.Join(s.tokenDir(serial), "objects"), shared: s.shared,
+		filePerm: s.filePerm(), dirPerm: s.dirPerm(false), store: s}
+	o.owner, _ = ownerOf(s.tokenDir(serial))
+	return o
 }
 
 // Object is an object's record: its attributes (never a secret in the clear)
-// and, for keys, the TPM-wrapped blobs.
+// and, for keys, the TPM-wrapped blobs. On disk it is JSON of the format
+// record.go describes (versioned, typed attributes).
 type Object struct {
-	UID     string                      `json:"uid"`
-	Attrs   map[ck.AttributeType][]byte `json:"attrs"`
-	Public  []byte                      `json:"tpm_public,omitempty"`
-	Private []byte                      `json:"tpm_private,omitempty"`
+	UID string
+	// Attrs are the attributes in their C encoding, as the token uses
+	// them; Attributes, when the token gives them, the same typed for
+	// the disk (record.go). Read back, only Attrs is set.
+	Attrs      map[ck.AttributeType][]byte
+	Attributes []Attribute
+	Public     []byte
+	Private    []byte
 	// Sealed is a private data object's value, encrypted under the data
 	// key whose TPM blobs are Public and Private.
-	Sealed []byte `json:"sealed,omitempty"`
+	Sealed []byte
 	// Parent is "public" for a key under the token's public storage key
 	// (a key that needs no PIN); empty for the user's storage key; see
 	// tpmtoken for the others (a TSS2 key file's, tpm2-pkcs11's primary).
-	Parent string `json:"parent,omitempty"`
+	Parent string
 	// Auth is a key's own authValue when it has one (a key taken over from
 	// tpm2-pkcs11), encrypted under a key only the user PIN unlocks
 	// (tpmtoken/migrate.go).
-	Auth []byte `json:"auth,omitempty"`
+	Auth []byte
 }
 
 type cached struct {
@@ -234,9 +285,14 @@ func (e *entries) each(f func(*cached)) {
 // Safe for concurrent use.
 type Objects struct {
 	dir string
+	// What the store is (perms.go): files used only if owner's (or root's).
+	store             *Store
+	shared            bool
+	owner             uint32
+	filePerm, dirPerm uint32
 
-	mu     sync.Mutex
-	mod    time.Time // the directory's mtime at the last scan
+	mu     sync.Mutex // lock 6 (docs/design.md "Locks"): after Token.mu; a leaf
+	mod    time.Time  // the directory's mtime at the last scan
 	synced bool
 	cache  entries
 	// unreported: the cache was filled without a Sync returning it.
@@ -263,7 +319,7 @@ func (o *Objects) ClearAll() error {
 	defer o.mu.Unlock()
 	_, _, err := o.change(func() error {
 		_ = os.Remove(o.indexPath())
-		ents, err := os.ReadDir(o.dir)
+		ents, err := atomicfile.ReadDir(o.dir)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -330,7 +386,7 @@ func (o *Objects) syncLocked() (bool, error) {
 		return false, err
 	}
 	o.synced, o.mod = true, st.ModTime()
-	ents, err := os.ReadDir(o.dir)
+	ents, err := atomicfile.ReadDir(o.dir)
 	if err != nil {
 		return false, err
 	}
@@ -360,7 +416,7 @@ func (o *Objects) syncLocked() (bool, error) {
 	}
 	// Reading is syscall- and JSON-bound: spread a cold start (every
 	// object at once) over the CPUs.
-	parallel(len(reads), func(i int) { reads[i].obj, _ = readObject(reads[i].path) })
+	parallel(len(reads), func(i int) { reads[i].obj, _ = o.readObject(reads[i].path, reads[i].uid) })
 	o.filesRead += len(reads)
 	for _, r := range reads {
 		if r.obj != nil {
@@ -456,14 +512,22 @@ func parallel(n int, f func(int)) {
 	wg.Wait()
 }
 
-func readObject(path string) (*Object, error) {
-	b, err := readSmall(path)
+// readObject reads the object file at path: its token owner's (perms.go),
+// the record of the object it is named for.
+func (o *Objects) readObject(path, uid string) (*Object, error) {
+	b, st, err := atomicfile.ReadStat(path, maxObject)
 	if err != nil {
 		return nil, err
+	}
+	if !trusted(o.shared, st, o.owner) {
+		return nil, ErrUntrusted
 	}
 	var obj Object
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return nil, err
+	}
+	if obj.UID != uid {
+		return nil, ErrUntrusted // another object's file, renamed
 	}
 	return &obj, nil
 }
@@ -474,7 +538,7 @@ func (o *Objects) Put(obj *Object) error { return o.PutAll(obj) }
 // PutAll writes objs as one step (a key pair): after a crash, every one
 // of them is in the store or none is.
 func (o *Objects) PutAll(objs ...*Object) error {
-	if err := os.MkdirAll(o.dir, 0o700); err != nil {
+	if err := o.store.mkdir(o.dir, o.dirPerm); err != nil {
 		return err
 	}
 	files := make([]atomicfile.File, len(objs))
@@ -514,7 +578,7 @@ func (o *Objects) write(files []atomicfile.File, gone []string) error {
 		pre, _ = o.current()
 		var err error
 		if len(files) > 0 {
-			err = atomicfile.WriteAll(o.dir, files)
+			err = atomicfile.WriteAllPerm(o.dir, files, o.filePerm)
 		} else {
 			for _, uid := range gone {
 				if err = atomicfile.Remove(filepath.Join(o.dir, uid+".obj")); err != nil {
@@ -523,7 +587,7 @@ func (o *Objects) write(files []atomicfile.File, gone []string) error {
 			}
 		}
 		if err != nil {
-			return err
+			return writeErr(err)
 		}
 		for i, f := range files {
 			if ids[i], unknown = os.Lstat(filepath.Join(o.dir, f.Name)); unknown != nil {
@@ -567,19 +631,19 @@ func (s *Store) resultPath(serial string, id uint64) string {
 
 // PutResult keeps a detached operation's result (never a secret) under its ID.
 func (s *Store) PutResult(serial string, id uint64, v any) error {
-	if err := os.MkdirAll(filepath.Dir(s.resultPath(serial, id)), 0o700); err != nil {
+	if err := s.mkdir(filepath.Dir(s.resultPath(serial, id)), s.dirPerm(false)); err != nil {
 		return err
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(s.resultPath(serial, id), b)
+	return writeErr(atomicfile.WritePerm(s.resultPath(serial, id), b, s.filePerm()))
 }
 
 // Result reads a detached operation's result into v.
 func (s *Store) Result(serial string, id uint64, v any) error {
-	b, err := os.ReadFile(s.resultPath(serial, id))
+	b, err := atomicfile.Read(s.resultPath(serial, id), maxResult)
 	if err != nil {
 		return err
 	}
@@ -591,33 +655,18 @@ func (s *Store) DeleteResult(serial string, id uint64) error {
 	return atomicfile.Remove(s.resultPath(serial, id))
 }
 
-// readSmall reads a whole small file with plain syscalls: os.ReadFile would
-// also try to register each file with the network poller, which for
-// thousands of object files was a quarter of a cold start.
-func readSmall(path string) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 0, 4096)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		buf = buf[:len(buf)+n]
-	}
-}
+// Bounds on what each kind of store file can hold (atomicfile.Read
+// checks them before allocating): a file larger is refused, not read.
+const (
+	maxToken  = 4 << 20  // seals, public parent, attestation certificates
+	maxObject = 16 << 20 // the largest certificate or data object
+	maxResult = 1 << 20  // a detached operation's result (a signature)
+	// maxTPMInfo: a few TPMs' identities.
+	maxTPMInfo = 64 << 10
+	// maxIndex: every object's record; a larger index is ignored, and
+	// the object files are read instead.
+	maxIndex = 1 << 30
+)
 
 // TPMInfo is a TPM's identity as a library last read it: kept so the next
 // process need not ask (tpmtoken: C_Initialize), by the name of the TPM's
@@ -632,7 +681,7 @@ const tpmInfoFile = "tpm-info.json"
 
 func (s *Store) tpmInfos() map[string]TPMInfo {
 	m := map[string]TPMInfo{}
-	if b, err := os.ReadFile(filepath.Join(s.Root, tpmInfoFile)); err == nil {
+	if b, err := atomicfile.Read(filepath.Join(s.Root, tpmInfoFile), maxTPMInfo); err == nil {
 		_ = json.Unmarshal(b, &m)
 	}
 	return m
@@ -657,6 +706,6 @@ func (s *Store) PutTPMInfo(srkName string, info TPMInfo) {
 	}
 	m[srkName] = info
 	if b, err := json.Marshal(m); err == nil {
-		_ = atomicfile.Write(filepath.Join(s.Root, tpmInfoFile), b)
+		_ = atomicfile.WritePerm(filepath.Join(s.Root, tpmInfoFile), b, s.filePerm())
 	}
 }
