@@ -174,6 +174,15 @@ const (
 	CKG_MGF1_SHA224            MGF      = 5
 )
 
+// CK_GENERATOR_FUNCTION: how a message-based encryption makes its nonce.
+const (
+	CKG_NO_GENERATE          ULong = 0
+	CKG_GENERATE             ULong = 1
+	CKG_GENERATE_COUNTER     ULong = 2
+	CKG_GENERATE_RANDOM      ULong = 3
+	CKG_GENERATE_COUNTER_XOR ULong = 4
+)
+
 // CKZ_DATA_SPECIFIED is CK_RSA_PKCS_OAEP_PARAMS' one source of a label.
 const CKZ_DATA_SPECIFIED ULong = 1
 
@@ -192,6 +201,8 @@ const (
 	CKF_HW                Flags = 0x00000001
 	CKF_MESSAGE_SIGN      Flags = 0x00000008
 	CKF_MESSAGE_VERIFY    Flags = 0x00000010
+	CKF_MESSAGE_ENCRYPT   Flags = 0x00000002
+	CKF_MESSAGE_DECRYPT   Flags = 0x00000004
 	CKF_MULTI_MESSAGE     Flags = 0x00000020
 	CKF_ENCRYPT           Flags = 0x00000100
 	CKF_DECRYPT           Flags = 0x00000200

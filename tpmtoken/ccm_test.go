@@ -2,6 +2,7 @@ package tpmtoken_test
 
 import (
 	"crypto/aes"
+	"crypto/cipher"
 	"fmt"
 	"strings"
 	"testing"
@@ -207,4 +208,85 @@ func TestCCMParamsAndLengths(t *testing.T) {
 	require.Equal(t, ck.CKF_ENCRYPT|ck.CKF_DECRYPT, info.Flags&(ck.CKF_ENCRYPT|ck.CKF_DECRYPT))
 	require.Equal(t, uint64(16), info.Min)
 	require.Equal(t, uint64(32), info.Max)
+}
+
+// Message-based CCM (C_EncryptMessage, C_DecryptMessage) against pion:
+// every nonce generator, the fixed bits kept, counters that count, the
+// MAC returned in the parameter; a tampered MAC, ciphertext or AAD is
+// CKR_ENCRYPTED_DATA_INVALID and the context lives on.
+func TestCCMMessages(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	value := randb(16)
+	key := importAES(t, l, h, value)
+	blk, err := aes.NewCipher(value)
+	require.NoError(t, err)
+	ccmM := tpmtoken.Mechanism{Type: ck.CKM_AES_CCM}
+	require.NoError(t, l.MessageEncryptInit(h, ccmM, key))
+	require.NoError(t, l.MessageDecryptInit(h, ccmM, key))
+	seen := map[string]bool{}
+	for i, g := range []ck.ULong{ck.CKG_NO_GENERATE, ck.CKG_GENERATE, ck.CKG_GENERATE_COUNTER, ck.CKG_GENERATE_RANDOM, ck.CKG_GENERATE_COUNTER_XOR} {
+		for msg := 0; msg < 3; msg++ {
+			fixed := randb(12)
+			pt, aad := randb(100+msg*700), randb(msg*9)
+			p := &mech.CCMMessageParams{DataLen: ck.ULong(len(pt)), Nonce: append([]byte{}, fixed...), NonceFixedBits: 32, Generator: g, MACLen: 12}
+			ct, err := l.EncryptMessage(h, p, aad, pt, tpmtoken.Dest{Cap: len(pt)})
+			require.NoError(t, err, "generator %d", g)
+			require.Len(t, p.MAC, 12)
+			require.Equal(t, fixed[:4], p.Nonce[:4], "the fixed bits are kept")
+			switch g {
+			case ck.CKG_NO_GENERATE:
+				require.Equal(t, fixed, p.Nonce)
+			case ck.CKG_GENERATE_COUNTER:
+				require.Equal(t, append(make([]byte, 7), byte(msg)), p.Nonce[4:], "the counter starts at 0")
+			default:
+				require.False(t, seen[string(p.Nonce)], "nonce repeated")
+			}
+			seen[string(p.Nonce)] = true
+			ref, err := ccm.NewCCM(blk, 12, 12)
+			require.NoError(t, err)
+			back, err := ref.Open(nil, p.Nonce, append(append([]byte{}, ct...), p.MAC...), aad)
+			require.NoError(t, err, "pion opens message %d of generator %d", msg, g)
+			require.Equal(t, pt, back)
+
+			// pion seals; the token opens, and refuses tampering.
+			nonce := randb(7 + i)
+			sealed := ref2(t, blk, len(nonce)).Seal(nil, nonce, pt, aad)
+			dp := func() *mech.CCMMessageParams {
+				return &mech.CCMMessageParams{DataLen: ck.ULong(len(pt)), Nonce: nonce, MAC: append([]byte{}, sealed[len(pt):]...), MACLen: 16}
+			}
+			got, err := l.DecryptMessage(h, dp(), aad, sealed[:len(pt)], tpmtoken.Dest{Cap: len(pt)})
+			require.NoError(t, err)
+			require.Equal(t, pt, got)
+			bad := dp()
+			bad.MAC[3] ^= 8
+			got, err = l.DecryptMessage(h, bad, aad, sealed[:len(pt)], tpmtoken.Dest{Cap: len(pt)})
+			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			require.Nil(t, got)
+			badCT := append([]byte{}, sealed[:len(pt)]...)
+			badCT[len(badCT)-1] ^= 1
+			_, err = l.DecryptMessage(h, dp(), aad, badCT, tpmtoken.Dest{Cap: len(pt)})
+			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			_, err = l.DecryptMessage(h, dp(), append(aad, 0), sealed[:len(pt)], tpmtoken.Dest{Cap: len(pt)})
+			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+		}
+	}
+	// Too few free bits for a counter; not the data length the parameter says.
+	p := &mech.CCMMessageParams{DataLen: 4, Nonce: randb(7), NonceFixedBits: 40, Generator: ck.CKG_GENERATE_COUNTER, MACLen: 8}
+	_, err = l.EncryptMessage(h, p, nil, randb(4), tpmtoken.Dest{Cap: 4})
+	require.Equal(t, ck.CKR_MECHANISM_PARAM_INVALID, rv(err))
+	p = &mech.CCMMessageParams{DataLen: 5, Nonce: randb(7), MACLen: 8}
+	_, err = l.EncryptMessage(h, p, nil, randb(4), tpmtoken.Dest{Cap: 4})
+	require.Equal(t, ck.CKR_DATA_LEN_RANGE, rv(err))
+	require.NoError(t, l.MessageCipherFinal(h, false))
+	require.NoError(t, l.MessageCipherFinal(h, true))
+	_, err = l.EncryptMessage(h, p, nil, randb(5), tpmtoken.Dest{Cap: 5})
+	require.Equal(t, ck.CKR_OPERATION_NOT_INITIALIZED, rv(err))
+}
+
+func ref2(t *testing.T, blk cipher.Block, nonceLen int) ccm.CCM {
+	c, err := ccm.NewCCM(blk, 16, nonceLen)
+	require.NoError(t, err)
+	return c
 }
