@@ -20,8 +20,12 @@
 #define K_CKR_ENCRYPTED_DATA_INVALID 0x040UL
 #define K_CKR_DATA_LEN_RANGE 0x021UL
 #define K_CKR_BUFFER_TOO_SMALL 0x150UL
+#ifndef CKR_FUNCTION_NOT_SUPPORTED
+#define CKR_FUNCTION_NOT_SUPPORTED 0x054UL
+#endif
 
 static CK_FUNCTION_LIST_3_2 *f;
+static void messages(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_BYTE *value);
 
 static const EVP_CIPHER *ccm_cipher(size_t keylen) { return keylen == 16 ? EVP_aes_128_ccm() : EVP_aes_256_ccm(); }
 
@@ -193,7 +197,56 @@ static void async(CK_OBJECT_HANDLE key, CK_BYTE *value) {
   int untouched = 1;
   for (size_t j = 0; j < sizeof got; j++) untouched &= got[j] == 0xA5;
   CHECK(untouched, "async: plaintext written for a tampered message");
+  messages(as, key, value);
   RV(f->C_CloseSession(as), CKR_OK);
+}
+
+/* Message-based CCM (one call per message) against OpenSSL: the nonce the
+ * counter makes and the MAC come back in CK_CCM_MESSAGE_PARAMS; on an
+ * async session the calls complete at once (no CKR_PENDING: the
+ * parameter's outputs could not reach the caller later). */
+static void messages(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_BYTE *value) {
+  CK_MECHANISM m = {K_CKM_AES_CCM, NULL, 0};
+  static CK_BYTE pt[300], ct[300], got[300], aad[20], nonce[12], mac[16];
+  RAND_bytes(pt, sizeof pt);
+  RAND_bytes(aad, sizeof aad);
+  RV(f->C_MessageEncryptInit(h, &m, key), CKR_OK);
+  RV(f->C_MessageDecryptInit(h, &m, key), CKR_OK);
+  for (int i = 0; i < 3; i++) {
+    memset(nonce, 0x5C, sizeof nonce);
+    CK_CCM_MESSAGE_PARAMS p = {sizeof pt, nonce, sizeof nonce, 32, 2 /* CKG_GENERATE_COUNTER */, mac, 16};
+    CK_ULONG cl = 0;
+    RV(f->C_EncryptMessage(h, &p, sizeof p, aad, sizeof aad, pt, sizeof pt, NULL, &cl), CKR_OK);
+    CHECK(cl == sizeof pt, "message length query %lu", cl);
+    RV(f->C_EncryptMessage(h, &p, sizeof p, aad, sizeof aad, pt, sizeof pt, ct, &cl), CKR_OK);
+    CK_BYTE want[12] = {0x5C, 0x5C, 0x5C, 0x5C, 0, 0, 0, 0, 0, 0, 0, (CK_BYTE)i};
+    CHECK(memcmp(nonce, want, 12) == 0, "counter nonce %d not fixed bits + %d", i, i);
+    CK_BYTE sealed[316];
+    memcpy(sealed, ct, sizeof pt);
+    memcpy(sealed + sizeof pt, mac, 16);
+    CHECK(ossl_open(value, 16, nonce, 12, aad, sizeof aad, sealed, sizeof pt, 16, got) && memcmp(got, pt, sizeof pt) == 0,
+          "openssl does not open message %d", i);
+    /* OpenSSL seals, the module opens; a flipped MAC bit is refused and
+     * the context stays for the next message. */
+    ossl_seal(value, 16, nonce, 12, aad, sizeof aad, pt, sizeof pt, 16, sealed);
+    memcpy(mac, sealed + sizeof pt, 16);
+    CK_CCM_MESSAGE_PARAMS d = {sizeof pt, nonce, sizeof nonce, 0, 0, mac, 16};
+    CK_ULONG pl = sizeof got;
+    RV(f->C_DecryptMessage(h, &d, sizeof d, aad, sizeof aad, sealed, sizeof pt, got, &pl), CKR_OK);
+    CHECK(pl == sizeof pt && memcmp(got, pt, sizeof pt) == 0, "the module does not open openssl's message");
+    mac[i] ^= 1;
+    memset(got, 0xA5, sizeof got);
+    pl = sizeof got;
+    RV(f->C_DecryptMessage(h, &d, sizeof d, aad, sizeof aad, sealed, sizeof pt, got, &pl), K_CKR_ENCRYPTED_DATA_INVALID);
+    CHECK(got[0] == 0xA5 && got[sizeof got - 1] == 0xA5, "plaintext written for a tampered message");
+  }
+  CK_CCM_MESSAGE_PARAMS p = {sizeof pt, nonce, sizeof nonce, 0, 1, mac, 16};
+  RV(f->C_EncryptMessageBegin(h, &p, sizeof p, aad, sizeof aad), CKR_FUNCTION_NOT_SUPPORTED);
+  RV(f->C_EncryptMessage(h, &p, sizeof p - 1, aad, sizeof aad, pt, sizeof pt, ct, &(CK_ULONG){sizeof ct}),
+     CKR_MECHANISM_PARAM_INVALID);
+  RV(f->C_MessageEncryptFinal(h), CKR_OK);
+  RV(f->C_MessageDecryptFinal(h), CKR_OK);
+  RV(f->C_MessageEncryptFinal(h), CKR_OPERATION_NOT_INITIALIZED);
 }
 
 int main(int argc, char **argv) {
@@ -210,6 +263,7 @@ int main(int argc, char **argv) {
   CK_OBJECT_HANDLE key128 = import_aes(h, k128, sizeof k128), key256 = import_aes(h, k256, sizeof k256);
   both_ways(h, key128, k128, sizeof k128, 4);
   both_ways(h, key256, k256, sizeof k256, 14); /* each command is 20 ms late: the rest once */
+  messages(h, key128, k128);
   async(key128, k128);
   RV(f->C_Finalize(NULL), CKR_OK);
   if (failures) {
