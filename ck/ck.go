@@ -203,6 +203,7 @@ const (
 	CKF_MESSAGE_VERIFY    Flags = 0x00000010
 	CKF_MESSAGE_ENCRYPT   Flags = 0x00000002
 	CKF_MESSAGE_DECRYPT   Flags = 0x00000004
+	CKF_END_OF_MESSAGE    Flags = 0x00000001 // C_EncryptMessageNext's flags: the last part
 	CKF_MULTI_MESSAGE     Flags = 0x00000020
 	CKF_ENCRYPT           Flags = 0x00000100
 	CKF_DECRYPT           Flags = 0x00000200

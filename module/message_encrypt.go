@@ -13,8 +13,8 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
-// Message-based encryption and decryption with CKM_AES_CCM (3.0), one
-// call per message. The per-message parameter is CK_CCM_MESSAGE_PARAMS;
+// Message-based encryption and decryption with CKM_AES_CCM (3.0), a
+// message in one call or in parts. The per-message parameter is CK_CCM_MESSAGE_PARAMS;
 // an encryption writes the nonce it used into pNonce and the MAC into
 // pMAC (the token runs these calls to their end, so both are known when
 // the call returns).
@@ -97,6 +97,81 @@ func tpm11go_C_EncryptMessage(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID
 //export tpm11go_C_DecryptMessage
 func tpm11go_C_DecryptMessage(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pAssociatedData C.CK_BYTE_PTR, ulAssociatedDataLen C.CK_ULONG, pCiphertext C.CK_BYTE_PTR, ulCiphertextLen C.CK_ULONG, pPlaintext C.CK_BYTE_PTR, pulPlaintextLen C.CK_ULONG_PTR) C.CK_RV {
 	return cryptMessage("C_DecryptMessage", true, hSession, pParameter, ulParameterLen, pAssociatedData, ulAssociatedDataLen, pCiphertext, ulCiphertextLen, pPlaintext, pulPlaintextLen)
+}
+
+// messageBegin is C_EncryptMessageBegin and C_DecryptMessageBegin.
+func messageBegin(fn string, decrypt bool, hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG,
+	pAssociatedData C.CK_BYTE_PTR, ulAssociatedDataLen C.CK_ULONG) C.CK_RV {
+	return call(fn, func(l *tpmtoken.Library) error {
+		cp, p, err := ccmMessageParam(pParameter, ulParameterLen, decrypt)
+		if err != nil {
+			return err
+		}
+		aad, err := goBytes(unsafe.Pointer(pAssociatedData), ulAssociatedDataLen)
+		if err != nil {
+			return err
+		}
+		if err := l.CipherMessageBegin(uint64(hSession), decrypt, p, aad); err != nil {
+			return err
+		}
+		if !decrypt { // the nonce the message will use
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(cp.pNonce)), int(cp.ulNonceLen)), p.Nonce)
+		}
+		return nil
+	})
+}
+
+// messageNext is C_EncryptMessageNext and C_DecryptMessageNext: with
+// CKF_END_OF_MESSAGE the last part, which returns the whole output (and,
+// encrypting, the MAC into pMAC).
+func messageNext(fn string, decrypt bool, hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG,
+	pIn C.CK_BYTE_PTR, ulInLen C.CK_ULONG, pOut C.CK_BYTE_PTR, pulOutLen C.CK_ULONG_PTR, flags C.CK_FLAGS) C.CK_RV {
+	kind := tpmtoken.OpMessageEncrypt
+	if decrypt {
+		kind = tpmtoken.OpMessageDecrypt
+	}
+	return call(fn, func(l *tpmtoken.Library) error {
+		cp, p, err := ccmMessageParam(pParameter, ulParameterLen, decrypt)
+		if err != nil {
+			return err
+		}
+		in, err := goBytes(unsafe.Pointer(pIn), ulInLen)
+		if err != nil {
+			return err
+		}
+		last := ck.Flags(flags)&ck.CKF_END_OF_MESSAGE != 0
+		part := tpmtoken.Update
+		if last {
+			part = tpmtoken.Final
+		}
+		return output(l, hSession, kind, part, len(in), pOut, pulOutLen, func(dst tpmtoken.Dest) ([]byte, error) {
+			out, err := l.CipherMessageNext(uint64(hSession), decrypt, p, in, last, dst)
+			if err == nil && last && !decrypt {
+				copy(unsafe.Slice((*byte)(unsafe.Pointer(cp.pMAC)), int(cp.ulMACLen)), p.MAC)
+			}
+			return out, err
+		})
+	})
+}
+
+//export tpm11go_C_EncryptMessageBegin
+func tpm11go_C_EncryptMessageBegin(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pAssociatedData C.CK_BYTE_PTR, ulAssociatedDataLen C.CK_ULONG) C.CK_RV {
+	return messageBegin("C_EncryptMessageBegin", false, hSession, pParameter, ulParameterLen, pAssociatedData, ulAssociatedDataLen)
+}
+
+//export tpm11go_C_DecryptMessageBegin
+func tpm11go_C_DecryptMessageBegin(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pAssociatedData C.CK_BYTE_PTR, ulAssociatedDataLen C.CK_ULONG) C.CK_RV {
+	return messageBegin("C_DecryptMessageBegin", true, hSession, pParameter, ulParameterLen, pAssociatedData, ulAssociatedDataLen)
+}
+
+//export tpm11go_C_EncryptMessageNext
+func tpm11go_C_EncryptMessageNext(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pPlaintextPart C.CK_BYTE_PTR, ulPlaintextPartLen C.CK_ULONG, pCiphertextPart C.CK_BYTE_PTR, pulCiphertextPartLen C.CK_ULONG_PTR, flags C.CK_FLAGS) C.CK_RV {
+	return messageNext("C_EncryptMessageNext", false, hSession, pParameter, ulParameterLen, pPlaintextPart, ulPlaintextPartLen, pCiphertextPart, pulCiphertextPartLen, flags)
+}
+
+//export tpm11go_C_DecryptMessageNext
+func tpm11go_C_DecryptMessageNext(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, pCiphertextPart C.CK_BYTE_PTR, ulCiphertextPartLen C.CK_ULONG, pPlaintextPart C.CK_BYTE_PTR, pulPlaintextPartLen C.CK_ULONG_PTR, flags C.CK_FLAGS) C.CK_RV {
+	return messageNext("C_DecryptMessageNext", true, hSession, pParameter, ulParameterLen, pCiphertextPart, ulCiphertextPartLen, pPlaintextPart, pulPlaintextPartLen, flags)
 }
 
 //export tpm11go_C_MessageEncryptFinal

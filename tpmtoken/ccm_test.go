@@ -272,8 +272,47 @@ func TestCCMMessages(t *testing.T) {
 			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
 		}
 	}
+	// A message in parts: Begin with the AAD (the nonce comes back), parts
+	// that return nothing, the last returns all and the MAC.
+	pt, aad := randb(2500), randb(33)
+	p := &mech.CCMMessageParams{DataLen: ck.ULong(len(pt)), Nonce: randb(13), Generator: ck.CKG_GENERATE, MACLen: 10}
+	require.NoError(t, l.CipherMessageBegin(h, false, p, aad))
+	_, err = l.EncryptMessage(h, p, aad, pt, tpmtoken.Dest{Cap: len(pt)})
+	require.Equal(t, ck.CKR_OPERATION_ACTIVE, rv(err), "a message is in parts")
+	var ct []byte
+	for i := 0; i < len(pt); i += 1000 {
+		last := i+1000 >= len(pt)
+		out, err := l.CipherMessageNext(h, false, p, pt[i:min(i+1000, len(pt))], last, tpmtoken.Dest{Cap: len(pt)})
+		require.NoError(t, err)
+		ct = append(ct, out...)
+	}
+	ref, err := ccm.NewCCM(blk, 10, 13)
+	require.NoError(t, err)
+	back, err := ref.Open(nil, p.Nonce, append(ct, p.MAC...), aad)
+	require.NoError(t, err, "pion opens the message made in parts")
+	require.Equal(t, pt, back)
+	sealed := ref.Seal(nil, p.Nonce, pt, aad)
+	for _, flip := range []bool{false, true} {
+		d := &mech.CCMMessageParams{DataLen: ck.ULong(len(pt)), Nonce: p.Nonce, MAC: append([]byte{}, sealed[len(pt):]...), MACLen: 10}
+		if flip {
+			d.MAC[0] ^= 1
+		}
+		require.NoError(t, l.CipherMessageBegin(h, true, d, aad))
+		out, err := l.CipherMessageNext(h, true, d, sealed[:1200], false, tpmtoken.Dest{Cap: len(pt)})
+		require.NoError(t, err)
+		require.Empty(t, out, "no plaintext before the tag is checked")
+		out, err = l.CipherMessageNext(h, true, d, sealed[1200:len(pt)], true, tpmtoken.Dest{Cap: len(pt)})
+		if flip {
+			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			require.Nil(t, out)
+		} else {
+			require.NoError(t, err)
+			require.Equal(t, pt, out)
+		}
+	}
+
 	// Too few free bits for a counter; not the data length the parameter says.
-	p := &mech.CCMMessageParams{DataLen: 4, Nonce: randb(7), NonceFixedBits: 40, Generator: ck.CKG_GENERATE_COUNTER, MACLen: 8}
+	p = &mech.CCMMessageParams{DataLen: 4, Nonce: randb(7), NonceFixedBits: 40, Generator: ck.CKG_GENERATE_COUNTER, MACLen: 8}
 	_, err = l.EncryptMessage(h, p, nil, randb(4), tpmtoken.Dest{Cap: 4})
 	require.Equal(t, ck.CKR_MECHANISM_PARAM_INVALID, rv(err))
 	p = &mech.CCMMessageParams{DataLen: 5, Nonce: randb(7), MACLen: 8}

@@ -9,11 +9,13 @@ import (
 // a context made by C_MessageEncryptInit encrypts any number of messages,
 // each with its own CK_CCM_MESSAGE_PARAMS (nonce, generated or given; MAC
 // returned in the parameter) and AAD, until C_MessageEncryptFinal. Each
-// message is one CCM in the TPM (ccm.go). Only the single-call form
-// (C_EncryptMessage, C_DecryptMessage) is offered; C_*MessageBegin and
-// C_*MessageNext remain CKR_FUNCTION_NOT_SUPPORTED. A call runs to its end
-// even on an async session: its nonce and MAC are written into the
-// caller's parameter structure, which a pending result could not reach.
+// message is one CCM in the TPM (ccm.go), in one call (C_EncryptMessage)
+// or in parts (C_EncryptMessageBegin with the AAD, C_EncryptMessageNext;
+// CCM's length is in the parameter, so the parts are gathered and the
+// last one returns all the output, as a decryption must). A call runs to
+// its end even on an async session: its nonce and MAC are written into
+// the caller's parameter structure, which a pending result could not
+// reach.
 
 const (
 	OpMessageEncrypt OpKind = 10
@@ -33,18 +35,37 @@ type messageCipherOp struct {
 	key     *Object
 	decrypt bool
 	nonces  mech.NonceGen
+	cur     *mech.CCM // the message begun in parts
 }
 
 // outLen: the ciphertext is as long as the plaintext (the MAC goes into
 // the parameter), and so the other way.
-func (op *messageCipherOp) outLen(_ Part, n int) (int, bool, error) { return n, true, nil }
+// outLen: the ciphertext is as long as the plaintext (the MAC goes into
+// the parameter), and so the other way; a message in parts returns
+// nothing until its last part, which returns all of it.
+func (op *messageCipherOp) outLen(p Part, n int) (int, bool, error) {
+	switch {
+	case op.cur == nil:
+		return n, true, nil
+	case p == Update:
+		return 0, true, nil
+	}
+	return op.cur.DataLen(), true, nil
+}
 
 func (op *messageCipherOp) run(c *opCall) ([]byte, error) {
-	if c.part != Single {
-		return nil, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "CCM messages are one call each")
+	begun := c.part == Update || c.part == Final
+	if (op.cur != nil) != begun {
+		if begun {
+			return nil, ck.Errorf(ck.CKR_OPERATION_NOT_INITIALIZED, "no message begun")
+		}
+		return nil, ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a message is being fed in parts")
 	}
 	p, ok := c.param.(*mech.CCMMessageParams)
 	if !ok {
+		if begun {
+			op.cur = nil
+		}
 		return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "CKM_AES_CCM messages take CK_CCM_MESSAGE_PARAMS")
 	}
 	if err := c.s.tok.usable(op.key); err != nil {
@@ -53,23 +74,47 @@ func (op *messageCipherOp) run(c *opCall) ([]byte, error) {
 	if err := op.authorized(); err != nil {
 		return nil, err
 	}
-	nonce := p.Nonce
-	if !op.decrypt {
+	var m *mech.CCM
+	var in []byte
+	switch c.part {
+	case begin, Single:
+		nonce := p.Nonce
+		if !op.decrypt {
+			var err error
+			if nonce, err = op.nonces.Next(p); err != nil {
+				return nil, err
+			}
+		}
 		var err error
-		if nonce, err = op.nonces.Next(p); err != nil {
+		if m, err = mech.NewCCMMessage(p, nonce, c.sig, op.decrypt); err != nil {
 			return nil, err
 		}
-	}
-	m, err := mech.NewCCMMessage(p, nonce, c.sig, op.decrypt)
-	if err != nil {
-		return nil, err
-	}
-	in := c.in
-	if op.decrypt {
-		if len(p.MAC) != int(p.MACLen) {
-			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "pMAC of %d bytes, ulMACLen %d", len(p.MAC), p.MACLen)
+		p.Nonce = nonce
+		if c.part == begin {
+			op.cur = m
+			return nil, nil
 		}
-		in = append(append(make([]byte, 0, len(in)+len(p.MAC)), in...), p.MAC...)
+		if in, err = op.withMAC(p, c.in); err != nil {
+			return nil, err
+		}
+	case Update:
+		if err := op.cur.Update(c.in); err != nil {
+			op.cur = nil
+			return nil, err
+		}
+		return []byte{}, nil
+	case Final:
+		m, op.cur = op.cur, nil
+		last, err := op.withMAC(p, c.in)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.Update(last); err != nil {
+			return nil, err
+		}
+		if in, err = m.Final(); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := m.OneShotLen(len(in)); err != nil {
 		return nil, err
@@ -80,8 +125,20 @@ func (op *messageCipherOp) run(c *opCall) ([]byte, error) {
 		return out, err
 	}
 	ct, tag := m.Tag(out)
-	p.Nonce, p.MAC = nonce, tag
+	p.MAC = tag
 	return ct, nil
+}
+
+// withMAC is a decryption's input: the ciphertext, then the MAC the
+// parameter carries (CCM checks them as one).
+func (op *messageCipherOp) withMAC(p *mech.CCMMessageParams, in []byte) ([]byte, error) {
+	if !op.decrypt {
+		return in, nil
+	}
+	if len(p.MAC) != int(p.MACLen) {
+		return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "pMAC of %d bytes, ulMACLen %d", len(p.MAC), p.MACLen)
+	}
+	return append(append(make([]byte, 0, len(in)+len(p.MAC)), in...), p.MAC...), nil
 }
 
 // MessageEncryptInit / MessageDecryptInit start a CCM context with key.
@@ -138,6 +195,26 @@ func (l *Library) EncryptMessage(h uint64, p *mech.CCMMessageParams, aad, in []b
 // DecryptMessage decrypts one message, checking p's MAC over it and aad.
 func (l *Library) DecryptMessage(h uint64, p *mech.CCMMessageParams, aad, in []byte, dst Dest) ([]byte, error) {
 	return l.drive(h, opCall{kind: OpMessageDecrypt, part: Single, fn: "C_DecryptMessage", param: p, sig: aad, in: in}, &dst)
+}
+
+// CipherMessageBegin starts a message in parts with its AAD; an
+// encryption sets p.Nonce to the nonce it will use.
+func (l *Library) CipherMessageBegin(h uint64, decrypt bool, p *mech.CCMMessageParams, aad []byte) error {
+	_, err := l.drive(h, opCall{kind: messageCipherKind(decrypt), part: begin, fn: "C_EncryptMessageBegin", param: p, sig: aad}, nil)
+	return err
+}
+
+// CipherMessageNext feeds a part; the last returns the whole output (an
+// encryption sets p.MAC; a decryption checks it).
+func (l *Library) CipherMessageNext(h uint64, decrypt bool, p *mech.CCMMessageParams, in []byte, last bool, dst Dest) ([]byte, error) {
+	part, fn := Update, "C_EncryptMessageNext"
+	if last {
+		part = Final
+	}
+	if decrypt {
+		fn = "C_DecryptMessageNext"
+	}
+	return l.drive(h, opCall{kind: messageCipherKind(decrypt), part: part, fn: fn, param: p, in: in}, &dst)
 }
 
 // MessageCipherFinal ends a message-based encryption or decryption context.

@@ -240,8 +240,29 @@ static void messages(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_BYTE *value) 
     RV(f->C_DecryptMessage(h, &d, sizeof d, aad, sizeof aad, sealed, sizeof pt, got, &pl), K_CKR_ENCRYPTED_DATA_INVALID);
     CHECK(got[0] == 0xA5 && got[sizeof got - 1] == 0xA5, "plaintext written for a tampered message");
   }
-  CK_CCM_MESSAGE_PARAMS p = {sizeof pt, nonce, sizeof nonce, 0, 1, mac, 16};
-  RV(f->C_EncryptMessageBegin(h, &p, sizeof p, aad, sizeof aad), CKR_FUNCTION_NOT_SUPPORTED);
+  /* A message in parts: the nonce after Begin, nothing before the last
+   * part, then all of it and the MAC. */
+  CK_CCM_MESSAGE_PARAMS p = {sizeof pt, nonce, sizeof nonce, 0, 1 /* CKG_GENERATE */, mac, 16};
+  RV(f->C_EncryptMessageBegin(h, &p, sizeof p, aad, sizeof aad), CKR_OK);
+  CK_ULONG cl = sizeof ct;
+  RV(f->C_EncryptMessageNext(h, &p, sizeof p, pt, 100, ct, &cl, 0), CKR_OK);
+  CHECK(cl == 0, "a middle part returned %lu bytes", cl);
+  cl = sizeof ct;
+  RV(f->C_EncryptMessageNext(h, &p, sizeof p, pt + 100, sizeof pt - 100, ct, &cl, 1 /* CKF_END_OF_MESSAGE */), CKR_OK);
+  CHECK(cl == sizeof pt, "the last part returned %lu bytes", cl);
+  CK_BYTE sealed[316];
+  memcpy(sealed, ct, sizeof pt);
+  memcpy(sealed + sizeof pt, mac, 16);
+  CHECK(ossl_open(value, 16, nonce, 12, aad, sizeof aad, sealed, sizeof pt, 16, got) && memcmp(got, pt, sizeof pt) == 0,
+        "openssl does not open the message made in parts");
+  CK_CCM_MESSAGE_PARAMS d = {sizeof pt, nonce, sizeof nonce, 0, 0, mac, 16};
+  RV(f->C_DecryptMessageBegin(h, &d, sizeof d, aad, sizeof aad), CKR_OK);
+  CK_ULONG pl = sizeof got;
+  RV(f->C_DecryptMessageNext(h, &d, sizeof d, sealed, 150, got, &pl, 0), CKR_OK);
+  CHECK(pl == 0, "plaintext before the last part");
+  pl = sizeof got;
+  RV(f->C_DecryptMessageNext(h, &d, sizeof d, sealed + 150, sizeof pt - 150, got, &pl, 1), CKR_OK);
+  CHECK(pl == sizeof pt && memcmp(got, pt, sizeof pt) == 0, "the module does not open in parts");
   RV(f->C_EncryptMessage(h, &p, sizeof p - 1, aad, sizeof aad, pt, sizeof pt, ct, &(CK_ULONG){sizeof ct}),
      CKR_MECHANISM_PARAM_INVALID);
   RV(f->C_MessageEncryptFinal(h), CKR_OK);

@@ -95,3 +95,6 @@ func NewCCMMessage(p *CCMMessageParams, nonce, aad []byte, decrypt bool) (*CCM, 
 func (c *CCM) Tag(out []byte) (ct, tag []byte) {
 	return out[:len(out)-c.tagLen], out[len(out)-c.tagLen:]
 }
+
+// DataLen is the message's length (ulDataLen).
+func (c *CCM) DataLen() int { return int(c.dataLen) }

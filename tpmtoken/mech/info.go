@@ -59,7 +59,7 @@ var infos = map[ck.MechType]infoEntry{
 	ck.CKM_AES_KEY_WRAP_KWP:      {KindAES, hw | wrapF},
 	ck.CKM_AES_KEY_GEN:           {KindAES, hw | ck.CKF_GENERATE},
 	// CCM is two AES passes in the TPM, CBC and CTR (mech/ccm.go).
-	ck.CKM_AES_CCM:                {KindAES, aesF | ck.CKF_MESSAGE_ENCRYPT | ck.CKF_MESSAGE_DECRYPT},
+	ck.CKM_AES_CCM:                {KindAES, aesF | ck.CKF_MESSAGE_ENCRYPT | ck.CKF_MESSAGE_DECRYPT | ck.CKF_MULTI_MESSAGE},
 	ck.CKM_GENERIC_SECRET_KEY_GEN: {KindSecret, hw | ck.CKF_GENERATE},
 }
 
