@@ -60,7 +60,10 @@ func ccmRun(c *opCall, op *cipherOp, m *mech.CCM, in []byte) ([]byte, error) {
 			if err != nil {
 				return res{}, err
 			}
-			mac, err := e.CBCMAC(key, m.MACInput(ctr[mech.AESBlock:]))
+			// The formatted copy holds unverified plaintext: wiped at once.
+			mi := m.MACInput(ctr[mech.AESBlock:])
+			mac, err := e.CBCMAC(key, mi)
+			clear(mi)
 			return res{ctr, mac}, err
 		}
 		mac, err := e.CBCMAC(key, m.MACInput(in))

@@ -213,7 +213,8 @@ func TestCCMParamsAndLengths(t *testing.T) {
 // Message-based CCM (C_EncryptMessage, C_DecryptMessage) against pion:
 // every nonce generator, the fixed bits kept, counters that count, the
 // MAC returned in the parameter; a tampered MAC, ciphertext or AAD is
-// CKR_ENCRYPTED_DATA_INVALID and the context lives on.
+// CKR_AEAD_DECRYPT_FAILED (the message functions' code) and the context
+// lives on.
 func TestCCMMessages(t *testing.T) {
 	l := open(t, startSwtpm(t), t.TempDir())
 	defer l.Close()
@@ -262,14 +263,14 @@ func TestCCMMessages(t *testing.T) {
 			bad := dp()
 			bad.MAC[3] ^= 8
 			got, err = l.DecryptMessage(h, bad, aad, sealed[:len(pt)], tpmtoken.Dest{Cap: len(pt)})
-			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			require.Equal(t, ck.CKR_AEAD_DECRYPT_FAILED, rv(err))
 			require.Nil(t, got)
 			badCT := append([]byte{}, sealed[:len(pt)]...)
 			badCT[len(badCT)-1] ^= 1
 			_, err = l.DecryptMessage(h, dp(), aad, badCT, tpmtoken.Dest{Cap: len(pt)})
-			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			require.Equal(t, ck.CKR_AEAD_DECRYPT_FAILED, rv(err))
 			_, err = l.DecryptMessage(h, dp(), append(aad, 0), sealed[:len(pt)], tpmtoken.Dest{Cap: len(pt)})
-			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			require.Equal(t, ck.CKR_AEAD_DECRYPT_FAILED, rv(err))
 		}
 	}
 	// A message in parts: Begin with the AAD (the nonce comes back), parts
@@ -303,7 +304,7 @@ func TestCCMMessages(t *testing.T) {
 		require.Empty(t, out, "no plaintext before the tag is checked")
 		out, err = l.CipherMessageNext(h, true, d, sealed[1200:len(pt)], true, tpmtoken.Dest{Cap: len(pt)})
 		if flip {
-			require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, rv(err))
+			require.Equal(t, ck.CKR_AEAD_DECRYPT_FAILED, rv(err))
 			require.Nil(t, out)
 		} else {
 			require.NoError(t, err)

@@ -121,6 +121,11 @@ func (op *messageCipherOp) run(c *opCall) ([]byte, error) {
 	}
 	c.dst.Wait = true
 	out, err := ccmRun(c, &cipherOp{key: op.key, decrypt: op.decrypt}, m, in)
+	if op.decrypt && ck.ToRV(err) == ck.CKR_ENCRYPTED_DATA_INVALID {
+		// The message functions have the AEAD's own code for a tag that
+		// fails (C_Decrypt's list lacks it).
+		return nil, ck.Wrap(ck.CKR_AEAD_DECRYPT_FAILED, err)
+	}
 	if err != nil || op.decrypt {
 		return out, err
 	}

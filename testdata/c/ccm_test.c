@@ -19,6 +19,7 @@
 #define K_CKF_DECRYPT 0x200UL
 #define K_CKR_ENCRYPTED_DATA_INVALID 0x040UL
 #define K_CKR_DATA_LEN_RANGE 0x021UL
+#define K_CKR_AEAD_DECRYPT_FAILED 0x042UL
 #define K_CKR_BUFFER_TOO_SMALL 0x150UL
 #ifndef CKR_FUNCTION_NOT_SUPPORTED
 #define CKR_FUNCTION_NOT_SUPPORTED 0x054UL
@@ -237,7 +238,7 @@ static void messages(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_BYTE *value) 
     mac[i] ^= 1;
     memset(got, 0xA5, sizeof got);
     pl = sizeof got;
-    RV(f->C_DecryptMessage(h, &d, sizeof d, aad, sizeof aad, sealed, sizeof pt, got, &pl), K_CKR_ENCRYPTED_DATA_INVALID);
+    RV(f->C_DecryptMessage(h, &d, sizeof d, aad, sizeof aad, sealed, sizeof pt, got, &pl), K_CKR_AEAD_DECRYPT_FAILED);
     CHECK(got[0] == 0xA5 && got[sizeof got - 1] == 0xA5, "plaintext written for a tampered message");
   }
   /* A message in parts: the nonce after Begin, nothing before the last
