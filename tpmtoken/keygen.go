@@ -28,6 +28,9 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if err != nil {
 		return 0, 0, err
 	}
+	if pqcKeyGen(m.Type) {
+		return l.generatePQCKeyPair(h, s, m, pt, vt) // pqc_keys.go
+	}
 	kt, template, ecParams, err := l.keyPairSpec(m.Type, pt, vt)
 	if err != nil {
 		return 0, 0, err
@@ -170,6 +173,9 @@ func (t *Token) addKeyPair(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pu
 // publicAttrs fills the public-key attributes from the TPM's public area
 // and returns the SubjectPublicKeyInfo.
 func publicAttrs(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv Attrs) ([]byte, error) {
+	if tpm.IsPQCPublic(key.Public.Bytes()) {
+		return pqcPublicAttrs(key, kt, pub) // pqc_keys.go
+	}
 	p, err := key.Public.Contents()
 	if err != nil {
 		return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)
