@@ -316,6 +316,20 @@ T import-ca --token alpha ca2.crt > /dev/null || fail "import-ca"
 p11tool --provider "$MODULE" --list-all-trusted "pkcs11:token=alpha" 2>/dev/null | grep -A5 "object=Test%20Root" | grep -q "CKA_CERTIFICATE_CATEGORY=CA; CKA_TRUSTED" || fail "p11tool does not see the trusted CA"
 pass "rename moves a key's label and ID with its certificate; import-ca stores a trusted CA certificate (as SO) that p11tool lists as trusted"
 
+# --- messages that say what happened ------------------------------------------------------
+refused 1 "an empty PIN" env TPM11_PIN= "$BIN" selftest --token alpha
+grep -q "user PIN given is empty: nothing was tried" err || fail "empty PIN: $(cat err)"
+refused 1 "an over-long PIN" env TPM11_PIN="$(head -c 300 /dev/zero | tr '\0' a)" "$BIN" selftest --token alpha
+grep -q "longer than any tpm11 PIN" err || fail "over-long PIN: $(cat err)"
+refused 2 "a token label ending in spaces" T init --label "sp  "
+refused 2 "a 100,000-character CSR subject" T csr --token alpha --id c1 --subject "CN=$(head -c 100000 /dev/zero | tr '\0' a)"
+echo "$TPM11_PIN" | env -u TPM11_PIN "$BIN" list --token alpha | grep -q "private key" || fail "list ignores a PIN on standard input"
+refused 1 "info with the TPM unreachable" env TPM11_TPM="swtpm:unix:$WORK/none" "$BIN" info
+grep -q "not reachable" out || fail "info does not say the TPM is unreachable: $(cat out)"
+TPM11_TOKEN=alpha T init --label delta > /dev/null || fail "TPM11_TOKEN=alpha with init --label delta"
+T delete-token --token delta > /dev/null || fail "delete-token delta"
+pass "an empty or over-long PIN is not tried; label spaces, long subjects refused; list takes a PIN on stdin; info exits 1 without a TPM; TPM11_TOKEN does not turn init into a re-initialisation"
+
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   mkdir shared && chgrp nogroup shared && chmod 2770 shared

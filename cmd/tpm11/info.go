@@ -118,7 +118,10 @@ func infoCmd(g *globals) *cobra.Command {
 				}
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), r)
+				if err := printJSON(cmd.OutOrStdout(), r); err != nil || derr == nil {
+					return err
+				}
+				return errors.New("the TPM is not reachable (tpm_error says why): exit status 1, for scripts")
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "tpm11 %s\n", r.Version)
@@ -138,7 +141,7 @@ func infoCmd(g *globals) *cobra.Command {
 			}
 			if derr != nil {
 				fmt.Fprintln(w, "TPM:    not reachable:", r.TPMError)
-				return nil
+				return errors.New("the TPM is not reachable (the report above says why): exit status 1, for scripts")
 			}
 			if d.Simulated {
 				fmt.Fprintln(w, "WARNING: software TPM simulator: keys have no hardware protection")
