@@ -326,9 +326,12 @@ refused 2 "a 100,000-character CSR subject" T csr --token alpha --id c1 --subjec
 echo "$TPM11_PIN" | env -u TPM11_PIN "$BIN" list --token alpha | grep -q "private key" || fail "list ignores a PIN on standard input"
 refused 1 "info with the TPM unreachable" env TPM11_TPM="swtpm:unix:$WORK/none" "$BIN" info
 grep -q "not reachable" out || fail "info does not say the TPM is unreachable: $(cat out)"
+refused 1 "a timeout that is not a duration" env TPM11_TIMEOUT=abc "$BIN" list --token alpha
+grep -q 'TPM11_TIMEOUT="abc" is not a positive duration' err || fail "bad timeout: $(cat err)"
+TPM11_KEYGEN_TIMEOUT=-1s T info | grep -q 'warning: TPM11_KEYGEN_TIMEOUT="-1s" is not a positive duration' || fail "info does not report a bad timeout"
 TPM11_TOKEN=alpha T init --label delta > /dev/null || fail "TPM11_TOKEN=alpha with init --label delta"
 T delete-token --token delta > /dev/null || fail "delete-token delta"
-pass "an empty or over-long PIN is not tried; label spaces, long subjects refused; list takes a PIN on stdin; info exits 1 without a TPM; TPM11_TOKEN does not turn init into a re-initialisation"
+pass "an empty or over-long PIN is not tried; label spaces, long subjects refused; list takes a PIN on stdin; info exits 1 without a TPM; bad timeouts refused (info reports them); TPM11_TOKEN does not turn init into a re-initialisation"
 
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

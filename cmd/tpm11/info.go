@@ -52,6 +52,9 @@ func (g *globals) checkConfig() configReport {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("config file %s: %v", r.File, err))
 	}
+	for _, p := range g.durationProblems() {
+		r.Warnings = append(r.Warnings, p+": the default is used, and other tpm11 commands refuse to run")
+	}
 	if r.Log != "" && !slices.Contains(tpmtoken.LogLevels, strings.ToLower(r.Log)) {
 		from := "the config file's log"
 		if os.Getenv("TPM11_LOG") != "" {
@@ -92,7 +95,7 @@ func infoCmd(g *globals) *cobra.Command {
 		Short: "Show the configuration, the TPM, its key types, lockout state and tokens",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := infoJSON{Version: version.Version, configReport: g.checkConfig(), Tokens: []tokenJSON{}}
-			l, err := g.open()
+			l, err := g.openLib()
 			if err != nil {
 				return err
 			}

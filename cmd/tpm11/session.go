@@ -78,6 +78,15 @@ func (g *globals) env(k string) string {
 
 // open starts the library from the configuration.
 func (g *globals) open() (*tpmtoken.Library, error) {
+	if p := g.durationProblems(); len(p) > 0 {
+		return nil, fmt.Errorf("%s: fix or unset it (tpm11 info shows the configuration)", p[0])
+	}
+	return g.openLib()
+}
+
+// openLib opens the library with whatever configuration there is (info
+// reports the mistakes in it).
+func (g *globals) openLib() (*tpmtoken.Library, error) {
 	g.cfg = tpmtoken.LoadConfig(g.env)
 	l, err := tpmtoken.Open(g.cfg)
 	if err != nil {
