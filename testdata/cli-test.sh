@@ -329,9 +329,11 @@ grep -q "not reachable" out || fail "info does not say the TPM is unreachable: $
 refused 1 "a timeout that is not a duration" env TPM11_TIMEOUT=abc "$BIN" list --token alpha
 grep -q 'TPM11_TIMEOUT="abc" is not a positive duration' err || fail "bad timeout: $(cat err)"
 TPM11_KEYGEN_TIMEOUT=-1s T info | grep -q 'warning: TPM11_KEYGEN_TIMEOUT="-1s" is not a positive duration' || fail "info does not report a bad timeout"
+T __complete keygen --type '' 2>/dev/null > compl.txt
+grep -q '^ec:p256$' compl.txt && ! grep -q '^rsa:4096$' compl.txt || fail "completion offers key types swtpm does not make: $(cat compl.txt)"
 TPM11_TOKEN=alpha T init --label delta > /dev/null || fail "TPM11_TOKEN=alpha with init --label delta"
 T delete-token --token delta > /dev/null || fail "delete-token delta"
-pass "an empty or over-long PIN is not tried; label spaces, long subjects refused; list takes a PIN on stdin; info exits 1 without a TPM; bad timeouts refused (info reports them); TPM11_TOKEN does not turn init into a re-initialisation"
+pass "an empty or over-long PIN is not tried; label spaces, long subjects refused; list takes a PIN on stdin; info exits 1 without a TPM; bad timeouts refused (info reports them); TPM11_TOKEN does not turn init into a re-initialisation; completion offers what the TPM makes"
 
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
