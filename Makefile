@@ -94,6 +94,7 @@ test-clients: build
 test-cli: build
 	./testdata/cli-test.sh
 	./testdata/shared-store-test.sh
+	./testdata/parallel-cli-test.sh
 	./testdata/attest-test.sh
 	./testdata/migrate-test.sh
 

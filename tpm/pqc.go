@@ -335,7 +335,11 @@ type Verified struct {
 
 func (r *pqcReader) verified() Verified {
 	v := Verified{Tag: r.u16(), Hierarchy: tpm2.TPMHandle(r.u32())}
-	if v.Tag == stDigestVerified { // TPMU_TK_VERIFIED_META: a TPM_ALG_ID
+	// TPMU_TK_VERIFIED_META, selected by the tag: a TPM_ALG_ID for a
+	// digest. fwTPM leaves it out of a NULL ticket (hierarchy TPM_RH_NULL,
+	// an empty hmac: "<tag, TPM_RH_NULL, 0x0000>"), so a NULL ticket is
+	// read either way.
+	if v.Tag == stDigestVerified && !(v.Hierarchy == tpm2.TPMRHNull && len(r.b) == 2) {
 		v.Meta = tpm2.TPMAlgID(r.u16())
 	}
 	v.HMAC = r.tpm2b()

@@ -22,6 +22,9 @@ import (
 // Each is one call: no operation spans calls, so nothing enters the
 // session's operation table. The ciphertext's length is a property of the
 // key, checked against the caller's capacity before anything is made.
+// Neither is among the functions that may pend (C_AsyncComplete has no
+// ciphertext to hand back): on an async session they run to the end (see
+// syncView); C_DecapsulateKey with ECDH is C_DeriveKey and pends as it.
 //
 // The mechanisms are the table kems: another KEM (ML-KEM) is one entry.
 // The key's usage attribute is CKA_ENCAPSULATE / CKA_DECAPSULATE when the
@@ -68,10 +71,19 @@ var ecdhKEM = kem{
 }
 
 var kems = map[ck.MechType]kem{
-	ck.CKM_RSA_PKCS:      rsaKEM,
-	ck.CKM_RSA_PKCS_OAEP: rsaKEM,
-	ck.CKM_RSA_X_509:     rsaKEM,
-	ck.CKM_ECDH1_DERIVE:  ecdhKEM,
+	ck.CKM_RSA_PKCS:              rsaKEM,
+	ck.CKM_RSA_PKCS_OAEP:         rsaKEM,
+	ck.CKM_RSA_X_509:             rsaKEM,
+	ck.CKM_ECDH1_DERIVE:          ecdhKEM,
+	ck.CKM_ECDH1_COFACTOR_DERIVE: ecdhKEM,
+}
+
+// plainECDH is m as CKM_ECDH1_DERIVE: cofactor ECDH multiplies by the
+// curve's cofactor, which is 1 on every curve the token has (NIST P-224 to
+// P-521), so the two are one computation.
+func plainECDH(m Mechanism) Mechanism {
+	m.Type = ck.CKM_ECDH1_DERIVE
+	return m
 }
 
 // kemAllows says whether key o may be used for usage (CKA_ENCAPSULATE or
@@ -153,7 +165,7 @@ func (l *Library) EncapsulateKey(h uint64, m Mechanism, obj uint64, tmpl []Attr,
 	}
 	defer clear(secret)
 	t[ck.CKA_VALUE] = secret
-	key, err := l.importSecretKey(s, t, opUnwrap)
+	key, err := l.importSecretKey(syncView(s), t, opUnwrap)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -279,7 +291,14 @@ func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, t
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the secret is %d bytes, CKA_VALUE_LEN %d", len(v), n)
 	}
 	t[ck.CKA_VALUE] = v
-	return l.importSecretKey(s, t, opUnwrap)
+	return l.importSecretKey(syncView(s), t, opUnwrap)
+}
+
+// syncView is session s as a synchronous one, for the object creation of
+// a call that must not pend: the same handle, token and rights, its own
+// (unused) operation state.
+func syncView(s *Session) *Session {
+	return &Session{Handle: s.Handle, slot: s.slot, tok: s.tok, flags: s.flags &^ ck.CKF_ASYNC_SESSION}
 }
 
 // ecdhPublic is an EC public key as crypto/ecdh has it.
@@ -310,7 +329,7 @@ func kemECDH1(m Mechanism, cv *mech.Curve, peer []byte) (*mech.ECDH1, error) {
 	}
 	p.PublicData = peer
 	m.Param = p
-	return mech.NewECDH1(m, cv)
+	return mech.NewECDH1(plainECDH(m), cv)
 }
 
 // ecdhEncapsulate makes an ephemeral key pair on the token key's curve:
@@ -363,5 +382,5 @@ func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, 
 	}
 	p.PublicData = ct
 	m.Param = p
-	return l.DeriveKey(s.Handle, m, o.Handle, tmpl)
+	return l.DeriveKey(s.Handle, plainECDH(m), o.Handle, tmpl)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 	"github.com/tpm11/tpm11/tpmtoken/store"
 )
 
@@ -47,6 +48,13 @@ func (o *Object) publicKey() (crypto.PublicKey, error) {
 	}
 	pk, err := x509.ParsePKIXPublicKey(spki)
 	if err != nil {
+		if kt := o.keyType(); kt == ck.CKK_ML_DSA || kt == ck.CKK_ML_KEM {
+			p, err := mech.ParsePQCPublic(spki) // crypto/x509 has neither
+			if err != nil {
+				return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
+			}
+			return p, nil
+		}
 		return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
 	}
 	return pk, nil

@@ -499,17 +499,25 @@ tpm11 keygen --portable (or linked) as such a file, for openssl -provider tpm2.`
 					if id, err = parseID(idHex); err != nil {
 						return err
 					}
-				} else if id, err = freeID(c.l, c.h); err != nil {
+				}
+				var pub, priv uint64
+				err := c.l.Claim(c.t.Slot, func() error { // the ID looked for and taken as one step
+					var err error
+					if id == nil {
+						if id, err = freeID(c.l, c.h); err != nil {
+							return err
+						}
+					}
+					if _, err := c.idFree(id, false); err != nil {
+						return err
+					}
+					tmpl := []tpmtoken.Attr{attr(ck.CKA_ID, id)}
+					if label != "" {
+						tmpl = append(tmpl, attr(ck.CKA_LABEL, []byte(label)))
+					}
+					pub, priv, err = c.l.LinkKeyFile(c.h, data, tmpl)
 					return err
-				}
-				if _, err := c.idFree(id, false); err != nil {
-					return err
-				}
-				tmpl := []tpmtoken.Attr{attr(ck.CKA_ID, id)}
-				if label != "" {
-					tmpl = append(tmpl, attr(ck.CKA_LABEL, []byte(label)))
-				}
-				pub, priv, err := c.l.LinkKeyFile(c.h, data, tmpl)
+				})
 				if err != nil {
 					return err
 				}

@@ -140,47 +140,52 @@ used.`,
 				if err := offersKey(d, kf.key); err != nil {
 					return err
 				}
-				if id == nil {
-					if id, err = freeID(c.l, c.h); err != nil {
+				var handles []uint64
+				// The ID is looked for and the key written as one step
+				// against other processes (two never get one ID).
+				err = c.l.Claim(c.t.Slot, func() error {
+					if id == nil {
+						if id, err = freeID(c.l, c.h); err != nil {
+							return err
+						}
+					}
+					old, err := c.idFree(id, replace)
+					if err != nil {
 						return err
 					}
-				}
-				old, err := c.idFree(id, replace)
-				if err != nil {
-					return err
-				}
-				named := func(t []tpmtoken.Attr) []tpmtoken.Attr {
-					t = append(t, attr(ck.CKA_ID, id))
-					if label != "" {
-						t = append(t, attr(ck.CKA_LABEL, []byte(label)))
+					named := func(t []tpmtoken.Attr) []tpmtoken.Attr {
+						t = append(t, attr(ck.CKA_ID, id))
+						if label != "" {
+							t = append(t, attr(ck.CKA_LABEL, []byte(label)))
+						}
+						return t
 					}
-					return t
-				}
-				var handles []uint64
-				err = progress("importing the key into the TPM", func() error {
-					h, err := c.l.CreateObject(c.h, named(privT))
+					err = progress("importing the key into the TPM", func() error {
+						h, err := c.l.CreateObject(c.h, named(privT))
+						if err != nil {
+							return fmt.Errorf("private key: %w", err)
+						}
+						handles = append(handles, h)
+						return nil
+					})
 					if err != nil {
-						return fmt.Errorf("private key: %w", err)
+						return err
+					}
+					h, err := c.l.CreateObject(c.h, named(pubT))
+					if err != nil {
+						return fmt.Errorf("public key: %w", err)
 					}
 					handles = append(handles, h)
-					return nil
+					if cert != nil {
+						h, err := c.l.CreateObject(c.h, certTemplate(cert, id, label))
+						if err != nil {
+							return fmt.Errorf("certificate: %w", err)
+						}
+						handles = append(handles, h)
+					}
+					return c.replaceOld(old)
 				})
 				if err != nil {
-					return err
-				}
-				h, err := c.l.CreateObject(c.h, named(pubT))
-				if err != nil {
-					return fmt.Errorf("public key: %w", err)
-				}
-				handles = append(handles, h)
-				if cert != nil {
-					h, err := c.l.CreateObject(c.h, certTemplate(cert, id, label))
-					if err != nil {
-						return fmt.Errorf("certificate: %w", err)
-					}
-					handles = append(handles, h)
-				}
-				if err := c.replaceOld(old); err != nil {
 					return err
 				}
 				if others > 0 {

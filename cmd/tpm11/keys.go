@@ -249,24 +249,29 @@ PIN.`,
 				if !spec.offeredBy(d) {
 					return fmt.Errorf("this TPM does not make %s keys; it offers %s", spec.name, strings.Join(offered(d), ", "))
 				}
-				if id == nil {
-					if id, err = freeID(c.l, c.h); err != nil {
+				var handles []uint64
+				// The ID is looked for and the key written as one step
+				// against other processes (two never get one ID).
+				err = c.l.Claim(c.t.Slot, func() error {
+					if id == nil {
+						if id, err = freeID(c.l, c.h); err != nil {
+							return err
+						}
+					}
+					old, err := c.idFree(id, replace)
+					if err != nil {
 						return err
 					}
-				}
-				old, err := c.idFree(id, replace)
-				if err != nil {
-					return err
-				}
-				var handles []uint64
-				err = progress("generating the "+spec.display()+" in the TPM", func() error {
-					handles, err = generate(c, spec, id, label, vendor...)
-					return err
+					err = progress("generating the "+spec.display()+" in the TPM", func() error {
+						handles, err = generate(c, spec, id, label, vendor...)
+						return err
+					})
+					if err != nil {
+						return err
+					}
+					return c.replaceOld(old)
 				})
 				if err != nil {
-					return err
-				}
-				if err := c.replaceOld(old); err != nil {
 					return err
 				}
 				return report(c, "generated in the TPM", spec.display(), handles, asJSON, sshOut)

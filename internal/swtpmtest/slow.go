@@ -1,7 +1,6 @@
 package swtpmtest
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpm11/tpm11/tpm"
 )
 
 // SlowRelay is a slow TPM for tests: a unix socket in front of a swtpm
@@ -149,17 +150,18 @@ func (r *SlowRelay) serve(c net.Conn) {
 // readMessage reads one TPM command or response: a 10-byte header whose
 // bytes 2..6 are the whole message's size, then the rest.
 func readMessage(c io.Reader) ([]byte, error) {
-	hdr := make([]byte, 10)
+	hdr := make([]byte, tpm.HeaderSize)
 	if _, err := io.ReadFull(c, hdr); err != nil {
 		return nil, err
 	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > 1<<20 {
+	h, _ := tpm.CommandHeader(hdr) // a response's header is laid out alike
+	size := h.Length
+	if size < tpm.HeaderSize || size > 1<<20 {
 		return nil, fmt.Errorf("bad TPM message size %d", size)
 	}
 	msg := make([]byte, size)
 	copy(msg, hdr)
-	if _, err := io.ReadFull(c, msg[10:]); err != nil {
+	if _, err := io.ReadFull(c, msg[tpm.HeaderSize:]); err != nil {
 		return nil, err
 	}
 	return msg, nil

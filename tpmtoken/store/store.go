@@ -175,6 +175,14 @@ func (s *Store) PutToken(t *Token) error {
 	if err := s.mkdir(filepath.Join(dir, "objects"), s.dirPerm(false)); err != nil {
 		return err
 	}
+	// A new label is checked against every other token's (claim.go).
+	unlock, err := s.claimLabel(t)
+	if err != nil {
+		return err
+	}
+	if unlock != nil {
+		defer unlock()
+	}
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err
