@@ -353,12 +353,29 @@ else
   echo "skip shared store (needs root and setpriv)"
 fi
 
+# --- backup while others write; restore on this TPM only ----------------------------------
+( for i in 1 2 3 4 5 6; do T keygen --token alpha --type ec:p256 --id "d$i" > /dev/null || exit 1; done ) & kg=$!
+T backup --token alpha -o alpha.tar 2>err || fail "backup: $(cat err)"
+wait $kg || fail "keygen beside the backup"
+TPM11_STORE=$WORK/restored T restore alpha.tar > out || fail "restore: $(cat out)"
+for i in 1 2 3 4 5 6; do
+  n=$(TPM11_STORE=$WORK/restored T list --token alpha --id "d$i" --json | J objects.#)
+  [ "$n" = 0 ] || [ "$n" = 2 ] || fail "the backup holds half of key d$i ($n objects)"
+done
+[ "$(TPM11_STORE=$WORK/restored T list --token alpha --id c1 --json | J objects.#)" = 2 ] || fail "the restored token lacks key c1"
+TPM11_STORE=$WORK/restored T sign --token alpha --id c1 -i data -o r.sig && openssl dgst -sha256 -verify c1.pem -signature r.sig data >/dev/null || fail "the restored key does not sign"
+refused 1 "restore over an existing token" env TPM11_STORE="$WORK/restored" "$BIN" restore alpha.tar
+grep -q "exists in this store" err || fail "restore over: $(cat err)"
+pass "backup while keygens run holds whole key pairs; the restored token signs on its TPM; restore does not overwrite"
+
 # --- delete-token; after a TPM clear --------------------------------------------------------
 refused 2 "delete-token without naming the token" T delete-token
 TPM11_SO_PIN=so-pin-2 T delete-token --token beta > out && grep -q 'token "beta"' out || fail "delete-token: $(cat out)"
 T info | grep -q '"beta"' && fail "beta is still there"
 kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 start_swtpm "$WORK/tpm2" 2>>"$WORK/swtpm.log"   # a cleared TPM: new seeds
+refused 1 "restore onto another TPM" env TPM11_STORE="$WORK/elsewhere" "$BIN" restore alpha.tar
+grep -q "belongs to another TPM" err || fail "restore onto another TPM: $(cat err)"
 refused 1 "a token of another TPM" T list --token alpha
 grep -q "cleared" err || fail "no hint about a TPM clear: $(cat err)"
 refused 1 "delete-token unchecked without --force" T delete-token --token alpha
