@@ -43,3 +43,17 @@ start_fwtpm "$WORK/fw"
 mkdir -p "$WORK/pqc"
 TPM11_STORE=$WORK/store "$WORK/pqc_test" "$MODULE" "$WORK/pqc" "$WORK/pqctool" || fail "pqc_test (fwtpm log: $(tail -3 "$WORK/fw/fwtpm.log"))"
 pass "ML-DSA-44/65/87 signatures verified by circl, ML-KEM-512/768/1024 decapsulated to Go's secrets, through the module on fwtpm_server"
+
+# The tpm11 command: keygen --type ml-dsa-65, export (the SPKI circl reads),
+# the key listed; swtpm-less TPM types are named in keygen's error.
+(cd "$ROOT" && go build -o "$WORK/tpm11" ./cmd/tpm11) || fail "tpm11 does not build"
+export TPM11_STORE=$WORK/store-cli TPM11_SO_PIN=87654321 TPM11_PIN=123456
+"$WORK/tpm11" init --label pq >/dev/null || fail "tpm11 init"
+"$WORK/tpm11" keygen --type ml-dsa-65 --label pq-sign > "$WORK/keygen.out" || fail "tpm11 keygen --type ml-dsa-65: $(cat "$WORK/keygen.out")"
+grep -q "ML-DSA-65 key pair" "$WORK/keygen.out" || fail "keygen output: $(cat "$WORK/keygen.out")"
+"$WORK/tpm11" export --label pq-sign > "$WORK/pq.pem" || fail "tpm11 export"
+[ "$("$WORK/pqctool" name "$WORK/pq.pem")" = ML-DSA-65 ] || fail "the exported key is not ML-DSA-65 to circl"
+"$WORK/tpm11" keygen --type ml-kem-768 --label pq-kem > "$WORK/keygen.out" || fail "tpm11 keygen --type ml-kem-768: $(cat "$WORK/keygen.out")"
+"$WORK/tpm11" list > "$WORK/list.out" || fail "tpm11 list"
+grep -q "ML-DSA" "$WORK/list.out" && grep -q "ML-KEM" "$WORK/list.out" || fail "tpm11 list: $(cat "$WORK/list.out")"
+pass "tpm11 keygen --type ml-dsa-65 / ml-kem-768, export read by circl"

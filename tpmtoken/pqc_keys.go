@@ -2,6 +2,7 @@ package tpmtoken
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
@@ -281,4 +282,22 @@ func mlkemDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte,
 	defer clear(v)
 	t[ck.CKA_VALUE] = v
 	return l.importSecretKey(s, t, opUnwrap)
+}
+
+// PQCKeyTypes are the ML-DSA and ML-KEM parameter sets this TPM makes, as
+// the tpm11 command names them ("ml-dsa-65", "ml-kem-768"), with their
+// CKA_PARAMETER_SET values.
+func (d Diagnostics) PQCKeyTypes() map[string]ck.ULong {
+	out := map[string]ck.ULong{}
+	for p, s := range mech.MLDSASets {
+		if d.Caps.PQC.HasMLDSA(tpm.MLDSAParams(p)) {
+			out[strings.ToLower(s.Name)] = p
+		}
+	}
+	for p, s := range mech.MLKEMSets {
+		if d.Caps.PQC.HasMLKEM(tpm.MLKEMParams(p)) {
+			out[strings.ToLower(s.Name)] = p
+		}
+	}
+	return out
 }

@@ -5,12 +5,14 @@
 //
 //	pqctool verify SPKI MSG CTX SIG   exit 0 if the signature verifies, 1 if not
 //	pqctool encap SPKI CT SS          writes a ciphertext and its shared secret
+//	pqctool name PEM                  prints the ML-DSA scheme of a PEM public key (circl)
 package main
 
 import (
 	"crypto/mlkem"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
 	"fmt"
 	"os"
 
@@ -84,6 +86,17 @@ func run(args []string) error {
 			return err
 		}
 		return os.WriteFile(args[3], ss, 0o600)
+	case len(args) == 2 && args[0] == "name":
+		b, _ := pem.Decode(read(args[1]))
+		if b == nil || b.Type != "PUBLIC KEY" {
+			return fmt.Errorf("%s: no PUBLIC KEY PEM block", args[1])
+		}
+		pk, err := pki.UnmarshalPKIXPublicKey(b.Bytes)
+		if err != nil {
+			return err
+		}
+		fmt.Println(pk.Scheme().Name())
+		return nil
 	}
-	return fmt.Errorf("usage: pqctool verify SPKI MSG CTX SIG | encap SPKI CT SS")
+	return fmt.Errorf("usage: pqctool verify SPKI MSG CTX SIG | encap SPKI CT SS | name PEM")
 }
