@@ -95,7 +95,9 @@ test-clients: build
 test-cli: build
 	./testdata/cli-test.sh
 	./testdata/shared-store-test.sh
+	./testdata/parallel-cli-test.sh
 	./testdata/attest-test.sh
+	./testdata/migrate-test.sh
 
 # Builds the .deb, installs it on this machine (root, dpkg), checks it, and
 # removes it; skipped with a message otherwise.

@@ -158,6 +158,27 @@ grep -q "^device: urn:ek:sha256:" out || fail "B's device: $(cat out)"
 kill "$B_PID"
 pass "remote enrollment: enroll-ak --request -> ca challenge (no TPM, no store) -> enroll-ak --answer -> ca issue -> enroll-ak --install; replay, another TPM's answer, another EK CA fail"
 
+# A TPM whose only EK certificate is the high-range ECC P-384 one: its RSA
+# certificate removed (platform authorization, empty after startup).
+manufacture "$WORK/c" "$WORK/ca-c"
+C_PID=$(start_on "$WORK/c")
+TPM2TOOLS_TCTI="swtpm:path=$WORK/c/tpm.sock" tpm2_nvundefine -C p 0x1c00002 || fail "tpm2_nvundefine"
+C() { TPM11_TPM="swtpm:unix:$WORK/c/tpm.sock" TPM11_STORE=$WORK/store-c T "$@"; }
+EKCC=("--ek-roots" "$WORK/ca-c/swtpm-localca-rootca-cert.pem" "--ek-roots" "$WORK/ca-c/issuercert.pem")
+C init --label ecc >/dev/null && C keygen --id 01 >/dev/null
+C attest --id 01 --nonce 0a0b0c > c.json
+C verify-attestation c.json "${EKCC[@]}" --nonce 0a0b0c --activate > out || fail "ECC-only EK, activation: $(cat out)"
+grep -q '"public": "ACMADA' c.json || fail "the evidence's EK is not the P-384 one: $(grep -A2 '"ek"' c.json)"
+C enroll-ak --request > creq.json
+CA ca challenge "${EKCC[@]}" creq.json > cchal.json || fail "ca challenge, ECC EK: $(cat cchal.json)"
+C enroll-ak --answer cchal.json > cproof.json || fail "enroll-ak --answer, ECC EK"
+CA ca issue creq.json cproof.json --ca-cert attca.pem --ca-key attca.key > akcert-c.pem || fail "ca issue, ECC EK"
+C enroll-ak --install akcert-c.pem >/dev/null
+C attest --id 01 --nonce 0a0b0c --format acme > c.cbor
+C verify-attestation c.cbor --ak-roots attca.pem --nonce 0a0b0c >/dev/null || fail "ECC EK, ACME form"
+kill "$C_PID"
+pass "an ECC-only TPM (swtpm's P-384 EK at 0x81010016): attest by activation, remote enrollment, the ACME form"
+
 # --- Keys bound to platform state -------------------------------------------
 T keygen --type ec:p256 --id 03 --label bound --pcr 16 >/dev/null
 echo data > msg

@@ -35,9 +35,12 @@ TPM11_STORE=$WORK/store5 "$WORK/fork_test" "$MODULE" user-pin 2>&3 || { tail -5 
 kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 
 # A TPM that answers every command after 20 ms makes CKR_PENDING certain.
+# (testdata/slowtpm relays the swtpm with that latency).
 start_swtpm "$WORK/tpm2"
-TPM11_STORE=$WORK/store2 TPM11_TEST_LATENCY=20ms "$WORK/async_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+start_slowtpm 20ms
+TPM11_STORE=$WORK/store2 TPM11_TPM=$SLOW_TPM "$WORK/async_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 
-# Two processes: A detaches a pending keygen and exits; B joins it by ID.
-TPM11_STORE=$WORK/store3 TPM11_TEST_LATENCY=20ms "$WORK/async_join_test" "$MODULE" start "$WORK/id" 2>&3 || exit 1
+# Two processes: A detaches a pending keygen and exits; B joins it by ID
+# (on the same TPM without the latency).
+TPM11_STORE=$WORK/store3 TPM11_TPM=$SLOW_TPM "$WORK/async_join_test" "$MODULE" start "$WORK/id" 2>&3 || exit 1
 TPM11_STORE=$WORK/store3 "$WORK/async_join_test" "$MODULE" join "$WORK/id" 2>&3 || exit 1

@@ -238,10 +238,10 @@ type AKCreation struct {
 	Public, CreateData, CreateAttestation, CreateSignature []byte
 }
 
-// CertifyAKCreation makes ak (a primary key) once more, outside the cache,
-// to get its creation data and ticket, has it certify its own creation
-// (TPM2_CertifyCreation), and flushes it. The primary is the same key the
-// cache uses: same template, same seed.
+// CertifyAKCreation makes ak (a primary key) to get its creation data and
+// ticket and has it certify its own creation (TPM2_CertifyCreation). The
+// primary is the same key the cache uses (same template, same seed): it
+// is kept as the cache's if the cache had none, else flushed.
 func (e *Engine) CertifyAKCreation(ak *Loadable) (*AKCreation, error) {
 	if ak.Parent != nil {
 		return nil, errors.New("the attestation key must be a primary key")
@@ -254,7 +254,19 @@ func (e *Engine) CertifyAKCreation(ak *Loadable) (*AKCreation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create attestation key: %w", err)
 	}
-	defer func() { _, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(e.tr()) }()
+	// The primary is the key the cache would make: it becomes the cache's
+	// when the cache has none (an RSA primary costs seconds on hardware),
+	// else it goes.
+	keep := false
+	if _, ok := e.slots[ak.ID]; !ok {
+		if pub, err := rsp.OutPublic.Contents(); err == nil {
+			e.slots[ak.ID] = &slot{obj: ak, pub: *pub, handle: rsp.ObjectHandle, name: rsp.Name, loaded: true, lastUse: e.clock}
+			keep = true
+		}
+	}
+	if !keep {
+		defer func() { _, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(e.tr()) }()
+	}
 	h := tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
 	cc, err := tpm2.CertifyCreation{
 		SignHandle:     auth(h, nil),

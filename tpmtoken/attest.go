@@ -28,7 +28,8 @@ import (
 // whose certificate the manufacturer wrote into NV, by credential
 // activation (ActivateCredential) or by an AK certificate an attestation
 // CA issued after one. docs/attestation.md describes the formats;
-// attestverify.go is the verifier's side.
+// package attestation is the verifier's and the attestation CA's side
+// (not linked into the PKCS#11 module).
 
 // CKA_TPM11_ATTESTATION is a vendor-defined, read-only attribute of a
 // private key generated in the TPM: the key's attestation evidence (the
@@ -51,17 +52,19 @@ type Evidence struct {
 		Vendor       string `json:"vendor,omitempty"`
 		Firmware     string `json:"firmware,omitempty"`
 	} `json:"tpm"`
+	// Key is the attested key; empty in an AK's evidence alone
+	// (AKEvidence: an enrollment request).
 	Key struct {
 		// Public is the key's TPMT_PUBLIC (WebAuthn's pubArea).
-		Public []byte `json:"public"`
+		Public []byte `json:"public,omitempty"`
 		// Attestation is the TPMS_ATTEST of TPM2_Certify (certInfo), and
 		// Signature the AK's TPMT_SIGNATURE over it (sig).
-		Attestation []byte `json:"attestation"`
-		Signature   []byte `json:"signature"`
+		Attestation []byte `json:"attestation,omitempty"`
+		Signature   []byte `json:"signature,omitempty"`
 		// Nonce is the qualifying data (the TPMS_ATTEST's extraData).
 		Nonce []byte `json:"nonce,omitempty"`
 		// PublicKey is the key as PEM, for people.
-		PublicKey string `json:"public_key"`
+		PublicKey string `json:"public_key,omitempty"`
 	} `json:"key"`
 	AK struct {
 		// The AK's TPMT_PUBLIC, TPMS_CREATION_DATA, and its
@@ -76,7 +79,8 @@ type Evidence struct {
 		Certificates []string `json:"certificates,omitempty"`
 	} `json:"ak"`
 	EK struct {
-		// Public is the EK's TPMT_PUBLIC (RSA-2048, TCG template L-1).
+		// Public is the EK's TPMT_PUBLIC (RSA-2048 template L-1, ECC P-256
+		// L-2, or the high range's ECC P-384).
 		Public []byte `json:"public"`
 		// Certificates is the EK certificate from NV, then any chain
 		// the caller added (AttestOptions.EKChain).

@@ -125,3 +125,27 @@ func ConfigFile(env func(string) string) string {
 	}
 	return p
 }
+
+// Claim runs f as one step against other processes that Claim the token in
+// slot id (the tpm11 command: a free key ID is looked for and the key made
+// under it before another process looks).
+func (l *Library) Claim(id uint64, f func() error) error {
+	s, err := l.slot(id)
+	if err != nil {
+		return err
+	}
+	if s.tok == nil {
+		return ck.E(ck.CKR_TOKEN_NOT_RECOGNIZED)
+	}
+	return l.store.Claim(s.tok.record().Serial, f)
+}
+
+// ULongAttr is a template entry of a CK_ULONG (or a typed kind: class,
+// key type, mechanism) as the library takes it: the encoding lives here,
+// so the tpm11 command has none of its own.
+func ULongAttr[T ~uint64 | ~int](t ck.AttributeType, v T) Attr {
+	return Attr{Type: t, Value: ulongBytes(uint64(v))}
+}
+
+// BoolAttr is a template entry of a CK_BBOOL.
+func BoolAttr(t ck.AttributeType, b bool) Attr { return Attr{Type: t, Value: boolBytes(b)} }

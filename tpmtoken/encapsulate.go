@@ -22,6 +22,9 @@ import (
 // Each is one call: no operation spans calls, so nothing enters the
 // session's operation table. The ciphertext's length is a property of the
 // key, checked against the caller's capacity before anything is made.
+// Neither is among the functions that may pend (C_AsyncComplete has no
+// ciphertext to hand back): on an async session they run to the end (see
+// syncView); C_DecapsulateKey with ECDH is C_DeriveKey and pends as it.
 //
 // The mechanisms are the table kems: another KEM (ML-KEM) is one entry.
 // The key's usage attribute is CKA_ENCAPSULATE / CKA_DECAPSULATE when the
@@ -153,7 +156,7 @@ func (l *Library) EncapsulateKey(h uint64, m Mechanism, obj uint64, tmpl []Attr,
 	}
 	defer clear(secret)
 	t[ck.CKA_VALUE] = secret
-	key, err := l.importSecretKey(s, t, opUnwrap)
+	key, err := l.importSecretKey(syncView(s), t, opUnwrap)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -279,7 +282,14 @@ func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, t
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the secret is %d bytes, CKA_VALUE_LEN %d", len(v), n)
 	}
 	t[ck.CKA_VALUE] = v
-	return l.importSecretKey(s, t, opUnwrap)
+	return l.importSecretKey(syncView(s), t, opUnwrap)
+}
+
+// syncView is session s as a synchronous one, for the object creation of
+// a call that must not pend: the same handle, token and rights, its own
+// (unused) operation state.
+func syncView(s *Session) *Session {
+	return &Session{Handle: s.Handle, slot: s.slot, tok: s.tok, flags: s.flags &^ ck.CKF_ASYNC_SESSION}
 }
 
 // ecdhPublic is an EC public key as crypto/ecdh has it.

@@ -170,7 +170,8 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 }
 
 func (o *Object) record() *store.Object {
-	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
+	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs),
+		Attributes: store.Typed(o.Attrs, func(t ck.AttributeType) store.Kind { return attrKind(o.Attrs, t) })}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
 		if isPublicParent(o.key) {

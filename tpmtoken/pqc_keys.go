@@ -113,7 +113,7 @@ func (l *Library) generatePQCKeyPair(h uint64, s *Session, m Mechanism, pt, vt T
 			if err != nil {
 				return asyncRecord{}, err
 			}
-			pubH, privH, err := s.tok.addKeyPair(v, kt, nil, pub, priv, m.Type, 0)
+			pubH, privH, err := s.tok.addKeyPair(v, kt, nil, pub, priv, keyOrigin{local: true, mech: m.Type, alwaysSensitive: true, neverExtractable: true}, 0)
 			if err != nil {
 				return asyncRecord{}, err
 			}
@@ -130,7 +130,7 @@ func (l *Library) generatePQCKeyPair(h uint64, s *Session, m Mechanism, pt, vt T
 		if err != nil {
 			return Result{}, err
 		}
-		pubH, privH, err := s.tok.addKeyPair(v, kt, nil, pub, priv, m.Type, h)
+		pubH, privH, err := s.tok.addKeyPair(v, kt, nil, pub, priv, keyOrigin{local: true, mech: m.Type, alwaysSensitive: true, neverExtractable: true}, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
 	}, persist, Dest{})
 	if err != nil {

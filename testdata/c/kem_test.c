@@ -204,6 +204,24 @@ static void rsa_encapsulate(CK_SESSION_HANDLE h) {
     size_t wl = rd("enc-secret", want, sizeof want);
     CHECK(value(h, k, got) == 32 && wl == 32 && memcmp(got, want, 32) == 0, "RSA case %d: openssl recovered another secret", i);
   }
+  /* On an async session it runs to the end too (C_AsyncComplete could not
+   * hand back a ciphertext): never CKR_PENDING. */
+  CK_SESSION_HANDLE ha;
+  RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_ASYNC_SESSION, NULL, NULL, &ha), CKR_OK);
+  for (int i = 0; i < 20; i++) {
+    n = sizeof ct;
+    k = 0;
+    RV(f->C_EncapsulateKey(ha, &oaep, pub, t, 5, ct, &n, &k), CKR_OK);
+    CHECK(n == 256 && k != 0, "async session: encapsulated %lu bytes, key %lu", n, k);
+  }
+  wr("enc-ct", ct, n);
+  sh("openssl pkeyutl -decrypt -inkey peer.pem %s -in enc-ct -out enc-secret", cases[0].opts);
+  {
+    CK_BYTE want[64];
+    size_t wl = rd("enc-secret", want, sizeof want);
+    CHECK(value(ha, k, got) == 32 && wl == 32 && memcmp(got, want, 32) == 0, "async session: openssl recovered another secret");
+  }
+  RV(f->C_CloseSession(ha), CKR_OK);
   /* An AES key needs its length; with it, an AES-128 key. */
   CK_ULONG aes = K_CKK_AES;
   CK_ULONG len16 = 16;

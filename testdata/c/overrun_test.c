@@ -4,8 +4,8 @@
  * SIGSEGV. On one session, thread A makes an operation with a short result
  * and calls it with a buffer of that size; thread B keeps ending the
  * operation (C_SessionCancel, C_MessageSignFinal) and starting one of the
- * same kind with a long result (256 bytes), once per call of A, after a
- * random few yields. A must only ever see a clean result that fits,
+ * same kind with a long result (256 bytes), twice per call of A, each
+ * after a random few yields. A must only ever see a clean result that fits,
  * CKR_BUFFER_TOO_SMALL, CKR_OPERATION_ACTIVE, CKR_OPERATION_NOT_INITIALIZED
  * or its input refused by B's operation. Covered: C_Sign (ECDSA P-256 vs
  * RSA-2048; sync and async sessions, results collected with
@@ -55,6 +55,7 @@ struct race {
   const char *name;
   enum kind kind;
   CK_SESSION_HANDLE h;
+  CK_FLAGS flags;
   int iterations;
   volatile int done;
   volatile int a_calls; /* A's calls so far: B replaces once per call */
@@ -162,20 +163,25 @@ static void *long_side(void *arg) {
   while (!r->done) {
     int seen = __atomic_load_n(&r->a_calls, __ATOMIC_SEQ_CST);
     while (!r->done && __atomic_load_n(&r->a_calls, __ATOMIC_SEQ_CST) == seen) sched_yield();
-    for (int k = rand_r(&seed) % 8; k > 0; k--) sched_yield();
-    switch (r->kind) {
-    case SIGN:
-      (void)f->C_SessionCancel(r->h, CKF_SIGN);
-      (void)f->C_SignInit(r->h, &pkcs, rsa_priv);
-      break;
-    case DECRYPT:
-      (void)f->C_SessionCancel(r->h, K_CKF_DECRYPT);
-      (void)f->C_DecryptInit(r->h, &ecb, aes);
-      break;
-    case MESSAGE:
-      (void)f->C_MessageSignFinal(r->h);
-      (void)f->C_MessageSignInit(r->h, &pkcs, rsa_priv);
-      break;
+    for (int rep = 0; rep < 2 && !r->done; rep++) {
+      for (int k = rand_r(&seed) % 4; k > 0; k--) sched_yield();
+      switch (r->kind) {
+      case SIGN:
+        /* On the async session B cancels after every other call of A only
+         * (a cancel ends a pending signature): half the results are
+         * collected with C_AsyncComplete into the guarded buffer. */
+        if (!(r->flags & CKF_ASYNC_SESSION) || (seen & 1)) (void)f->C_SessionCancel(r->h, CKF_SIGN);
+        (void)f->C_SignInit(r->h, &pkcs, rsa_priv);
+        break;
+      case DECRYPT:
+        (void)f->C_SessionCancel(r->h, K_CKF_DECRYPT);
+        (void)f->C_DecryptInit(r->h, &ecb, aes);
+        break;
+      case MESSAGE:
+        (void)f->C_MessageSignFinal(r->h);
+        (void)f->C_MessageSignInit(r->h, &pkcs, rsa_priv);
+        break;
+      }
     }
   }
   return NULL;
@@ -185,7 +191,7 @@ static const char *only;
 
 static void run(const char *name, enum kind kind, CK_FLAGS flags, int iterations) {
   if (only && strcmp(only, name) != 0) return;
-  struct race r = {.name = name, .kind = kind, .iterations = iterations};
+  struct race r = {.name = name, .kind = kind, .flags = flags, .iterations = iterations};
   RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | flags, NULL, NULL, &r.h), CKR_OK);
   pthread_t a, b;
   pthread_create(&a, NULL, short_side, &r);

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,5 +178,39 @@ func TestFullAndReadOnlyStore(t *testing.T) {
 	}
 	if _, err := s.UpdateToken(tok.Serial, func(*Token) error { return nil }); ck.ToRV(err) != ck.CKR_TOKEN_WRITE_PROTECTED {
 		t.Errorf("token update in a read-only store: %v, want CKR_TOKEN_WRITE_PROTECTED", err)
+	}
+}
+
+// Tokens made at once with one label: one is made, the others refused.
+func TestOneTokenPerLabelAtOnce(t *testing.T) {
+	root := t.TempDir()
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			s, err := Open(root) // a store of its own, as another process has
+			if err == nil {
+				err = s.PutToken(&Token{Serial: fmt.Sprintf("%016x", i+1), Label: "twin"})
+			}
+			errs <- err
+		}()
+	}
+	made := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			made++
+		case !errors.Is(err, ErrLabelTaken):
+			t.Errorf("refused with %v", err)
+		}
+	}
+	s, _ := Open(root)
+	toks, _ := s.Tokens()
+	if made != 1 || len(toks) != 1 {
+		t.Errorf("%d made, %d tokens; want one", made, len(toks))
+	}
+	// The made token's record is written again (a PIN change) freely.
+	if err := s.PutToken(toks[0]); err != nil {
+		t.Error(err)
 	}
 }
