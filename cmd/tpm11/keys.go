@@ -369,13 +369,13 @@ func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Att
 		return []uint64{priv, pub}, err
 	case "ml-dsa", "ml-kem":
 		m := tpmtoken.Mechanism{Type: ck.CKM_ML_DSA_KEY_PAIR_GEN}
-		pubT := with(attr(ck.CKA_PARAMETER_SET, ulong(k.param)))
-		privT := with(attr(ck.CKA_PRIVATE, yes), attr(ck.CKA_SENSITIVE, yes))
+		pubT := with(tpmtoken.ULongAttr(ck.CKA_PARAMETER_SET, k.param))
+		privT := with(tpmtoken.BoolAttr(ck.CKA_PRIVATE, true), tpmtoken.BoolAttr(ck.CKA_SENSITIVE, true))
 		if k.kind == "ml-kem" {
 			m.Type = ck.CKM_ML_KEM_KEY_PAIR_GEN
-			pubT, privT = append(pubT, attr(ck.CKA_ENCAPSULATE, yes)), append(privT, attr(ck.CKA_DECAPSULATE, yes))
+			pubT, privT = append(pubT, tpmtoken.BoolAttr(ck.CKA_ENCAPSULATE, true)), append(privT, tpmtoken.BoolAttr(ck.CKA_DECAPSULATE, true))
 		} else {
-			pubT, privT = append(pubT, attr(ck.CKA_VERIFY, yes)), append(privT, attr(ck.CKA_SIGN, yes))
+			pubT, privT = append(pubT, tpmtoken.BoolAttr(ck.CKA_VERIFY, true)), append(privT, tpmtoken.BoolAttr(ck.CKA_SIGN, true))
 		}
 		priv, pub, err := keyPair(c, m, pubT, privT)
 		return []uint64{priv, pub}, err
