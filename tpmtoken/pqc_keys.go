@@ -301,3 +301,39 @@ func (d Diagnostics) PQCKeyTypes() map[string]ck.ULong {
 	}
 	return out
 }
+
+// completePQCPublicKey is completePublicKey for an ML-DSA or ML-KEM public
+// key given to C_CreateObject: CKA_VALUE must be a public key of its
+// CKA_PARAMETER_SET (one the token knows, TPM or not: verification and
+// encapsulation are in software).
+func completePQCPublicKey(a Attrs, kt ck.KeyType) error {
+	ps, _ := a.ULong(ck.CKA_PARAMETER_SET)
+	v := a[ck.CKA_VALUE]
+	var oid []int
+	if kt == ck.CKK_ML_DSA {
+		set, err := mech.MLDSASetOf(ps)
+		if err != nil {
+			return err
+		}
+		if err := set.CheckPublic(v); err != nil {
+			return err
+		}
+		oid = set.OID
+	} else {
+		set, err := mech.MLKEMSetOf(ps)
+		if err != nil {
+			return err
+		}
+		if err := set.CheckPublic(v); err != nil {
+			return err
+		}
+		oid = set.OID
+	}
+	spki, err := mech.PQCSubjectPublicKeyInfo(oid, v)
+	if err != nil {
+		return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
+	}
+	a[ck.CKA_PUBLIC_KEY_INFO] = spki
+	a.SetBool(ck.CKA_LOCAL, false)
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloudflare/circl/pki"
 	circlsign "github.com/cloudflare/circl/sign"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/internal/swtpmtest"
@@ -183,4 +184,54 @@ func TestMLKEMThroughToken(t *testing.T) {
 			require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
 		})
 	}
+}
+
+// Public keys made elsewhere (circl, Go's crypto/mlkem) enter by
+// C_CreateObject: an ML-DSA one verifies circl's signatures in software,
+// an ML-KEM one takes C_EncapsulateKey whose ciphertext Go decapsulates to
+// the new key's value. Neither needs the TPM.
+func TestPQCPublicKeyImport(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	pk, sk, err := mldsa65.GenerateKey(nil)
+	require.NoError(t, err)
+	value, _ := pk.MarshalBinary()
+	pubT := func(kt ck.KeyType, ps ck.ULong, v []byte) []tpmtoken.Attr {
+		return []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PUBLIC_KEY)}, {ck.CKA_KEY_TYPE, ulong(kt)},
+			{ck.CKA_PARAMETER_SET, ulong(ps)}, {ck.CKA_VALUE, v}}
+	}
+	obj, err := l.CreateObject(h, pubT(ck.CKK_ML_DSA, ck.CKP_ML_DSA_65, value))
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, obj, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	theirs, _ := pki.MarshalPKIXPublicKey(pk)
+	require.Equal(t, theirs, got[0].Value)
+	msg, ctx := []byte("made by circl"), []byte("c")
+	sig := make([]byte, mldsa65.SignatureSize)
+	require.NoError(t, mldsa65.SignTo(sk, msg, ctx, true, sig))
+	m := tpmtoken.Mechanism{Type: ck.CKM_ML_DSA, Param: mech.SignContext{Context: ctx}}
+	require.NoError(t, l.VerifyInit(h, m, obj))
+	require.NoError(t, l.Verify(h, msg, sig))
+	require.NoError(t, l.VerifyInit(h, m, obj))
+	require.Equal(t, ck.CKR_SIGNATURE_INVALID, rv(l.Verify(h, msg[1:], sig)))
+	// The wrong size for the parameter set, or no such set.
+	_, err = l.CreateObject(h, pubT(ck.CKK_ML_DSA, ck.CKP_ML_DSA_44, value))
+	require.Equal(t, ck.CKR_ATTRIBUTE_VALUE_INVALID, rv(err))
+	_, err = l.CreateObject(h, pubT(ck.CKK_ML_DSA, 7, value))
+	require.Equal(t, ck.CKR_PARAMETER_SET_NOT_SUPPORTED, rv(err))
+
+	dk, err := mlkem.GenerateKey768()
+	require.NoError(t, err)
+	kobj, err := l.CreateObject(h, pubT(ck.CKK_ML_KEM, ck.CKP_ML_KEM_768, dk.EncapsulationKey().Bytes()))
+	require.NoError(t, err)
+	tmpl := []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_GENERIC_SECRET)},
+		{ck.CKA_SENSITIVE, []byte{0}}, {ck.CKA_EXTRACTABLE, []byte{1}}}
+	ct, k, err := l.EncapsulateKey(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, kobj, tmpl, tpmtoken.Dest{Cap: 2000})
+	require.NoError(t, err)
+	ss, err := dk.Decapsulate(ct)
+	require.NoError(t, err)
+	got, err = l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+	require.NoError(t, err)
+	require.Equal(t, ss, got[0].Value)
 }
