@@ -235,3 +235,27 @@ func TestPQCPublicKeyImport(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ss, got[0].Value)
 }
+
+// Async sessions serve ML-DSA like every TPM-bound operation: on a slow
+// TPM the signature pends, completes, and circl verifies it.
+func TestMLDSAAsync(t *testing.T) {
+	f := swtpmtest.StartFwTPM(t)
+	l := open(t, swtpmtest.Slow(t, f.Spec, slowTPM), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	pubH, privH, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_PARAMETER_SET, ulong(ck.CKP_ML_DSA_44)}}, nil)
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, pubH, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	pk, err := pki.UnmarshalPKIXPublicKey(got[0].Value)
+	require.NoError(t, err)
+	a := openAsync(t, l)
+	msg := []byte("signed while the caller did other work")
+	require.NoError(t, l.SignInit(a, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA}, privH))
+	_, err = l.Sign(a, msg, tpmtoken.Dest{Cap: mech.MLDSASets[ck.CKP_ML_DSA_44].SigLen})
+	require.Equal(t, ck.CKR_PENDING, rv(err))
+	res, err := complete(t, l, a, "C_Sign")
+	require.NoError(t, err)
+	require.True(t, pk.Scheme().Verify(pk, msg, res.Data, nil))
+}
