@@ -71,10 +71,19 @@ var ecdhKEM = kem{
 }
 
 var kems = map[ck.MechType]kem{
-	ck.CKM_RSA_PKCS:      rsaKEM,
-	ck.CKM_RSA_PKCS_OAEP: rsaKEM,
-	ck.CKM_RSA_X_509:     rsaKEM,
-	ck.CKM_ECDH1_DERIVE:  ecdhKEM,
+	ck.CKM_RSA_PKCS:              rsaKEM,
+	ck.CKM_RSA_PKCS_OAEP:         rsaKEM,
+	ck.CKM_RSA_X_509:             rsaKEM,
+	ck.CKM_ECDH1_DERIVE:          ecdhKEM,
+	ck.CKM_ECDH1_COFACTOR_DERIVE: ecdhKEM,
+}
+
+// plainECDH is m as CKM_ECDH1_DERIVE: cofactor ECDH multiplies by the
+// curve's cofactor, which is 1 on every curve the token has (NIST P-224 to
+// P-521), so the two are one computation.
+func plainECDH(m Mechanism) Mechanism {
+	m.Type = ck.CKM_ECDH1_DERIVE
+	return m
 }
 
 // kemAllows says whether key o may be used for usage (CKA_ENCAPSULATE or
@@ -320,7 +329,7 @@ func kemECDH1(m Mechanism, cv *mech.Curve, peer []byte) (*mech.ECDH1, error) {
 	}
 	p.PublicData = peer
 	m.Param = p
-	return mech.NewECDH1(m, cv)
+	return mech.NewECDH1(plainECDH(m), cv)
 }
 
 // ecdhEncapsulate makes an ephemeral key pair on the token key's curve:
@@ -373,5 +382,5 @@ func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, 
 	}
 	p.PublicData = ct
 	m.Param = p
-	return l.DeriveKey(s.Handle, m, o.Handle, tmpl)
+	return l.DeriveKey(s.Handle, plainECDH(m), o.Handle, tmpl)
 }

@@ -17,6 +17,7 @@ D(K_CKM_RSA_PKCS, 0x1UL);
 D(K_CKM_RSA_X_509, 0x3UL);
 D(K_CKM_RSA_PKCS_OAEP, 0x9UL);
 D(K_CKM_EC_GEN, 0x1040UL);
+D(K_CKM_ECDH1_COFACTOR_DERIVE, 0x1051UL);
 D(K_CKA_MODULUS_BITS, 0x121UL);
 D(K_CKA_MODULUS, 0x120UL);
 D(K_CKA_PUBLIC_EXPONENT, 0x122UL);
@@ -88,8 +89,8 @@ static CK_ULONG len32 = 32;
   }
 
 static void check_flags(void) {
-  CK_ULONG ms[] = {K_CKM_RSA_PKCS, K_CKM_RSA_PKCS_OAEP, K_CKM_RSA_X_509, CKM_ECDH1_DERIVE};
-  for (int i = 0; i < 4; i++) {
+  CK_ULONG ms[] = {K_CKM_RSA_PKCS, K_CKM_RSA_PKCS_OAEP, K_CKM_RSA_X_509, CKM_ECDH1_DERIVE, K_CKM_ECDH1_COFACTOR_DERIVE};
+  for (int i = 0; i < 5; i++) {
     CK_MECHANISM_INFO info;
     RV(f->C_GetMechanismInfo(0, ms[i], &info), CKR_OK);
     CHECK((info.flags & (K_CKF_ENCAPSULATE | K_CKF_DECAPSULATE)) == (K_CKF_ENCAPSULATE | K_CKF_DECAPSULATE),
@@ -154,11 +155,21 @@ static void ec_decapsulate(CK_SESSION_HANDLE h) {
   rd("z", z, sizeof z);
   size_t n = rd("eph.der", eph, sizeof eph);
   CK_ECDH1_DERIVE_PARAMS p = {CKD_NULL, 0, NULL, 0, NULL};
-  CK_MECHANISM m = {CKM_ECDH1_DERIVE, &p, sizeof p};
+  CK_ULONG mechs[] = {CKM_ECDH1_DERIVE, K_CKM_ECDH1_COFACTOR_DERIVE};
+  for (int i = 0; i < 2; i++) {
+    CK_MECHANISM m = {mechs[i], &p, sizeof p};
+    CK_ATTRIBUTE t[] = SECRET_TEMPLATE(&generic);
+    CK_OBJECT_HANDLE k = 0;
+    RV(f->C_DecapsulateKey(h, &m, priv, t, 5, eph + n - 65, 65, &k), CKR_OK);
+    CHECK(k && value(h, k, got) == 32 && memcmp(got, z, 32) == 0, "ECDH 0x%lx: the decapsulated key is not openssl's secret",
+          mechs[i]);
+  }
+  /* The ciphertext is the public value: one given in the parameter too is bad. */
+  CK_ECDH1_DERIVE_PARAMS withpub = {CKD_NULL, 0, NULL, 65, eph + n - 65};
+  CK_MECHANISM bad = {CKM_ECDH1_DERIVE, &withpub, sizeof withpub};
   CK_ATTRIBUTE t[] = SECRET_TEMPLATE(&generic);
   CK_OBJECT_HANDLE k = 0;
-  RV(f->C_DecapsulateKey(h, &m, priv, t, 5, eph + n - 65, 65, &k), CKR_OK);
-  CHECK(k && value(h, k, got) == 32 && memcmp(got, z, 32) == 0, "ECDH: the decapsulated key is not openssl's secret");
+  RV(f->C_DecapsulateKey(h, &bad, priv, t, 5, eph + n - 65, 65, &k), CKR_MECHANISM_PARAM_INVALID);
 }
 
 /* Encapsulation to an openssl RSA key: openssl's private key recovers the
@@ -253,20 +264,23 @@ static void ec_encapsulate(CK_SESSION_HANDLE h) {
   CK_OBJECT_HANDLE pub;
   RV(f->C_CreateObject(h, pt, 5, &pub), CKR_OK);
   CK_ECDH1_DERIVE_PARAMS p = {CKD_NULL, 0, NULL, 0, NULL};
-  CK_MECHANISM m = {CKM_ECDH1_DERIVE, &p, sizeof p};
-  CK_ATTRIBUTE t[] = SECRET_TEMPLATE(&generic);
-  CK_OBJECT_HANDLE k = 0;
-  CK_ULONG cl = sizeof ct;
-  RV(f->C_EncapsulateKey(h, &m, pub, t, 5, ct, &cl, &k), CKR_OK);
-  CHECK(cl == 65 && ct[0] == 4, "ECDH ciphertext: %lu bytes", cl);
-  CK_BYTE spki[sizeof p256_spki + 65];
-  memcpy(spki, p256_spki, sizeof p256_spki);
-  memcpy(spki + sizeof p256_spki, ct, 65);
-  wr("eph-ours.der", spki, sizeof spki);
-  sh("openssl pkeyutl -derive -inkey peer-ec.pem -peerkey eph-ours.der -peerform DER -out z-ours");
-  CK_BYTE z[64];
-  size_t zl = rd("z-ours", z, sizeof z);
-  CHECK(value(h, k, got) == 32 && zl == 32 && memcmp(got, z, 32) == 0, "ECDH: openssl derived another secret");
+  CK_ULONG mechs[] = {CKM_ECDH1_DERIVE, K_CKM_ECDH1_COFACTOR_DERIVE};
+  for (int i = 0; i < 2; i++) {
+    CK_MECHANISM m = {mechs[i], &p, sizeof p};
+    CK_ATTRIBUTE t[] = SECRET_TEMPLATE(&generic);
+    CK_OBJECT_HANDLE k = 0;
+    CK_ULONG cl = sizeof ct;
+    RV(f->C_EncapsulateKey(h, &m, pub, t, 5, ct, &cl, &k), CKR_OK);
+    CHECK(cl == 65 && ct[0] == 4, "ECDH ciphertext: %lu bytes", cl);
+    CK_BYTE spki[sizeof p256_spki + 65];
+    memcpy(spki, p256_spki, sizeof p256_spki);
+    memcpy(spki + sizeof p256_spki, ct, 65);
+    wr("eph-ours.der", spki, sizeof spki);
+    sh("openssl pkeyutl -derive -inkey peer-ec.pem -peerkey eph-ours.der -peerform DER -out z-ours");
+    CK_BYTE z[64];
+    size_t zl = rd("z-ours", z, sizeof z);
+    CHECK(value(h, k, got) == 32 && zl == 32 && memcmp(got, z, 32) == 0, "ECDH 0x%lx: openssl derived another secret", mechs[i]);
+  }
 }
 
 int main(int argc, char **argv) {
