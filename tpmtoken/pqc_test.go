@@ -259,3 +259,38 @@ func TestMLDSAAsync(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, pk.Scheme().Verify(pk, msg, res.Data, nil))
 }
+
+// An ML-DSA token key outlives the library: another one (a new process,
+// or after C_Finalize) finds it in the store, loads it into the TPM again
+// and signs; circl verifies.
+func TestMLDSATokenKeyAcrossLibraries(t *testing.T) {
+	f := swtpmtest.StartFwTPM(t)
+	store := t.TempDir()
+	l := open(t, f.Spec, store)
+	h := provision(t, l)
+	pubH, _, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_PARAMETER_SET, ulong(ck.CKP_ML_DSA_87)}, {ck.CKA_ID, []byte{0x87}}},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_ID, []byte{0x87}}})
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, pubH, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	pk, err := pki.UnmarshalPKIXPublicKey(got[0].Value)
+	require.NoError(t, err)
+	l.Close()
+
+	l2 := open(t, f.Spec, store)
+	defer l2.Close()
+	h2, err := l2.OpenSession(0, ck.CKF_SERIAL_SESSION)
+	require.NoError(t, err)
+	require.NoError(t, l2.Login(h2, ck.CKU_USER, []byte("userpin")))
+	require.NoError(t, l2.FindObjectsInit(h2, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)}, {ck.CKA_ID, []byte{0x87}}}))
+	found, err := l2.FindObjects(h2, 10)
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	require.NoError(t, l2.FindObjectsFinal(h2))
+	msg := []byte("after a restart")
+	require.NoError(t, l2.SignInit(h2, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA}, found[0]))
+	sig, _, err := sign(l2, h2, msg, mech.MLDSASets[ck.CKP_ML_DSA_87].SigLen, false)
+	require.NoError(t, err)
+	require.True(t, pk.Scheme().Verify(pk, msg, sig, nil))
+}
