@@ -56,4 +56,10 @@ grep -q "ML-DSA-65 key pair" "$WORK/keygen.out" || fail "keygen output: $(cat "$
 "$WORK/tpm11" keygen --type ml-kem-768 --label pq-kem > "$WORK/keygen.out" || fail "tpm11 keygen --type ml-kem-768: $(cat "$WORK/keygen.out")"
 "$WORK/tpm11" list > "$WORK/list.out" || fail "tpm11 list"
 grep -q "ML-DSA" "$WORK/list.out" && grep -q "ML-KEM" "$WORK/list.out" || fail "tpm11 list: $(cat "$WORK/list.out")"
-pass "tpm11 keygen --type ml-dsa-65 / ml-kem-768, export read by circl"
+printf 'signed by tpm11 sign' > "$WORK/m.txt"; : > "$WORK/empty"
+"$WORK/tpm11" sign --label pq-sign -i "$WORK/m.txt" -o "$WORK/m.sig" || fail "tpm11 sign with the ML-DSA key"
+sed '1d;$d' "$WORK/pq.pem" | base64 -d > "$WORK/pq.der"
+"$WORK/pqctool" verify "$WORK/pq.der" "$WORK/m.txt" "$WORK/empty" "$WORK/m.sig" ||
+  fail "circl rejects tpm11 sign's ML-DSA signature"
+"$WORK/tpm11" verify --label pq-sign --signature "$WORK/m.sig" -i "$WORK/m.txt" >/dev/null || fail "tpm11 verify of its own ML-DSA signature"
+pass "tpm11 keygen --type ml-dsa-65 / ml-kem-768, export read by circl, sign verified by circl"
