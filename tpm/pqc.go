@@ -407,4 +407,3 @@ func (r *pqcReader) end(what string) error {
 	}
 	return nil
 }
-
