@@ -101,6 +101,21 @@ func (f *cryptoFlags) register(c *cobra.Command) {
 	})
 }
 
+// stdinPIN refuses to take the PIN from standard input when it carries
+// the data.
+func (f *cryptoFlags) stdinPIN(g *globals, uri *p11uri) error {
+	if f.in != "-" || interactive() || g.pinFile != "" {
+		return nil
+	}
+	if _, ok := os.LookupEnv("TPM11_PIN"); ok {
+		return nil
+	}
+	if _, ok, _ := uriPIN(uri); ok {
+		return nil
+	}
+	return usagef("standard input holds the data: give the PIN with --pin-file or TPM11_PIN, or the data with -i FILE")
+}
+
 // maxCryptoInput bounds what is read: one-shot operations hold it whole.
 const maxCryptoInput = 64 << 20
 
@@ -243,6 +258,9 @@ DigestInfo, a block, a digest).`,
 			if len(tmpl) == 0 {
 				return usagef("name the key: --id, --label or a pkcs11: URI")
 			}
+			if err := f.stdinPIN(g, uri); err != nil {
+				return err
+			}
 			data, err := readData(f.in)
 			if err != nil {
 				return err
@@ -361,6 +379,9 @@ no label; --hash chooses) for RSA keys and AES-CBC-PAD for AES keys
 			}
 			if len(tmpl) == 0 {
 				return usagef("name the key: --id, --label or a pkcs11: URI")
+			}
+			if err := f.stdinPIN(g, uri); err != nil {
+				return err
 			}
 			data, err := readData(f.in)
 			if err != nil {

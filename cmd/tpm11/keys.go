@@ -314,7 +314,7 @@ PIN.`,
 	c.Flags().StringVar(&pcrAuthority, "pcr-authority", "", "with --pcr: a public key (PEM) whose approvals of PCR values count instead")
 	c.Flags().BoolVar(&portable, "portable", false, "make the key a TSS2 key file can hold (no PIN)")
 	_ = c.RegisterFlagCompletionFunc("type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return allKeyTypes, cobra.ShellCompDirectiveNoFileComp
+		return g.completeKeyTypes(), cobra.ShellCompDirectiveNoFileComp
 	})
 	_ = c.RegisterFlagCompletionFunc("id", cobra.NoFileCompletions)
 	_ = c.RegisterFlagCompletionFunc("label", cobra.NoFileCompletions)
@@ -342,6 +342,26 @@ func (g *globals) offeredHelp() string {
 		return fmt.Sprintf("Key types: the TPM (%s) is not reachable: %v", cfg.TPM, err)
 	}
 	return fmt.Sprintf("Key types this TPM (%s) offers (HMAC: any multiple of 8 bits):\n  %s", cfg.TPM, strings.Join(offered(d), "\n  "))
+}
+
+// completeKeyTypes offers the key types this TPM makes (asked as
+// offeredHelp asks it), every type tpm11 knows when it cannot be asked.
+func (g *globals) completeKeyTypes() []string {
+	cfg := tpmtoken.LoadConfig(g.env)
+	if _, err := os.Stat(cfg.Store); err != nil {
+		return allKeyTypes
+	}
+	l, err := tpmtoken.Open(cfg)
+	if err != nil {
+		return allKeyTypes
+	}
+	defer l.Close()
+	d, err := l.Diagnose()
+	if err != nil {
+		return allKeyTypes
+	}
+	out := offered(d)
+	return append(out[:len(out)-1], "hmac:256")
 }
 
 // generate makes the key; it returns the new objects' handles.
