@@ -84,6 +84,7 @@ test-go:
 test-c: build
 	./testdata/run-c-tests.sh
 	./testdata/faults-test.sh
+	./testdata/pqc-test.sh
 
 test-clients: build
 	./testdata/pkcs11-tool-test.sh

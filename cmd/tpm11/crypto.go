@@ -36,6 +36,7 @@ var mechNames = map[ck.MechType]string{
 	ck.CKM_AES_CBC_PAD: "AES-CBC-PAD", ck.CKM_AES_CTR: "AES-CTR", ck.CKM_AES_OFB: "AES-OFB", ck.CKM_AES_CFB128: "AES-CFB128",
 	ck.CKM_AES_KEY_WRAP: "AES-KEY-WRAP", ck.CKM_AES_KEY_WRAP_KWP: "AES-KEY-WRAP-PAD", ck.CKM_SHA_1_HMAC: "SHA-1-HMAC",
 	ck.CKM_SHA256_HMAC: "SHA256-HMAC", ck.CKM_SHA384_HMAC: "SHA384-HMAC", ck.CKM_SHA512_HMAC: "SHA512-HMAC",
+	ck.CKM_ML_DSA_KEY_PAIR_GEN: "ML-DSA-KEY-PAIR-GEN", ck.CKM_ML_DSA: "ML-DSA", ck.CKM_ML_KEM_KEY_PAIR_GEN: "ML-KEM-KEY-PAIR-GEN", ck.CKM_ML_KEM: "ML-KEM",
 }
 
 func mechName(m ck.MechType) string {
@@ -170,7 +171,7 @@ func (f *cryptoFlags) mechanism(o object, op string) (tpmtoken.Mechanism, error)
 	var m ck.MechType
 	if f.mech == "" {
 		def := map[string]map[string]ck.MechType{
-			"sign":    {"EC": ck.CKM_ECDSA_SHA256, "RSA": ck.CKM_SHA256_RSA_PKCS, "generic-secret": ck.CKM_SHA256_HMAC},
+			"sign":    {"EC": ck.CKM_ECDSA_SHA256, "RSA": ck.CKM_SHA256_RSA_PKCS, "generic-secret": ck.CKM_SHA256_HMAC, "ML-DSA": ck.CKM_ML_DSA},
 			"encrypt": {"RSA": ck.CKM_RSA_PKCS_OAEP, "AES": ck.CKM_AES_CBC_PAD},
 		}[map[string]string{"sign": "sign", "verify": "sign", "encrypt": "encrypt", "decrypt": "encrypt"}[op]]
 		var ok bool
