@@ -12,6 +12,7 @@ BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib/$(MULTIARCH)
 PKCS11DIR ?= $(LIBDIR)/pkcs11
 DATADIR ?= $(PREFIX)/share
+INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(DATADIR)/man
 DOCDIR ?= $(DATADIR)/doc/tpm11
 BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
@@ -36,7 +37,7 @@ NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 DEB := $(BUILD)/tpm11_$(VERSION)_$(DEBARCH).deb
 STAGE := $(BUILD)/pkgroot
 
-CLI_SRC := $(shell find cmd tpm tpmtoken asyncq ck internal version -name '*.go') go.mod
+CLI_SRC := $(shell find cmd attestation tpm tpmtoken asyncq ck internal version -name '*.go') go.mod
 
 .PHONY: build test demo bench install uninstall package clean test-go test-c test-clients test-cli test-package man completions
 
@@ -78,6 +79,7 @@ test: build test-go test-c test-clients test-cli test-package
 test-go:
 	FW=$$(./testdata/fwtpm.sh) || FW=unbuilt; \
 	TPM11_FWTPM="$$FW" $(GO) test -race -count=1 -timeout 600s ./...
+	cd interop && $(GO) test -count=1 -timeout 1200s ./...
 
 test-c: build
 	./testdata/run-c-tests.sh
@@ -94,6 +96,7 @@ test-cli: build
 	./testdata/shared-store-test.sh
 	./testdata/parallel-cli-test.sh
 	./testdata/attest-test.sh
+	./testdata/migrate-test.sh
 
 # Builds the .deb, installs it on this machine (root, dpkg), checks it, and
 # removes it; skipped with a message otherwise.
@@ -122,9 +125,11 @@ install: build
 	install -D -m 0644 $(BUILD)/completions/_tpm11 $(DESTDIR)$(ZSHCOMPDIR)/_tpm11
 	install -D -m 0644 $(BUILD)/completions/tpm11.fish $(DESTDIR)$(FISHCOMPDIR)/tpm11.fish
 	install -D -m 0644 -t $(DESTDIR)$(DOCDIR) README.md CHANGELOG.md LICENSE
+	install -D -m 0644 module/tpm11.h $(DESTDIR)$(INCLUDEDIR)/tpm11.h
 
 uninstall:
 	rm -f $(DESTDIR)$(PKCS11DIR)/libtpm11.so $(DESTDIR)$(BINDIR)/tpm11 $(DESTDIR)$(P11KITDIR)/tpm11.module
+	rm -f $(DESTDIR)$(INCLUDEDIR)/tpm11.h
 	rm -f $(DESTDIR)$(MANDIR)/man1/tpm11.1 $(DESTDIR)$(MANDIR)/man1/tpm11-*.1
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/tpm11 $(DESTDIR)$(ZSHCOMPDIR)/_tpm11 $(DESTDIR)$(FISHCOMPDIR)/tpm11.fish
 	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/CHANGELOG.md $(DESTDIR)$(DOCDIR)/LICENSE

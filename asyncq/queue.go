@@ -25,7 +25,8 @@ var ErrCancelled = errors.New("asyncq: job cancelled")
 // ErrClosed is returned for jobs submitted to, or dropped by, a closed queue.
 var ErrClosed = errors.New("asyncq: queue closed")
 
-// Job is work run on the worker goroutine with the resource; it gives a T.
+// Job is work run with the resource, by the worker goroutine or by a
+// synchronous caller (Do) that found it idle; it gives a T.
 type Job[R, T any] func(r R) (T, error)
 
 // Queue runs jobs one at a time, round-robin between owners so one busy owner
@@ -39,6 +40,9 @@ type Queue[R any] struct {
 	onIdle    func(R)
 	yieldWhen func() bool
 
+	// mu is taken before a Ticket's mu and is a leaf for everything
+	// outside the package: never held while a job, onIdle or the yield
+	// policy runs (docs/design.md "Locks").
 	mu       sync.Mutex
 	queues   map[uint64][]*Ticket
 	ring     []uint64 // owners with queued jobs, in service order
@@ -77,7 +81,7 @@ type Ticket struct {
 	// word and sleeper are block's futex: word is 1 once finished.
 	word, sleeper uint32
 
-	mu        sync.Mutex
+	mu        sync.Mutex // after Queue.mu; a leaf
 	state     state
 	cancelled bool
 	val       any
@@ -85,7 +89,8 @@ type Ticket struct {
 	id        uint64
 }
 
-// New starts a queue whose worker owns res.
+// New starts a queue, and its worker, for res; only the runner of a job
+// (the worker, or a caller in Do) touches res.
 func New[R any](res R) *Queue[R] {
 	q := &Queue[R]{
 		res:      res,

@@ -56,7 +56,12 @@ type attestedTPM struct {
 
 func newAttestedTPM(t *testing.T, ca *swtpmtest.EKCA) *attestedTPM {
 	t.Helper()
-	l := open(t, swtpmtest.SocketOn(t, ca.Manufacture(t)), t.TempDir())
+	return newAttestedTPMOn(t, swtpmtest.SocketOn(t, ca.Manufacture(t)))
+}
+
+func newAttestedTPMOn(t *testing.T, spec string) *attestedTPM {
+	t.Helper()
+	l := open(t, spec, t.TempDir())
 	t.Cleanup(l.Close)
 	h := provision(t, l)
 	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN},

@@ -77,6 +77,9 @@ func VerifyEvidence(ev *tpmtoken.Evidence, opts VerifyOptions) (*Verified, error
 	if ev == nil || ev.Format != tpmtoken.EvidenceFormat {
 		return nil, errors.New("not tpm11 attestation evidence")
 	}
+	if len(ev.Key.Attestation) == 0 {
+		return nil, errors.New("the evidence attests no key (an attestation key's enrollment request?)")
+	}
 	v := &Verified{}
 	var akKey crypto.PublicKey
 	if len(ev.AK.Certificates) > 0 && opts.AKRoots != nil {

@@ -118,6 +118,7 @@ const (
 	CKA_EC_POINT                   AttributeType = 0x181
 	CKA_ALWAYS_AUTHENTICATE        AttributeType = 0x202
 	CKA_WRAP_WITH_TRUSTED          AttributeType = 0x210
+	CKA_OBJECT_VALIDATION_FLAGS    AttributeType = 0x61e
 	CKA_ALLOWED_MECHANISMS         AttributeType = 0x40000600
 )
 

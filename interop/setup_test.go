@@ -123,7 +123,7 @@ func pemOf(c *x509.Certificate) []byte {
 // connection to the swtpm at a time) and talks to the TPM directly: the
 // only way to have a real TPM sign such a statement, for the verifiers to
 // refuse. ev's AK part and certificates are kept; the key part replaced.
-func (d *device) importedKeyEvidence(t *testing.T, ev *tpmtoken.Evidence, akType string, nonce []byte) *tpmtoken.Evidence {
+func (d *device) importedKeyEvidence(t *testing.T, ev *tpmtoken.Evidence, akType string, sk *ecdsa.PrivateKey, nonce []byte) *tpmtoken.Evidence {
 	t.Helper()
 	d.l.Close()
 	dev, err := tpm.Open(d.spec, "")
@@ -132,8 +132,6 @@ func (d *device) importedKeyEvidence(t *testing.T, ev *tpmtoken.Evidence, akType
 	ak, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tpm.AKTemplate(akType))}.Execute(dev)
 	require.NoError(t, err)
 	defer tpm2.FlushContext{FlushHandle: ak.ObjectHandle}.Execute(dev)
-	sk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
 	pub := tpm2.TPMTPublic{
 		Type: tpm2.TPMAlgECC, NameAlg: tpm2.TPMAlgSHA256,
 		ObjectAttributes: tpm2.TPMAObject{SignEncrypt: true, UserWithAuth: true},

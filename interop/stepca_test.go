@@ -2,6 +2,9 @@ package interop
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -128,7 +131,9 @@ func TestStepCAAcceptsACMEForm(t *testing.T) {
 		s.refused("tok2", id, obj, "invalid certification parameters")
 	}
 
-	forged := d.importedKeyEvidence(t, ev, tpm.AKRSA, s.nonce("tok4"))
+	sk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	forged := d.importedKeyEvidence(t, ev, tpm.AKRSA, sk, s.nonce("tok4"))
 	obj, err = attestation.ACME(forged)
 	require.NoError(t, err)
 	s.refused("tok4", id, obj, "invalid certification parameters")

@@ -28,6 +28,8 @@ import (
 func main() {}
 
 var (
+	// stateMu is lock 1 of docs/design.md "Locks": read-held across every
+	// call (C_Finalize waits for calls), write-held by C_Initialize/C_Finalize.
 	stateMu sync.RWMutex
 	library *tpmtoken.Library
 	logger  = slog.New(slog.DiscardHandler)

@@ -3,10 +3,14 @@
 # tools, on a swtpm manufactured by swtpm_setup with EK certificates from a
 # private local CA (never /var/lib/swtpm-localca):
 # - key attestation: attest -> verify-attestation --activate against the EK
-#   CA; enroll-ak with a local attestation CA -> the WebAuthn form verifies
-#   with that CA alone; a key imported from software, a tampered statement,
-#   another TPM's evidence and a wrong nonce fail; pkcs11-tool reads
-#   CKA_TPM11_ATTESTATION;
+#   CA; enroll-ak with a local attestation CA -> the ACME and WebAuthn forms
+#   verify with that CA alone; a key imported from software gets no
+#   evidence; a tampered statement or public_key, another TPM's evidence and
+#   a wrong nonce fail; pkcs11-tool reads CKA_TPM11_ATTESTATION;
+# - remote enrollment: a second machine (its own swtpm and store) enrolls
+#   with a CA that has no TPM and no store (enroll-ak --request, ca
+#   challenge, enroll-ak --answer, ca issue, enroll-ak --install); a
+#   replayed proof and another TPM's answer fail;
 # - a key bound to PCR 16 signs through the module until tpm2_pcrextend,
 #   then fails; an authority's approval of the next value keeps another key
 #   signing;
@@ -77,26 +81,39 @@ grep -q "not bound" out || fail "no AK binding: $(cat out)"
 perl -0pe 's/("public": ")(.{40})(.)/$1.$2.($3 eq "A" ? "B" : "A")/e' ev.json > tampered.json
 cmp -s ev.json tampered.json && fail "tampering changed nothing"
 ! T verify-attestation tampered.json "${EKCA[@]}" --nonce 0a0b0c --activate >out 2>&1 || fail "a tampered statement verified"
-# A key imported from software.
+# The public_key shown (for people) must be the attested key.
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out soft.pem 2>/dev/null
+perl -0pe 'BEGIN { local $/; open P, "-|", "openssl pkey -in soft.pem -pubout"; $k = <P>; $k =~ s/\n/\\n/g }
+  s/"public_key": "[^"]*"/"public_key": "$k"/' ev.json > otherkey.json
+cmp -s ev.json otherkey.json && fail "public_key unchanged"
+! T verify-attestation otherkey.json "${EKCA[@]}" --nonce 0a0b0c --activate >out 2>&1 || fail "another public_key verified"
+grep -q "public_key is not the key" out || fail "public_key: $(cat out)"
+# A key imported from software: no evidence.
 T import --id 02 --label soft soft.pem >/dev/null
-T attest --id 02 --nonce 0a0b0c > soft.json
-! T verify-attestation soft.json "${EKCA[@]}" --nonce 0a0b0c --activate >out 2>&1 || fail "an imported key verified"
-grep -q "exportable" out || fail "imported key: $(cat out)"
-pass "attest -> verify-attestation (JSON, PEM) by credential activation against the EK CA; wrong nonce, no AK binding, tampered, imported key fail"
+! T attest --id 02 --nonce 0a0b0c > soft.json 2>out || fail "evidence for an imported key"
+grep -q "not generated in the TPM" out || fail "imported key: $(cat out)"
+for f in pem acme webauthn; do
+  ! T attest --id 02 --format $f --rp-id x --client-data-hash $(printf x | sha256sum | cut -c1-64) >/dev/null 2>&1 || fail "$f evidence for an imported key"
+done
+pass "attest -> verify-attestation (JSON, PEM) by credential activation against the EK CA; wrong nonce, no AK binding, tampered, other public_key fail; an imported key gets no evidence"
 
 # Enrollment with a local attestation CA, then the WebAuthn form.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout attca.key -out attca.pem \
   -subj /CN=attestation-ca -days 2 -addext basicConstraints=critical,CA:true -addext keyUsage=keyCertSign 2>/dev/null
 T enroll-ak --ca-cert attca.pem --ca-key attca.key "${EKCA[@]}" > akcert.txt || fail "enroll-ak: $(cat akcert.txt)"
-T attest --id 01 --nonce 0a0b0c --format webauthn > attobj.cbor
-T verify-attestation attobj.cbor --ak-roots attca.pem --nonce 0a0b0c > out || fail "WebAuthn form: $(cat out)"
-grep -q "AK certified by" out || fail "WebAuthn form: $(cat out)"
+grep -q "(rsa AK).*device urn:ek:sha256:" akcert.txt || fail "enroll-ak: $(cat akcert.txt)"
+T attest --id 01 --nonce 0a0b0c --format acme > attobj.cbor
+T verify-attestation attobj.cbor --ak-roots attca.pem --nonce 0a0b0c > out || fail "ACME form: $(cat out)"
+grep -q "AK certified by" out && grep -q "^device: urn:ek:sha256:" out || fail "ACME form: $(cat out)"
+CDH=$(printf '{"type":"webauthn.create"}' | sha256sum | cut -c1-64)
+T attest --id 01 --format webauthn --rp-id example.org --client-data-hash "$CDH" > wa.cbor
+T verify-attestation wa.cbor --ak-roots attca.pem --client-data-hash "$CDH" > out || fail "WebAuthn form: $(cat out)"
+! T verify-attestation wa.cbor --ak-roots attca.pem --client-data-hash "${CDH/a/b}" >/dev/null 2>&1 || fail "WebAuthn form, other client data"
 T attest --id 01 --nonce 0a0b0c > ev2.json
 T verify-attestation ev2.json --ak-roots attca.pem --nonce 0a0b0c >/dev/null || fail "JSON form with the AK certificate"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key -out other.pem -subj /CN=other -days 2 2>/dev/null
 ! T verify-attestation attobj.cbor --ak-roots other.pem --nonce 0a0b0c >/dev/null 2>&1 || fail "an untrusted attestation CA verified"
-pass "enroll-ak with a local attestation CA; the WebAuthn \"tpm\" form verifies with its root alone, not with another"
+pass "enroll-ak with a local attestation CA (RSA AK, device identity); the ACME and WebAuthn \"tpm\" forms verify with its root alone, not with another"
 
 # Another TPM (another EK CA): its evidence does not pass as this TPM's.
 manufacture "$WORK/b" "$WORK/ca-b"
@@ -113,8 +130,54 @@ perl -0e 'local $/; open A, $ARGV[1]; my $a = <A>; open B, $ARGV[0]; my $b = <B>
 ! TPM11_TPM="swtpm:unix:$WORK/b/tpm.sock" TPM11_STORE=$WORK/store-b T verify-attestation forged.json "${EKCA[@]}" \
   --nonce 0a0b0c --activate >out 2>&1 || fail "another TPM's key claiming this EK verified"
 grep -q activation out || fail "forged EK: $(cat out)"
-kill "$B_PID"
 pass "another TPM's key fails: its EK certificate is not this CA's, and it cannot activate for this TPM's EK"
+
+# Remote enrollment: machine B (its swtpm, its store) and a CA host with no
+# TPM and no store; only files travel.
+B() { TPM11_TPM="swtpm:unix:$WORK/b/tpm.sock" TPM11_STORE=$WORK/store-b T "$@"; }
+CA() { env -u TPM11_TPM TPM11_STORE=$WORK/no-store "$BIN" "$@" --state "$WORK/ca-state"; }
+EKCB=("--ek-roots" "$WORK/ca-b/swtpm-localca-rootca-cert.pem" "--ek-roots" "$WORK/ca-b/issuercert.pem")
+B enroll-ak --request > req.json || fail "enroll-ak --request"
+CA ca challenge "${EKCA[@]}" req.json >out 2>&1 && fail "a request checked against another EK CA"
+CA ca challenge "${EKCB[@]}" req.json > chal.json || fail "ca challenge: $(cat chal.json)"
+! T enroll-ak --answer chal.json > aproof.json 2>out || fail "TPM A answered B's challenge"
+grep -q "not for this TPM" out || fail "foreign answer: $(cat out)"
+B enroll-ak --answer chal.json > proof.json || fail "enroll-ak --answer"
+CA ca issue req.json proof.json --ca-cert attca.pem --ca-key attca.key > akcert-b.pem || fail "ca issue: $(cat akcert-b.pem)"
+[ "$(grep -c 'BEGIN CERTIFICATE' akcert-b.pem)" = 1 ] || fail "ca issue printed the self-signed root"
+openssl x509 -in akcert-b.pem -noout -text | grep -q "2.23.133.8.3" || fail "no tcg-kp-AIKCertificate"
+! CA ca issue req.json proof.json --ca-cert attca.pem --ca-key attca.key >out 2>&1 || fail "a replayed proof issued"
+grep -q "no pending challenge" out || fail "replay: $(cat out)"
+[ ! -e "$WORK/no-store" ] || fail "the CA made a store"
+B enroll-ak --install akcert-b.pem > out || fail "enroll-ak --install: $(cat out)"
+! T enroll-ak --install akcert-b.pem >out 2>&1 || fail "B's AK certificate installed on A"
+grep -q "not for this TPM's attestation key" out || fail "install on A: $(cat out)"
+B attest --id 01 --nonce 0a0b0c --format acme > b.cbor
+B verify-attestation b.cbor --ak-roots attca.pem --nonce 0a0b0c > out || fail "B's ACME form: $(cat out)"
+grep -q "^device: urn:ek:sha256:" out || fail "B's device: $(cat out)"
+kill "$B_PID"
+pass "remote enrollment: enroll-ak --request -> ca challenge (no TPM, no store) -> enroll-ak --answer -> ca issue -> enroll-ak --install; replay, another TPM's answer, another EK CA fail"
+
+# A TPM whose only EK certificate is the high-range ECC P-384 one: its RSA
+# certificate removed (platform authorization, empty after startup).
+manufacture "$WORK/c" "$WORK/ca-c"
+C_PID=$(start_on "$WORK/c")
+TPM2TOOLS_TCTI="swtpm:path=$WORK/c/tpm.sock" tpm2_nvundefine -C p 0x1c00002 || fail "tpm2_nvundefine"
+C() { TPM11_TPM="swtpm:unix:$WORK/c/tpm.sock" TPM11_STORE=$WORK/store-c T "$@"; }
+EKCC=("--ek-roots" "$WORK/ca-c/swtpm-localca-rootca-cert.pem" "--ek-roots" "$WORK/ca-c/issuercert.pem")
+C init --label ecc >/dev/null && C keygen --id 01 >/dev/null
+C attest --id 01 --nonce 0a0b0c > c.json
+C verify-attestation c.json "${EKCC[@]}" --nonce 0a0b0c --activate > out || fail "ECC-only EK, activation: $(cat out)"
+grep -q '"public": "ACMADA' c.json || fail "the evidence's EK is not the P-384 one: $(grep -A2 '"ek"' c.json)"
+C enroll-ak --request > creq.json
+CA ca challenge "${EKCC[@]}" creq.json > cchal.json || fail "ca challenge, ECC EK: $(cat cchal.json)"
+C enroll-ak --answer cchal.json > cproof.json || fail "enroll-ak --answer, ECC EK"
+CA ca issue creq.json cproof.json --ca-cert attca.pem --ca-key attca.key > akcert-c.pem || fail "ca issue, ECC EK"
+C enroll-ak --install akcert-c.pem >/dev/null
+C attest --id 01 --nonce 0a0b0c --format acme > c.cbor
+C verify-attestation c.cbor --ak-roots attca.pem --nonce 0a0b0c >/dev/null || fail "ECC EK, ACME form"
+kill "$C_PID"
+pass "an ECC-only TPM (swtpm's P-384 EK at 0x81010016): attest by activation, remote enrollment, the ACME form"
 
 # --- Keys bound to platform state -------------------------------------------
 T keygen --type ec:p256 --id 03 --label bound --pcr 16 >/dev/null

@@ -235,9 +235,10 @@ refused 1 "an unknown token" T list --token nosuch
 pass "the token by label, serial, pkcs11: URI (--token or the object's URI), TPM11_TOKEN or --slot"
 
 # --- progress on a terminal, silence otherwise --------------------------------------
-PTY -- env TPM11_TEST_LATENCY=200ms "$BIN" keygen --token alpha --type rsa:2048 --id 60 > pty.txt || fail "keygen on a terminal"
+start_slowtpm 200ms # a TPM whose every command takes 200 ms more (testdata/slowtpm)
+PTY -- env TPM11_TPM="$SLOW_TPM" "$BIN" keygen --token alpha --type rsa:2048 --id 60 > pty.txt || fail "keygen on a terminal"
 grep -q "generating the RSA-2048 key pair in the TPM: [0-9.]*s" pty.txt || fail "no elapsed time on the terminal: $(cat pty.txt)"
-TPM11_TEST_LATENCY=200ms T keygen --token alpha --type rsa:2048 --id 61 > /dev/null 2>err && [ ! -s err ] || fail "progress off a terminal: $(cat err)"
+TPM11_TPM="$SLOW_TPM" T keygen --token alpha --type rsa:2048 --id 61 > /dev/null 2>err && [ ! -s err ] || fail "progress off a terminal: $(cat err)"
 pass "slow steps show the elapsed time on a terminal and stay silent otherwise"
 
 # --- legacy single-dash flags (tpm11 0.1 used Go's flag package) ------------------------
@@ -246,6 +247,74 @@ T list -token alpha -id 62 | grep -q legacy || fail "single-dash flags"
 refused 2 "delete without naming anything" T delete --token alpha
 refused 1 "delete of nothing" T delete --token alpha --id 7777
 pass "single-dash long flags of 0.1 still work; delete needs a selection"
+
+# --- a label (or ID) that names two keys: refused, listed, asked ----------------------
+T keygen --token alpha --type ec:p256 --id 70 --label dup > /dev/null && T keygen --token alpha --type ec:p256 --id 71 --label dup > /dev/null || fail "keygen dup"
+refused 1 "export of an ambiguous label" T export --token alpha --label dup
+grep -q "more than one key" err && [ "$(grep -o -- '--unique-id [0-9a-f]*' err | sort -u | wc -l)" = 2 ] && grep -q "id 70 " err && grep -q "id 71 " err || fail "export does not list both public keys: $(cat err)"
+refused 1 "csr of an ambiguous label" T csr --token alpha --label dup --subject CN=x
+grep -q "2 private keys match" err || fail "csr: $(cat err)"
+refused 1 "delete of an ambiguous label without --yes" T delete --token alpha --label dup </dev/null
+grep -q "nothing deleted: give --yes" err || fail "delete: $(cat err)"
+[ "$(T list --token alpha --label dup --json | J objects.#)" = 4 ] || fail "a refused delete deleted"
+PTY -e "delete all 4 objects? [y/N] " -s n -- "$BIN" delete --token alpha --label dup > pty.txt 2>&1 || true; grep -q "nothing deleted" pty.txt || fail "delete on a terminal, answered n: $(cat pty.txt)"
+[ "$(T list --token alpha --label dup --json | J objects.#)" = 4 ] || fail "delete answered n deleted"
+uid=$(T list --token alpha --id 71 --json | J objects.0.unique_id)
+T export --token alpha --unique-id "$uid" > 71.pub && cmp -s 71.pub <(T export --token alpha --id 71) || fail "export --unique-id"
+T delete --token alpha --label dup --yes > out && [ "$(grep -c '^deleted' out)" = 4 ] || fail "delete --yes: $(cat out)"
+pass "a label naming two keys: export and csr refuse listing the candidates (--unique-id); delete asks on a terminal, refuses otherwise, --yes deletes all"
+
+# --- sign, verify, encrypt, decrypt, mechanisms; secret keys; rename; a CA --------------
+T keygen --token alpha --type rsa:2048 --id c0 --label cr > /dev/null && T keygen --token alpha --type ec:p256 --id c1 --label ce > /dev/null || fail "keygen for crypto"
+T export --token alpha --id c0 > c0.pem && T export --token alpha --id c1 > c1.pem
+head -c 3000 /dev/urandom > data
+for m in SHA256-RSA-PKCS SHA384-RSA-PKCS SHA512-RSA-PKCS SHA1-RSA-PKCS; do
+  h=$(echo "$m" | sed 's/-RSA-PKCS//; s/SHA1/sha1/; s/SHA/sha/')
+  T sign --token alpha --id c0 -m "$m" -i data -o s.sig || fail "sign $m"
+  openssl dgst -"$h" -verify c0.pem -signature s.sig data >/dev/null || fail "openssl rejects $m"
+  T verify --token alpha --id c0 -m "$m" -s s.sig -i data >/dev/null || fail "verify $m"
+done
+for m in SHA256-RSA-PKCS-PSS SHA384-RSA-PKCS-PSS SHA512-RSA-PKCS-PSS; do
+  h=$(echo "$m" | sed 's/-RSA-PKCS-PSS//; s/SHA/sha/')
+  T sign --token alpha --id c0 -m "$m" < data > s.sig || fail "sign $m"
+  openssl dgst -"$h" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest -verify c0.pem -signature s.sig data >/dev/null || fail "openssl rejects $m"
+done
+for m in ECDSA-SHA256 ECDSA-SHA384 ECDSA-SHA512 ECDSA-SHA1; do
+  h=$(echo "$m" | sed 's/ECDSA-//; s/SHA1/sha1/; s/SHA/sha/')
+  T sign --token alpha --id c1 -m "$m" < data > s.sig || fail "sign $m"
+  openssl dgst -"$h" -verify c1.pem -signature s.sig data >/dev/null || fail "openssl rejects $m"
+  T verify --token alpha --id c1 -m "$m" -s s.sig < data > out || fail "verify $m"
+done
+openssl dgst -sha256 -sign <(openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null) -out other.sig data
+refused 1 "verify of another key's signature" T verify --token alpha --id c1 -s other.sig -i data
+grep -q "NOT valid" err || fail "a bad signature: $(cat err)"
+openssl pkeyutl -encrypt -pubin -inkey c0.pem -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 -in <(head -c 100 data) -out e.bin
+T decrypt --token alpha --id c0 < e.bin | cmp -s - <(head -c 100 data) || fail "decrypt of openssl's RSA-OAEP"
+openssl pkeyutl -encrypt -pubin -inkey c0.pem -in <(head -c 100 data) -out e1.bin
+T decrypt --token alpha --id c0 -m RSA-PKCS < e1.bin | cmp -s - <(head -c 100 data) || fail "decrypt of openssl's RSA-PKCS"
+head -c 32 /dev/urandom > aes.key && head -c 32 /dev/urandom > hmac.key
+T import-secret --token alpha --type aes --id c2 --label sa aes.key > /dev/null && T import-secret --token alpha --type hmac --id c3 hmac.key > /dev/null || fail "import-secret"
+refused 1 "an AES key of 20 bytes" T import-secret --token alpha --type aes <(head -c 20 /dev/urandom)
+IV=000102030405060708090a0b0c0d0e0f K=$(xxd -p -c 64 aes.key)
+for m in AES-CBC-PAD:aes-256-cbc AES-CTR:aes-256-ctr AES-OFB:aes-256-ofb AES-CFB128:aes-256-cfb; do
+  T encrypt --token alpha --id c2 -m "${m%%:*}" --iv $IV < data | openssl enc -d -"${m#*:}" -K "$K" -iv $IV | cmp -s - data || fail "openssl does not decrypt ${m%%:*}"
+  openssl enc -"${m#*:}" -K "$K" -iv $IV < data | T decrypt --token alpha --id c2 -m "${m%%:*}" --iv $IV | cmp -s - data || fail "tpm11 does not decrypt openssl's ${m#*:}"
+done
+[ "$(T sign --token alpha --id c3 < data | xxd -p -c 64)" = "$(openssl dgst -sha256 -mac HMAC -macopt hexkey:"$(xxd -p -c 64 hmac.key)" -r < data | cut -d' ' -f1)" ] || fail "HMAC differs from openssl's"
+refused 2 "an unknown mechanism" T sign --token alpha --id c0 -m RSA-MD5 -i data
+T mechanisms --token alpha > mechs.txt
+grep -qE '^ECDSA-SHA256 +[0-9]+-[0-9]+ +TPM +sign,verify$' mechs.txt && grep -qE '^AES-CBC-PAD ' mechs.txt || fail "mechanisms: $(cat mechs.txt)"
+pass "sign (RSA PKCS#1 and PSS, ECDSA, HMAC), verify, encrypt and decrypt (RSA OAEP and PKCS#1, AES CBC-PAD/CTR/OFB/CFB) from the command line, checked by openssl; import-secret; mechanisms"
+T keygen --token alpha --type ec:p256 --id c4 --label old-name > /dev/null
+T csr --token alpha --id c4 --subject CN=r --x509 > c4.crt && T import-cert --token alpha --id c4 c4.crt > /dev/null || fail "cert for rename"
+T rename --token alpha --id c4 --new-label new-name --new-id c5 > out || fail "rename: $(cat out)"
+[ "$(grep -c '"new-name" id c5' out)" = 3 ] && [ "$(T list --token alpha --id c4 --json | J objects.#)" = 0 ] || fail "rename did not move the 3 objects: $(cat out)"
+refused 1 "rename onto a used ID" T rename --token alpha --id c5 --new-id c1
+[ "$(T list --token alpha --id c5 --json | J objects.#)" = 3 ] || fail "a refused rename changed something"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca2.key -out ca2.crt -subj "/CN=Test Root" -days 2 2>/dev/null
+T import-ca --token alpha ca2.crt > /dev/null || fail "import-ca"
+p11tool --provider "$MODULE" --list-all-trusted "pkcs11:token=alpha" 2>/dev/null | grep -A5 "object=Test%20Root" | grep -q "CKA_CERTIFICATE_CATEGORY=CA; CKA_TRUSTED" || fail "p11tool does not see the trusted CA"
+pass "rename moves a key's label and ID with its certificate; import-ca stores a trusted CA certificate (as SO) that p11tool lists as trusted"
 
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then

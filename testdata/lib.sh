@@ -4,7 +4,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODULE=$ROOT/build/libtpm11.so
 WORK=$(mktemp -d)
 SWTPM_PID=
+SLOWTPM_PID=
 cleanup() {
+  [ -n "$SLOWTPM_PID" ] && kill "$SLOWTPM_PID" 2>/dev/null || true
   [ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -32,6 +34,27 @@ start_swtpm() {
     sleep 0.02
   done
   export TPM11_TPM="swtpm:unix:$d/tpm.sock"
+}
+
+# start_slowtpm DELAY: starts a slow TPM, a relay (testdata/slowtpm) in front
+# of the swtpm TPM11_TPM names that holds every command for DELAY (a Go
+# duration) as a TPM chip's latency would, and sets SLOW_TPM to its spec.
+# It makes operations on async sessions pend with no test hook in the
+# module. One at a time: a second call replaces the first.
+start_slowtpm() {
+  local d=$WORK/slowtpm-$1 end=$((SECONDS + 60))
+  [ -x "$WORK/slowtpm" ] || (cd "$ROOT" && "${GO:-go}" build -o "$WORK/slowtpm" ./testdata/slowtpm) || fail "building testdata/slowtpm"
+  [ -n "$SLOWTPM_PID" ] && { kill "$SLOWTPM_PID" 2>/dev/null; wait "$SLOWTPM_PID" 2>/dev/null || true; }
+  mkdir -p "$d"
+  "$WORK/slowtpm" -upstream "$TPM11_TPM" -listen "$d/tpm.sock" -delay "$1" >"$d/spec" 2>"$d/slowtpm.log" &
+  SLOWTPM_PID=$!
+  # It prints its spec once it listens.
+  until [ -s "$d/spec" ]; do
+    kill -0 "$SLOWTPM_PID" 2>/dev/null || fail "slowtpm exited at start: $(cat "$d/slowtpm.log")"
+    [ "$SECONDS" -lt "$end" ] || fail "slowtpm not listening after 60 s"
+    sleep 0.02
+  done
+  SLOW_TPM=$(cat "$d/spec")
 }
 
 # swtpm_logs: the end of each swtpm's log, for failure messages.

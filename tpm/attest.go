@@ -24,17 +24,83 @@ const (
 )
 
 // Persistent handles where provisioning (swtpm_setup, most platforms) keeps
-// the RSA EK (TCG Provisioning Guidance, 7.8).
-const EKRSAHandle = tpm2.TPMHandle(0x81010001)
+// the EKs: the RSA and ECC P-256 EKs of the low range (TCG Provisioning
+// Guidance, 7.8) and swtpm's ECC P-384 EK of the high range.
+const (
+	EKRSAHandle     = tpm2.TPMHandle(0x81010001)
+	EKECCP256Handle = tpm2.TPMHandle(0x81010002)
+	EKECCP384Handle = tpm2.TPMHandle(0x81010016)
+)
 
 // EKRSA is the RSA-2048 endorsement key of the TCG's default template
 // (EK Credential Profile, template L-1), whose certificate is at
 // EKCertRSA2048: re-created in the endorsement hierarchy when it is not
-// kept at EKRSAHandle. Its AES-128 symmetric part is what software
-// MakeCredential (go-attestation) expects.
+// kept at EKRSAHandle.
 func EKRSA() *Loadable {
 	return &Loadable{ID: "ek:rsa", Public: tpm2.New2B(tpm2.RSAEKTemplate),
 		Hierarchy: tpm2.TPMRHEndorsement, Persistent: EKRSAHandle}
+}
+
+// EKECCP256 is the ECC P-256 endorsement key of template L-2, whose
+// certificate is at EKCertECCP256.
+func EKECCP256() *Loadable {
+	return &Loadable{ID: "ek:p256", Public: tpm2.New2B(tpm2.ECCEKTemplate),
+		Hierarchy: tpm2.TPMRHEndorsement, Persistent: EKECCP256Handle}
+}
+
+// ekP384Policy is the authPolicy of the high-range EK templates with
+// SHA-384 (EK Credential Profile 2.5, B.4: PolicyOR of PolicySecret of
+// the endorsement hierarchy and PolicyAuthorizeNV): the admin role's. The
+// user role, all TPM2_ActivateCredential asks of the EK, is its empty
+// authValue (userWithAuth set), unlike the low range whose userWithAuth
+// is clear and whose policy is PolicySecret alone.
+var ekP384Policy = []byte{
+	0xb2, 0x6e, 0x7d, 0x28, 0xd1, 0x1a, 0x50, 0xbc, 0x53, 0xd8, 0x82, 0xbc, 0xf5, 0xfd, 0x3a, 0x1a,
+	0x07, 0x41, 0x48, 0xbb, 0x35, 0xd3, 0xb4, 0xe4, 0xcb, 0x1c, 0x0a, 0xd9, 0xbd, 0xe4, 0x19, 0xca,
+	0xcb, 0x47, 0xba, 0x09, 0x69, 0x96, 0x46, 0x15, 0x0f, 0x9f, 0xc0, 0x00, 0xf3, 0xf8, 0x0e, 0x12,
+}
+
+// EKECCP384 is the ECC P-384 endorsement key of the high range (template
+// H-3: SHA-384 names, AES-256), whose certificate is at EKCertECCP384;
+// swtpm_setup keeps it at EKECCP384Handle.
+func EKECCP384() *Loadable {
+	t := tpm2.TPMTPublic{
+		Type:    tpm2.TPMAlgECC,
+		NameAlg: tpm2.TPMAlgSHA384,
+		ObjectAttributes: tpm2.TPMAObject{FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true,
+			UserWithAuth: true, AdminWithPolicy: true, Restricted: true, Decrypt: true},
+		AuthPolicy: tpm2.TPM2BDigest{Buffer: ekP384Policy},
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgAES,
+				KeyBits: tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(256)),
+				Mode:    tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB)},
+			Scheme:  tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
+			CurveID: tpm2.TPMECCNistP384,
+			KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+	}
+	return &Loadable{ID: "ek:p384", Public: tpm2.New2B(t), Hierarchy: tpm2.TPMRHEndorsement, Persistent: EKECCP384Handle}
+}
+
+// EndorsementKey is the EK whose certificate the TPM holds, the first of
+// RSA-2048, ECC P-256 (low range) and ECC P-384 (high range), with its
+// certificate as read from NV (ErrNoNV if the TPM has none of them).
+func (e *Engine) EndorsementKey() (*Loadable, []byte, error) {
+	for _, c := range []struct {
+		nv tpm2.TPMHandle
+		ek func() *Loadable
+	}{{EKCertRSA2048, EKRSA}, {EKCertECCP256, EKECCP256}, {EKCertECCP384, EKECCP384}} {
+		cert, err := e.ReadNV(c.nv)
+		if errors.Is(err, ErrNoNV) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.ek(), cert, nil
+	}
+	return nil, nil, ErrNoNV
 }
 
 // Attestation key types: "rsa", an RSA-2048 key signing with RSASSA
@@ -172,10 +238,10 @@ type AKCreation struct {
 	Public, CreateData, CreateAttestation, CreateSignature []byte
 }
 
-// CertifyAKCreation makes ak (a primary key) once more, outside the cache,
-// to get its creation data and ticket, has it certify its own creation
-// (TPM2_CertifyCreation), and flushes it. The primary is the same key the
-// cache uses: same template, same seed.
+// CertifyAKCreation makes ak (a primary key) to get its creation data and
+// ticket and has it certify its own creation (TPM2_CertifyCreation). The
+// primary is the same key the cache uses (same template, same seed): it
+// is kept as the cache's if the cache had none, else flushed.
 func (e *Engine) CertifyAKCreation(ak *Loadable) (*AKCreation, error) {
 	if ak.Parent != nil {
 		return nil, errors.New("the attestation key must be a primary key")
@@ -188,7 +254,19 @@ func (e *Engine) CertifyAKCreation(ak *Loadable) (*AKCreation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create attestation key: %w", err)
 	}
-	defer func() { _, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(e.tr()) }()
+	// The primary is the key the cache would make: it becomes the cache's
+	// when the cache has none (an RSA primary costs seconds on hardware),
+	// else it goes.
+	keep := false
+	if _, ok := e.slots[ak.ID]; !ok {
+		if pub, err := rsp.OutPublic.Contents(); err == nil {
+			e.slots[ak.ID] = &slot{obj: ak, pub: *pub, handle: rsp.ObjectHandle, name: rsp.Name, loaded: true, lastUse: e.clock}
+			keep = true
+		}
+	}
+	if !keep {
+		defer func() { _, _ = tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(e.tr()) }()
+	}
 	h := tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
 	cc, err := tpm2.CertifyCreation{
 		SignHandle:     auth(h, nil),
@@ -243,9 +321,11 @@ func (e *Engine) Certify(key, ak *Loadable, extra []byte) (attest, sig []byte, e
 // ActivateCredential recovers the secret a verifier encrypted to ek for
 // ak's name (credential, the TPM2B_ID_OBJECT's contents, and secret, the
 // TPM2B_ENCRYPTED_SECRET's): the TPM releases it only if it holds both
-// keys. The EK is used under its standard policy, PolicySecret of the
-// endorsement hierarchy (whose authValue is empty on every TPM the token
-// runs on).
+// keys. The EK takes the user role: a low-range EK (userWithAuth clear)
+// by its policy, PolicySecret of the endorsement hierarchy (whose
+// authValue is empty on every TPM the token runs on), in a session of the
+// EK's name algorithm; a high-range EK (userWithAuth set) by its empty
+// authValue.
 func (e *Engine) ActivateCredential(ak, ek *Loadable, credential, secret []byte) ([]byte, error) {
 	keep := map[string]bool{ak.ID: true, ek.ID: true}
 	ah, err := e.handle(ak, keep)
@@ -256,13 +336,20 @@ func (e *Engine) ActivateCredential(ak, ek *Loadable, credential, secret []byte)
 	if err != nil {
 		return nil, err
 	}
+	pub, err := ek.Public.Contents()
+	if err != nil {
+		return nil, err
+	}
+	ekAuth := tpm2.Policy(pub.NameAlg, 16, tpm2.PolicyCallback(endorsementSecret))
+	if pub.ObjectAttributes.UserWithAuth {
+		ekAuth = tpm2.PasswordAuth(nil)
+	}
 	// A persistent EK takes an object slot while the command runs.
 	var rsp *tpm2.ActivateCredentialResponse
 	err = e.withRoom(keep, func() (err error) {
 		rsp, err = tpm2.ActivateCredential{
 			ActivateHandle: auth(ah, ak.Auth),
-			KeyHandle: tpm2.AuthHandle{Handle: eh.Handle, Name: eh.Name,
-				Auth: tpm2.Policy(tpm2.TPMAlgSHA256, 16, tpm2.PolicyCallback(endorsementSecret))},
+			KeyHandle:      tpm2.AuthHandle{Handle: eh.Handle, Name: eh.Name, Auth: ekAuth},
 			CredentialBlob: tpm2.TPM2BIDObject{Buffer: credential},
 			Secret:         tpm2.TPM2BEncryptedSecret{Buffer: secret},
 		}.Execute(e.tr())

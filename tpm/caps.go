@@ -13,6 +13,8 @@ type Caps struct {
 	RSABits []int
 	Curves  []tpm2.TPMECCCurve
 	AESBits []int
+	// PQC is what the TPM has of v1.85's ML-DSA and ML-KEM (pqc_commands.go).
+	PQC PQCCaps
 }
 
 // Probe asks the TPM which of the candidate sizes (the token's own list)
@@ -44,6 +46,9 @@ func (e *Engine) Probe(cand Caps) (Caps, error) {
 		if ok(tpm2.TPMTPublicParms{Type: tpm2.TPMAlgSymCipher, Parameters: AESKeyTemplate(bits).Parameters}) {
 			c.AESBits = append(c.AESBits, bits)
 		}
+	}
+	if fail == nil {
+		c.PQC, fail = e.ProbePQC()
 	}
 	return c, fail
 }

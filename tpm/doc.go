@@ -1,6 +1,33 @@
-// Package tpm owns every conversation with the TPM: the transports (Linux
-// device, swtpm socket, the in-process simulator), the retry of transient
-// response codes, and the Engine that keeps objects loaded in the TPM's few
-// object slots. An Engine is not safe for concurrent use: exactly one
-// goroutine (asyncq's worker) owns it, so no lock is held across a TPM call.
+// Package tpm owns every conversation with the TPM: the transports (a
+// Linux device; a socket to swtpm or to a simulator served by `tpm11
+// simulator`; a simulator in this process only in programs that import
+// tpm/sim, which the PKCS#11 module does not), the one reader of the
+// command and response header (wire.go), the retry of transient response
+// codes, and the Engine that keeps objects loaded in the TPM's few object
+// slots. Constants and types are go-tpm's; a few hot commands are
+// marshalled by hand (hot.go), byte for byte as go-tpm would.
+//
+// Who calls what, when, under which lock:
+//
+//   - An Engine takes no lock and is not safe for concurrent use: its
+//     caller runs one job at a time on it. In the token that is asyncq's
+//     rule: a job runs on asyncq's worker goroutine, or on the thread of
+//     a synchronous caller (asyncq.Do) that found the queue idle with
+//     nothing queued. The queue's running flag, set and cleared under its
+//     mutex but not held while the job runs, makes the two exclusive, so
+//     whichever thread runs a job is the Engine's only user. The idle and
+//     yield hooks (SaveAll, Disconnected, Device.Release) run under the
+//     same rule, with the resource taken.
+//   - A Loadable's fields, its Auth above all, are read (and the token's
+//     wiping of Auth done) only within jobs.
+//   - A Stream (the device and socket transports) serializes commands
+//     with its mutex, held for one round trip, which its deadline bounds
+//     (deadline.go). Device.Held and Device.Contended take it too: the
+//     yield policy calls them between jobs, when no command is in flight.
+//     Device.Busy reads atomics only and may be called from any goroutine
+//     at any time: slot and token queries use it never to wait on a stuck
+//     TPM.
+//   - Lock order: asyncq's queue mutex is never held while a job runs, so
+//     never together with Stream.mu; Stream.mu is taken before a turn
+//     ticket's file lock (turns.go) and released after it is given back.
 package tpm

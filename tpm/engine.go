@@ -23,7 +23,8 @@ type Loadable struct {
 	Public  tpm2.TPM2BPublic
 	Private tpm2.TPM2BPrivate
 	// Auth is the object's authValue, used when it authorizes a command:
-	// as the parent of a Load, or to Sign. Only the worker goroutine reads it.
+	// as the parent of a Load, or to Sign. Read only by the job running on
+	// the Engine (see the package doc).
 	Auth []byte
 	// Persistent, for a primary key, is a persistent handle where the TPM's
 	// owner may have kept the same key (the TCG's well-known SRK handle):
@@ -76,7 +77,8 @@ type slot struct {
 	lastUse uint64
 }
 
-// Engine runs TPM commands for one owner goroutine and keeps objects loaded
+// Engine runs TPM commands for one job at a time (see the package doc:
+// asyncq decides whose, on whichever thread runs it) and keeps objects loaded
 // across calls, swapping them out (ContextSave/FlushContext) and back in
 // (ContextLoad) when the TPM's object slots are full, so that a key used
 // again costs no Load and a full TPM never surfaces as TPM_RC_OBJECT_MEMORY.

@@ -44,8 +44,11 @@ type Policy struct {
 	// PCRs (SHA-256 bank) the policy reads.
 	PCRs []int
 	// Digest is SHA-256 of those PCRs' values, concatenated in index
-	// order, that the key is bound to (PCR policy only).
+	// order, that the key is bound to (PCR policy only), and Values those
+	// values in index order (for people: the TPM compares Digest; empty
+	// for keys made before they were kept).
 	Digest []byte
+	Values [][]byte
 	// Authority, for an authorized policy, is the TPMT_PUBLIC of the key
 	// whose signatures approve PCR values, and Ref its policyRef.
 	Authority []byte
@@ -56,19 +59,122 @@ type Policy struct {
 }
 
 // Approval is an authority's signature (a TPMT_SIGNATURE) over
-// SHA-256(PolicyPCR digest for PCRs = Digest ‖ Ref).
+// SHA-256(PolicyPCR digest for PCRs = Digest ‖ Ref). PCRs and Values say
+// what it approves, for people and for CheckApproval: the PCRs and their
+// values in index order, whose SHA-256 is Digest (absent in approvals
+// made before they were recorded).
 type Approval struct {
 	Digest    []byte
 	Signature []byte
+	PCRs      []int    `json:",omitempty"`
+	Values    [][]byte `json:",omitempty"`
 }
 
-// String describes p for log lines and the key's attributes.
+// CheckApproval checks, in software, an approval before it is kept with
+// a key of authorized policy p: it is for p's PCRs, its values (if named)
+// make its digest, and the authority's key signed it. The TPM checks the
+// signature again at each use; this catches an approval signed by another
+// key when it is added, not at the first signature.
+func (p *Policy) CheckApproval(a Approval) error {
+	if p.Authority == nil {
+		return errors.New("the key has no authorized policy")
+	}
+	if a.PCRs != nil && PCRList(sortedPCRs(a.PCRs)) != PCRList(sortedPCRs(p.PCRs)) {
+		return fmt.Errorf("the approval is for PCR %s, the key is bound to PCR %s", PCRList(a.PCRs), PCRList(p.PCRs))
+	}
+	if a.Values != nil {
+		if len(a.Values) != len(p.PCRs) {
+			return fmt.Errorf("the approval names %d values for %d PCRs", len(a.Values), len(p.PCRs))
+		}
+		h := sha256.New()
+		for _, v := range a.Values {
+			h.Write(v)
+		}
+		if !bytes.Equal(h.Sum(nil), a.Digest) {
+			return errors.New("the approval's values do not make its digest")
+		}
+	}
+	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](p.Authority)
+	if err != nil {
+		return err
+	}
+	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](a.Signature)
+	if err != nil {
+		return fmt.Errorf("the approval's signature: %w", err)
+	}
+	digest, err := ApprovalDigest(p.PCRs, a.Digest, p.Ref)
+	if err != nil {
+		return err
+	}
+	bad := errors.New("the approval is not signed by the key's policy authority")
+	switch pub.Type {
+	case tpm2.TPMAlgRSA:
+		parms, err := pub.Parameters.RSADetail()
+		if err != nil {
+			return err
+		}
+		n, err := pub.Unique.RSA()
+		if err != nil {
+			return err
+		}
+		k, err := tpm2.RSAPub(parms, n)
+		if err != nil {
+			return err
+		}
+		rs, err := sig.Signature.RSASSA()
+		if err != nil || sig.SigAlg != tpm2.TPMAlgRSASSA || rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, rs.Sig.Buffer) != nil {
+			return bad
+		}
+	case tpm2.TPMAlgECC:
+		parms, err := pub.Parameters.ECCDetail()
+		if err != nil {
+			return err
+		}
+		pt, err := pub.Unique.ECC()
+		if err != nil {
+			return err
+		}
+		k, err := tpm2.ECDSAPub(parms, pt)
+		if err != nil {
+			return err
+		}
+		es, err := sig.Signature.ECDSA()
+		if err != nil || sig.SigAlg != tpm2.TPMAlgECDSA ||
+			!ecdsa.Verify(k, digest, new(big.Int).SetBytes(es.SignatureR.Buffer), new(big.Int).SetBytes(es.SignatureS.Buffer)) {
+			return bad
+		}
+	default:
+		return bad
+	}
+	return nil
+}
+
+func sortedPCRs(pcrs []int) []int {
+	s := append([]int(nil), pcrs...)
+	slices.Sort(s)
+	return s
+}
+
+// String describes p for log lines and the key's attributes: the PCRs
+// (the values expected and found are in ErrPolicy's message).
 func (p *Policy) String() string {
 	s := "PCR " + PCRList(p.PCRs) + " (sha256)"
 	if p.Authority != nil {
 		return s + " as approved by an authority key"
 	}
-	return s + " = " + fmt.Sprintf("%x", p.Digest)
+	return s
+}
+
+// pcrValues prints values of pcrs (index order) as "16=ab12…ef90, 23=…".
+func pcrValues(pcrs []int, values [][]byte) string {
+	s := sortedPCRs(pcrs)
+	out := make([]string, 0, len(values))
+	for i, v := range values {
+		if i < len(s) {
+			out = append(out, fmt.Sprintf("%d=%x", s[i], v))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // PCRList prints pcrs as "0,7,16".
@@ -230,7 +336,14 @@ func (e *Engine) satisfy(t transport.TPM, s tpm2.TPMISHPolicy, p *Policy, keep m
 	if p.Authority == nil {
 		_, err := tpm2.PolicyPCR{PolicySession: s, PcrDigest: tpm2.TPM2BDigest{Buffer: p.Digest}, Pcrs: PCRSelection(p.PCRs)}.Execute(t)
 		if errors.Is(err, tpm2.TPMRCValue) {
-			return fmt.Errorf("%w: PCR %s no longer hold the values the key was bound to", ErrPolicy, PCRList(p.PCRs))
+			want := "the values of digest " + fmt.Sprintf("%x", p.Digest)
+			if len(p.Values) > 0 {
+				want = pcrValues(p.PCRs, p.Values)
+			}
+			if values, _, rerr := e.ReadPCRs(p.PCRs); rerr == nil {
+				return fmt.Errorf("%w: PCR %s hold %s; the key was bound to %s", ErrPolicy, PCRList(p.PCRs), pcrValues(p.PCRs, values), want)
+			}
+			return fmt.Errorf("%w: PCR %s no longer hold the values the key was bound to (%s)", ErrPolicy, PCRList(p.PCRs), want)
 		}
 		return err
 	}

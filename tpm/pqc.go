@@ -32,12 +32,10 @@ const (
 	ccDecapsulate            tpm2.TPMCC = 0x1A8
 	ccVerifySequenceStart    tpm2.TPMCC = 0x1A9
 	ccSignSequenceStart      tpm2.TPMCC = 0x1AA
-	ccSequenceUpdate         tpm2.TPMCC = 0x15C
 )
 
 // Structure tags of the v1.85 tickets (Part 2 v1.85).
 const (
-	stVerified        = 0x8022 // TPM_ST_VERIFIED
 	stMessageVerified = 0x8026 // TPM_ST_MESSAGE_VERIFIED
 	stDigestVerified  = 0x8027 // TPM_ST_DIGEST_VERIFIED
 )
@@ -337,7 +335,11 @@ type Verified struct {
 
 func (r *pqcReader) verified() Verified {
 	v := Verified{Tag: r.u16(), Hierarchy: tpm2.TPMHandle(r.u32())}
-	if v.Tag == stDigestVerified { // TPMU_TK_VERIFIED_META: a TPM_ALG_ID
+	// TPMU_TK_VERIFIED_META, selected by the tag: a TPM_ALG_ID for a
+	// digest. fwTPM leaves it out of a NULL ticket (hierarchy TPM_RH_NULL,
+	// an empty hmac: "<tag, TPM_RH_NULL, 0x0000>"), so a NULL ticket is
+	// read either way.
+	if v.Tag == stDigestVerified && !(v.Hierarchy == tpm2.TPMRHNull && len(r.b) == 2) {
 		v.Meta = tpm2.TPMAlgID(r.u16())
 	}
 	v.HMAC = r.tpm2b()

@@ -176,7 +176,12 @@ func (e *Engine) sequenceStart(cc tpm2.TPMCC, key *Loadable, kh *tpm2.NamedHandl
 		cmd = verifySequenceStartCmd(h, auth, ctx)
 	}
 	var rsp *rawResponse
-	// A sequence takes an object slot, as a loaded key does.
+	// A sequence takes an object slot, as a loaded key does: only the key
+	// must stay (its parents, kept while loading it, may make room).
+	keep = map[string]bool{}
+	if key != nil {
+		keep[key.ID] = true
+	}
 	err = e.withRoom(keep, func() (err error) {
 		rsp, err = e.execRaw(cmd)
 		return err
@@ -353,7 +358,7 @@ func verifySequenceStartCmd(key tpm2.NamedHandle, auth, ctx []byte) rawCmd {
 
 // sequenceUpdateCmd: TPM2_SequenceUpdate: @sequenceHandle; buffer TPM2B_MAX_BUFFER.
 func sequenceUpdateCmd(seq tpm2.AuthHandle, data []byte) rawCmd {
-	return rawCmd{cc: ccSequenceUpdate, auth: []tpm2.AuthHandle{seq}, params: [][]byte{appendTPM2B(nil, data)}}
+	return rawCmd{cc: tpm2.TPMCCSequenceUpdate, auth: []tpm2.AuthHandle{seq}, params: [][]byte{appendTPM2B(nil, data)}}
 }
 
 // signSequenceCompleteCmd: TPM2_SignSequenceComplete:

@@ -89,32 +89,30 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 			return nil, err
 		}
 	}
-	tag := uint16(tpm2.TPMSTNoSessions)
+	tag := tpm2.TPMSTNoSessions
 	if len(sess) > 0 {
-		tag = uint16(tpm2.TPMSTSessions)
+		tag = tpm2.TPMSTSessions
 	}
-	cmd := make([]byte, 0, 10+len(handles)+len(authArea)+len(parms))
-	cmd = binary.BigEndian.AppendUint16(cmd, tag)
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(10+len(handles)+len(authArea)+len(parms)))
-	cmd = binary.BigEndian.AppendUint32(cmd, uint32(c.cc))
+	cmd := newCommand(make([]byte, 0, HeaderSize+len(handles)+len(authArea)+len(parms)), tag, c.cc)
 	cmd = append(cmd, handles...)
 	cmd = append(cmd, authArea...)
 	cmd = append(cmd, parms...)
 
-	rsp, err := t.Send(cmd)
+	rsp, err := t.Send(finish(cmd))
 	if err != nil {
 		return nil, err
 	}
-	if len(rsp) < 10 || int(binary.BigEndian.Uint32(rsp[2:6])) != len(rsp) {
+	h, ok := ResponseHeader(rsp)
+	if !ok || int64(h.Length) != int64(len(rsp)) {
 		return nil, errMalformed
 	}
-	if rc := tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])); rc != tpm2.TPMRCSuccess {
+	if rc := h.ResponseCode; rc != tpm2.TPMRCSuccess {
 		for _, s := range sess {
 			_ = s.CleanupFailure(t)
 		}
 		return nil, rc
 	}
-	r := pqcReader{b: rsp[10:]}
+	r := pqcReader{b: rsp[HeaderSize:]}
 	out := &rawResponse{}
 	for range c.rspHandles {
 		out.handles = append(out.handles, tpm2.TPMHandle(r.u32()))

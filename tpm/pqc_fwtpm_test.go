@@ -200,20 +200,31 @@ func TestHashMLDSA(t *testing.T) {
 			sig2, err := e.SignMessage(key, []byte("ctx"), msg)
 			require.NoError(t, err)
 
+			// Verified with the public key alone (the NULL hierarchy: a
+			// NULL ticket) and with the key itself (a ticket of the owner
+			// hierarchy, naming the hash).
 			ext := *p
 			ext.Attributes = tpm2.TPMAObject{SignEncrypt: true, UserWithAuth: true}
-			h, err := e.LoadExternalPQC(&ext)
+			xh, err := e.LoadExternalPQC(&ext)
 			require.NoError(t, err)
-			defer e.FlushHandle(h.Handle)
+			defer e.FlushHandle(xh.Handle)
+			kh, err := e.Handle(key)
+			require.NoError(t, err)
 			for i, sig := range []*tpm.PQCSignature{sig1, sig2} {
-				v, err := e.VerifyDigestSignature(h, []byte("ctx"), d[:], sig)
-				require.NoError(t, err, "signature %d", i)
-				require.Equal(t, uint16(0x8027), v.Tag) // TPM_ST_DIGEST_VERIFIED
-				require.Equal(t, tpm2.TPMAlgSHA256, v.Meta)
-				bad := d
-				bad[0] ^= 1
-				_, err = e.VerifyDigestSignature(h, []byte("ctx"), bad[:], sig)
-				require.ErrorIs(t, err, tpm2.TPMRCSignature)
+				for _, h := range []tpm2.NamedHandle{xh, kh} {
+					v, err := e.VerifyDigestSignature(h, []byte("ctx"), d[:], sig)
+					require.NoError(t, err, "signature %d", i)
+					require.Equal(t, uint16(0x8027), v.Tag) // TPM_ST_DIGEST_VERIFIED
+					if h.Handle == kh.Handle {
+						require.Equal(t, tpm2.TPMRHOwner, v.Hierarchy)
+						require.Equal(t, tpm2.TPMAlgSHA256, v.Meta)
+						require.NotEmpty(t, v.HMAC)
+					}
+					bad := d
+					bad[0] ^= 1
+					_, err = e.VerifyDigestSignature(h, []byte("ctx"), bad[:], sig)
+					require.ErrorIs(t, err, tpm2.TPMRCSignature)
+				}
 			}
 		})
 	}

@@ -48,7 +48,7 @@ func TestSocketDeadlineBoundsATricklingTPM(t *testing.T) {
 	path := fakeSwtpm(t, func(c net.Conn) {
 		for _, b := range ok { // a whole response, a byte at a time
 			_, _ = c.Write([]byte{b})
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // a slow TPM mock: latency on purpose
 		}
 	})
 	d, err := OpenWith("swtpm:unix:"+path, Options{Deadlines: Deadlines{Command: 300 * time.Millisecond}})
@@ -61,7 +61,7 @@ func TestSocketDeadlineBoundsATricklingTPM(t *testing.T) {
 	slow := fakeSwtpm(t, func(c net.Conn) {
 		for i := 0; i < 100; i++ { // never a whole header within the deadline
 			_, _ = c.Write([]byte{0x80})
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a slow TPM mock: latency on purpose
 		}
 	})
 	d2, err := OpenWith("swtpm:unix:"+slow, Options{Deadlines: Deadlines{Command: 300 * time.Millisecond}})

@@ -33,15 +33,3 @@ func (r retrying) Send(cmd []byte) ([]byte, error) {
 		return rsp, nil
 	}
 }
-
-// Latency adds a fixed delay to every command. It exists for tests and
-// benchmarks that need hardware-like latency from a fast simulator.
-type Latency struct {
-	T     transport.TPM
-	Delay time.Duration
-}
-
-func (l Latency) Send(cmd []byte) ([]byte, error) {
-	time.Sleep(l.Delay)
-	return l.T.Send(cmd)
-}

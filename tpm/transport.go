@@ -227,7 +227,7 @@ type conn interface {
 // (see Deadlines); a connection that fails or times out is closed and the
 // next command redials.
 type Stream struct {
-	mu        sync.Mutex
+	mu        sync.Mutex // held across one command, by design: it is the connection's (docs/design.md "Locks")
 	dial      func(deadline time.Time) (conn, error)
 	conn      conn
 	packets   bool

@@ -18,13 +18,17 @@ import (
 func (l *Library) contextLogin(s *Session, pin []byte) error {
 	s.mu.Lock()
 	var st *opState
+	busy := false
 	for _, kind := range []OpKind{OpSign, OpDecrypt, OpSignRecover} {
 		if o := s.op(kind); o != nil && o.state().needAuth {
-			st = o.state()
+			st, busy = o.state(), o.state().busy
 			break
 		}
 	}
 	s.mu.Unlock()
+	if busy { // a call is running it (and reading authed)
+		return ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
+	}
 	if st == nil {
 		return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)
 	}
@@ -53,8 +57,11 @@ func (l *Library) contextLogin(s *Session, pin []byte) error {
 		return err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.busy {
+		return ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
+	}
 	st.authed = true
-	s.mu.Unlock()
 	return nil
 }
 

@@ -28,7 +28,8 @@ import (
 // whose certificate the manufacturer wrote into NV, by credential
 // activation (ActivateCredential) or by an AK certificate an attestation
 // CA issued after one. docs/attestation.md describes the formats;
-// attestverify.go is the verifier's side.
+// package attestation is the verifier's and the attestation CA's side
+// (not linked into the PKCS#11 module).
 
 // CKA_TPM11_ATTESTATION is a vendor-defined, read-only attribute of a
 // private key generated in the TPM: the key's attestation evidence (the
@@ -51,17 +52,19 @@ type Evidence struct {
 		Vendor       string `json:"vendor,omitempty"`
 		Firmware     string `json:"firmware,omitempty"`
 	} `json:"tpm"`
+	// Key is the attested key; empty in an AK's evidence alone
+	// (AKEvidence: an enrollment request).
 	Key struct {
 		// Public is the key's TPMT_PUBLIC (WebAuthn's pubArea).
-		Public []byte `json:"public"`
+		Public []byte `json:"public,omitempty"`
 		// Attestation is the TPMS_ATTEST of TPM2_Certify (certInfo), and
 		// Signature the AK's TPMT_SIGNATURE over it (sig).
-		Attestation []byte `json:"attestation"`
-		Signature   []byte `json:"signature"`
+		Attestation []byte `json:"attestation,omitempty"`
+		Signature   []byte `json:"signature,omitempty"`
 		// Nonce is the qualifying data (the TPMS_ATTEST's extraData).
 		Nonce []byte `json:"nonce,omitempty"`
 		// PublicKey is the key as PEM, for people.
-		PublicKey string `json:"public_key"`
+		PublicKey string `json:"public_key,omitempty"`
 	} `json:"key"`
 	AK struct {
 		// The AK's TPMT_PUBLIC, TPMS_CREATION_DATA, and its
@@ -76,7 +79,8 @@ type Evidence struct {
 		Certificates []string `json:"certificates,omitempty"`
 	} `json:"ak"`
 	EK struct {
-		// Public is the EK's TPMT_PUBLIC (RSA-2048, TCG template L-1).
+		// Public is the EK's TPMT_PUBLIC (RSA-2048 template L-1, ECC P-256
+		// L-2, or the high range's ECC P-384).
 		Public []byte `json:"public"`
 		// Certificates is the EK certificate from NV, then any chain
 		// the caller added (AttestOptions.EKChain).
@@ -208,6 +212,12 @@ func (l *Library) Attest(h, obj uint64, opts AttestOptions) (*Evidence, error) {
 var ErrNotMadeInTPM = ck.Errorf(ck.CKR_KEY_FUNCTION_NOT_PERMITTED,
 	"the key was not generated in the TPM or can leave it (not fixedTPM, fixedParent and sensitiveDataOrigin): no attestation for it")
 
+// ErrNoEKCertificate: the TPM holds no EK certificate (RSA-2048 at NV
+// 0x01c00002, ECC P-256 at 0x01c0000a, ECC P-384 at 0x01c00016), so no
+// manufacturer vouches for it and its evidence could not be checked.
+var ErrNoEKCertificate = ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED,
+	"this TPM holds no EK certificate (NV 0x01c00002, 0x01c0000a or 0x01c00016): no manufacturer vouches for it, so it has no attestation to give")
+
 // madeInTPM is the one check of whether a key may get evidence: its
 // public area says fixedTPM, fixedParent and sensitiveDataOrigin.
 func madeInTPM(key *tpm.Loadable) error {
@@ -250,15 +260,15 @@ func (l *Library) AKEvidence(h uint64, akType string, ekChain []*x509.Certificat
 // attestKey runs on the TPM worker: EK certificate and public area, the AK's
 // creation certificate, and TPM2_Certify of key (if not nil).
 func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte, akType string) (*Evidence, error) {
-	ekCert, err := e.ReadNV(tpm.EKCertRSA2048)
+	ek, ekCert, err := e.EndorsementKey()
 	if errors.Is(err, tpm.ErrNoNV) {
-		return nil, ck.Errorf(ck.CKR_FUNCTION_NOT_SUPPORTED, "this TPM has no RSA EK certificate (NV 0x01c00002): it cannot prove where its keys live")
+		return nil, ErrNoEKCertificate
 	}
 	if err != nil {
 		return nil, err
 	}
 	ekCert = stripNVHeader(ekCert)
-	ekPub, err := e.Public(tpm.EKRSA())
+	ekPub, err := e.Public(ek)
 	if err != nil {
 		return nil, fmt.Errorf("endorsement key: %w", err)
 	}
@@ -359,7 +369,14 @@ func (l *Library) ActivateCredential(h uint64, ch *ActivationChallenge) ([]byte,
 		if typ == "" {
 			typ = tpm.AKECC
 		}
-		return e.ActivateCredential(tpm.AK(typ), tpm.EKRSA(), ch.Credential[2:], ch.Secret[2:])
+		ek, _, err := e.EndorsementKey()
+		if errors.Is(err, tpm.ErrNoNV) {
+			return nil, ErrNoEKCertificate
+		}
+		if err != nil {
+			return nil, err
+		}
+		return e.ActivateCredential(tpm.AK(typ), ek, ch.Credential[2:], ch.Secret[2:])
 	})
 }
 

@@ -139,3 +139,13 @@ func (l *Library) Claim(id uint64, f func() error) error {
 	}
 	return l.store.Claim(s.tok.record().Serial, f)
 }
+
+// ULongAttr is a template entry of a CK_ULONG (or a typed kind: class,
+// key type, mechanism) as the library takes it: the encoding lives here,
+// so the tpm11 command has none of its own.
+func ULongAttr[T ~uint64 | ~int](t ck.AttributeType, v T) Attr {
+	return Attr{Type: t, Value: ulongBytes(uint64(v))}
+}
+
+// BoolAttr is a template entry of a CK_BBOOL.
+func BoolAttr(t ck.AttributeType, b bool) Attr { return Attr{Type: t, Value: boolBytes(b)} }

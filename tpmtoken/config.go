@@ -22,9 +22,6 @@ type Config struct {
 	TPM   string // backend spec, see tpm.Open
 	Store string // token store directory
 	Log   string // "" (quiet), error, warn, info, debug
-	// Latency is added to every TPM command. Test and benchmark use only
-	// (TPM11_TEST_LATENCY, a Go duration).
-	Latency time.Duration
 	// AsyncGrace is how long an operation on an async session may run
 	// before it returns CKR_PENDING (TPM11_ASYNC_GRACE, a Go duration).
 	AsyncGrace time.Duration
@@ -78,9 +75,6 @@ func LoadConfig(env func(string) string) Config {
 		TPM:   pick("TPM11_TPM", "tpm", tpm.DefaultSpec()),
 		Store: pick("TPM11_STORE", "store", defaultStore(env)),
 		Log:   pick("TPM11_LOG", "log", ""),
-	}
-	if d, err := time.ParseDuration(env("TPM11_TEST_LATENCY")); err == nil {
-		c.Latency = d
 	}
 	if d, err := time.ParseDuration(env("TPM11_ASYNC_GRACE")); err == nil {
 		c.AsyncGrace = d

@@ -35,33 +35,7 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		return 0, err
 	}
 
-	t, err := NewTemplate(tmpl)
-	if err != nil {
-		return 0, err
-	}
-	if class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS); err != nil || (ok && class != ck.CKO_SECRET_KEY) {
-		return 0, ck.E(ck.CKR_TEMPLATE_INCONSISTENT)
-	}
-	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		kt = ck.CKK_GENERIC_SECRET
-	}
-	n, hasLen, err := t.ULong(ck.CKA_VALUE_LEN)
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case !hasLen && kt == ck.CKK_GENERIC_SECRET:
-		n = uint64(cv.Bytes)
-	case !hasLen:
-		return 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
-	case n == 0 || n > uint64(dh.MaxLen()):
-		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN %d", n)
-	}
-	a, err := secretAttrs(s.tok, t, kt, opDerive)
+	a, kt, n, err := derivedAttrs(s.tok, tmpl, cv.Bytes, dh.MaxLen())
 	if err != nil {
 		return 0, err
 	}
@@ -81,4 +55,39 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 	}
 	a.setOrigin(false, 0, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE), o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE))
 	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)
+}
+
+// derivedAttrs builds a derived key's attributes from tmpl by the secret
+// key schema: the class, if given, is CKO_SECRET_KEY; the key type is
+// generic by default, when CKA_VALUE_LEN may be left out (the curve's
+// size, curveBytes); the length is at most what the KDF makes (maxLen).
+func derivedAttrs(tok *Token, tmpl []Attr, curveBytes, maxLen int) (Attrs, ck.KeyType, uint64, error) {
+	t, err := NewTemplate(tmpl)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if class, ok, err := typedULong[ck.ObjectClass](t, ck.CKA_CLASS); err != nil || (ok && class != ck.CKO_SECRET_KEY) {
+		return nil, 0, 0, ck.E(ck.CKR_TEMPLATE_INCONSISTENT)
+	}
+	kt, ok, err := typedULong[ck.KeyType](t, ck.CKA_KEY_TYPE)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if !ok {
+		kt = ck.CKK_GENERIC_SECRET
+	}
+	n, hasLen, err := t.ULong(ck.CKA_VALUE_LEN)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	switch {
+	case !hasLen && kt == ck.CKK_GENERIC_SECRET:
+		n = uint64(curveBytes)
+	case !hasLen:
+		return nil, 0, 0, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
+	case n == 0 || n > uint64(maxLen):
+		return nil, 0, 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN %d", n)
+	}
+	a, err := secretAttrs(tok, t, kt, opDerive)
+	return a, kt, n, err
 }

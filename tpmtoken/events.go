@@ -17,7 +17,7 @@ import (
 // it) or re-initializes a token (a new token in the same slot). Tokens
 // another process initializes appear only at the next C_Initialize.
 type slotEvents struct {
-	mu      sync.Mutex
+	mu      sync.Mutex    // a leaf (docs/design.md "Locks")
 	pending []uint64      // slots whose flag is set, ascending
 	changed chan struct{} // closed and replaced when a flag is set
 	closed  chan struct{} // closed by Library.Close

@@ -31,7 +31,7 @@ import (
 // The TPM is tried again by the next call that needs it, so a TPM that
 // restarts, or comes up after the host, is picked up by itself.
 type health struct {
-	mu sync.Mutex
+	mu sync.Mutex // a leaf (docs/design.md "Locks"): nothing is taken under it
 	// down is why the TPM could not be reached by the last job that tried
 	// (nil: it answered); downAt is when.
 	down   error

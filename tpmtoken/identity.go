@@ -64,6 +64,7 @@ func short(name string) string {
 // identityCheck is the check of the tokens against this TPM: the last
 // one started and the result of the first that succeeded.
 type identityCheck struct {
+	// mu is lock 2 (docs/design.md "Locks"): before Library.mu, never across a job.
 	mu     sync.Mutex
 	ticket *asyncq.Typed[map[string]TokenTPM]
 	result map[string]TokenTPM

@@ -33,6 +33,9 @@ func callJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byte, 
 			return signatureBytes(sig, c.Len)
 		}
 	}
+	if job := pqcCallJob(key, call); job != nil { // pqc_jobs.go
+		return job
+	}
 	return func(*tpm.Engine) ([]byte, error) {
 		return nil, ck.Errorf(ck.CKR_GENERAL_ERROR, "unknown TPM call %T", call)
 	}
@@ -74,6 +77,8 @@ func mechKey(o *Object) mech.Key {
 		k.ModulusBits = new(big.Int).SetBytes(o.Attrs[ck.CKA_MODULUS]).BitLen()
 	case ck.CKK_EC:
 		k.Curve = mech.CurveOf(o.Attrs[ck.CKA_EC_PARAMS])
+	case ck.CKK_ML_DSA, ck.CKK_ML_KEM:
+		k.ParamSet = o.Attrs.ULongOr(ck.CKA_PARAMETER_SET)
 	default:
 		n, _ := o.Attrs.ULong(ck.CKA_VALUE_LEN)
 		k.ValueLen = int(n)

@@ -211,6 +211,7 @@ func (l *Library) LinkKeyFile(h uint64, file []byte, tmpl []Attr) (uint64, uint6
 		}
 	}
 	pubOpts, privOpts := linkedUses(kt, ta)
+	privOpts.defaults[CKA_TPM11_PORTABLE] = vTrue // its file loads it anywhere this TPM is
 	pubA, privA, err := keyPairAttrs(opLink, kt, pubT, t, pubOpts, privOpts)
 	if err != nil {
 		return 0, 0, err
@@ -219,25 +220,8 @@ func (l *Library) LinkKeyFile(h uint64, file []byte, tmpl []Attr) (uint64, uint6
 	if err := l.probeLoad(s, key); err != nil {
 		return 0, 0, err
 	}
-	spki, err := publicAttrs(key, kt, ecParams, pubA, privA)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, x := range []Attrs{pubA, privA} {
-		x.setOrigin(false, 0, ta.SensitiveDataOrigin && ta.FixedTPM, ta.FixedTPM && ta.FixedParent)
-		x[ck.CKA_PUBLIC_KEY_INFO] = spki
-	}
-	privA.SetBool(CKA_TPM11_PORTABLE, true)
-	pubObj := &Object{UID: newUID(), Attrs: pubA}
-	privObj := &Object{UID: newUID(), Attrs: privA, key: key}
-	key.ID = "key:" + privObj.UID
-	for _, o := range []*Object{pubObj, privObj} {
-		o.Attrs[ck.CKA_UNIQUE_ID] = []byte(o.UID)
-	}
-	if err := s.tok.addAll(privObj, pubObj); err != nil { // both halves or neither
-		return 0, 0, err
-	}
-	return pubObj.Handle, privObj.Handle, nil
+	org := keyOrigin{alwaysSensitive: ta.SensitiveDataOrigin && ta.FixedTPM, neverExtractable: ta.FixedTPM && ta.FixedParent}
+	return s.tok.addKeyPair(key, kt, ecParams, pubA, privA, org, 0)
 }
 
 // linkableKey checks that a key file's key can serve PKCS#11: its type

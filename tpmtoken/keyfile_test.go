@@ -61,7 +61,7 @@ func TestTSS2KeyFilesWithTPM2OpenSSL(t *testing.T) {
 	l := open(t, spec, t.TempDir())
 	defer l.Close()
 	h := provision(t, l)
-	time.Sleep(50 * time.Millisecond) // the library lets go of the swtpm when idle
+	waitFor(t, "the library to let go of the swtpm when idle", func() bool { return !l.HoldsTPM() })
 
 	// tpm2-openssl's key, linked.
 	openssl(dir, "genpkey", "-provider", "tpm2", "-provider", "default", "-algorithm", "EC", "-pkeyopt", "group:P-256", "-out", "key.pem")
@@ -97,7 +97,7 @@ func TestTSS2KeyFilesWithTPM2OpenSSL(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "portable.pem"), kf, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "msg"), msg, 0o600))
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the library to let go of the swtpm when idle", func() bool { return !l.HoldsTPM() })
 	openssl(dir, "pkeyutl", "-provider", "tpm2", "-provider", "default", "-sign", "-inkey", "portable.pem",
 		"-rawin", "-digest", "sha256", "-in", "msg", "-out", "sig")
 	der, err := os.ReadFile(filepath.Join(dir, "sig"))

@@ -28,6 +28,9 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if err != nil {
 		return 0, 0, err
 	}
+	if pqcKeyGen(m.Type) {
+		return l.generatePQCKeyPair(h, s, m, pt, vt) // pqc_keys.go
+	}
 	kt, template, ecParams, err := l.keyPairSpec(m.Type, pt, vt)
 	if err != nil {
 		return 0, 0, err
@@ -48,6 +51,10 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 	if err != nil {
 		return 0, 0, err
 	}
+	// Made in the TPM: CKA_EXTRACTABLE is always false (nothing can take
+	// a key out of the TPM), so even a key marked not sensitive never
+	// reveals its value.
+	generated := keyOrigin{local: true, mech: m.Type, alwaysSensitive: true, neverExtractable: true}
 	// Saveable only if it makes no session objects.
 	var persist *persistSpec[*tpm.Loadable]
 	if pub.Bool(ck.CKA_TOKEN) && priv.Bool(ck.CKA_TOKEN) {
@@ -55,7 +62,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 			if err != nil {
 				return asyncRecord{}, err
 			}
-			pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, m.Type, 0)
+			pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, generated, 0)
 			if err != nil {
 				return asyncRecord{}, err
 			}
@@ -72,7 +79,7 @@ func (l *Library) GenerateKeyPair(h uint64, m Mechanism, pubT, privT []Attr) (ui
 		if err != nil {
 			return Result{}, err
 		}
-		pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, m.Type, h)
+		pubH, privH, err := s.tok.addKeyPair(v, kt, ecParams, pub, priv, generated, h)
 		return Result{Objects: []uint64{pubH, privH}}, err
 	}, persist, Dest{})
 	if err != nil {
@@ -131,16 +138,21 @@ func keyPairAttrs(o op, kt ck.KeyType, pt, vt Template, pubOpts, privOpts buildO
 	return pub, priv, nil
 }
 
+// keyOrigin is where a key came from (setOrigin).
+type keyOrigin struct {
+	local                             bool
+	mech                              ck.MechType
+	alwaysSensitive, neverExtractable bool
+}
+
 // addKeyPair makes the objects of a key pair the TPM created.
-func (t *Token) addKeyPair(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv Attrs, mech ck.MechType, session uint64) (uint64, uint64, error) {
+func (t *Token) addKeyPair(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv Attrs, org keyOrigin, session uint64) (uint64, uint64, error) {
 	spki, err := publicAttrs(key, kt, ecParams, pub, priv)
 	if err != nil {
 		return 0, 0, err
 	}
-	// CKA_EXTRACTABLE is always false (nothing can take a key out of the
-	// TPM), so even a key marked not sensitive never reveals its value.
 	for _, a := range []Attrs{pub, priv} {
-		a.setOrigin(true, mech, true, true)
+		a.setOrigin(org.local, org.mech, org.alwaysSensitive, org.neverExtractable)
 		a[ck.CKA_PUBLIC_KEY_INFO] = spki
 	}
 	pubObj := &Object{UID: newUID(), Attrs: pub}
@@ -161,6 +173,9 @@ func (t *Token) addKeyPair(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pu
 // publicAttrs fills the public-key attributes from the TPM's public area
 // and returns the SubjectPublicKeyInfo.
 func publicAttrs(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv Attrs) ([]byte, error) {
+	if tpm.IsPQCPublic(key.Public.Bytes()) {
+		return pqcPublicAttrs(key, kt, pub) // pqc_keys.go
+	}
 	p, err := key.Public.Contents()
 	if err != nil {
 		return nil, ck.Wrap(ck.CKR_DEVICE_ERROR, err)

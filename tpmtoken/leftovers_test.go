@@ -65,6 +65,17 @@ func TestDeadProcessesLeftoversAreReclaimed(t *testing.T) {
 	stop := make(chan struct{})
 	var liveSigns atomic.Int64
 	var liveErr error
+	failed := make(chan struct{}) // closed when the live process fails
+	signedOrFailed := func(n int64) func() bool {
+		return func() bool {
+			select {
+			case <-failed:
+				return true
+			default:
+				return liveSigns.Load() > n
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -81,15 +92,19 @@ func TestDeadProcessesLeftoversAreReclaimed(t *testing.T) {
 			}
 			if err != nil {
 				liveErr = err
+				close(failed)
 				return
 			}
 			liveSigns.Add(1)
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // a client's pause between signatures (pacing, not synchronisation)
 		}
 	}()
 
-	// More processes die while it signs, and new ones start and log in.
+	// More processes die while it signs, and new ones start and log in;
+	// the live process signs between each of them.
+	waitFor(t, "the live process's first signature", signedOrFailed(0))
 	for i := 0; i < 3; i++ {
+		signed := liveSigns.Load()
 		dieMidCommand(t, srv.Spec)
 		l := open(t, srv.Spec, store)
 		s, err := l.OpenSession(0, ck.CKF_SERIAL_SESSION)
@@ -99,6 +114,7 @@ func TestDeadProcessesLeftoversAreReclaimed(t *testing.T) {
 		_, _, err = sign(l, s, []byte("new"), 64, false)
 		require.NoError(t, err, "process %d", i)
 		l.Close()
+		waitFor(t, "the live process to sign again", signedOrFailed(signed))
 	}
 	close(stop)
 	wg.Wait()

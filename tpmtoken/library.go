@@ -23,6 +23,8 @@ type Library struct {
 	q      *asyncq.Queue[*tpm.Engine]
 	srk    *tpm.Loadable
 
+	// mu is lock 3 (docs/design.md "Locks"): after identity.mu, before
+	// Session.mu and Token.mu; never held across a TPM job.
 	mu       sync.RWMutex
 	slots    []*Slot
 	sessions map[uint64]*Session
@@ -35,8 +37,11 @@ type Library struct {
 
 	health   health        // what the last TPM job saw: see health.go
 	identity identityCheck // which tokens belong to this TPM: see identity.go
-	capsMu   sync.Mutex
-	capsVal  *caps
+	// capsMu guards capsVal and capsProbe (closed when the probe that is
+	// running ends); a leaf lock, never held across the probe's TPM job.
+	capsMu    sync.Mutex
+	capsVal   *caps
+	capsProbe chan struct{}
 }
 
 // Slot holds a token, or is the empty slot C_InitToken initializes.
@@ -60,15 +65,11 @@ func Open(cfg Config) (*Library, error) {
 		l.slots = []*Slot{{ID: 0}}
 		return l, nil
 	}
-	var t = l.dev.TPM
-	if cfg.Latency > 0 {
-		t = tpm.Latency{T: t, Delay: cfg.Latency}
-	}
 	l.srk = &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	if l.dev.Hardware {
 		l.srk.Persistent = tpm.SRKHandle // used only if it is this very key
 	}
-	eng := tpm.NewEngine(t, l.dev.ObjectSlots)
+	eng := tpm.NewEngine(l.dev.TPM, l.dev.ObjectSlots)
 	eng.Salt = l.srk // PINs, sealed values and keys never cross the bus in the clear
 	l.q = asyncq.New(eng)
 	if release := l.dev.Release; release != nil {
@@ -217,18 +218,37 @@ func (l *Library) tpmInfo() tpm.Info {
 // so starting and logging in cost no extra TPM commands).
 type caps struct{ tpm.Caps }
 
-// A failed probe is not kept: the next call asks again.
+// One probe runs at a time and the callers that come meanwhile wait for
+// its end, not for capsMu: no lock is held across the TPM job. A failed
+// probe is not kept: the next call asks again.
 func (l *Library) caps() caps {
-	l.capsMu.Lock()
-	defer l.capsMu.Unlock()
-	if l.capsVal == nil {
+	for {
+		l.capsMu.Lock()
+		if v := l.capsVal; v != nil {
+			l.capsMu.Unlock()
+			return *v
+		}
+		if running := l.capsProbe; running != nil {
+			l.capsMu.Unlock()
+			<-running
+			continue // its value, or a probe of our own if it failed
+		}
+		done := make(chan struct{})
+		l.capsProbe = done
+		l.capsMu.Unlock()
 		v, err := do(l, 0, func(e *tpm.Engine) (tpm.Caps, error) { return e.Probe(candidates()) })
+		l.capsMu.Lock()
+		if err == nil {
+			l.capsVal = &caps{v}
+		}
+		l.capsProbe = nil
+		l.capsMu.Unlock()
+		close(done)
 		if err != nil {
 			return caps{}
 		}
-		l.capsVal = &caps{v}
+		return caps{v}
 	}
-	return *l.capsVal
 }
 
 // SlotList lists slot IDs; with tokenPresent, only slots holding a token
@@ -325,7 +345,7 @@ func (l *Library) TokenInfo(id uint64) (TokenInfo, error) {
 	ti := l.tpmInfo()
 	info := TokenInfo{
 		Manufacturer: ti.Manufacturer, Model: "TPM 2.0 " + ti.VendorString,
-		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED | ck.CKF_ASYNC_SESSION_SUPPORTED,
+		Flags:  ck.CKF_RNG | ck.CKF_LOGIN_REQUIRED | ck.CKF_ASYNC_SESSION_SUPPORTED | ck.CKF_DUAL_CRYPTO_OPERATIONS,
 		MinPIN: MinPINLen, MaxPIN: MaxPINLen,
 		HW: [2]uint8{0, 0}, FW: [2]uint8{ti.FirmwareMajor, ti.FirmwareMinor},
 	}

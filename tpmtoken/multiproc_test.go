@@ -57,7 +57,7 @@ func TestFourLibrariesShareOneSwtpm(t *testing.T) {
 				} else if _, _, err = sign(l, h, id, 64, false); err != nil {
 					errs <- fmt.Errorf("process %d sign: %w", p, err)
 				}
-				time.Sleep(30 * time.Millisecond) // clients pause; the TPM goes to whoever waits
+				time.Sleep(30 * time.Millisecond) // clients pause (pacing, not synchronisation); the TPM goes to whoever waits
 			}
 		}(p)
 	}
@@ -91,10 +91,11 @@ func TestBusyLibraryYieldsTheTPM(t *testing.T) {
 	var otherDone sync.WaitGroup
 	otherDone.Add(1)
 	finished := make(chan struct{})
+	holding := make(chan struct{}) // closed once the busy one has signed: it holds the TPM
 	go func() {
 		defer otherDone.Done()
 		defer close(finished)
-		time.Sleep(100 * time.Millisecond) // the busy one holds the TPM by now
+		<-holding
 		l, err := tpmtoken.Open(tpmtoken.Config{TPM: spec, Store: store})
 		if !assert.NoError(t, err) {
 			return
@@ -117,13 +118,15 @@ func TestBusyLibraryYieldsTheTPM(t *testing.T) {
 		case <-finished:
 			busyToo = false
 		default:
-			if time.Since(start) > 20*time.Second {
+			if time.Since(start) > hangBound {
 				t.Fatal("the other process never got the TPM while this one was busy")
 			}
 			require.NoError(t, busy.SignInit(h, tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, priv))
 			_, _, err := sign(busy, h, []byte("busy"), 64, false)
 			require.NoError(t, err)
-			signs++
+			if signs++; signs == 1 {
+				close(holding)
+			}
 		}
 	}
 	otherDone.Wait()

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 	"github.com/tpm11/tpm11/tpmtoken/store"
 )
 
@@ -47,6 +48,13 @@ func (o *Object) publicKey() (crypto.PublicKey, error) {
 	}
 	pk, err := x509.ParsePKIXPublicKey(spki)
 	if err != nil {
+		if kt := o.keyType(); kt == ck.CKK_ML_DSA || kt == ck.CKK_ML_KEM {
+			p, err := mech.ParsePQCPublic(spki) // crypto/x509 has neither
+			if err != nil {
+				return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
+			}
+			return p, nil
+		}
 		return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
 	}
 	return pk, nil
@@ -162,7 +170,8 @@ func (t *Token) fromRecord(rec *store.Object) *Object {
 }
 
 func (o *Object) record() *store.Object {
-	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs)}
+	r := &store.Object{UID: o.UID, Attrs: map[ck.AttributeType][]byte(o.Attrs),
+		Attributes: store.Typed(o.Attrs, func(t ck.AttributeType) store.Kind { return attrKind(o.Attrs, t) })}
 	if o.key != nil {
 		r.Public, r.Private = o.key.Public.Bytes(), o.key.Private.Buffer
 		if isPublicParent(o.key) {

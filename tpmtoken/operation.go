@@ -17,7 +17,7 @@ import (
 //     is CKR_OPERATION_ACTIVE;
 //   - single-part (C_Sign) vs multi-part (C_SignUpdate/C_SignFinal): the
 //     first call fixes the form; a call in the other form is refused with
-//     CKR_OPERATION_ACTIVE (see enter);
+//     CKR_OPERATION_ACTIVE, and that ends the operation (see enter);
 //   - a length query or CKR_BUFFER_TOO_SMALL leaves the operation active;
 //     any other result of a finishing call ends it, as does any failure of
 //     an update;
@@ -101,19 +101,18 @@ type opState struct {
 // errOtherForm refuses a call in the form the operation is not in.
 var errOtherForm = ck.Errorf(ck.CKR_OPERATION_ACTIVE, "the operation is in its other form (single-part vs. multi-part)")
 
-// enter checks that part may be called now: once an update has been made
-// the single-part call cannot finish the operation (refused, and the
-// operation stays as it was, so the caller can still finish it in parts);
-// once the single-part call was begun (a length query), an update or final
-// part is refused too, and that ends the operation: pkcs11-tool calls
-// C_SignFinal after C_Sign's CKR_BUFFER_TOO_SMALL and then starts anew with
-// C_SignInit, which a still-active operation would refuse.
+// enter checks that part may be called now. A call in the form the
+// operation is not in is refused with CKR_OPERATION_ACTIVE, and §5.2 makes
+// that end it (a call to C_Sign that does not return CKR_OK,
+// CKR_BUFFER_TOO_SMALL or a length ends the operation): C_Sign after
+// C_SignUpdate, and the next C_SignFinal is CKR_OPERATION_NOT_INITIALIZED;
+// C_SignFinal after C_Sign's length query or CKR_BUFFER_TOO_SMALL, which
+// pkcs11-tool calls before starting anew with C_SignInit (which a
+// still-active operation would refuse).
 func (st *opState) enter(p Part) (end bool, err error) {
 	switch {
 	case st.lasting:
-	case p == Single && st.multi:
-		return false, errOtherForm
-	case p != Single && st.single:
+	case p == Single && st.multi, p != Single && st.single:
 		return true, errOtherForm
 	case p == Single:
 		st.single = true

@@ -48,6 +48,7 @@ type policyJSON struct {
 	PCRs       []int          `json:"pcrs"`
 	Bank       string         `json:"bank"`
 	Digest     []byte         `json:"pcr_digest,omitempty"`
+	Values     [][]byte       `json:"pcr_values,omitempty"`
 	Authority  []byte         `json:"authority,omitempty"`
 	Ref        []byte         `json:"policy_ref,omitempty"`
 	Approvals  []tpm.Approval `json:"approvals,omitempty"`
@@ -109,7 +110,7 @@ func (t *Token) applyPolicy(owner uint64, vt Template, priv Attrs, template tpm2
 		if err != nil {
 			return template, nil, err
 		}
-		p.Digest = r.digest
+		p.Digest, p.Values = r.digest, r.values
 	}
 	bound, err := tpm.Bind(template, p)
 	if err != nil {
@@ -132,7 +133,7 @@ func setPolicyAttr(a Attrs, p *tpm.Policy) error {
 	if err != nil {
 		return ck.Wrap(ck.CKR_GENERAL_ERROR, err)
 	}
-	j, err := json.Marshal(policyJSON{PCRs: p.PCRs, Bank: "sha256", Digest: p.Digest, Authority: p.Authority,
+	j, err := json.Marshal(policyJSON{PCRs: p.PCRs, Bank: "sha256", Digest: p.Digest, Values: p.Values, Authority: p.Authority,
 		Ref: p.Ref, Approvals: p.Approvals, AuthPolicy: ap})
 	if err != nil {
 		return ck.Wrap(ck.CKR_GENERAL_ERROR, err)
@@ -151,7 +152,7 @@ func policyOf(a Attrs) *tpm.Policy {
 	if json.Unmarshal(j, &p) != nil {
 		return nil
 	}
-	return &tpm.Policy{PCRs: p.PCRs, Digest: p.Digest, Authority: p.Authority, Ref: p.Ref, Approvals: p.Approvals}
+	return &tpm.Policy{PCRs: p.PCRs, Digest: p.Digest, Values: p.Values, Authority: p.Authority, Ref: p.Ref, Approvals: p.Approvals}
 }
 
 // explainPolicy turns a policy failure of key o into the token's answer,
@@ -239,12 +240,19 @@ func SignPolicyApproval(signer crypto.Signer, pcrs []int, values [][]byte) ([]by
 	if err != nil {
 		return nil, err
 	}
+	a.PCRs = slices.Sorted(slices.Values(pcrs))
+	for _, i := range idx {
+		a.Values = append(a.Values, values[i])
+	}
 	return json.Marshal(a)
 }
 
 // AddPolicyApproval adds an authority's approval to key obj (session h,
 // R/W for a token key): from now on the key also signs under the PCR
-// values approved. The TPM checks the signature at each use.
+// values approved. The approval is checked first (tpm.Policy.
+// CheckApproval: the key's PCRs, its values, the authority's signature:
+// CKR_SIGNATURE_INVALID if another key signed it); the TPM checks the
+// signature again at each use.
 func (l *Library) AddPolicyApproval(h, obj uint64, approval []byte) error {
 	s, o, err := l.changeableObject(h, obj, ck.CKA_MODIFIABLE)
 	if err != nil {
@@ -257,6 +265,9 @@ func (l *Library) AddPolicyApproval(h, obj uint64, approval []byte) error {
 	p := policyOf(o.Attrs)
 	if o.key == nil || p == nil || p.Authority == nil {
 		return ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "the key has no authorized policy")
+	}
+	if err := p.CheckApproval(a); err != nil {
+		return ck.Wrap(ck.CKR_SIGNATURE_INVALID, err)
 	}
 	p.Approvals = append(p.Approvals, a)
 	next := Attrs{}

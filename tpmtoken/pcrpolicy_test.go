@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -95,7 +96,19 @@ func TestPCRBoundKeySignsOnlyInItsState(t *testing.T) {
 	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(trySign(l, h, key)))
 	log := stop()
 	require.Contains(t, log, "key bound to platform state refused")
-	require.Contains(t, log, "PCR 16")
+	// The log line says, once, what PCR 16 holds and what the key was
+	// bound to: the values, not the policy digest.
+	now, err := l.PCRValues(h, []int{16})
+	require.NoError(t, err)
+	var policy struct {
+		Values [][]byte `json:"pcr_values"`
+		Digest []byte   `json:"pcr_digest"`
+	}
+	require.NoError(t, json.Unmarshal(res[1].Value, &policy))
+	require.Len(t, policy.Values, 1)
+	require.Contains(t, log, fmt.Sprintf("PCR 16 hold 16=%x; the key was bound to 16=%x", now[0], policy.Values[0]))
+	require.Equal(t, 1, strings.Count(log, fmt.Sprintf("%x", policy.Values[0])))
+	require.NotContains(t, log, fmt.Sprintf("%x", policy.Digest))
 
 	// The attestation of a bound key still works (the admin role).
 	_, err = l.Attest(h, key, tpmtoken.AttestOptions{})
@@ -160,14 +173,37 @@ func TestAuthorizedPCRPolicy(t *testing.T) {
 	require.NoError(t, l.ExtendPCR(h, 16, []byte("unapproved")))
 	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(trySign(l, h, key)))
 
-	// An approval by someone else is refused by the TPM.
+	// An approval names what it approves.
+	var named struct {
+		PCRs   []int
+		Values [][]byte
+	}
+	require.NoError(t, json.Unmarshal(ap2, &named))
+	require.Equal(t, []int{16}, named.PCRs)
+	require.Equal(t, [][]byte{next[:]}, named.Values)
+
+	// An approval by someone else, for other PCRs, or whose values are
+	// not what was signed, is refused when it is added.
 	mallory, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	vals, err = l.PCRValues(h, []int{16})
 	require.NoError(t, err)
 	forged, err := tpmtoken.SignPolicyApproval(mallory, []int{16}, vals)
 	require.NoError(t, err)
-	require.NoError(t, l.AddPolicyApproval(h, key, forged))
-	err = trySign(l, h, key)
-	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(err))
-	require.True(t, strings.Contains(err.Error(), "authority"), "%v", err)
+	err = l.AddPolicyApproval(h, key, forged)
+	require.Equal(t, ck.CKR_SIGNATURE_INVALID, rv(err))
+	require.ErrorContains(t, err, "not signed by the key's policy authority")
+	other, err := tpmtoken.SignPolicyApproval(authority, []int{16, 23}, append(vals, make([]byte, 32)))
+	require.NoError(t, err)
+	require.ErrorContains(t, l.AddPolicyApproval(h, key, other), "the approval is for PCR 16,23")
+	var relabelled map[string]any
+	good, err := tpmtoken.SignPolicyApproval(authority, []int{16}, vals)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(good, &relabelled))
+	relabelled["Values"] = [][]byte{next[:]}
+	rb, err := json.Marshal(relabelled)
+	require.NoError(t, err)
+	require.ErrorContains(t, l.AddPolicyApproval(h, key, rb), "values do not make its digest")
+	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(trySign(l, h, key)))
+	require.NoError(t, l.AddPolicyApproval(h, key, good))
+	require.NoError(t, trySign(l, h, key))
 }

@@ -41,7 +41,7 @@ func TestTPMRestartRecovers(t *testing.T) {
 
 	for round, idle := range []bool{false, true, false, true} {
 		if idle {
-			time.Sleep(10 * tpmtoken.ReleaseAfter) // the library has let go of swtpm
+			waitFor(t, "the library to let go of swtpm when idle", func() bool { return !l.HoldsTPM() })
 		} else {
 			require.NoError(t, signOnce()) // the library holds the connection
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/tpmtoken/store"
 )
 
 // The attribute schema: for each object class (and key or certificate
@@ -17,15 +18,15 @@ import (
 // LinkKeyFile, the tpm11 command through those) and every change of one
 // goes through build, set or copyRule here, so a rule is written once.
 
-// kind is the type of an attribute's value.
-type kind uint8
+// kind is the type of an attribute's value (the store writes each by it).
+type kind = store.Kind
 
 const (
-	kindBytes kind = iota // a byte array: DER, UTF-8 text, a big integer
-	kindBool              // CK_BBOOL: one byte
-	kindULong             // CK_ULONG (CK_OBJECT_CLASS, CK_KEY_TYPE, ...): 8 bytes, host order
-	kindDate              // CK_DATE: empty, or YYYYMMDD in digits
-	kindMechs             // CK_MECHANISM_TYPE array: a multiple of 8 bytes
+	kindBytes = store.KindBytes      // a byte array: DER, UTF-8 text, a big integer
+	kindBool  = store.KindBool       // CK_BBOOL: one byte
+	kindULong = store.KindULong      // CK_ULONG (CK_OBJECT_CLASS, CK_KEY_TYPE, ...): 8 bytes, host order
+	kindDate  = store.KindDate       // CK_DATE: empty, or YYYYMMDD in digits
+	kindMechs = store.KindMechanisms // CK_MECHANISM_TYPE array: a multiple of 8 bytes
 )
 
 // op is an operation that makes or changes an object.

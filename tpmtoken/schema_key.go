@@ -29,6 +29,7 @@ var keyRows = []attrDef{
 	{typ: ck.CKA_ALWAYS_SENSITIVE, kind: kindBool},
 	{typ: ck.CKA_NEVER_EXTRACTABLE, kind: kindBool},
 	{typ: ck.CKA_PUBLIC_KEY_INFO, kind: kindBytes},
+	{typ: ck.CKA_OBJECT_VALIDATION_FLAGS, kind: kindULong, def: vULong(0)}, // 3.2: no validation (FIPS, ...) is claimed
 }
 
 // usageRows declare the nine usages of a key: those in can are kept as

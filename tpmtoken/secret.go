@@ -60,85 +60,109 @@ func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck
 	if err != nil {
 		return 0, err
 	}
-	token := a.Bool(ck.CKA_TOKEN)
-	if readable(a) && token {
+	if readable(a) && a.Bool(ck.CKA_TOKEN) {
 		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a token key's value is never stored outside the TPM: it cannot be both extractable and not sensitive")
 	}
-	if token && !s.rw() {
-		return 0, ck.E(ck.CKR_SESSION_READ_ONLY)
+	if err := s.mayMake(a); err != nil {
+		return 0, err
 	}
 	storage, err := s.tok.parentFor(a.Bool(ck.CKA_PRIVATE))
 	if err != nil {
 		return 0, err
 	}
-	// The TPM makes a keyed-hash key as long as its name hash: choose that
-	// hash for the lengths it can make, and draw other lengths from its RNG.
+	j := &secretJob{storage: storage, template: template, kt: kt, value: bytes.Clone(value), makeValue: makeValue, keep: readable(a)}
 	if value == nil && makeValue == nil {
-		alg, ok := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[n]
-		switch {
-		case kt == ck.CKK_GENERIC_SECRET && ok && !readable(a):
-			template.NameAlg = alg
-		case kt == ck.CKK_GENERIC_SECRET || readable(a):
-			makeValue = func(e *tpm.Engine) ([]byte, error) { return e.Random(n) }
-		}
+		j.tpmMade(n)
 	}
-	type made struct {
-		key   *tpm.Loadable
-		value []byte
-	}
-	value = bytes.Clone(value)
-	keep := readable(a)
-	job := func(e *tpm.Engine) (made, error) {
-		v, t := value, template
-		if makeValue != nil {
-			var err error
-			if v, err = makeValue(e); err != nil {
-				return made{}, err
-			}
-		}
-		if !keep {
-			defer clear(v) // in the TPM now, and nowhere else
-		}
-		if v != nil {
-			t = tpm.Supplied(t)
-			// A keyed-hash key may be at most its name hash's block long.
-			if kt == ck.CKK_GENERIC_SECRET && len(v) > 64 {
-				t.NameAlg = tpm2.TPMAlgSHA512
-			}
-		}
-		p, k, err := e.Create(storage, t, nil, v)
-		if err != nil {
-			return made{}, err
-		}
-		if !keep {
-			v = nil
-		}
-		return made{&tpm.Loadable{Parent: storage, Public: p, Private: k}, v}, nil
-	}
-	finish := func(m made, err error) (Result, error) {
+	job := j.run
+	finish := func(m madeSecret, err error) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
-		if keep {
-			a[ck.CKA_VALUE] = m.value // the job's own copy (see above)
-		}
-		o := &Object{UID: newUID(), Attrs: a, key: m.key}
-		o.key.ID = "key:" + o.UID
-		a[ck.CKA_UNIQUE_ID] = []byte(o.UID)
-		if !token {
-			o.session = s.Handle
-		}
-		if err := s.tok.add(o); err != nil {
-			return Result{}, err
-		}
-		return Result{Objects: []uint64{o.Handle}}, nil
+		h, err := s.addSecretObject(a, n, m)
+		return Result{Objects: []uint64{h}}, err
 	}
 	res, err := start(l, s, fn, flag, job, finish, nil, Dest{})
 	if err != nil {
 		return 0, err
 	}
 	return res.Objects[0], nil
+}
+
+// secretJob is the TPM job that makes a secret key: it owns value (see
+// addSecret) or computes it with makeValue, or lets the TPM make it.
+type secretJob struct {
+	storage   *tpm.Loadable
+	template  tpm2.TPMTPublic
+	kt        ck.KeyType
+	value     []byte
+	makeValue func(e *tpm.Engine) ([]byte, error)
+	keep      bool // the key is readable: its value is kept as CKA_VALUE
+}
+
+type madeSecret struct {
+	key   *tpm.Loadable
+	value []byte
+}
+
+// tpmMade sets the job for a key of n bytes nobody gave a value for. The
+// TPM makes a keyed-hash key as long as its name hash: that hash is chosen
+// for the lengths it can make; other lengths, and readable keys (whose
+// value must be known), are drawn from its RNG.
+func (j *secretJob) tpmMade(n int) {
+	alg, ok := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[n]
+	switch {
+	case j.kt == ck.CKK_GENERIC_SECRET && ok && !j.keep:
+		j.template.NameAlg = alg
+	case j.kt == ck.CKK_GENERIC_SECRET || j.keep:
+		j.makeValue = func(e *tpm.Engine) ([]byte, error) { return e.Random(n) }
+	}
+}
+
+func (j *secretJob) run(e *tpm.Engine) (madeSecret, error) {
+	v, t := j.value, j.template
+	if j.makeValue != nil {
+		var err error
+		if v, err = j.makeValue(e); err != nil {
+			return madeSecret{}, err
+		}
+	}
+	if !j.keep {
+		defer clear(v) // in the TPM now, and nowhere else
+	}
+	if v != nil {
+		t = tpm.Supplied(t)
+		// A keyed-hash key may be at most its name hash's block long.
+		if j.kt == ck.CKK_GENERIC_SECRET && len(v) > 64 {
+			t.NameAlg = tpm2.TPMAlgSHA512
+		}
+	}
+	p, k, err := e.Create(j.storage, t, nil, v)
+	if err != nil {
+		return madeSecret{}, err
+	}
+	if !j.keep {
+		v = nil
+	}
+	return madeSecret{&tpm.Loadable{Parent: j.storage, Public: p, Private: k}, v}, nil
+}
+
+// addSecretObject makes the object of a secret key the TPM made.
+func (s *Session) addSecretObject(a Attrs, n int, m madeSecret) (uint64, error) {
+	a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
+	if m.value != nil {
+		a[ck.CKA_VALUE] = m.value // the job's own copy (see addSecret)
+	}
+	o := &Object{UID: newUID(), Attrs: a, key: m.key}
+	o.key.ID = "key:" + o.UID
+	a[ck.CKA_UNIQUE_ID] = []byte(o.UID)
+	if !a.Bool(ck.CKA_TOKEN) {
+		o.session = s.Handle
+	}
+	if err := s.tok.add(o); err != nil {
+		return 0, err
+	}
+	return o.Handle, nil
 }
 
 // GenerateKey makes an AES or generic secret key in the TPM.

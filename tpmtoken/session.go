@@ -15,9 +15,9 @@ type Session struct {
 	tok    *Token
 	flags  ck.Flags
 
-	// mu guards what follows. Lock order: Session.mu before Token.mu
-	// (FindObjects); it is never held across a TPM command: a call running
-	// an operation marks it busy instead (see drive).
+	// mu is lock 4 (docs/design.md "Locks"): after Library.mu, before
+	// Token.mu (FindObjects). It is never held across a TPM command: a call
+	// running an operation marks it busy instead (see drive).
 	mu      sync.Mutex
 	find    []uint64
 	finding bool

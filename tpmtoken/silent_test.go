@@ -54,11 +54,10 @@ func TestSilentTPMBoundsEveryWait(t *testing.T) {
 	var mu sync.Mutex
 	var calls []call
 	var wg sync.WaitGroup
-	run := func(name string, after time.Duration, f func() error) {
+	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			time.Sleep(after)
 			s := time.Now()
 			err := f()
 			mu.Lock()
@@ -66,11 +65,14 @@ func TestSilentTPMBoundsEveryWait(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
-	run("C_Login", 0, func() error { return l.Login(h1, ck.CKU_USER, []byte("userpin")) })
-	run("C_GenerateRandom behind it", deadline/4, func() error { _, err := random(l, h2, 16); return err })
-	run("C_GenerateRandom further behind", deadline/2, func() error { _, err := random(l, h2, 16); return err })
+	run("C_Login", func() error { return l.Login(h1, ck.CKU_USER, []byte("userpin")) })
+	waitFor(t, "the login's command in the TPM", l.TPMBusy)
+	run("C_GenerateRandom behind it", func() error { _, err := random(l, h2, 16); return err })
+	run("C_GenerateRandom also behind it", func() error { _, err := random(l, h2, 16); return err })
 	var queries time.Duration
 	for i := 0; i < 20; i++ {
+		// Queries spread over the stuck command's deadline (sampling, not
+		// synchronisation): none of them waits on the TPM.
 		time.Sleep(deadline / 20)
 		s := time.Now()
 		_, err := l.SlotInfo(0)

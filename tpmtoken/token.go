@@ -18,6 +18,9 @@ import (
 type Token struct {
 	lib *Library
 
+	// mu is lock 5 (docs/design.md "Locks"): after Session.mu, before the
+	// store's Objects.mu; TPM jobs may take it (no caller waits for a job
+	// while holding it).
 	mu       sync.Mutex
 	rec      *store.Token
 	storage  *tpm.Loadable // parent of private keys; Auth known only while logged in

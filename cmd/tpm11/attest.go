@@ -33,7 +33,7 @@ func (c *ctx) privateKey(tmpl []tpmtoken.Attr) (object, error) {
 			return object{}, err
 		}
 	}
-	objs, err := c.objects(append(tmpl, attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_PRIVATE_KEY))))...)
+	objs, err := c.objects(append(tmpl, tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_PRIVATE_KEY))...)
 	if err != nil {
 		return object{}, err
 	}
@@ -593,7 +593,7 @@ func keygenVendor(pcrs, authority string, portable bool) ([]tpmtoken.Attr, error
 		out = append(out, attr(tpmtoken.CKA_TPM11_POLICY_AUTHORITY, der))
 	}
 	if portable {
-		out = append(out, attr(tpmtoken.CKA_TPM11_PORTABLE, yes), attr(ck.CKA_PRIVATE, []byte{0}))
+		out = append(out, tpmtoken.BoolAttr(tpmtoken.CKA_TPM11_PORTABLE, true), tpmtoken.BoolAttr(ck.CKA_PRIVATE, false))
 	}
 	return out, nil
 }
@@ -617,14 +617,14 @@ func withVendor(t, extra []tpmtoken.Attr) []tpmtoken.Attr {
 }
 
 // vendorDescription reads what list shows of a key's vendor attributes.
-func vendorDescription(a attrs) (pcrPolicy string, portable bool) {
+func vendorDescription(a tpmtoken.Attrs) (pcrPolicy string, portable bool) {
 	if p := a[tpmtoken.CKA_TPM11_PCR_POLICY]; len(p) > 0 {
 		pcrPolicy = "PCR " + string(p)
 		if len(a[tpmtoken.CKA_TPM11_POLICY_AUTHORITY]) > 0 {
 			pcrPolicy += " as an authority approves"
 		}
 	}
-	return pcrPolicy, a.bool(tpmtoken.CKA_TPM11_PORTABLE)
+	return pcrPolicy, a.Bool(tpmtoken.CKA_TPM11_PORTABLE)
 }
 
 // vendorNotes is list's note for bound, portable and linked keys.

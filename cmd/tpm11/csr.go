@@ -235,7 +235,7 @@ email:addr, URI:uri (repeat it or separate with commas).`,
 				return usagef("--days %d: 1 to 36500", days)
 			}
 			return g.withToken(cmd, uri, true, func(c *ctx) error {
-				objs, err := c.objects(append(tmpl, attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_PRIVATE_KEY))))...)
+				objs, err := c.objects(append(tmpl, tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_PRIVATE_KEY))...)
 				if err != nil {
 					return err
 				}
@@ -243,7 +243,7 @@ email:addr, URI:uri (repeat it or separate with commas).`,
 				case len(objs) == 0:
 					return errors.New("no private key matches")
 				case len(objs) > 1:
-					return fmt.Errorf("%d private keys match: %s; name one by --id", len(objs), describeAll(objs))
+					return fmt.Errorf("%d private keys match: %s; name one by --id or --unique-id", len(objs), candidates(objs))
 				}
 				pub, err := publicKeyOf(c, objs[0])
 				if err != nil {
@@ -307,7 +307,7 @@ func publicKeyOf(c *ctx, priv object) (crypto.PublicKey, error) {
 	}
 	spki := a[ck.CKA_PUBLIC_KEY_INFO]
 	if len(spki) == 0 {
-		pubs, err := c.objects(attr(ck.CKA_ID, priv.id), attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_PUBLIC_KEY))))
+		pubs, err := c.objects(attr(ck.CKA_ID, priv.id), tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_PUBLIC_KEY))
 		if err != nil {
 			return nil, err
 		}

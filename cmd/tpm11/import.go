@@ -18,18 +18,18 @@ import (
 
 // keyTemplates are the private- and public-key objects for an imported key.
 func keyTemplates(key crypto.Signer) (priv, pub []tpmtoken.Attr, what string, err error) {
-	priv = []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_PRIVATE_KEY))), attr(ck.CKA_TOKEN, yes), attr(ck.CKA_SIGN, yes),
-		attr(ck.CKA_PRIVATE, yes), attr(ck.CKA_SENSITIVE, yes)}
-	pub = []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_PUBLIC_KEY))), attr(ck.CKA_TOKEN, yes), attr(ck.CKA_VERIFY, yes)}
+	priv = []tpmtoken.Attr{tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_PRIVATE_KEY), tpmtoken.BoolAttr(ck.CKA_TOKEN, true), tpmtoken.BoolAttr(ck.CKA_SIGN, true),
+		tpmtoken.BoolAttr(ck.CKA_PRIVATE, true), tpmtoken.BoolAttr(ck.CKA_SENSITIVE, true)}
+	pub = []tpmtoken.Attr{tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_PUBLIC_KEY), tpmtoken.BoolAttr(ck.CKA_TOKEN, true), tpmtoken.BoolAttr(ck.CKA_VERIFY, true)}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		k.Precompute()
 		e := big.NewInt(int64(k.E)).Bytes()
-		priv = append(priv, attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_RSA))), attr(ck.CKA_DECRYPT, yes),
+		priv = append(priv, tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, ck.CKK_RSA), tpmtoken.BoolAttr(ck.CKA_DECRYPT, true),
 			attr(ck.CKA_MODULUS, k.N.Bytes()), attr(ck.CKA_PUBLIC_EXPONENT, e),
 			attr(ck.CKA_PRIVATE_EXPONENT, k.D.Bytes()), attr(ck.CKA_PRIME_1, k.Primes[0].Bytes()),
 			attr(ck.CKA_PRIME_2, k.Primes[1].Bytes()))
-		pub = append(pub, attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_RSA))), attr(ck.CKA_ENCRYPT, yes),
+		pub = append(pub, tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, ck.CKK_RSA), tpmtoken.BoolAttr(ck.CKA_ENCRYPT, true),
 			attr(ck.CKA_MODULUS, k.N.Bytes()), attr(ck.CKA_PUBLIC_EXPONENT, e))
 		return priv, pub, fmt.Sprintf("RSA %d key", k.N.BitLen()), nil
 	case *ecdsa.PrivateKey:
@@ -42,9 +42,9 @@ func keyTemplates(key crypto.Signer) (priv, pub []tpmtoken.Attr, what string, er
 			return nil, nil, "", err
 		}
 		point, _ := asn1.Marshal(ecdhKey.PublicKey().Bytes())
-		priv = append(priv, attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_EC))), attr(ck.CKA_DERIVE, yes),
+		priv = append(priv, tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, ck.CKK_EC), tpmtoken.BoolAttr(ck.CKA_DERIVE, true),
 			attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_VALUE, ecdhKey.Bytes()))
-		pub = append(pub, attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_EC))), attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_EC_POINT, point))
+		pub = append(pub, tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, ck.CKK_EC), attr(ck.CKA_EC_PARAMS, c.Params), attr(ck.CKA_EC_POINT, point))
 		return priv, pub, fmt.Sprintf("EC P-%d key", c.Bits), nil
 	}
 	return nil, nil, "", fmt.Errorf("%T keys cannot go into a TPM", key)
@@ -66,8 +66,8 @@ func offersKey(d tpmtoken.Diagnostics, key crypto.Signer) error {
 }
 
 func certTemplate(c *x509.Certificate, id []byte, label string) []tpmtoken.Attr {
-	t := []tpmtoken.Attr{attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_CERTIFICATE))), attr(ck.CKA_TOKEN, yes),
-		attr(ck.CKA_CERTIFICATE_TYPE, ulong(uint64(ck.CKC_X_509))), attr(ck.CKA_VALUE, c.Raw), attr(ck.CKA_ID, id)}
+	t := []tpmtoken.Attr{tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_CERTIFICATE), tpmtoken.BoolAttr(ck.CKA_TOKEN, true),
+		tpmtoken.ULongAttr(ck.CKA_CERTIFICATE_TYPE, ck.CKC_X_509), attr(ck.CKA_VALUE, c.Raw), attr(ck.CKA_ID, id)}
 	if label != "" {
 		t = append(t, attr(ck.CKA_LABEL, []byte(label)))
 	}
@@ -262,7 +262,7 @@ checked against it). A certificate already on the key is replaced only with
 					}
 					return fmt.Errorf("no key on token %q has the certificate's public key (%s)", c.t.Label, cert.Subject)
 				}
-				old, err := c.objects(attr(ck.CKA_ID, key.id), attr(ck.CKA_CLASS, ulong(uint64(ck.CKO_CERTIFICATE))))
+				old, err := c.objects(attr(ck.CKA_ID, key.id), tpmtoken.ULongAttr(ck.CKA_CLASS, ck.CKO_CERTIFICATE))
 				if err != nil {
 					return err
 				}

@@ -320,7 +320,7 @@ func (g *globals) offeredHelp() string {
 
 // generate makes the key; it returns the new objects' handles.
 func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Attr) ([]uint64, error) {
-	common := []tpmtoken.Attr{attr(ck.CKA_TOKEN, yes), attr(ck.CKA_ID, id)}
+	common := []tpmtoken.Attr{tpmtoken.BoolAttr(ck.CKA_TOKEN, true), attr(ck.CKA_ID, id)}
 	if label != "" {
 		common = append(common, attr(ck.CKA_LABEL, []byte(label)))
 	}
@@ -328,27 +328,27 @@ func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Att
 	switch k.kind {
 	case "ec", "rsa":
 		m := tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}
-		pubT := with(attr(ck.CKA_VERIFY, yes))
-		privT := with(attr(ck.CKA_SIGN, yes), attr(ck.CKA_PRIVATE, yes), attr(ck.CKA_SENSITIVE, yes))
+		pubT := with(tpmtoken.BoolAttr(ck.CKA_VERIFY, true))
+		privT := with(tpmtoken.BoolAttr(ck.CKA_SIGN, true), tpmtoken.BoolAttr(ck.CKA_PRIVATE, true), tpmtoken.BoolAttr(ck.CKA_SENSITIVE, true))
 		if k.kind == "ec" {
 			pubT = append(pubT, attr(ck.CKA_EC_PARAMS, k.curve.Params))
-			privT = append(privT, attr(ck.CKA_DERIVE, yes))
+			privT = append(privT, tpmtoken.BoolAttr(ck.CKA_DERIVE, true))
 		} else {
 			m.Type = ck.CKM_RSA_PKCS_KEY_PAIR_GEN
-			pubT = append(pubT, attr(ck.CKA_MODULUS_BITS, ulong(k.bits)), attr(ck.CKA_ENCRYPT, yes))
-			privT = append(privT, attr(ck.CKA_DECRYPT, yes))
+			pubT = append(pubT, tpmtoken.ULongAttr(ck.CKA_MODULUS_BITS, k.bits), tpmtoken.BoolAttr(ck.CKA_ENCRYPT, true))
+			privT = append(privT, tpmtoken.BoolAttr(ck.CKA_DECRYPT, true))
 		}
 		privT = withVendor(privT, vendor) // attest.go
 		priv, pub, err := keyPair(c, m, pubT, privT)
 		return []uint64{priv, pub}, err
 	case "aes":
 		h, err := c.l.GenerateKey(c.h, tpmtoken.Mechanism{Type: ck.CKM_AES_KEY_GEN},
-			with(attr(ck.CKA_VALUE_LEN, ulong(k.bits/8)), attr(ck.CKA_ENCRYPT, yes), attr(ck.CKA_DECRYPT, yes)))
+			with(tpmtoken.ULongAttr(ck.CKA_VALUE_LEN, k.bits/8), tpmtoken.BoolAttr(ck.CKA_ENCRYPT, true), tpmtoken.BoolAttr(ck.CKA_DECRYPT, true)))
 		return []uint64{h}, err
 	default:
 		h, err := c.l.GenerateKey(c.h, tpmtoken.Mechanism{Type: ck.CKM_GENERIC_SECRET_KEY_GEN},
-			with(attr(ck.CKA_KEY_TYPE, ulong(uint64(ck.CKK_GENERIC_SECRET))), attr(ck.CKA_VALUE_LEN, ulong(k.bits/8)),
-				attr(ck.CKA_SIGN, yes), attr(ck.CKA_VERIFY, yes)))
+			with(tpmtoken.ULongAttr(ck.CKA_KEY_TYPE, ck.CKK_GENERIC_SECRET), tpmtoken.ULongAttr(ck.CKA_VALUE_LEN, k.bits/8),
+				tpmtoken.BoolAttr(ck.CKA_SIGN, true), tpmtoken.BoolAttr(ck.CKA_VERIFY, true)))
 		return []uint64{h}, err
 	}
 }
@@ -476,12 +476,8 @@ func exportCmd(g *globals) *cobra.Command {
 
 func export(c *ctx, objs []object, cert, sshOut bool, outFile string) error {
 	var data []byte
-	ids := map[string]bool{}
-	for _, o := range objs {
-		ids[o.ID] = true
-	}
-	if len(ids) > 1 {
-		return fmt.Errorf("that matches objects of %d IDs: %s; name one by --id", len(ids), describeAll(objs))
+	if err := oneKey(objs); err != nil {
+		return err
 	}
 	for _, o := range objs {
 		if cert && o.class == ck.CKO_CERTIFICATE {
@@ -528,17 +524,23 @@ func export(c *ctx, objs []object, cert, sshOut bool, outFile string) error {
 
 func deleteCmd(g *globals) *cobra.Command {
 	var sel objectFlags
+	var yes bool
 	c := &cobra.Command{
-		Use:   "delete (--id HEX | --label LABEL | pkcs11:URI) [--type TYPE]",
+		Use:   "delete (--id HEX | --label LABEL | --unique-id UID | pkcs11:URI) [--type TYPE] [--yes]",
 		Short: "Destroy a key (all objects of an ID, label or URI)",
-		Args:  maxArgs(1, "at most one pkcs11: URI"),
+		Long: `Destroy the objects of one key: its private and public key and its
+certificate, named by --id, --label, --unique-id or a pkcs11: URI. When the
+selection matches more than one key (several IDs, or two keys under one ID
+or label), tpm11 lists them and asks on a terminal; otherwise it refuses
+unless --yes.`,
+		Args: maxArgs(1, "at most one pkcs11: URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			uri, tmpl, err := sel.selection(args)
 			if err != nil {
 				return err
 			}
-			if !uri.hasID && uri.object == "" {
-				return usagef("name what to delete: --id, --label or a pkcs11: URI with id= or object=")
+			if !uri.hasID && uri.object == "" && sel.uid == "" {
+				return usagef("name what to delete: --id, --label, --unique-id or a pkcs11: URI with id= or object=")
 			}
 			return g.withToken(cmd, uri, true, func(c *ctx) error {
 				objs, err := c.objects(tmpl...)
@@ -547,6 +549,22 @@ func deleteCmd(g *globals) *cobra.Command {
 				}
 				if len(objs) == 0 {
 					return errors.New("no object matches: nothing deleted")
+				}
+				if why := ambiguity(objs); why != "" && !yes {
+					if !interactive() {
+						return fmt.Errorf("that matches %s, which is more than one key: %s; nothing deleted: give --yes to delete them all, or name one by --id or --unique-id", why, candidates(objs))
+					}
+					fmt.Fprintf(os.Stderr, "that matches %s:\n", why)
+					for _, o := range objs {
+						fmt.Fprintf(os.Stderr, "  %s  --unique-id %s\n", o, o.UniqueID)
+					}
+					ok, err := confirm(fmt.Sprintf("delete all %d objects?", len(objs)))
+					if err != nil {
+						return err
+					}
+					if !ok {
+						return errors.New("nothing deleted")
+					}
 				}
 				for _, o := range objs {
 					if err := c.l.DestroyObject(c.h, o.handle); err != nil {
@@ -559,5 +577,6 @@ func deleteCmd(g *globals) *cobra.Command {
 		},
 	}
 	sel.register(c, true)
+	c.Flags().BoolVarP(&yes, "yes", "y", false, "delete every matching object even when they are more than one key")
 	return c
 }

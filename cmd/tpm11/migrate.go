@@ -33,8 +33,9 @@ own login does). The tpm2-pkcs11 user PIN comes from --from-pin-file,
 TPM11_FROM_PIN, a prompt, or the first line of standard input (then the
 tpm11 user PIN on the second).
 
-The store is --from, else $TPM2_PKCS11_STORE, else ~/.tpm2_pkcs11, else
-/etc/tpm2_pkcs11 (where tpm2-pkcs11 looks).`,
+The store is --from, else the first tpm2_pkcs11.sqlite3 where tpm2-pkcs11
+looks: $TPM2_PKCS11_STORE, /etc/tpm2_pkcs11, ~/.tpm2_pkcs11, the current
+directory.`,
 		Example: `  tpm11 migrate --from ~/.tpm2_pkcs11 --from-token mytoken
   ssh-keygen -D /usr/lib/x86_64-linux-gnu/pkcs11/libtpm11.so   # the same public keys`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -92,11 +93,11 @@ func tpm2pkcs11Store(from string) (string, error) {
 		return from, nil
 	}
 	var tried []string
-	cands := []string{os.Getenv("TPM2_PKCS11_STORE")}
+	cands := []string{os.Getenv("TPM2_PKCS11_STORE"), "/etc/tpm2_pkcs11"}
 	if home, err := os.UserHomeDir(); err == nil {
 		cands = append(cands, filepath.Join(home, ".tpm2_pkcs11"))
 	}
-	cands = append(cands, "/etc/tpm2_pkcs11")
+	cands = append(cands, ".")
 	for _, d := range cands {
 		if d == "" {
 			continue

@@ -32,11 +32,13 @@ type object struct {
 	PCRPolicy string `json:"pcr_policy,omitempty"`
 	Portable  bool   `json:"portable,omitempty"`
 	URI       string `json:"uri"`
+	// UniqueID is CKA_UNIQUE_ID: what --unique-id selects.
+	UniqueID string `json:"unique_id"`
 
 	handle uint64
 	class  ck.ObjectClass
 	id     []byte
-	a      attrs
+	a      tpmtoken.Attrs
 }
 
 var classes = map[ck.ObjectClass]struct{ json, text, uri string }{
@@ -60,7 +62,7 @@ var usages = []struct {
 var describeAttrs = []ck.AttributeType{ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_ID, ck.CKA_LABEL, ck.CKA_LOCAL,
 	ck.CKA_PRIVATE, ck.CKA_MODULUS_BITS, ck.CKA_MODULUS, ck.CKA_EC_PARAMS, ck.CKA_VALUE_LEN, ck.CKA_CERTIFICATE_TYPE,
 	ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_DERIVE, ck.CKA_WRAP, ck.CKA_UNWRAP,
-	tpmtoken.CKA_TPM11_PCR_POLICY, tpmtoken.CKA_TPM11_POLICY_AUTHORITY, tpmtoken.CKA_TPM11_PORTABLE}
+	tpmtoken.CKA_TPM11_PCR_POLICY, tpmtoken.CKA_TPM11_POLICY_AUTHORITY, tpmtoken.CKA_TPM11_PORTABLE, ck.CKA_UNIQUE_ID}
 
 // describe reads what tpm11 shows of an object.
 func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, error) {
@@ -68,15 +70,16 @@ func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, er
 	if err != nil {
 		return object{}, err
 	}
-	cl, _ := a.ulong(ck.CKA_CLASS)
+	cl, _ := a.ULong(ck.CKA_CLASS)
 	o := object{handle: handle, class: ck.ObjectClass(cl), id: a[ck.CKA_ID], a: a,
-		ID: hex.EncodeToString(a[ck.CKA_ID]), Label: string(a[ck.CKA_LABEL]), Private: a.bool(ck.CKA_PRIVATE)}
+		ID: hex.EncodeToString(a[ck.CKA_ID]), Label: string(a[ck.CKA_LABEL]), Private: a.Bool(ck.CKA_PRIVATE),
+		UniqueID: string(a[ck.CKA_UNIQUE_ID])}
 	names, ok := classes[o.class]
 	if !ok {
 		names.json, names.text = fmt.Sprintf("class-0x%x", cl), fmt.Sprintf("class 0x%x", cl)
 	}
 	o.Class = names.json
-	if kt, ok := a.ulong(ck.CKA_KEY_TYPE); ok {
+	if kt, ok := a.ULong(ck.CKA_KEY_TYPE); ok {
 		o.KeyType = keyTypes[ck.KeyType(kt)]
 		if o.KeyType == "" {
 			o.KeyType = fmt.Sprintf("0x%x", kt)
@@ -88,20 +91,20 @@ func describe(l *tpmtoken.Library, h uint64, t token, handle uint64) (object, er
 	case len(a[ck.CKA_MODULUS]) > 0:
 		o.Bits = len(bytes.TrimLeft(a[ck.CKA_MODULUS], "\x00")) * 8
 	default:
-		if bits, ok := a.ulong(ck.CKA_MODULUS_BITS); ok {
+		if bits, ok := a.ULong(ck.CKA_MODULUS_BITS); ok {
 			o.Bits = int(bits)
-		} else if n, ok := a.ulong(ck.CKA_VALUE_LEN); ok {
+		} else if n, ok := a.ULong(ck.CKA_VALUE_LEN); ok {
 			o.Bits = int(n) * 8
 		}
 	}
 	for _, u := range usages {
-		if a.bool(u.a) {
+		if a.Bool(u.a) {
 			o.Usage = append(o.Usage, u.name)
 		}
 	}
 	if o.class == ck.CKO_PRIVATE_KEY || o.class == ck.CKO_SECRET_KEY {
 		if _, ok := a[ck.CKA_LOCAL]; ok {
-			o.Origin = map[bool]string{true: "generated", false: "imported"}[a.bool(ck.CKA_LOCAL)]
+			o.Origin = map[bool]string{true: "generated", false: "imported"}[a.Bool(ck.CKA_LOCAL)]
 		}
 	}
 	if o.class == ck.CKO_CERTIFICATE {
@@ -181,11 +184,12 @@ func sortObjects(objs []object) {
 }
 
 // objectFlags select objects: --id, --label, --type, or a pkcs11: URI.
-type objectFlags struct{ id, label, typ string }
+type objectFlags struct{ id, label, typ, uid string }
 
 func (f *objectFlags) register(c *cobra.Command, withType bool) {
 	c.Flags().StringVar(&f.id, "id", "", "the object's CKA_ID in hex (e.g. 01)")
 	c.Flags().StringVar(&f.label, "label", "", "the object's label")
+	c.Flags().StringVar(&f.uid, "unique-id", "", "the object's CKA_UNIQUE_ID (list --json shows it): one object, when an ID or label names several")
 	if withType {
 		c.Flags().StringVar(&f.typ, "type", "", "only objects of this type: private, public, cert, secret-key, data")
 		_ = c.RegisterFlagCompletionFunc("type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
@@ -233,6 +237,9 @@ func (f *objectFlags) selection(args []string) (*p11uri, []tpmtoken.Attr, error)
 		u.typ = t
 	}
 	var tmpl []tpmtoken.Attr
+	if f.uid != "" {
+		tmpl = append(tmpl, attr(ck.CKA_UNIQUE_ID, []byte(f.uid)))
+	}
 	if u.hasID {
 		tmpl = append(tmpl, attr(ck.CKA_ID, u.id))
 	}
@@ -242,7 +249,7 @@ func (f *objectFlags) selection(args []string) (*p11uri, []tpmtoken.Attr, error)
 	if u.typ != "" {
 		for c, n := range classes {
 			if n.uri == u.typ {
-				tmpl = append(tmpl, attr(ck.CKA_CLASS, ulong(uint64(c))))
+				tmpl = append(tmpl, tpmtoken.ULongAttr(ck.CKA_CLASS, c))
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -266,20 +265,13 @@ func find(l *tpmtoken.Library, h uint64, tmpl ...tpmtoken.Attr) ([]uint64, error
 
 func attr(t ck.AttributeType, v []byte) tpmtoken.Attr { return tpmtoken.Attr{Type: t, Value: v} }
 
-// ulong encodes a CK_ULONG as the library expects it: 8 bytes, host order.
-func ulong[T ~uint64 | ~int](v T) []byte { return binary.NativeEndian.AppendUint64(nil, uint64(v)) }
-
-var yes = []byte{1}
-
-// attrs reads the attributes of obj that it has (others are left out).
-type attrs map[ck.AttributeType][]byte
-
-func getAttrs(l *tpmtoken.Library, h, obj uint64, types ...ck.AttributeType) (attrs, error) {
+// getAttrs reads the attributes of obj that it has (others are left out).
+func getAttrs(l *tpmtoken.Library, h, obj uint64, types ...ck.AttributeType) (tpmtoken.Attrs, error) {
 	res, err := l.GetAttributeValue(h, obj, types)
 	if err != nil {
 		return nil, err
 	}
-	a := attrs{}
+	a := tpmtoken.Attrs{}
 	for i, r := range res {
 		if r.RV == ck.CKR_OK {
 			a[types[i]] = r.Value
@@ -287,16 +279,6 @@ func getAttrs(l *tpmtoken.Library, h, obj uint64, types ...ck.AttributeType) (at
 	}
 	return a, nil
 }
-
-func (a attrs) ulong(t ck.AttributeType) (uint64, bool) {
-	v, ok := a[t]
-	if !ok || len(v) != 8 {
-		return 0, false
-	}
-	return binary.NativeEndian.Uint64(v), true
-}
-
-func (a attrs) bool(t ck.AttributeType) bool { v := a[t]; return len(v) == 1 && v[0] != 0 }
 
 // parseID reads a CKA_ID given in hex ("01", "0x01", "a1:b2").
 func parseID(s string) ([]byte, error) {

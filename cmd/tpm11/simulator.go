@@ -53,6 +53,11 @@ lockout counter is kept in the store too.`,
 			// Only its owner may reach it: whoever connects uses its keys.
 			old := syscall.Umask(0o077)
 			ln, err := net.Listen(network, addr)
+			if errors.Is(err, syscall.EADDRINUSE) && network == "unix" && staleSocket(addr) {
+				// Left by a server that was killed: nobody answers there.
+				_ = os.Remove(addr)
+				ln, err = net.Listen(network, addr)
+			}
 			syscall.Umask(old)
 			if err != nil {
 				return err
@@ -69,4 +74,19 @@ lockout counter is kept in the store too.`,
 	}
 	c.Flags().StringVar(&listen, "listen", "", "where to serve it: unix:PATH or tcp:HOST:PORT")
 	return c
+}
+
+// staleSocket reports whether the unix socket at path is one nobody
+// listens on any more.
+func staleSocket(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	c, err := net.Dial("unix", path)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }

@@ -120,7 +120,8 @@ func TestKilledWritersLeaveWholePairsOrNothing(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // pacing, not synchronisation
+
 		}
 	}()
 	kills := 0
@@ -133,6 +134,7 @@ func TestKilledWritersLeaveWholePairsOrNothing(t *testing.T) {
 			}
 			close(lines)
 		}()
+		// A random point to kill at (fault injection, not synchronisation).
 		time.Sleep(time.Duration(10+rand.IntN(50)) * time.Millisecond)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()

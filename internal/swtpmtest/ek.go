@@ -38,8 +38,17 @@ func NewEKCA(t testing.TB) *EKCA {
 		"/issuercert.pem\ncertserial = "+ca+"/certserial\n")
 	opts := filepath.Join(dir, "swtpm-localca.options")
 	write(t, opts, "--platform-manufacturer tpm11\n--platform-version 1.0\n--platform-model test\n")
+	// swtpm_setup names the TPM's manufacturer by swtpm's PCI vendor ID
+	// (id:00001014); a manufacturer's EK certificate names the TCG
+	// registered vendor ID the TPM reports as TPM_PT_MANUFACTURER (IBM:
+	// id:49424D00), and WebAuthn verifiers check it against the registry.
+	tool := filepath.Join(dir, "localca.sh")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\nfor a; do shift; [ \"$a\" = id:00001014 ] && a=id:49424D00; set -- \"$@\" \"$a\"; done\n"+
+		"exec swtpm_localca \"$@\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	setup := filepath.Join(dir, "swtpm_setup.conf")
-	write(t, setup, "create_certs_tool = swtpm_localca\ncreate_certs_tool_config = "+localca+
+	write(t, setup, "create_certs_tool = "+tool+"\ncreate_certs_tool_config = "+localca+
 		"\ncreate_certs_tool_options = "+opts+"\nactive_pcr_banks = sha256\n")
 	return &EKCA{Dir: ca, config: setup}
 }

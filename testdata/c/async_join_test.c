@@ -3,7 +3,7 @@
  *       an async session, takes the ID, writes it to IDFILE, C_Finalize, exits.
  *   async_join_test MODULE join IDFILE  : process B joins the ID, completes it,
  *       and signs with the new key.
- * Run with a slow TPM (TPM11_TEST_LATENCY) so the keygen pends. */
+ * Run with a slow TPM (testdata/slowtpm, set by the runner) so the keygen pends. */
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>

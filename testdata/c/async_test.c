@@ -1,6 +1,6 @@
 /* PKCS#11 3.2 asynchronous operations against libtpm11.so, with a TPM that
- * answers every command after TPM11_TEST_LATENCY (set by the runner), so
- * that CKR_PENDING is deterministic. Each block tests one rule of
+ * answers every command 20 ms late (the runner points TPM11_TPM at
+ * testdata/slowtpm), so that CKR_PENDING is deterministic. Each block tests one rule of
  * docs/async.md. */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -15,9 +15,10 @@ static CK_FUNCTION_LIST_3_2 *f;
 static CK_BYTE ec_params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 static CK_MECHANISM sign_mech = {CKM_ECDSA_SHA256, NULL, 0};
 
-/* complete polls C_AsyncComplete until the operation is no longer pending. */
+/* complete polls C_AsyncComplete until the operation is no longer pending
+ * (60 s at most: only a hang reaches it). */
 static CK_RV complete(CK_SESSION_HANDLE h, const char *fn, CK_ASYNC_DATA *res) {
-  for (int i = 0; i < 2000; i++) {
+  for (int i = 0; i < 30000; i++) {
     CK_RV r = f->C_AsyncComplete(h, (CK_UTF8CHAR_PTR)fn, res);
     if (r != CKR_PENDING) return r;
     struct timespec ts = {0, 2000000};

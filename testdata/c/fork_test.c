@@ -306,6 +306,7 @@ out:
 
 /* Busy parent: threads signing on their own sessions. */
 static volatile int stop;
+static int signing; /* busy threads that have signed once (atomic) */
 static CK_OBJECT_HANDLE busy_key;
 static void *busy(void *arg) {
   (void)arg;
@@ -316,8 +317,9 @@ static void *busy(void *arg) {
   while (!stop && !bad) {
     CK_ULONG len = sizeof sig;
     bad += f->C_SignInit(h, &m, busy_key) != CKR_OK || f->C_Sign(h, d, 32, sig, &len) != CKR_OK;
-    n++;
+    if (n++ == 0) __atomic_add_fetch(&signing, 1, __ATOMIC_SEQ_CST);
   }
+  if (n == 0 || bad) __atomic_add_fetch(&signing, 1, __ATOMIC_SEQ_CST); /* never leave main waiting */
   f->C_CloseSession(h);
   return (void *)(bad ? -1 : n);
 }
@@ -469,12 +471,12 @@ static void helpers(const char *module, int *running, int *adopted) {
   if (d) closedir(d);
 }
 
-/* settle waits (5 s at most) until no helper runs, checks that this process
+/* settle waits (30 s at most: only a hang reaches it) until no helper runs, checks that this process
  * adopted want of them (the helpers of children that could not reap
  * theirs), and reaps those. */
 static void settle(const char *module, const char *after, int want) {
   int running = 0, adopted = 0, reaped = 0;
-  for (int i = 0; i < 50; i++, usleep(100000)) {
+  for (int i = 0; i < 300; i++, usleep(100000)) {
     helpers(module, &running, &adopted);
     if (running == 0 && adopted >= want) break;
   }
@@ -526,7 +528,9 @@ int main(int argc, char **argv) {
   busy_key = key;
   pthread_t t[4];
   for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, busy, NULL);
-  usleep(200000);
+  /* Fork only once every thread signs (60 s bound: only a hang reaches it). */
+  for (int i = 0; i < 60000 && __atomic_load_n(&signing, __ATOMIC_SEQ_CST) < 4; i++) usleep(1000);
+  CHECK(__atomic_load_n(&signing, __ATOMIC_SEQ_CST) >= 4, "the busy threads never signed");
   run("busy", 4, 0, FINALIZE);
   stop = 1;
   long total = 0, bad = 0;

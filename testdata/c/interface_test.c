@@ -100,6 +100,19 @@ int main(int argc, char **argv) {
   RV(f->C_WrapKey(h, &kw, kek, fixed, wrapped + 32, &wl), K_CKR_KEY_UNEXTRACTABLE);
   CK_ATTRIBUTE ut[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt}, {K_CKA_ENCRYPT, &yes, 1}};
   RV(f->C_UnwrapKey(h, &kw, kek, wrapped, 24, ut, 3, &back), CKR_OK);
+  /* Issue 22 bug 1: unwrapped as readable, the key reads back as it went in
+     (it read as zeros) and wraps again to the same bytes. */
+  CK_ATTRIBUTE urt[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt}, {CKA_SENSITIVE, &no, 1}, {CKA_EXTRACTABLE, &yes, 1}};
+  CK_OBJECT_HANDLE readable;
+  RV(f->C_UnwrapKey(h, &kw, kek, wrapped, 24, urt, 4, &readable), CKR_OK);
+  CK_BYTE v1[16], v2[16], rewrapped[24];
+  CK_ATTRIBUTE gv1 = {CKA_VALUE, v1, 16}, gv2 = {CKA_VALUE, v2, 16};
+  RV(f->C_GetAttributeValue(h, key, &gv1, 1), CKR_OK);
+  RV(f->C_GetAttributeValue(h, readable, &gv2, 1), CKR_OK);
+  CHECK(gv2.ulValueLen == 16 && memcmp(v1, v2, 16) == 0, "the unwrapped key reads back unlike the wrapped one");
+  wl = sizeof rewrapped;
+  RV(f->C_WrapKey(h, &kw, kek, readable, rewrapped, &wl), CKR_OK);
+  CHECK(wl == 24 && memcmp(rewrapped, wrapped, 24) == 0, "wrapped again, the unwrapped key differs");
   CK_MECHANISM ecb = {K_CKM_AES_ECB, NULL, 0};
   CK_BYTE zero[16] = {0}, c1[16], c2[16];
   CK_ULONG cl = 16;

@@ -2,7 +2,8 @@
  * descriptions) through libtpm11.so, for digest, sign, verify, encrypt and
  * decrypt: what ends an operation, single-part vs multi-part, CK_ULONG
  * lengths, RSA decryption into a buffer of the plaintext's size, attacker
- * ciphertexts, and the async output buffer race. */
+ * ciphertexts, and the async output buffer race; a mechanism on a key of
+ * the wrong type at every *Init; the token's flags. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
@@ -24,6 +25,13 @@ D(K_CKA_ENCRYPT, 0x104UL);
 D(K_CKR_FUNCTION_NOT_SUPPORTED, 0x054UL);
 D(K_CKR_ENCRYPTED_DATA_INVALID, 0x040UL);
 D(K_CKR_BUFFER_TOO_SMALL, 0x150UL);
+D(K_CKR_KEY_TYPE_INCONSISTENT, 0x063UL);
+D(K_CKM_AES_ECB, 0x1081UL);
+D(K_CKM_AES_CBC, 0x1082UL);
+D(K_CKM_RSA_X_509, 0x3UL);
+D(K_CKM_RSA_PKCS_OAEP, 0x9UL);
+D(K_CKM_SHA256_RSA_PKCS, 0x40UL);
+D(K_CKF_DUAL_CRYPTO_OPERATIONS, 0x200UL);
 
 static CK_FUNCTION_LIST_3_2 *f;
 static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
@@ -41,10 +49,19 @@ static void test_digest(CK_SESSION_HANDLE h) {
   RV(f->C_DigestInit(h, &sha), CKR_OK);
   RV(f->C_Digest(h, (CK_BYTE_PTR) "ab", 2, out, NULL), CKR_ARGUMENTS_BAD);
   RV(f->C_DigestFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
-  /* After an update the single-part call is refused and the operation is kept. */
+  /* After an update the single-part call is refused, and (§5.2: it did
+   * not return CKR_OK, CKR_BUFFER_TOO_SMALL or a length) that ends the
+   * operation. A length query is refused the same way. */
   RV(f->C_DigestInit(h, &sha), CKR_OK);
   RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "a", 1), CKR_OK);
   RV(f->C_Digest(h, (CK_BYTE_PTR) "b", 1, out, &n), CKR_OPERATION_ACTIVE);
+  RV(f->C_DigestFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "a", 1), CKR_OK);
+  RV(f->C_Digest(h, (CK_BYTE_PTR) "b", 1, NULL, &n), CKR_OPERATION_ACTIVE);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "b", 1), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "a", 1), CKR_OK);
   RV(f->C_DigestUpdate(h, (CK_BYTE_PTR) "b", 1), CKR_OK);
   n = sizeof out;
   RV(f->C_DigestFinal(h, out, &n), CKR_OK);
@@ -88,22 +105,31 @@ static void test_sign(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HAND
   RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
   RV(f->C_Verify(h, (CK_BYTE_PTR) "m", 1, NULL, 64), CKR_ARGUMENTS_BAD);
   RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OPERATION_NOT_INITIALIZED);
-  /* Single-part after update refused, operation kept; a huge length works. */
+  /* Single-part after update refused, and that ends the operation. */
   RV(f->C_SignInit(h, &sha, priv), CKR_OK);
   RV(f->C_SignUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OK);
   RV(f->C_Sign(h, (CK_BYTE_PTR) "m", 1, sig, &n), CKR_OPERATION_ACTIVE);
+  RV(f->C_SignFinal(h, sig, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
+  RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OK);
+  RV(f->C_Verify(h, (CK_BYTE_PTR) "m", 1, sig, 64), CKR_OPERATION_ACTIVE);
+  RV(f->C_VerifyFinal(h, sig, 64), CKR_OPERATION_NOT_INITIALIZED);
+  /* Multi-part; a huge length works. */
+  RV(f->C_SignInit(h, &sha, priv), CKR_OK);
+  RV(f->C_SignUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OK);
   n = (CK_ULONG)-1;
   RV(f->C_SignFinal(h, sig, &n), CKR_OK);
   CHECK(n == 64, "signature length %lu", n);
   RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
   RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR) "m", 1), CKR_OK);
-  RV(f->C_Verify(h, (CK_BYTE_PTR) "m", 1, sig, 64), CKR_OPERATION_ACTIVE);
   RV(f->C_VerifyFinal(h, sig, 64), CKR_OK);
   /* A failed verification ends the operation too. */
   RV(f->C_VerifyInit(h, &sha, pub), CKR_OK);
   RV(f->C_Verify(h, (CK_BYTE_PTR) "x", 1, sig, 64), CKR_SIGNATURE_INVALID);
   RV(f->C_VerifyFinal(h, sig, 64), CKR_OPERATION_NOT_INITIALIZED);
 }
+
+static CK_OBJECT_HANDLE rsa_pub, rsa_priv;
 
 static void test_rsa_decrypt(CK_SESSION_HANDLE h) {
   CK_MECHANISM gen = {K_CKM_RSA_GEN, NULL, 0}, pkcs = {K_CKM_RSA_PKCS, NULL, 0};
@@ -113,6 +139,7 @@ static void test_rsa_decrypt(CK_SESSION_HANDLE h) {
   CK_ATTRIBUTE privt[] = {{K_CKA_DECRYPT, &yes, 1}};
   CK_OBJECT_HANDLE pub, priv;
   RV(f->C_GenerateKeyPair(h, &gen, pubt, 2, privt, 1, &pub, &priv), CKR_OK);
+  rsa_pub = pub, rsa_priv = priv;
   CK_BYTE ct[256], pt[256];
   CK_ULONG n = sizeof ct;
   RV(f->C_EncryptInit(h, &pkcs, pub), CKR_OK);
@@ -141,6 +168,94 @@ static void test_rsa_decrypt(CK_SESSION_HANDLE h) {
   n = sizeof pt;
   RV(f->C_Decrypt(h, ct, 256, pt, &n), K_CKR_ENCRYPTED_DATA_INVALID);
   RV(f->C_Decrypt(h, ct, 256, pt, &n), CKR_OPERATION_NOT_INITIALIZED);
+}
+
+/* An AES key in the TPM: encryption and decryption in parts, then the
+ * single-part call refused, which ends the operation. */
+static CK_OBJECT_HANDLE aes_key(CK_SESSION_HANDLE h) {
+  CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0};
+  CK_ULONG len = 16;
+  CK_BBOOL yes = 1;
+  CK_ATTRIBUTE t[] = {{CKA_VALUE_LEN, &len, sizeof len}, {K_CKA_ENCRYPT, &yes, 1}, {K_CKA_DECRYPT, &yes, 1}};
+  CK_OBJECT_HANDLE k = 0;
+  RV(f->C_GenerateKey(h, &gen, t, 3, &k), CKR_OK);
+  return k;
+}
+
+static void test_cipher_forms(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE aes) {
+  CK_BYTE iv[16] = {0}, in[32] = {1, 2, 3}, out[64];
+  CK_MECHANISM cbc = {K_CKM_AES_CBC, iv, sizeof iv};
+  CK_ULONG n = sizeof out;
+  RV(f->C_EncryptInit(h, &cbc, aes), CKR_OK);
+  RV(f->C_EncryptUpdate(h, in, 16, out, &n), CKR_OK);
+  n = sizeof out;
+  RV(f->C_Encrypt(h, in, 16, out, &n), CKR_OPERATION_ACTIVE);
+  n = sizeof out;
+  RV(f->C_EncryptFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  n = sizeof out;
+  RV(f->C_DecryptInit(h, &cbc, aes), CKR_OK);
+  RV(f->C_DecryptUpdate(h, in, 16, out, &n), CKR_OK);
+  n = sizeof out;
+  RV(f->C_Decrypt(h, in, 16, out, &n), CKR_OPERATION_ACTIVE);
+  n = sizeof out;
+  RV(f->C_DecryptFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  /* Still usable after: a whole multi-part encryption. */
+  n = sizeof out;
+  RV(f->C_EncryptInit(h, &cbc, aes), CKR_OK);
+  RV(f->C_EncryptUpdate(h, in, 32, out, &n), CKR_OK);
+  CHECK(n == 32, "CBC update of 32 bytes gave %lu", n);
+  n = sizeof out;
+  RV(f->C_EncryptFinal(h, out, &n), CKR_OK);
+  CHECK(n == 0, "CBC final gave %lu", n);
+}
+
+/* A mechanism the token offers for the function, on a key of another type:
+ * CKR_KEY_TYPE_INCONSISTENT at every *Init (not CKR_MECHANISM_INVALID); the
+ * operation is not started. */
+static void test_key_type_mismatch(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE aes, CK_OBJECT_HANDLE ecpriv, CK_OBJECT_HANDLE ecpub,
+                                   CK_OBJECT_HANDLE rsapriv, CK_OBJECT_HANDLE rsapub) {
+  CK_BYTE iv[16] = {0}, sig[256] = {0};
+  CK_MECHANISM rsa_pkcs = {K_CKM_RSA_PKCS, NULL, 0}, x509 = {K_CKM_RSA_X_509, NULL, 0}, ecb = {K_CKM_AES_ECB, NULL, 0},
+               cbc = {K_CKM_AES_CBC, iv, sizeof iv}, ecdsa = {K_CKM_ECDSA, NULL, 0}, ecdsa256 = {K_CKM_ECDSA_SHA256, NULL, 0},
+               hmac = {CKM_SHA256_HMAC, NULL, 0}, sha_rsa = {K_CKM_SHA256_RSA_PKCS, NULL, 0};
+  CK_RSA_PKCS_OAEP_PARAMS op = {K_CKM_SHA256, 2 /* CKG_MGF1_SHA256 */, 1 /* CKZ_DATA_SPECIFIED */, NULL, 0};
+  CK_MECHANISM oaep = {K_CKM_RSA_PKCS_OAEP, &op, sizeof op};
+  const CK_ULONG bad = K_CKR_KEY_TYPE_INCONSISTENT;
+  RV(f->C_EncryptInit(h, &rsa_pkcs, aes), bad);
+  RV(f->C_EncryptInit(h, &oaep, aes), bad);
+  RV(f->C_DecryptInit(h, &rsa_pkcs, aes), bad);
+  RV(f->C_DecryptInit(h, &x509, aes), bad);
+  RV(f->C_EncryptInit(h, &ecb, rsapub), bad);
+  RV(f->C_EncryptInit(h, &cbc, rsapub), bad);
+  RV(f->C_DecryptInit(h, &ecb, rsapriv), bad);
+  RV(f->C_EncryptInit(h, &ecb, ecpub), bad);
+  RV(f->C_DecryptInit(h, &rsa_pkcs, ecpriv), bad);
+  RV(f->C_SignInit(h, &ecdsa, rsapriv), bad);
+  RV(f->C_SignInit(h, &hmac, ecpriv), bad);
+  RV(f->C_SignInit(h, &rsa_pkcs, ecpriv), bad);
+  RV(f->C_SignInit(h, &sha_rsa, aes), bad);
+  RV(f->C_VerifyInit(h, &ecdsa256, rsapub), bad);
+  RV(f->C_VerifyInit(h, &hmac, ecpub), bad);
+  RV(f->C_SignRecoverInit(h, &rsa_pkcs, ecpriv), bad);
+  RV(f->C_VerifyRecoverInit(h, &rsa_pkcs, ecpub), bad);
+  RV(f->C_MessageSignInit(h, &ecdsa, rsapriv), bad);
+  RV(f->C_MessageVerifyInit(h, &ecdsa, rsapub), bad);
+  RV(f->C_VerifySignatureInit(h, &ecdsa256, rsapub, sig, 64), bad);
+  /* Nothing was started by the refusals. */
+  CK_ULONG n = sizeof sig;
+  RV(f->C_Encrypt(h, sig, 16, sig, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_Sign(h, sig, 16, sig, &n), CKR_OPERATION_NOT_INITIALIZED);
+  /* A mechanism the token has for no such function stays invalid. */
+  CK_MECHANISM digest = {K_CKM_SHA256, NULL, 0};
+  RV(f->C_EncryptInit(h, &digest, aes), CKR_MECHANISM_INVALID);
+  RV(f->C_SignRecoverInit(h, &ecdsa, ecpriv), CKR_MECHANISM_INVALID);
+}
+
+/* The token does the dual-function updates (C_DigestEncryptUpdate, ...). */
+static void test_token_flags(void) {
+  CK_TOKEN_INFO ti;
+  RV(f->C_GetTokenInfo(0, &ti), CKR_OK);
+  CHECK(ti.flags & K_CKF_DUAL_CRYPTO_OPERATIONS, "token flags 0x%lx lack CKF_DUAL_CRYPTO_OPERATIONS", ti.flags);
 }
 
 /* The async output buffer is known to the module before the job can
@@ -210,6 +325,10 @@ int main(int argc, char **argv) {
   test_digest(h);
   test_sign(h, priv, pub);
   test_rsa_decrypt(h);
+  CK_OBJECT_HANDLE aes = aes_key(h);
+  test_cipher_forms(h, aes);
+  test_key_type_mismatch(h, aes, priv, pub, rsa_priv, rsa_pub);
+  test_token_flags();
   test_async_race(priv, pub);
 
   RV(f->C_Finalize(NULL), CKR_OK);

@@ -31,7 +31,7 @@ import (
 
 // simOpen guards the process-wide simulator: a second simulator.Get before
 // Close blocks forever, so a second open is refused instead.
-var simOpen sync.Mutex
+var simOpen sync.Mutex // a leaf (docs/design.md "Locks")
 var simInUse bool
 
 func init() { tpm.RegisterSimulator(Open) }

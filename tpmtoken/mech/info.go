@@ -38,6 +38,7 @@ const (
 	wrapF = ck.CKF_WRAP | ck.CKF_UNWRAP
 	aesF  = hw | ck.CKF_ENCRYPT | ck.CKF_DECRYPT
 	ecSig = sigF | ecF
+	kemF  = ck.CKF_ENCAPSULATE | ck.CKF_DECAPSULATE // C_EncapsulateKey/C_DecapsulateKey (tpmtoken/encapsulate.go)
 )
 
 // MaxSecretBytes is MAX_SYM_DATA: the most a keyed-hash object may hold.
@@ -45,12 +46,15 @@ const MaxSecretBytes = 128
 
 // infos lists only what works; sizes come from the TPM.
 var infos = map[ck.MechType]infoEntry{
-	ck.CKM_EC_KEY_PAIR_GEN:        {KindEC, hw | ck.CKF_GENERATE_KEY_PAIR | ecF},
-	ck.CKM_ECDH1_DERIVE:           {KindEC, hw | ck.CKF_DERIVE | ecF},
+	ck.CKM_EC_KEY_PAIR_GEN: {KindEC, hw | ck.CKF_GENERATE_KEY_PAIR | ecF},
+	ck.CKM_ECDH1_DERIVE:    {KindEC, hw | ck.CKF_DERIVE | ecF | kemF},
+	// Cofactor ECDH is plain ECDH on the token's curves (all have cofactor
+	// 1); offered for encapsulation only.
+	ck.CKM_ECDH1_COFACTOR_DERIVE:  {KindEC, hw | ecF | kemF},
 	ck.CKM_RSA_PKCS_KEY_PAIR_GEN:  {KindRSA, hw | ck.CKF_GENERATE_KEY_PAIR},
-	ck.CKM_RSA_PKCS:               {KindRSA, sigF | recF | wrapF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_X_509:              {KindRSA, sigF | recF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | wrapF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS:               {KindRSA, sigF | recF | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_X_509:              {KindRSA, sigF | recF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
 	ck.CKM_AES_KEY_WRAP:           {KindAES, hw | wrapF},
 	ck.CKM_AES_KEY_WRAP_KWP:       {KindAES, hw | wrapF},
 	ck.CKM_AES_KEY_GEN:            {KindAES, hw | ck.CKF_GENERATE},

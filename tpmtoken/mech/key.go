@@ -7,9 +7,10 @@ import (
 // Key is what a mechanism needs to know of a key: its type and size.
 type Key struct {
 	Type        ck.KeyType
-	ModulusBits int    // RSA
-	Curve       *Curve // EC
-	ValueLen    int    // secret keys, in bytes
+	ModulusBits int      // RSA
+	Curve       *Curve   // EC
+	ValueLen    int      // secret keys, in bytes
+	ParamSet    ck.ULong // ML-DSA, ML-KEM: CKA_PARAMETER_SET
 }
 
 // modulusBytes is the RSA block size k.

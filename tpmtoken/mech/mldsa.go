@@ -145,3 +145,60 @@ func ParsePQCSubjectPublicKeyInfo(der []byte) (ck.KeyType, ck.ULong, []byte, err
 	}
 	return 0, 0, nil, errors.New("not an ML-DSA or ML-KEM algorithm")
 }
+
+// MLDSASignCall is a pure ML-DSA signature of Message with Context, in
+// one TPM sign sequence; the result is the Len-byte FIPS 204 signature.
+type MLDSASignCall struct {
+	Context, Message []byte
+	Len              int
+}
+
+func (MLDSASignCall) tpmCall() {}
+
+// PQCPublic is an ML-DSA or ML-KEM public key: what a key object's
+// CKA_PUBLIC_KEY_INFO holds (crypto/x509 parses neither).
+type PQCPublic struct {
+	KeyType  ck.KeyType
+	ParamSet ck.ULong
+	Value    []byte // the FIPS 204 pk or FIPS 203 ek
+}
+
+// ParsePQCPublic is the PQCPublic of a DER SubjectPublicKeyInfo.
+func ParsePQCPublic(der []byte) (*PQCPublic, error) {
+	kt, ps, v, err := ParsePQCSubjectPublicKeyInfo(der)
+	if err != nil {
+		return nil, err
+	}
+	return &PQCPublic{KeyType: kt, ParamSet: ps, Value: v}, nil
+}
+
+// initMLDSA checks an ML-DSA key's parameter set and the mechanism's
+// optional CK_SIGN_ADDITIONAL_CONTEXT.
+func (s *Signature) initMLDSA(m Mechanism) (*Signature, error) {
+	if _, ok := MLDSASets[s.key.ParamSet]; !ok {
+		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	ctx, err := MLDSAContext(m)
+	if err != nil {
+		return nil, err
+	}
+	s.ctx = ctx
+	return s, nil
+}
+
+// Key kinds of the post-quantum mechanisms: their sizes are the public
+// key's bytes (ML-DSA, ML-KEM key pair generation's CK_MECHANISM_INFO),
+// and a TPM without the parameter sets reports none, so the mechanisms are
+// not listed.
+const (
+	KindMLDSA KeyKind = 100 + iota
+	KindMLKEM
+)
+
+func init() {
+	signatures[ck.CKM_ML_DSA] = sigSpec{keyType: ck.CKK_ML_DSA, mldsa: true}
+	infos[ck.CKM_ML_DSA_KEY_PAIR_GEN] = infoEntry{KindMLDSA, hw | ck.CKF_GENERATE_KEY_PAIR}
+	infos[ck.CKM_ML_DSA] = infoEntry{KindMLDSA, sigF}
+	infos[ck.CKM_ML_KEM_KEY_PAIR_GEN] = infoEntry{KindMLKEM, hw | ck.CKF_GENERATE_KEY_PAIR}
+	infos[ck.CKM_ML_KEM] = infoEntry{KindMLKEM, hw | ck.CKF_ENCAPSULATE | ck.CKF_DECAPSULATE}
+}

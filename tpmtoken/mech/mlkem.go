@@ -79,3 +79,8 @@ func (s *MLKEMSet) CheckPublic(ek []byte) error {
 	_, _, err := s.Encapsulate(ek)
 	return err
 }
+
+// MLKEMDecapCall is TPM2_Decapsulate of Ciphertext: the shared secret.
+type MLKEMDecapCall struct{ Ciphertext []byte }
+
+func (MLKEMDecapCall) tpmCall() {}

@@ -67,7 +67,7 @@ func ParamKindOf(t ck.MechType) ParamKind {
 	switch {
 	case t == ck.CKM_RSA_PKCS_OAEP:
 		return ParamOAEP
-	case t == ck.CKM_ECDH1_DERIVE:
+	case t == ck.CKM_ECDH1_DERIVE, t == ck.CKM_ECDH1_COFACTOR_DERIVE:
 		return ParamECDH1
 	case t == ck.CKM_AES_CTR:
 		return ParamCTR

@@ -17,6 +17,7 @@ type sigSpec struct {
 	pss     bool
 	raw     bool  // CKM_RSA_X_509
 	mac     *Hash // HMAC in the TPM with a secret key
+	mldsa   bool  // CKM_ML_DSA (mldsa.go)
 }
 
 // signatures is built before any init function runs (the mechanism
@@ -58,6 +59,7 @@ type Signature struct {
 	spec sigSpec
 	pss  PSS
 	key  Key
+	ctx  []byte // ML-DSA's context string
 }
 
 // NewSignature checks mechanism m for key k (CKR_MECHANISM_INVALID,
@@ -71,6 +73,9 @@ func NewSignature(m Mechanism, k Key) (*Signature, error) {
 		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
 	s := &Signature{Type: m.Type, spec: spec, key: k}
+	if spec.mldsa {
+		return s.initMLDSA(m)
+	}
 	var err error
 	if spec.pss {
 		s.pss, err = NewPSS(m, spec.hash)
@@ -86,6 +91,8 @@ func (s *Signature) IsMAC() bool { return s.spec.mac != nil }
 // Len is the signature's length in bytes.
 func (s *Signature) Len() int {
 	switch {
+	case s.spec.mldsa:
+		return MLDSASets[s.key.ParamSet].SigLen
 	case s.spec.mac != nil:
 		return s.spec.mac.Size()
 	case s.key.Type == ck.CKK_EC:
@@ -97,7 +104,7 @@ func (s *Signature) Len() int {
 // MultiPart says whether *Update may feed the mechanism: the hashing
 // mechanisms and HMAC. Raw ECDSA and RSA sign one block and are
 // single-part only.
-func (s *Signature) MultiPart() bool { return s.spec.hash != nil || s.spec.mac != nil }
+func (s *Signature) MultiPart() bool { return s.spec.hash != nil || s.spec.mac != nil || s.spec.mldsa }
 
 // NewInput returns what the operation is fed into.
 func (s *Signature) NewInput() *Input {
@@ -111,6 +118,8 @@ func (s *Signature) NewInput() *Input {
 // hashing mechanisms, the raw input otherwise).
 func (s *Signature) Plan(input []byte) (TPMCall, error) {
 	switch {
+	case s.spec.mldsa:
+		return MLDSASignCall{Context: s.ctx, Message: input, Len: s.Len()}, nil
 	case s.spec.mac != nil:
 		return HMACCall{Hash: s.spec.mac.TPM, Data: input}, nil
 	case s.key.Type == ck.CKK_EC:
@@ -201,6 +210,12 @@ func (s *Signature) Verify(pub any, input, sig []byte) error {
 		return ck.E(ck.CKR_SIGNATURE_LEN_RANGE)
 	}
 	switch p := pub.(type) {
+	case *PQCPublic:
+		if !s.spec.mldsa || p.KeyType != ck.CKK_ML_DSA || p.ParamSet != s.key.ParamSet ||
+			!MLDSASets[p.ParamSet].Verify(p.Value, input, s.ctx, sig) {
+			return bad
+		}
+		return nil
 	case *ecdsa.PublicKey:
 		n := s.key.Curve.Bytes
 		if !ecdsa.Verify(p, input, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {

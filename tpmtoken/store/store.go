@@ -222,23 +222,28 @@ func (s *Store) Objects(serial string) *Objects {
 }
 
 // Object is an object's record: its attributes (never a secret in the clear)
-// and, for keys, the TPM-wrapped blobs.
+// and, for keys, the TPM-wrapped blobs. On disk it is JSON of the format
+// record.go describes (versioned, typed attributes).
 type Object struct {
-	UID     string                      `json:"uid"`
-	Attrs   map[ck.AttributeType][]byte `json:"attrs"`
-	Public  []byte                      `json:"tpm_public,omitempty"`
-	Private []byte                      `json:"tpm_private,omitempty"`
+	UID string
+	// Attrs are the attributes in their C encoding, as the token uses
+	// them; Attributes, when the token gives them, the same typed for
+	// the disk (record.go). Read back, only Attrs is set.
+	Attrs      map[ck.AttributeType][]byte
+	Attributes []Attribute
+	Public     []byte
+	Private    []byte
 	// Sealed is a private data object's value, encrypted under the data
 	// key whose TPM blobs are Public and Private.
-	Sealed []byte `json:"sealed,omitempty"`
+	Sealed []byte
 	// Parent is "public" for a key under the token's public storage key
 	// (a key that needs no PIN); empty for the user's storage key; see
 	// tpmtoken for the others (a TSS2 key file's, tpm2-pkcs11's primary).
-	Parent string `json:"parent,omitempty"`
+	Parent string
 	// Auth is a key's own authValue when it has one (a key taken over from
 	// tpm2-pkcs11), encrypted under a key only the user PIN unlocks
 	// (tpmtoken/migrate.go).
-	Auth []byte `json:"auth,omitempty"`
+	Auth []byte
 }
 
 type cached struct {
@@ -286,8 +291,8 @@ type Objects struct {
 	owner             uint32
 	filePerm, dirPerm uint32
 
-	mu     sync.Mutex
-	mod    time.Time // the directory's mtime at the last scan
+	mu     sync.Mutex // lock 6 (docs/design.md "Locks"): after Token.mu; a leaf
+	mod    time.Time  // the directory's mtime at the last scan
 	synced bool
 	cache  entries
 	// unreported: the cache was filled without a Sync returning it.

@@ -1,0 +1,168 @@
+package swtpmtest
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpm11/tpm11/tpm"
+)
+
+// SlowRelay is a slow TPM for tests: a unix socket in front of a swtpm
+// socket that holds every command for Delay before passing it on, as a
+// TPM chip's latency would. The sleep is the point (latency injected on
+// purpose, not synchronisation): it makes operations on async sessions
+// pend (CKR_PENDING) and slow steps show progress, with nothing in the
+// module itself that a test switches on.
+//
+// Each connection to the relay is one connection to swtpm, opened when the
+// client connects and closed when it closes, so swtpm's one-client-at-a-time
+// rule and the module's hand-over of an idle TPM work through it unchanged.
+type SlowRelay struct {
+	// Spec is the backend spec of the relay: swtpm:unix:PATH.
+	Spec  string
+	Delay time.Duration
+
+	ln       net.Listener
+	upstream string
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	closed   bool
+}
+
+// NewSlowRelay listens on path and relays to the swtpm socket named by
+// upstream (swtpm:unix:PATH), each command Delay late.
+func NewSlowRelay(upstream, path string, delay time.Duration) (*SlowRelay, error) {
+	up, ok := strings.CutPrefix(upstream, "swtpm:unix:")
+	if !ok {
+		return nil, fmt.Errorf("slow relay: upstream %q is not swtpm:unix:PATH", upstream)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	r := &SlowRelay{Spec: "swtpm:unix:" + path, Delay: delay, ln: ln, upstream: up, conns: map[net.Conn]bool{}}
+	r.wg.Add(1)
+	go r.accept()
+	return r, nil
+}
+
+// Slow starts a SlowRelay in front of spec for the test's life and returns
+// the relay's spec.
+func Slow(t testing.TB, spec string, delay time.Duration) string {
+	t.Helper()
+	r, err := NewSlowRelay(spec, filepath.Join(t.TempDir(), "slow.sock"), delay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r.Spec
+}
+
+// Close stops listening and cuts every relayed connection.
+func (r *SlowRelay) Close() {
+	r.mu.Lock()
+	r.closed = true
+	for c := range r.conns {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.ln.Close()
+	r.wg.Wait()
+}
+
+// track records c as open, or reports false once the relay is closed.
+func (r *SlowRelay) track(cs ...net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	for _, c := range cs {
+		r.conns[c] = true
+	}
+	return true
+}
+
+func (r *SlowRelay) untrack(cs ...net.Conn) {
+	r.mu.Lock()
+	for _, c := range cs {
+		delete(r.conns, c)
+		c.Close()
+	}
+	r.mu.Unlock()
+}
+
+func (r *SlowRelay) accept() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.serve(c)
+		}()
+	}
+}
+
+// serve relays one client connection: command by command, each after the
+// delay; any error (either side closed) ends both connections.
+func (r *SlowRelay) serve(c net.Conn) {
+	up, err := net.Dial("unix", r.upstream)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !r.track(c, up) {
+		c.Close()
+		up.Close()
+		return
+	}
+	defer r.untrack(c, up)
+	for {
+		cmd, err := readMessage(c)
+		if err != nil {
+			return
+		}
+		time.Sleep(r.Delay) // the injected latency (see SlowRelay)
+		if _, err := up.Write(cmd); err != nil {
+			return
+		}
+		rsp, err := readMessage(up)
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(rsp); err != nil {
+			return
+		}
+	}
+}
+
+// readMessage reads one TPM command or response: a 10-byte header whose
+// bytes 2..6 are the whole message's size, then the rest.
+func readMessage(c io.Reader) ([]byte, error) {
+	hdr := make([]byte, tpm.HeaderSize)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return nil, err
+	}
+	h, _ := tpm.CommandHeader(hdr) // a response's header is laid out alike
+	size := h.Length
+	if size < tpm.HeaderSize || size > 1<<20 {
+		return nil, fmt.Errorf("bad TPM message size %d", size)
+	}
+	msg := make([]byte, size)
+	copy(msg, hdr)
+	if _, err := io.ReadFull(c, msg[tpm.HeaderSize:]); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
