@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/attestation"
+	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpm"
 	"github.com/tpm11/tpm11/tpmtoken"
@@ -47,7 +48,18 @@ func TestRemoteEnrollment(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, typ, ch.AKType)
 		_, err = answer(b, ch)
-		require.Error(t, err, "another TPM answered the challenge")
+		require.ErrorIs(t, err, tpm.ErrNotOurCredential, "another TPM answered the challenge")
+		require.Equal(t, ck.CKR_ENCRYPTED_DATA_INVALID, ck.ToRV(err))
+		// Bytes that are no challenge: refused, never a device error.
+		for _, bad := range []tpmtoken.ActivationChallenge{
+			{Credential: ch.Credential, Secret: append([]byte{ch.Secret[0], ch.Secret[1]}, make([]byte, len(ch.Secret)-2)...), AKType: typ},
+			{Credential: []byte{0, 4, 1, 2, 3, 4}, Secret: ch.Secret, AKType: typ},
+			{Credential: ch.Credential, Secret: []byte{0, 1, 7}, AKType: typ},
+		} {
+			_, err = a.l.ActivateCredential(a.h, &bad)
+			require.Error(t, err)
+			require.NotEqual(t, ck.CKR_DEVICE_ERROR, ck.ToRV(err), "%v", err)
+		}
 		proof, err := answer(a, ch)
 		require.NoError(t, err)
 

@@ -98,10 +98,11 @@ zcat /usr/share/man/man1/tpm11-keygen.1.gz | grep -q '^\.TH "TPM11"' || fail "ma
 bash -c 'source /usr/share/bash-completion/completions/tpm11 && declare -F __start_tpm11' >/dev/null || fail "bash completion"
 [ -f /usr/share/zsh/vendor-completions/_tpm11 ] && [ -f /usr/share/fish/vendor_completions.d/tpm11.fish ] || fail "zsh/fish completions"
 [ -f /usr/share/doc/tpm11/copyright ] && [ -f /usr/share/doc/tpm11/changelog.gz ] || fail "copyright, changelog"
+grep -q '^#define CKA_TPM11_ATTESTATION' /usr/include/tpm11.h || fail "no /usr/include/tpm11.h with the vendor attributes"
 dpkg-query -W -f='${Conffiles}' tpm11 | grep -q /etc/tpm11/config || fail "/etc/tpm11/config is not a conffile"
 getent group tpm11 >/dev/null || fail "no tpm11 group"
 [ "$(stat -c '%a %U %G' /var/lib/tpm11)" = "3770 root tpm11" ] || fail "/var/lib/tpm11: $(stat -c '%a %U %G' /var/lib/tpm11)"
-pass "dpkg -i: /usr/bin/tpm11 $VERSION, the module in /usr/lib/$MULTIARCH/pkcs11, p11-kit registration, man pages, completions, conffile, tpm11 group and /var/lib/tpm11"
+pass "dpkg -i: /usr/bin/tpm11 $VERSION, the module in /usr/lib/$MULTIARCH/pkcs11, p11-kit registration, man pages, completions, tpm11.h, conffile, tpm11 group and /var/lib/tpm11"
 
 # Use the installed files: a token on a private swtpm, a key, then what a
 # user runs.

@@ -356,10 +356,25 @@ func (e *Engine) ActivateCredential(ak, ek *Loadable, credential, secret []byte)
 		return err
 	})
 	if err != nil {
+		// A challenge for another TPM's EK or AK, or bytes that are no
+		// challenge: the TPM refuses it (TPM_RC_INTEGRITY, _VALUE, _SIZE;
+		// libtpms answers TPM_RC_FAILURE to a secret another key
+		// encrypted, and goes on working). Only a TPM that then fails a
+		// plain command too is a device failure.
+		var rc tpm2.TPMRC
+		if errors.As(err, &rc) {
+			if _, perr := (tpm2.ReadClock{}).Execute(e.tr()); perr == nil {
+				return nil, fmt.Errorf("%w: %w", ErrNotOurCredential, err)
+			}
+		}
 		return nil, fmt.Errorf("activate credential: %w", err)
 	}
 	return rsp.CertInfo.Buffer, nil
 }
+
+// ErrNotOurCredential is ActivateCredential's error for a challenge this
+// TPM cannot open: made for another TPM's EK or AK, or not a challenge.
+var ErrNotOurCredential = errors.New("the TPM refused the credential: it was not made for this TPM's EK and attestation key")
 
 // endorsementSecret satisfies the EK's policy: TPM2_PolicySecret with the
 // endorsement hierarchy's (empty) authValue.

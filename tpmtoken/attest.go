@@ -364,6 +364,9 @@ func (l *Library) ActivateCredential(h uint64, ch *ActivationChallenge) ([]byte,
 	if ch == nil || len(ch.Credential) < 2 || len(ch.Secret) < 2 {
 		return nil, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "empty activation challenge")
 	}
+	if len(ch.Credential) > 1024 || len(ch.Secret) > 1024 {
+		return nil, ck.Errorf(ck.CKR_ARGUMENTS_BAD, "not an activation challenge: too long")
+	}
 	return do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) {
 		typ := ch.AKType
 		if typ == "" {
@@ -376,7 +379,11 @@ func (l *Library) ActivateCredential(h uint64, ch *ActivationChallenge) ([]byte,
 		if err != nil {
 			return nil, err
 		}
-		return e.ActivateCredential(tpm.AK(typ), ek, ch.Credential[2:], ch.Secret[2:])
+		secret, err := e.ActivateCredential(tpm.AK(typ), ek, ch.Credential[2:], ch.Secret[2:])
+		if errors.Is(err, tpm.ErrNotOurCredential) {
+			return nil, ck.Wrap(ck.CKR_ENCRYPTED_DATA_INVALID, err)
+		}
+		return secret, err
 	})
 }
 
