@@ -61,6 +61,7 @@ const (
 	ParamECDH1
 	ParamCTR
 	ParamCCM
+	ParamSignContext // CK_SIGN_ADDITIONAL_CONTEXT (mldsa.go)
 )
 
 // ParamKindOf is the parameter structure mechanism t takes.
@@ -77,6 +78,9 @@ func ParamKindOf(t ck.MechType) ParamKind {
 	}
 	if s, ok := signatures[t]; ok && s.pss {
 		return ParamPSS
+	}
+	if s, ok := signatures[t]; ok && s.mldsa {
+		return ParamSignContext
 	}
 	return ParamBytes
 }
