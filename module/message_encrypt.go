@@ -45,14 +45,35 @@ func ccmMessageParam(p C.CK_VOID_PTR, n C.CK_ULONG, decrypt bool) (*C.CK_CCM_MES
 	return c, m, nil
 }
 
+// messageInit is C_MessageEncryptInit and C_MessageDecryptInit. Each
+// message brings its own parameter; a CK_CCM_MESSAGE_PARAMS given to the
+// init as well (some callers do) is not used.
+func messageInit(fn string, hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE,
+	init func(l *tpmtoken.Library, h uint64, m mech.Mechanism, key uint64) error) C.CK_RV {
+	return call(fn, func(l *tpmtoken.Library) error {
+		if pMechanism == nil {
+			return errArgs
+		}
+		mm := *pMechanism
+		if uintptr(mm.ulParameterLen) == unsafe.Sizeof(C.CK_CCM_MESSAGE_PARAMS{}) {
+			mm.pParameter, mm.ulParameterLen = nil, 0
+		}
+		m, err := mechanism(&mm)
+		if err != nil {
+			return err
+		}
+		return init(l, uint64(hSession), m, uint64(hKey))
+	})
+}
+
 //export tpm11go_C_MessageEncryptInit
 func tpm11go_C_MessageEncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_MessageEncryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageEncryptInit)
+	return messageInit("C_MessageEncryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageEncryptInit)
 }
 
 //export tpm11go_C_MessageDecryptInit
 func tpm11go_C_MessageDecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_MessageDecryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageDecryptInit)
+	return messageInit("C_MessageDecryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageDecryptInit)
 }
 
 // cryptMessage is C_EncryptMessage and C_DecryptMessage.
