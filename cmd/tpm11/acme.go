@@ -217,11 +217,21 @@ func acmeOrder(ctx context.Context, directory string, hc *http.Client, id string
 		if chal.Payload, err = json.Marshal(map[string]string{"attObj": base64.RawURLEncoding.EncodeToString(obj)}); err != nil {
 			return nil, err
 		}
-		if _, err := cl.Accept(ctx, chal); err != nil {
+		got, err := cl.Accept(ctx, chal)
+		if err != nil {
 			return nil, fmt.Errorf("the CA refused the attestation: %w", err)
 		}
-		if _, err := cl.WaitAuthorization(ctx, u); err != nil {
-			return nil, fmt.Errorf("the CA refused the attestation: %w", err)
+		// step-ca validates device-attest-01 within the request and marks
+		// a refused challenge invalid while the authorization stays
+		// pending: its verdict is the challenge's, not the authorization's.
+		switch got.Status {
+		case acme.StatusInvalid:
+			return nil, fmt.Errorf("the CA refused the attestation: %v", got.Error)
+		case acme.StatusValid:
+		default:
+			if _, err := cl.WaitAuthorization(ctx, u); err != nil {
+				return nil, fmt.Errorf("the CA refused the attestation: %w", err)
+			}
 		}
 	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{SignatureAlgorithm: sigAlg(key.pub)}, key)
