@@ -87,6 +87,14 @@ until [ "$(wc -l < stepca.out)" -ge 2 ]; do
 done
 DIRURL=$(sed -n 1p stepca.out) CAROOT=$(sed -n 2p stepca.out)
 
+# Bad invocations: one line, exit 2; a CA that does not answer: one line, exit 1.
+for args in "--directory $DIRURL" "--id 01" "--id 01 --directory $DIRURL --ca-roots /nonexistent/roots.pem x y"; do
+  rc=0; T acme $args > out 2>&1 || rc=$?
+  [ "$rc" = 2 ] && [ "$(wc -l < out)" = 1 ] || fail "tpm11 acme $args: exit $rc: $(cat out)"
+done
+rc=0; T acme --id 01 --directory https://127.0.0.1:1/acme/tpm/directory --ca-roots "$CAROOT" --timeout 20s > out 2>&1 || rc=$?
+[ "$rc" = 1 ] && [ "$(wc -l < out)" = 1 ] || fail "tpm11 acme, no CA: exit $rc: $(cat out)"
+
 # One command: ACME account, order for the device, device-attest-01, CSR,
 # certificate on the token.
 T acme --id 01 --directory "$DIRURL" --ca-roots "$CAROOT" --chain-out chain.pem > acme.out 2>&1 \

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -226,7 +227,7 @@ func acmeOrder(ctx context.Context, directory string, hc *http.Client, id string
 		// pending: its verdict is the challenge's, not the authorization's.
 		switch got.Status {
 		case acme.StatusInvalid:
-			return nil, fmt.Errorf("the CA refused the attestation: %v", got.Error)
+			return nil, fmt.Errorf("the CA refused the attestation: %s", problem(got.Error))
 		case acme.StatusValid:
 		default:
 			if _, err := cl.WaitAuthorization(ctx, u); err != nil {
@@ -254,4 +255,14 @@ func acmeOrder(ctx context.Context, directory string, hc *http.Client, id string
 		return nil, errors.New("the CA returned no certificate")
 	}
 	return chain, nil
+}
+
+// problem is the CA's problem document of a challenge, without the HTTP
+// status x/crypto/acme leaves 0 there.
+func problem(err error) string {
+	var ae *acme.Error
+	if errors.As(err, &ae) {
+		return strings.TrimSpace(ae.ProblemType + ": " + ae.Detail)
+	}
+	return fmt.Sprint(err)
 }
