@@ -52,7 +52,7 @@ $(BUILD)/libtpm11.so: $(shell find module tpm tpmtoken asyncq ck internal versio
 
 $(BUILD)/tpm11: $(CLI_SRC)
 	@mkdir -p $(BUILD)
-	$(GO) build -tags '$(TAGS)' -trimpath -ldflags='-s -w' -o $@ ./cmd/tpm11
+	$(GO) build -tags '$(TAGS)' -trimpath -buildmode=pie -ldflags='-s -w' -o $@ ./cmd/tpm11
 
 # Man pages from the command tree (a build with the mangen tag carries the
 # generator; the installed binary does not). SOURCE_DATE_EPOCH: the last
@@ -84,6 +84,7 @@ test-go:
 test-c: build
 	./testdata/run-c-tests.sh
 	./testdata/faults-test.sh
+	./testdata/pqc-test.sh
 
 test-clients: build
 	./testdata/pkcs11-tool-test.sh
@@ -144,8 +145,8 @@ $(DEB): build $(wildcard packaging/*)
 	rm -rf $(STAGE)
 	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(CURDIR)/$(STAGE)
 	gzip -9n $(STAGE)/usr/share/man/man1/*.1
-	mv $(STAGE)/usr/share/doc/tpm11/CHANGELOG.md $(STAGE)/usr/share/doc/tpm11/changelog
-	gzip -9n $(STAGE)/usr/share/doc/tpm11/changelog
+	gzip -9n $(STAGE)/usr/share/doc/tpm11/CHANGELOG.md
+	VERSION=$(VERSION) ./packaging/debian-changelog | gzip -9n > $(STAGE)/usr/share/doc/tpm11/changelog.gz
 	rm $(STAGE)/usr/share/doc/tpm11/LICENSE  # packaging/copyright points to common-licenses
 	VERSION=$(VERSION) DEBARCH=$(DEBARCH) $(NFPM) package --packager deb --config packaging/nfpm.yaml --target $@
 

@@ -119,6 +119,13 @@ typedef struct CK_RSA_PKCS_PSS_PARAMS {
   CK_ULONG sLen;
 } CK_RSA_PKCS_PSS_PARAMS;
 
+/* PKCS#11 3.2: the optional parameter of CKM_ML_DSA. */
+typedef struct CK_SIGN_ADDITIONAL_CONTEXT {
+  CK_ULONG hedgeVariant;
+  CK_BYTE_PTR pContext;
+  CK_ULONG ulContextLen;
+} CK_SIGN_ADDITIONAL_CONTEXT;
+
 typedef struct CK_AES_CTR_PARAMS {
   CK_ULONG ulCounterBits;
   CK_BYTE cb[16];

@@ -61,6 +61,14 @@ func mechanism(p C.CK_MECHANISM_PTR) (mech.Mechanism, error) {
 			copy(ctr.Block[:], unsafe.Slice((*byte)(unsafe.Pointer(&c.cb[0])), 16))
 			m.Param = ctr
 		}
+	case mech.ParamSignContext:
+		var c *C.CK_SIGN_ADDITIONAL_CONTEXT
+		if c, err = param[C.CK_SIGN_ADDITIONAL_CONTEXT](p); err == nil {
+			var ctx []byte
+			if ctx, err = goBytes(unsafe.Pointer(c.pContext), c.ulContextLen); err == nil {
+				m.Param = mech.SignContext{Hedge: ck.ULong(c.hedgeVariant), Context: ctx}
+			}
+		}
 	default:
 		var b []byte
 		if b, err = goBytes(unsafe.Pointer(p.pParameter), p.ulParameterLen); err == nil {

@@ -94,3 +94,17 @@ row "4 processes ECDSA, share of signatures each, %" "$(fv shares)" ""
 row "4 processes ECDSA, signs/s in all" "$(fv total)" ""
 row "4 processes: longest wait for one signature, ms" "$(fv stall)" ""
 row "4 processes: longest dlopen -> logged in, ms" "$(fv login)" ""
+
+# Post-quantum keys on the PQC test TPM (fwtpm_server, testdata/fwtpm.sh):
+# the token beside the same TPM commands pre-marshalled on a connection of
+# their own (tpmtoken's BenchmarkPQCVsFloor).
+if FW=$("$ROOT/testdata/fwtpm.sh" 2>/dev/null); then
+  pq=$(cd "$ROOT" && TPM11_FWTPM=$FW go test -run '^$' -bench PQCVsFloor -benchtime "${N}x" ./tpmtoken/ 2>/dev/null)
+  pv() { echo "$pq" | awk -v k="$1" -v u="$2" '$0 ~ k {for (i=1;i<NF;i++) if ($(i+1)==u) print $i}'; }
+  row "ML-DSA-65 C_Sign on fwtpm, signs/s (vs raw commands)" "$(pv ML-DSA tpm11-ops/s)" "$(pv ML-DSA ratio)"
+  row "  raw TPM2_SignSequenceStart+Complete, signs/s; TPM cmds per C_Sign" "$(pv ML-DSA floor-ops/s); $(pv ML-DSA tpm11-cmds/op)" ""
+  row "ML-KEM-768 C_DecapsulateKey on fwtpm, /s (vs raw command)" "$(pv ML-KEM tpm11-ops/s)" "$(pv ML-KEM ratio)"
+  row "  raw TPM2_Decapsulate, /s; TPM cmds per C_DecapsulateKey" "$(pv ML-KEM floor-ops/s); $(pv ML-KEM tpm11-cmds/op)" ""
+else
+  row "ML-DSA / ML-KEM (fwtpm_server could not be built)" "-" ""
+fi

@@ -316,6 +316,25 @@ T import-ca --token alpha ca2.crt > /dev/null || fail "import-ca"
 p11tool --provider "$MODULE" --list-all-trusted "pkcs11:token=alpha" 2>/dev/null | grep -A5 "object=Test%20Root" | grep -q "CKA_CERTIFICATE_CATEGORY=CA; CKA_TRUSTED" || fail "p11tool does not see the trusted CA"
 pass "rename moves a key's label and ID with its certificate; import-ca stores a trusted CA certificate (as SO) that p11tool lists as trusted"
 
+# --- messages that say what happened ------------------------------------------------------
+refused 1 "an empty PIN" env TPM11_PIN= "$BIN" selftest --token alpha
+grep -q "user PIN given is empty: nothing was tried" err || fail "empty PIN: $(cat err)"
+refused 1 "an over-long PIN" env TPM11_PIN="$(head -c 300 /dev/zero | tr '\0' a)" "$BIN" selftest --token alpha
+grep -q "longer than any tpm11 PIN" err || fail "over-long PIN: $(cat err)"
+refused 2 "a token label ending in spaces" T init --label "sp  "
+refused 2 "a 100,000-character CSR subject" T csr --token alpha --id c1 --subject "CN=$(head -c 100000 /dev/zero | tr '\0' a)"
+echo "$TPM11_PIN" | env -u TPM11_PIN "$BIN" list --token alpha | grep -q "private key" || fail "list ignores a PIN on standard input"
+refused 1 "info with the TPM unreachable" env TPM11_TPM="swtpm:unix:$WORK/none" "$BIN" info
+grep -q "not reachable" out || fail "info does not say the TPM is unreachable: $(cat out)"
+refused 1 "a timeout that is not a duration" env TPM11_TIMEOUT=abc "$BIN" list --token alpha
+grep -q 'TPM11_TIMEOUT="abc" is not a positive duration' err || fail "bad timeout: $(cat err)"
+TPM11_KEYGEN_TIMEOUT=-1s T info | grep -q 'warning: TPM11_KEYGEN_TIMEOUT="-1s" is not a positive duration' || fail "info does not report a bad timeout"
+T __complete keygen --type '' 2>/dev/null > compl.txt
+grep -q '^ec:p256$' compl.txt && ! grep -q '^rsa:4096$' compl.txt || fail "completion offers key types swtpm does not make: $(cat compl.txt)"
+TPM11_TOKEN=alpha T init --label delta > /dev/null || fail "TPM11_TOKEN=alpha with init --label delta"
+T delete-token --token delta > /dev/null || fail "delete-token delta"
+pass "an empty or over-long PIN is not tried; label spaces, long subjects refused; list takes a PIN on stdin; info exits 1 without a TPM; bad timeouts refused (info reports them); TPM11_TOKEN does not turn init into a re-initialisation; completion offers what the TPM makes"
+
 # --- a store shared by a group (services) -----------------------------------------------
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   mkdir shared && chgrp nogroup shared && chmod 2770 shared
@@ -334,12 +353,29 @@ else
   echo "skip shared store (needs root and setpriv)"
 fi
 
+# --- backup while others write; restore on this TPM only ----------------------------------
+( for i in 1 2 3 4 5 6; do T keygen --token alpha --type ec:p256 --id "d$i" > /dev/null || exit 1; done ) & kg=$!
+T backup --token alpha -o alpha.tar 2>err || fail "backup: $(cat err)"
+wait $kg || fail "keygen beside the backup"
+TPM11_STORE=$WORK/restored T restore alpha.tar > out || fail "restore: $(cat out)"
+for i in 1 2 3 4 5 6; do
+  n=$(TPM11_STORE=$WORK/restored T list --token alpha --id "d$i" --json | J objects.#)
+  [ "$n" = 0 ] || [ "$n" = 2 ] || fail "the backup holds half of key d$i ($n objects)"
+done
+[ "$(TPM11_STORE=$WORK/restored T list --token alpha --id c1 --json | J objects.#)" = 2 ] || fail "the restored token lacks key c1"
+TPM11_STORE=$WORK/restored T sign --token alpha --id c1 -i data -o r.sig && openssl dgst -sha256 -verify c1.pem -signature r.sig data >/dev/null || fail "the restored key does not sign"
+refused 1 "restore over an existing token" env TPM11_STORE="$WORK/restored" "$BIN" restore alpha.tar
+grep -q "exists in this store" err || fail "restore over: $(cat err)"
+pass "backup while keygens run holds whole key pairs; the restored token signs on its TPM; restore does not overwrite"
+
 # --- delete-token; after a TPM clear --------------------------------------------------------
 refused 2 "delete-token without naming the token" T delete-token
 TPM11_SO_PIN=so-pin-2 T delete-token --token beta > out && grep -q 'token "beta"' out || fail "delete-token: $(cat out)"
 T info | grep -q '"beta"' && fail "beta is still there"
 kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 start_swtpm "$WORK/tpm2" 2>>"$WORK/swtpm.log"   # a cleared TPM: new seeds
+refused 1 "restore onto another TPM" env TPM11_STORE="$WORK/elsewhere" "$BIN" restore alpha.tar
+grep -q "belongs to another TPM" err || fail "restore onto another TPM: $(cat err)"
 refused 1 "a token of another TPM" T list --token alpha
 grep -q "cleared" err || fail "no hint about a TPM clear: $(cat err)"
 refused 1 "delete-token unchecked without --force" T delete-token --token alpha

@@ -64,6 +64,16 @@ fi
 make -s package >"$WORK/package.log" 2>&1 || { cat "$WORK/package.log" >&2; fail "make package"; }
 DEB=$ROOT/build/tpm11_${VERSION}_$(dpkg --print-architecture).deb
 [ -f "$DEB" ] || fail "no $DEB"
+# lintian (Debian's package checker) reports nothing: no error, no warning.
+if command -v lintian >/dev/null; then
+  lintian --allow-root --fail-on error,warning "$DEB" >"$WORK/lintian.log" 2>&1 || fail "lintian: $(cat "$WORK/lintian.log")"
+  [ ! -s "$WORK/lintian.log" ] || fail "lintian: $(cat "$WORK/lintian.log")"
+  readelf -h "$ROOT/build/tpm11" | grep -q "Position-Independent Executable" || fail "tpm11 is not PIE"
+elif [ "${CI:-}" = true ]; then
+  fail "lintian not installed (apt-get install lintian)"
+else
+  echo "skip lintian: not installed"
+fi
 
 # Set aside what the package would overwrite or what would shadow it.
 ASIDE=$WORK/aside

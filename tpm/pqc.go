@@ -1,9 +1,7 @@
 package tpm
 
 import (
-	"crypto"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -346,15 +344,6 @@ func (r *pqcReader) verified() Verified {
 	return v
 }
 
-// HashOf is the crypto.Hash of a TPM hash algorithm ID.
-func HashOf(alg tpm2.TPMAlgID) (crypto.Hash, error) {
-	h, err := alg.Hash()
-	if err != nil {
-		return 0, err
-	}
-	return h, nil
-}
-
 func appendTPM2B(b, v []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
 	return append(b, v...)
@@ -418,5 +407,3 @@ func (r *pqcReader) end(what string) error {
 	}
 	return nil
 }
-
-var errNotPQC = errors.New("not an ML-DSA or ML-KEM key")

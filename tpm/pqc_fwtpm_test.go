@@ -102,6 +102,14 @@ func TestMLDSASignInTPMVerifiesWithCircl(t *testing.T) {
 				require.False(t, circlScheme(ps).Verify(pk, tampered, sig.Sig, &sign.SignatureOpts{Context: string(c.ctx)}), c.name)
 				require.False(t, circlScheme(ps).Verify(pk, c.msg, sig.Sig, &sign.SignatureOpts{Context: "other"}), c.name)
 			}
+			// Hedged (FIPS 204's default): the same message signed again
+			// gives another signature, which verifies too.
+			again, err := e.SignMessage(key, nil, []byte("hello"))
+			require.NoError(t, err)
+			again2, err := e.SignMessage(key, nil, []byte("hello"))
+			require.NoError(t, err)
+			require.NotEqual(t, again.Sig, again2.Sig, "fwTPM's ML-DSA signatures are hedged")
+			require.True(t, circlScheme(ps).Verify(pk, []byte("hello"), again2.Sig, nil))
 			// The message across several TPM2_SequenceUpdate: the same
 			// signature check.
 			msg := []byte("split message")

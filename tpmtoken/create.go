@@ -103,6 +103,8 @@ func completePublicKey(a Attrs) error {
 		rk := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
 		a.SetULong(ck.CKA_MODULUS_BITS, uint64(rk.N.BitLen()))
 		pk = rk
+	case ck.CKK_ML_DSA, ck.CKK_ML_KEM:
+		return completePQCPublicKey(a, ck.KeyType(kt)) // pqc_keys.go
 	default:
 		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "key type 0x%x", kt)
 	}

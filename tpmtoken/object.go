@@ -119,6 +119,9 @@ func (t *Token) refresh() error {
 	}
 	for _, rec := range recs {
 		uid := rec.UID
+		if wellTyped(rec.Attrs) != nil {
+			continue // a record not of its class's schema (a hostile file): never an object
+		}
 		if h, ok := t.byUID[uid]; ok {
 			fresh := t.fromRecord(rec)
 			o := t.objects[h]

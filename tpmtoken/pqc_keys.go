@@ -2,6 +2,7 @@ package tpmtoken
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
@@ -281,4 +282,58 @@ func mlkemDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte,
 	defer clear(v)
 	t[ck.CKA_VALUE] = v
 	return l.importSecretKey(s, t, opUnwrap)
+}
+
+// PQCKeyTypes are the ML-DSA and ML-KEM parameter sets this TPM makes, as
+// the tpm11 command names them ("ml-dsa-65", "ml-kem-768"), with their
+// CKA_PARAMETER_SET values.
+func (d Diagnostics) PQCKeyTypes() map[string]ck.ULong {
+	out := map[string]ck.ULong{}
+	for p, s := range mech.MLDSASets {
+		if d.Caps.PQC.HasMLDSA(tpm.MLDSAParams(p)) {
+			out[strings.ToLower(s.Name)] = p
+		}
+	}
+	for p, s := range mech.MLKEMSets {
+		if d.Caps.PQC.HasMLKEM(tpm.MLKEMParams(p)) {
+			out[strings.ToLower(s.Name)] = p
+		}
+	}
+	return out
+}
+
+// completePQCPublicKey is completePublicKey for an ML-DSA or ML-KEM public
+// key given to C_CreateObject: CKA_VALUE must be a public key of its
+// CKA_PARAMETER_SET (one the token knows, TPM or not: verification and
+// encapsulation are in software).
+func completePQCPublicKey(a Attrs, kt ck.KeyType) error {
+	ps, _ := a.ULong(ck.CKA_PARAMETER_SET)
+	v := a[ck.CKA_VALUE]
+	var oid []int
+	if kt == ck.CKK_ML_DSA {
+		set, err := mech.MLDSASetOf(ps)
+		if err != nil {
+			return err
+		}
+		if err := set.CheckPublic(v); err != nil {
+			return err
+		}
+		oid = set.OID
+	} else {
+		set, err := mech.MLKEMSetOf(ps)
+		if err != nil {
+			return err
+		}
+		if err := set.CheckPublic(v); err != nil {
+			return err
+		}
+		oid = set.OID
+	}
+	spki, err := mech.PQCSubjectPublicKeyInfo(oid, v)
+	if err != nil {
+		return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
+	}
+	a[ck.CKA_PUBLIC_KEY_INFO] = spki
+	a.SetBool(ck.CKA_LOCAL, false)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloudflare/circl/pki"
 	circlsign "github.com/cloudflare/circl/sign"
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/internal/swtpmtest"
@@ -183,4 +184,113 @@ func TestMLKEMThroughToken(t *testing.T) {
 			require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
 		})
 	}
+}
+
+// Public keys made elsewhere (circl, Go's crypto/mlkem) enter by
+// C_CreateObject: an ML-DSA one verifies circl's signatures in software,
+// an ML-KEM one takes C_EncapsulateKey whose ciphertext Go decapsulates to
+// the new key's value. Neither needs the TPM.
+func TestPQCPublicKeyImport(t *testing.T) {
+	l := open(t, startSwtpm(t), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	pk, sk, err := mldsa65.GenerateKey(nil)
+	require.NoError(t, err)
+	value, _ := pk.MarshalBinary()
+	pubT := func(kt ck.KeyType, ps ck.ULong, v []byte) []tpmtoken.Attr {
+		return []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PUBLIC_KEY)}, {ck.CKA_KEY_TYPE, ulong(kt)},
+			{ck.CKA_PARAMETER_SET, ulong(ps)}, {ck.CKA_VALUE, v}}
+	}
+	obj, err := l.CreateObject(h, pubT(ck.CKK_ML_DSA, ck.CKP_ML_DSA_65, value))
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, obj, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	theirs, _ := pki.MarshalPKIXPublicKey(pk)
+	require.Equal(t, theirs, got[0].Value)
+	msg, ctx := []byte("made by circl"), []byte("c")
+	sig := make([]byte, mldsa65.SignatureSize)
+	require.NoError(t, mldsa65.SignTo(sk, msg, ctx, true, sig))
+	m := tpmtoken.Mechanism{Type: ck.CKM_ML_DSA, Param: mech.SignContext{Context: ctx}}
+	require.NoError(t, l.VerifyInit(h, m, obj))
+	require.NoError(t, l.Verify(h, msg, sig))
+	require.NoError(t, l.VerifyInit(h, m, obj))
+	require.Equal(t, ck.CKR_SIGNATURE_INVALID, rv(l.Verify(h, msg[1:], sig)))
+	// The wrong size for the parameter set, or no such set.
+	_, err = l.CreateObject(h, pubT(ck.CKK_ML_DSA, ck.CKP_ML_DSA_44, value))
+	require.Equal(t, ck.CKR_ATTRIBUTE_VALUE_INVALID, rv(err))
+	_, err = l.CreateObject(h, pubT(ck.CKK_ML_DSA, 7, value))
+	require.Equal(t, ck.CKR_PARAMETER_SET_NOT_SUPPORTED, rv(err))
+
+	dk, err := mlkem.GenerateKey768()
+	require.NoError(t, err)
+	kobj, err := l.CreateObject(h, pubT(ck.CKK_ML_KEM, ck.CKP_ML_KEM_768, dk.EncapsulationKey().Bytes()))
+	require.NoError(t, err)
+	tmpl := []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_GENERIC_SECRET)},
+		{ck.CKA_SENSITIVE, []byte{0}}, {ck.CKA_EXTRACTABLE, []byte{1}}}
+	ct, k, err := l.EncapsulateKey(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, kobj, tmpl, tpmtoken.Dest{Cap: 2000})
+	require.NoError(t, err)
+	ss, err := dk.Decapsulate(ct)
+	require.NoError(t, err)
+	got, err = l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+	require.NoError(t, err)
+	require.Equal(t, ss, got[0].Value)
+}
+
+// Async sessions serve ML-DSA like every TPM-bound operation: on a slow
+// TPM the signature pends, completes, and circl verifies it.
+func TestMLDSAAsync(t *testing.T) {
+	f := swtpmtest.StartFwTPM(t)
+	l := open(t, swtpmtest.Slow(t, f.Spec, slowTPM), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	pubH, privH, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_PARAMETER_SET, ulong(ck.CKP_ML_DSA_44)}}, nil)
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, pubH, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	pk, err := pki.UnmarshalPKIXPublicKey(got[0].Value)
+	require.NoError(t, err)
+	a := openAsync(t, l)
+	msg := []byte("signed while the caller did other work")
+	require.NoError(t, l.SignInit(a, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA}, privH))
+	_, err = l.Sign(a, msg, tpmtoken.Dest{Cap: mech.MLDSASets[ck.CKP_ML_DSA_44].SigLen})
+	require.Equal(t, ck.CKR_PENDING, rv(err))
+	res, err := complete(t, l, a, "C_Sign")
+	require.NoError(t, err)
+	require.True(t, pk.Scheme().Verify(pk, msg, res.Data, nil))
+}
+
+// An ML-DSA token key outlives the library: another one (a new process,
+// or after C_Finalize) finds it in the store, loads it into the TPM again
+// and signs; circl verifies.
+func TestMLDSATokenKeyAcrossLibraries(t *testing.T) {
+	f := swtpmtest.StartFwTPM(t)
+	store := t.TempDir()
+	l := open(t, f.Spec, store)
+	h := provision(t, l)
+	pubH, _, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_PARAMETER_SET, ulong(ck.CKP_ML_DSA_87)}, {ck.CKA_ID, []byte{0x87}}},
+		[]tpmtoken.Attr{{ck.CKA_TOKEN, []byte{1}}, {ck.CKA_ID, []byte{0x87}}})
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, pubH, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
+	require.NoError(t, err)
+	pk, err := pki.UnmarshalPKIXPublicKey(got[0].Value)
+	require.NoError(t, err)
+	l.Close()
+
+	l2 := open(t, f.Spec, store)
+	defer l2.Close()
+	h2, err := l2.OpenSession(0, ck.CKF_SERIAL_SESSION)
+	require.NoError(t, err)
+	require.NoError(t, l2.Login(h2, ck.CKU_USER, []byte("userpin")))
+	require.NoError(t, l2.FindObjectsInit(h2, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_PRIVATE_KEY)}, {ck.CKA_ID, []byte{0x87}}}))
+	found, err := l2.FindObjects(h2, 10)
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	require.NoError(t, l2.FindObjectsFinal(h2))
+	msg := []byte("after a restart")
+	require.NoError(t, l2.SignInit(h2, tpmtoken.Mechanism{Type: ck.CKM_ML_DSA}, found[0]))
+	sig, _, err := sign(l2, h2, msg, mech.MLDSASets[ck.CKP_ML_DSA_87].SigLen, false)
+	require.NoError(t, err)
+	require.True(t, pk.Scheme().Verify(pk, msg, sig, nil))
 }

@@ -94,3 +94,34 @@ func TestOldRecordFormatStillReads(t *testing.T) {
 	}
 	require.Equal(t, 1, n, "the changed record, and only it, is rewritten typed")
 }
+
+// A record of the first format whose values are not of their types (a
+// CK_BBOOL of two bytes: the token never wrote one) is no object; the
+// others of the store still are.
+func TestIllTypedOldRecordIsNoObject(t *testing.T) {
+	spec, dir := startSwtpm(t), t.TempDir()
+	l := open(t, spec, dir)
+	h := provision(t, l)
+	good, err := l.CreateObject(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_DATA)}, {ck.CKA_TOKEN, []byte{1}}, {ck.CKA_LABEL, []byte("good")}})
+	require.NoError(t, err)
+	l.Close()
+	objects, err := filepath.Glob(filepath.Join(dir, "tokens", "*", "objects"))
+	require.NoError(t, err)
+	require.Len(t, objects, 1)
+	bad, err := json.Marshal(struct { // the first format's encoder
+		UID   string                      `json:"uid"`
+		Attrs map[ck.AttributeType][]byte `json:"attrs"`
+	}{"0123456789abcdef0123456789abcdef", map[ck.AttributeType][]byte{ck.CKA_CLASS: ulong(ck.CKO_DATA),
+		ck.CKA_TOKEN: {1, 1}, ck.CKA_LABEL: []byte("bad")}})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(objects[0], "0123456789abcdef0123456789abcdef.obj"), bad, 0o600))
+
+	l = open(t, spec, dir)
+	defer l.Close()
+	h, err = l.OpenSession(0, ck.CKF_SERIAL_SESSION)
+	require.NoError(t, err)
+	require.NoError(t, l.FindObjectsInit(h, nil))
+	found, err := l.FindObjects(h, 10)
+	require.NoError(t, err)
+	require.Equal(t, []uint64{good}, found)
+}

@@ -339,6 +339,27 @@ func hidden(a Attrs, typ ck.AttributeType) bool {
 	return a.Bool(ck.CKA_SENSITIVE) || !a.Bool(ck.CKA_EXTRACTABLE)
 }
 
+// wellTyped checks attributes read from the store against their class's
+// schema: every declared CK_BBOOL, CK_ULONG and mechanism list of its size
+// (the token always wrote them so). A record of the first format carries
+// no types (record.go), so this is where its values are checked. Dates are
+// not: keys kept a caller's CK_DATE unchecked before the schema, and such a
+// key must not vanish; a record of an unknown class has nothing to check.
+func wellTyped(a Attrs) error {
+	s := schemaOfObject(a)
+	if s == nil {
+		return nil
+	}
+	for typ, v := range a {
+		if d := s.defs[typ]; d != nil && d.kind != kindDate {
+			if err := checkKind(typ, d.kind, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // attrKind is the type of attribute typ's value in class a (kindBytes when
 // the class does not declare it).
 func attrKind(a Attrs, typ ck.AttributeType) kind {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpmtoken"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
@@ -100,5 +101,45 @@ func TestUnwrappedKeyReadsBack(t *testing.T) {
 				require.Equal(t, want, ct)
 			}
 		})
+	}
+}
+
+// On an async session the unwrapped key's TPM job pends after C_UnwrapKey
+// returned and wiped its plaintext: the job has its own copy, so the key
+// in the TPM and its CKA_VALUE are the key that was wrapped (RFC 3394 §4.6).
+func TestAsyncUnwrapKeepsItsValue(t *testing.T) {
+	l := open(t, swtpmtest.Slow(t, startSwtpm(t), slowTPM), t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	yes, no := []byte{1}, []byte{0}
+	kek, err := l.CreateObject(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_AES)},
+		{ck.CKA_VALUE, unhex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F")}, {ck.CKA_UNWRAP, yes}})
+	require.NoError(t, err)
+	key := unhex("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F")
+	a := openAsync(t, l)
+	for _, readable := range []bool{true, false} {
+		tmpl := []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_AES)}, {ck.CKA_ENCRYPT, yes}}
+		if readable {
+			tmpl = append(tmpl, tpmtoken.Attr{Type: ck.CKA_SENSITIVE, Value: no}, tpmtoken.Attr{Type: ck.CKA_EXTRACTABLE, Value: yes})
+		}
+		_, err = l.UnwrapKey(a, tpmtoken.Mechanism{Type: ck.CKM_AES_KEY_WRAP}, kek,
+			unhex("28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21"), tmpl)
+		require.Equal(t, ck.CKR_PENDING, rv(err), "the TPM2_Create of the key pends")
+		res, err := complete(t, l, a, "C_UnwrapKey")
+		require.NoError(t, err)
+		require.Len(t, res.Objects, 1)
+		k := res.Objects[0]
+		if readable {
+			got, err := l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+			require.NoError(t, err)
+			require.Equal(t, key, got[0].Value)
+		}
+		require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_ECB}, k))
+		ct, _, err := encrypt(l, h, make([]byte, 16), 16, false)
+		require.NoError(t, err)
+		blk, _ := aes.NewCipher(key)
+		want := make([]byte, 16)
+		blk.Encrypt(want, make([]byte, 16))
+		require.Equal(t, want, ct, "the key in the TPM is the key that was wrapped")
 	}
 }

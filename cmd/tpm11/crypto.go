@@ -36,6 +36,7 @@ var mechNames = map[ck.MechType]string{
 	ck.CKM_AES_CBC_PAD: "AES-CBC-PAD", ck.CKM_AES_CTR: "AES-CTR", ck.CKM_AES_OFB: "AES-OFB", ck.CKM_AES_CFB128: "AES-CFB128",
 	ck.CKM_AES_KEY_WRAP: "AES-KEY-WRAP", ck.CKM_AES_KEY_WRAP_KWP: "AES-KEY-WRAP-PAD", ck.CKM_SHA_1_HMAC: "SHA-1-HMAC",
 	ck.CKM_SHA256_HMAC: "SHA256-HMAC", ck.CKM_SHA384_HMAC: "SHA384-HMAC", ck.CKM_SHA512_HMAC: "SHA512-HMAC",
+	ck.CKM_ML_DSA_KEY_PAIR_GEN: "ML-DSA-KEY-PAIR-GEN", ck.CKM_ML_DSA: "ML-DSA", ck.CKM_ML_KEM_KEY_PAIR_GEN: "ML-KEM-KEY-PAIR-GEN", ck.CKM_ML_KEM: "ML-KEM",
 }
 
 func mechName(m ck.MechType) string {
@@ -100,6 +101,21 @@ func (f *cryptoFlags) register(c *cobra.Command) {
 	})
 }
 
+// stdinPIN refuses to take the PIN from standard input when it carries
+// the data.
+func (f *cryptoFlags) stdinPIN(g *globals, uri *p11uri) error {
+	if f.in != "-" || interactive() || g.pinFile != "" {
+		return nil
+	}
+	if _, ok := os.LookupEnv("TPM11_PIN"); ok {
+		return nil
+	}
+	if _, ok, _ := uriPIN(uri); ok {
+		return nil
+	}
+	return usagef("standard input holds the data: give the PIN with --pin-file or TPM11_PIN, or the data with -i FILE")
+}
+
 // maxCryptoInput bounds what is read: one-shot operations hold it whole.
 const maxCryptoInput = 64 << 20
 
@@ -155,7 +171,7 @@ func (f *cryptoFlags) mechanism(o object, op string) (tpmtoken.Mechanism, error)
 	var m ck.MechType
 	if f.mech == "" {
 		def := map[string]map[string]ck.MechType{
-			"sign":    {"EC": ck.CKM_ECDSA_SHA256, "RSA": ck.CKM_SHA256_RSA_PKCS, "generic-secret": ck.CKM_SHA256_HMAC},
+			"sign":    {"EC": ck.CKM_ECDSA_SHA256, "RSA": ck.CKM_SHA256_RSA_PKCS, "generic-secret": ck.CKM_SHA256_HMAC, "ML-DSA": ck.CKM_ML_DSA},
 			"encrypt": {"RSA": ck.CKM_RSA_PKCS_OAEP, "AES": ck.CKM_AES_CBC_PAD},
 		}[map[string]string{"sign": "sign", "verify": "sign", "encrypt": "encrypt", "decrypt": "encrypt"}[op]]
 		var ok bool
@@ -241,6 +257,9 @@ DigestInfo, a block, a digest).`,
 			}
 			if len(tmpl) == 0 {
 				return usagef("name the key: --id, --label or a pkcs11: URI")
+			}
+			if err := f.stdinPIN(g, uri); err != nil {
+				return err
 			}
 			data, err := readData(f.in)
 			if err != nil {
@@ -360,6 +379,9 @@ no label; --hash chooses) for RSA keys and AES-CBC-PAD for AES keys
 			}
 			if len(tmpl) == 0 {
 				return usagef("name the key: --id, --label or a pkcs11: URI")
+			}
+			if err := f.stdinPIN(g, uri); err != nil {
+				return err
 			}
 			data, err := readData(f.in)
 			if err != nil {

@@ -193,6 +193,10 @@ func parseSANs(vals []string) (sans, error) {
 	return s, nil
 }
 
+// maxSubject bounds --subject: real subjects are tens of bytes (RFC 5280's
+// upper bounds are 64 for a common name, at most a few hundred for any).
+const maxSubject = 1024
+
 func csrCmd(g *globals) *cobra.Command {
 	var sel objectFlags
 	var subject, outFile string
@@ -222,6 +226,9 @@ email:addr, URI:uri (repeat it or separate with commas).`,
 			}
 			if subject == "" {
 				return usagef("--subject is required (e.g. --subject CN=host.example.com)")
+			}
+			if len(subject) > maxSubject {
+				return usagef("--subject is %d bytes; a subject of at most %d is accepted", len(subject), maxSubject)
 			}
 			name, err := parseSubject(subject)
 			if err != nil {

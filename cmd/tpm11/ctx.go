@@ -71,7 +71,17 @@ func (c *ctx) pinAvailable() bool {
 		return true
 	}
 	_, env := os.LookupEnv("TPM11_PIN")
-	return c.g.pinFile != "" || env || interactive()
+	return c.g.pinFile != "" || env || interactive() || stdinGiven()
+}
+
+// stdinGiven: standard input is a pipe or a non-empty file (echo PIN |
+// tpm11 list), not a terminal, /dev/null or nothing.
+func stdinGiven() bool {
+	st, err := os.Stdin.Stat()
+	if err != nil {
+		return false
+	}
+	return st.Mode()&os.ModeNamedPipe != 0 || (st.Mode().IsRegular() && st.Size() > 0)
 }
 
 // objects describes the objects matching tmpl, sorted.

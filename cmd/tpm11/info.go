@@ -52,6 +52,9 @@ func (g *globals) checkConfig() configReport {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("config file %s: %v", r.File, err))
 	}
+	for _, p := range g.durationProblems() {
+		r.Warnings = append(r.Warnings, p+": the default is used, and other tpm11 commands refuse to run")
+	}
 	if r.Log != "" && !slices.Contains(tpmtoken.LogLevels, strings.ToLower(r.Log)) {
 		from := "the config file's log"
 		if os.Getenv("TPM11_LOG") != "" {
@@ -92,7 +95,7 @@ func infoCmd(g *globals) *cobra.Command {
 		Short: "Show the configuration, the TPM, its key types, lockout state and tokens",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := infoJSON{Version: version.Version, configReport: g.checkConfig(), Tokens: []tokenJSON{}}
-			l, err := g.open()
+			l, err := g.openLib()
 			if err != nil {
 				return err
 			}
@@ -118,7 +121,10 @@ func infoCmd(g *globals) *cobra.Command {
 				}
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), r)
+				if err := printJSON(cmd.OutOrStdout(), r); err != nil || derr == nil {
+					return err
+				}
+				return errors.New("the TPM is not reachable (tpm_error says why): exit status 1, for scripts")
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "tpm11 %s\n", r.Version)
@@ -138,7 +144,7 @@ func infoCmd(g *globals) *cobra.Command {
 			}
 			if derr != nil {
 				fmt.Fprintln(w, "TPM:    not reachable:", r.TPMError)
-				return nil
+				return errors.New("the TPM is not reachable (the report above says why): exit status 1, for scripts")
 			}
 			if d.Simulated {
 				fmt.Fprintln(w, "WARNING: software TPM simulator: keys have no hardware protection")

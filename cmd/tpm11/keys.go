@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -107,6 +108,18 @@ type keySpec struct {
 	kind  string // rsa, ec, aes, hmac
 	bits  int
 	curve *tpmtoken.Curve
+	param ck.ULong // ml-dsa, ml-kem: CKA_PARAMETER_SET
+}
+
+// pqcTypes are the post-quantum key types by name (ml-dsa-65, ...), with
+// their CKA_PARAMETER_SET; a TPM of the v1.85 specification makes them.
+var pqcTypes = map[string]keySpec{
+	"ml-dsa-44":   {name: "ml-dsa-44", kind: "ml-dsa", param: ck.CKP_ML_DSA_44},
+	"ml-dsa-65":   {name: "ml-dsa-65", kind: "ml-dsa", param: ck.CKP_ML_DSA_65},
+	"ml-dsa-87":   {name: "ml-dsa-87", kind: "ml-dsa", param: ck.CKP_ML_DSA_87},
+	"ml-kem-512":  {name: "ml-kem-512", kind: "ml-kem", param: ck.CKP_ML_KEM_512},
+	"ml-kem-768":  {name: "ml-kem-768", kind: "ml-kem", param: ck.CKP_ML_KEM_768},
+	"ml-kem-1024": {name: "ml-kem-1024", kind: "ml-kem", param: ck.CKP_ML_KEM_1024},
 }
 
 // curveAliases are other names of the curves (tpmtoken.CurveNamed knows
@@ -124,8 +137,11 @@ func curveByName(s string) *tpmtoken.Curve {
 }
 
 func parseKeyType(s string) (keySpec, error) {
+	if k, ok := pqcTypes[strings.ReplaceAll(strings.ToLower(s), ":", "-")]; ok {
+		return k, nil
+	}
 	kind, size, _ := strings.Cut(strings.ToLower(s), ":")
-	bad := usagef("--type %q: one of rsa:BITS, ec:CURVE, aes:BITS, hmac:BITS (tpm11 keygen --help lists what this TPM offers)", s)
+	bad := usagef("--type %q: one of rsa:BITS, ec:CURVE, aes:BITS, hmac:BITS, ml-dsa-44|65|87, ml-kem-512|768|1024 (tpm11 keygen --help lists what this TPM offers)", s)
 	switch kind {
 	case "ec", "ecdsa":
 		if size == "" {
@@ -163,6 +179,8 @@ func (k keySpec) display() string {
 		return fmt.Sprintf("RSA-%d key pair", k.bits)
 	case "aes":
 		return fmt.Sprintf("AES-%d key", k.bits)
+	case "ml-dsa", "ml-kem":
+		return strings.ToUpper(k.name) + " key pair"
 	}
 	return fmt.Sprintf("%d-bit HMAC key", k.bits)
 }
@@ -179,7 +197,9 @@ func offered(d tpmtoken.Diagnostics) []string {
 	for _, b := range d.Caps.AESBits {
 		out = append(out, fmt.Sprintf("aes:%d", b))
 	}
-	return append(out, "hmac:8..1024")
+	out = append(out, "hmac:8..1024")
+	pq := slices.Sorted(maps.Keys(d.PQCKeyTypes()))
+	return append(out, pq...)
 }
 
 func (k keySpec) offeredBy(d tpmtoken.Diagnostics) bool {
@@ -190,22 +210,28 @@ func (k keySpec) offeredBy(d tpmtoken.Diagnostics) bool {
 		return slices.Contains(d.Curves, k.curve)
 	case "aes":
 		return slices.Contains(d.Caps.AESBits, k.bits)
+	case "ml-dsa", "ml-kem":
+		_, ok := d.PQCKeyTypes()[k.name]
+		return ok
 	}
 	return true
 }
 
-var allKeyTypes = []string{"rsa:1024", "rsa:2048", "rsa:3072", "rsa:4096", "ec:p224", "ec:p256", "ec:p384", "ec:p521", "aes:128", "aes:192", "aes:256", "hmac:256"}
+var allKeyTypes = []string{"rsa:1024", "rsa:2048", "rsa:3072", "rsa:4096", "ec:p224", "ec:p256", "ec:p384", "ec:p521", "aes:128", "aes:192", "aes:256", "hmac:256",
+	"ml-dsa-44", "ml-dsa-65", "ml-dsa-87", "ml-kem-512", "ml-kem-768", "ml-kem-1024"}
 
 func keygenCmd(g *globals) *cobra.Command {
 	var idHex, label, typ, pcrs, pcrAuthority string
 	var replace, asJSON, sshOut, portable bool
 	c := &cobra.Command{
 		Use:   "keygen [--type TYPE] [--id HEX] [--label LABEL] [--pcr LIST [--pcr-authority PEM]] [--portable]",
-		Short: "Generate an RSA, EC, AES or HMAC key in the TPM",
+		Short: "Generate an RSA, EC, ML-DSA, ML-KEM, AES or HMAC key in the TPM",
 		Long: `Generate a key inside the TPM: an RSA or EC key pair (the public key is
 printed as PEM, or as an OpenSSH line with --ssh) or an AES or HMAC secret
 key. Types: rsa:BITS, ec:p224|p256|p384|p521, aes:128|192|256, hmac:BITS (8 to
-1024). tpm11 keygen --help (at its end) and tpm11 info list what this TPM
+1024); on a TPM of the v1.85 specification also ml-dsa-44|65|87 and
+ml-kem-512|768|1024 (post-quantum; the public key's PEM names the NIST
+OID). tpm11 keygen --help (at its end) and tpm11 info list what this TPM
 offers.
 
 Without --id the smallest free one-byte ID is used. An ID already in use is
@@ -278,7 +304,7 @@ PIN.`,
 			})
 		},
 	}
-	c.Flags().StringVar(&typ, "type", "ec:p256", "key type: rsa:BITS, ec:CURVE, aes:BITS, hmac:BITS")
+	c.Flags().StringVar(&typ, "type", "ec:p256", "key type: rsa:BITS, ec:CURVE, aes:BITS, hmac:BITS, ml-dsa-65, ml-kem-768...")
 	c.Flags().StringVar(&idHex, "id", "", "CKA_ID in hex (default: the smallest free one-byte ID)")
 	c.Flags().StringVar(&label, "label", "", "CKA_LABEL")
 	c.Flags().BoolVar(&replace, "replace", false, "replace the objects that already use this ID")
@@ -288,7 +314,7 @@ PIN.`,
 	c.Flags().StringVar(&pcrAuthority, "pcr-authority", "", "with --pcr: a public key (PEM) whose approvals of PCR values count instead")
 	c.Flags().BoolVar(&portable, "portable", false, "make the key a TSS2 key file can hold (no PIN)")
 	_ = c.RegisterFlagCompletionFunc("type", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return allKeyTypes, cobra.ShellCompDirectiveNoFileComp
+		return g.completeKeyTypes(), cobra.ShellCompDirectiveNoFileComp
 	})
 	_ = c.RegisterFlagCompletionFunc("id", cobra.NoFileCompletions)
 	_ = c.RegisterFlagCompletionFunc("label", cobra.NoFileCompletions)
@@ -318,6 +344,26 @@ func (g *globals) offeredHelp() string {
 	return fmt.Sprintf("Key types this TPM (%s) offers (HMAC: any multiple of 8 bits):\n  %s", cfg.TPM, strings.Join(offered(d), "\n  "))
 }
 
+// completeKeyTypes offers the key types this TPM makes (asked as
+// offeredHelp asks it), every type tpm11 knows when it cannot be asked.
+func (g *globals) completeKeyTypes() []string {
+	cfg := tpmtoken.LoadConfig(g.env)
+	if _, err := os.Stat(cfg.Store); err != nil {
+		return allKeyTypes
+	}
+	l, err := tpmtoken.Open(cfg)
+	if err != nil {
+		return allKeyTypes
+	}
+	defer l.Close()
+	d, err := l.Diagnose()
+	if err != nil {
+		return allKeyTypes
+	}
+	out := offered(d)
+	return append(out[:len(out)-1], "hmac:256")
+}
+
 // generate makes the key; it returns the new objects' handles.
 func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Attr) ([]uint64, error) {
 	common := []tpmtoken.Attr{tpmtoken.BoolAttr(ck.CKA_TOKEN, true), attr(ck.CKA_ID, id)}
@@ -339,6 +385,18 @@ func generate(c *ctx, k keySpec, id []byte, label string, vendor ...tpmtoken.Att
 			privT = append(privT, tpmtoken.BoolAttr(ck.CKA_DECRYPT, true))
 		}
 		privT = withVendor(privT, vendor) // attest.go
+		priv, pub, err := keyPair(c, m, pubT, privT)
+		return []uint64{priv, pub}, err
+	case "ml-dsa", "ml-kem":
+		m := tpmtoken.Mechanism{Type: ck.CKM_ML_DSA_KEY_PAIR_GEN}
+		pubT := with(tpmtoken.ULongAttr(ck.CKA_PARAMETER_SET, k.param))
+		privT := with(tpmtoken.BoolAttr(ck.CKA_PRIVATE, true), tpmtoken.BoolAttr(ck.CKA_SENSITIVE, true))
+		if k.kind == "ml-kem" {
+			m.Type = ck.CKM_ML_KEM_KEY_PAIR_GEN
+			pubT, privT = append(pubT, tpmtoken.BoolAttr(ck.CKA_ENCAPSULATE, true)), append(privT, tpmtoken.BoolAttr(ck.CKA_DECAPSULATE, true))
+		} else {
+			pubT, privT = append(pubT, tpmtoken.BoolAttr(ck.CKA_VERIFY, true)), append(privT, tpmtoken.BoolAttr(ck.CKA_SIGN, true))
+		}
 		priv, pub, err := keyPair(c, m, pubT, privT)
 		return []uint64{priv, pub}, err
 	case "aes":

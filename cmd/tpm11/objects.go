@@ -49,7 +49,8 @@ var classes = map[ck.ObjectClass]struct{ json, text, uri string }{
 	ck.CKO_DATA:        {"data", "data", "data"},
 }
 
-var keyTypes = map[ck.KeyType]string{ck.CKK_RSA: "RSA", ck.CKK_EC: "EC", ck.CKK_AES: "AES", ck.CKK_GENERIC_SECRET: "generic-secret"}
+var keyTypes = map[ck.KeyType]string{ck.CKK_RSA: "RSA", ck.CKK_EC: "EC", ck.CKK_AES: "AES", ck.CKK_GENERIC_SECRET: "generic-secret",
+	ck.CKK_ML_DSA: "ML-DSA", ck.CKK_ML_KEM: "ML-KEM"}
 
 var usages = []struct {
 	a    ck.AttributeType

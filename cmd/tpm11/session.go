@@ -78,6 +78,15 @@ func (g *globals) env(k string) string {
 
 // open starts the library from the configuration.
 func (g *globals) open() (*tpmtoken.Library, error) {
+	if p := g.durationProblems(); len(p) > 0 {
+		return nil, fmt.Errorf("%s: fix or unset it (tpm11 info shows the configuration)", p[0])
+	}
+	return g.openLib()
+}
+
+// openLib opens the library with whatever configuration there is (info
+// reports the mistakes in it).
+func (g *globals) openLib() (*tpmtoken.Library, error) {
 	g.cfg = tpmtoken.LoadConfig(g.env)
 	l, err := tpmtoken.Open(g.cfg)
 	if err != nil {
@@ -233,6 +242,13 @@ func session(l *tpmtoken.Library, t token) (uint64, error) {
 // login logs who in with pin, explaining a refusal: how many tries the
 // TPM still allows, or that it is locked out.
 func login(l *tpmtoken.Library, h uint64, who ck.UserType, pin []byte) error {
+	what := map[ck.UserType]string{ck.CKU_SO: "SO PIN", ck.CKU_USER: "user PIN"}[who]
+	switch {
+	case len(pin) == 0:
+		return fmt.Errorf("the %s given is empty: nothing was tried", what)
+	case len(pin) > tpmtoken.MaxPINLen:
+		return fmt.Errorf("the %s given is %d bytes, longer than any tpm11 PIN (at most %d): nothing was tried", what, len(pin), tpmtoken.MaxPINLen)
+	}
 	if err := l.Login(h, who, pin); err != nil {
 		return explainPIN(l, who, err)
 	}
@@ -332,6 +348,10 @@ func checkLabel(label string, max int) error {
 	}
 	if strings.ContainsFunc(label, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return usagef("--label has control characters")
+	}
+	if max == maxTokenLabel && strings.HasSuffix(label, " ") {
+		// CK_TOKEN_INFO.label is padded with spaces: they would vanish.
+		return usagef("--label %q ends in spaces, which a token label cannot keep (PKCS#11 pads it with spaces)", label)
 	}
 	return nil
 }

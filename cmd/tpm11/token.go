@@ -63,6 +63,13 @@ checked before anything is destroyed.`,
 				return err
 			}
 			reinit := g.selected(nil)
+			if reinit && g.slot < 0 && !cmd.Flag("token").Changed {
+				// Only TPM11_TOKEN names a token: it chooses the token of
+				// other commands; init of another label makes a new one.
+				if t, err := g.pick(l, nil); err != nil || t.Label != label {
+					reinit = false
+				}
+			}
 			var target token
 			var slot uint64
 			if g.slot >= 0 {

@@ -30,6 +30,7 @@ type SlowRelay struct {
 
 	ln       net.Listener
 	upstream string
+	network  string // of upstream: unix, or tcp (fwtpm_server)
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]bool
@@ -37,17 +38,22 @@ type SlowRelay struct {
 }
 
 // NewSlowRelay listens on path and relays to the swtpm socket named by
-// upstream (swtpm:unix:PATH), each command Delay late.
+// upstream (swtpm:unix:PATH, or swtpm:tcp:HOST:PORT), each command Delay late.
 func NewSlowRelay(upstream, path string, delay time.Duration) (*SlowRelay, error) {
+	network := "unix"
 	up, ok := strings.CutPrefix(upstream, "swtpm:unix:")
 	if !ok {
-		return nil, fmt.Errorf("slow relay: upstream %q is not swtpm:unix:PATH", upstream)
+		network = "tcp"
+		up, ok = strings.CutPrefix(upstream, "swtpm:tcp:")
+	}
+	if !ok {
+		return nil, fmt.Errorf("slow relay: upstream %q is not swtpm:unix:PATH or swtpm:tcp:HOST:PORT", upstream)
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, err
 	}
-	r := &SlowRelay{Spec: "swtpm:unix:" + path, Delay: delay, ln: ln, upstream: up, conns: map[net.Conn]bool{}}
+	r := &SlowRelay{Spec: "swtpm:unix:" + path, Delay: delay, ln: ln, upstream: up, network: network, conns: map[net.Conn]bool{}}
 	r.wg.Add(1)
 	go r.accept()
 	return r, nil
@@ -117,7 +123,7 @@ func (r *SlowRelay) accept() {
 // serve relays one client connection: command by command, each after the
 // delay; any error (either side closed) ends both connections.
 func (r *SlowRelay) serve(c net.Conn) {
-	up, err := net.Dial("unix", r.upstream)
+	up, err := net.Dial(r.network, r.upstream)
 	if err != nil {
 		c.Close()
 		return

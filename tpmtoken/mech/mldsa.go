@@ -200,5 +200,5 @@ func init() {
 	infos[ck.CKM_ML_DSA_KEY_PAIR_GEN] = infoEntry{KindMLDSA, hw | ck.CKF_GENERATE_KEY_PAIR}
 	infos[ck.CKM_ML_DSA] = infoEntry{KindMLDSA, sigF}
 	infos[ck.CKM_ML_KEM_KEY_PAIR_GEN] = infoEntry{KindMLKEM, hw | ck.CKF_GENERATE_KEY_PAIR}
-	infos[ck.CKM_ML_KEM] = infoEntry{KindMLKEM, hw | ck.CKF_ENCAPSULATE | ck.CKF_DECAPSULATE}
+	infos[ck.CKM_ML_KEM] = infoEntry{KindMLKEM, hw | kemF}
 }

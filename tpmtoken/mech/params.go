@@ -60,6 +60,7 @@ const (
 	ParamPSS
 	ParamECDH1
 	ParamCTR
+	ParamSignContext // CK_SIGN_ADDITIONAL_CONTEXT (mldsa.go)
 )
 
 // ParamKindOf is the parameter structure mechanism t takes.
@@ -74,6 +75,9 @@ func ParamKindOf(t ck.MechType) ParamKind {
 	}
 	if s, ok := signatures[t]; ok && s.pss {
 		return ParamPSS
+	}
+	if s, ok := signatures[t]; ok && s.mldsa {
+		return ParamSignContext
 	}
 	return ParamBytes
 }
