@@ -10,7 +10,9 @@
 # stores it next to the key; openssl s_server serves TLS with the key (on
 # the token, through OpenSSL's pkcs11 engine) and that certificate (read
 # back from the token with pkcs11-tool), and openssl s_client verifies it
-# against step-ca's root. Refused by the CA: a device whose AK another
+# against step-ca's root. A second device whose only EK certificate is the
+# ECC P-384 one gets a certificate for an RSA key the same way. Refused by
+# the CA: a device whose AK another
 # attestation CA enrolled (the CA's "x5c is not valid"). A wrong nonce and a
 # key imported from software (which tpm11 makes no evidence for) are refused
 # by the same CA in interop/acme_test.go.
@@ -26,8 +28,8 @@ T() { "$BIN" "$@"; }
 cd "$WORK"
 export TPM11_STORE=$WORK/store TPM11_PIN=userpin1 TPM11_SO_PIN=sopin123
 unset TPM11_TOKEN TPM11_CONFIG TPM11_LOG
-CA_PID= SRV_PID= B_PID=
-trap '[ -n "$SRV_PID" ] && kill $SRV_PID 2>/dev/null; [ -n "$CA_PID" ] && kill $CA_PID 2>/dev/null; [ -n "$B_PID" ] && kill $B_PID 2>/dev/null; cleanup' EXIT
+CA_PID= SRV_PID= B_PID= C_PID=
+trap '[ -n "$SRV_PID" ] && kill $SRV_PID 2>/dev/null; [ -n "$CA_PID" ] && kill $CA_PID 2>/dev/null; [ -n "$B_PID" ] && kill $B_PID 2>/dev/null; [ -n "$C_PID" ] && kill $C_PID 2>/dev/null; cleanup' EXIT
 
 # manufacture DIR CA: a TPM state whose EK certificates CA's swtpm_localca issued.
 manufacture() {
@@ -65,12 +67,19 @@ export TPM11_TPM="swtpm:unix:$WORK/a/tpm.sock"
 CA() { env -u TPM11_TPM TPM11_STORE=$WORK/no-store "$BIN" "$@" --state "$WORK/ca-state"; }
 T init --label web >/dev/null
 T keygen --type ec:p256 --id 01 --label web >/dev/null
-T enroll-ak --request > req.json || fail "enroll-ak --request"
-CA ca challenge --ek-roots "$WORK/ek-a/swtpm-localca-rootca-cert.pem" --ek-roots "$WORK/ek-a/issuercert.pem" req.json > chal.json \
-  || fail "ca challenge: $(cat chal.json)"
-T enroll-ak --answer chal.json > proof.json || fail "enroll-ak --answer"
-CA ca issue req.json proof.json --ca-cert attca.pem --ca-key attca.key > akcert.pem || fail "ca issue: $(cat akcert.pem)"
-T enroll-ak --install akcert.pem > enrolled || fail "enroll-ak --install: $(cat enrolled)"
+# enroll_remote RUN EKDIR: the remote AK enrollment of the device that RUN
+# runs tpm11 on, its EK certificates issued by the EK CA in EKDIR; prints
+# enroll-ak --install's report.
+enroll_remote() {
+  local run=$1 ek=$2
+  $run enroll-ak --request > req.json || fail "enroll-ak --request"
+  CA ca challenge --ek-roots "$ek/swtpm-localca-rootca-cert.pem" --ek-roots "$ek/issuercert.pem" req.json > chal.json \
+    || fail "ca challenge: $(cat chal.json)"
+  $run enroll-ak --answer chal.json > proof.json || fail "enroll-ak --answer"
+  CA ca issue req.json proof.json --ca-cert attca.pem --ca-key attca.key > akcert.pem || fail "ca issue: $(cat akcert.pem)"
+  $run enroll-ak --install akcert.pem || fail "enroll-ak --install"
+}
+enroll_remote T "$WORK/ek-a" > enrolled
 DEVICE=$(grep -o 'urn:ek:sha256:[A-Za-z0-9+/=]*' enrolled | head -1)
 [ -n "$DEVICE" ] || fail "no device identifier: $(cat enrolled)"
 pass "remote AK enrollment with a fleet attestation CA ($DEVICE)"
@@ -137,6 +146,27 @@ grep -q "s_server" client.out || fail "no page served: $(tail -5 client.out)"
 wait "$SRV_PID" 2>/dev/null || true
 SRV_PID=
 pass "openssl s_server serves TLS with the token key and the step-ca certificate; s_client -verify_return_error accepts it against step-ca's root"
+
+# A TPM whose only EK certificate is the high-range ECC P-384 one (its RSA
+# certificate removed with platform authorization), with an RSA key: the
+# same flow, the certificate chaining to step-ca's root.
+command -v tpm2_nvundefine >/dev/null || fail "tpm2_nvundefine not found (Debian tpm2-tools)"
+manufacture "$WORK/c" "$WORK/ek-c"
+C_PID=$(start_on "$WORK/c")
+TPM2TOOLS_TCTI="swtpm:path=$WORK/c/tpm.sock" tpm2_nvundefine -C p 0x1c00002 >/dev/null 2>&1 || fail "tpm2_nvundefine"
+C() { TPM11_TPM="swtpm:unix:$WORK/c/tpm.sock" TPM11_STORE=$WORK/store-c T "$@"; }
+C init --label ecc-ek >/dev/null
+C keygen --type rsa:2048 --id 01 --label rsa >/dev/null
+enroll_remote C "$WORK/ek-c" > enrolled-c
+CDEV=$(grep -o 'urn:ek:sha256:[A-Za-z0-9+/=]*' enrolled-c | head -1)
+[ -n "$CDEV" ] && [ "$CDEV" != "$DEVICE" ] || fail "device C's identifier: $(cat enrolled-c)"
+C acme --id 01 --directory "$DIRURL" --ca-roots "$CAROOT" --chain-out chain-c.pem > out 2>&1 || fail "tpm11 acme, ECC-only EK: $(cat out)"
+awk '/BEGIN CERTIFICATE/{n++} n==1' chain-c.pem > leaf-c.pem
+openssl verify -CAfile "$CAROOT" -untrusted intermediates.pem -purpose sslserver leaf-c.pem >/dev/null || fail "C's certificate does not chain"
+openssl x509 -in leaf-c.pem -noout -text | grep -q "Public-Key: (2048 bit)" || fail "C's certificate is not for its RSA key"
+grep -qaF "$CDEV" <(openssl x509 -in leaf-c.pem -outform DER) || fail "C's certificate does not name $CDEV"
+kill "$C_PID"; C_PID=
+pass "an ECC-only-EK TPM (P-384 EK) with an RSA-2048 key: remote enrollment, tpm11 acme, a certificate for $CDEV"
 
 # A device whose AK another attestation CA enrolled: step-ca refuses it.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rogue.key -out rogue.pem \
