@@ -113,19 +113,23 @@ func start(dir string, attestationRoots []byte) (*CA, error) {
 	}
 	c := &CA{Directory: "https://" + addr + "/acme/tpm/directory", Root: filepath.Join(dir, "root.pem"), ca: srv, done: make(chan error, 1)}
 	go func() { c.done <- srv.Run() }()
-	if err := c.wait(); err != nil {
-		srv.Stop()
+	if ran, err := c.wait(); err != nil {
+		if !ran { // Run stops the CA itself when it fails
+			_ = srv.Stop()
+			<-c.done
+		}
 		return nil, err
 	}
 	return c, nil
 }
 
 // wait returns once the ACME directory answers over TLS checked against
-// the root, or Run failed (the port taken); a bound catches a hang.
-func (c *CA) wait() error {
+// the root, or Run failed (the port taken: ran), or after a bound that
+// catches a hang.
+func (c *CA) wait() (ran bool, err error) {
 	pem, err := os.ReadFile(c.Root)
 	if err != nil {
-		return err
+		return false, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
@@ -134,19 +138,19 @@ func (c *CA) wait() error {
 	for {
 		select {
 		case err := <-c.done:
-			return fmt.Errorf("step-ca stopped: %w", err)
+			return true, fmt.Errorf("step-ca stopped: %w", err)
 		default:
 		}
 		res, err := client.Get(c.Directory)
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return nil
+				return false, nil
 			}
 			err = errors.New(res.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("step-ca not answering at %s: %w", c.Directory, err)
+			return false, fmt.Errorf("step-ca not answering at %s: %w", c.Directory, err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a server that is starting
 	}
