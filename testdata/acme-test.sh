@@ -12,8 +12,9 @@
 # back from the token with pkcs11-tool), and openssl s_client verifies it
 # against step-ca's root. A second device whose only EK certificate is the
 # ECC P-384 one gets a certificate for an RSA key the same way. Refused by
-# the CA: a device whose AK another
-# attestation CA enrolled (the CA's "x5c is not valid"). A wrong nonce and a
+# the CA: a device claiming another's identifier ("permanent identifier
+# does not match"), a device whose AK another attestation CA enrolled
+# ("x5c is not valid"). A wrong nonce and a
 # key imported from software (which tpm11 makes no evidence for) are refused
 # by the same CA in interop/acme_test.go.
 source "$(dirname "$0")/lib.sh"
@@ -165,8 +166,12 @@ awk '/BEGIN CERTIFICATE/{n++} n==1' chain-c.pem > leaf-c.pem
 openssl verify -CAfile "$CAROOT" -untrusted intermediates.pem -purpose sslserver leaf-c.pem >/dev/null || fail "C's certificate does not chain"
 openssl x509 -in leaf-c.pem -noout -text | grep -q "Public-Key: (2048 bit)" || fail "C's certificate is not for its RSA key"
 grep -qaF "$CDEV" <(openssl x509 -in leaf-c.pem -outform DER) || fail "C's certificate does not name $CDEV"
+# Device A claiming device C's identifier: step-ca binds the AK certificate's.
+! T acme --id 01 --replace --permanent-identifier "$CDEV" --directory "$DIRURL" --ca-roots "$CAROOT" > out 2>&1 \
+  || fail "step-ca issued for another device's identifier"
+grep -q "permanent identifier does not match" out || fail "another identifier: $(cat out)"
 kill "$C_PID"; C_PID=
-pass "an ECC-only-EK TPM (P-384 EK) with an RSA-2048 key: remote enrollment, tpm11 acme, a certificate for $CDEV"
+pass "an ECC-only-EK TPM (P-384 EK) with an RSA-2048 key: remote enrollment, tpm11 acme, a certificate for $CDEV; A claiming it is refused"
 
 # A device whose AK another attestation CA enrolled: step-ca refuses it.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rogue.key -out rogue.pem \
