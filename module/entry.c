@@ -13,7 +13,7 @@
 /* Forwarders, weak: fork.c defines its own for the calls a child answers
  * differently (C_Initialize, C_Finalize, C_GetTokenInfo, C_OpenSession,
  * C_LoginUser). A helper list older than the function's version lacks it:
- * CKR_FUNCTION_NOT_SUPPORTED. */
+ * CKR_FUNCTION_NOT_SUPPORTED. A dead helper raises no SIGPIPE (fork.h). */
 #define FWD_BODY(type, name, params, vmajor, vminor)                                              \
   __attribute__((weak)) CK_RV tpm11_child_##name params {                                      \
     CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();                                               \
@@ -21,7 +21,11 @@
     if (r->version.major < vmajor || (r->version.major == vmajor && r->version.minor < vminor)) \
       return CKR_FUNCTION_NOT_SUPPORTED;                                                        \
     if (((type *)r)->name == NULL) return CKR_FUNCTION_NOT_SUPPORTED;                           \
-    return ((type *)r)->name ARGS(params);                                                      \
+    struct tpm11_nopipe g;                                                                      \
+    tpm11_nopipe_enter(&g);                                                                     \
+    CK_RV rv = ((type *)r)->name ARGS(params);                                                  \
+    tpm11_nopipe_leave(&g);                                                                     \
+    return rv;                                                                                  \
   }
 #define FWD_NONE(name, params)
 #define FWD_2_40_GO(name, params) FWD_BODY(CK_FUNCTION_LIST, name, params, 2, 0)

@@ -22,11 +22,13 @@
 //   with a connection the parent already gave up.
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +40,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include "fork.h"
 
@@ -185,6 +188,31 @@ static void close_if_tpm(int fd, void *arg) {
   if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 && same_peer(arg, &ss, len)) close(fd);
 }
 
+/* ---- No SIGPIPE from a dead helper (fork.h) ------------------------------ */
+
+void tpm11_nopipe_enter(struct tpm11_nopipe *g) {
+  sigset_t pipe, pend;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  sigemptyset(&pend);
+  g->pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, &g->old);
+}
+
+void tpm11_nopipe_leave(struct tpm11_nopipe *g) {
+  sigset_t pipe, pend;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  sigemptyset(&pend);
+  if (!g->pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
+    /* Raised by the call's write (a thread-directed signal): taken now. */
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 /* ---- The helper ------------------------------------------------------- */
 
 static pthread_mutex_t child_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -203,6 +231,7 @@ struct helper_fd {
 #define MAX_HELPER_FDS 4
 static struct helper_fd helper_fds[MAX_HELPER_FDS];
 static int n_helper_fds;
+static pid_t helper_pid; /* see continue_helper */
 
 CK_FUNCTION_LIST_3_0 *tpm11_child_list(void) { return __atomic_load_n(&active, __ATOMIC_ACQUIRE); }
 
@@ -212,6 +241,7 @@ static void after_fork_in_child(void) {
   /* The parent's helper serves the parent: this process starts its own. */
   active = NULL;
   client = NULL;
+  helper_pid = 0;
   /* Our copy of its socket must go, or that helper outlives the parent's
    * C_Finalize or exit. p11-kit-client still holds the number and closes
    * it at exit: /dev/null takes its place, so that close can never hit a
@@ -268,8 +298,23 @@ static CK_RV load_client(void) {
     child_log("cannot name this library to the helper (%s)", self_path);
     return TPM11_CKR_GENERAL_ERROR;
   }
-  const char *remote = "/usr/libexec/p11-kit/p11-kit-remote";
-  snprintf(address, sizeof address, "|%s %s", access(remote, X_OK) == 0 ? remote : "p11-kit remote", quoted);
+  /* By absolute path only: p11-kit-client runs it with execvp, which would
+   * search PATH (another program named p11-kit earlier in it). */
+  const char *remote = NULL;
+  static const char *const remotes[] = {"/usr/libexec/p11-kit/p11-kit-remote", "/usr/lib/p11-kit/p11-kit-remote",
+                                        "/usr/bin/p11-kit remote"};
+  for (size_t i = 0; remote == NULL && i < sizeof remotes / sizeof remotes[0]; i++) {
+    char exe[64];
+    snprintf(exe, sizeof exe, "%s", remotes[i]);
+    char *sp = strchr(exe, ' ');
+    if (sp) *sp = 0;
+    if (access(exe, X_OK) == 0) remote = remotes[i];
+  }
+  if (remote == NULL) {
+    child_log("p11-kit-remote not found (install p11-kit)");
+    return TPM11_CKR_GENERAL_ERROR;
+  }
+  snprintf(address, sizeof address, "|%s %s", remote, quoted);
   /* p11-kit-client reads its server's address from the environment, once,
    * in C_GetFunctionList; the caller's own value is put back. */
   const char *old = getenv("P11_KIT_SERVER_ADDRESS");
@@ -340,6 +385,80 @@ static void remember_helper_fds(const struct fdset *before) {
   free(after.v);
 }
 
+/* The helper's pid (p11-kit-client's child running p11-kit-remote), found
+ * after it started: continued (SIGCONT) before the helper is finalized, so a
+ * helper stopped by a signal or a debugger ends on end of file instead of
+ * keeping C_Finalize waiting for it for ever (p11-kit-client waits, then
+ * sends SIGTERM, which a stopped process does not act on, and waits again):
+ * helper_pid, declared with helper_fds. */
+
+#define MAX_HELPERS_SEEN 16
+/* helpers_now lists this process's children running p11-kit-remote. */
+static int helpers_now(pid_t *out, int max) {
+  int n = 0, dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return 0;
+  char buf[2048] __attribute__((aligned(8)));
+  long got;
+  pid_t me = getpid();
+  while (n < max && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < got && n < max;) {
+      struct dirent64_ *d = (struct dirent64_ *)(buf + off);
+      off += d->d_reclen;
+      if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
+      char path[64], st[512];
+      snprintf(path, sizeof path, "/proc/%s/stat", d->d_name);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t len = read(fd, st, sizeof st - 1);
+      close(fd);
+      if (len <= 0) continue;
+      st[len] = 0;
+      char *rp = strrchr(st, ')'), state;
+      int ppid;
+      if (rp == NULL || strstr(st, "(p11-kit-remote)") == NULL || sscanf(rp + 2, "%c %d", &state, &ppid) != 2 || ppid != me)
+        continue;
+      out[n++] = (pid_t)atoi(d->d_name);
+    }
+  }
+  close(dfd);
+  return n;
+}
+
+/* continue_helper sends SIGCONT to the helper if it is still our child. */
+static void continue_helper(void) {
+  pid_t now[MAX_HELPERS_SEEN];
+  int n = helper_pid ? helpers_now(now, MAX_HELPERS_SEEN) : 0;
+  for (int i = 0; i < n; i++)
+    if (now[i] == helper_pid) kill(helper_pid, SIGCONT);
+  helper_pid = 0;
+}
+
+/* A host that closed every descriptor after C_Initialize (a daemon
+ * detaching) may have reused the number of the helper's socket for a file
+ * of its own, which p11-kit-client closes at C_Finalize. keep_reused saves
+ * such a descriptor under another number before, restore_reused puts it
+ * back after. */
+struct reused {
+  int fd, copy, cloexec;
+};
+static int keep_reused(struct reused *r) {
+  int n = 0;
+  for (int i = 0; i < n_helper_fds; i++) {
+    struct stat st;
+    if (fstat(helper_fds[i].fd, &st) != 0 || (st.st_dev == helper_fds[i].dev && st.st_ino == helper_fds[i].ino)) continue;
+    int flags = fcntl(helper_fds[i].fd, F_GETFD);
+    int copy = fcntl(helper_fds[i].fd, F_DUPFD_CLOEXEC, 0);
+    if (copy >= 0) r[n++] = (struct reused){helper_fds[i].fd, copy, flags > 0 && (flags & FD_CLOEXEC)};
+  }
+  return n;
+}
+static void restore_reused(struct reused *r, int n) {
+  for (int i = 0; i < n; i++) {
+    dup3(r[i].copy, r[i].fd, r[i].cloexec ? O_CLOEXEC : 0);
+    close(r[i].copy);
+  }
+}
+
 /* init_args_ok applies the module's own checks of C_Initialize's argument. */
 static int init_args_ok(CK_VOID_PTR pInitArgs) {
   if (pInitArgs == NULL) return 1;
@@ -358,7 +477,17 @@ static void finalize_at_exit(void) {
   if (pthread_mutex_trylock(&child_mu) != 0) return;
   CK_FUNCTION_LIST_3_0 *c = active;
   __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
-  if (c != NULL) c->C_Finalize(NULL);
+  if (c != NULL) {
+    struct tpm11_nopipe g;
+    struct reused r[MAX_HELPER_FDS];
+    int nr = keep_reused(r);
+    continue_helper();
+    tpm11_nopipe_enter(&g);
+    c->C_Finalize(NULL);
+    tpm11_nopipe_leave(&g);
+    restore_reused(r, nr);
+    n_helper_fds = 0;
+  }
   pthread_mutex_unlock(&child_mu);
 }
 
@@ -371,11 +500,24 @@ CK_RV tpm11_child_C_Initialize(CK_VOID_PTR pInitArgs) {
   if (rv == CKR_OK) {
     struct fdset before = {0};
     each_fd(collect, &before);
+    pid_t seen[MAX_HELPERS_SEEN];
+    int nseen = helpers_now(seen, MAX_HELPERS_SEEN);
     /* p11-kit-client starts the helper here; it locks with the OS. */
     CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, TPM11_CKF_OS_LOCKING_OK, NULL};
+    struct tpm11_nopipe g;
+    tpm11_nopipe_enter(&g);
     rv = client->C_Initialize(&args);
+    tpm11_nopipe_leave(&g);
     if (rv == CKR_OK) {
       remember_helper_fds(&before);
+      pid_t now[MAX_HELPERS_SEEN];
+      int n = helpers_now(now, MAX_HELPERS_SEEN);
+      helper_pid = 0;
+      for (int i = 0; i < n && helper_pid == 0; i++) {
+        int old = 0;
+        for (int j = 0; j < nseen && !old; j++) old = seen[j] == now[i];
+        if (!old) helper_pid = now[i];
+      }
       __atomic_store_n(&active, client, __ATOMIC_RELEASE);
       static int at_exit; /* inherited by a grandchild, where it serves too */
       if (!at_exit) at_exit = atexit(finalize_at_exit) == 0;
@@ -395,7 +537,14 @@ CK_RV tpm11_child_C_Finalize(CK_VOID_PTR pReserved) {
   if (active != NULL) {
     __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
     /* Closes the socket and reaps the helper. */
+    struct tpm11_nopipe g;
+    struct reused r[MAX_HELPER_FDS];
+    int nr = keep_reused(r);
+    continue_helper();
+    tpm11_nopipe_enter(&g);
     rv = client->C_Finalize(NULL);
+    tpm11_nopipe_leave(&g);
+    restore_reused(r, nr);
     n_helper_fds = 0;
   }
   pthread_mutex_unlock(&child_mu);
@@ -408,7 +557,10 @@ CK_RV tpm11_child_C_Finalize(CK_VOID_PTR pReserved) {
 CK_RV tpm11_child_C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
   if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  struct tpm11_nopipe g;
+  tpm11_nopipe_enter(&g);
   CK_RV rv = r->C_GetTokenInfo(slotID, pInfo);
+  tpm11_nopipe_leave(&g);
   if (rv == CKR_OK) pInfo->flags &= ~TPM11_CKF_ASYNC_SESSION_SUPPORTED;
   return rv;
 }
@@ -418,7 +570,11 @@ CK_RV tpm11_child_C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR p
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
   if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
   if (flags & TPM11_CKF_ASYNC_SESSION) return TPM11_CKR_SESSION_ASYNC_NOT_SUPPORTED;
-  return r->C_OpenSession(slotID, flags, pApplication, Notify, phSession);
+  struct tpm11_nopipe g;
+  tpm11_nopipe_enter(&g);
+  CK_RV rv = r->C_OpenSession(slotID, flags, pApplication, Notify, phSession);
+  tpm11_nopipe_leave(&g);
+  return rv;
 }
 
 /* C_LoginUser is 3.0, which p11-kit 0.24's RPC does not carry. The module
@@ -428,8 +584,14 @@ CK_RV tpm11_child_C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType,
                               CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
   if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (r->version.major >= 3 && r->C_LoginUser != NULL)
-    return r->C_LoginUser(hSession, userType, pPin, ulPinLen, pUsername, ulUsernameLen);
-  if (ulUsernameLen > 0) return CKR_ARGUMENTS_BAD;
-  return r->C_Login(hSession, userType, pPin, ulPinLen);
+  if (r->version.major < 3 || r->C_LoginUser == NULL) {
+    if (ulUsernameLen > 0) return CKR_ARGUMENTS_BAD;
+  }
+  struct tpm11_nopipe g;
+  tpm11_nopipe_enter(&g);
+  CK_RV rv = r->version.major >= 3 && r->C_LoginUser != NULL
+                 ? r->C_LoginUser(hSession, userType, pPin, ulPinLen, pUsername, ulUsernameLen)
+                 : r->C_Login(hSession, userType, pPin, ulPinLen);
+  tpm11_nopipe_leave(&g);
+  return rv;
 }

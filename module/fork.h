@@ -36,6 +36,18 @@ CK_FUNCTIONS_3_2(TPM11_CHILD_DECL)
  * closes its copy of a connection to that swtpm (fork.c). */
 void tpm11_fork_note_tpm(const char *spec) TPM11_HIDDEN;
 
+/* Around every call into the helper's client: p11-kit-client writes to
+ * the helper's socket with write(2), which raises SIGPIPE in the host when
+ * the helper died. SIGPIPE is blocked in the calling thread for the call,
+ * and one the call raised is taken off before it is unblocked (fork.c). */
+#include <signal.h>
+struct tpm11_nopipe {
+  sigset_t old;
+  int pending; /* a SIGPIPE was pending before: not ours to take */
+};
+void tpm11_nopipe_enter(struct tpm11_nopipe *g) TPM11_HIDDEN;
+void tpm11_nopipe_leave(struct tpm11_nopipe *g) TPM11_HIDDEN;
+
 /* C_OpenSession of the 2.40 and 3.0 lists (lists.c). */
 CK_RV openSessionSyncOnly(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
                           CK_SESSION_HANDLE_PTR phSession) TPM11_HIDDEN;

@@ -77,6 +77,9 @@ type turns struct {
 	// they go).
 	stopped map[string]time.Time
 	stolen  map[string]bool
+	// valids: tickets found valid, by name (with the inode checked): only
+	// their liveness and state are looked at again.
+	valids map[string]checkedTicket
 	// contended caches whether others are waiting: looked at when
 	// checked, the tickets read when scanned (the directory's mtime then).
 	checked, scanned time.Time
@@ -174,7 +177,8 @@ func openTurns(d string, perm sockPerm) *turns {
 	if unix.Access(d, unix.W_OK) != nil {
 		return nil
 	}
-	return &turns{dir: d, sock: perm, stopped: map[string]time.Time{}, stolen: map[string]bool{}}
+	return &turns{dir: d, sock: perm, stopped: map[string]time.Time{}, stolen: map[string]bool{},
+		valids: map[string]checkedTicket{}}
 }
 
 // modeBits is m's setuid/setgid/sticky bits as in a stat mode.
@@ -241,10 +245,21 @@ func (q *turns) done() {
 
 // ticket is a valid ticket of another live process.
 type ticket struct {
-	name    string
-	pid     int
-	fd      int // its connection to the TPM, -1 when it only waits
-	stopped bool
+	name string
+	pid  int
+	fd   int // its connection to the TPM, -1 when it only waits
+}
+
+// checkedTicket is what does not change in a ticket once found valid.
+type checkedTicket struct {
+	ino uint64
+	pid int
+}
+
+// stopped reports whether t's process is stopped (by a signal or a tracer).
+func (t ticket) stopped() bool {
+	fields, ok := procStat(t.pid)
+	return ok && (fields[0] == "T" || fields[0] == "t")
 }
 
 // live lists the valid tickets of live processes other than ours, oldest
@@ -263,12 +278,17 @@ func (q *turns) live() []ticket {
 			continue
 		}
 		seen[n] = true
-		if locks == nil {
+		if _, known := q.valids[n]; !known && locks == nil {
 			locks = flockOwners()
 		}
 		t, ok := q.valid(n, locks)
 		if ok {
 			out = append(out, t)
+		}
+	}
+	for n := range q.valids {
+		if !seen[n] {
+			delete(q.valids, n)
 		}
 	}
 	for n := range q.stopped {
@@ -322,6 +342,15 @@ func (q *turns) valid(n string, locks map[uint64][]int) (ticket, bool) {
 		_ = os.Remove(path) // no one holds it: its process is gone
 		return ticket{}, false
 	}
+	if c, ok := q.valids[n]; ok && c.ino == st.Ino && c.pid == pid {
+		// Checked before; its lock is still held. Its process may have
+		// died (the lock kept by a child it forked): kill(0) says.
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			_ = os.Remove(path)
+			return ticket{}, false
+		}
+		return q.connection(f, ticket{name: n, pid: pid, fd: -1}), true
+	}
 	proc, alive := procOf(pid)
 	if !alive || proc.uid != st.Uid || proc.started.UnixNano() > taken+int64(time.Second) {
 		// Its process is gone (the lock lives on in a child it forked),
@@ -338,14 +367,20 @@ func (q *turns) valid(n string, locks map[uint64][]int) (ticket, bool) {
 			return ticket{}, false // locked by someone else than its named process: forged
 		}
 	}
-	t := ticket{name: n, pid: pid, fd: -1, stopped: proc.stopped}
+	q.valids[n] = checkedTicket{ino: st.Ino, pid: pid}
+	return q.connection(f, ticket{name: n, pid: pid, fd: -1}), true
+}
+
+// connection reads from the ticket file f whether its process holds a
+// connection to the TPM, and on which descriptor.
+func (q *turns) connection(f *os.File, t ticket) ticket {
 	var b [32]byte
 	if m, _ := f.ReadAt(b[:], 0); m > 3 && bytes.HasPrefix(b[:m], []byte("fd ")) {
 		if fd, err := strconv.Atoi(string(bytes.TrimSpace(b[3:m]))); err == nil && fd >= 0 {
 			t.fd = fd
 		}
 	}
-	return t, true
+	return t
 }
 
 // procInfo is what /proc says of a process.
@@ -377,17 +412,8 @@ func procOf(pid int) (procInfo, bool) {
 			}
 		}
 	}
-	b, err = atomicfile.Read(dir+"/stat", 4096)
-	if err != nil || !uidSeen {
-		return info, false
-	}
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return info, false
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 20 {
+	fields, ok := procStat(pid)
+	if !ok || !uidSeen {
 		return info, false
 	}
 	switch fields[0] {
@@ -400,6 +426,22 @@ func procOf(pid int) (procInfo, bool) {
 		info.started = bootTime().Add(time.Duration(ticks) * time.Second / clockTicks)
 	}
 	return info, true
+}
+
+// procStat is /proc/pid/stat's fields after the command's name (state
+// first), at least 20 of them.
+func procStat(pid int) ([]string, bool) {
+	b, err := atomicfile.Read("/proc/"+strconv.Itoa(pid)+"/stat", 4096)
+	if err != nil {
+		return nil, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	return fields, len(fields) >= 20
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's start time: 100 on
@@ -458,14 +500,12 @@ func flockOwners() map[uint64][]int {
 func (q *turns) ahead(ts []ticket, now time.Time) bool {
 	wait := false
 	for _, t := range ts {
-		if q.stolen[t.name] {
-			continue
+		if q.stolen[t.name] || t.fd < 0 && t.name > q.name {
+			continue // taken from, or behind us
 		}
-		if !t.stopped {
+		if !t.stopped() {
 			delete(q.stopped, t.name)
-			if t.fd >= 0 || t.name < q.name {
-				wait = true
-			}
+			wait = true
 			continue
 		}
 		since, seen := q.stopped[t.name]
@@ -576,8 +616,9 @@ func (q *turns) waiting() bool {
 	q.scanned = now
 	q.contended = false
 	for _, t := range q.live() {
-		if !t.stopped {
+		if !t.stopped() {
 			q.contended = true
+			break
 		}
 	}
 	return q.contended

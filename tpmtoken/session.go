@@ -350,11 +350,31 @@ func (l *Library) GenerateRandom(h uint64, n int, dst Dest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n > RandomChunk && (s.flags&ck.CKF_ASYNC_SESSION == 0 || dst.Wait) {
+		// One job per chunk: between two, the TPM goes to other
+		// processes waiting for it (1 MiB in one job held it for
+		// seconds: 32,768 commands).
+		out := make([]byte, 0, n)
+		for len(out) < n {
+			ask := min(n-len(out), RandomChunk)
+			b, err := do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) { return e.Random(ask) })
+			if err != nil {
+				clear(out)
+				return nil, err
+			}
+			out = append(out, b...)
+		}
+		return out, nil
+	}
 	res, err := start(l, s, "C_GenerateRandom", ^ck.Flags(0), // no mechanism flag: any flags cancel it
 		func(e *tpm.Engine) ([]byte, error) { return e.Random(n) },
 		dataResult, nil, dst)
 	return res.Data, err
 }
+
+// RandomChunk is the most random bytes one TPM job of C_GenerateRandom
+// asks for on a synchronous session (128 TPM2_GetRandom of 32 bytes).
+var RandomChunk = 4096
 
 // SeedRandom mixes seed into the TPM's RNG (TPM2_StirRandom). No login needed.
 func (l *Library) SeedRandom(h uint64, seed []byte) error {

@@ -92,7 +92,13 @@ func readStat(path string, limit int64, st *syscall.Stat_t) ([]byte, error) {
 	// One byte more than the size: a file that grew meanwhile (it should
 	// not: files are replaced, not rewritten) is still read whole, up to
 	// the limit.
-	buf := make([]byte, 0, st.Size+1)
+	// A size of 0 may be a file whose size is not known (/proc): a page
+	// to start with, not one byte at a time.
+	n := st.Size + 1
+	if st.Size == 0 {
+		n = min(4096, limit+1)
+	}
+	buf := make([]byte, 0, n)
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) >= limit {

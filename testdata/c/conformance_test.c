@@ -19,6 +19,7 @@ static CK_FUNCTION_LIST_3_2 *f;
 static CK_FUNCTION_LIST *f240; /* C_GetFunctionList's */
 static CK_FUNCTION_LIST_3_0 *f30;
 static CK_BYTE label[32];
+static CK_BYTE label2[32]; /* another token's: two tokens never share one label */
 
 static void fail_hard(const char *why) {
   fprintf(stderr, "FAIL: %s\n", why);
@@ -197,7 +198,8 @@ static void test_slot_events(void) {
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL), CKR_NO_EVENT);
 
   /* Two slots' flags set: each reported once. */
-  RV(f->C_InitToken(1, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
+  RV(f->C_InitToken(1, (CK_UTF8CHAR_PTR) "so-secret", 9, label), 0x6UL); /* CKR_FUNCTION_FAILED: the label is taken */
+  RV(f->C_InitToken(1, (CK_UTF8CHAR_PTR) "so-secret", 9, label2), CKR_OK);
   RV(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label), CKR_OK);
   CK_SLOT_ID a = 99, b = 99;
   RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &a, NULL), CKR_OK);
@@ -364,6 +366,8 @@ int main(int argc, char **argv) {
   RV(get_fl(&f240), CKR_OK);
   memset(label, ' ', sizeof label);
   memcpy(label, "conformance", 11);
+  memset(label2, ' ', sizeof label2);
+  memcpy(label2, "conformance 2", 13);
 
   test_before_initialize();
   RV(f->C_Initialize(NULL), CKR_OK);

@@ -15,6 +15,15 @@
  *   grandchild         a child initializes, forks; the grandchild signs too
  *   exit-unfinalized   children exit() without C_Finalize
  *   killed             children are killed after signing
+ *   helper-dies        each child's helper is killed after it signed: the
+ *                      next call is CKR_DEVICE_ERROR (no SIGPIPE kills the
+ *                      child, whose SIGPIPE is left at its default), and
+ *                      C_Finalize, C_Initialize start a new helper that signs
+ *   helper-stopped     each child's helper is stopped (SIGSTOP) before the
+ *                      child's C_Finalize, which must still return
+ *   close-fds          children close every descriptor after signing (as a
+ *                      daemon does) and open a file of their own, which
+ *                      C_Finalize must leave open
  * and no helper outlives its child or is left unreaped (the test is its
  * descendants' subreaper, so it sees orphans). */
 #include <dirent.h>
@@ -28,6 +37,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,6 +48,7 @@
 #define CKO_PRIVATE_KEY 3UL
 #define CKO_PUBLIC_KEY 2UL
 #define CHILD_SECONDS 60
+#define CKR_DEVICE_ERROR 0x30UL
 
 static CK_FUNCTION_LIST_3_2 *f;
 static const char *pin;
@@ -124,7 +135,38 @@ static int pair_sockets(pid_t maker, int *cloexec) {
 /* How a child ends: C_Finalize and _exit; the same after a grandchild of
  * its own signed; exit() without C_Finalize (as nginx workers do); killed
  * by SIGKILL after its report. */
-enum ending { FINALIZE, GRANDCHILD, EXIT, KILLED };
+enum ending { FINALIZE, GRANDCHILD, EXIT, KILLED, HELPER_DIES, HELPER_STOPPED, CLOSE_FDS };
+
+/* kill_helper kills this process's helper (its p11-kit-remote child) and
+ * waits until it is dead (a zombie: its socket is closed). 0 if it did. */
+static int kill_helper(int sig) {
+  pid_t helper = 0;
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL && helper == 0) {
+    char path[300], buf[1024], *rp, state;
+    int ppid;
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    int fd = open(path, O_RDONLY), len = fd < 0 ? 0 : (int)read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    buf[len < 0 ? 0 : len] = 0;
+    if (strstr(buf, "(p11-kit-remote)") && (rp = strrchr(buf, ')')) && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 &&
+        ppid == getpid())
+      helper = atoi(e->d_name);
+  }
+  if (d) closedir(d);
+  if (helper == 0 || kill(helper, sig) != 0) return -1;
+  if (sig != SIGKILL) return 0;
+  for (double end = now() + CHILD_SECONDS; now() < end; usleep(1000)) {
+    char path[64], buf[512], *rp;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)helper);
+    int fd = open(path, O_RDONLY), len = fd < 0 ? 0 : (int)read(fd, buf, sizeof buf - 1);
+    if (fd >= 0) close(fd);
+    buf[len < 0 ? 0 : len] = 0;
+    if (len <= 0 || ((rp = strrchr(buf, ')')) && rp[2] == 'Z')) return 0;
+  }
+  return -1;
+}
 
 /* child_sign is a child's whole life: initialize, log in, find the key (or
  * take the parent's handle), sign, and report. Checks on the way what a
@@ -196,7 +238,63 @@ __attribute__((noreturn)) static void child_sign(int wfd, int scenario, int idx,
   rep.siglen = sizeof rep.sig;
   STEP(f->C_SignInit(h, &m, rep.key), "C_SignInit");
   STEP(f->C_Sign(h, d, 32, rep.sig, &rep.siglen), "C_Sign");
-  if (how == FINALIZE || how == GRANDCHILD) STEP(f->C_Finalize(NULL), "C_Finalize");
+  if (how == HELPER_DIES) {
+    signal(SIGPIPE, SIG_DFL); /* as a host that does not ignore it */
+    if (kill_helper(SIGKILL) != 0) {
+      snprintf(rep.err, sizeof rep.err, "no helper to kill");
+      goto out;
+    }
+    CK_ULONG len = sizeof rep.sig;
+    CK_RV r1 = f->C_SignInit(h, &m, rep.key), r2 = r1 == CKR_OK ? f->C_Sign(h, d, 32, rep.sig, &len) : r1;
+    if (r2 != CKR_DEVICE_ERROR) {
+      snprintf(rep.err, sizeof rep.err, "a call after the helper died: 0x%lx, 0x%lx; want CKR_DEVICE_ERROR", r1, r2);
+      goto out;
+    }
+    f->C_Finalize(NULL); /* its answer is the dead helper's */
+    STEP(f->C_Initialize(NULL), "C_Initialize after the helper died");
+    STEP(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h), "C_OpenSession (new helper)");
+    STEP(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)), "C_Login (new helper)");
+    rep.siglen = sizeof rep.sig;
+    STEP(f->C_SignInit(h, &m, rep.key), "C_SignInit (new helper)");
+    STEP(f->C_Sign(h, d, 32, rep.sig, &rep.siglen), "C_Sign (new helper)");
+  }
+  if (how == HELPER_STOPPED) {
+    if (kill_helper(SIGSTOP) != 0) {
+      snprintf(rep.err, sizeof rep.err, "no helper to stop");
+      goto out;
+    }
+    STEP(f->C_Finalize(NULL), "C_Finalize with the helper stopped");
+  }
+  if (how == CLOSE_FDS) {
+    int helper_fd = -1; /* our end of the socket to the helper: a socketpair of ours */
+    for (int fd = 3; fd < 1000 && helper_fd < 0; fd++) {
+      struct ucred cred;
+      socklen_t len = sizeof cred;
+      if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == getpid()) helper_fd = fd;
+    }
+    int keep = fcntl(wfd, F_DUPFD_CLOEXEC, 1000); /* the report pipe, out of the way */
+    for (int fd = 3; fd < 1000; fd++) close(fd);
+    wfd = keep;
+    /* Files of the host's fill the numbers up to the helper socket's. */
+    char tmpl[] = "/tmp/fork_test_mine.XXXXXX";
+    int mine_fd = -1;
+    while (helper_fd >= 3 && (mine_fd = mkstemp(tmpl)) >= 0 && mine_fd < helper_fd) {
+      unlink(tmpl);
+      strcpy(tmpl, "/tmp/fork_test_mine.XXXXXX");
+    }
+    struct stat before, after;
+    if (mine_fd != helper_fd || fstat(mine_fd, &before) != 0) {
+      snprintf(rep.err, sizeof rep.err, "no file of the host's at the helper socket's number %d (%d)", helper_fd, mine_fd);
+      goto out;
+    }
+    unlink(tmpl);
+    f->C_Finalize(NULL); /* its answer is the closed helper's */
+    if (fstat(mine_fd, &after) != 0 || after.st_ino != before.st_ino || after.st_dev != before.st_dev) {
+      snprintf(rep.err, sizeof rep.err, "C_Finalize closed descriptor %d, a file of the host's", mine_fd);
+      goto out;
+    }
+  }
+  if (how == FINALIZE || how == GRANDCHILD || how == HELPER_DIES) STEP(f->C_Finalize(NULL), "C_Finalize");
   rep.ok = 1;
 out:
   if (write(wfd, &rep, sizeof rep) != sizeof rep) _exit(3);
@@ -257,6 +355,8 @@ static void describe(pid_t pid, int depth) {
 /* run forks reps children at once and collects their reports; the parent
  * then initializes if need be and verifies every signature. */
 static void run(const char *name, int scenario, CK_OBJECT_HANDLE parent_key, enum ending how) {
+  const char *only = getenv("FORK_ONLY"); /* one scenario, when debugging */
+  if (only && strcmp(only, name) != 0) return;
   int fds[2];
   if (pipe(fds) != 0) exit(2);
   pid_t *pids = calloc(reps, sizeof *pids);
@@ -457,6 +557,18 @@ int main(int argc, char **argv) {
    * finalize at exit and reap their helpers. */
   run("exit-unfinalized", 7, 0, EXIT);
   settle(module, "exit() without C_Finalize", 0);
+
+  /* 9. Helpers killed under their children (run before 8, which leaves
+   * the helpers adopted here). */
+  run("helper-dies", 9, 0, HELPER_DIES);
+  settle(module, "helpers killed", 0);
+
+  /* 10. Helpers stopped before C_Finalize; 11. hosts that close every
+   * descriptor after C_Initialize. */
+  run("helper-stopped", 10, 0, HELPER_STOPPED);
+  settle(module, "helpers stopped", 0);
+  run("close-fds", 11, 0, CLOSE_FDS);
+  settle(module, "closed descriptors", 0);
 
   /* 8. Children killed: their helpers see the socket close and exit. */
   run("killed", 8, 0, KILLED);

@@ -12,13 +12,13 @@ import (
 // Uniqueness under concurrency: what one process checks is free and then
 // takes (a token's label, a key's ID) must not be taken by another process
 // in between. Each is claimed under an exclusive lock every process on the
-// store takes for it: tokens/.lock for labels (PutToken checks a new or
+// store takes for it: labels.lock for labels (PutToken checks a new or
 // changed label against every other token's while holding it), a token's
 // claim file for what a caller chooses in the token (Claim: the tpm11
 // command's free key ID, from the look to the write). A lock file is
 // opened read-only, so a user who may not change the token still locks
 // it. Lock order: a token's claim file, then its lock file (UpdateToken),
-// then tokens/.lock (PutToken of a new label), then objects.gen (Objects).
+// then labels.lock (PutToken of a new label), then objects.gen (Objects).
 
 // ErrLabelTaken is a token label another token has.
 var ErrLabelTaken = errors.New("store: another token has this label")
@@ -55,14 +55,14 @@ func (s *Store) Claim(serial string, f func() error) error {
 	return f()
 }
 
-// claimLabel checks, holding tokens/.lock until the returned release, that
+// claimLabel checks, holding labels.lock until the returned release, that
 // no token other than t has t's label. A record whose label is the one on
 // disk needs no check (nil release).
 func (s *Store) claimLabel(t *Token) (func(), error) {
 	if old, err := s.Token(t.Serial); err == nil && old.Label == t.Label {
 		return nil, nil
 	}
-	unlock, err := s.lockFile(filepath.Join(s.tokensDir(), ".lock"))
+	unlock, err := s.lockFile(filepath.Join(s.Root, "labels.lock"))
 	if err != nil {
 		return nil, err
 	}
