@@ -54,25 +54,8 @@ func ccmRun(c *opCall, op *cipherOp, m *mech.CCM, in []byte) ([]byte, error) {
 	key, decrypt := op.key.key, op.decrypt
 	type res struct{ ctr, mac []byte }
 	job := func(e *tpm.Engine) (res, error) {
-		if decrypt {
-			ct, tag := m.Split(in)
-			ctr, _, err := e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(tag, ct))
-			if err != nil {
-				return res{}, err
-			}
-			// The formatted copy holds unverified plaintext: wiped at once.
-			mi := m.MACInput(ctr[mech.AESBlock:])
-			mac, err := e.CBCMAC(key, mi)
-			clear(mi)
-			return res{ctr, mac}, err
-		}
-		mac, err := e.CBCMAC(key, m.MACInput(in))
-		if err != nil {
-			return res{}, err
-		}
-		ctr, _, err := e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(mac, in))
-		clear(mac)
-		return res{ctr: ctr}, err
+		ctr, mac, err := ccmPasses(e, key, m, decrypt, in)
+		return res{ctr, mac}, err
 	}
 	finish := func(r res, err error) (Result, error) {
 		if err != nil {
@@ -91,6 +74,31 @@ func ccmRun(c *opCall, op *cipherOp, m *mech.CCM, in []byte) ([]byte, error) {
 	}
 	r, err := start(c.l, c.s, c.fn, flag, job, finish, nil, c.dst)
 	return r.Data, err
+}
+
+// ccmPasses runs CCM's two TPM passes over in with key: encryption
+// gives the CTR output only (mac nil), for m.Seal; decryption gives the
+// CTR output and the CBC-MAC over the plaintext it holds, for m.Open.
+func ccmPasses(e *tpm.Engine, key *tpm.Loadable, m *mech.CCM, decrypt bool, in []byte) (ctr, mac []byte, err error) {
+	if decrypt {
+		ct, tag := m.Split(in)
+		ctr, _, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(tag, ct))
+		if err != nil {
+			return nil, nil, err
+		}
+		// The formatted copy holds unverified plaintext: wiped at once.
+		mi := m.MACInput(ctr[mech.AESBlock:])
+		mac, err = e.CBCMAC(key, mi)
+		clear(mi)
+		return ctr, mac, err
+	}
+	mac, err = e.CBCMAC(key, m.MACInput(in))
+	if err != nil {
+		return nil, nil, err
+	}
+	ctr, _, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(mac, in))
+	clear(mac)
+	return ctr, nil, err
 }
 
 // errAEADDual refuses a dual-function decryption (C_DecryptDigestUpdate,

@@ -28,15 +28,7 @@ import (
 
 // UnwrapKey is C_UnwrapKey.
 func (l *Library) UnwrapKey(h uint64, m Mechanism, unwrapper uint64, wrapped []byte, tmpl []Attr) (uint64, error) {
-	s, err := l.session(h)
-	if err != nil {
-		return 0, err
-	}
-	uk, err := s.tok.object(unwrapper)
-	if err != nil {
-		return 0, ck.E(ck.CKR_UNWRAPPING_KEY_HANDLE_INVALID)
-	}
-	t, class, err := classTemplate(tmpl)
+	s, uk, t, class, err := l.unwrapTarget(h, unwrapper, tmpl)
 	if err != nil {
 		return 0, err
 	}
@@ -45,6 +37,29 @@ func (l *Library) UnwrapKey(h uint64, m Mechanism, unwrapper uint64, wrapped []b
 		return 0, err
 	}
 	defer clear(plain)
+	return l.unwrapped(s, t, class, plain)
+}
+
+// unwrapTarget resolves an unwrap's session, unwrapping key and template.
+func (l *Library) unwrapTarget(h, unwrapper uint64, tmpl []Attr) (*Session, *Object, Template, ck.ObjectClass, error) {
+	s, err := l.session(h)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	uk, err := s.tok.object(unwrapper)
+	if err != nil {
+		return nil, nil, nil, 0, ck.E(ck.CKR_UNWRAPPING_KEY_HANDLE_INVALID)
+	}
+	t, class, err := classTemplate(tmpl)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	return s, uk, t, class, nil
+}
+
+// unwrapped makes the object of class an unwrap's value plain becomes
+// (the caller wipes plain).
+func (l *Library) unwrapped(s *Session, t Template, class ck.ObjectClass, plain []byte) (uint64, error) {
 	switch class {
 	case ck.CKO_SECRET_KEY:
 		if n, ok, _ := t.ULong(ck.CKA_VALUE_LEN); ok {
@@ -68,13 +83,7 @@ func (l *Library) UnwrapKey(h uint64, m Mechanism, unwrapper uint64, wrapped []b
 
 // unwrapValue opens wrapped with key uk in the TPM.
 func (l *Library) unwrapValue(s *Session, m Mechanism, uk *Object, wrapped []byte) ([]byte, error) {
-	if !uk.allows(m.Type) {
-		return nil, ck.E(ck.CKR_MECHANISM_INVALID)
-	}
-	if !uk.Attrs.Bool(ck.CKA_UNWRAP) {
-		return nil, ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
-	}
-	if err := s.tok.usable(uk); err != nil {
+	if err := unwrapperUsable(s, m, uk); err != nil {
 		return nil, err
 	}
 	key := uk.key
@@ -119,6 +128,17 @@ func (l *Library) unwrapValue(s *Session, m Mechanism, uk *Object, wrapped []byt
 		return v, nil
 	}
 	return nil, ck.E(ck.CKR_MECHANISM_INVALID)
+}
+
+// unwrapperUsable checks that uk may unwrap with m now.
+func unwrapperUsable(s *Session, m Mechanism, uk *Object) error {
+	if !uk.allows(m.Type) {
+		return ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	if !uk.Attrs.Bool(ck.CKA_UNWRAP) {
+		return ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
+	}
+	return s.tok.usable(uk)
 }
 
 // tpmBlock is AES-ECB of one block with a TPM-resident key.
@@ -168,6 +188,34 @@ func clearKeyMaterial(t Template) {
 
 // wrapSource resolves C_WrapKey's keys and the value to wrap.
 func (l *Library) wrapSource(h uint64, m Mechanism, wrapper, key uint64) (*Session, *Object, []byte, error) {
+	s, wk, value, err := l.wrapKeys(h, m, wrapper, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case mech.IsKeyWrap(m.Type):
+		if wk.keyType() != ck.CKK_AES || wk.key == nil {
+			return nil, nil, nil, ck.E(ck.CKR_WRAPPING_KEY_TYPE_INCONSISTENT)
+		}
+		if !isEmptyParam(m.Param) {
+			return nil, nil, nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
+		}
+		if mech.WrappedLen(m.Type, len(value)) == 0 {
+			return nil, nil, nil, ck.E(ck.CKR_KEY_SIZE_RANGE)
+		}
+	case m.Type == ck.CKM_RSA_PKCS || m.Type == ck.CKM_RSA_PKCS_OAEP:
+		if wk.keyType() != ck.CKK_RSA || wk.class() != ck.CKO_PUBLIC_KEY {
+			return nil, nil, nil, ck.E(ck.CKR_WRAPPING_KEY_TYPE_INCONSISTENT)
+		}
+	default:
+		return nil, nil, nil, ck.E(ck.CKR_MECHANISM_INVALID)
+	}
+	return s, wk, value, nil
+}
+
+// wrapKeys resolves a wrap's keys and the value to wrap: the checks
+// every wrapping mechanism shares.
+func (l *Library) wrapKeys(h uint64, m Mechanism, wrapper, key uint64) (*Session, *Object, []byte, error) {
 	s, err := l.session(h)
 	if err != nil {
 		return nil, nil, nil, err
@@ -192,24 +240,6 @@ func (l *Library) wrapSource(h uint64, m Mechanism, wrapper, key uint64) (*Sessi
 	value, held := k.Attrs[ck.CKA_VALUE]
 	if k.class() != ck.CKO_SECRET_KEY || !held {
 		return nil, nil, nil, ck.Errorf(ck.CKR_KEY_NOT_WRAPPABLE, "the key's value is only in the TPM")
-	}
-	switch {
-	case mech.IsKeyWrap(m.Type):
-		if wk.keyType() != ck.CKK_AES || wk.key == nil {
-			return nil, nil, nil, ck.E(ck.CKR_WRAPPING_KEY_TYPE_INCONSISTENT)
-		}
-		if !isEmptyParam(m.Param) {
-			return nil, nil, nil, ck.E(ck.CKR_MECHANISM_PARAM_INVALID)
-		}
-		if mech.WrappedLen(m.Type, len(value)) == 0 {
-			return nil, nil, nil, ck.E(ck.CKR_KEY_SIZE_RANGE)
-		}
-	case m.Type == ck.CKM_RSA_PKCS || m.Type == ck.CKM_RSA_PKCS_OAEP:
-		if wk.keyType() != ck.CKK_RSA || wk.class() != ck.CKO_PUBLIC_KEY {
-			return nil, nil, nil, ck.E(ck.CKR_WRAPPING_KEY_TYPE_INCONSISTENT)
-		}
-	default:
-		return nil, nil, nil, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
 	return s, wk, value, nil
 }
