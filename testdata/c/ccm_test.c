@@ -21,6 +21,12 @@
 #define K_CKR_DATA_LEN_RANGE 0x021UL
 #define K_CKR_AEAD_DECRYPT_FAILED 0x042UL
 #define K_CKR_BUFFER_TOO_SMALL 0x150UL
+#define K_CKA_SENSITIVE 0x103UL
+#define K_CKA_WRAP 0x106UL
+#define K_CKA_UNWRAP 0x107UL
+#define K_CKA_EXTRACTABLE 0x162UL
+#define K_CKR_WRAPPED_KEY_INVALID 0x110UL
+#define K_CKR_KEY_UNEXTRACTABLE 0x06AUL
 #ifndef CKR_FUNCTION_NOT_SUPPORTED
 #define CKR_FUNCTION_NOT_SUPPORTED 0x054UL
 #endif
@@ -274,6 +280,72 @@ static void messages(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_BYTE *value) 
   RV(f->C_MessageEncryptFinal(h), CKR_OPERATION_NOT_INITIALIZED);
 }
 
+/* C_WrapKeyAuthenticated / C_UnwrapKeyAuthenticated with CKM_AES_CCM and
+ * CK_CCM_MESSAGE_PARAMS (the spec's "message params"), the wrapping key in
+ * the TPM, against OpenSSL: the module's wrapping of an extractable key
+ * (ciphertext, the generated nonce and the MAC in the parameter, AAD
+ * pAssociatedData) opens to the key's value; OpenSSL's sealing of a value
+ * unwraps to a key whose CKA_VALUE is that value; a flipped bit of wrapped
+ * key, MAC or AAD is CKR_WRAPPED_KEY_INVALID and makes no key. */
+static void authwrap(CK_SESSION_HANDLE h) {
+  static CK_BYTE kek[16], kv[32], kv2[32], aad[24], nonce[12], mac[16], ct[32], got[48], sealed[48];
+  RAND_bytes(kek, sizeof kek);
+  RAND_bytes(kv, sizeof kv);
+  RAND_bytes(kv2, sizeof kv2);
+  RAND_bytes(aad, sizeof aad);
+  CK_ULONG cls = CKO_SECRET_KEY, kt = K_CKK_AES;
+  CK_BBOOL yes = 1, no = 0;
+  CK_ATTRIBUTE wt[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt}, {CKA_VALUE, kek, sizeof kek},
+                       {K_CKA_WRAP, &yes, 1}, {K_CKA_UNWRAP, &yes, 1}};
+  CK_ATTRIBUTE kt2[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt}, {K_CKA_SENSITIVE, &no, 1},
+                        {K_CKA_EXTRACTABLE, &yes, 1}, {CKA_VALUE, kv, sizeof kv}};
+  CK_OBJECT_HANDLE wk = 0, key = 0;
+  RV(f->C_CreateObject(h, wt, 5, &wk), CKR_OK);
+  RV(f->C_CreateObject(h, kt2, 5, &key), CKR_OK);
+
+  CK_CCM_MESSAGE_PARAMS p = {0, nonce, sizeof nonce, 0, 1 /* CKG_GENERATE */, mac, 16};
+  CK_MECHANISM m = {K_CKM_AES_CCM, &p, sizeof p};
+  CK_ULONG wl = 0;
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, key, aad, sizeof aad, NULL, &wl), CKR_OK);
+  CHECK(wl == sizeof kv, "wrap length query %lu", wl);
+  wl = sizeof kv - 1;
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, key, aad, sizeof aad, ct, &wl), K_CKR_BUFFER_TOO_SMALL);
+  CHECK(wl == sizeof kv, "too small: %lu", wl);
+  memset(nonce, 0, sizeof nonce);
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, key, aad, sizeof aad, ct, &wl), CKR_OK);
+  CHECK(wl == sizeof kv, "wrapped %lu bytes", wl);
+  memcpy(sealed, ct, 32);
+  memcpy(sealed + 32, mac, 16);
+  CHECK(ossl_open(kek, sizeof kek, nonce, sizeof nonce, aad, sizeof aad, sealed, 32, 16, got) && memcmp(got, kv, 32) == 0,
+        "openssl does not open the module's authenticated wrapping");
+
+  /* OpenSSL seals kv2 (12-byte MAC); the module unwraps it. */
+  RAND_bytes(nonce, sizeof nonce);
+  ossl_seal(kek, sizeof kek, nonce, sizeof nonce, aad, sizeof aad, kv2, 32, 12, sealed);
+  memcpy(mac, sealed + 32, 12);
+  CK_CCM_MESSAGE_PARAMS d = {32, nonce, sizeof nonce, 0, 0, mac, 12};
+  CK_MECHANISM md = {K_CKM_AES_CCM, &d, sizeof d};
+  CK_ATTRIBUTE ut[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &kt, sizeof kt}, {K_CKA_SENSITIVE, &no, 1},
+                       {K_CKA_EXTRACTABLE, &yes, 1}};
+  CK_OBJECT_HANDLE nk = 0;
+  RV(f->C_UnwrapKeyAuthenticated(h, &md, wk, sealed, 32, ut, 4, aad, sizeof aad, &nk), CKR_OK);
+  CK_ATTRIBUTE va = {CKA_VALUE, got, sizeof got};
+  RV(f->C_GetAttributeValue(h, nk, &va, 1), CKR_OK);
+  CHECK(va.ulValueLen == 32 && memcmp(got, kv2, 32) == 0, "the unwrapped key's value is not openssl's");
+  for (int which = 0; which < 3; which++) {
+    CK_BYTE *b = which == 0 ? sealed + 5 : which == 1 ? mac + 11 : aad + 3;
+    *b ^= 0x08;
+    nk = 0;
+    RV(f->C_UnwrapKeyAuthenticated(h, &md, wk, sealed, 32, ut, 4, aad, sizeof aad, &nk), K_CKR_WRAPPED_KEY_INVALID);
+    CHECK(nk == 0, "a key handle for a tampered wrapping (%d)", which);
+    *b ^= 0x08;
+  }
+  /* A key the TPM holds (not extractable) does not wrap. */
+  CK_OBJECT_HANDLE inTPM = import_aes(h, kv, sizeof kv);
+  wl = sizeof ct;
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, inTPM, aad, sizeof aad, ct, &wl), K_CKR_KEY_UNEXTRACTABLE);
+}
+
 int main(int argc, char **argv) {
   f = load_module(argc, argv);
   CK_SESSION_HANDLE h = make_token(f);
@@ -289,6 +361,7 @@ int main(int argc, char **argv) {
   both_ways(h, key128, k128, sizeof k128, 4);
   both_ways(h, key256, k256, sizeof k256, 14); /* each command is 20 ms late: the rest once */
   messages(h, key128, k128);
+  authwrap(h);
   async(key128, k128);
   RV(f->C_Finalize(NULL), CKR_OK);
   if (failures) {
