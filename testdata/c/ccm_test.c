@@ -340,6 +340,23 @@ static void authwrap(CK_SESSION_HANDLE h) {
     CHECK(nk == 0, "a key handle for a tampered wrapping (%d)", which);
     *b ^= 0x08;
   }
+  /* Bad parameters: a CK_CCM_PARAMS, a short structure, a nonce counter
+   * (a wrap has no context to count in), no length pointer. */
+  CK_CCM_PARAMS cp = {32, nonce, sizeof nonce, NULL, 0, 16};
+  CK_MECHANISM mc = {K_CKM_AES_CCM, &cp, sizeof cp};
+  wl = sizeof ct;
+  RV(f->C_WrapKeyAuthenticated(h, &mc, wk, key, aad, sizeof aad, ct, &wl), CKR_MECHANISM_PARAM_INVALID);
+  m.ulParameterLen = sizeof p - 1;
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, key, aad, sizeof aad, ct, &wl), CKR_MECHANISM_PARAM_INVALID);
+  m.ulParameterLen = sizeof p;
+  p.nonceGenerator = 2; /* CKG_GENERATE_COUNTER */
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, key, aad, sizeof aad, ct, &wl), CKR_MECHANISM_PARAM_INVALID);
+  p.nonceGenerator = 1;
+  RV(f->C_WrapKeyAuthenticated(h, &m, wk, key, aad, sizeof aad, ct, NULL), CKR_ARGUMENTS_BAD);
+  nk = 0;
+  RV(f->C_UnwrapKeyAuthenticated(h, &mc, wk, sealed, 32, ut, 4, aad, sizeof aad, &nk), CKR_MECHANISM_PARAM_INVALID);
+  RV(f->C_UnwrapKeyAuthenticated(h, &md, wk, sealed, 32, ut, 4, aad, sizeof aad, NULL), CKR_ARGUMENTS_BAD);
+  CHECK(nk == 0, "a key handle for a refused unwrap");
   /* A key the TPM holds (not extractable) does not wrap. */
   CK_OBJECT_HANDLE inTPM = import_aes(h, kv, sizeof kv);
   wl = sizeof ct;
