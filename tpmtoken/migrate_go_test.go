@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"os"
@@ -16,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
@@ -162,6 +166,16 @@ func TestMigrateTPM2PKCS11KeysSignForGo(t *testing.T) {
 	}
 	require.IsType(t, &rsa.PublicKey{}, pubs["30613031"])
 	require.IsType(t, &ecdsa.PublicKey{}, pubs["30613032"])
+	// A certificate for the RSA key, which a CA (Go's x509) issued.
+	caCert, caKey := testAttestationCA(t)
+	certDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "rsakey"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}, caCert, pubs["30613031"], caKey)
+	require.NoError(t, err)
+	certFile := filepath.Join(work, "rsa.crt")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o600))
+	ptool("addcert", "--label=old", "--key-label=rsakey", "--path="+p11, certFile)
 	stopRM()
 	sqlite := filepath.Join(p11, "tpm2_pkcs11.sqlite3")
 	before, err := os.ReadFile(sqlite)
@@ -217,6 +231,7 @@ func TestMigrateTPM2PKCS11KeysSignForGo(t *testing.T) {
 	m, err := l.MigrateTPM2PKCS11(h, src, []byte("userpin1"))
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{`private key "rsakey" id 30613031`, `private key "eckey" id 30613032`}, m.Keys)
+	require.Equal(t, []string{`certificate "rsakey" id 30613031`}, m.Certificates)
 	require.Len(t, m.Skipped, 1)
 	require.Contains(t, m.Skipped[0], `secret key "aeskey" id 30613033`)
 	after, err := os.ReadFile(sqlite)
@@ -238,8 +253,16 @@ func TestMigrateTPM2PKCS11KeysSignForGo(t *testing.T) {
 	// The public halves carry the same keys.
 	require.Equal(t, pubs["30613031"], spki(t, l, h, rsaKey))
 	require.True(t, pubs["30613032"].(*ecdsa.PublicKey).Equal(spki(t, l, h, ecKey)))
+	require.NoError(t, l.FindObjectsInit(h, []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_CERTIFICATE)}, {ck.CKA_ID, []byte("0a01")}}))
+	certs, err := l.FindObjects(h, 10)
+	require.NoError(t, err)
+	require.NoError(t, l.FindObjectsFinal(h))
+	require.Len(t, certs, 1)
+	val, err := l.GetAttributeValue(h, certs[0], []ck.AttributeType{ck.CKA_VALUE})
+	require.NoError(t, err)
+	require.Equal(t, certDER, val[0].Value, "the certificate differs")
 	n := len(allObjects(t, l, h))
-	require.Equal(t, 4, n, "two key pairs")
+	require.Equal(t, 5, n, "two key pairs and the certificate")
 
 	// Again: the IDs are taken, nothing is made twice.
 	_, err = l.MigrateTPM2PKCS11(h, src, []byte("userpin1"))
