@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"testing"
 	"time"
@@ -118,6 +119,34 @@ func TestAttestEnrollActivateAndCKRVs(t *testing.T) {
 		_, err = tpmtoken.ReadEvidence(bad)
 		require.Error(t, err, "%s", bad)
 	}
+
+	// An RSA key's evidence, and the vendor attribute: the same evidence
+	// (no nonce) on each read.
+	rsaPub, rsaPriv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_RSA_PKCS_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_MODULUS_BITS, ulong(2048)}}, nil)
+	require.NoError(t, err)
+	ev, err = l.Attest(h, rsaPriv, tpmtoken.AttestOptions{Nonce: nonce})
+	require.NoError(t, err)
+	v, err = attestation.VerifyEvidence(ev, opts)
+	require.NoError(t, err)
+	require.True(t, v.PublicKey.(*rsa.PublicKey).Equal(spki(t, l, h, rsaPub)))
+	blk, _ := pem.Decode([]byte(ev.Key.PublicKey))
+	require.NotNil(t, blk, "the evidence's PEM public key")
+	pk, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	require.NoError(t, err)
+	require.True(t, pk.(*rsa.PublicKey).Equal(spki(t, l, h, rsaPub)))
+	a1, err := l.GetAttributeValue(h, priv, []ck.AttributeType{tpmtoken.CKA_TPM11_ATTESTATION})
+	require.NoError(t, err)
+	a2, err := l.GetAttributeValue(h, priv, []ck.AttributeType{tpmtoken.CKA_TPM11_ATTESTATION})
+	require.NoError(t, err)
+	require.Equal(t, a1[0].Value, a2[0].Value)
+	aev, err := tpmtoken.ParseEvidence(a1[0].Value)
+	require.NoError(t, err)
+	noNonce := opts
+	noNonce.Nonce = []byte{}
+	v, err = attestation.VerifyEvidence(aev, noNonce)
+	require.NoError(t, err)
+	require.True(t, v.PublicKey.(*ecdsa.PublicKey).Equal(spki(t, l, h, pubH)))
 
 	// Enrollment: the CA issues an AK certificate after activation; the
 	// token keeps it (not its self-signed root) and Attest carries it.
