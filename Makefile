@@ -97,6 +97,7 @@ test-cli: build
 	./testdata/shared-store-test.sh
 	./testdata/parallel-cli-test.sh
 	./testdata/attest-test.sh
+	./testdata/acme-test.sh
 	./testdata/migrate-test.sh
 
 # Builds the .deb, installs it on this machine (root, dpkg), checks it, and

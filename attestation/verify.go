@@ -153,7 +153,7 @@ func verifyCertify(v *Verified, pub, att, sig []byte, akKey crypto.PublicKey, no
 	if err != nil {
 		return err
 	}
-	if v.PublicKey, err = publicKey(p); err != nil {
+	if v.PublicKey, err = tpm.PublicKey(p); err != nil {
 		return err
 	}
 	v.Nonce = a.ExtraData.Buffer
@@ -257,7 +257,7 @@ func VerifyEKCertificate(ev *tpmtoken.Evidence, opts VerifyOptions) (*x509.Certi
 	if err != nil {
 		return nil, fmt.Errorf("EK public area: %w", err)
 	}
-	ek, err := publicKey(p)
+	ek, err := tpm.PublicKey(p)
 	if err != nil {
 		return nil, err
 	}
@@ -334,39 +334,12 @@ func akPublic(pub []byte) (crypto.PublicKey, error) {
 	if !a.Restricted || !a.SignEncrypt || !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
 		return nil, errors.New("the AK is not a restricted signing key made in and fixed to a TPM")
 	}
-	return publicKey(p)
+	return tpm.PublicKey(p)
 }
 
 func publicEqual(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && e.Equal(b)
-}
-
-// publicKey is the Go public key of a TPM public area (RSA or ECC).
-func publicKey(p *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	switch p.Type {
-	case tpm2.TPMAlgRSA:
-		parms, err := p.Parameters.RSADetail()
-		if err != nil {
-			return nil, err
-		}
-		n, err := p.Unique.RSA()
-		if err != nil {
-			return nil, err
-		}
-		return tpm2.RSAPub(parms, n)
-	case tpm2.TPMAlgECC:
-		parms, err := p.Parameters.ECCDetail()
-		if err != nil {
-			return nil, err
-		}
-		pt, err := p.Unique.ECC()
-		if err != nil {
-			return nil, err
-		}
-		return tpm2.ECDSAPub(parms, pt)
-	}
-	return nil, fmt.Errorf("public area of type %#x", p.Type)
 }
 
 func pemCert(der []byte) string {

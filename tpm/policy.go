@@ -107,37 +107,17 @@ func (p *Policy) CheckApproval(a Approval) error {
 		return err
 	}
 	bad := errors.New("the approval is not signed by the key's policy authority")
-	switch pub.Type {
-	case tpm2.TPMAlgRSA:
-		parms, err := pub.Parameters.RSADetail()
-		if err != nil {
-			return err
-		}
-		n, err := pub.Unique.RSA()
-		if err != nil {
-			return err
-		}
-		k, err := tpm2.RSAPub(parms, n)
-		if err != nil {
-			return err
-		}
+	key, err := PublicKey(pub)
+	if err != nil {
+		return bad
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
 		rs, err := sig.Signature.RSASSA()
 		if err != nil || sig.SigAlg != tpm2.TPMAlgRSASSA || rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, rs.Sig.Buffer) != nil {
 			return bad
 		}
-	case tpm2.TPMAlgECC:
-		parms, err := pub.Parameters.ECCDetail()
-		if err != nil {
-			return err
-		}
-		pt, err := pub.Unique.ECC()
-		if err != nil {
-			return err
-		}
-		k, err := tpm2.ECDSAPub(parms, pt)
-		if err != nil {
-			return err
-		}
+	case *ecdsa.PublicKey:
 		es, err := sig.Signature.ECDSA()
 		if err != nil || sig.SigAlg != tpm2.TPMAlgECDSA ||
 			!ecdsa.Verify(k, digest, new(big.Int).SetBytes(es.SignatureR.Buffer), new(big.Int).SetBytes(es.SignatureS.Buffer)) {

@@ -288,7 +288,7 @@ func attestKey(e *tpm.Engine, key *tpm.Loadable, nonce []byte, akType string) (*
 			return nil, err
 		}
 		ev.Key.Public, ev.Key.Attestation, ev.Key.Signature, ev.Key.Nonce = tpm2.Marshal(pub), att, sig, nonce
-		if pk, err := tpmPublicKey(pub); err == nil {
+		if pk, err := tpm.PublicKey(pub); err == nil {
 			if der, err := x509.MarshalPKIXPublicKey(pk); err == nil {
 				ev.Key.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 			}
@@ -322,33 +322,6 @@ func stripNVHeader(b []byte) []byte {
 
 func pemCert(der []byte) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-// tpmPublicKey is the Go public key of a TPM public area (RSA or ECC).
-func tpmPublicKey(p *tpm2.TPMTPublic) (any, error) {
-	switch p.Type {
-	case tpm2.TPMAlgRSA:
-		parms, err := p.Parameters.RSADetail()
-		if err != nil {
-			return nil, err
-		}
-		n, err := p.Unique.RSA()
-		if err != nil {
-			return nil, err
-		}
-		return tpm2.RSAPub(parms, n)
-	case tpm2.TPMAlgECC:
-		parms, err := p.Parameters.ECCDetail()
-		if err != nil {
-			return nil, err
-		}
-		pt, err := p.Unique.ECC()
-		if err != nil {
-			return nil, err
-		}
-		return tpm2.ECDSAPub(parms, pt)
-	}
-	return nil, fmt.Errorf("public area of type %#x", p.Type)
 }
 
 // ActivateCredential answers a verifier's credential activation challenge

@@ -116,6 +116,27 @@ func (f *cryptoFlags) stdinPIN(g *globals, uri *p11uri) error {
 	return usagef("standard input holds the data: give the PIN with --pin-file or TPM11_PIN, or the data with -i FILE")
 }
 
+// keyAndData is what sign, encrypt and decrypt are given: the key named
+// (required), a PIN not expected on the standard input that carries the
+// data, and the data.
+func (f *cryptoFlags) keyAndData(g *globals, args []string) (*p11uri, []tpmtoken.Attr, []byte, error) {
+	uri, tmpl, err := f.sel.selection(args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(tmpl) == 0 {
+		return nil, nil, nil, usagef("name the key: --id, --label or a pkcs11: URI")
+	}
+	if err := f.stdinPIN(g, uri); err != nil {
+		return nil, nil, nil, err
+	}
+	data, err := readData(f.in)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return uri, tmpl, data, nil
+}
+
 // maxCryptoInput bounds what is read: one-shot operations hold it whole.
 const maxCryptoInput = 64 << 20
 
@@ -251,17 +272,7 @@ DigestInfo, a block, a digest).`,
   tpm11 sign --id 02 -m SHA256-RSA-PKCS-PSS -i msg -o msg.sig`,
 		Args: maxArgs(1, "at most one pkcs11: URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			uri, tmpl, err := f.sel.selection(args)
-			if err != nil {
-				return err
-			}
-			if len(tmpl) == 0 {
-				return usagef("name the key: --id, --label or a pkcs11: URI")
-			}
-			if err := f.stdinPIN(g, uri); err != nil {
-				return err
-			}
-			data, err := readData(f.in)
+			uri, tmpl, data, err := f.keyAndData(g, args)
 			if err != nil {
 				return err
 			}
@@ -373,17 +384,7 @@ no label; --hash chooses) for RSA keys and AES-CBC-PAD for AES keys
 (--iv is then required).`,
 		Args: maxArgs(1, "at most one pkcs11: URI"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			uri, tmpl, err := f.sel.selection(args)
-			if err != nil {
-				return err
-			}
-			if len(tmpl) == 0 {
-				return usagef("name the key: --id, --label or a pkcs11: URI")
-			}
-			if err := f.stdinPIN(g, uri); err != nil {
-				return err
-			}
-			data, err := readData(f.in)
+			uri, tmpl, data, err := f.keyAndData(g, args)
 			if err != nil {
 				return err
 			}

@@ -112,6 +112,7 @@ file (tpm11 info shows which file was read).`,
 		listCmd(g), keygenCmd(g), importCmd(g), importCertCmd(g), csrCmd(g), exportCmd(g), deleteCmd(g), migrateCmd(g),
 		signCmd(g), verifyCmd(g), cipherCmd(g, false), cipherCmd(g, true), mechanismsCmd(g), importSecretCmd(g), renameCmd(g), importCACmd(g),
 		backupCmd(g), restoreCmd(g),
+		acmeCmd(g), // acme.go
 	} {
 		c.GroupID = "keys"
 		root.AddCommand(c)
