@@ -158,6 +158,7 @@ const (
 	CKM_AES_CBC                MechType = 0x1082
 	CKM_AES_CBC_PAD            MechType = 0x1085
 	CKM_AES_CTR                MechType = 0x1086
+	CKM_AES_CCM                MechType = 0x1088
 	CKM_AES_OFB                MechType = 0x2104
 	CKM_AES_CFB128             MechType = 0x2107
 	CKM_AES_KEY_WRAP           MechType = 0x2109
@@ -171,6 +172,15 @@ const (
 	CKG_MGF1_SHA384            MGF      = 3
 	CKG_MGF1_SHA512            MGF      = 4
 	CKG_MGF1_SHA224            MGF      = 5
+)
+
+// CK_GENERATOR_FUNCTION: how a message-based encryption makes its nonce.
+const (
+	CKG_NO_GENERATE          ULong = 0
+	CKG_GENERATE             ULong = 1
+	CKG_GENERATE_COUNTER     ULong = 2
+	CKG_GENERATE_RANDOM      ULong = 3
+	CKG_GENERATE_COUNTER_XOR ULong = 4
 )
 
 // CKZ_DATA_SPECIFIED is CK_RSA_PKCS_OAEP_PARAMS' one source of a label.
@@ -191,6 +201,9 @@ const (
 	CKF_HW                Flags = 0x00000001
 	CKF_MESSAGE_SIGN      Flags = 0x00000008
 	CKF_MESSAGE_VERIFY    Flags = 0x00000010
+	CKF_MESSAGE_ENCRYPT   Flags = 0x00000002
+	CKF_MESSAGE_DECRYPT   Flags = 0x00000004
+	CKF_END_OF_MESSAGE    Flags = 0x00000001 // C_EncryptMessageNext's flags: the last part
 	CKF_MULTI_MESSAGE     Flags = 0x00000020
 	CKF_ENCRYPT           Flags = 0x00000100
 	CKF_DECRYPT           Flags = 0x00000200

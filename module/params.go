@@ -61,6 +61,16 @@ func mechanism(p C.CK_MECHANISM_PTR) (mech.Mechanism, error) {
 			copy(ctr.Block[:], unsafe.Slice((*byte)(unsafe.Pointer(&c.cb[0])), 16))
 			m.Param = ctr
 		}
+	case mech.ParamCCM:
+		var c *C.CK_CCM_PARAMS
+		if c, err = param[C.CK_CCM_PARAMS](p); err == nil {
+			nonce, err1 := goBytes(unsafe.Pointer(c.pNonce), c.ulNonceLen)
+			aad, err2 := goBytes(unsafe.Pointer(c.pAAD), c.ulAADLen)
+			if err = err1; err == nil {
+				err = err2
+			}
+			m.Param = mech.CCMParams{DataLen: ck.ULong(c.ulDataLen), Nonce: nonce, AAD: aad, MACLen: ck.ULong(c.ulMACLen)}
+		}
 	case mech.ParamSignContext:
 		var c *C.CK_SIGN_ADDITIONAL_CONTEXT
 		if c, err = param[C.CK_SIGN_ADDITIONAL_CONTEXT](p); err == nil {

@@ -40,6 +40,22 @@ func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID,
 	return out, iv, nil
 }
 
+// CBCMAC is the last block of AES-CBC encryption of data (whole blocks)
+// with a zero IV under key: CCM's CBC-MAC. Only that block is kept; the
+// chunks' other output is dropped as it comes.
+func (e *Engine) CBCMAC(key *Loadable, data []byte) ([]byte, error) {
+	iv := make([]byte, 16)
+	for len(data) > 0 {
+		n := min(len(data), maxBuffer)
+		var err error
+		if _, iv, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCBC, iv, data[:n]); err != nil {
+			return nil, err
+		}
+		data = data[n:]
+	}
+	return iv, nil
+}
+
 // HMAC computes the HMAC of data with key: one TPM2_HMAC when data fits a
 // buffer, else an HMAC sequence that lives only within this call.
 func (e *Engine) HMAC(key *Loadable, hash tpm2.TPMAlgID, data []byte) ([]byte, error) {

@@ -27,11 +27,15 @@ type cipherOp struct {
 	decrypt bool
 	key     *Object
 	aes     *mech.AES
+	ccm     *ccmOp // CKM_AES_CCM (ccm.go)
 	rsa     *mech.RSACipher
 	pub     *rsa.PublicKey
 }
 
 func (op *cipherOp) outLen(p Part, inLen int) (int, bool, error) {
+	if op.ccm != nil {
+		return op.ccm.outLen(p, inLen)
+	}
 	if op.aes != nil {
 		switch p {
 		case Update:
@@ -69,7 +73,12 @@ func newCipherOp(s *Session, m Mechanism, key uint64, decrypt bool) (*cipherOp, 
 		if o.keyType() != ck.CKK_AES || o.key == nil {
 			return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 		}
-		if op.aes, err = mech.NewAES(m, decrypt); err != nil {
+		if m.Type == ck.CKM_AES_CCM {
+			op.ccm = &ccmOp{}
+			if op.ccm.CCM, err = mech.NewCCM(m, decrypt); err != nil {
+				return nil, err
+			}
+		} else if op.aes, err = mech.NewAES(m, decrypt); err != nil {
 			return nil, keyMismatch(err, m.Type, flag)
 		}
 	case o.keyType() == ck.CKK_RSA && (o.class() == ck.CKO_PRIVATE_KEY && decrypt && o.key != nil || o.class() == ck.CKO_PUBLIC_KEY && !decrypt):
@@ -118,6 +127,8 @@ func (op *cipherOp) run(c *opCall) ([]byte, error) {
 	}
 	in, p := c.in, c.part
 	switch {
+	case op.ccm != nil:
+		return op.ccm.run(c, op)
 	case op.aes != nil && p == Update:
 		return aesRun(c, op, op.aes.Update(in), false)
 	case op.aes != nil && p == Final:

@@ -39,6 +39,9 @@ func (l *Library) DecryptDigestUpdate(h uint64, in []byte, dst Dest) ([]byte, er
 	if err := l.requireOp(h, OpDigest); err != nil {
 		return nil, err
 	}
+	if l.aeadDecrypt(h) {
+		return nil, errAEADDual
+	}
 	dst.Wait = true
 	out, err := l.DecryptUpdate(h, in, dst)
 	if err != nil {
@@ -65,6 +68,9 @@ func (l *Library) SignEncryptUpdate(h uint64, in []byte, dst Dest) ([]byte, erro
 func (l *Library) DecryptVerifyUpdate(h uint64, in []byte, dst Dest) ([]byte, error) {
 	if err := l.requireOp(h, OpVerify); err != nil {
 		return nil, err
+	}
+	if l.aeadDecrypt(h) {
+		return nil, errAEADDual
 	}
 	dst.Wait = true
 	out, err := l.DecryptUpdate(h, in, dst)

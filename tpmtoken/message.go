@@ -10,8 +10,7 @@ import (
 // (C_SignMessage) or in parts (C_SignMessageBegin, C_SignMessageNext),
 // until C_MessageSignFinal. Every signature mechanism of the token works
 // this way; none takes a per-message parameter. Message-based encryption
-// needs an AEAD, which no TPM 2.0 offers (TPM2_EncryptDecrypt has no GCM
-// or CCM): those functions stay CKR_FUNCTION_NOT_SUPPORTED.
+// (CCM, built from two TPM modes) is message_encrypt.go.
 
 const (
 	OpMessageSign   OpKind = 8
@@ -146,13 +145,17 @@ func (l *Library) VerifyMessageNext(h uint64, param mech.Param, part, sig []byte
 
 // MessageFinal ends a message-based context.
 func (l *Library) MessageFinal(h uint64, verify bool) error {
+	return l.endLasting(h, messageKind(verify))
+}
+
+// endLasting ends session h's message-based context of kind.
+func (l *Library) endLasting(h uint64, kind OpKind) error {
 	s, err := l.session(h)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kind := messageKind(verify)
 	o := s.ops[kind]
 	if o == nil {
 		return ck.E(ck.CKR_OPERATION_NOT_INITIALIZED)

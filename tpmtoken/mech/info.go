@@ -50,14 +50,16 @@ var infos = map[ck.MechType]infoEntry{
 	ck.CKM_ECDH1_DERIVE:    {KindEC, hw | ck.CKF_DERIVE | ecF | kemF},
 	// Cofactor ECDH is plain ECDH on the token's curves (all have cofactor
 	// 1); offered for encapsulation only.
-	ck.CKM_ECDH1_COFACTOR_DERIVE:  {KindEC, hw | ecF | kemF},
-	ck.CKM_RSA_PKCS_KEY_PAIR_GEN:  {KindRSA, hw | ck.CKF_GENERATE_KEY_PAIR},
-	ck.CKM_RSA_PKCS:               {KindRSA, sigF | recF | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_X_509:              {KindRSA, sigF | recF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_RSA_PKCS_OAEP:          {KindRSA, hw | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
-	ck.CKM_AES_KEY_WRAP:           {KindAES, hw | wrapF},
-	ck.CKM_AES_KEY_WRAP_KWP:       {KindAES, hw | wrapF},
-	ck.CKM_AES_KEY_GEN:            {KindAES, hw | ck.CKF_GENERATE},
+	ck.CKM_ECDH1_COFACTOR_DERIVE: {KindEC, hw | ecF | kemF},
+	ck.CKM_RSA_PKCS_KEY_PAIR_GEN: {KindRSA, hw | ck.CKF_GENERATE_KEY_PAIR},
+	ck.CKM_RSA_PKCS:              {KindRSA, sigF | recF | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_X_509:             {KindRSA, sigF | recF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_RSA_PKCS_OAEP:         {KindRSA, hw | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
+	ck.CKM_AES_KEY_WRAP:          {KindAES, hw | wrapF},
+	ck.CKM_AES_KEY_WRAP_KWP:      {KindAES, hw | wrapF},
+	ck.CKM_AES_KEY_GEN:           {KindAES, hw | ck.CKF_GENERATE},
+	// CCM is two AES passes in the TPM, CBC and CTR (mech/ccm.go).
+	ck.CKM_AES_CCM:                {KindAES, aesF | ck.CKF_MESSAGE_ENCRYPT | ck.CKF_MESSAGE_DECRYPT | ck.CKF_MULTI_MESSAGE},
 	ck.CKM_GENERIC_SECRET_KEY_GEN: {KindSecret, hw | ck.CKF_GENERATE},
 }
 

@@ -60,6 +60,7 @@ const (
 	ParamPSS
 	ParamECDH1
 	ParamCTR
+	ParamCCM
 	ParamSignContext // CK_SIGN_ADDITIONAL_CONTEXT (mldsa.go)
 )
 
@@ -72,6 +73,8 @@ func ParamKindOf(t ck.MechType) ParamKind {
 		return ParamECDH1
 	case t == ck.CKM_AES_CTR:
 		return ParamCTR
+	case t == ck.CKM_AES_CCM:
+		return ParamCCM
 	}
 	if s, ok := signatures[t]; ok && s.pss {
 		return ParamPSS
