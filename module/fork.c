@@ -393,35 +393,84 @@ static void remember_helper_fds(const struct fdset *before) {
  * helper_pid, declared with helper_fds. */
 
 #define MAX_HELPERS_SEEN 16
-/* helpers_now lists this process's children running p11-kit-remote. */
-static int helpers_now(pid_t *out, int max) {
-  int n = 0, dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return 0;
+/* is_helper says whether process pid (decimal) is our child running
+ * p11-kit-remote. */
+static int is_helper(const char *pid, pid_t me) {
+  char path[64], st[512];
+  snprintf(path, sizeof path, "/proc/%s/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t len = read(fd, st, sizeof st - 1);
+  close(fd);
+  if (len <= 0) return 0;
+  st[len] = 0;
+  char *rp = strrchr(st, ')'), state;
+  int ppid;
+  return rp != NULL && strstr(st, "(p11-kit-remote)") != NULL && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 &&
+         ppid == me;
+}
+
+/* scan_numeric calls take on every numeric entry of directory dfd until it
+ * returns nonzero; closes dfd. */
+static int scan_numeric(int dfd, int (*take)(const char *name, void *arg), void *arg) {
   char buf[2048] __attribute__((aligned(8)));
   long got;
-  pid_t me = getpid();
-  while (n < max && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
-    for (long off = 0; off < got && n < max;) {
+  int stop = 0;
+  while (!stop && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < got && !stop;) {
       struct dirent64_ *d = (struct dirent64_ *)(buf + off);
       off += d->d_reclen;
-      if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
-      char path[64], st[512];
-      snprintf(path, sizeof path, "/proc/%s/stat", d->d_name);
-      int fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      ssize_t len = read(fd, st, sizeof st - 1);
-      close(fd);
-      if (len <= 0) continue;
-      st[len] = 0;
-      char *rp = strrchr(st, ')'), state;
-      int ppid;
-      if (rp == NULL || strstr(st, "(p11-kit-remote)") == NULL || sscanf(rp + 2, "%c %d", &state, &ppid) != 2 || ppid != me)
-        continue;
-      out[n++] = (pid_t)atoi(d->d_name);
+      if (d->d_name[0] >= '1' && d->d_name[0] <= '9') stop = take(d->d_name, arg);
     }
   }
   close(dfd);
-  return n;
+  return stop;
+}
+
+struct helper_list {
+  pid_t *out, me;
+  int n, max, no_children_file;
+};
+
+static int take_if_helper(const char *pid, void *arg) {
+  struct helper_list *l = arg;
+  if (is_helper(pid, l->me)) l->out[l->n++] = (pid_t)atoi(pid);
+  return l->n >= l->max;
+}
+
+/* take_thread_children reads /proc/self/task/TID/children: the pids of the
+ * children that thread started. */
+static int take_thread_children(const char *tid, void *arg) {
+  struct helper_list *l = arg;
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/self/task/%s/children", tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    l->no_children_file = 1;
+    return 1;
+  }
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  buf[len > 0 ? len : 0] = 0;
+  for (char *save = NULL, *pid = strtok_r(buf, " \n", &save); pid != NULL && l->n < l->max;
+       pid = strtok_r(NULL, " \n", &save))
+    take_if_helper(pid, l);
+  return l->n >= l->max;
+}
+
+/* helpers_now lists this process's children running p11-kit-remote: from
+ * each thread's list of children (a few files), or, on a kernel without
+ * those lists, by reading every process's stat (milliseconds on a busy
+ * host: it was most of a forked child's first C_Initialize). */
+static int helpers_now(pid_t *out, int max) {
+  struct helper_list l = {out, getpid(), 0, max, 0};
+  int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) scan_numeric(dfd, take_thread_children, &l);
+  if (dfd >= 0 && !l.no_children_file) return l.n;
+  l.n = 0;
+  dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) scan_numeric(dfd, take_if_helper, &l);
+  return l.n;
 }
 
 /* continue_helper sends SIGCONT to the helper if it is still our child. */
