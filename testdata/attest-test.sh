@@ -28,34 +28,6 @@ cd "$WORK"
 export TPM11_STORE=$WORK/store TPM11_PIN=userpin1 TPM11_SO_PIN=sopin123 TPM11_NEW_PIN=userpin1
 unset TPM11_TOKEN TPM11_CONFIG TPM11_LOG
 
-# manufacture DIR CA: a TPM state whose EK certificates CA's swtpm_localca issued.
-manufacture() {
-  local d=$1 ca=$2
-  mkdir -p "$d" "$ca"
-  printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
-    "$ca" "$ca" "$ca" "$ca" > "$ca.conf"
-  printf -- '--platform-manufacturer tpm11\n--platform-version 1.0\n--platform-model test\n' > "$ca.options"
-  printf 'create_certs_tool = swtpm_localca\ncreate_certs_tool_config = %s.conf\ncreate_certs_tool_options = %s.options\nactive_pcr_banks = sha256\n' \
-    "$ca" "$ca" > "$ca.setup"
-  local runas=()
-  [ "$(id -u)" = 0 ] && runas=(--runas root)
-  swtpm_setup --tpm2 --tpmstate "$d" --create-ek-cert --overwrite --config "$ca.setup" "${runas[@]}" \
-    --logfile "$d/setup.log" >/dev/null 2>&1 || fail "swtpm_setup: $(cat "$d/setup.log")"
-}
-
-# start_on DIR: swtpm on the state in DIR (start_swtpm keeps one PID).
-start_on() {
-  local d=$1
-  swtpm socket --tpm2 --server type=unixio,path="$d/tpm.sock" --ctrl type=unixio,path="$d/tpm.sock.ctrl" \
-    --tpmstate dir="$d" --flags not-need-init,startup-clear >"$d/swtpm.log" 2>&1 &
-  echo $!
-  local end=$((SECONDS + 20))
-  until timeout 5 swtpm_ioctl --unix "$d/tpm.sock.ctrl" -c >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$end" ] || fail "swtpm in $d not ready: $(cat "$d/swtpm.log")"
-    sleep 0.02
-  done
-}
-
 manufacture "$WORK/a" "$WORK/ca-a"
 SWTPM_PID=$(start_on "$WORK/a")
 export TPM11_TPM="swtpm:unix:$WORK/a/tpm.sock"
