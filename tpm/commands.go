@@ -12,6 +12,13 @@ import (
 // the parent: it never exists in the clear outside the TPM.
 // data, if not nil, is the sensitive data of a sealed object.
 func (e *Engine) Create(parent *Loadable, template tpm2.TPMTPublic, authValue, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+	return e.create(parent, tpm2.New2B(template), authValue, data, "create")
+}
+
+// create is TPM2_Create of a public area already in its sized form (the
+// PQC templates go-tpm cannot marshal come that way); what names the
+// command in errors.
+func (e *Engine) create(parent *Loadable, template tpm2.TPM2BPublic, authValue, data []byte, what string) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
 	ph, err := e.Handle(parent)
 	if err != nil {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
@@ -32,12 +39,12 @@ func (e *Engine) Create(parent *Loadable, template tpm2.TPMTPublic, authValue, d
 				UserAuth: tpm2.TPM2BAuth{Buffer: authValue},
 				Data:     tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: data}),
 			}},
-			InPublic: tpm2.New2B(template),
+			InPublic: template,
 		}.Execute(e.tr())
 		return err
 	})
 	if err != nil {
-		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("create: %w", err)
+		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("%s: %w", what, err)
 	}
 	return rsp.OutPublic, rsp.OutPrivate, nil
 }

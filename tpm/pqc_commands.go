@@ -15,30 +15,7 @@ import (
 // CreatePQC makes an ML-DSA or ML-KEM key under parent from template and
 // returns its wrapped blobs, as Create does for the key kinds go-tpm knows.
 func (e *Engine) CreatePQC(parent *Loadable, template *PQCPublic, authValue []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
-	ph, err := e.Handle(parent)
-	if err != nil {
-		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
-	}
-	var rsp *tpm2.CreateResponse
-	keep := map[string]bool{parent.ID: true}
-	err = e.withRoom(keep, func() (err error) {
-		pa, err := e.secret(ph, parent.Auth, keep, encryptIn)
-		if err != nil {
-			return err
-		}
-		rsp, err = tpm2.Create{
-			ParentHandle: pa,
-			InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
-				UserAuth: tpm2.TPM2BAuth{Buffer: authValue},
-			}},
-			InPublic: template.Public2B(),
-		}.Execute(e.tr())
-		return err
-	})
-	if err != nil {
-		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("create %s: %w", templateName(template), err)
-	}
-	return rsp.OutPublic, rsp.OutPrivate, nil
+	return e.create(parent, template.Public2B(), authValue, nil, "create "+templateName(template))
 }
 
 func templateName(p *PQCPublic) string {
