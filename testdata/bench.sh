@@ -86,7 +86,9 @@ kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 start_swtpm "$WORK/tpm-fair"
 fsock=${TPM11_TPM#swtpm:unix:}
 TPM11_STORE=$WORK/store-fair "$WORK/fair" "$MODULE" init >/dev/null 2>&3
-rawrate() { "$WORK/rawfloor" "$1" ec "$N" 2>&3 | awk '$1 ~ /_signs_per_s$/ {print $2}'; }
+# rawrate SOCKET: the raw floor's signs/s over ~1 s (FLOOR_N signatures), not
+# a fraction of a round: this host's speed drifts within seconds.
+rawrate() { "$WORK/rawfloor" "$1" ec "${FLOOR_N:-1500}" 2>&3 | awk '$1 ~ /_signs_per_s$/ {print $2}'; }
 # turns FILES...: from the processes' signature times (each file one
 # process's), over the window when all signed: "rate R handovers H
 # gap_p50 G gap_p99 G2 sign_p50 S idle I" (per s, ms, ms, ms, % of the window).
