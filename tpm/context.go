@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -56,13 +57,27 @@ func (e *Engine) contextLoad(c *savedContext) (tpm2.TPMHandle, error) {
 	return handleResponse(rsp, "TPM2_ContextLoad")
 }
 
-// flush runs TPM2_FlushContext of h.
+// errGone is a flush of an object the Engine had loaded that found no
+// object there: the TPM lost what it held (it was reset, and the transport
+// reconnected to it without a failed command to say so). The handle is a
+// parameter of TPM2_FlushContext, so the TPM answers TPM_RC_HANDLE, not the
+// TPM_RC_REFERENCE_H0 send takes as the same news.
+var errGone = errors.New("the TPM no longer holds an object loaded in it")
+
+// flush runs TPM2_FlushContext of h, an object the Engine loaded. Finding
+// none, the Engine takes everything it had loaded as lost, before any of
+// its stale handles can name an object loaded since (IsStale: the job may
+// run again).
 func (e *Engine) flush(h tpm2.TPMHandle) error {
 	c := &e.hot
 	c.b = newCommand(c.b, tpm2.TPMSTNoSessions, tpm2.TPMCCFlushContext)
 	c.u32(uint32(h))
 	rsp, err := e.send(c.bytes())
 	if err := checkRC(rsp, err); err != nil {
+		if errors.Is(err, tpm2.TPMRCHandle) { // its one parameter, the handle
+			e.lost()
+			return fmt.Errorf("%w: %w", errGone, err)
+		}
 		return err
 	}
 	if h, _ := ResponseHeader(rsp); h.Tag != tpm2.TPMSTNoSessions || h.Length != HeaderSize || len(rsp) != HeaderSize {
