@@ -371,7 +371,8 @@ func curveOfECDH(c ecdh.Curve) *mech.Curve {
 }
 
 // ecdhDecapsulate is C_DeriveKey with the ciphertext as the other party's
-// public value (TPM2_ECDH_ZGen with the token's key, then the KDF).
+// public value (TPM2_ECDH_ZGen with the token's key, then the KDF); the
+// key's usage is CKA_DECAPSULATE, checked by DecapsulateKey.
 func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
 	p, ok := m.Param.(mech.ECDH1Params)
 	if !ok {
@@ -382,5 +383,5 @@ func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, 
 	}
 	p.PublicData = ct
 	m.Param = p
-	return l.DeriveKey(s.Handle, plainECDH(m), o.Handle, tmpl)
+	return l.ecdhDerive(s, m, o, tmpl)
 }
