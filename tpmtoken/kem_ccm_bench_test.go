@@ -179,7 +179,7 @@ func ccmMechB(dataLen int, nonce, aad []byte, macLen int) tpmtoken.Mechanism {
 		DataLen: ck.ULong(dataLen), Nonce: nonce, AAD: aad, MACLen: ck.ULong(macLen)}}
 }
 
-func publicOf(b *testing.B, l *tpmtoken.Library, h, pub uint64) any {
+func publicOf(b testing.TB, l *tpmtoken.Library, h, pub uint64) any {
 	spki, err := l.GetAttributeValue(h, pub, []ck.AttributeType{ck.CKA_PUBLIC_KEY_INFO})
 	if err != nil {
 		b.Fatal(err)
