@@ -15,7 +15,7 @@ import (
 // CreatePQC makes an ML-DSA or ML-KEM key under parent from template and
 // returns its wrapped blobs, as Create does for the key kinds go-tpm knows.
 func (e *Engine) CreatePQC(parent *Loadable, template *PQCPublic, authValue []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
-	return e.create(parent, template.Public2B(), authValue, nil, "create "+templateName(template))
+	return e.create(parent, template.Public2B(), authValue, nil, "create "+templateName(template), false)
 }
 
 func templateName(p *PQCPublic) string {
@@ -72,7 +72,8 @@ func (e *Engine) Encapsulate(key *Loadable) (secret, ciphertext []byte, err erro
 
 // Decapsulate runs TPM2_Decapsulate of ciphertext with key and returns the
 // shared secret, which crosses the bus encrypted (the response parameter
-// encryption of a session salted to the Engine's Salt key, when it has one).
+// encryption of the session kept salted to the Engine's Salt key, when it
+// has one: one TPM command, pqc_session.go).
 func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {
@@ -81,7 +82,7 @@ func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 	if key.Policy != nil {
 		return nil, errors.New("decapsulate: keys with a policy are not supported")
 	}
-	ka, err := e.secret(h, key.Auth, map[string]bool{key.ID: true}, encryptOut)
+	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
 	if err != nil {
 		return nil, err
 	}

@@ -275,13 +275,24 @@ func mlkemDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte,
 	if err := s.tok.usable(o); err != nil {
 		return 0, err
 	}
-	v, err := do(l, s.Handle, pqcCallJob(o.key, mech.MLKEMDecapCall{Ciphertext: ct}))
+	// One TPM job: TPM2_Decapsulate and TPM2_Create of the new key, both
+	// over the session the Engine keeps (2 TPM commands). The secret
+	// crosses the bus encrypted both ways and lives in this process only
+	// between the two commands (secretJob wipes it once the TPM has it;
+	// a readable key keeps it as CKA_VALUE, as it must). docs/pqc.md says
+	// why not later, on first use.
+	ss := syncView(s) // C_DecapsulateKey never pends
+	a, kt, err := importedSecretAttrs(ss, t, opUnwrap)
 	if err != nil {
-		return 0, keyAuthError(err)
+		return 0, err
 	}
-	defer clear(v)
-	t[ck.CKA_VALUE] = v
-	return l.importSecretKey(s, t, opUnwrap)
+	j, err := l.newSecretJob(ss, a, kt, n, nil, pqcCallJob(o.key, mech.MLKEMDecapCall{Ciphertext: ct}))
+	if err != nil {
+		return 0, err
+	}
+	j.kept = true
+	h, err := l.startSecret(ss, "C_DecapsulateKey", 0, a, n, j)
+	return h, keyAuthError(err)
 }
 
 // PQCKeyTypes are the ML-DSA and ML-KEM parameter sets this TPM makes, as
