@@ -12,21 +12,13 @@ import (
 // the parent: it never exists in the clear outside the TPM.
 // data, if not nil, is the sensitive data of a sealed object.
 func (e *Engine) Create(parent *Loadable, template tpm2.TPMTPublic, authValue, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
-	return e.create(parent, tpm2.New2B(template), authValue, data, "create", false)
-}
-
-// CreateKept is Create with the session kept across commands
-// (pqc_session.go): one TPM command where Create starts a session for
-// each. For a value made in the TPM a moment before (a decapsulated
-// secret) that goes in at once.
-func (e *Engine) CreateKept(parent *Loadable, template tpm2.TPMTPublic, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
-	return e.create(parent, tpm2.New2B(template), nil, data, "create", true)
+	return e.create(parent, tpm2.New2B(template), authValue, data, "create")
 }
 
 // create is TPM2_Create of a public area already in its sized form (the
 // PQC templates go-tpm cannot marshal come that way); what names the
-// command in errors; kept, whether it goes over the kept session.
-func (e *Engine) create(parent *Loadable, template tpm2.TPM2BPublic, authValue, data []byte, what string, kept bool) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+// command in errors.
+func (e *Engine) create(parent *Loadable, template tpm2.TPM2BPublic, authValue, data []byte, what string) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
 	ph, err := e.Handle(parent)
 	if err != nil {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
@@ -37,12 +29,7 @@ func (e *Engine) create(parent *Loadable, template tpm2.TPM2BPublic, authValue, 
 	err = e.withRoom(keep, func() (err error) {
 		// The sensitive part (an authValue, sealed data, a key) is the
 		// first parameter: encrypted on the bus.
-		var pa tpm2.AuthHandle
-		if kept {
-			pa, err = e.keptAuth(ph, parent.Auth, keep, true, false)
-		} else {
-			pa, err = e.secret(ph, parent.Auth, keep, encryptIn)
-		}
+		pa, err := e.secret(ph, parent.Auth, keep, encryptIn)
 		if err != nil {
 			return err
 		}

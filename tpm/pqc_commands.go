@@ -15,7 +15,7 @@ import (
 // CreatePQC makes an ML-DSA or ML-KEM key under parent from template and
 // returns its wrapped blobs, as Create does for the key kinds go-tpm knows.
 func (e *Engine) CreatePQC(parent *Loadable, template *PQCPublic, authValue []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
-	return e.create(parent, template.Public2B(), authValue, nil, "create "+templateName(template), false)
+	return e.create(parent, template.Public2B(), authValue, nil, "create "+templateName(template))
 }
 
 func templateName(p *PQCPublic) string {
