@@ -262,7 +262,10 @@ func (u *keptUse) Handle() tpm2.TPMHandle { return u.k.handle }
 // reflection was most of the module's time in it). For a value the TPM
 // made a moment before (an ML-KEM shared secret) going back in at once;
 // data crosses the bus encrypted.
-func (e *Engine) CreateKept(parent *Loadable, template tpm2.TPMTPublic, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+//
+// template is in its sized form: a caller making many keys of one kind
+// marshals it once (tpm2.TPM2B keeps its bytes).
+func (e *Engine) CreateKept(parent *Loadable, template *tpm2.TPM2BPublic, data []byte) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
 	ph, err := e.Handle(parent)
 	if err != nil {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
@@ -271,7 +274,7 @@ func (e *Engine) CreateKept(parent *Loadable, template tpm2.TPMTPublic, data []b
 	sens := binary.BigEndian.AppendUint16(nil, uint16(4+len(data)))
 	sens = appendTPM2B(append(sens, 0, 0), data)
 	defer clear(sens)
-	pub := tpm2.Marshal(tpm2.New2B(template))
+	pub := appendTPM2B(nil, template.Bytes())
 	var rsp *rawResponse
 	keep := map[string]bool{parent.ID: true}
 	err = e.withRoom(keep, func() error {

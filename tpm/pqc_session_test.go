@@ -92,7 +92,7 @@ func TestKeptSession(t *testing.T) {
 	// CreateKept: the value goes in encrypted, and is the key's.
 	value := bytes.Repeat([]byte("k3pt"), 8)
 	before = e.Commands
-	hp, hk, err := e.CreateKept(storage, tpm.Supplied(tpm.HMACKeyTemplate()), value)
+	hp, hk, err := e.CreateKept(storage, ptr(tpm2.New2B(tpm.Supplied(tpm.HMACKeyTemplate()))), value)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), e.Commands-before, "TPM2_Create alone, over the kept session")
 	require.False(t, w.saw(value), "the key's value crossed the bus in the clear")
@@ -124,3 +124,5 @@ func TestKeptSession(t *testing.T) {
 	require.Equal(t, secret, got)
 	require.Len(t, sessions(t, raw), 1)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -156,7 +156,9 @@ func (j *secretJob) run(e *tpm.Engine) (madeSecret, error) {
 	}
 	create := func() (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) { return e.Create(j.storage, t, nil, v) }
 	if j.kept {
-		create = func() (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) { return e.CreateKept(j.storage, t, v) }
+		create = func() (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+			return e.CreateKept(j.storage, keptTemplate(j.kt, len(v), t), v)
+		}
 	}
 	p, k, err := create()
 	if err != nil {
