@@ -8,8 +8,7 @@
 # ./pkcs11test (Debian: googletest libgtest-dev); PYTHON_PKCS11_DIR holds
 # python-pkcs11's sources (Debian: cython3 python3-asn1crypto python3-pytest
 # python3-cryptography python3-setuptools python3-setuptools-scm python3-dev).
-# Either may be left
-# out. Arguments after -- go to each suite run. The python-pkcs11 half has
+# Either may be left out. Arguments after -- go to each suite run. The python-pkcs11 half has
 # not been run yet (its sources were not at hand when this was written).
 # Each suite gets a fresh token: label "suites", user PIN 12345678, SO
 # PIN 87654321. Failures are listed, not fatal: the point is the list (see
