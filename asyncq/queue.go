@@ -39,10 +39,6 @@ type Queue[R any] struct {
 	idleAfter time.Duration
 	onIdle    func(R)
 	yieldWhen func() bool
-	// soonAfter, soonWhen: the shorter idle time in force after a job
-	// when soonWhen says so (IdleSooner).
-	soonAfter time.Duration
-	soonWhen  func() bool
 
 	// mu is taken before a Ticket's mu and is a leaf for everything
 	// outside the package: never held while a job, onIdle or the yield
@@ -65,7 +61,6 @@ type Queue[R any] struct {
 	busy      bool
 	lastRun   time.Time
 	idleTimer *time.Timer
-	idleDelay time.Duration // idleAfter, or soonAfter, as chosen at the last job's end
 }
 
 type state int
@@ -222,21 +217,12 @@ func (q *Queue[R]) prepare() {
 // caller that ran its own job wakes the worker if it has work: queued
 // jobs, or a close to finish (the worker itself looks again anyway).
 func (q *Queue[R]) release(ran, byWorker bool) {
-	// Asked with no lock held (the policy may take its own).
-	q.mu.Lock()
-	soonWhen := q.soonWhen
-	q.mu.Unlock()
-	soon := ran && soonWhen != nil && safeBool(soonWhen)
 	q.mu.Lock()
 	q.running = false
 	if ran {
 		q.lastRun = time.Now()
-		q.idleDelay = q.idleAfter
-		if soon {
-			q.idleDelay = q.soonAfter
-		}
 		if q.idleTimer != nil {
-			q.idleTimer.Reset(q.idleDelay)
+			q.idleTimer.Reset(q.idleAfter)
 		}
 	}
 	wake := !byWorker && (len(q.ring) > 0 || q.closed)
@@ -307,7 +293,7 @@ func (q *Queue[R]) work() {
 		// job's end re-arms idleTimer, which wakes the worker then.
 		idle := false
 		if t == nil && q.onIdle != nil && q.busy && !q.running {
-			if left := q.idleDelay - time.Since(q.lastRun); left <= 0 {
+			if left := q.idleAfter - time.Since(q.lastRun); left <= 0 {
 				idle = true
 			} else {
 				q.idleTimer.Reset(left)
