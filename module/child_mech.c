@@ -131,6 +131,19 @@ void tpm11_child_mech_drop(CK_SESSION_HANDLE h) {
   pthread_mutex_unlock(&mu);
 }
 
+/* fork: a child of a child starts with none of its parent's operations
+ * (its helper is another one), and mu is not left held by a thread the
+ * fork did not copy: held across the fork, released on both sides. */
+static void fork_prepare(void) { pthread_mutex_lock(&mu); }
+static void fork_parent(void) { pthread_mutex_unlock(&mu); }
+static void fork_child(void) {
+  while (ops != NULL) unlink_free_locked(&ops);
+  pthread_mutex_unlock(&mu);
+}
+__attribute__((constructor)) static void child_mech_atfork(void) {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 void tpm11_child_mech_reset(void) {
   pthread_mutex_lock(&mu);
   while (ops != NULL) unlink_free_locked(&ops);
