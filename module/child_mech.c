@@ -20,7 +20,9 @@
  * reach the helper: the raw single-part call finishes both forms.
  *
  * Lock: mu guards ops and every op's fields; it is never held across a
- * call into the helper (a busy op is owned by the call that set busy). */
+ * call into the helper (a busy op is owned by the call that set busy).
+ * Order: fork.c's child_mu before mu (its C_Finalize calls
+ * tpm11_child_mech_reset holding child_mu); mu is a leaf. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
