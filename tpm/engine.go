@@ -100,6 +100,8 @@ type Engine struct {
 	failed error
 	// hot is the buffer the hot commands are marshalled in (hot.go).
 	hot pwCommand
+	// kept is the session kept across commands (pqc_session.go), if started.
+	kept *keptSession
 }
 
 // Begin starts a job: the TPM is tried again even if the last job could not
@@ -442,6 +444,7 @@ func (e *Engine) ForgetChildren(parentID string) {
 // leaving the TPM's slots to other processes; each comes back by
 // ContextLoad when next used.
 func (e *Engine) SaveAll() {
+	e.dropKept(true)
 	for e.loadedCount() > 0 {
 		if e.evictOne(nil) != nil {
 			return
@@ -451,6 +454,7 @@ func (e *Engine) SaveAll() {
 
 // FlushAll empties the TPM of everything this Engine loaded.
 func (e *Engine) FlushAll() {
+	e.dropKept(true)
 	for id := range e.slots {
 		e.Forget(id)
 	}
