@@ -156,15 +156,17 @@ func (e *Engine) evictOne(keep map[string]bool) error {
 	if victim == nil {
 		return errors.New("no TPM object slot can be freed")
 	}
-	saved, err := tpm2.ContextSave{SaveHandle: victim.handle}.Execute(e.tr())
-	if err != nil {
-		return fmt.Errorf("context save: %w", err)
+	if victim.saved == nil {
+		saved, err := tpm2.ContextSave{SaveHandle: victim.handle}.Execute(e.tr())
+		if err != nil {
+			return fmt.Errorf("context save: %w", err)
+		}
+		victim.saved = &saved.Context
 	}
 	if _, err := (tpm2.FlushContext{FlushHandle: victim.handle}).Execute(e.tr()); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	victim.loaded = false
-	victim.saved = &saved.Context
 	return nil
 }
 
@@ -256,7 +258,10 @@ func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, 
 			return nil
 		})
 		if err == nil {
-			s.loaded, s.saved, s.lastUse = true, nil, e.clock
+			// The context stays: an object's saved context loads again
+			// as often as needed (only a session's is used up), so its
+			// next eviction is a FlushContext alone.
+			s.loaded, s.lastUse = true, e.clock
 			return tpm2.NamedHandle{Handle: s.handle, Name: s.name}, nil
 		}
 		// A saved context does not survive a TPM reset: load from the blob.
