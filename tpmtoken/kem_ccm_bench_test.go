@@ -40,8 +40,11 @@ import (
 //   - Decapsulation: TPM2_RSA_Decrypt or TPM2_ECDH_ZGen, then TPM2_Create
 //     of the 32-byte result as a sensitive keyed-hash object under the
 //     storage key: the one command that puts a sensitive result into the
-//     TPM. The floor sends both in the clear with password sessions; the
-//     token encrypts the secret on the bus.
+//     TPM. The floor sends both with password sessions, the secret in the
+//     clear: the TPM's bare minimum. The token sends the same two commands
+//     (plus, now and then, the start of the salted session it keeps), ECDH's
+//     Z and the new key's value encrypted on the bus with an HMAC per
+//     command.
 func BenchmarkCCMKEMVsFloor(b *testing.B) {
 	rounds := 5
 	if v := os.Getenv("KEMBENCH_ROUNDS"); v != "" {
