@@ -144,10 +144,12 @@ kr() { echo "$kb" | awk -v k="$1" '{for (i=1;i<NF-2;i++) if ($i=="kembench" && $
 for c in CCM-1KiB-encrypt CCM-1KiB-decrypt CCM-64KiB-encrypt CCM-64KiB-decrypt; do
   row "AES-CCM $c, MB/s (vs raw TPM2_EncryptDecrypt2)" "$(kv "$c" tpm11-MB/s)" "$(kv "$c" ratio)"
   row "  raw MB/s; TPM cmds per call module / raw" "$(kv "$c" floor-MB/s); $(kv "$c" tpm11-cmds/op) / $(kv "$c" floor-cmds/op)" ""
+  row "  CPU per call, us: module / raw client (+ its key setup)" "$(kv "$c" tpm11-cpu-µs/op) / $(kv "$c" floor-cpu-µs/op)" ""
   row "  every round" "$(kr "$c")" ""
 done
 for c in RSA-OAEP-2048-decapsulate ECDH-P256-decapsulate; do
   row "C_DecapsulateKey $c, /s (vs raw command + TPM2_Create)" "$(kv "$c" tpm11-ops/s)" "$(kv "$c" ratio)"
   row "  raw /s; TPM cmds per call module / raw" "$(kv "$c" floor-ops/s); $(kv "$c" tpm11-cmds/op) / $(kv "$c" floor-cmds/op)" ""
+  row "  CPU per call, us: module / raw client (+ its key setup)" "$(kv "$c" tpm11-cpu-µs/op) / $(kv "$c" floor-cpu-µs/op)" ""
   row "  every round" "$(kr "$c")" ""
 done

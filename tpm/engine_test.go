@@ -32,7 +32,9 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 		keys = append(keys, &tpm.Loadable{ID: fmt.Sprint("k", i), Parent: parent, Public: pub, Private: priv})
 	}
 	digest := sha256.Sum256([]byte("hello"))
+	var before uint64
 	for round := 0; round < 3; round++ {
+		before = e.Commands
 		for _, k := range keys {
 			sig, err := e.Sign(k, digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 			require.NoError(t, err)
@@ -48,12 +50,16 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 				new(big.Int).SetBytes(ec.SignatureR.Buffer), new(big.Int).SetBytes(ec.SignatureS.Buffer)))
 		}
 	}
+	// A key swapped out again is flushed, not saved again (its saved
+	// context loads as often as needed): in the last round each sign is
+	// FlushContext, ContextLoad, Sign.
+	require.Equal(t, uint64(3*len(keys)), e.Commands-before)
 	// The TPM's slots are full now (SRK, parent, a key): Create still works.
 	_, _, err = e.Create(parent, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
 	require.NoError(t, err)
 
 	// A key used again costs exactly one command: no Load.
-	before := e.Commands
+	before = e.Commands
 	_, err = e.Sign(keys[4], digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), e.Commands-before)
