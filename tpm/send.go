@@ -78,6 +78,9 @@ func IsStale(err error) bool {
 	if IsTransport(err) {
 		return !IsTimeout(err)
 	}
+	if errors.Is(err, errGone) {
+		return true
+	}
 	var rc tpm2.TPMRC
 	return errors.As(err, &rc) && isReference(rc)
 }
