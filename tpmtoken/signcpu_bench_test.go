@@ -1,7 +1,11 @@
 package tpmtoken_test
 
 import (
+	"runtime"
 	"testing"
+	"time"
+
+	"github.com/tpm11/tpm11/internal/swtpmtest"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken"
@@ -48,4 +52,45 @@ func BenchmarkSignAllocs(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSignPending is C_Sign on an async session of a slow TPM, which
+// returns CKR_PENDING: pending-allocs/op is what the calling thread's path
+// to CKR_PENDING allocates (the process's mallocs across l.Sign alone; the
+// worker, then waiting on the TPM, adds at most its own few).
+func BenchmarkSignPending(b *testing.B) {
+	l := open(b, swtpmtest.Slow(b, startSwtpm(b), 5*time.Millisecond), b.TempDir())
+	defer l.Close()
+	h := provision(b, l)
+	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}, []tpmtoken.Attr{{ck.CKA_EC_PARAMS, p256}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := l.OpenSession(0, ck.CKF_SERIAL_SESSION|ck.CKF_ASYNC_SESSION)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, data := tpmtoken.Mechanism{Type: ck.CKM_ECDSA_SHA256}, []byte("bench")
+	var before, after runtime.MemStats
+	var mallocs uint64
+	n := max(b.N, 10)
+	for i := 0; i < n; i++ {
+		if err := l.SignInit(a, m, priv); err != nil {
+			b.Fatal(err)
+		}
+		runtime.ReadMemStats(&before)
+		_, err := l.Sign(a, data, tpmtoken.Dest{Cap: 64})
+		runtime.ReadMemStats(&after)
+		if ck.ToRV(err) != ck.CKR_PENDING {
+			b.Fatalf("C_Sign on a slow TPM: %v, not CKR_PENDING", err)
+		}
+		mallocs += after.Mallocs - before.Mallocs
+		for {
+			if _, done, _ := l.AsyncComplete(a, "C_Sign", true); done {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.ReportMetric(float64(mallocs)/float64(n), "pending-allocs/op")
 }
