@@ -27,10 +27,12 @@ import (
 // syncView); C_DecapsulateKey with ECDH is C_DeriveKey and pends as it.
 //
 // The mechanisms are the table kems: another KEM (ML-KEM) is one entry.
-// The key's usage attribute is CKA_ENCAPSULATE / CKA_DECAPSULATE when the
-// key has it; otherwise the equivalent function's (the spec makes
-// decapsulation "exactly" C_UnwrapKey for RSA and C_DeriveKey for ECDH):
-// CKA_ENCRYPT or CKA_WRAP / CKA_UNWRAP for RSA, CKA_DERIVE for EC.
+// The key's usage attribute is CKA_ENCAPSULATE / CKA_DECAPSULATE, which
+// every key made now has (schema_key.go: by default the equivalent
+// function's usage, as the spec makes decapsulation "exactly" C_UnwrapKey
+// for RSA and C_DeriveKey for ECDH); a key stored before it existed is
+// judged by those: CKA_ENCRYPT or CKA_WRAP / CKA_UNWRAP for RSA,
+// CKA_DERIVE for EC.
 
 // kem is one key-encapsulation mechanism.
 type kem struct {
@@ -52,8 +54,8 @@ type kem struct {
 
 var rsaKEM = kem{
 	keyType:     ck.CKK_RSA,
-	encapUse:    []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_WRAP},
-	decapUse:    []ck.AttributeType{ck.CKA_UNWRAP},
+	encapUse:    rsaEncapUse,
+	decapUse:    rsaDecapUse,
 	ctLen:       func(pub any) int { return pub.(*rsa.PublicKey).Size() },
 	defaultLen:  func(any) int { return 32 },
 	encapsulate: rsaEncapsulate,
@@ -62,8 +64,8 @@ var rsaKEM = kem{
 
 var ecdhKEM = kem{
 	keyType:     ck.CKK_EC,
-	encapUse:    []ck.AttributeType{ck.CKA_DERIVE},
-	decapUse:    []ck.AttributeType{ck.CKA_DERIVE},
+	encapUse:    ecKEMUse,
+	decapUse:    ecKEMUse,
 	ctLen:       func(pub any) int { return len(pub.(*ecdh.PublicKey).Bytes()) },
 	defaultLen:  func(pub any) int { return (len(pub.(*ecdh.PublicKey).Bytes()) - 1) / 2 },
 	encapsulate: ecdhEncapsulate,
@@ -371,7 +373,8 @@ func curveOfECDH(c ecdh.Curve) *mech.Curve {
 }
 
 // ecdhDecapsulate is C_DeriveKey with the ciphertext as the other party's
-// public value (TPM2_ECDH_ZGen with the token's key, then the KDF).
+// public value (TPM2_ECDH_ZGen with the token's key, then the KDF); the
+// key's usage is CKA_DECAPSULATE, checked by DecapsulateKey.
 func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
 	p, ok := m.Param.(mech.ECDH1Params)
 	if !ok {
@@ -382,5 +385,5 @@ func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, 
 	}
 	p.PublicData = ct
 	m.Param = p
-	return l.DeriveKey(s.Handle, plainECDH(m), o.Handle, tmpl)
+	return l.ecdhDerive(s, m, o, tmpl)
 }
