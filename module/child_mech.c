@@ -34,6 +34,8 @@
 #define CKR_OPERATION_ACTIVE 0x090UL
 #define CKR_OPERATION_NOT_INITIALIZED 0x091UL
 #define CKR_SESSION_HANDLE_INVALID 0x0B3UL
+#define CKR_STATE_UNSAVEABLE 0x180UL
+#define CKR_KEY_INDIGESTIBLE 0x067UL
 #define CKF_DIGEST 0x400UL
 #define CKF_SIGN 0x800UL
 #define CKF_VERIFY 0x2000UL
@@ -582,4 +584,87 @@ CK_RV tpm11_child_C_CloseAllSessions(CK_SLOT_ID slotID) {
   CK_RV rv = HELPER(r, C_CloseAllSessions(slotID));
   if (rv == CKR_OK) tpm11_child_mech_reset();
   return rv;
+}
+
+/* ---- the calls that meet a child's own operation elsewhere ---- */
+
+static int any_op(CK_SESSION_HANDLE h) {
+  return active(h, SIGN) || active(h, VERIFY) || active(h, DIGEST);
+}
+
+/* A saved state would hold the helper's raw operation without the child's
+ * hash: such a state is not offered. */
+CK_RV tpm11_child_C_GetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
+                                      CK_ULONG_PTR pulOperationStateLen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (any_op(hSession)) return CKR_STATE_UNSAVEABLE;
+  return HELPER(r, C_GetOperationState(hSession, pOperationState, pulOperationStateLen));
+}
+
+/* The child cannot read a key's value (nor should it): a digest it runs
+ * itself cannot take one, and the failed update ends it. */
+CK_RV tpm11_child_C_DigestKey(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  CK_RV rv;
+  struct op *o = take(hSession, DIGEST, &rv);
+  if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_DigestKey(hSession, hKey));
+  give(o, 1);
+  return CKR_KEY_INDIGESTIBLE;
+}
+
+/* Dual-function updates: the cipher half runs in the helper, the hash half
+ * here, over the plaintext (after the cipher gave it, when decrypting). A
+ * length query or a short buffer feeds nothing. */
+static CK_RV encrypt_and(enum kind k, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG n, CK_BYTE_PTR out,
+                         CK_ULONG_PTR outlen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  CK_RV rv = HELPER(r, C_EncryptUpdate(h, part, n, out, outlen));
+  if (rv == CKR_OK && out != NULL) rv = update(k, h, part, n);
+  return rv;
+}
+
+static CK_RV decrypt_and(enum kind k, CK_SESSION_HANDLE h, CK_BYTE_PTR enc, CK_ULONG n, CK_BYTE_PTR part,
+                         CK_ULONG_PTR partlen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  CK_RV rv = HELPER(r, C_DecryptUpdate(h, enc, n, part, partlen));
+  if (rv == CKR_OK && part != NULL) rv = update(k, h, part, *partlen);
+  return rv;
+}
+
+CK_RV tpm11_child_C_DigestEncryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen,
+                                        CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!active(hSession, DIGEST))
+    return HELPER(r, C_DigestEncryptUpdate(hSession, pPart, ulPartLen, pEncryptedPart, pulEncryptedPartLen));
+  return encrypt_and(DIGEST, hSession, pPart, ulPartLen, pEncryptedPart, pulEncryptedPartLen);
+}
+
+CK_RV tpm11_child_C_SignEncryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen,
+                                      CK_BYTE_PTR pEncryptedPart, CK_ULONG_PTR pulEncryptedPartLen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!active(hSession, SIGN))
+    return HELPER(r, C_SignEncryptUpdate(hSession, pPart, ulPartLen, pEncryptedPart, pulEncryptedPartLen));
+  return encrypt_and(SIGN, hSession, pPart, ulPartLen, pEncryptedPart, pulEncryptedPartLen);
+}
+
+CK_RV tpm11_child_C_DecryptDigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
+                                        CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!active(hSession, DIGEST))
+    return HELPER(r, C_DecryptDigestUpdate(hSession, pEncryptedPart, ulEncryptedPartLen, pPart, pulPartLen));
+  return decrypt_and(DIGEST, hSession, pEncryptedPart, ulEncryptedPartLen, pPart, pulPartLen);
+}
+
+CK_RV tpm11_child_C_DecryptVerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
+                                        CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart, CK_ULONG_PTR pulPartLen) {
+  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
+  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!active(hSession, VERIFY))
+    return HELPER(r, C_DecryptVerifyUpdate(hSession, pEncryptedPart, ulEncryptedPartLen, pPart, pulPartLen));
+  return decrypt_and(VERIFY, hSession, pEncryptedPart, ulEncryptedPartLen, pPart, pulPartLen);
 }

@@ -111,6 +111,8 @@ struct shared {
   CK_BYTE sig[NMECH][2][512];
   CK_BYTE sha224[2][28];
   int child_failures;
+  CK_BYTE dual_sig[64];
+  CK_ULONG dual_len;
   CK_ULONG child_mechs;
 };
 
@@ -231,6 +233,40 @@ static void child(struct shared *sh, CK_OBJECT_HANDLE ec, CK_OBJECT_HANDLE rsa, 
     CK_ULONG sl = 0;
     RV(f->C_SignFinal(h2, NULL, &sl), 0xB3UL /* CKR_SESSION_HANDLE_INVALID */);
   }
+  /* The dual-function updates: AES-ECB in the helper, ECDSA-SHA256's hash
+   * here over the same 32 bytes of plaintext; and a state that cannot be
+   * saved (the hash is the child's). */
+  {
+    CK_MECHANISM aesgen = {CKM_AES_KEY_GEN, NULL, 0}, ecb = {0x1081 /* AES_ECB */, NULL, 0};
+    CK_MECHANISM e256 = {mechs[2].type, NULL, 0};
+    CK_ULONG len16 = 16;
+    CK_BBOOL t = 1;
+    CK_ATTRIBUTE at[] = {{CKA_VALUE_LEN, &len16, sizeof len16}, {0x104 /* ENCRYPT */, &t, 1}, {0x105 /* DECRYPT */, &t, 1}};
+    CK_OBJECT_HANDLE aes;
+    RV(f->C_GenerateKey(h, &aesgen, at, 3, &aes), CKR_OK);
+    CK_BYTE ct[32], pt[32], st[4096];
+    CK_ULONG cl = sizeof ct, pl = sizeof pt, stl = sizeof st, zl = 0;
+    RV(f->C_EncryptInit(h, &ecb, aes), CKR_OK);
+    RV(f->C_SignInit(h, &e256, ec), CKR_OK);
+    RV(f->C_GetOperationState(h, st, &stl), 0x180UL /* CKR_STATE_UNSAVEABLE */);
+    RV(f->C_SignEncryptUpdate(h, (CK_BYTE_PTR)msg, 32, ct, &cl), CKR_OK);
+    RV(f->C_EncryptFinal(h, NULL, &zl), CKR_OK);
+    zl = 16;
+    RV(f->C_EncryptFinal(h, st, &zl), CKR_OK);
+    sh->dual_len = sizeof sh->dual_sig;
+    RV(f->C_SignFinal(h, sh->dual_sig, &sh->dual_len), CKR_OK);
+    RV(f->C_DecryptInit(h, &ecb, aes), CKR_OK);
+    RV(f->C_VerifyInit(h, &e256, ec), CKR_OK);
+    RV(f->C_DecryptVerifyUpdate(h, ct, 32, pt, &pl), CKR_OK);
+    CHECK(pl == 32 && memcmp(pt, msg, 32) == 0, "AES-ECB round trip");
+    zl = 16;
+    RV(f->C_DecryptFinal(h, st, &zl), CKR_OK);
+    RV(f->C_VerifyFinal(h, sh->dual_sig, sh->dual_len), CKR_OK);
+    CK_MECHANISM s224 = {0x255, NULL, 0};
+    RV(f->C_DigestInit(h, &s224), CKR_OK);
+    RV(f->C_DigestKey(h, aes), 0x067UL /* CKR_KEY_INDIGESTIBLE */);
+    RV(f->C_DigestFinal(h, NULL, &zl), R_OPERATION_NOT_INITIALIZED);
+  }
   /* SHA-224, single and multi-part */
   CK_MECHANISM sha224 = {0x255, NULL, 0};
   CK_ULONG dl = 0;
@@ -280,7 +316,8 @@ static EVP_PKEY *pubkey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE pub) {
   return k;
 }
 
-static int openssl_verifies(EVP_PKEY *k, const struct mech *m, const CK_BYTE *sig, CK_ULONG sl) {
+/* libcrypto's verdict on sig over the first n bytes of msg. */
+static int openssl_verifies_n(EVP_PKEY *k, const struct mech *m, const CK_BYTE *sig, CK_ULONG sl, size_t n) {
   EVP_MD_CTX *c = EVP_MD_CTX_new();
   EVP_PKEY_CTX *pc = NULL;
   const EVP_MD *md = EVP_get_digestbyname(m->md);
@@ -297,9 +334,13 @@ static int openssl_verifies(EVP_PKEY *k, const struct mech *m, const CK_BYTE *si
     sig = der;
     ECDSA_SIG_free(es);
   }
-  ok = ok && EVP_DigestVerify(c, sig, sl, (const unsigned char *)msg, sizeof msg - 1) == 1;
+  ok = ok && EVP_DigestVerify(c, sig, sl, (const unsigned char *)msg, n) == 1;
   EVP_MD_CTX_free(c);
   return ok;
+}
+
+static int openssl_verifies(EVP_PKEY *k, const struct mech *m, const CK_BYTE *sig, CK_ULONG sl) {
+  return openssl_verifies_n(k, m, sig, sl, sizeof msg - 1);
 }
 
 int main(int argc, char **argv) {
@@ -346,6 +387,12 @@ int main(int argc, char **argv) {
       CHECK(ok, "%s (%s): libcrypto rejects the child's signature", mechs[i].name, form ? "multi-part" : "single-part");
       verified += ok;
     }
+  {
+    const struct mech m = {"ECDSA-SHA256 (C_SignEncryptUpdate)", 0x1044, 0x250, 0, 0, 0, "SHA256"};
+    int ok = sh->dual_len > 0 && openssl_verifies_n(eck, &m, sh->dual_sig, sh->dual_len, 32);
+    CHECK(ok, "%s: libcrypto rejects the child's signature", m.name);
+    verified += ok;
+  }
   unsigned char want[28];
   unsigned int wl;
   EVP_Digest(msg, sizeof msg - 1, want, &wl, EVP_sha224(), NULL);
@@ -354,6 +401,6 @@ int main(int argc, char **argv) {
   RV(f->C_Finalize(NULL), CKR_OK);
   printf("childmech_test: a forked child lists %lu of the parent's %lu mechanisms; %d of %zu signatures verified by "
          "libcrypto: %s\n",
-         sh->child_mechs, pn, verified, 2 * NMECH, failures ? "FAIL" : "ok");
+         sh->child_mechs, pn, verified, 2 * NMECH + 1, failures ? "FAIL" : "ok");
   return failures ? 1 : 0;
 }
