@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,6 +128,30 @@ static void params_for(const struct mech *m, CK_RSA_PKCS_PSS_PARAMS *pp, CK_MECH
   cm->mechanism = m->type;
   cm->pParameter = m->pss ? pp : NULL;
   cm->ulParameterLen = m->pss ? sizeof *pp : 0;
+}
+
+/* Threads of a child, each on its own session, sign and verify multi-part
+ * at once: the child's table of operations is shared (a mutex). */
+static CK_OBJECT_HANDLE thread_key;
+static int thread_bad; /* atomic */
+static void *signer(void *arg) {
+  (void)arg;
+  CK_SESSION_HANDLE s;
+  CK_MECHANISM m = {0x1045 /* ECDSA_SHA384 */, NULL, 0};
+  if (f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
+    __atomic_add_fetch(&thread_bad, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+  }
+  for (int i = 0; i < 20; i++) {
+    CK_BYTE sig[128];
+    CK_ULONG sl = sizeof sig;
+    int bad = f->C_SignInit(s, &m, thread_key) != CKR_OK || f->C_SignUpdate(s, (CK_BYTE_PTR)msg, 10 + i) != CKR_OK ||
+              f->C_SignFinal(s, sig, &sl) != CKR_OK || f->C_VerifyInit(s, &m, thread_key) != CKR_OK ||
+              f->C_Verify(s, (CK_BYTE_PTR)msg, 10 + i, sig, sl) != CKR_OK;
+    if (bad) __atomic_add_fetch(&thread_bad, 1, __ATOMIC_SEQ_CST);
+  }
+  f->C_CloseSession(s);
+  return NULL;
 }
 
 /* The child's checks; failures counted in its own copy of `failures`. */
@@ -266,6 +291,13 @@ static void child(struct shared *sh, CK_OBJECT_HANDLE ec, CK_OBJECT_HANDLE rsa, 
     RV(f->C_DigestInit(h, &s224), CKR_OK);
     RV(f->C_DigestKey(h, aes), 0x067UL /* CKR_KEY_INDIGESTIBLE */);
     RV(f->C_DigestFinal(h, NULL, &zl), R_OPERATION_NOT_INITIALIZED);
+  }
+  {
+    pthread_t t[4];
+    thread_key = ec;
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, signer, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    CHECK(thread_bad == 0, "%d of 80 threaded ECDSA-SHA384 sign+verify rounds failed", thread_bad);
   }
   /* SHA-224, single and multi-part */
   CK_MECHANISM sha224 = {0x255, NULL, 0};
