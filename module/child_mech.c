@@ -389,8 +389,8 @@ CK_RV tpm11_child_C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG
     o->single = 1;
     tpm11_sha_update(&o->sha, pData, ulDataLen);
   }
-  /* A repeated C_Sign after a length query signs the same data: the hash
-   * of the first call stands (the module keeps the first call's input). */
+  /* A C_Sign repeated after a length query or a short buffer signs what
+   * the first call gave (the hash is taken once). */
   int end;
   rv = sign_finish(r, o, pSignature, pulSignatureLen, &end);
   give(o, end);
