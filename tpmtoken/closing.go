@@ -51,6 +51,7 @@ func (l *Library) closeWatch() {
 	l.closed = true
 	if l.closing != nil {
 		close(l.closing)
+		l.closing = nil
 	}
 }
 
