@@ -98,13 +98,15 @@ static CK_MECHANISM_TYPE pick_mech(void) {
   return rnd();
 }
 
-/* Guarded regions, taken in turn within one call. */
-#define NGUARD 160
+/* Guarded regions, a new one for each buffer of a call (never one region
+ * for two buffers of one call: a reused region would make the fuzzer lie
+ * about a buffer's length). */
+#define NGUARD 1024
 static guard_t guards[NGUARD];
 static int gnext;
 static void *gbuf(size_t n) {
-  guard_t g = guards[gnext++ % NGUARD];
-  return guard_buf(g, n);
+  if (gnext >= NGUARD) { fprintf(stderr, "fuzz_test: more than %d buffers in one call\n", NGUARD); exit(2); }
+  return guard_buf(guards[gnext++], n);
 }
 /* scratch is readable and writable memory that pointers inside mechanism
  * parameters point to; every length beside such a pointer is below its size. */
@@ -137,7 +139,7 @@ static unsigned ptr_mask(CK_MECHANISM_TYPE m) {
   switch (m) {
   case 0x9: return 1u << 3;                 /* CK_RSA_PKCS_OAEP_PARAMS.pSourceData */
   case 0x1050: case 0x1051: return 1u << 2 | 1u << 4; /* CK_ECDH1_DERIVE_PARAMS */
-  case 0x1088: return 1u << 1 | 1u << 3;    /* CK_CCM_PARAMS */
+  case 0x1088: return 1u << 1 | 1u << 3 | 1u << 5; /* CK_CCM_PARAMS {1,3}, or CK_CCM_MESSAGE_PARAMS {1,5} (C_WrapKeyAuthenticated) */
   case 0x1087: return 1u << 0 | 1u << 3;    /* CK_GCM_PARAMS (pIv, ulIvLen, ulIvBits, pAAD...) */
   }
   if (m >= 0x1c && m <= 0x2f) return 1u << 1; /* CK_SIGN_ADDITIONAL_CONTEXT (ML-DSA) */
@@ -226,7 +228,7 @@ static void gen_value(CK_ATTRIBUTE *a, int depth) {
 
 static CK_ATTRIBUTE *gen_template(CK_ULONG *count, int depth) {
   unsigned r = rn(100);
-  CK_ULONG n = r < 10 ? 0 : r < 95 ? 1 + rn(8) : 9 + rn(40);
+  CK_ULONG n = r < 10 ? 0 : r < 95 || depth ? 1 + rn(8) : 9 + rn(40);
   *count = n;
   if (rn(40) == 0) return NULL;
   CK_ATTRIBUTE *tpl = gbuf(n * sizeof(CK_ATTRIBUTE));
@@ -267,6 +269,7 @@ static int bad_rv_shown;
 /* One call of fn with random arguments. */
 static void fuzz_one(struct fn *fn) {
   uintptr_t a[12] = {0};
+  gnext = 0;
   int role = -1; /* the user type of a login, for the PIN */
   CK_OBJECT_HANDLE *out_handles[4];
   int nout = 0;

@@ -23,7 +23,7 @@
 typedef struct { unsigned char *base; } guard_t;
 
 static guard_t guard_new(void) {
-  unsigned char *p = mmap(NULL, REGION + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  unsigned char *p = mmap(NULL, REGION + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) { perror("mmap"); exit(2); }
   if (mprotect(p + REGION, PAGE, PROT_NONE)) { perror("mprotect"); exit(2); }
   return (guard_t){p};
