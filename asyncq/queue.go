@@ -5,8 +5,10 @@
 // callers never hold a lock while it works. A synchronous caller (Do) that
 // finds the resource idle and nothing queued runs its job itself, on its
 // own thread: a hand-off to the worker and back costs two thread wake-ups
-// per job, as much as a tenth of a TPM signature. The queue knows nothing
-// of PKCS#11.
+// per job, as much as a tenth of a TPM signature. Stop closes a queue whose
+// resource may never answer: it gives up the running job through an abort
+// function its owner supplies (for the TPM: shut the connection down)
+// instead of waiting for it. The queue knows nothing of PKCS#11.
 package asyncq
 
 import (
