@@ -185,13 +185,37 @@ type watch struct {
 	deadlines Deadlines
 	since     atomic.Int64 // unix nanoseconds the command was sent; 0 when idle
 	limit     atomic.Int64
+	typical   atomic.Int64 // nanoseconds, see Device.Typical
 }
 
 func (w *watch) Send(cmd []byte) ([]byte, error) {
-	w.limit.Store(int64(w.deadlines.For(cmd)))
-	w.since.Store(time.Now().UnixNano())
+	limit := w.deadlines.For(cmd)
+	w.limit.Store(int64(limit))
+	start := time.Now()
+	w.since.Store(start.UnixNano())
 	defer w.since.Store(0)
-	return w.t.Send(cmd)
+	rsp, err := w.t.Send(cmd)
+	if err == nil && limit == w.deadlines.orDefault().Command {
+		// A moving average of how long answers take (key generation
+		// aside), 1/8 weight to the newest; read and written without a
+		// lock (an update lost to a race changes nothing that matters).
+		took := int64(time.Since(start))
+		avg := w.typical.Load()
+		if avg == 0 {
+			avg = took
+		}
+		w.typical.Store(avg + (took-avg)/8)
+	}
+	return rsp, err
+}
+
+// Typical is how long the TPM typically takes to answer a command that is
+// not key generation (a moving average; 0 before the first answer).
+func (d *Device) Typical() time.Duration {
+	if d.watch == nil {
+		return 0
+	}
+	return time.Duration(d.watch.typical.Load())
 }
 
 func (w *watch) busy() (time.Duration, time.Duration, bool) {

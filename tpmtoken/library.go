@@ -136,7 +136,7 @@ var YieldContended = 50 * time.Millisecond
 var ReleaseAfter = 20 * time.Millisecond
 
 // FinalizeGrace is how long a command may go unanswered while the library
-// closes before the TPM is given up (see Closing).
+// closes before the TPM is given up (see Closing), at least.
 var FinalizeGrace = 50 * time.Millisecond
 
 // DetachedWait bounds how long C_Finalize waits for detached operations.
