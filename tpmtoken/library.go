@@ -101,6 +101,10 @@ func Open(cfg Config) (*Library, error) {
 			asked = held
 			return dev.Contended()
 		})
+		// A process that pauses while others wait hands the TPM over
+		// then, not after ReleaseAfter: a server's worker signs in
+		// bursts, and the TPM stood idle in its hands between them.
+		l.q.IdleSooner(ReleaseContended, dev.Contended)
 	}
 	recs, err := st.Tokens()
 	if err != nil {
@@ -142,6 +146,12 @@ const contendedEvery = time.Millisecond
 
 // ReleaseAfter is how long a swtpm connection stays with an idle process.
 var ReleaseAfter = 20 * time.Millisecond
+
+// ReleaseContended is how long it stays with an idle process when other
+// processes wait for it: longer than the gap between two calls of a loop
+// (so a busy process keeps its turn), shorter than a TLS handshake's work
+// between two signatures.
+var ReleaseContended = 1 * time.Millisecond
 
 // DetachedWait bounds how long C_Finalize waits for detached operations.
 var DetachedWait = 60 * time.Second
