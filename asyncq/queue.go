@@ -5,8 +5,10 @@
 // callers never hold a lock while it works. A synchronous caller (Do) that
 // finds the resource idle and nothing queued runs its job itself, on its
 // own thread: a hand-off to the worker and back costs two thread wake-ups
-// per job, as much as a tenth of a TPM signature. The queue knows nothing
-// of PKCS#11.
+// per job, as much as a tenth of a TPM signature. Stop closes a queue whose
+// resource may never answer: it gives up the running job through an abort
+// function its owner supplies (for the TPM: shut the connection down)
+// instead of waiting for it. The queue knows nothing of PKCS#11.
 package asyncq
 
 import (
@@ -510,7 +512,42 @@ func (q *Queue[R]) Join(id uint64) (*Ticket, bool) {
 // Close stops accepting jobs, drops queued ones, and waits up to d for the
 // running one. Detached jobs already queued still run: they were promised to
 // outlive their session. It reports whether the worker stopped in time.
-func (q *Queue[R]) Close(d time.Duration) bool {
+func (q *Queue[R]) Close(d time.Duration) bool { return q.Stop(nil, d) }
+
+// Stop is Close for a resource that may never answer: once the queue is
+// closed, a job still running (the worker's, or a caller's own in Do) or
+// still queued (a detached one) is given up by calling abort, which must
+// make it return soon from any goroutine (for the TPM: shut its connection
+// down, so a read blocked on a TPM that never answers returns) and fail
+// every job after it. The jobs' callers then get the jobs' errors; no
+// goroutine stays blocked. Stop waits up to d for the worker to end.
+func (q *Queue[R]) Stop(abort func(), d time.Duration) bool {
+	q.close()
+	if abort != nil {
+		q.mu.Lock()
+		busy := q.running || len(q.ring) > 0
+		q.mu.Unlock()
+		if busy {
+			safeIdle(func(struct{}) { abort() }, struct{}{})
+		}
+	}
+	select {
+	case <-q.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Running reports whether a job runs now.
+func (q *Queue[R]) Running() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
+// close stops accepting jobs and drops the queued ones but detached jobs.
+func (q *Queue[R]) close() {
 	q.mu.Lock()
 	q.closed = true
 	keep := map[*Ticket]bool{}
@@ -548,10 +585,4 @@ func (q *Queue[R]) Close(d time.Duration) bool {
 		t.Cancel()
 	}
 	q.wake.notify()
-	select {
-	case <-q.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
 }

@@ -34,6 +34,14 @@ type Library struct {
 
 	detached map[uint64]*detachedOp
 	wg       sync.WaitGroup // detached operations still finishing
+	// detachedRunning counts them too: the TPM is not given up while
+	// one runs (see Closing).
+	detachedRunning atomic.Int32
+
+	// closing is the watch Closing starts; closeMu guards it.
+	closeMu sync.Mutex
+	closing chan struct{}
+	closed  bool
 
 	health   health        // what the last TPM job saw: see health.go
 	identity identityCheck // which tokens belong to this TPM: see identity.go
@@ -153,12 +161,18 @@ var ReleaseAfter = 20 * time.Millisecond
 // between two signatures.
 var ReleaseContended = 1 * time.Millisecond
 
+// FinalizeGrace is how long a command may go unanswered while the library
+// closes before the TPM is given up (see Closing), at least.
+var FinalizeGrace = 50 * time.Millisecond
+
 // DetachedWait bounds how long C_Finalize waits for detached operations.
 var DetachedWait = 60 * time.Second
 
 // Close cancels all sessions' work, empties the TPM of what we loaded and
 // stops the worker.
 func (l *Library) Close() {
+	l.Closing()
+	defer l.closeWatch()
 	l.events.close() // first: a blocked C_WaitForSlotEvent returns now
 	l.mu.Lock()
 	sessions := l.sessions
@@ -205,7 +219,8 @@ func (l *Library) Close() {
 			}
 			return struct{}{}, nil
 		})
-		l.q.Close(10 * time.Second)
+		// Nothing may run now; whatever still does is given up.
+		l.q.Stop(l.abortTPM, 10*time.Second)
 	}
 	if l.dev != nil {
 		_ = l.dev.Close()
