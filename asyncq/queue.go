@@ -51,17 +51,28 @@ type Queue[R any] struct {
 
 	// The runner's state. running says the resource is taken: by the
 	// worker, or by a caller running its own job (Do). busy: a job ran
-	// since the last onIdle; lastRun: when the last job ended. idleTimer wakes the worker once the resource
-	// has had no job for idleAfter: each job's end pushes it back, so the
-	// worker sleeps without a timeout of its own and is not woken while
-	// jobs keep coming (a worker woken now and then to look at the clock
-	// kept the Go runtime's sysmon thread polling every 20 µs: a third of
-	// the module's CPU per signature).
+	// since the last onIdle; lastRun: when the last job ended (mono).
+	// idleTimer wakes the worker once the resource has had no job for
+	// idleAfter: a job's end pushes it back when it would fire within half
+	// of idleAfter (armedAt: when it was last set), so the worker sleeps
+	// without a timeout of its own and is not woken while jobs keep coming
+	// (a worker woken now and then to look at the clock kept the Go
+	// runtime's sysmon thread polling every 20 µs: a third of the module's
+	// CPU per signature), and a stream of jobs resets the timer once per
+	// idleAfter/2, not once per job (~1.5 µs each).
 	running   bool
 	busy      bool
-	lastRun   time.Time
+	lastRun   int64
+	armedAt   int64
 	idleTimer *time.Timer
 }
+
+// epoch is what mono counts from: one reading of the monotonic clock
+// (time.Now reads the wall clock too, ~0.1–0.2 µs more each time on a VM).
+var epoch = time.Now()
+
+// mono is the monotonic time in nanoseconds since epoch.
+func mono() int64 { return int64(time.Since(epoch)) }
 
 type state int
 
@@ -152,9 +163,11 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 		// Released whatever happens: a panic in the yield policy must not
 		// leave the resource taken by nobody (every later job would wait).
 		defer q.release(true, false)
-		reschedule()
+		start := reschedule()
 		q.prepare()
-		return safeCall(job, q.res)
+		v, err := safeCall(job, q.res)
+		lastJob.Store(mono() - start)
+		return v, err
 	}
 	t := Submit(q, owner, job, nil)
 	t.block()
@@ -162,11 +175,20 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 }
 
 // lastResched is when a job run by its caller last passed through the
-// Go scheduler (unix nanoseconds).
-var lastResched atomic.Int64
+// Go scheduler (mono); lastJob is how long the last such job took.
+var lastResched, lastJob atomic.Int64
 
-// reschedule passes the caller through the Go scheduler at most every
-// 5 ms before it runs its job (and waits on the resource). A thread of a C
+// reschedMargin: the scheduler's tick must move more often than every
+// 10 ms (the runtime's forcePreemptNS); a pass is made before a job that
+// would otherwise end more than this after the last one.
+const reschedMargin = 8 * time.Millisecond
+
+// reschedule passes the caller through the Go scheduler before it runs its
+// job (and waits on the resource) when that job, taking as long as the
+// last one did, would end more than reschedMargin after the last pass
+// (every ~8 ms for a stream of signatures; it was every 5 ms, which with
+// 2.5 ms RSA signatures came to one pass per two). It returns the time
+// now (mono). A thread of a C
 // program calling into Go runs one goroutine the scheduler never
 // reschedules, so its P's scheduling tick never moves, and after 10 ms
 // the runtime's monitor (sysmon) takes it for a goroutine that has run too
@@ -175,12 +197,14 @@ var lastResched atomic.Int64
 // sysmon polls every 20 µs again (perf with uprobes: ~1 preemptone and
 // handoffp per TPM signature, ~25–35 µs of CPU). A pass through the
 // scheduler moves the tick; it costs a few thread wake-ups every 5 ms.
-func reschedule() {
-	now := time.Now().UnixNano()
+func reschedule() int64 {
+	now := mono()
 	last := lastResched.Load()
-	if now-last > int64(5*time.Millisecond) && lastResched.CompareAndSwap(last, now) {
+	if now-last+lastJob.Load() > int64(reschedMargin) && lastResched.CompareAndSwap(last, now) {
 		runtime.Gosched()
+		now = mono()
 	}
+	return now
 }
 
 // take takes the resource for a caller's own job, if it is idle and no job
@@ -220,9 +244,10 @@ func (q *Queue[R]) release(ran, byWorker bool) {
 	q.mu.Lock()
 	q.running = false
 	if ran {
-		q.lastRun = time.Now()
-		if q.idleTimer != nil {
+		q.lastRun = mono()
+		if q.idleTimer != nil && q.lastRun-q.armedAt > int64(q.idleAfter/2) {
 			q.idleTimer.Reset(q.idleAfter)
+			q.armedAt = q.lastRun
 		}
 	}
 	wake := !byWorker && (len(q.ring) > 0 || q.closed)
@@ -293,10 +318,11 @@ func (q *Queue[R]) work() {
 		// job's end re-arms idleTimer, which wakes the worker then.
 		idle := false
 		if t == nil && q.onIdle != nil && q.busy && !q.running {
-			if left := q.idleAfter - time.Since(q.lastRun); left <= 0 {
+			if left := q.idleAfter - time.Duration(mono()-q.lastRun); left <= 0 {
 				idle = true
 			} else {
 				q.idleTimer.Reset(left)
+				q.armedAt = q.lastRun // it fires at lastRun+idleAfter
 			}
 		}
 		if t != nil || idle {

@@ -45,8 +45,12 @@ func lib() (*tpmtoken.Library, func(), error) {
 		stateMu.RUnlock()
 		return nil, func() {}, errNotInitialized
 	}
-	return library, stateMu.RUnlock, nil
+	return library, unlockState, nil
 }
+
+// unlockState is stateMu.RUnlock as a value made once: a method value
+// made in lib would be a new closure on the heap for every call.
+var unlockState = stateMu.RUnlock
 
 // rv turns an error into the CK_RV returned to C.
 func rv(fn string, err error) C.CK_RV {

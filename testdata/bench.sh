@@ -115,7 +115,7 @@ if FW=$("$ROOT/testdata/fwtpm.sh" 2>/dev/null); then
   # A failed PQC run says so in its row; the table above still stands.
   pq=$(cd "$ROOT" && TPM11_FWTPM=$FW go test -run '^$' -bench PQCVsFloor -benchtime "${N}x" ./tpmtoken/ 2>&1) ||
     { row "ML-DSA / ML-KEM on fwtpm: the benchmark failed" "$(echo "$pq" | grep -m1 -E 'Error|FAIL|fail' | cut -c1-40)" ""; pq=; }
-  pv() { echo "$pq" | awk -v k="$1" -v u="$2" '$0 ~ k {for (i=1;i<NF;i++) if ($(i+1)==u) print $i}'; }
+  pv() { echo "$pq" | awk -v k="$1" -v u="$2" '/^Benchmark/ && $0 ~ k {for (i=1;i<NF;i++) if ($(i+1)==u) print $i}'; }
   row "ML-DSA-65 C_Sign on fwtpm, signs/s (vs raw commands)" "$(pv ML-DSA tpm11-ops/s)" "$(pv ML-DSA ratio)"
   row "  raw TPM2_SignSequenceStart+Complete, signs/s; TPM cmds per C_Sign" "$(pv ML-DSA floor-ops/s); $(pv ML-DSA tpm11-cmds/op)" ""
   row "ML-KEM-768 C_DecapsulateKey on fwtpm, /s (vs raw command)" "$(pv ML-KEM tpm11-ops/s)" "$(pv ML-KEM ratio)"
@@ -124,7 +124,7 @@ if FW=$("$ROOT/testdata/fwtpm.sh" 2>/dev/null); then
   # one kept salted session (the same protection); beside it, the ratio to
   # TPM2_Decapsulate alone. Every round's ratios (alternating floor/token).
   row "  ratio to TPM2_Decapsulate alone (same session)" "$(pv ML-KEM decap-only-ratio)" ""
-  echo "$pq" | grep -E '^ML-(DSA|KEM)-[0-9]+-[a-z]+ round [0-9]+:' | sed 's/^/    /'
+  echo "$pq" | grep -oE 'ML-(DSA|KEM)-[0-9]+-[a-z]+ round [0-9]+:.*' | sed 's/^/    /'
 else
   row "ML-DSA / ML-KEM (fwtpm_server could not be built)" "-" ""
 fi

@@ -370,3 +370,65 @@ func TestEngineFallsBackToLoadAfterTPMRestart(t *testing.T) {
 	e.FlushAll()
 	swtpmtest.CheckNoLeaks(t, d.TPM, 0)
 }
+
+// A restarted TPM whose first command is a ContextLoad (the transport
+// reconnected without an error): the refused context tells the Engine that
+// the key it had loaded is gone too. Its handle is never used again: the
+// restarted TPM gives the same handles to the objects loaded anew, and a
+// stale one would sign with another key.
+func TestEngineRefusedContextForgetsStaleHandles(t *testing.T) {
+	srv := swtpmtest.NewServer(t)
+	d, err := tpm.OpenWith(srv.Spec, tpm.Options{})
+	require.NoError(t, err)
+	defer d.Close()
+	e := tpm.NewEngine(d.TPM, 3)
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
+	var keys []*tpm.Loadable
+	for i := 0; i < 5; i++ {
+		pub, priv, err := e.Create(srk, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+		require.NoError(t, err)
+		keys = append(keys, &tpm.Loadable{ID: fmt.Sprint("k", i), Parent: srk, Public: pub, Private: priv})
+	}
+	for round := 0; round < 2; round++ {
+		for _, k := range keys {
+			require.NoError(t, signVerified(t, e, k))
+		}
+	}
+	// Keep loaded only the key at the handle the restarted TPM gives the
+	// second object loaded (the first: the SRK).
+	var stale *tpm.Loadable
+	for _, k := range keys {
+		if !e.Loaded(k.ID) {
+			continue
+		}
+		h, err := e.Handle(k)
+		require.NoError(t, err)
+		if h.Handle == 0x80000001 {
+			stale = k
+		} else {
+			e.Forget(k.ID)
+		}
+	}
+	require.NotNil(t, stale, "a key at 0x80000001")
+	e.Forget(srk.ID)
+	first := keys[0]
+	if first == stale {
+		first = keys[1]
+	}
+	srv.Kill()
+	srv.Start()
+	e.Begin()
+	if err := signVerified(t, e, first); err != nil {
+		require.True(t, tpm.IsStale(err), "%v", err)
+		e.Begin()
+		require.NoError(t, signVerified(t, e, first))
+	}
+	require.False(t, e.Loaded(stale.ID), "a key loaded before the restart is not taken as loaded")
+	for round := 0; round < 2; round++ {
+		for _, k := range keys {
+			require.NoError(t, signVerified(t, e, k), "round %d", round)
+		}
+	}
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, d.TPM, 0)
+}

@@ -84,10 +84,22 @@ func Open(cfg Config) (*Library, error) {
 		// A process that is never idle hands it over now and then too,
 		// soon when other processes wait for their turn (tpm/turns.go),
 		// now and then when none does (a client that does not queue).
+		// Whether others wait is a stat of the turns directory: asked at
+		// most every contendedEvery (it was before every job, a system
+		// call per signature), so a waiting process is let in at most
+		// that much later.
 		dev := l.dev
+		var asked time.Duration // dev.Held() when last asked
 		l.q.YieldWhen(func() bool {
 			held := dev.Held()
-			return held > YieldAfter || held > YieldContended && dev.Contended()
+			if held > YieldAfter {
+				return true
+			}
+			if held <= YieldContended || (held > asked && held-asked < contendedEvery) {
+				return false
+			}
+			asked = held
+			return dev.Contended()
 		})
 	}
 	recs, err := st.Tokens()
@@ -123,6 +135,10 @@ var YieldAfter = 500 * time.Millisecond
 // other processes wait for it: with four processes, none waits more than
 // three such turns for a signature.
 var YieldContended = 50 * time.Millisecond
+
+// contendedEvery bounds how often a process holding the TPM asks whether
+// others wait for it.
+const contendedEvery = time.Millisecond
 
 // ReleaseAfter is how long a swtpm connection stays with an idle process.
 var ReleaseAfter = 20 * time.Millisecond
