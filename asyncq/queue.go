@@ -5,8 +5,10 @@
 // callers never hold a lock while it works. A synchronous caller (Do) that
 // finds the resource idle and nothing queued runs its job itself, on its
 // own thread: a hand-off to the worker and back costs two thread wake-ups
-// per job, as much as a tenth of a TPM signature. The queue knows nothing
-// of PKCS#11.
+// per job, as much as a tenth of a TPM signature. Stop closes a queue whose
+// resource may never answer: it gives up the running job through an abort
+// function its owner supplies (for the TPM: shut the connection down)
+// instead of waiting for it. The queue knows nothing of PKCS#11.
 package asyncq
 
 import (
@@ -39,6 +41,10 @@ type Queue[R any] struct {
 	idleAfter time.Duration
 	onIdle    func(R)
 	yieldWhen func() bool
+	// soonAfter, soonWhen: the shorter idle time in force after a job
+	// when soonWhen says so (IdleSooner).
+	soonAfter time.Duration
+	soonWhen  func() bool
 
 	// mu is taken before a Ticket's mu and is a leaf for everything
 	// outside the package: never held while a job, onIdle or the yield
@@ -53,18 +59,20 @@ type Queue[R any] struct {
 	// worker, or by a caller running its own job (Do). busy: a job ran
 	// since the last onIdle; lastRun: when the last job ended (mono).
 	// idleTimer wakes the worker once the resource has had no job for
-	// idleAfter: a job's end pushes it back when it would fire within half
-	// of idleAfter (armedAt: when it was last set), so the worker sleeps
+	// idleDelay (idleAfter, or soonAfter as chosen at the last job's end):
+	// a job's end pushes it back when it would fire late or more than half
+	// of idleDelay early (fireAt: when it is set to fire), so the worker sleeps
 	// without a timeout of its own and is not woken while jobs keep coming
 	// (a worker woken now and then to look at the clock kept the Go
 	// runtime's sysmon thread polling every 20 µs: a third of the module's
 	// CPU per signature), and a stream of jobs resets the timer once per
-	// idleAfter/2, not once per job (~1.5 µs each).
+	// idleDelay/2, not once per job (~1.5 µs each).
 	running   bool
 	busy      bool
 	lastRun   int64
-	armedAt   int64
+	fireAt    int64
 	idleTimer *time.Timer
+	idleDelay time.Duration
 }
 
 // epoch is what mono counts from: one reading of the monotonic clock
@@ -241,13 +249,25 @@ func (q *Queue[R]) prepare() {
 // caller that ran its own job wakes the worker if it has work: queued
 // jobs, or a close to finish (the worker itself looks again anyway).
 func (q *Queue[R]) release(ran, byWorker bool) {
+	// Asked with no lock held (the policy may take its own).
+	q.mu.Lock()
+	soonWhen := q.soonWhen
+	q.mu.Unlock()
+	soon := ran && soonWhen != nil && safeBool(soonWhen)
 	q.mu.Lock()
 	q.running = false
 	if ran {
 		q.lastRun = mono()
-		if q.idleTimer != nil && q.lastRun-q.armedAt > int64(q.idleAfter/2) {
-			q.idleTimer.Reset(q.idleAfter)
-			q.armedAt = q.lastRun
+		q.idleDelay = q.idleAfter
+		if soon {
+			q.idleDelay = q.soonAfter
+		}
+		// Re-arm only when the timer would fire late (a shorter delay
+		// than the one it runs for) or more than half the delay early.
+		due := q.lastRun + int64(q.idleDelay)
+		if q.idleTimer != nil && (due < q.fireAt || due-q.fireAt > int64(q.idleDelay/2)) {
+			q.idleTimer.Reset(q.idleDelay)
+			q.fireAt = due
 		}
 	}
 	wake := !byWorker && (len(q.ring) > 0 || q.closed)
@@ -318,11 +338,11 @@ func (q *Queue[R]) work() {
 		// job's end re-arms idleTimer, which wakes the worker then.
 		idle := false
 		if t == nil && q.onIdle != nil && q.busy && !q.running {
-			if left := q.idleAfter - time.Duration(mono()-q.lastRun); left <= 0 {
+			if left := q.idleDelay - time.Duration(mono()-q.lastRun); left <= 0 {
 				idle = true
 			} else {
 				q.idleTimer.Reset(left)
-				q.armedAt = q.lastRun // it fires at lastRun+idleAfter
+				q.fireAt = q.lastRun + int64(q.idleDelay)
 			}
 		}
 		if t != nil || idle {
@@ -492,7 +512,42 @@ func (q *Queue[R]) Join(id uint64) (*Ticket, bool) {
 // Close stops accepting jobs, drops queued ones, and waits up to d for the
 // running one. Detached jobs already queued still run: they were promised to
 // outlive their session. It reports whether the worker stopped in time.
-func (q *Queue[R]) Close(d time.Duration) bool {
+func (q *Queue[R]) Close(d time.Duration) bool { return q.Stop(nil, d) }
+
+// Stop is Close for a resource that may never answer: once the queue is
+// closed, a job still running (the worker's, or a caller's own in Do) or
+// still queued (a detached one) is given up by calling abort, which must
+// make it return soon from any goroutine (for the TPM: shut its connection
+// down, so a read blocked on a TPM that never answers returns) and fail
+// every job after it. The jobs' callers then get the jobs' errors; no
+// goroutine stays blocked. Stop waits up to d for the worker to end.
+func (q *Queue[R]) Stop(abort func(), d time.Duration) bool {
+	q.close()
+	if abort != nil {
+		q.mu.Lock()
+		busy := q.running || len(q.ring) > 0
+		q.mu.Unlock()
+		if busy {
+			safeIdle(func(struct{}) { abort() }, struct{}{})
+		}
+	}
+	select {
+	case <-q.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Running reports whether a job runs now.
+func (q *Queue[R]) Running() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
+// close stops accepting jobs and drops the queued ones but detached jobs.
+func (q *Queue[R]) close() {
 	q.mu.Lock()
 	q.closed = true
 	keep := map[*Ticket]bool{}
@@ -530,10 +585,4 @@ func (q *Queue[R]) Close(d time.Duration) bool {
 		t.Cancel()
 	}
 	q.wake.notify()
-	select {
-	case <-q.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
 }

@@ -175,6 +175,13 @@ func tpm11go_C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	if pReserved != nil {
 		return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
 	}
+	// Before waiting for the calls in flight: one stuck on a TPM that
+	// does not answer is given up instead of waited for (Closing).
+	stateMu.RLock()
+	if library != nil {
+		library.Closing()
+	}
+	stateMu.RUnlock()
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if library == nil {

@@ -98,3 +98,26 @@ func handleResponse(rsp []byte, what string) (tpm2.TPMHandle, error) {
 	}
 	return tpm2.TPMHandle(binary.BigEndian.Uint32(rsp[HeaderSize:])), nil
 }
+
+// refused reports whether err is the TPM refusing a saved context (not a
+// full TPM, nor a lost connection, nor a flush that found its object gone,
+// which has marked everything lost already).
+func refused(err error) bool {
+	var rc tpm2.TPMRC
+	return errors.As(err, &rc) && !errors.Is(err, tpm2.TPMRCObjectMemory) && !errors.Is(err, errGone)
+}
+
+// reset is what the Engine knows once the TPM refuses a context it saved
+// (TPM_RC_INTEGRITY after a reset): the TPM keeps nothing of before, so
+// every object the Engine had loaded is gone, and every other saved
+// context is refused too. Both are forgotten now, before a stale handle
+// can name an object loaded since (the transport may have reconnected to
+// the restarted TPM without a failed command to say so: then the first
+// news is this refusal) and before each saved context costs a refused
+// ContextLoad of its own.
+func (e *Engine) reset() {
+	e.lost()
+	for _, s := range e.slots {
+		s.saved = nil
+	}
+}

@@ -269,6 +269,9 @@ func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, 
 		}
 		// A saved context does not survive a TPM reset (context.go):
 		// load from the blobs, and save afresh when next evicted.
+		if refused(err) {
+			e.reset()
+		}
 		delete(e.slots, obj.ID)
 	}
 	s = &slot{obj: obj}

@@ -32,7 +32,9 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 		keys = append(keys, &tpm.Loadable{ID: fmt.Sprint("k", i), Parent: parent, Public: pub, Private: priv})
 	}
 	digest := sha256.Sum256([]byte("hello"))
+	var before uint64
 	for round := 0; round < 3; round++ {
+		before = e.Commands
 		for _, k := range keys {
 			sig, err := e.Sign(k, digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 			require.NoError(t, err)
@@ -48,12 +50,16 @@ func TestEngineSwapsKeysBeyondObjectSlots(t *testing.T) {
 				new(big.Int).SetBytes(ec.SignatureR.Buffer), new(big.Int).SetBytes(ec.SignatureS.Buffer)))
 		}
 	}
+	// A key swapped out again is flushed, not saved again (its saved
+	// context loads as often as needed): in the last round each sign is
+	// FlushContext, ContextLoad, Sign.
+	require.Equal(t, uint64(3*len(keys)), e.Commands-before)
 	// The TPM's slots are full now (SRK, parent, a key): Create still works.
 	_, _, err = e.Create(parent, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
 	require.NoError(t, err)
 
 	// A key used again costs exactly one command: no Load.
-	before := e.Commands
+	before = e.Commands
 	_, err = e.Sign(keys[4], digest[:], tpm.SigScheme{Alg: tpm2.TPMAlgECDSA, Hash: tpm2.TPMAlgSHA256})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), e.Commands-before)
@@ -359,6 +365,68 @@ func TestEngineFallsBackToLoadAfterTPMRestart(t *testing.T) {
 					require.Equal(t, uint64(3), e.Commands-before, "restart %d: %s swapped by its new saved context", restart, k.ID)
 				}
 			}
+		}
+	}
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, d.TPM, 0)
+}
+
+// A restarted TPM whose first command is a ContextLoad (the transport
+// reconnected without an error): the refused context tells the Engine that
+// the key it had loaded is gone too. Its handle is never used again: the
+// restarted TPM gives the same handles to the objects loaded anew, and a
+// stale one would sign with another key.
+func TestEngineRefusedContextForgetsStaleHandles(t *testing.T) {
+	srv := swtpmtest.NewServer(t)
+	d, err := tpm.OpenWith(srv.Spec, tpm.Options{})
+	require.NoError(t, err)
+	defer d.Close()
+	e := tpm.NewEngine(d.TPM, 3)
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
+	var keys []*tpm.Loadable
+	for i := 0; i < 5; i++ {
+		pub, priv, err := e.Create(srk, tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), nil, nil)
+		require.NoError(t, err)
+		keys = append(keys, &tpm.Loadable{ID: fmt.Sprint("k", i), Parent: srk, Public: pub, Private: priv})
+	}
+	for round := 0; round < 2; round++ {
+		for _, k := range keys {
+			require.NoError(t, signVerified(t, e, k))
+		}
+	}
+	// Keep loaded only the key at the handle the restarted TPM gives the
+	// second object loaded (the first: the SRK).
+	var stale *tpm.Loadable
+	for _, k := range keys {
+		if !e.Loaded(k.ID) {
+			continue
+		}
+		h, err := e.Handle(k)
+		require.NoError(t, err)
+		if h.Handle == 0x80000001 {
+			stale = k
+		} else {
+			e.Forget(k.ID)
+		}
+	}
+	require.NotNil(t, stale, "a key at 0x80000001")
+	e.Forget(srk.ID)
+	first := keys[0]
+	if first == stale {
+		first = keys[1]
+	}
+	srv.Kill()
+	srv.Start()
+	e.Begin()
+	if err := signVerified(t, e, first); err != nil {
+		require.True(t, tpm.IsStale(err), "%v", err)
+		e.Begin()
+		require.NoError(t, signVerified(t, e, first))
+	}
+	require.False(t, e.Loaded(stale.ID), "a key loaded before the restart is not taken as loaded")
+	for round := 0; round < 2; round++ {
+		for _, k := range keys {
+			require.NoError(t, signVerified(t, e, k), "round %d", round)
 		}
 	}
 	e.FlushAll()

@@ -277,6 +277,12 @@ func (e *Engine) CreateKept(parent *Loadable, template *tpm2.TPM2BPublic, data [
 	pub := appendTPM2B(nil, template.Bytes())
 	var rsp *rawResponse
 	keep := map[string]bool{parent.ID: true}
+	// The session (and the salt key it needs loaded) first: started
+	// inside, it would take the room made for the new object.
+	// (Its keep set is its own: once started, the salt key may go.)
+	if _, err := e.keptAuth(ph, nil, map[string]bool{parent.ID: true}, true, false); err != nil {
+		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
+	}
 	err = e.withRoom(keep, func() error {
 		pa, err := e.keptAuth(ph, parent.Auth, keep, true, false)
 		if err != nil {

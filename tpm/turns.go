@@ -550,7 +550,7 @@ func (q *turns) steal(t ticket) bool {
 }
 
 // wait takes a ticket and waits, at most until deadline, for the turn.
-func (q *turns) wait(deadline time.Time) error {
+func (q *turns) wait(deadline time.Time, aborted func() bool) error {
 	if err := q.take(); err != nil {
 		return nil // no queue: connect as before
 	}
@@ -568,6 +568,9 @@ func (q *turns) wait(deadline time.Time) error {
 	}
 	buf := make([]byte, 4096)
 	for {
+		if aborted() {
+			return transportError("connect", ErrAborted)
+		}
 		if !q.ahead(q.live(), time.Now()) {
 			return nil
 		}

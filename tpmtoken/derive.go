@@ -64,7 +64,14 @@ func (l *Library) ecdhDerive(s *Session, m Mechanism, o *Object, tmpl []Attr) (u
 		return v, nil
 	}
 	a.setOrigin(false, 0, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE), o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE))
-	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)
+	j, err := l.newSecretJob(s, a, kt, int(n), nil, value)
+	if err != nil {
+		return 0, err
+	}
+	// TPM2_ECDH_ZGen and TPM2_Create of the new key in one job, both over
+	// the salted session the Engine keeps: 2 TPM commands.
+	j.kept = true
+	return l.startSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, int(n), j)
 }
 
 // derivedAttrs builds a derived key's attributes from tmpl by the secret

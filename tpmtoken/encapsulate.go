@@ -253,8 +253,10 @@ func rsaEncapsulate(m Mechanism, pub any, n int) ([]byte, []byte, error) {
 	return secret, ct, nil
 }
 
-// rsaDecapsulate is raw RSA in the TPM, the padding removed here; the
-// value goes into the new key as C_UnwrapKey's does.
+// rsaDecapsulate is raw RSA in the TPM, the padding removed here, and the
+// value into the new key as C_UnwrapKey's goes: one TPM job, TPM2_RSA_Decrypt
+// then TPM2_Create over the salted session the Engine keeps (2 TPM
+// commands; the value lives in this process only between the two).
 func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
 	c, err := mech.NewRSACipher(m)
 	if err != nil {
@@ -275,25 +277,38 @@ func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, t
 	if err := s.tok.usable(o); err != nil {
 		return 0, err
 	}
-	key := o.key
-	em, err := do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) { return e.RSARaw(key, ct) })
+	ss := syncView(s) // C_DecapsulateKey never pends
+	a, kt, err := importedSecretAttrs(ss, t, opUnwrap)
 	if err != nil {
-		return 0, keyAuthError(err)
+		return 0, err
 	}
-	v, err := c.Unpad(mech.LeftPad(em, pub.Size()))
-	v = bytes.Clone(v) // v may be a part of em, which is wiped now
-	clear(em)
-	defer clear(v)
-	switch {
-	case err != nil:
-		return 0, ck.Wrap(ck.CKR_ENCRYPTED_DATA_INVALID, err)
-	case m.Type == ck.CKM_RSA_X_509 && n <= len(v):
-		v = v[len(v)-n:] // the secret is the block's low bytes
-	case len(v) != n:
-		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the secret is %d bytes, CKA_VALUE_LEN %d", len(v), n)
+	key := o.key
+	value := func(e *tpm.Engine) ([]byte, error) {
+		em, err := e.RSARaw(key, ct)
+		if err != nil {
+			return nil, err
+		}
+		block := mech.LeftPad(em, pub.Size())
+		defer clear(block)
+		defer clear(em)
+		v, err := c.Unpad(block) // v may be a part of block: copied below
+		switch {
+		case err != nil:
+			return nil, ck.Wrap(ck.CKR_ENCRYPTED_DATA_INVALID, err)
+		case m.Type == ck.CKM_RSA_X_509 && n <= len(v):
+			v = v[len(v)-n:] // the secret is the block's low bytes
+		case len(v) != n:
+			return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the secret is %d bytes, CKA_VALUE_LEN %d", len(v), n)
+		}
+		return bytes.Clone(v), nil
 	}
-	t[ck.CKA_VALUE] = v
-	return l.importSecretKey(syncView(s), t, opUnwrap)
+	j, err := l.newSecretJob(ss, a, kt, n, nil, value)
+	if err != nil {
+		return 0, err
+	}
+	j.kept = true
+	h, err := l.startSecret(ss, "C_DecapsulateKey", 0, a, n, j)
+	return h, keyAuthError(err)
 }
 
 // syncView is session s as a synchronous one, for the object creation of
