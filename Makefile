@@ -83,6 +83,7 @@ test-go:
 
 test-c: build
 	./testdata/run-c-tests.sh
+	./testdata/robust-test.sh
 	./testdata/faults-test.sh
 	./testdata/pqc-test.sh
 

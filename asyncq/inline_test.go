@@ -155,23 +155,33 @@ func TestPanickingPolicyLeavesQueueWorking(t *testing.T) {
 	}
 }
 
-// A caller running its own jobs passes through the Go scheduler at most
-// every 5 ms (see reschedule): not again within 5 ms of the last pass, and
-// again once 5 ms have passed. The clock is set, not waited for.
-func TestRescheduleAtMostEvery5ms(t *testing.T) {
+// A caller running its own jobs passes through the Go scheduler only when
+// its job would end more than reschedMargin after the last pass (see
+// reschedule): not again soon after the last pass, and again once the
+// margin has passed, sooner by as long as the last job took. The clocks
+// are set, not waited for.
+func TestRescheduleBeforeTheTickIsStale(t *testing.T) {
 	q := New(0)
 	defer q.Close(hangBound)
 	job := func(int) (int, error) { return 0, nil }
-	future := time.Now().Add(time.Hour).UnixNano()
+	future := mono() + int64(time.Hour)
 	lastResched.Store(future) // a pass "just now", however slow this test runs
 	for i := 0; i < 100; i++ {
 		_, err := Do(q, 1, job)
 		require.NoError(t, err)
 	}
-	require.Equal(t, future, lastResched.Load(), "a pass through the scheduler within 5 ms of the last")
-	past := time.Now().Add(-time.Hour).UnixNano()
+	require.Equal(t, future, lastResched.Load(), "a pass through the scheduler right after the last")
+	past := mono() - int64(time.Hour)
 	lastResched.Store(past)
 	_, err := Do(q, 1, job)
 	require.NoError(t, err)
-	require.Greater(t, lastResched.Load(), past, "no pass through the scheduler 5 ms after the last")
+	require.Greater(t, lastResched.Load(), past, "no pass through the scheduler long after the last")
+
+	// A job as long as the margin: the next one passes at once.
+	before := mono() - 1
+	lastResched.Store(before)
+	lastJob.Store(int64(reschedMargin) + int64(time.Hour))
+	defer lastJob.Store(0)
+	_ = reschedule()
+	require.Greater(t, lastResched.Load(), before, "a long last job did not bring the pass forward")
 }

@@ -5,8 +5,10 @@
 // callers never hold a lock while it works. A synchronous caller (Do) that
 // finds the resource idle and nothing queued runs its job itself, on its
 // own thread: a hand-off to the worker and back costs two thread wake-ups
-// per job, as much as a tenth of a TPM signature. The queue knows nothing
-// of PKCS#11.
+// per job, as much as a tenth of a TPM signature. Stop closes a queue whose
+// resource may never answer: it gives up the running job through an abort
+// function its owner supplies (for the TPM: shut the connection down)
+// instead of waiting for it. The queue knows nothing of PKCS#11.
 package asyncq
 
 import (
@@ -39,6 +41,10 @@ type Queue[R any] struct {
 	idleAfter time.Duration
 	onIdle    func(R)
 	yieldWhen func() bool
+	// soonAfter, soonWhen: the shorter idle time in force after a job
+	// when soonWhen says so (IdleSooner).
+	soonAfter time.Duration
+	soonWhen  func() bool
 
 	// mu is taken before a Ticket's mu and is a leaf for everything
 	// outside the package: never held while a job, onIdle or the yield
@@ -51,17 +57,30 @@ type Queue[R any] struct {
 
 	// The runner's state. running says the resource is taken: by the
 	// worker, or by a caller running its own job (Do). busy: a job ran
-	// since the last onIdle; lastRun: when the last job ended. idleTimer wakes the worker once the resource
-	// has had no job for idleAfter: each job's end pushes it back, so the
-	// worker sleeps without a timeout of its own and is not woken while
-	// jobs keep coming (a worker woken now and then to look at the clock
-	// kept the Go runtime's sysmon thread polling every 20 µs: a third of
-	// the module's CPU per signature).
+	// since the last onIdle; lastRun: when the last job ended (mono).
+	// idleTimer wakes the worker once the resource has had no job for
+	// idleDelay (idleAfter, or soonAfter as chosen at the last job's end):
+	// a job's end pushes it back when it would fire late or more than half
+	// of idleDelay early (fireAt: when it is set to fire), so the worker sleeps
+	// without a timeout of its own and is not woken while jobs keep coming
+	// (a worker woken now and then to look at the clock kept the Go
+	// runtime's sysmon thread polling every 20 µs: a third of the module's
+	// CPU per signature), and a stream of jobs resets the timer once per
+	// idleDelay/2, not once per job (~1.5 µs each).
 	running   bool
 	busy      bool
-	lastRun   time.Time
+	lastRun   int64
+	fireAt    int64
 	idleTimer *time.Timer
+	idleDelay time.Duration
 }
+
+// epoch is what mono counts from: one reading of the monotonic clock
+// (time.Now reads the wall clock too, ~0.1–0.2 µs more each time on a VM).
+var epoch = time.Now()
+
+// mono is the monotonic time in nanoseconds since epoch.
+func mono() int64 { return int64(time.Since(epoch)) }
 
 type state int
 
@@ -152,9 +171,11 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 		// Released whatever happens: a panic in the yield policy must not
 		// leave the resource taken by nobody (every later job would wait).
 		defer q.release(true, false)
-		reschedule()
+		start := reschedule()
 		q.prepare()
-		return safeCall(job, q.res)
+		v, err := safeCall(job, q.res)
+		lastJob.Store(mono() - start)
+		return v, err
 	}
 	t := Submit(q, owner, job, nil)
 	t.block()
@@ -162,11 +183,20 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 }
 
 // lastResched is when a job run by its caller last passed through the
-// Go scheduler (unix nanoseconds).
-var lastResched atomic.Int64
+// Go scheduler (mono); lastJob is how long the last such job took.
+var lastResched, lastJob atomic.Int64
 
-// reschedule passes the caller through the Go scheduler at most every
-// 5 ms before it runs its job (and waits on the resource). A thread of a C
+// reschedMargin: the scheduler's tick must move more often than every
+// 10 ms (the runtime's forcePreemptNS); a pass is made before a job that
+// would otherwise end more than this after the last one.
+const reschedMargin = 8 * time.Millisecond
+
+// reschedule passes the caller through the Go scheduler before it runs its
+// job (and waits on the resource) when that job, taking as long as the
+// last one did, would end more than reschedMargin after the last pass
+// (every ~8 ms for a stream of signatures; it was every 5 ms, which with
+// 2.5 ms RSA signatures came to one pass per two). It returns the time
+// now (mono). A thread of a C
 // program calling into Go runs one goroutine the scheduler never
 // reschedules, so its P's scheduling tick never moves, and after 10 ms
 // the runtime's monitor (sysmon) takes it for a goroutine that has run too
@@ -175,12 +205,14 @@ var lastResched atomic.Int64
 // sysmon polls every 20 µs again (perf with uprobes: ~1 preemptone and
 // handoffp per TPM signature, ~25–35 µs of CPU). A pass through the
 // scheduler moves the tick; it costs a few thread wake-ups every 5 ms.
-func reschedule() {
-	now := time.Now().UnixNano()
+func reschedule() int64 {
+	now := mono()
 	last := lastResched.Load()
-	if now-last > int64(5*time.Millisecond) && lastResched.CompareAndSwap(last, now) {
+	if now-last+lastJob.Load() > int64(reschedMargin) && lastResched.CompareAndSwap(last, now) {
 		runtime.Gosched()
+		now = mono()
 	}
+	return now
 }
 
 // take takes the resource for a caller's own job, if it is idle and no job
@@ -217,12 +249,25 @@ func (q *Queue[R]) prepare() {
 // caller that ran its own job wakes the worker if it has work: queued
 // jobs, or a close to finish (the worker itself looks again anyway).
 func (q *Queue[R]) release(ran, byWorker bool) {
+	// Asked with no lock held (the policy may take its own).
+	q.mu.Lock()
+	soonWhen := q.soonWhen
+	q.mu.Unlock()
+	soon := ran && soonWhen != nil && safeBool(soonWhen)
 	q.mu.Lock()
 	q.running = false
 	if ran {
-		q.lastRun = time.Now()
-		if q.idleTimer != nil {
-			q.idleTimer.Reset(q.idleAfter)
+		q.lastRun = mono()
+		q.idleDelay = q.idleAfter
+		if soon {
+			q.idleDelay = q.soonAfter
+		}
+		// Re-arm only when the timer would fire late (a shorter delay
+		// than the one it runs for) or more than half the delay early.
+		due := q.lastRun + int64(q.idleDelay)
+		if q.idleTimer != nil && (due < q.fireAt || due-q.fireAt > int64(q.idleDelay/2)) {
+			q.idleTimer.Reset(q.idleDelay)
+			q.fireAt = due
 		}
 	}
 	wake := !byWorker && (len(q.ring) > 0 || q.closed)
@@ -293,10 +338,11 @@ func (q *Queue[R]) work() {
 		// job's end re-arms idleTimer, which wakes the worker then.
 		idle := false
 		if t == nil && q.onIdle != nil && q.busy && !q.running {
-			if left := q.idleAfter - time.Since(q.lastRun); left <= 0 {
+			if left := q.idleDelay - time.Duration(mono()-q.lastRun); left <= 0 {
 				idle = true
 			} else {
 				q.idleTimer.Reset(left)
+				q.fireAt = q.lastRun + int64(q.idleDelay)
 			}
 		}
 		if t != nil || idle {
@@ -466,7 +512,42 @@ func (q *Queue[R]) Join(id uint64) (*Ticket, bool) {
 // Close stops accepting jobs, drops queued ones, and waits up to d for the
 // running one. Detached jobs already queued still run: they were promised to
 // outlive their session. It reports whether the worker stopped in time.
-func (q *Queue[R]) Close(d time.Duration) bool {
+func (q *Queue[R]) Close(d time.Duration) bool { return q.Stop(nil, d) }
+
+// Stop is Close for a resource that may never answer: once the queue is
+// closed, a job still running (the worker's, or a caller's own in Do) or
+// still queued (a detached one) is given up by calling abort, which must
+// make it return soon from any goroutine (for the TPM: shut its connection
+// down, so a read blocked on a TPM that never answers returns) and fail
+// every job after it. The jobs' callers then get the jobs' errors; no
+// goroutine stays blocked. Stop waits up to d for the worker to end.
+func (q *Queue[R]) Stop(abort func(), d time.Duration) bool {
+	q.close()
+	if abort != nil {
+		q.mu.Lock()
+		busy := q.running || len(q.ring) > 0
+		q.mu.Unlock()
+		if busy {
+			safeIdle(func(struct{}) { abort() }, struct{}{})
+		}
+	}
+	select {
+	case <-q.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// Running reports whether a job runs now.
+func (q *Queue[R]) Running() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
+// close stops accepting jobs and drops the queued ones but detached jobs.
+func (q *Queue[R]) close() {
 	q.mu.Lock()
 	q.closed = true
 	keep := map[*Ticket]bool{}
@@ -504,10 +585,4 @@ func (q *Queue[R]) Close(d time.Duration) bool {
 		t.Cancel()
 	}
 	q.wake.notify()
-	select {
-	case <-q.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
 }

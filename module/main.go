@@ -45,8 +45,12 @@ func lib() (*tpmtoken.Library, func(), error) {
 		stateMu.RUnlock()
 		return nil, func() {}, errNotInitialized
 	}
-	return library, stateMu.RUnlock, nil
+	return library, unlockState, nil
 }
+
+// unlockState is stateMu.RUnlock as a value made once: a method value
+// made in lib would be a new closure on the heap for every call.
+var unlockState = stateMu.RUnlock
 
 // rv turns an error into the CK_RV returned to C.
 func rv(fn string, err error) C.CK_RV {
@@ -171,6 +175,13 @@ func tpm11go_C_Finalize(pReserved C.CK_VOID_PTR) (out C.CK_RV) {
 	if pReserved != nil {
 		return C.CK_RV(ck.CKR_ARGUMENTS_BAD)
 	}
+	// Before waiting for the calls in flight: one stuck on a TPM that
+	// does not answer is given up instead of waited for (Closing).
+	stateMu.RLock()
+	if library != nil {
+		library.Closing()
+	}
+	stateMu.RUnlock()
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	if library == nil {

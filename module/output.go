@@ -39,12 +39,12 @@ func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, pa
 	}
 	capacity := bufLen(*pulLen)
 	out, err := run(tpmtoken.Dest{Cap: capacity, Ref: outBuf{ptr: unsafe.Pointer(buf), cap: capacity}})
-	var ce *ck.Error
-	if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
-		*pulLen = C.CK_ULONG(ce.Needed)
-		return err
-	}
 	if err != nil {
+		// (Only here: the errors.As target is put on the heap.)
+		var ce *ck.Error
+		if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
+			*pulLen = C.CK_ULONG(ce.Needed)
+		}
 		return err // CKR_PENDING included: *pulLen is not written after it
 	}
 	if len(out) > capacity {

@@ -40,13 +40,15 @@ start_swtpm() {
 # of the swtpm TPM11_TPM names that holds every command for DELAY (a Go
 # duration) as a TPM chip's latency would, and sets SLOW_TPM to its spec.
 # It makes operations on async sessions pend with no test hook in the
-# module. One at a time: a second call replaces the first.
+# module. One at a time: a second call replaces the first. With a second
+# argument HOLD_DIR it also holds commands on demand (slowtpm -hold).
 start_slowtpm() {
-  local d=$WORK/slowtpm-$1 end=$((SECONDS + 60))
+  local d=$WORK/slowtpm-$1 end=$((SECONDS + 60)) hold=()
+  [ -n "${2:-}" ] && hold=(-hold "$2")
   [ -x "$WORK/slowtpm" ] || (cd "$ROOT" && "${GO:-go}" build -o "$WORK/slowtpm" ./testdata/slowtpm) || fail "building testdata/slowtpm"
   [ -n "$SLOWTPM_PID" ] && { kill "$SLOWTPM_PID" 2>/dev/null; wait "$SLOWTPM_PID" 2>/dev/null || true; }
   mkdir -p "$d"
-  "$WORK/slowtpm" -upstream "$TPM11_TPM" -listen "$d/tpm.sock" -delay "$1" >"$d/spec" 2>"$d/slowtpm.log" &
+  "$WORK/slowtpm" -upstream "$TPM11_TPM" -listen "$d/tpm.sock" -delay "$1" "${hold[@]}" >"$d/spec" 2>"$d/slowtpm.log" &
   SLOWTPM_PID=$!
   # It prints its spec once it listens.
   until [ -s "$d/spec" ]; do

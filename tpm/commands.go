@@ -26,6 +26,16 @@ func (e *Engine) create(parent *Loadable, template tpm2.TPM2BPublic, authValue, 
 	// TPM2_Create builds the object in a transient slot: it needs room.
 	var rsp *tpm2.CreateResponse
 	keep := map[string]bool{parent.ID: true}
+	if e.Salt != nil {
+		// The salt key (secret, below) is loaded before room is made: were
+		// it loaded inside, it would take the room, and every Create after
+		// another key's use failed once (TPM_RC_OBJECT_MEMORY) and ran
+		// again with a new salted session.
+		keep[e.Salt.ID] = true
+		if _, err := e.handle(e.Salt, keep); err != nil {
+			return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, err
+		}
+	}
 	err = e.withRoom(keep, func() (err error) {
 		// The sensitive part (an authValue, sealed data, a key) is the
 		// first parameter: encrypted on the bus.

@@ -124,6 +124,9 @@ func transportError(op string, err error) error {
 // IsTransport reports whether err is a failure to talk to the TPM (as
 // opposed to the TPM's answer, a response code).
 func IsTransport(err error) bool {
+	if err == nil {
+		return false // every job's success asks: no errors.As target on the heap for it
+	}
 	var te *TransportError
 	return errors.As(err, &te)
 }

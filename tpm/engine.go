@@ -73,7 +73,10 @@ type slot struct {
 	handle  tpm2.TPMHandle
 	name    tpm2.TPM2BName
 	loaded  bool
-	saved   *tpm2.TPMSContext
+	// saved, once the object was first evicted, is its saved context,
+	// kept while it is loaded again: evicting it again is a flush only
+	// (context.go).
+	saved   *savedContext
 	lastUse uint64
 }
 
@@ -97,6 +100,8 @@ type Engine struct {
 	failed error
 	// hot is the buffer the hot commands are marshalled in (hot.go).
 	hot pwCommand
+	// kept is the session kept across commands (pqc_session.go), if started.
+	kept *keptSession
 }
 
 // Begin starts a job: the TPM is tried again even if the last job could not
@@ -135,14 +140,15 @@ func (e *Engine) loadedCount() int {
 	return n
 }
 
-// evictOne saves and flushes the least recently used loaded object not in
-// keep; a dropped object goes first, flushed only.
+// evictOne flushes the least recently used loaded object not in keep,
+// saving its context first unless it is saved already; a dropped object
+// goes first, flushed only.
 func (e *Engine) evictOne(keep map[string]bool) error {
 	var victim *slot
 	for id, s := range e.slots {
 		if s.dropped {
 			if s.loaded {
-				_, _ = tpm2.FlushContext{FlushHandle: s.handle}.Execute(e.tr())
+				_ = e.flush(s.handle)
 			}
 			delete(e.slots, id)
 			return nil
@@ -156,15 +162,17 @@ func (e *Engine) evictOne(keep map[string]bool) error {
 	if victim == nil {
 		return errors.New("no TPM object slot can be freed")
 	}
-	saved, err := tpm2.ContextSave{SaveHandle: victim.handle}.Execute(e.tr())
-	if err != nil {
-		return fmt.Errorf("context save: %w", err)
+	if victim.saved == nil {
+		saved, err := e.contextSave(victim.handle)
+		if err != nil {
+			return fmt.Errorf("context save: %w", err)
+		}
+		victim.saved = saved
 	}
-	if _, err := (tpm2.FlushContext{FlushHandle: victim.handle}).Execute(e.tr()); err != nil {
+	if err := e.flush(victim.handle); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
 	victim.loaded = false
-	victim.saved = &saved.Context
 	return nil
 }
 
@@ -248,18 +256,22 @@ func (e *Engine) handle(obj *Loadable, keep map[string]bool) (tpm2.NamedHandle, 
 	}
 	if s != nil && s.saved != nil {
 		err := e.withRoom(keep, func() error {
-			rsp, err := tpm2.ContextLoad{Context: *s.saved}.Execute(e.tr())
+			h, err := e.contextLoad(s.saved)
 			if err != nil {
 				return err
 			}
-			s.handle = rsp.LoadedHandle
+			s.handle = h
 			return nil
 		})
 		if err == nil {
-			s.loaded, s.saved, s.lastUse = true, nil, e.clock
+			s.loaded, s.lastUse = true, e.clock
 			return tpm2.NamedHandle{Handle: s.handle, Name: s.name}, nil
 		}
-		// A saved context does not survive a TPM reset: load from the blob.
+		// A saved context does not survive a TPM reset (context.go):
+		// load from the blobs, and save afresh when next evicted.
+		if refused(err) {
+			e.reset()
+		}
 		delete(e.slots, obj.ID)
 	}
 	s = &slot{obj: obj}
@@ -394,7 +406,7 @@ func (e *Engine) Forget(id string) {
 		return
 	}
 	if s.loaded {
-		_, _ = tpm2.FlushContext{FlushHandle: s.handle}.Execute(e.tr())
+		_ = e.flush(s.handle)
 	}
 	delete(e.slots, id)
 }
@@ -431,9 +443,11 @@ func (e *Engine) ForgetChildren(parentID string) {
 	}
 }
 
-// SaveAll saves and flushes every loaded object, leaving the TPM's slots to
-// other processes; each comes back by ContextLoad when next used.
+// SaveAll saves (unless saved already) and flushes every loaded object,
+// leaving the TPM's slots to other processes; each comes back by
+// ContextLoad when next used.
 func (e *Engine) SaveAll() {
+	e.dropKept(true)
 	for e.loadedCount() > 0 {
 		if e.evictOne(nil) != nil {
 			return
@@ -443,6 +457,7 @@ func (e *Engine) SaveAll() {
 
 // FlushAll empties the TPM of everything this Engine loaded.
 func (e *Engine) FlushAll() {
+	e.dropKept(true)
 	for id := range e.slots {
 		e.Forget(id)
 	}

@@ -111,6 +111,32 @@ func (r *rd) end(what string) error {
 // sign runs TPM2_Sign of digest with key handle h (password value auth)
 // in scheme.
 func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme SigScheme) (*tpm2.TPMTSignature, error) {
+	p, err := e.signParts(h, password, digest, scheme)
+	if err != nil || p.other != nil {
+		return p.other, err
+	}
+	sig := &tpm2.TPMTSignature{SigAlg: p.alg}
+	if p.alg == tpm2.TPMAlgECDSA {
+		sig.Signature = tpm2.NewTPMUSignature(p.alg, &tpm2.TPMSSignatureECC{
+			Hash: p.hash, SignatureR: tpm2.TPM2BECCParameter{Buffer: p.a}, SignatureS: tpm2.TPM2BECCParameter{Buffer: p.b}})
+	} else {
+		sig.Signature = tpm2.NewTPMUSignature(p.alg, &tpm2.TPMSSignatureRSA{Hash: p.hash, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: p.a}})
+	}
+	return sig, nil
+}
+
+// sigParts is a TPMT_SIGNATURE read in place: ECDSA's r (a) and s (b), or
+// RSA's signature (a); other is a scheme no key here is made with, read by
+// go-tpm.
+type sigParts struct {
+	alg   tpm2.TPMAlgID
+	hash  tpm2.TPMIAlgHash
+	a, b  []byte
+	other *tpm2.TPMTSignature
+}
+
+// signParts runs TPM2_Sign and reads its signature in the response.
+func (e *Engine) signParts(h tpm2.TPMHandle, password, digest []byte, scheme SigScheme) (sigParts, error) {
 	c := e.pwCommand(tpm2.TPMCCSign, h, password)
 	c.tpm2b(digest)
 	c.u16(uint16(scheme.Alg)) // TPMT_SIG_SCHEME: the scheme, its hash unless NULL
@@ -122,30 +148,119 @@ func (e *Engine) sign(h tpm2.TPMHandle, password, digest []byte, scheme SigSchem
 	c.u16(0)
 	r, err := e.pwSend(c)
 	if err != nil {
-		return nil, err
+		return sigParts{}, err
 	}
 	params := r.b
-	sig := &tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgID(r.u16())}
-	switch sig.SigAlg {
+	p := sigParts{alg: tpm2.TPMAlgID(r.u16())}
+	switch p.alg {
 	case tpm2.TPMAlgECDSA:
-		h := tpm2.TPMIAlgHash(r.u16())
-		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, &tpm2.TPMSSignatureECC{
-			Hash: h, SignatureR: tpm2.TPM2BECCParameter{Buffer: r.tpm2b()}, SignatureS: tpm2.TPM2BECCParameter{Buffer: r.tpm2b()}})
+		p.hash = tpm2.TPMIAlgHash(r.u16())
+		p.a = r.tpm2b()
+		p.b = r.tpm2b()
 	case tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
-		h := tpm2.TPMIAlgHash(r.u16())
-		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, &tpm2.TPMSSignatureRSA{Hash: h, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: r.tpm2b()}})
+		p.hash = tpm2.TPMIAlgHash(r.u16())
+		p.a = r.tpm2b()
 	default:
 		// A scheme no key here is made with: let go-tpm read it.
 		s, err := tpm2.Unmarshal[tpm2.TPMTSignature](params)
 		if err != nil {
-			return nil, fmt.Errorf("%w to TPM2_Sign: %v", errMalformed, err)
+			return sigParts{}, fmt.Errorf("%w to TPM2_Sign: %v", errMalformed, err)
 		}
-		return s, nil
+		return sigParts{other: s}, nil
 	}
 	if err := r.end("TPM2_Sign"); err != nil {
+		return sigParts{}, err
+	}
+	return p, nil
+}
+
+// SignBytes is Sign with the signature as PKCS#11 has it (SignatureBytes):
+// for a key without a policy, written straight from the response, with no
+// TPMT_SIGNATURE and no big integers built (C_Sign's hot path).
+func (e *Engine) SignBytes(key *Loadable, digest []byte, scheme SigScheme, n int) ([]byte, error) {
+	if key.Policy != nil {
+		sig, err := e.Sign(key, digest, scheme)
+		if err != nil {
+			return nil, err
+		}
+		return SignatureBytes(sig, n)
+	}
+	if err := scheme.check(); err != nil {
 		return nil, err
 	}
-	return sig, nil
+	h, err := e.Handle(key)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.signParts(h.Handle, key.Auth, digest, scheme)
+	switch {
+	case err != nil:
+		return nil, err
+	case p.other != nil:
+		return SignatureBytes(p.other, n)
+	case p.alg == tpm2.TPMAlgECDSA:
+		return ecdsaBytes(p.a, p.b, n)
+	}
+	return leftPad(p.a, n), nil
+}
+
+// SignatureBytes is a TPM signature as PKCS#11 has it: r||s for ECDSA,
+// each half n/2 bytes; the n-byte signature for RSA.
+func SignatureBytes(sig *tpm2.TPMTSignature, n int) ([]byte, error) {
+	switch sig.SigAlg {
+	case tpm2.TPMAlgECDSA:
+		ec, err := sig.Signature.ECDSA()
+		if err != nil {
+			return nil, err
+		}
+		return ecdsaBytes(ec.SignatureR.Buffer, ec.SignatureS.Buffer, n)
+	case tpm2.TPMAlgRSAPSS:
+		rs, err := sig.Signature.RSAPSS()
+		if err != nil {
+			return nil, err
+		}
+		return leftPad(rs.Sig.Buffer, n), nil
+	default:
+		rs, err := sig.Signature.RSASSA()
+		if err != nil {
+			return nil, err
+		}
+		return leftPad(rs.Sig.Buffer, n), nil
+	}
+}
+
+// ecdsaBytes is r||s, each left-padded to n/2 bytes; a half longer than
+// that (leading zeros aside) is a TPM's malformed answer.
+func ecdsaBytes(r, s []byte, n int) ([]byte, error) {
+	out := make([]byte, n)
+	if !putInt(out[:n/2], r) || !putInt(out[n/2:], s) {
+		return nil, fmt.Errorf("%w to TPM2_Sign: ECDSA signature longer than the curve's", errMalformed)
+	}
+	return out, nil
+}
+
+// putInt writes the big-endian integer v into dst, left-padded with zeros.
+func putInt(dst, v []byte) bool {
+	for len(v) > 0 && v[0] == 0 {
+		v = v[1:]
+	}
+	if len(v) > len(dst) {
+		return false
+	}
+	clear(dst[:len(dst)-len(v)])
+	copy(dst[len(dst)-len(v):], v)
+	return true
+}
+
+// leftPad returns b zero-extended on the left to n bytes (TPMs return RSA
+// results without leading zeros).
+func leftPad(b []byte, n int) []byte {
+	if len(b) >= n {
+		return b
+	}
+	out := make([]byte, n)
+	copy(out[n-len(b):], b)
+	return out
 }
 
 // rsaDecryptRaw runs TPM2_RSA_Decrypt with the NULL scheme and no label.

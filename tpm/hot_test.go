@@ -131,3 +131,15 @@ func TestHotResponsesMalformed(t *testing.T) {
 		}
 	}
 }
+
+// SignBytes' halves: r and s are left-padded to the curve's size, a TPM's
+// leading zeros dropped, and a half longer than the curve's is a malformed
+// answer, never a panic or a truncated signature.
+func TestECDSABytes(t *testing.T) {
+	out, err := ecdsaBytes([]byte{0, 0, 1, 2}, []byte{3}, 8)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0, 0, 1, 2, 0, 0, 0, 3}, out)
+	_, err = ecdsaBytes([]byte{1, 2, 3, 4, 5}, []byte{3}, 8)
+	require.ErrorIs(t, err, errMalformed)
+	require.Equal(t, []byte{0, 0, 7}, leftPad([]byte{7}, 3))
+}

@@ -72,7 +72,8 @@ func (e *Engine) Encapsulate(key *Loadable) (secret, ciphertext []byte, err erro
 
 // Decapsulate runs TPM2_Decapsulate of ciphertext with key and returns the
 // shared secret, which crosses the bus encrypted (the response parameter
-// encryption of a session salted to the Engine's Salt key, when it has one).
+// encryption of the session kept salted to the Engine's Salt key, when it
+// has one: one TPM command, pqc_session.go).
 func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {
@@ -81,7 +82,7 @@ func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 	if key.Policy != nil {
 		return nil, errors.New("decapsulate: keys with a policy are not supported")
 	}
-	ka, err := e.secret(h, key.Auth, map[string]bool{key.ID: true}, encryptOut)
+	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
 	if err != nil {
 		return nil, err
 	}

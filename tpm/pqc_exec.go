@@ -134,11 +134,7 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 		if r.bad {
 			return nil, errMalformed
 		}
-		got, err := tpm2.Unmarshal[tpm2.TPMASession]([]byte{attrs})
-		if err != nil {
-			return nil, err
-		}
-		a.Attributes = *got
+		a.Attributes = sessionAttrsOf(attrs)
 		if err := s.Validate(tpm2.TPMRCSuccess, c.cc, rparms, names, i, &a); err != nil {
 			return nil, fmt.Errorf("validating session %d: %w", i, err)
 		}
@@ -184,8 +180,30 @@ func authorizations(sess []tpm2.Session, cc tpm2.TPMCC, names []tpm2.TPM2BName, 
 		if err != nil {
 			return nil, fmt.Errorf("session %d: %w", i, err)
 		}
-		area = append(area, tpm2.Marshal(*a)...)
+		// TPMS_AUTH_COMMAND, by hand (go-tpm's reflection costs more than
+		// the rest of the command).
+		area = binary.BigEndian.AppendUint32(area, uint32(a.Handle))
+		area = appendTPM2B(area, a.Nonce.Buffer)
+		area = append(area, sessionAttrs(a.Attributes))
+		area = appendTPM2B(area, a.Authorization.Buffer)
 	}
 	binary.BigEndian.PutUint32(area, uint32(len(area)-4))
 	return area, nil
+}
+
+// sessionAttrs is TPMA_SESSION's byte (Part 2 §8.4).
+func sessionAttrs(a tpm2.TPMASession) byte {
+	var b byte
+	for i, set := range []bool{a.ContinueSession, a.AuditExclusive, a.AuditReset, false, false, a.Decrypt, a.Encrypt, a.Audit} {
+		if set {
+			b |= 1 << i
+		}
+	}
+	return b
+}
+
+// sessionAttrsOf is the TPMA_SESSION of a byte (reserved bits dropped).
+func sessionAttrsOf(b byte) tpm2.TPMASession {
+	return tpm2.TPMASession{ContinueSession: b&1 != 0, AuditExclusive: b&2 != 0, AuditReset: b&4 != 0,
+		Decrypt: b&0x20 != 0, Encrypt: b&0x40 != 0, Audit: b&0x80 != 0}
 }

@@ -119,6 +119,15 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return done, nil
 }
 
+// shutdown ends the connection both ways without closing the descriptor:
+// a poll or read blocked on it in another thread returns (end of file),
+// and the descriptor stays this connection's until Close.
+func (c *rawConn) shutdown() {
+	if c.fd >= 0 {
+		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	}
+}
+
 func (c *rawConn) Close() error {
 	if c.fd < 0 {
 		return nil

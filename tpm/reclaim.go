@@ -9,7 +9,8 @@ import (
 //
 // It runs only when this Engine is starting a session and the TPM has no
 // room: this Engine holds no session then (each of its commands uses at
-// most one, started just before it and ended by it). On a TPM without a
+// most one, started just before it and ended by it) but its kept one
+// (pqc_session.go), which is started again when next needed. On a TPM without a
 // resource manager (swtpm, /dev/tpm0) whoever holds the connection is its
 // only user, and every library lets go of it between commands only, so a
 // loaded session there was left by a process killed between starting a
@@ -22,6 +23,7 @@ func (e *Engine) reclaimSessions(saved bool) int {
 	if saved {
 		types = append(types, tpm2.TPMHTPolicySession) // TPM_HT_SAVED_SESSION
 	}
+	e.dropKept(false) // flushed below with every other loaded session
 	n := 0
 	for _, ht := range types {
 		for _, h := range e.handlesOf(ht) {

@@ -55,6 +55,7 @@ func (e *Engine) send(cmd []byte) ([]byte, error) {
 // lost marks every object this Engine had loaded as gone with the
 // connection. Persistent objects stay: they live in the TPM's NV.
 func (e *Engine) lost() {
+	e.dropKept(false)
 	for id, s := range e.slots {
 		if s.dropped {
 			delete(e.slots, id)
@@ -76,6 +77,9 @@ func IsStale(err error) bool {
 	}
 	if IsTransport(err) {
 		return !IsTimeout(err)
+	}
+	if errors.Is(err, errGone) {
+		return true
 	}
 	var rc tpm2.TPMRC
 	return errors.As(err, &rc) && isReference(rc)

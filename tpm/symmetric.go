@@ -1,9 +1,11 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -23,21 +25,52 @@ func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID,
 			return nil, nil, err
 		}
 		n := min(len(data), maxBuffer)
-		rsp, err := tpm2.EncryptDecrypt2{
-			KeyHandle: auth(h, key.Auth),
-			Message:   tpm2.TPM2BMaxBuffer{Buffer: data[:n]},
-			Decrypt:   tpm2.TPMIYesNo(decrypt),
-			Mode:      mode,
-			IV:        tpm2.TPM2BIV{Buffer: iv},
-		}.Execute(e.tr())
-		if err != nil {
+		if out, iv, err = e.encryptDecrypt2(h.Handle, key.Auth, decrypt, mode, iv, data[:n], out); err != nil {
 			return nil, nil, err
 		}
-		out = append(out, rsp.OutData.Buffer...)
-		iv = rsp.IV.Buffer
 		data = data[n:]
 	}
 	return out, iv, nil
+}
+
+// encryptDecrypt2 is one TPM2_EncryptDecrypt2 of data (at most
+// maxBuffer bytes) with key handle h, marshalled by hand as the hot
+// commands are (hot.go): go-tpm marshals a TPM2B_MAX_BUFFER one byte at a
+// time through reflection, which was 4/5 of a CCM operation's time. The
+// output is appended to out (nil: dropped, for the CBC-MAC); the IV to
+// chain with is returned. Command and response carry the data (plaintext
+// on one side): both buffers are wiped here.
+func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool, mode tpm2.TPMAlgID, iv, data, out []byte) ([]byte, []byte, error) {
+	cmd := e.pwCommand(tpm2.TPMCCEncryptDecrypt2, h, password)
+	cmd.tpm2b(data)
+	if decrypt {
+		cmd.b = append(cmd.b, 1)
+	} else {
+		cmd.b = append(cmd.b, 0)
+	}
+	cmd.u16(uint16(mode))
+	cmd.tpm2b(iv)
+	rsp, err := e.send(cmd.bytes())
+	clear(cmd.b)
+	defer clear(rsp)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := pwResponse(rsp)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, ivOut := r.tpm2b(), r.tpm2b()
+	if err := r.end("TPM2_EncryptDecrypt2"); err != nil {
+		return nil, nil, err
+	}
+	if len(o) != len(data) {
+		return nil, nil, fmt.Errorf("%w to TPM2_EncryptDecrypt2: %d bytes out of %d", errMalformed, len(o), len(data))
+	}
+	if out != nil {
+		out = append(out, o...)
+	}
+	return out, bytes.Clone(ivOut), nil
 }
 
 // CBCMAC is the last block of AES-CBC encryption of data (whole blocks)
@@ -46,9 +79,12 @@ func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID,
 func (e *Engine) CBCMAC(key *Loadable, data []byte) ([]byte, error) {
 	iv := make([]byte, 16)
 	for len(data) > 0 {
+		h, err := e.Handle(key)
+		if err != nil {
+			return nil, err
+		}
 		n := min(len(data), maxBuffer)
-		var err error
-		if _, iv, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCBC, iv, data[:n]); err != nil {
+		if _, iv, err = e.encryptDecrypt2(h.Handle, key.Auth, false, tpm2.TPMAlgCBC, iv, data[:n], nil); err != nil {
 			return nil, err
 		}
 		data = data[n:]
@@ -102,8 +138,11 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Z is the shared secret: encrypted on its way out.
-	ka, err := e.secret(h, key.Auth, map[string]bool{key.ID: true}, encryptOut)
+	// Z is the shared secret: encrypted on its way out, over the salted
+	// session the Engine keeps (pqc_session.go), where a session per
+	// command cost a TPM2_StartAuthSession, and the salt's ECC operation
+	// in the TPM, as dear as the ECDH itself.
+	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,10 @@ type Device struct {
 	ObjectSlots int
 	// Deadlines are the per-command deadlines in force.
 	Deadlines Deadlines
+	// Abort, if not nil, gives up on the TPM for good without waiting for
+	// it (see Stream.Abort); safe from any goroutine, while a command is in
+	// flight. A library that is closing uses it; nothing else.
+	Abort func()
 
 	watch  *watch
 	stream *Stream
@@ -124,7 +128,7 @@ func OpenWith(spec string, o Options) (*Device, error) {
 		if strings.Contains(path, "tpmrm") {
 			slots = 64
 		}
-		return watched(&Device{Close: s.Close, Spec: spec, ObjectSlots: slots, Hardware: true, Deadlines: dl}, s), nil
+		return watched(&Device{Close: s.Close, Abort: s.Abort, Spec: spec, ObjectSlots: slots, Hardware: true, Deadlines: dl}, s), nil
 	case "swtpm":
 		return dialed(spec, rest, dl, false)
 	case "simulator":
@@ -166,7 +170,7 @@ func dialed(spec, addr string, dl Deadlines, simulated bool) (*Device, error) {
 		beside = addr
 	}
 	s.turns = newTurns(network+":"+addr, beside, isPeer(network, addr))
-	return watched(&Device{Close: s.Close, Release: s.Close, Spec: spec, ObjectSlots: 3, Deadlines: dl, stream: s, Simulated: simulated}, s), nil
+	return watched(&Device{Close: s.Close, Release: s.Close, Abort: s.Abort, Spec: spec, ObjectSlots: 3, Deadlines: dl, stream: s, Simulated: simulated}, s), nil
 }
 
 func watched(d *Device, t transport.TPM) *Device {
@@ -181,13 +185,37 @@ type watch struct {
 	deadlines Deadlines
 	since     atomic.Int64 // unix nanoseconds the command was sent; 0 when idle
 	limit     atomic.Int64
+	typical   atomic.Int64 // nanoseconds, see Device.Typical
 }
 
 func (w *watch) Send(cmd []byte) ([]byte, error) {
-	w.limit.Store(int64(w.deadlines.For(cmd)))
-	w.since.Store(time.Now().UnixNano())
+	limit := w.deadlines.For(cmd)
+	w.limit.Store(int64(limit))
+	start := time.Now()
+	w.since.Store(start.UnixNano())
 	defer w.since.Store(0)
-	return w.t.Send(cmd)
+	rsp, err := w.t.Send(cmd)
+	if err == nil && limit == w.deadlines.orDefault().Command {
+		// A moving average of how long answers take (key generation
+		// aside), 1/8 weight to the newest; read and written without a
+		// lock (an update lost to a race changes nothing that matters).
+		took := int64(time.Since(start))
+		avg := w.typical.Load()
+		if avg == 0 {
+			avg = took
+		}
+		w.typical.Store(avg + (took-avg)/8)
+	}
+	return rsp, err
+}
+
+// Typical is how long the TPM typically takes to answer a command that is
+// not key generation (a moving average; 0 before the first answer).
+func (d *Device) Typical() time.Duration {
+	if d.watch == nil {
+		return 0
+	}
+	return time.Duration(d.watch.typical.Load())
 }
 
 func (w *watch) busy() (time.Duration, time.Duration, bool) {
@@ -237,6 +265,15 @@ type Stream struct {
 	turns *turns
 	since time.Time // when conn was made
 	rbuf  []byte    // readStream's buffer
+
+	// Abort's state. cmu, a leaf taken after mu, guards the connection
+	// while it is replaced or closed, so that Abort, which runs while
+	// another goroutine holds mu across a command, never touches a
+	// descriptor that was closed (and maybe reused) under it.
+	cmu     sync.Mutex
+	aborted atomic.Bool
+	abortCh chan struct{} // closed by Abort
+	once    sync.Once
 }
 
 func (s *Stream) held() time.Duration {
@@ -257,8 +294,10 @@ func (s *Stream) contended() bool {
 // drop closes the connection and gives the turn back.
 func (s *Stream) drop() {
 	if s.conn != nil {
+		s.cmu.Lock()
 		s.conn.Close()
 		s.conn = nil
+		s.cmu.Unlock()
 	}
 	if s.turns != nil {
 		s.turns.done()
@@ -278,7 +317,7 @@ func (s *Stream) connect(deadline time.Time) error {
 		// stuck TPM: each holds it for one job at most when others wait.
 		// It fails only after a key generation's deadline without the
 		// queue moving.
-		if err := s.turns.wait(s.deadlines.KeyGen); err != nil {
+		if err := s.turns.wait(s.deadlines.KeyGen, s.aborted.Load); err != nil {
 			s.turns.done()
 			return err
 		}
@@ -299,9 +338,20 @@ func (s *Stream) connect(deadline time.Time) error {
 func (s *Stream) dial1(deadline time.Time) error {
 	delay := time.Millisecond
 	for {
+		if s.aborted.Load() {
+			return transportError("connect", ErrAborted)
+		}
 		c, err := s.dial(deadline)
 		if err == nil {
+			s.cmu.Lock()
 			s.conn = c
+			s.cmu.Unlock()
+			if s.aborted.Load() {
+				// Abort came between the dial and the connection's
+				// being seen: it is given up here instead.
+				s.drop()
+				return transportError("connect", ErrAborted)
+			}
 			return nil
 		}
 		// A one-client TPM's short listen queue is full: others are
@@ -318,6 +368,9 @@ func (s *Stream) dial1(deadline time.Time) error {
 func (s *Stream) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.aborted.Load() {
+		return nil, transportError("send", ErrAborted)
+	}
 	if s.conn == nil {
 		if err := s.connect(time.Now().Add(s.deadlines.Command)); err != nil {
 			return nil, err
@@ -451,6 +504,41 @@ func (s *Stream) unpollable(c conn, cmd []byte, deadline time.Time) ([]byte, err
 		return r.rsp, r.err
 	case <-timer.C:
 		return nil, &TransportError{Op: "read", Timeout: true, Err: os.ErrDeadlineExceeded}
+	case <-s.aborts():
+		return nil, transportError("read", ErrAborted)
+	}
+}
+
+// ErrAborted is the error of a command given up by Abort, and of every
+// command after it.
+var ErrAborted = errors.New("TPM connection aborted (the library is closing)")
+
+func (s *Stream) aborts() chan struct{} {
+	s.once.Do(func() { s.abortCh = make(chan struct{}) })
+	return s.abortCh
+}
+
+// Abort gives up on the TPM for good, from any goroutine, without waiting
+// for it: a command in flight returns at once with ErrAborted (its
+// connection is shut down, so a read blocked on a TPM that never answers
+// returns), as does one waiting for its turn or to connect, and every
+// later one. What the TPM does with a command it already has is its own
+// affair; nothing of this process waits for it.
+func (s *Stream) Abort() {
+	if s.aborted.Swap(true) {
+		return
+	}
+	close(s.aborts())
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	switch c := s.conn.(type) {
+	case nil:
+	case interface{ shutdown() }: // rawConn
+		c.shutdown()
+	default:
+		// An *os.File (a device) or a net.Conn: a deadline in the past
+		// wakes a blocked read, from any goroutine.
+		_ = c.SetDeadline(time.Unix(1, 0))
 	}
 }
 

@@ -553,8 +553,8 @@ func (q *turns) steal(t ticket) bool {
 // it fails only when patience passes without a ticket ahead of ours going
 // (a queue that moves is not a stuck TPM, however long it is: 200 forked
 // workers starting at once queued for minutes, and a fixed bound failed
-// the last 112 of them).
-func (q *turns) wait(patience time.Duration) error {
+// the last 112 of them). aborted stops the wait at once.
+func (q *turns) wait(patience time.Duration, aborted func() bool) error {
 	if err := q.take(); err != nil {
 		return nil // no queue: connect as before
 	}
@@ -574,6 +574,9 @@ func (q *turns) wait(patience time.Duration) error {
 	now := time.Now()
 	deadline, before, moved, valid := now.Add(patience), -1, now, -1
 	for {
+		if aborted() {
+			return transportError("connect", ErrAborted)
+		}
 		// Only a waiter near the head of the queue validates the tickets
 		// ahead (an open, a lock test and /proc reads each) at every look;
 		// one further back counts the names ahead of its own, and

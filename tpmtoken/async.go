@@ -97,10 +97,11 @@ func dataResult(v []byte, err error) (Result, error) {
 // dst is the caller's output buffer; its Ref is kept with the pending
 // operation from the moment it exists, for C_AsyncComplete to hand back.
 func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *tpm.Engine) (T, error), finishOf func(v T, err error) (Result, error), persist *persistSpec[T], dst Dest) (Result, error) {
-	finish := func(v T, err error) (Result, error) { return finishOf(v, keyAuthError(err)) }
 	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil || dst.Wait {
-		return finish(do(l, s.Handle, job))
+		v, err := do(l, s.Handle, job)
+		return finishOf(v, keyAuthError(err))
 	}
+	finish := func(v T, err error) (Result, error) { return finishOf(v, keyAuthError(err)) }
 	t := asyncq.Submit(l.q, s.Handle, guard(l, job), nil)
 	if t.Wait(l.cfg.AsyncGrace) {
 		v, err := t.Result()

@@ -6,11 +6,14 @@ import (
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
-// DeriveKey is CKM_ECDH1_DERIVE: the TPM multiplies the other party's
-// point by the private key (TPM2_ECDH_ZGen), the module applies the KDF,
-// and the result becomes a secret key in the TPM, per the template.
+// DeriveKey is CKM_ECDH1_DERIVE or CKM_ECDH1_COFACTOR_DERIVE: the TPM
+// multiplies the other party's point by the private key (TPM2_ECDH_ZGen),
+// the module applies the KDF, and the result becomes a secret key in the
+// TPM, per the template. Cofactor ECDH multiplies by the curve's cofactor
+// as well, which is 1 on every curve a TPM has (NIST P-224 to P-521): the
+// two are one computation (plainECDH).
 func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (uint64, error) {
-	if m.Type != ck.CKM_ECDH1_DERIVE {
+	if m.Type != ck.CKM_ECDH1_DERIVE && m.Type != ck.CKM_ECDH1_COFACTOR_DERIVE {
 		return 0, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
 	s, o, err := l.keyOpInit(h, base, -1)
@@ -26,6 +29,13 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 	if !o.allows(m.Type) {
 		return 0, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
+	return l.ecdhDerive(s, m, o, tmpl)
+}
+
+// ecdhDerive is ECDH with private key o, whose class, usage and allowed
+// mechanisms the caller checked (C_DeriveKey, C_DecapsulateKey).
+func (l *Library) ecdhDerive(s *Session, m Mechanism, o *Object, tmpl []Attr) (uint64, error) {
+	m = plainECDH(m)
 	cv := mech.CurveOf(o.Attrs[ck.CKA_EC_PARAMS])
 	if cv == nil {
 		return 0, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
@@ -54,7 +64,14 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 		return v, nil
 	}
 	a.setOrigin(false, 0, o.Attrs.Bool(ck.CKA_ALWAYS_SENSITIVE), o.Attrs.Bool(ck.CKA_NEVER_EXTRACTABLE))
-	return l.addSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, kt, int(n), nil, value)
+	j, err := l.newSecretJob(s, a, kt, int(n), nil, value)
+	if err != nil {
+		return 0, err
+	}
+	// TPM2_ECDH_ZGen and TPM2_Create of the new key in one job, both over
+	// the salted session the Engine keeps: 2 TPM commands.
+	j.kept = true
+	return l.startSecret(s, "C_DeriveKey", ck.CKF_DERIVE, a, int(n), j)
 }
 
 // derivedAttrs builds a derived key's attributes from tmpl by the secret

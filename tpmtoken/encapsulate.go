@@ -27,10 +27,12 @@ import (
 // syncView); C_DecapsulateKey with ECDH is C_DeriveKey and pends as it.
 //
 // The mechanisms are the table kems: another KEM (ML-KEM) is one entry.
-// The key's usage attribute is CKA_ENCAPSULATE / CKA_DECAPSULATE when the
-// key has it; otherwise the equivalent function's (the spec makes
-// decapsulation "exactly" C_UnwrapKey for RSA and C_DeriveKey for ECDH):
-// CKA_ENCRYPT or CKA_WRAP / CKA_UNWRAP for RSA, CKA_DERIVE for EC.
+// The key's usage attribute is CKA_ENCAPSULATE / CKA_DECAPSULATE, which
+// every key made now has (schema_key.go: by default the equivalent
+// function's usage, as the spec makes decapsulation "exactly" C_UnwrapKey
+// for RSA and C_DeriveKey for ECDH); a key stored before it existed is
+// judged by those: CKA_ENCRYPT or CKA_WRAP / CKA_UNWRAP for RSA,
+// CKA_DERIVE for EC.
 
 // kem is one key-encapsulation mechanism.
 type kem struct {
@@ -52,8 +54,8 @@ type kem struct {
 
 var rsaKEM = kem{
 	keyType:     ck.CKK_RSA,
-	encapUse:    []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_WRAP},
-	decapUse:    []ck.AttributeType{ck.CKA_UNWRAP},
+	encapUse:    rsaEncapUse,
+	decapUse:    rsaDecapUse,
 	ctLen:       func(pub any) int { return pub.(*rsa.PublicKey).Size() },
 	defaultLen:  func(any) int { return 32 },
 	encapsulate: rsaEncapsulate,
@@ -62,8 +64,8 @@ var rsaKEM = kem{
 
 var ecdhKEM = kem{
 	keyType:     ck.CKK_EC,
-	encapUse:    []ck.AttributeType{ck.CKA_DERIVE},
-	decapUse:    []ck.AttributeType{ck.CKA_DERIVE},
+	encapUse:    ecKEMUse,
+	decapUse:    ecKEMUse,
 	ctLen:       func(pub any) int { return len(pub.(*ecdh.PublicKey).Bytes()) },
 	defaultLen:  func(pub any) int { return (len(pub.(*ecdh.PublicKey).Bytes()) - 1) / 2 },
 	encapsulate: ecdhEncapsulate,
@@ -251,8 +253,10 @@ func rsaEncapsulate(m Mechanism, pub any, n int) ([]byte, []byte, error) {
 	return secret, ct, nil
 }
 
-// rsaDecapsulate is raw RSA in the TPM, the padding removed here; the
-// value goes into the new key as C_UnwrapKey's does.
+// rsaDecapsulate is raw RSA in the TPM, the padding removed here, and the
+// value into the new key as C_UnwrapKey's goes: one TPM job, TPM2_RSA_Decrypt
+// then TPM2_Create over the salted session the Engine keeps (2 TPM
+// commands; the value lives in this process only between the two).
 func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
 	c, err := mech.NewRSACipher(m)
 	if err != nil {
@@ -273,25 +277,38 @@ func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, t
 	if err := s.tok.usable(o); err != nil {
 		return 0, err
 	}
-	key := o.key
-	em, err := do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) { return e.RSARaw(key, ct) })
+	ss := syncView(s) // C_DecapsulateKey never pends
+	a, kt, err := importedSecretAttrs(ss, t, opUnwrap)
 	if err != nil {
-		return 0, keyAuthError(err)
+		return 0, err
 	}
-	v, err := c.Unpad(mech.LeftPad(em, pub.Size()))
-	v = bytes.Clone(v) // v may be a part of em, which is wiped now
-	clear(em)
-	defer clear(v)
-	switch {
-	case err != nil:
-		return 0, ck.Wrap(ck.CKR_ENCRYPTED_DATA_INVALID, err)
-	case m.Type == ck.CKM_RSA_X_509 && n <= len(v):
-		v = v[len(v)-n:] // the secret is the block's low bytes
-	case len(v) != n:
-		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the secret is %d bytes, CKA_VALUE_LEN %d", len(v), n)
+	key := o.key
+	value := func(e *tpm.Engine) ([]byte, error) {
+		em, err := e.RSARaw(key, ct)
+		if err != nil {
+			return nil, err
+		}
+		block := mech.LeftPad(em, pub.Size())
+		defer clear(block)
+		defer clear(em)
+		v, err := c.Unpad(block) // v may be a part of block: copied below
+		switch {
+		case err != nil:
+			return nil, ck.Wrap(ck.CKR_ENCRYPTED_DATA_INVALID, err)
+		case m.Type == ck.CKM_RSA_X_509 && n <= len(v):
+			v = v[len(v)-n:] // the secret is the block's low bytes
+		case len(v) != n:
+			return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the secret is %d bytes, CKA_VALUE_LEN %d", len(v), n)
+		}
+		return bytes.Clone(v), nil
 	}
-	t[ck.CKA_VALUE] = v
-	return l.importSecretKey(syncView(s), t, opUnwrap)
+	j, err := l.newSecretJob(ss, a, kt, n, nil, value)
+	if err != nil {
+		return 0, err
+	}
+	j.kept = true
+	h, err := l.startSecret(ss, "C_DecapsulateKey", 0, a, n, j)
+	return h, keyAuthError(err)
 }
 
 // syncView is session s as a synchronous one, for the object creation of
@@ -371,7 +388,8 @@ func curveOfECDH(c ecdh.Curve) *mech.Curve {
 }
 
 // ecdhDecapsulate is C_DeriveKey with the ciphertext as the other party's
-// public value (TPM2_ECDH_ZGen with the token's key, then the KDF).
+// public value (TPM2_ECDH_ZGen with the token's key, then the KDF); the
+// key's usage is CKA_DECAPSULATE, checked by DecapsulateKey.
 func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
 	p, ok := m.Param.(mech.ECDH1Params)
 	if !ok {
@@ -382,5 +400,5 @@ func ecdhDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, 
 	}
 	p.PublicData = ct
 	m.Param = p
-	return l.DeriveKey(s.Handle, plainECDH(m), o.Handle, tmpl)
+	return l.ecdhDerive(s, m, o, tmpl)
 }

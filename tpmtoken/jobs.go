@@ -1,9 +1,8 @@
 package tpmtoken
 
 import (
-	"math/big"
+	"math/bits"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
@@ -25,13 +24,7 @@ func callJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byte, 
 		}
 	case mech.SignCall:
 		scheme := tpm.SigScheme{Alg: c.Scheme, Hash: c.Hash}
-		return func(e *tpm.Engine) ([]byte, error) {
-			sig, err := e.Sign(key, c.Digest, scheme)
-			if err != nil {
-				return nil, err
-			}
-			return signatureBytes(sig, c.Len)
-		}
+		return func(e *tpm.Engine) ([]byte, error) { return e.SignBytes(key, c.Digest, scheme, c.Len) }
 	}
 	if job := pqcCallJob(key, call); job != nil { // pqc_jobs.go
 		return job
@@ -41,40 +34,12 @@ func callJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byte, 
 	}
 }
 
-// signatureBytes is a TPM signature as PKCS#11 has it: r||s for ECDSA,
-// each half n/2 bytes; the n-byte signature for RSA.
-func signatureBytes(sig *tpm2.TPMTSignature, n int) ([]byte, error) {
-	switch sig.SigAlg {
-	case tpm2.TPMAlgECDSA:
-		ec, err := sig.Signature.ECDSA()
-		if err != nil {
-			return nil, err
-		}
-		out := make([]byte, n)
-		new(big.Int).SetBytes(ec.SignatureR.Buffer).FillBytes(out[:n/2])
-		new(big.Int).SetBytes(ec.SignatureS.Buffer).FillBytes(out[n/2:])
-		return out, nil
-	case tpm2.TPMAlgRSAPSS:
-		rs, err := sig.Signature.RSAPSS()
-		if err != nil {
-			return nil, err
-		}
-		return mech.LeftPad(rs.Sig.Buffer, n), nil
-	default:
-		rs, err := sig.Signature.RSASSA()
-		if err != nil {
-			return nil, err
-		}
-		return mech.LeftPad(rs.Sig.Buffer, n), nil
-	}
-}
-
 // mechKey describes key object o to the mechanisms.
 func mechKey(o *Object) mech.Key {
 	k := mech.Key{Type: o.keyType()}
 	switch k.Type {
 	case ck.CKK_RSA:
-		k.ModulusBits = new(big.Int).SetBytes(o.Attrs[ck.CKA_MODULUS]).BitLen()
+		k.ModulusBits = bitLen(o.Attrs[ck.CKA_MODULUS])
 	case ck.CKK_EC:
 		k.Curve = mech.CurveOf(o.Attrs[ck.CKA_EC_PARAMS])
 	case ck.CKK_ML_DSA, ck.CKK_ML_KEM:
@@ -84,4 +49,16 @@ func mechKey(o *Object) mech.Key {
 		k.ValueLen = int(n)
 	}
 	return k
+}
+
+// bitLen is the length in bits of the big-endian integer b (C_SignInit of
+// an RSA key asks it of the modulus: no big.Int built for it).
+func bitLen(b []byte) int {
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return 0
+	}
+	return 8*(len(b)-1) + bits.Len8(b[0])
 }

@@ -262,8 +262,8 @@ func linkedUses(kt ck.KeyType, a tpm2.TPMAObject) (pub, priv buildOpts) {
 	if !a.SignEncrypt {
 		priv.cannot = append(priv.cannot, ck.CKA_SIGN)
 	}
-	if !a.Decrypt {
-		priv.cannot = append(priv.cannot, ck.CKA_DECRYPT)
+	if !a.Decrypt { // TPM2_RSA_Decrypt and TPM2_ECDH_ZGen need it
+		priv.cannot = append(priv.cannot, ck.CKA_DECRYPT, ck.CKA_DECAPSULATE)
 	}
 	return pub, priv
 }

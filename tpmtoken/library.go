@@ -34,6 +34,14 @@ type Library struct {
 
 	detached map[uint64]*detachedOp
 	wg       sync.WaitGroup // detached operations still finishing
+	// detachedRunning counts them too: the TPM is not given up while
+	// one runs (see Closing).
+	detachedRunning atomic.Int32
+
+	// closing is the watch Closing starts; closeMu guards it.
+	closeMu sync.Mutex
+	closing chan struct{}
+	closed  bool
 
 	health   health        // what the last TPM job saw: see health.go
 	identity identityCheck // which tokens belong to this TPM: see identity.go
@@ -84,11 +92,27 @@ func Open(cfg Config) (*Library, error) {
 		// A process that is never idle hands it over now and then too,
 		// soon when other processes wait for their turn (tpm/turns.go),
 		// now and then when none does (a client that does not queue).
+		// Whether others wait is a stat of the turns directory: asked at
+		// most every contendedEvery (it was before every job, a system
+		// call per signature), so a waiting process is let in at most
+		// that much later.
 		dev := l.dev
+		var asked time.Duration // dev.Held() when last asked
 		l.q.YieldWhen(func() bool {
 			held := dev.Held()
-			return held > YieldAfter || held > YieldContended && dev.Contended()
+			if held > YieldAfter {
+				return true
+			}
+			if held <= YieldContended || (held > asked && held-asked < contendedEvery) {
+				return false
+			}
+			asked = held
+			return dev.Contended()
 		})
+		// A process that pauses while others wait hands the TPM over
+		// then, not after ReleaseAfter: a server's worker signs in
+		// bursts, and the TPM stood idle in its hands between them.
+		l.q.IdleSooner(ReleaseContended, dev.Contended)
 	}
 	recs, err := st.Tokens()
 	if err != nil {
@@ -124,8 +148,22 @@ var YieldAfter = 500 * time.Millisecond
 // three such turns for a signature.
 var YieldContended = 50 * time.Millisecond
 
+// contendedEvery bounds how often a process holding the TPM asks whether
+// others wait for it.
+const contendedEvery = time.Millisecond
+
 // ReleaseAfter is how long a swtpm connection stays with an idle process.
 var ReleaseAfter = 20 * time.Millisecond
+
+// ReleaseContended is how long it stays with an idle process when other
+// processes wait for it: longer than the gap between two calls of a loop
+// (so a busy process keeps its turn), shorter than a TLS handshake's work
+// between two signatures.
+var ReleaseContended = 1 * time.Millisecond
+
+// FinalizeGrace is how long a command may go unanswered while the library
+// closes before the TPM is given up (see Closing), at least.
+var FinalizeGrace = 50 * time.Millisecond
 
 // DetachedWait bounds how long C_Finalize waits for detached operations.
 var DetachedWait = 60 * time.Second
@@ -133,6 +171,8 @@ var DetachedWait = 60 * time.Second
 // Close cancels all sessions' work, empties the TPM of what we loaded and
 // stops the worker.
 func (l *Library) Close() {
+	l.Closing()
+	defer l.closeWatch()
 	l.events.close() // first: a blocked C_WaitForSlotEvent returns now
 	l.mu.Lock()
 	sessions := l.sessions
@@ -179,7 +219,8 @@ func (l *Library) Close() {
 			}
 			return struct{}{}, nil
 		})
-		l.q.Close(10 * time.Second)
+		// Nothing may run now; whatever still does is given up.
+		l.q.Stop(l.abortTPM, 10*time.Second)
 	}
 	if l.dev != nil {
 		_ = l.dev.Close()

@@ -96,6 +96,9 @@ type opState struct {
 	// needAuth: the key is CKA_ALWAYS_AUTHENTICATE; authed once the
 	// context-specific login was made for this operation.
 	needAuth, authed bool
+	// call is the call that owns the operation (busy), kept here so that
+	// handing it to run (through an interface) puts nothing on the heap.
+	call opCall
 }
 
 // errOtherForm refuses a call in the form the operation is not in.
@@ -268,13 +271,14 @@ func (l *Library) drive(h uint64, c opCall, dst *Dest) ([]byte, error) {
 		}
 	}
 	st.busy = true
+	st.call = c
 	s.mu.Unlock()
 
-	out, err := o.run(&c)
+	out, err := o.run(&st.call)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.busy = false
+	st.busy, st.call = false, opCall{}
 	if dst != nil && err == nil && len(out) > dst.Cap {
 		if c.part == Update || st.lasting {
 			// The length was exact and checked: this cannot happen.

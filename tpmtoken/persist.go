@@ -50,8 +50,10 @@ func detach[T any](l *Library, tok *Token, fn string, t asyncq.Typed[T], spec *p
 	l.mu.Unlock()
 	serial := tok.record().Serial
 	l.wg.Add(1)
+	l.detachedRunning.Add(1)
 	go func() {
 		defer l.wg.Done()
+		defer l.detachedRunning.Add(-1)
 		defer close(op.done)
 		<-t.Done()
 		v, err := t.Result()

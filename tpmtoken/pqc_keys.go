@@ -3,6 +3,9 @@ package tpmtoken
 import (
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
@@ -254,13 +257,13 @@ func mlkemEncapsulate(m Mechanism, pub any, n int) ([]byte, []byte, error) {
 // mlkemDecapsulate is TPM2_Decapsulate with the key in the TPM; the
 // secret goes straight into the new key (into the TPM when sensitive).
 func mlkemDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
-	pub, err := o.publicKey()
+	// The parameter set from the key's attribute (set by the token when
+	// the TPM made the key): parsing the public key checks it by an
+	// encapsulation, which cost a third of the call.
+	ps, _ := o.Attrs.ULong(ck.CKA_PARAMETER_SET)
+	set, err := mech.MLKEMSetOf(ps)
 	if err != nil {
-		return 0, err
-	}
-	set, _, err := mlkemSet(pub)
-	if err != nil {
-		return 0, err
+		return 0, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
 	}
 	t, n, err := kemTemplate(tmpl, func() int { return mech.MLKEMSharedSecretLen })
 	if err != nil {
@@ -275,13 +278,24 @@ func mlkemDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte,
 	if err := s.tok.usable(o); err != nil {
 		return 0, err
 	}
-	v, err := do(l, s.Handle, pqcCallJob(o.key, mech.MLKEMDecapCall{Ciphertext: ct}))
+	// One TPM job: TPM2_Decapsulate and TPM2_Create of the new key, both
+	// over the session the Engine keeps (2 TPM commands). The secret
+	// crosses the bus encrypted both ways and lives in this process only
+	// between the two commands (secretJob wipes it once the TPM has it;
+	// a readable key keeps it as CKA_VALUE, as it must). docs/pqc.md says
+	// why not later, on first use.
+	ss := syncView(s) // C_DecapsulateKey never pends
+	a, kt, err := importedSecretAttrs(ss, t, opUnwrap)
 	if err != nil {
-		return 0, keyAuthError(err)
+		return 0, err
 	}
-	defer clear(v)
-	t[ck.CKA_VALUE] = v
-	return l.importSecretKey(s, t, opUnwrap)
+	j, err := l.newSecretJob(ss, a, kt, n, nil, pqcCallJob(o.key, mech.MLKEMDecapCall{Ciphertext: ct}))
+	if err != nil {
+		return 0, err
+	}
+	j.kept = true
+	h, err := l.startSecret(ss, "C_DecapsulateKey", 0, a, n, j)
+	return h, keyAuthError(err)
 }
 
 // PQCKeyTypes are the ML-DSA and ML-KEM parameter sets this TPM makes, as
@@ -336,4 +350,28 @@ func completePQCPublicKey(a Attrs, kt ck.KeyType) error {
 	a[ck.CKA_PUBLIC_KEY_INFO] = spki
 	a.SetBool(ck.CKA_LOCAL, false)
 	return nil
+}
+
+// keptTemplates are the templates of keys made by tpm.CreateKept (the
+// secret of C_DecapsulateKey), marshalled once per kind: go-tpm's
+// reflection cost more than the rest of the call. A kind is its key
+// type, length and name algorithm, which are all secretSpec and
+// secretJob vary.
+var keptTemplates sync.Map // keptKind -> *tpm2.TPM2BPublic
+
+type keptKind struct {
+	kt      ck.KeyType
+	n       int
+	nameAlg tpm2.TPMAlgID
+}
+
+func keptTemplate(kt ck.KeyType, n int, t tpm2.TPMTPublic) *tpm2.TPM2BPublic {
+	k := keptKind{kt, n, t.NameAlg}
+	if v, ok := keptTemplates.Load(k); ok {
+		return v.(*tpm2.TPM2BPublic)
+	}
+	p := tpm2.New2B(t)
+	p.Bytes() // marshalled now, once
+	v, _ := keptTemplates.LoadOrStore(k, &p)
+	return v.(*tpm2.TPM2BPublic)
 }

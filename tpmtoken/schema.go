@@ -75,8 +75,10 @@ type attrDef struct {
 	// required: the operations whose template must carry it
 	// (CKR_TEMPLATE_INCOMPLETE).
 	required op
-	// def is the value when the template is silent (nil: none).
+	// def is the value when the template is silent (nil: none); defOf,
+	// if set instead, computes it from the attributes declared before it.
 	def    []byte
+	defOf  func(Attrs) []byte
 	change change
 	// copy: C_CopyObject's template may set it (besides the free ones).
 	copy  bool
@@ -239,6 +241,8 @@ func (s *schema) build(o op, tmpl Template, opts buildOpts) (Attrs, error) {
 			a[typ] = bytes.Clone(opts.defaults[typ])
 		case d.def != nil:
 			a[typ] = bytes.Clone(d.def)
+		case d.defOf != nil:
+			a[typ] = bytes.Clone(d.defOf(a))
 		}
 	}
 	return a, nil

@@ -53,6 +53,31 @@ func usageRows(can []ck.AttributeType, defs map[ck.AttributeType]bool) []attrDef
 	return rows
 }
 
+// KEM usages (3.2: CKA_ENCAPSULATE of a public key, CKA_DECAPSULATE of a
+// private one) of RSA and EC keys. Like every usage of a TPM key they can
+// be turned off, never on (toFalse). Where the template is silent they
+// follow the usages the spec makes them equivalent to (the default is the
+// token's, "and may depend on the values of other attributes"): RSA
+// decapsulation is C_UnwrapKey, EC decapsulation C_DeriveKey. So a key
+// made to sign is no RSA decryption oracle unless asked to be. (ML-KEM
+// keys have them true by default: pqc_keys.go.)
+var (
+	rsaEncapUse = []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_WRAP}
+	rsaDecapUse = []ck.AttributeType{ck.CKA_UNWRAP}
+	ecKEMUse    = []ck.AttributeType{ck.CKA_DERIVE}
+)
+
+func kemRow(typ ck.AttributeType, equiv []ck.AttributeType) []attrDef {
+	return []attrDef{{typ: typ, kind: kindBool, given: opMake, change: toFalse, defOf: func(a Attrs) []byte {
+		for _, e := range equiv {
+			if a.Bool(e) {
+				return vTrue
+			}
+		}
+		return vFalse
+	}}}
+}
+
 // Public keys. CKA_SENSITIVE is accepted on them (clients send one
 // template for both halves) and means nothing.
 var (
@@ -141,13 +166,17 @@ func init() {
 	allUses := []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE}
 	register(
 		declare(ck.CKO_PUBLIC_KEY, rsa, storageRows, keyRows, publicRows, rsaPublicRows,
-			usageRows([]ck.AttributeType{ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_VERIFY_RECOVER}, pubDefaults)),
+			usageRows([]ck.AttributeType{ck.CKA_VERIFY, ck.CKA_ENCRYPT, ck.CKA_WRAP, ck.CKA_VERIFY_RECOVER}, pubDefaults),
+			kemRow(ck.CKA_ENCAPSULATE, rsaEncapUse)),
 		declare(ck.CKO_PUBLIC_KEY, ec, storageRows, keyRows, publicRows, ecPublicRows,
-			usageRows([]ck.AttributeType{ck.CKA_VERIFY, ck.CKA_DERIVE}, merge(pubDefaults, ecDefaults))),
+			usageRows([]ck.AttributeType{ck.CKA_VERIFY, ck.CKA_DERIVE}, merge(pubDefaults, ecDefaults)),
+			kemRow(ck.CKA_ENCAPSULATE, ecKEMUse)),
 		declare(ck.CKO_PRIVATE_KEY, rsa, storageRows, keyRows, privateRows, rsaPrivateRows,
-			usageRows([]ck.AttributeType{ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER}, privDefaults)),
+			usageRows([]ck.AttributeType{ck.CKA_SIGN, ck.CKA_DECRYPT, ck.CKA_UNWRAP, ck.CKA_SIGN_RECOVER}, privDefaults),
+			kemRow(ck.CKA_DECAPSULATE, rsaDecapUse)),
 		declare(ck.CKO_PRIVATE_KEY, ec, storageRows, keyRows, privateRows, ecPrivateRows,
-			usageRows([]ck.AttributeType{ck.CKA_SIGN, ck.CKA_DERIVE}, merge(privDefaults, ecDefaults))),
+			usageRows([]ck.AttributeType{ck.CKA_SIGN, ck.CKA_DERIVE}, merge(privDefaults, ecDefaults)),
+			kemRow(ck.CKA_DECAPSULATE, ecKEMUse)),
 		declare(ck.CKO_SECRET_KEY, aes, storageRows, keyRows, secretRows,
 			usageRows(allUses, map[ck.AttributeType]bool{ck.CKA_ENCRYPT: true, ck.CKA_DECRYPT: true, ck.CKA_SIGN: false,
 				ck.CKA_VERIFY: false, ck.CKA_WRAP: false, ck.CKA_UNWRAP: false, ck.CKA_DERIVE: false})),

@@ -56,24 +56,38 @@ func (l *Library) secretSpec(kt ck.KeyType, n int) (tpm2.TPMTPublic, error) {
 // copy once the TPM has it, unless the key is readable: then that copy,
 // and no buffer anyone else holds, is the object's CKA_VALUE.
 func (l *Library) addSecret(s *Session, fn string, flag ck.Flags, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (uint64, error) {
-	template, err := l.secretSpec(kt, n)
+	j, err := l.newSecretJob(s, a, kt, n, value, makeValue)
 	if err != nil {
 		return 0, err
 	}
+	return l.startSecret(s, fn, flag, a, n, j)
+}
+
+// newSecretJob checks a secret key's attributes and makes its job (see addSecret).
+func (l *Library) newSecretJob(s *Session, a Attrs, kt ck.KeyType, n int, value []byte, makeValue func(e *tpm.Engine) ([]byte, error)) (*secretJob, error) {
+	template, err := l.secretSpec(kt, n)
+	if err != nil {
+		return nil, err
+	}
 	if readable(a) && a.Bool(ck.CKA_TOKEN) {
-		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a token key's value is never stored outside the TPM: it cannot be both extractable and not sensitive")
+		return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a token key's value is never stored outside the TPM: it cannot be both extractable and not sensitive")
 	}
 	if err := s.mayMake(a); err != nil {
-		return 0, err
+		return nil, err
 	}
 	storage, err := s.tok.parentFor(a.Bool(ck.CKA_PRIVATE))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	j := &secretJob{storage: storage, template: template, kt: kt, value: bytes.Clone(value), makeValue: makeValue, keep: readable(a)}
 	if value == nil && makeValue == nil {
 		j.tpmMade(n)
 	}
+	return j, nil
+}
+
+// startSecret runs secret-key job j as fn and makes the object of what it made.
+func (l *Library) startSecret(s *Session, fn string, flag ck.Flags, a Attrs, n int, j *secretJob) (uint64, error) {
 	job := j.run
 	finish := func(m madeSecret, err error) (Result, error) {
 		if err != nil {
@@ -98,6 +112,9 @@ type secretJob struct {
 	value     []byte
 	makeValue func(e *tpm.Engine) ([]byte, error)
 	keep      bool // the key is readable: its value is kept as CKA_VALUE
+	// kept: TPM2_Create goes over the session the Engine keeps (one
+	// command): for a value makeValue had the TPM make a moment before.
+	kept bool
 }
 
 type madeSecret struct {
@@ -137,7 +154,13 @@ func (j *secretJob) run(e *tpm.Engine) (madeSecret, error) {
 			t.NameAlg = tpm2.TPMAlgSHA512
 		}
 	}
-	p, k, err := e.Create(j.storage, t, nil, v)
+	create := func() (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) { return e.Create(j.storage, t, nil, v) }
+	if j.kept {
+		create = func() (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+			return e.CreateKept(j.storage, keptTemplate(j.kt, len(v), t), v)
+		}
+	}
+	p, k, err := create()
 	if err != nil {
 		return madeSecret{}, err
 	}
@@ -200,17 +223,27 @@ func (l *Library) GenerateKey(h uint64, m Mechanism, tmpl []Attr) (uint64, error
 // its value is put into the TPM (TPM2_Create with caller data) and kept
 // outside only as the TPM-wrapped blob.
 func (l *Library) importSecretKey(s *Session, t Template, o op) (uint64, error) {
-	sc, err := templateSchema(ck.CKO_SECRET_KEY, t)
+	a, kt, err := importedSecretAttrs(s, t, o)
 	if err != nil {
 		return 0, err
 	}
+	return l.addSecret(s, o.fn(), 0, a, kt, len(t[ck.CKA_VALUE]), t[ck.CKA_VALUE], nil)
+}
+
+// importedSecretAttrs are the attributes of a secret key whose value comes
+// from outside the token (C_CreateObject, C_UnwrapKey, C_DecapsulateKey).
+func importedSecretAttrs(s *Session, t Template, o op) (Attrs, ck.KeyType, error) {
+	sc, err := templateSchema(ck.CKO_SECRET_KEY, t)
+	if err != nil {
+		return nil, 0, err
+	}
 	if _, ok := t[ck.CKA_VALUE_LEN]; ok && o == opCreate {
-		return 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN comes from CKA_VALUE")
+		return nil, 0, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_VALUE_LEN comes from CKA_VALUE")
 	}
 	a, err := sc.build(o, t, s.tok.keyDefaults())
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	a.setOrigin(false, 0, false, false)
-	return l.addSecret(s, o.fn(), 0, a, ck.KeyType(sc.sub), len(t[ck.CKA_VALUE]), t[ck.CKA_VALUE], nil)
+	return a, ck.KeyType(sc.sub), nil
 }

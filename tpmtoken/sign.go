@@ -143,14 +143,13 @@ func runSign(c *opCall, op *signOp) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := op.sig.Len()
-	// A signature is not secret: a detached sign may keep it in the store.
-	res, err := start(l, s, c.fn, ck.CKF_SIGN, callJob(op.key.key, call), dataResult, &persistSpec[[]byte]{
-		bound: n,
-		save: func(v []byte, err error) (asyncRecord, error) {
-			return asyncRecord{Data: v}, err
-		},
-	}, c.dst)
+	// A signature is not secret: a detached sign may keep it in the store
+	// (made only where it can be: an async session).
+	var persist *persistSpec[[]byte]
+	if s.flags&ck.CKF_ASYNC_SESSION != 0 {
+		persist = &persistSpec[[]byte]{bound: op.sig.Len(), save: saveData}
+	}
+	res, err := start(l, s, c.fn, ck.CKF_SIGN, callJob(op.key.key, call), dataResult, persist, c.dst)
 	return res.Data, l.explainPolicy(op.key, err)
 }
 
@@ -169,3 +168,6 @@ func (op *signOp) signRecover(c *opCall) ([]byte, error) {
 	res, err := start(c.l, c.s, c.fn, ck.CKF_SIGN_RECOVER, callJob(op.key.key, call), dataResult, nil, c.dst)
 	return res.Data, err
 }
+
+// saveData is what a detached signature keeps: its bytes.
+func saveData(v []byte, err error) (asyncRecord, error) { return asyncRecord{Data: v}, err }

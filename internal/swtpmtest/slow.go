@@ -1,9 +1,11 @@
 package swtpmtest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +29,14 @@ type SlowRelay struct {
 	// Spec is the backend spec of the relay: swtpm:unix:PATH.
 	Spec  string
 	Delay time.Duration
+	// HoldDir, if set, makes the relay a TPM that goes silent on demand:
+	// while HoldDir/hold exists, a command that arrives is not passed on
+	// and not answered. The relay then creates HoldDir/holding, and later
+	// HoldDir/abandoned if the client closes the connection while the
+	// command is held, or HoldDir/answered once hold is removed and the
+	// command has been passed on and answered. A test reads these files
+	// to know what the TPM side saw, in order, without a clock.
+	HoldDir string
 
 	ln       net.Listener
 	upstream string
@@ -140,6 +150,10 @@ func (r *SlowRelay) serve(c net.Conn) {
 			return
 		}
 		time.Sleep(r.Delay) // the injected latency (see SlowRelay)
+		held, ok := r.hold(c)
+		if !ok {
+			return
+		}
 		if _, err := up.Write(cmd); err != nil {
 			return
 		}
@@ -150,8 +164,37 @@ func (r *SlowRelay) serve(c net.Conn) {
 		if _, err := c.Write(rsp); err != nil {
 			return
 		}
+		if held {
+			mark(r.HoldDir, "answered")
+		}
 	}
 }
+
+// hold keeps a command while HoldDir/hold exists (see HoldDir): held says
+// it did, ok is false if the client closed the connection meanwhile.
+func (r *SlowRelay) hold(c net.Conn) (held, ok bool) {
+	if r.HoldDir == "" || !exists(filepath.Join(r.HoldDir, "hold")) {
+		return false, true
+	}
+	mark(r.HoldDir, "holding")
+	one := make([]byte, 1)
+	for exists(filepath.Join(r.HoldDir, "hold")) {
+		// A TPM has nothing to read from its client while it works:
+		// end of file here is the client's close. Polled (this is the
+		// fake TPM, not a test's synchronisation).
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+		if _, err := c.Read(one); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			mark(r.HoldDir, "abandoned")
+			return true, false
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return true, true
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func mark(dir, name string) { _ = os.WriteFile(filepath.Join(dir, name), nil, 0o644) }
 
 // readMessage reads one TPM command or response: a 10-byte header whose
 // bytes 2..6 are the whole message's size, then the rest.

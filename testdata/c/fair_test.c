@@ -3,6 +3,11 @@
  *   fair_test MODULE sign SECONDS    : from dlopen: log in, then sign with the key
  *       for SECONDS; prints "signs N login_ms L stall_ms S" (S: the longest
  *       wait for one signature, C_SignInit + C_Sign).
+ *   fair_test MODULE sign SECONDS TIMES : the same, and writes to the file
+ *       TIMES when each signature ended (CLOCK_MONOTONIC seconds, one a
+ *       line, written at the end): make bench merges the processes' times to
+ *       see the turns between them (how often the TPM changes hands and
+ *       how long it stands idle then).
  * Several "sign" processes run at once on the same swtpm. */
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -46,8 +51,12 @@ int main(int argc, char **argv) {
     CK_ATTRIBUTE prv[] = {{CKA_TOKEN, &yes, 1}, {CKA_ID, id, 4}};
     CK_OBJECT_HANDLE hpub, hpriv;
     RV(f->C_GenerateKeyPair(h, &gen, pub, 3, prv, 2, &hpub, &hpriv), CKR_OK);
-  } else if (strcmp(argv[2], "sign") == 0 && argc == 4) {
+  } else if (strcmp(argv[2], "sign") == 0 && (argc == 4 || argc == 5)) {
     double secs = atof(argv[3]);
+    /* Times kept in memory (grown as needed) and written after the loop,
+     * so the file costs the loop nothing. */
+    size_t cap = argc == 5 ? 4096 : 0, nt = 0;
+    double *times = cap ? malloc(cap * sizeof *times) : NULL;
     RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
     RV(f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
     CK_ULONG cls = 3; /* CKO_PRIVATE_KEY */
@@ -73,6 +82,17 @@ int main(int argc, char **argv) {
       if (t1 - last > stall) stall = t1 - last;
       last = t1;
       signs++;
+      if (times) {
+        if (nt == cap && !(times = realloc(times, (cap *= 2) * sizeof *times))) return 3;
+        times[nt++] = t1;
+      }
+    }
+    if (times) {
+      FILE *tf = fopen(argv[4], "w");
+      if (!tf) { perror(argv[4]); return 3; }
+      for (size_t i = 0; i < nt; i++) fprintf(tf, "%.6f\n", times[i]);
+      if (fclose(tf) != 0) { perror(argv[4]); return 3; }
+      free(times);
     }
     printf("signs %ld login_ms %.0f stall_ms %.0f\n", signs, (logged - t0) * 1000, stall * 1000);
   } else {

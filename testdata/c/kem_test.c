@@ -31,6 +31,11 @@ D(K_CKK_AES, 0x1FUL);
 D(K_CKF_ENCAPSULATE, 0x10000000UL);
 D(K_CKF_DECAPSULATE, 0x20000000UL);
 D(K_CKR_BUFFER_TOO_SMALL, 0x150UL);
+D(K_CKA_ENCAPSULATE, 0x633UL);
+D(K_CKA_DECAPSULATE, 0x634UL);
+D(K_CKA_WRAP, 0x106UL);
+D(K_CKR_KEY_FUNCTION_NOT_PERMITTED, 0x68UL);
+D(K_CKR_ATTRIBUTE_READ_ONLY, 0x10UL);
 
 static CK_FUNCTION_LIST_3_2 *f;
 static const char *dir;
@@ -283,6 +288,70 @@ static void ec_encapsulate(CK_SESSION_HANDLE h) {
   }
 }
 
+static CK_BBOOL bool_attr(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG typ) {
+  CK_BBOOL v = 2;
+  CK_ATTRIBUTE a = {typ, &v, 1};
+  RV(f->C_GetAttributeValue(h, k, &a, 1), CKR_OK);
+  CHECK(a.ulValueLen == 1 && v <= 1, "attribute 0x%lx: %lu bytes, %u", typ, a.ulValueLen, v);
+  return v;
+}
+
+/* CKA_ENCAPSULATE / CKA_DECAPSULATE (3.2) decide: by default they follow
+ * CKA_WRAP / CKA_UNWRAP (RSA); given, they alone say yes or no; false is
+ * CKR_KEY_FUNCTION_NOT_PERMITTED; C_SetAttributeValue turns them off,
+ * never on. The ciphertext is openssl's. */
+static void kem_usage(CK_SESSION_HANDLE h) {
+  CK_MECHANISM gen = {K_CKM_RSA_GEN, NULL, 0};
+  CK_ULONG bits = 2048;
+  CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA256, 2, 1, NULL, 0};
+  CK_MECHANISM oaep = {K_CKM_RSA_PKCS_OAEP, &op, sizeof op};
+  CK_BYTE spki[1024], secret[32], ct[512], got[128], out[512];
+  for (int given = 0; given < 2; given++) {
+    /* given: CKA_ENCAPSULATE/CKA_DECAPSULATE true, CKA_WRAP/CKA_UNWRAP
+     * false; else CKA_WRAP/CKA_UNWRAP true and the defaults. */
+    CK_ATTRIBUTE pubt[] = {{K_CKA_MODULUS_BITS, &bits, sizeof bits}, {given ? K_CKA_ENCAPSULATE : K_CKA_WRAP, &yes, 1}};
+    CK_ATTRIBUTE privt[] = {{given ? K_CKA_DECAPSULATE : K_CKA_UNWRAP, &yes, 1}};
+    CK_OBJECT_HANDLE pub, priv;
+    RV(f->C_GenerateKeyPair(h, &gen, pubt, 2, privt, 1, &pub, &priv), CKR_OK);
+    CHECK(bool_attr(h, pub, K_CKA_ENCAPSULATE) == 1 && bool_attr(h, priv, K_CKA_DECAPSULATE) == 1,
+          "case %d: CKA_ENCAPSULATE/CKA_DECAPSULATE not true", given);
+    CHECK(bool_attr(h, priv, K_CKA_UNWRAP) == !given, "case %d: CKA_UNWRAP", given);
+    CK_ATTRIBUTE a = {K_CKA_PUBLIC_KEY_INFO, spki, sizeof spki};
+    RV(f->C_GetAttributeValue(h, pub, &a, 1), CKR_OK);
+    wr("usage.der", spki, a.ulValueLen);
+    sh("openssl rand 32 > usage-secret && openssl pkeyutl -encrypt -pubin -keyform DER -inkey usage.der "
+       "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 -in usage-secret -out usage-ct");
+    rd("usage-secret", secret, sizeof secret);
+    size_t n = rd("usage-ct", ct, sizeof ct);
+    CK_ATTRIBUTE t[] = SECRET_TEMPLATE(&generic);
+    CK_OBJECT_HANDLE k = 0;
+    RV(f->C_DecapsulateKey(h, &oaep, priv, t, 5, ct, n, &k), CKR_OK);
+    CHECK(k && value(h, k, got) == 32 && memcmp(got, secret, 32) == 0, "case %d: not openssl's secret", given);
+    CK_ULONG cl = sizeof out;
+    RV(f->C_EncapsulateKey(h, &oaep, pub, t, 5, out, &cl, &k), CKR_OK);
+
+    CK_ATTRIBUTE off[] = {{K_CKA_DECAPSULATE, &no, 1}}, offp[] = {{K_CKA_ENCAPSULATE, &no, 1}};
+    RV(f->C_SetAttributeValue(h, priv, off, 1), CKR_OK);
+    RV(f->C_SetAttributeValue(h, pub, offp, 1), CKR_OK);
+    k = 0;
+    RV(f->C_DecapsulateKey(h, &oaep, priv, t, 5, ct, n, &k), K_CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CHECK(k == 0, "case %d: a key made without the usage", given);
+    cl = sizeof out;
+    RV(f->C_EncapsulateKey(h, &oaep, pub, t, 5, out, &cl, &k), K_CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CK_ATTRIBUTE on[] = {{K_CKA_DECAPSULATE, &yes, 1}};
+    RV(f->C_SetAttributeValue(h, priv, on, 1), K_CKR_ATTRIBUTE_READ_ONLY);
+  }
+  /* A signing key pair: neither, so no raw RSA decryption with it. */
+  CK_ATTRIBUTE pubt[] = {{K_CKA_MODULUS_BITS, &bits, sizeof bits}};
+  CK_OBJECT_HANDLE pub, priv;
+  RV(f->C_GenerateKeyPair(h, &gen, pubt, 1, NULL, 0, &pub, &priv), CKR_OK);
+  CHECK(bool_attr(h, pub, K_CKA_ENCAPSULATE) == 0 && bool_attr(h, priv, K_CKA_DECAPSULATE) == 0,
+        "a signing key pair encapsulates or decapsulates by default");
+  CK_ATTRIBUTE t[] = SECRET_TEMPLATE(&generic);
+  CK_OBJECT_HANDLE k = 0;
+  RV(f->C_DecapsulateKey(h, &oaep, priv, t, 5, ct, rd("usage-ct", ct, sizeof ct), &k), K_CKR_KEY_FUNCTION_NOT_PERMITTED);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: kem_test module.so workdir\n");
@@ -297,6 +366,7 @@ int main(int argc, char **argv) {
   ec_decapsulate(h);
   rsa_encapsulate(h);
   ec_encapsulate(h);
+  kem_usage(h);
   RV(f->C_Finalize(NULL), CKR_OK);
   if (failures) {
     fprintf(stderr, "%d failures\n", failures);

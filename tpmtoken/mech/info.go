@@ -49,8 +49,8 @@ var infos = map[ck.MechType]infoEntry{
 	ck.CKM_EC_KEY_PAIR_GEN: {KindEC, hw | ck.CKF_GENERATE_KEY_PAIR | ecF},
 	ck.CKM_ECDH1_DERIVE:    {KindEC, hw | ck.CKF_DERIVE | ecF | kemF},
 	// Cofactor ECDH is plain ECDH on the token's curves (all have cofactor
-	// 1); offered for encapsulation only.
-	ck.CKM_ECDH1_COFACTOR_DERIVE: {KindEC, hw | ecF | kemF},
+	// 1): C_DeriveKey and encapsulation (tpmtoken/derive.go).
+	ck.CKM_ECDH1_COFACTOR_DERIVE: {KindEC, hw | ck.CKF_DERIVE | ecF | kemF},
 	ck.CKM_RSA_PKCS_KEY_PAIR_GEN: {KindRSA, hw | ck.CKF_GENERATE_KEY_PAIR},
 	ck.CKM_RSA_PKCS:              {KindRSA, sigF | recF | wrapF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},
 	ck.CKM_RSA_X_509:             {KindRSA, sigF | recF | kemF | ck.CKF_ENCRYPT | ck.CKF_DECRYPT},

@@ -12,6 +12,7 @@ import (
 type Input struct {
 	h   hash.Hash
 	buf []byte
+	sum [64]byte // Value's digest: no allocation per signature
 }
 
 // maxInput bounds what an operation without a running hash accumulates
@@ -34,7 +35,7 @@ func (in *Input) Write(data []byte) error {
 // Value is the digest, or the data as fed.
 func (in *Input) Value() []byte {
 	if in.h != nil {
-		return in.h.Sum(nil)
+		return in.h.Sum(in.sum[:0])
 	}
 	return in.buf
 }

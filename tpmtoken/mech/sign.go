@@ -138,16 +138,21 @@ func (s *Signature) ecdsaPlan(digest []byte) (TPMCall, error) {
 	}
 	c := s.key.Curve
 	orderBits := c.Go.Params().N.BitLen()
-	z := new(big.Int).SetBytes(digest)
-	if excess := len(digest)*8 - orderBits; excess > 0 {
-		z.Rsh(z, uint(excess))
-	}
 	hLen := 64
 	for _, n := range []int{32, 48} {
 		if n*8 >= orderBits {
 			hLen = n
 			break
 		}
+	}
+	if len(digest) == hLen && hLen*8 == orderBits {
+		// The common case (P-256 under SHA-256, P-384 under SHA-384):
+		// the digest is the integer as the TPM takes it.
+		return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: hashOfLen(hLen), Digest: digest, Len: s.Len()}, nil
+	}
+	z := new(big.Int).SetBytes(digest)
+	if excess := len(digest)*8 - orderBits; excess > 0 {
+		z.Rsh(z, uint(excess))
 	}
 	if (z.BitLen()+7)/8 > hLen {
 		return nil, ck.Errorf(ck.CKR_DATA_LEN_RANGE, "the TPM signs at most a %d-byte integer", hLen)
@@ -157,8 +162,18 @@ func (s *Signature) ecdsaPlan(digest []byte) (TPMCall, error) {
 		// the TPM (P-224 under a SHA-256-sized digest): align z there.
 		z.Lsh(z, uint(shift))
 	}
-	alg := map[int]tpm2.TPMAlgID{32: tpm2.TPMAlgSHA256, 48: tpm2.TPMAlgSHA384, 64: tpm2.TPMAlgSHA512}[hLen]
-	return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: alg, Digest: z.FillBytes(make([]byte, hLen)), Len: s.Len()}, nil
+	return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: hashOfLen(hLen), Digest: z.FillBytes(make([]byte, hLen)), Len: s.Len()}, nil
+}
+
+// hashOfLen is the TPM hash whose digests are n bytes (32, 48 or 64).
+func hashOfLen(n int) tpm2.TPMAlgID {
+	switch n {
+	case 32:
+		return tpm2.TPMAlgSHA256
+	case 48:
+		return tpm2.TPMAlgSHA384
+	}
+	return tpm2.TPMAlgSHA512
 }
 
 // rsaPlan picks the TPM's own scheme where it does exactly what was asked
