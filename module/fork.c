@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "fork.h"
+#include "child_mech.h"
 
 
 int tpm11_forked;
@@ -659,6 +660,9 @@ CK_RV tpm11_child_C_Finalize(CK_VOID_PTR pReserved) {
   if (c != NULL) {
     __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
     rv = finalize_helper(c);
+    /* The helper's sessions are gone: so are the child's operations on
+     * them (child_mech.c's lock is taken after child_mu). */
+    tpm11_child_mech_reset();
   }
   pthread_mutex_unlock(&child_mu);
   return rv;

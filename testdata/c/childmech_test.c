@@ -26,7 +26,7 @@
 /* 1 once fork.c's C_Finalize calls tpm11_child_mech_reset (the lead's
  * merge; fork.c belongs to another branch). */
 #ifndef FINALIZE_DROPS_STATE
-#define FINALIZE_DROPS_STATE 0
+#define FINALIZE_DROPS_STATE 1
 #endif
 
 #define D(name, value) static const CK_ULONG name = value
