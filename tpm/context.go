@@ -99,12 +99,14 @@ func handleResponse(rsp []byte, what string) (tpm2.TPMHandle, error) {
 	return tpm2.TPMHandle(binary.BigEndian.Uint32(rsp[HeaderSize:])), nil
 }
 
-// refused reports whether err is the TPM refusing a saved context (not a
-// full TPM, nor a lost connection, nor a flush that found its object gone,
-// which has marked everything lost already).
+// refused reports whether err is the TPM refusing a saved context because
+// it was reset since (TPM_RC_INTEGRITY: the context's integrity key came
+// from the TPM's state before the reset). Any other refusal (fwTPM answers
+// TPM_RC_HANDLE to some contexts) costs only that context: the object is
+// loaded from its blobs, and everything else the Engine holds stays (so
+// it is still flushed at the end, not leaked).
 func refused(err error) bool {
-	var rc tpm2.TPMRC
-	return errors.As(err, &rc) && !errors.Is(err, tpm2.TPMRCObjectMemory) && !errors.Is(err, errGone)
+	return errors.Is(err, tpm2.TPMRCIntegrity) && !errors.Is(err, errGone)
 }
 
 // reset is what the Engine knows once the TPM refuses a context it saved
