@@ -10,7 +10,11 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 D=$REPO/testdata/pqcverify
 command -v node >/dev/null && command -v npm >/dev/null ||
-  { echo "pqcverify.sh: node and npm are needed (Debian packages nodejs npm)" >&2; exit 1; }
+  { echo "pqcverify.sh: node (>= 20.19) and npm are needed (e.g. NodeSource's nodejs 20, which carries npm)" >&2; exit 1; }
+# @noble/post-quantum 0.7.1 asks for node >= 20.19 (its package.json
+# engines); Debian 12's own nodejs is 18.
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
+  { echo "pqcverify.sh: node $(node --version) is older than the 20.19 @noble/post-quantum needs" >&2; exit 1; }
 KEY=$(cat "$D/package.json" "$D/package-lock.json" | sha256sum | cut -c1-16)
 PREFIX=${XDG_CACHE_HOME:-$HOME/.cache}/tpm11/pqcverify-$KEY
 mkdir -p "$(dirname "$PREFIX")"
