@@ -63,6 +63,11 @@ row "forked child (helper, p11-kit RPC): ECDSA signs/s" "$(v ec_child_signs_per_
 row "  same loop in the parent (ratio above: child/parent)" "$(v ec_raw_sync1_signs_per_s) ($(v ec_raw_sync1_errors))" ""
 row "  p50 ms child / parent" "$(v ec_child_p50_ms) / $(v ec_raw_sync1_p50_ms)" ""
 row "  child's C_Initialize (starts its helper), ms" "$(v ec_child_init_ms)" ""
+# Mechanisms a forked child can use: how many of the parent's a child lists
+# (p11-kit's RPC carries few; the child makes the hash-and-sign ones, see
+# module/child_mech.c), and whether it signs with ECDSA-SHA256.
+row "mechanisms a forked child can use: N of M" "$(v child_mechs) of $(v parent_mechs)" ""
+row "  forked child signs with ECDSA-SHA256" "$(v child_ecdsa_sha256)" ""
 row "dlopen -> logged in, ms" "$(v dlopen_to_logged_in_ms)" ""
 row "RSS added by loading + login, MB" "$(v rss_module_mb)" ""
 row "shipped .so size, MB" "$(awk -v b="$(stat -c %s "$MODULE")" 'BEGIN { printf "%.2f", b / 1e6 }')" ""

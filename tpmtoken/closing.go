@@ -4,7 +4,7 @@ import "time"
 
 // Closing starts C_Finalize's watch on the TPM, before C_Finalize waits
 // for the calls in flight: from now until Close ends, a command the TPM
-// has not answered within FinalizeGrace, or twenty times the time it
+// has not answered within FinalizeGrace, or ten times the time it
 // usually takes to answer if that is longer, is given up (tpm.Device.Abort),
 // with every command after it, and its caller gets CKR_DEVICE_ERROR. So
 // C_Finalize never waits on a TPM that does not answer, while one that
@@ -37,8 +37,8 @@ func (l *Library) Closing() {
 				continue
 			}
 			// A TPM that is slow but answers (a slow chip, a loaded
-			// host) is given twenty times its usual answer time.
-			grace := max(FinalizeGrace, 20*l.dev.Typical())
+			// host) is given ten times its usual answer time.
+			grace := max(FinalizeGrace, 10*l.dev.Typical())
 			if elapsed, _, busy := l.dev.Busy(); busy && elapsed >= grace {
 				l.log.Warn("the TPM did not answer while the library closed: given up", "after", elapsed)
 				l.dev.Abort()

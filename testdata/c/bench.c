@@ -287,6 +287,43 @@ static void forked(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, int n) {
   free(lat);
 }
 
+/* child_mechs: how many of the parent's mechanisms a forked child lists
+ * (p11-kit's RPC carries few; module/child_mech.c makes the hash-and-sign
+ * ones in the child), and whether the child signs with ECDSA-SHA256, which
+ * the RPC does not carry. */
+static void child_mechs(CK_OBJECT_HANDLE key) {
+  CK_MECHANISM_TYPE pl[256];
+  CK_ULONG pn = 256;
+  f->C_GetMechanismList(0, pl, &pn);
+  fflush(stdout);
+  int p[2];
+  if (pipe(p) != 0) exit(7);
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(120);
+    char out[256];
+    CK_SESSION_HANDLE c;
+    CK_MECHANISM_TYPE l[256];
+    CK_ULONG n = 256; /* the list, not its count: p11-kit's client counts what it then leaves out */
+    if (f->C_Initialize(NULL) != CKR_OK) _exit(1);
+    if (f->C_GetMechanismList(0, l, &n) != CKR_OK) _exit(1);
+    if (f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &c) != CKR_OK) _exit(1);
+    if (f->C_Login(c, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8) != CKR_OK) _exit(1);
+    int ok = sign_once(c, key, CKM_ECDSA_SHA256) == 0;
+    int len = snprintf(out, sizeof out, "child_mechs %lu\nchild_ecdsa_sha256 %s\n", n, ok ? "ok" : "fails");
+    if (write(p[1], out, len) != len) _exit(1);
+    f->C_Finalize(NULL);
+    _exit(0);
+  }
+  close(p[1]);
+  char buf[256];
+  ssize_t r;
+  while ((r = read(p[0], buf, sizeof buf)) > 0) fwrite(buf, 1, r, stdout);
+  close(p[0]);
+  waitpid(pid, NULL, 0);
+  printf("parent_mechs %lu\n", pn);
+}
+
 int main(int argc, char **argv) {
   int n = argc > 2 ? atoi(argv[2]) : 400;
   double rss0 = rss_mb(), t0 = now();
@@ -336,6 +373,7 @@ int main(int argc, char **argv) {
   CASE("rsa_sync1", "rsa", 1, sync_case, &rsa, n / 4)
   CASE("ec_threads8", "ec", 0, threads_case, &n, n)
   CASE("ec_async32", "ec", 0, async_case, &n, n)
+  if (!only || strcmp(only, "child_mechs") == 0) child_mechs(token_key);
   /* (also with BENCH_ONLY=ec_async32) */
   if (npend) printf("pending_return_p50_us %.1f\npending_return_p99_us %.1f\n", pct(pend, npend, 50) * 1e6, pct(pend, npend, 99) * 1e6);
   if (only) { f->C_Finalize(NULL); return 0; }
