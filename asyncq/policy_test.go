@@ -32,31 +32,3 @@ func TestYieldWhen(t *testing.T) {
 	}
 	require.Equal(t, int32(9), yields.Load(), "before jobs 4, 7, ..., 28 (never before the first)")
 }
-
-// With IdleSooner, the idle function runs soon after a job whose end the
-// predicate marked (others wait for the resource), not after the OnIdle
-// time (an hour here: without it the test would time out); a job whose
-// end it did not mark leaves the resource held.
-func TestIdleSooner(t *testing.T) {
-	q := New(0)
-	defer q.Close(time.Second)
-	idled := make(chan struct{}, 10)
-	q.OnIdle(time.Hour, func(int) { idled <- struct{}{} })
-	var soon atomic.Bool
-	q.IdleSooner(time.Millisecond, soon.Load)
-	job := func(int) (any, error) { return nil, nil }
-
-	_, err := Do(q, 1, job)
-	require.NoError(t, err)
-	soon.Store(true)
-	_, err = Do(q, 1, job)
-	require.NoError(t, err)
-	select {
-	case <-idled:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the resource was not handed over after a job that others waited behind")
-	}
-	// The first job's end (not marked) had armed the hour; only the
-	// marked one's end set the short time: one idle call in all.
-	require.Len(t, idled, 0)
-}

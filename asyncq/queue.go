@@ -41,10 +41,6 @@ type Queue[R any] struct {
 	idleAfter time.Duration
 	onIdle    func(R)
 	yieldWhen func() bool
-	// soonAfter, soonWhen: the shorter idle time in force after a job
-	// when soonWhen says so (IdleSooner).
-	soonAfter time.Duration
-	soonWhen  func() bool
 
 	// mu is taken before a Ticket's mu and is a leaf for everything
 	// outside the package: never held while a job, onIdle or the yield
@@ -59,20 +55,18 @@ type Queue[R any] struct {
 	// worker, or by a caller running its own job (Do). busy: a job ran
 	// since the last onIdle; lastRun: when the last job ended (mono).
 	// idleTimer wakes the worker once the resource has had no job for
-	// idleDelay (idleAfter, or soonAfter as chosen at the last job's end):
-	// a job's end pushes it back when it would fire late or more than half
-	// of idleDelay early (fireAt: when it is set to fire), so the worker sleeps
+	// idleAfter: a job's end pushes it back when it would fire more than
+	// half of idleAfter early (fireAt: when it is set to fire), so the worker sleeps
 	// without a timeout of its own and is not woken while jobs keep coming
 	// (a worker woken now and then to look at the clock kept the Go
 	// runtime's sysmon thread polling every 20 µs: a third of the module's
 	// CPU per signature), and a stream of jobs resets the timer once per
-	// idleDelay/2, not once per job (~1.5 µs each).
+	// idleAfter/2, not once per job (~1.5 µs each).
 	running   bool
 	busy      bool
 	lastRun   int64
 	fireAt    int64
 	idleTimer *time.Timer
-	idleDelay time.Duration
 }
 
 // epoch is what mono counts from: one reading of the monotonic clock
@@ -249,24 +243,15 @@ func (q *Queue[R]) prepare() {
 // caller that ran its own job wakes the worker if it has work: queued
 // jobs, or a close to finish (the worker itself looks again anyway).
 func (q *Queue[R]) release(ran, byWorker bool) {
-	// Asked with no lock held (the policy may take its own).
-	q.mu.Lock()
-	soonWhen := q.soonWhen
-	q.mu.Unlock()
-	soon := ran && soonWhen != nil && safeBool(soonWhen)
 	q.mu.Lock()
 	q.running = false
 	if ran {
 		q.lastRun = mono()
-		q.idleDelay = q.idleAfter
-		if soon {
-			q.idleDelay = q.soonAfter
-		}
-		// Re-arm only when the timer would fire late (a shorter delay
-		// than the one it runs for) or more than half the delay early.
-		due := q.lastRun + int64(q.idleDelay)
-		if q.idleTimer != nil && (due < q.fireAt || due-q.fireAt > int64(q.idleDelay/2)) {
-			q.idleTimer.Reset(q.idleDelay)
+		// Re-arm only when the timer would fire more than half of
+		// idleAfter early.
+		due := q.lastRun + int64(q.idleAfter)
+		if q.idleTimer != nil && due-q.fireAt > int64(q.idleAfter/2) {
+			q.idleTimer.Reset(q.idleAfter)
 			q.fireAt = due
 		}
 	}
@@ -338,11 +323,11 @@ func (q *Queue[R]) work() {
 		// job's end re-arms idleTimer, which wakes the worker then.
 		idle := false
 		if t == nil && q.onIdle != nil && q.busy && !q.running {
-			if left := q.idleDelay - time.Duration(mono()-q.lastRun); left <= 0 {
+			if left := q.idleAfter - time.Duration(mono()-q.lastRun); left <= 0 {
 				idle = true
 			} else {
 				q.idleTimer.Reset(left)
-				q.fireAt = q.lastRun + int64(q.idleDelay)
+				q.fireAt = q.lastRun + int64(q.idleAfter)
 			}
 		}
 		if t != nil || idle {

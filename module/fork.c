@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "fork.h"
@@ -231,7 +232,8 @@ struct helper_fd {
 #define MAX_HELPER_FDS 4
 static struct helper_fd helper_fds[MAX_HELPER_FDS];
 static int n_helper_fds;
-static pid_t helper_pid; /* see continue_helper */
+/* The helper's starter, reaped at C_Initialize (see reap_starter). */
+static pid_t starter_pid;
 
 CK_FUNCTION_LIST_3_0 *tpm11_child_list(void) { return __atomic_load_n(&active, __ATOMIC_ACQUIRE); }
 
@@ -241,7 +243,7 @@ static void after_fork_in_child(void) {
   /* The parent's helper serves the parent: this process starts its own. */
   active = NULL;
   client = NULL;
-  helper_pid = 0;
+  starter_pid = 0;
   /* Our copy of its socket must go, or that helper outlives the parent's
    * C_Finalize or exit. p11-kit-client still holds the number and closes
    * it at exit: /dev/null takes its place, so that close can never hit a
@@ -293,7 +295,7 @@ static CK_RV load_client(void) {
     return TPM11_CKR_GENERAL_ERROR;
   }
   CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(client_so, "C_GetFunctionList");
-  char quoted[PATH_MAX + 3], address[PATH_MAX + 64];
+  char quoted[PATH_MAX + 3], address[PATH_MAX + 96];
   if (get_list == NULL || self_path[0] == 0 || quote(quoted, sizeof quoted, self_path) != 0) {
     child_log("cannot name this library to the helper (%s)", self_path);
     return TPM11_CKR_GENERAL_ERROR;
@@ -314,7 +316,9 @@ static CK_RV load_client(void) {
     child_log("p11-kit-remote not found (install p11-kit)");
     return TPM11_CKR_GENERAL_ERROR;
   }
-  snprintf(address, sizeof address, "|%s %s", remote, quoted);
+  /* The helper in a session of its own, not our child (see reap_starter). */
+  const char *setsid = access("/usr/bin/setsid", X_OK) == 0 ? "/usr/bin/setsid -f " : "";
+  snprintf(address, sizeof address, "|%s%s %s", setsid, remote, quoted);
   /* p11-kit-client reads its server's address from the environment, once,
    * in C_GetFunctionList; the caller's own value is put back. */
   const char *old = getenv("P11_KIT_SERVER_ADDRESS");
@@ -385,19 +389,60 @@ static void remember_helper_fds(const struct fdset *before) {
   free(after.v);
 }
 
-/* The helper's pid (p11-kit-client's child running p11-kit-remote), found
- * after it started: continued (SIGCONT) before the helper is finalized, so a
- * helper stopped by a signal or a debugger ends on end of file instead of
- * keeping C_Finalize waiting for it for ever (p11-kit-client waits, then
- * sends SIGTERM, which a stopped process does not act on, and waits again):
- * helper_pid, declared with helper_fds. */
+/* The helper is not this process's child. p11-kit-client runs the command
+ * of the address in a child of its own and reaps that child at C_Finalize;
+ * a process that runs another program (exec) after C_Initialize never
+ * finalizes, and that program, which knows nothing of it, would keep the
+ * child as a zombie for as long as it runs. So the command is `setsid -f
+ * p11-kit-remote ...`: p11-kit-client's child (the starter) forks the
+ * helper in a session of its own and exits at once; the helper, orphaned,
+ * is reaped by init (or the nearest subreaper), never by this process. The
+ * starter is reaped here as soon as C_Initialize has started the helper
+ * (starter_pid, declared with helper_fds), so nothing of it is left for an
+ * exec. p11-kit-client's own
+ * wait for it at C_Finalize then finds no such child and returns at once
+ * (it polled every 100 ms for the helper's exit before); had the pid been
+ * reused by a child of this process meanwhile, that wait would take the
+ * host's child's status: C_Finalize then leaves p11-kit-client's instance
+ * unfinalized, closes the helper's socket itself, and the next
+ * C_Initialize takes a new instance (finalize_helper). */
 
-#define MAX_HELPERS_SEEN 16
-/* is_helper says whether process pid (decimal) is our child running
- * p11-kit-remote. */
-static int is_helper(const char *pid, pid_t me) {
-  char path[64], st[512];
-  snprintf(path, sizeof path, "/proc/%s/stat", pid);
+/* children_now lists this process's children, from each thread's list
+ * (/proc/self/task/TID/children): at most max of them; -1 when the kernel
+ * keeps no such lists. */
+static int children_now(pid_t *out, int max) {
+  int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return -1;
+  char dbuf[2048] __attribute__((aligned(8)));
+  long got;
+  int n = 0, ok = 1;
+  while (ok && (got = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf)) > 0) {
+    for (long off = 0; off < got && ok; off += ((struct dirent64_ *)(dbuf + off))->d_reclen) {
+      struct dirent64_ *d = (struct dirent64_ *)(dbuf + off);
+      if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
+      char path[64], buf[1024];
+      snprintf(path, sizeof path, "/proc/self/task/%s/children", d->d_name);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        ok = 0;
+        break;
+      }
+      ssize_t len = read(fd, buf, sizeof buf - 1);
+      close(fd);
+      buf[len > 0 ? len : 0] = 0;
+      for (char *save = NULL, *pid = strtok_r(buf, " \n", &save); pid != NULL && n < max; pid = strtok_r(NULL, " \n", &save))
+        out[n++] = (pid_t)atoi(pid);
+    }
+  }
+  close(dfd);
+  return ok ? n : -1;
+}
+
+/* is_starter says whether pid is a child of ours running (or that ran)
+ * setsid. */
+static int is_starter(pid_t pid) {
+  char path[64], st[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   ssize_t len = read(fd, st, sizeof st - 1);
@@ -406,80 +451,87 @@ static int is_helper(const char *pid, pid_t me) {
   st[len] = 0;
   char *rp = strrchr(st, ')'), state;
   int ppid;
-  return rp != NULL && strstr(st, "(p11-kit-remote)") != NULL && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 &&
-         ppid == me;
+  return rp != NULL && strstr(st, " (setsid) ") != NULL && sscanf(rp + 2, "%c %d", &state, &ppid) == 2 &&
+         ppid == getpid();
 }
 
-/* scan_numeric calls take on every numeric entry of directory dfd until it
- * returns nonzero; closes dfd. */
-static int scan_numeric(int dfd, int (*take)(const char *name, void *arg), void *arg) {
-  char buf[2048] __attribute__((aligned(8)));
+#define MAX_CHILDREN_SEEN 64
+/* reap_starter reaps the child that started the helper: the one child of
+ * ours that appeared during C_Initialize and runs setsid. It exits right
+ * after forking the helper; a host's SIGCHLD handler may reap it first. */
+static void reap_starter(const pid_t *before, int nbefore) {
+  pid_t now[MAX_CHILDREN_SEEN];
+  int n = children_now(now, MAX_CHILDREN_SEEN);
+  starter_pid = 0;
+  for (int i = 0; i < n && starter_pid == 0; i++) {
+    int old = 0;
+    for (int j = 0; j < nbefore && !old; j++) old = before[j] == now[i];
+    if (!old && is_starter(now[i])) starter_pid = now[i];
+  }
+  if (starter_pid == 0) return;
+  /* setsid exits right after its fork: bounded only against a stopped one. */
+  for (int i = 0; i < 5000; i++) {
+    pid_t r = waitpid(starter_pid, NULL, WNOHANG);
+    if (r != 0) break;
+    if (!is_starter(starter_pid)) break;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+}
+
+/* continue_helper continues (SIGCONT) this process's helper if it is
+ * stopped (a signal, a debugger): p11-kit-client's C_Finalize asks the
+ * helper to finalize and waits for its answer, which a stopped helper
+ * never gives. The helper, not our child, is found by the marker
+ * TPM11_HELPER_OF=<our pid> in its environment, among the p11-kit-remote
+ * processes: a read of each process's stat, at C_Finalize only. */
+static void continue_helper(void) {
+  char want[48];
+  int wlen = snprintf(want, sizeof want, "TPM11_HELPER_OF=%d", (int)getpid());
+  int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return;
+  char dbuf[4096] __attribute__((aligned(8)));
   long got;
-  int stop = 0;
-  while (!stop && (got = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
-    for (long off = 0; off < got && !stop;) {
-      struct dirent64_ *d = (struct dirent64_ *)(buf + off);
-      off += d->d_reclen;
-      if (d->d_name[0] >= '1' && d->d_name[0] <= '9') stop = take(d->d_name, arg);
+  while ((got = syscall(SYS_getdents64, dfd, dbuf, sizeof dbuf)) > 0) {
+    for (long off = 0; off < got; off += ((struct dirent64_ *)(dbuf + off))->d_reclen) {
+      struct dirent64_ *d = (struct dirent64_ *)(dbuf + off);
+      if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
+      char path[64], st[512];
+      snprintf(path, sizeof path, "/proc/%s/stat", d->d_name);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t len = read(fd, st, sizeof st - 1);
+      close(fd);
+      if (len <= 0) continue;
+      st[len] = 0;
+      char *rp = strrchr(st, ')');
+      /* Whatever its state: a stop just sent may not show in it yet, and a
+       * SIGCONT to a running helper does nothing (a pending stop it drops). */
+      if (rp == NULL || strstr(st, " (p11-kit-remote) ") == NULL) continue;
+      char env[16384];
+      snprintf(path, sizeof path, "/proc/%s/environ", d->d_name);
+      fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      len = read(fd, env, sizeof env - 1);
+      close(fd);
+      for (ssize_t i = 0; i + wlen <= len; i++)
+        if ((i == 0 || env[i - 1] == 0) && memcmp(env + i, want, wlen) == 0 && (i + wlen == len || env[i + wlen] == 0)) {
+          kill((pid_t)atoi(d->d_name), SIGCONT);
+          break;
+        }
     }
   }
   close(dfd);
-  return stop;
 }
 
-struct helper_list {
-  pid_t *out, me;
-  int n, max, no_children_file;
-};
-
-static int take_if_helper(const char *pid, void *arg) {
-  struct helper_list *l = arg;
-  if (is_helper(pid, l->me)) l->out[l->n++] = (pid_t)atoi(pid);
-  return l->n >= l->max;
-}
-
-/* take_thread_children reads /proc/self/task/TID/children: the pids of the
- * children that thread started. */
-static int take_thread_children(const char *tid, void *arg) {
-  struct helper_list *l = arg;
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/self/task/%s/children", tid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    l->no_children_file = 1;
-    return 1;
-  }
-  ssize_t len = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  buf[len > 0 ? len : 0] = 0;
-  for (char *save = NULL, *pid = strtok_r(buf, " \n", &save); pid != NULL && l->n < l->max;
-       pid = strtok_r(NULL, " \n", &save))
-    take_if_helper(pid, l);
-  return l->n >= l->max;
-}
-
-/* helpers_now lists this process's children running p11-kit-remote: from
- * each thread's list of children (a few files), or, on a kernel without
- * those lists, by reading every process's stat (milliseconds on a busy
- * host: it was most of a forked child's first C_Initialize). */
-static int helpers_now(pid_t *out, int max) {
-  struct helper_list l = {out, getpid(), 0, max, 0};
-  int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) scan_numeric(dfd, take_thread_children, &l);
-  if (dfd >= 0 && !l.no_children_file) return l.n;
-  l.n = 0;
-  dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) scan_numeric(dfd, take_if_helper, &l);
-  return l.n;
-}
-
-/* continue_helper sends SIGCONT to the helper if it is still our child. */
-static void continue_helper(void) {
-  pid_t now[MAX_HELPERS_SEEN];
-  int n = helper_pid ? helpers_now(now, MAX_HELPERS_SEEN) : 0;
+/* starter_reused says whether the starter's pid now names a child of ours
+ * (another process that got the number). */
+static int starter_reused(void) {
+  pid_t now[MAX_CHILDREN_SEEN];
+  int n = starter_pid ? children_now(now, MAX_CHILDREN_SEEN) : 0;
   for (int i = 0; i < n; i++)
-    if (now[i] == helper_pid) kill(helper_pid, SIGCONT);
-  helper_pid = 0;
+    if (now[i] == starter_pid) return 1;
+  return 0;
 }
 
 /* A host that closed every descriptor after C_Initialize (a daemon
@@ -516,6 +568,33 @@ static int init_args_ok(CK_VOID_PTR pInitArgs) {
   return a->pReserved == NULL && (set == 0 || set == 4);
 }
 
+/* finalize_helper finalizes p11-kit-client's instance c, which closes the
+ * helper's socket (the helper finalizes the module in it and exits on end
+ * of file). Under child_mu. */
+static CK_RV finalize_helper(CK_FUNCTION_LIST_3_0 *c) {
+  CK_RV rv = CKR_OK;
+  struct reused r[MAX_HELPER_FDS];
+  int nr = keep_reused(r);
+  if (starter_reused()) {
+    /* p11-kit-client would wait for, and after 3 s terminate, a child of
+     * the host's: the socket is closed here instead, and that instance
+     * left behind (a later C_Initialize takes a new one). */
+    child_log("the helper's starter pid %d names another child: its socket closed without p11-kit-client", (int)starter_pid);
+    for (int i = 0; i < n_helper_fds; i++) shutdown(helper_fds[i].fd, SHUT_RDWR);
+    client = NULL;
+  } else {
+    continue_helper();
+    struct tpm11_nopipe g;
+    tpm11_nopipe_enter(&g);
+    rv = c->C_Finalize(NULL);
+    tpm11_nopipe_leave(&g);
+  }
+  restore_reused(r, nr);
+  n_helper_fds = 0;
+  starter_pid = 0;
+  return rv;
+}
+
 /* At exit, a child that did not C_Finalize finalizes its helper (which then
  * finalizes the module in it and exits) before library destructors run:
  * p11-kit-client's own destructor frees its function lists, and a later
@@ -526,17 +605,7 @@ static void finalize_at_exit(void) {
   if (pthread_mutex_trylock(&child_mu) != 0) return;
   CK_FUNCTION_LIST_3_0 *c = active;
   __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
-  if (c != NULL) {
-    struct tpm11_nopipe g;
-    struct reused r[MAX_HELPER_FDS];
-    int nr = keep_reused(r);
-    continue_helper();
-    tpm11_nopipe_enter(&g);
-    c->C_Finalize(NULL);
-    tpm11_nopipe_leave(&g);
-    restore_reused(r, nr);
-    n_helper_fds = 0;
-  }
+  if (c != NULL) finalize_helper(c);
   pthread_mutex_unlock(&child_mu);
 }
 
@@ -549,29 +618,32 @@ CK_RV tpm11_child_C_Initialize(CK_VOID_PTR pInitArgs) {
   if (rv == CKR_OK) {
     struct fdset before = {0};
     each_fd(collect, &before);
-    pid_t seen[MAX_HELPERS_SEEN];
-    int nseen = helpers_now(seen, MAX_HELPERS_SEEN);
+    pid_t seen[MAX_CHILDREN_SEEN];
+    int nseen = children_now(seen, MAX_CHILDREN_SEEN);
     /* p11-kit-client starts the helper here; it locks with the OS. */
     CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, TPM11_CKF_OS_LOCKING_OK, NULL};
+    /* The helper inherits the environment: the marker finds it
+     * (continue_helper); the caller's own value is put back. */
+    const char *old = getenv("TPM11_HELPER_OF");
+    char *saved = old ? strdup(old) : NULL, me[24];
+    snprintf(me, sizeof me, "%d", (int)getpid());
+    setenv("TPM11_HELPER_OF", me, 1);
     struct tpm11_nopipe g;
     tpm11_nopipe_enter(&g);
     rv = client->C_Initialize(&args);
     tpm11_nopipe_leave(&g);
+    if (saved) setenv("TPM11_HELPER_OF", saved, 1);
+    else unsetenv("TPM11_HELPER_OF");
+    free(saved);
     if (rv == CKR_OK) {
       remember_helper_fds(&before);
-      pid_t now[MAX_HELPERS_SEEN];
-      int n = helpers_now(now, MAX_HELPERS_SEEN);
-      helper_pid = 0;
-      for (int i = 0; i < n && helper_pid == 0; i++) {
-        int old = 0;
-        for (int j = 0; j < nseen && !old; j++) old = seen[j] == now[i];
-        if (!old) helper_pid = now[i];
-      }
+      if (nseen >= 0) reap_starter(seen, nseen);
       __atomic_store_n(&active, client, __ATOMIC_RELEASE);
       static int at_exit; /* inherited by a grandchild, where it serves too */
       if (!at_exit) at_exit = atexit(finalize_at_exit) == 0;
     } else {
       child_log("the helper did not start: C_Initialize 0x%lx", rv);
+      if (nseen >= 0) reap_starter(seen, nseen);
     }
     free(before.v);
   }
@@ -583,18 +655,10 @@ CK_RV tpm11_child_C_Finalize(CK_VOID_PTR pReserved) {
   if (pReserved != NULL) return CKR_ARGUMENTS_BAD;
   pthread_mutex_lock(&child_mu);
   CK_RV rv = TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (active != NULL) {
+  CK_FUNCTION_LIST_3_0 *c = active;
+  if (c != NULL) {
     __atomic_store_n(&active, NULL, __ATOMIC_RELEASE);
-    /* Closes the socket and reaps the helper. */
-    struct tpm11_nopipe g;
-    struct reused r[MAX_HELPER_FDS];
-    int nr = keep_reused(r);
-    continue_helper();
-    tpm11_nopipe_enter(&g);
-    rv = client->C_Finalize(NULL);
-    tpm11_nopipe_leave(&g);
-    restore_reused(r, nr);
-    n_helper_fds = 0;
+    rv = finalize_helper(c);
   }
   pthread_mutex_unlock(&child_mu);
   return rv;

@@ -66,13 +66,15 @@ if [ "$(id -u)" = 0 ]; then
   chown -R "$WORKER_USER:$WORKER_GROUP" "$TPM11_STORE"
 fi
 
-# helpers: this store's p11-kit-remote helpers, as "pid ppid" lines.
+# helpers: this store's p11-kit-remote helpers, as "pid worker" lines: a
+# helper is no child of its worker (the module starts it in a session of
+# its own), which it names in its environment (TPM11_HELPER_OF).
 helpers() {
   local p
   for p in /proc/[0-9]*; do
     grep -qs "p11-kit" "$p/cmdline" || continue
     tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "TPM11_STORE=$TPM11_STORE" || continue
-    echo "${p#/proc/} $(awk '{print $4}' "$p/stat" 2>/dev/null)"
+    echo "${p#/proc/} $(tr '\0' '\n' < "$p/environ" 2>/dev/null | sed -n 's/^TPM11_HELPER_OF=//p')"
   done
 }
 stats() { cat /proc/[0-9]*/stat 2>/dev/null || true; } # processes come and go
@@ -183,13 +185,13 @@ pass "after nginx -s reload: $n2 handshakes by new workers $second"
 # serve live workers.
 live=$(workers | tr '\n' ' ')
 for _ in $(seq 50); do
-  orphans=$(helpers | while read -r pid ppid; do case " $live " in *" $ppid "*) ;; *) echo "$pid" ;; esac; done)
+  orphans=$(helpers | while read -r pid worker; do case " $live " in *" $worker "*) ;; *) echo "$pid" ;; esac; done)
   [ -z "$orphans" ] && break
   sleep 0.1
 done
 [ -z "$orphans" ] || fail "helpers outlived their workers: $orphans"
-# Each worker reaps its helpers: none left as a zombie of a live worker or
-# of the master.
+# No helper is left as a zombie of a live worker or of the master (none
+# is their child).
 for _ in $(seq 50); do [ "$(zombies)" = 0 ] && break; sleep 0.1; done
 [ "$(zombies)" = 0 ] || fail "helpers not reaped: $(zombies) zombies of this nginx"
 stop_nginx

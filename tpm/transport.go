@@ -315,7 +315,9 @@ func (s *Stream) connect(deadline time.Time) error {
 	if s.turns != nil {
 		// Waiting behind other live processes is not waiting on a
 		// stuck TPM: each holds it for one job at most when others wait.
-		if err := s.turns.wait(time.Now().Add(s.deadlines.KeyGen), s.aborted.Load); err != nil {
+		// It fails only after a key generation's deadline without the
+		// queue moving.
+		if err := s.turns.wait(s.deadlines.KeyGen, s.aborted.Load); err != nil {
 			s.turns.done()
 			return err
 		}

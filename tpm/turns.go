@@ -549,8 +549,12 @@ func (q *turns) steal(t ticket) bool {
 	return true
 }
 
-// wait takes a ticket and waits, at most until deadline, for the turn.
-func (q *turns) wait(deadline time.Time, aborted func() bool) error {
+// wait takes a ticket and waits for the turn, as long as the queue moves:
+// it fails only when patience passes without a ticket ahead of ours going
+// (a queue that moves is not a stuck TPM, however long it is: 200 forked
+// workers starting at once queued for minutes, and a fixed bound failed
+// the last 112 of them). aborted stops the wait at once.
+func (q *turns) wait(patience time.Duration, aborted func() bool) error {
 	if err := q.take(); err != nil {
 		return nil // no queue: connect as before
 	}
@@ -567,16 +571,48 @@ func (q *turns) wait(deadline time.Time, aborted func() bool) error {
 		defer unix.Close(ino)
 	}
 	buf := make([]byte, 4096)
+	now := time.Now()
+	deadline, before, moved, valid := now.Add(patience), -1, now, -1
 	for {
 		if aborted() {
 			return transportError("connect", ErrAborted)
 		}
-		if !q.ahead(q.live(), time.Now()) {
-			return nil
+		// Only a waiter near the head of the queue validates the tickets
+		// ahead (an open, a lock test and /proc reads each) at every look;
+		// one further back counts the names ahead of its own, and
+		// validates when the queue has not moved for a second (to pass
+		// over dead or stopped ones). Every waiter validating every ticket
+		// at every hand-over cost O(waiters²) and starved the holder: 200
+		// forked workers starting at once took seconds per turn.
+		now = time.Now()
+		raw := q.namesAhead()
+		if before >= 0 && raw < before {
+			// A ticket ahead of ours went: the queue moved.
+			deadline, moved = now.Add(patience), now
+			valid -= before - raw
+		}
+		before = raw
+		if valid < 0 || raw <= nearHead || valid <= nearHead || now.Sub(moved) >= time.Second {
+			live := q.live()
+			if !q.ahead(live, now) {
+				return nil
+			}
+			// live is sorted by name, that is by when each was taken.
+			valid = sort.Search(len(live), func(i int) bool { return live[i].name > q.name })
+			if now.Sub(moved) >= time.Second {
+				moved = now // validate again in a second
+			}
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return &TransportError{Op: "connect", Timeout: true, Err: fmt.Errorf("waiting for other processes' turns on the TPM: %w", os.ErrDeadlineExceeded)}
+		}
+		if valid > nearHead {
+			// Far back: the head comes no sooner than a few ms per
+			// ticket ahead; look again then, without being woken by
+			// every ticket that goes.
+			time.Sleep(min(left, time.Duration(valid-nearHead)*2*time.Millisecond, 250*time.Millisecond))
+			continue
 		}
 		// Woken when a ticket goes; every 20 ms to notice a dead or
 		// stopped one.
@@ -585,14 +621,70 @@ func (q *turns) wait(deadline time.Time, aborted func() bool) error {
 			time.Sleep(min(wait, 2*time.Millisecond))
 			continue
 		}
-		fds := []unix.PollFd{{Fd: int32(ino), Events: unix.POLLIN}}
-		_, _ = unix.Poll(fds, int(wait/time.Millisecond)+1)
+		// Events from while it slept far back are stale.
 		for {
 			if n, _ := unix.Read(ino, buf); n <= 0 {
 				break
 			}
 		}
+		if raw2 := q.namesAhead(); raw2 != raw {
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(ino), Events: unix.POLLIN}}
+		_, _ = unix.Poll(fds, int(wait/time.Millisecond)+1)
 	}
+}
+
+// nearHead is how many tickets may be ahead of a waiter's for it to
+// validate them at every look (see wait).
+const nearHead = 2
+
+// namesAhead counts the entries of the queue directory named before our
+// ticket: one directory read, no ticket opened.
+func (q *turns) namesAhead() int {
+	ents, err := atomicfile.ReadDir(q.dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		if name := e.Name(); !strings.HasPrefix(name, ".") && name < q.name {
+			n++
+		}
+	}
+	return n
+}
+
+// anyWaiting reports whether a valid ticket of a process that is not
+// stopped is in the queue, validating them oldest first and stopping at
+// the first: the holder asks at every job, and validating every ticket
+// of a long queue each time (as live does) slowed the holder the others
+// wait for.
+func (q *turns) anyWaiting() bool {
+	ents, err := atomicfile.ReadDir(q.dir)
+	if err != nil {
+		return false
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if n := e.Name(); !strings.HasPrefix(n, ".") && n != q.name {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(q.valids) > 2*len(names)+16 {
+		q.live() // forgets tickets that went
+	}
+	var locks map[uint64][]int
+	for _, n := range names {
+		if _, known := q.valids[n]; !known && locks == nil {
+			locks = flockOwners()
+		}
+		if t, ok := q.valid(n, locks); ok && !t.stopped() {
+			return true
+		}
+	}
+	return false
 }
 
 // waiting reports whether other processes wait for the TPM, looked at
@@ -617,12 +709,6 @@ func (q *turns) waiting() bool {
 	}
 	q.mtime = st.Mtim
 	q.scanned = now
-	q.contended = false
-	for _, t := range q.live() {
-		if !t.stopped() {
-			q.contended = true
-			break
-		}
-	}
+	q.contended = q.anyWaiting()
 	return q.contended
 }

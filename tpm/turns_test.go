@@ -48,7 +48,7 @@ func turnsChild(arg string) {
 		fmt.Println("no queue")
 		os.Exit(1)
 	}
-	if err := q.wait(time.Now().Add(time.Minute), func() bool { return false }); err != nil {
+	if err := q.wait(time.Minute, func() bool { return false }); err != nil {
 		fmt.Println("wait:", err)
 		os.Exit(1)
 	}
@@ -309,7 +309,7 @@ func TestStoppedHolderLosesTheConnection(t *testing.T) {
 		t.Fatal("no queue")
 	}
 	start := time.Now()
-	if err := q.wait(time.Now().Add(time.Minute), func() bool { return false }); err != nil {
+	if err := q.wait(time.Minute, func() bool { return false }); err != nil {
 		t.Fatalf("waiting behind a stopped holder: %v", err)
 	}
 	t.Logf("turn taken from the stopped holder after %v", time.Since(start))

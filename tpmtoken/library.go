@@ -94,25 +94,14 @@ func Open(cfg Config) (*Library, error) {
 		// now and then when none does (a client that does not queue).
 		// Whether others wait is a stat of the turns directory: asked at
 		// most every contendedEvery (it was before every job, a system
-		// call per signature), so a waiting process is let in at most
-		// that much later.
+		// call per signature), so a
+		// waiting process is let in at most that much later.
 		dev := l.dev
-		var asked time.Duration // dev.Held() when last asked
+		contended := everyAtMost(contendedEvery, dev.Contended)
 		l.q.YieldWhen(func() bool {
 			held := dev.Held()
-			if held > YieldAfter {
-				return true
-			}
-			if held <= YieldContended || (held > asked && held-asked < contendedEvery) {
-				return false
-			}
-			asked = held
-			return dev.Contended()
+			return held > YieldAfter || held > YieldContended && contended()
 		})
-		// A process that pauses while others wait hands the TPM over
-		// then, not after ReleaseAfter: a server's worker signs in
-		// bursts, and the TPM stood idle in its hands between them.
-		l.q.IdleSooner(ReleaseContended, dev.Contended)
 	}
 	recs, err := st.Tokens()
 	if err != nil {
@@ -152,14 +141,26 @@ var YieldContended = 50 * time.Millisecond
 // others wait for it.
 const contendedEvery = time.Millisecond
 
+// everyAtMost is f asked at most once per d; in between, its last answer.
+// Safe for concurrent use (a caller may see an answer d old). Its lock is
+// taken before whatever f takes (for dev.Contended, the Stream's), and
+// never held by anything f calls.
+func everyAtMost(d time.Duration, f func() bool) func() bool {
+	var mu sync.Mutex
+	var at time.Time
+	var last bool
+	return func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if now := time.Now(); at.IsZero() || now.Sub(at) >= d {
+			at, last = now, f()
+		}
+		return last
+	}
+}
+
 // ReleaseAfter is how long a swtpm connection stays with an idle process.
 var ReleaseAfter = 20 * time.Millisecond
-
-// ReleaseContended is how long it stays with an idle process when other
-// processes wait for it: longer than the gap between two calls of a loop
-// (so a busy process keeps its turn), shorter than a TLS handshake's work
-// between two signatures.
-var ReleaseContended = 1 * time.Millisecond
 
 // FinalizeGrace is how long a command may go unanswered while the library
 // closes before the TPM is given up (see Closing), at least.
