@@ -126,6 +126,14 @@ typedef struct CK_SIGN_ADDITIONAL_CONTEXT {
   CK_ULONG ulContextLen;
 } CK_SIGN_ADDITIONAL_CONTEXT;
 
+/* PKCS#11 3.2: the parameter of CKM_HASH_ML_DSA. */
+typedef struct CK_HASH_SIGN_ADDITIONAL_CONTEXT {
+  CK_ULONG hedgeVariant;
+  CK_BYTE_PTR pContext;
+  CK_ULONG ulContextLen;
+  CK_MECHANISM_TYPE hash;
+} CK_HASH_SIGN_ADDITIONAL_CONTEXT;
+
 typedef struct CK_AES_CTR_PARAMS {
   CK_ULONG ulCounterBits;
   CK_BYTE cb[16];

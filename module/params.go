@@ -79,6 +79,14 @@ func mechanism(p C.CK_MECHANISM_PTR) (mech.Mechanism, error) {
 				m.Param = mech.SignContext{Hedge: ck.ULong(c.hedgeVariant), Context: ctx}
 			}
 		}
+	case mech.ParamHashSignContext:
+		var c *C.CK_HASH_SIGN_ADDITIONAL_CONTEXT
+		if c, err = param[C.CK_HASH_SIGN_ADDITIONAL_CONTEXT](p); err == nil {
+			var ctx []byte
+			if ctx, err = goBytes(unsafe.Pointer(c.pContext), c.ulContextLen); err == nil {
+				m.Param = mech.HashSignContext{Hedge: ck.ULong(c.hedgeVariant), Context: ctx, Hash: ck.MechType(c.hash)}
+			}
+		}
 	default:
 		var b []byte
 		if b, err = goBytes(unsafe.Pointer(p.pParameter), p.ulParameterLen); err == nil {

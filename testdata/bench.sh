@@ -298,6 +298,21 @@ else
   row "ML-DSA / ML-KEM (fwtpm_server could not be built)" "-" ""
 fi
 
+# HashML-DSA on the PQC test TPM (tpmtoken's BenchmarkHashMLDSAVsFloor):
+# C_SignInit + C_Sign with CKM_HASH_ML_DSA_SHA384 on an ML-DSA-65 key
+# bound to SHA-384, beside TPM2_SignDigest of the digest pre-marshalled on
+# a connection of its own; every round's ratio (alternating floor/token).
+if FW=$("$ROOT/testdata/fwtpm.sh" 2>/dev/null); then
+  hq=$(cd "$ROOT" && TPM11_FWTPM=$FW go test -run '^$' -bench HashMLDSAVsFloor -benchtime "${N}x" ./tpmtoken/ 2>&1) ||
+    { row "HashML-DSA on fwtpm: the benchmark failed" "$(echo "$hq" | grep -m1 -E 'Error|FAIL|fail' | cut -c1-40)" ""; hq=; }
+  hv() { echo "$hq" | awk -v u="$1" '/^BenchmarkHashMLDSA/ {for (i=1;i<NF;i++) if ($(i+1)==u) print $i}'; }
+  row "HashML-DSA-65/SHA-384 C_Sign on fwtpm, signs/s (vs raw command)" "$(hv tpm11-ops/s)" "$(hv ratio)"
+  row "  raw TPM2_SignDigest, signs/s; TPM cmds per C_Sign" "$(hv floor-ops/s); $(hv tpm11-cmds/op)" ""
+  echo "$hq" | grep -oE 'HashML-DSA-65/SHA-384 round [0-9]+:.*' | sed 's/^/    /'
+else
+  row "HashML-DSA (fwtpm_server could not be built)" "-" ""
+fi
+
 # AES-CCM and key decapsulation (issue 22; tpmtoken's BenchmarkCCMKEMVsFloor):
 # C_Encrypt/C_Decrypt with CKM_AES_CCM of 1 KiB and 64 KiB, C_DecapsulateKey
 # with RSA-OAEP (RSA-2048) and ECDH (P-256) into a sensitive AES key, each

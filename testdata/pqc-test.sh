@@ -8,6 +8,14 @@ source "$(dirname "$0")/lib.sh"
 FW=$("$ROOT/testdata/fwtpm.sh") || fail "the PQC test TPM (fwtpm_server) could not be built"
 command -v tpm2_startup >/dev/null || fail "tpm2_startup not found (Debian package tpm2-tools)"
 (cd "$ROOT" && go build -o "$WORK/pqctool" ./testdata/pqctool) || fail "pqctool does not build"
+# HashML-DSA is verified by @noble/post-quantum under node (no Go library
+# has it): its dependencies installed once into a cache (testdata/pqcverify.sh).
+NOBLE=$("$ROOT/testdata/pqcverify.sh") || fail "the HashML-DSA verifier (testdata/pqcverify: node, npm ci) could not be installed"
+mkdir -p "$WORK/pqcverify"
+cp "$ROOT/testdata/pqcverify/verify.mjs" "$WORK/pqcverify/"
+ln -s "$NOBLE/node_modules" "$WORK/pqcverify/node_modules"
+printf '#!/bin/sh\nexec node "%s" "$@"\n' "$WORK/pqcverify/verify.mjs" > "$WORK/hashverify"
+chmod +x "$WORK/hashverify"
 gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/pqc_test" "$ROOT/testdata/c/pqc_test.c" -ldl || fail "pqc_test.c does not build"
 
 # start_fwtpm DIR: fwtpm_server on a free loopback port (the platform port
@@ -41,8 +49,8 @@ trap 'stop_fwtpm; cleanup' EXIT
 
 start_fwtpm "$WORK/fw"
 mkdir -p "$WORK/pqc"
-TPM11_STORE=$WORK/store "$WORK/pqc_test" "$MODULE" "$WORK/pqc" "$WORK/pqctool" || fail "pqc_test (fwtpm log: $(tail -3 "$WORK/fw/fwtpm.log"))"
-pass "ML-DSA-44/65/87 signatures verified by circl, ML-KEM-512/768/1024 decapsulated to Go's secrets, through the module on fwtpm_server"
+TPM11_STORE=$WORK/store "$WORK/pqc_test" "$MODULE" "$WORK/pqc" "$WORK/pqctool" "$WORK/hashverify" || fail "pqc_test (fwtpm log: $(tail -3 "$WORK/fw/fwtpm.log"))"
+pass "ML-DSA-44/65/87 signatures verified by circl, HashML-DSA (SHA-256/384) ones by @noble/post-quantum, ML-KEM-512/768/1024 decapsulated to Go's secrets, through the module on fwtpm_server"
 
 # The tpm11 command: keygen --type ml-dsa-65, export (the SPKI circl reads),
 # the key listed; swtpm-less TPM types are named in keygen's error.

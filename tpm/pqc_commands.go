@@ -381,6 +381,9 @@ type PQCCaps struct {
 	Sets MLParameterSets
 	// Commands lists the v1.85 commands the TPM implements (TPM_CAP_COMMANDS).
 	Commands map[tpm2.TPMCC]bool
+	// Hashes lists SHA-256, SHA-384 and SHA-512 where the TPM has them
+	// (TPM_CAP_ALGS): the pre-hashes a HashML-DSA key may be bound to.
+	Hashes map[tpm2.TPMAlgID]bool
 }
 
 // HasMLDSA reports whether the TPM makes and signs with ML-DSA keys of ps
@@ -389,10 +392,10 @@ func (c PQCCaps) HasMLDSA(ps MLDSAParams) bool {
 	return c.MLDSA && c.Sets&ps.Bit() != 0 && c.Commands[ccSignSequenceStart] && c.Commands[ccSignSequenceComplete]
 }
 
-// HasHashMLDSA reports whether the TPM makes HashML-DSA keys of ps and
-// signs digests with them.
-func (c PQCCaps) HasHashMLDSA(ps MLDSAParams) bool {
-	return c.HashMLDSA && c.Sets&ps.Bit() != 0 && c.Commands[ccSignDigest]
+// HasHashMLDSA reports whether the TPM makes HashML-DSA keys of ps bound
+// to the pre-hash hash and signs digests with them (TPM2_SignDigest).
+func (c PQCCaps) HasHashMLDSA(ps MLDSAParams, hash tpm2.TPMAlgID) bool {
+	return c.HashMLDSA && c.Sets&ps.Bit() != 0 && c.Commands[ccSignDigest] && c.Hashes[hash]
 }
 
 // HasMLKEM reports whether the TPM makes ML-KEM keys of ps and decapsulates.
@@ -404,7 +407,7 @@ func (c PQCCaps) HasMLKEM(ps MLKEMParams) bool {
 // v1.85 it has. A TPM without them (swtpm, today's hardware) answers with
 // none: the caps are empty, not an error.
 func (e *Engine) ProbePQC() (PQCCaps, error) {
-	c := PQCCaps{Commands: map[tpm2.TPMCC]bool{}}
+	c := PQCCaps{Commands: map[tpm2.TPMCC]bool{}, Hashes: map[tpm2.TPMAlgID]bool{}}
 	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapAlgs, Property: uint32(AlgMLKEM), PropertyCount: 3}.Execute(e.tr())
 	if err != nil {
 		return c, err
@@ -451,6 +454,24 @@ func (e *Engine) ProbePQC() (PQCCaps, error) {
 		cc := tpm2.TPMCC(a.CommandIndex)
 		if cc >= ccVerifySequenceComplete && cc <= ccSignSequenceStart {
 			c.Commands[cc] = true
+		}
+	}
+	if !c.HashMLDSA {
+		return c, nil
+	}
+	// SHA-256 (0x000B), SHA-384, SHA-512: the pre-hashes a HashML-DSA key
+	// may name (fwTPM has the first two).
+	rsp, err = tpm2.GetCapability{Capability: tpm2.TPMCapAlgs, Property: uint32(tpm2.TPMAlgSHA256), PropertyCount: 3}.Execute(e.tr())
+	if err != nil {
+		return c, err
+	}
+	if algs, err = rsp.CapabilityData.Data.Algorithms(); err != nil {
+		return c, err
+	}
+	for _, a := range algs.AlgProperties {
+		switch a.Alg {
+		case tpm2.TPMAlgSHA256, tpm2.TPMAlgSHA384, tpm2.TPMAlgSHA512:
+			c.Hashes[a.Alg] = true
 		}
 	}
 	return c, nil

@@ -54,7 +54,9 @@ func TestPQCProbe(t *testing.T) {
 	require.True(t, c.MLDSA && c.HashMLDSA && c.MLKEM, "%+v", c)
 	for _, ps := range []tpm.MLDSAParams{tpm.MLDSA_44, tpm.MLDSA_65, tpm.MLDSA_87} {
 		require.True(t, c.HasMLDSA(ps), ps)
-		require.True(t, c.HasHashMLDSA(ps), ps)
+		require.True(t, c.HasHashMLDSA(ps, tpm2.TPMAlgSHA256), ps)
+		require.True(t, c.HasHashMLDSA(ps, tpm2.TPMAlgSHA384), ps)
+		require.False(t, c.HasHashMLDSA(ps, tpm2.TPMAlgSHA512), "fwTPM has no SHA-512")
 	}
 	for _, ps := range []tpm.MLKEMParams{tpm.MLKEM_512, tpm.MLKEM_768, tpm.MLKEM_1024} {
 		require.True(t, c.HasMLKEM(ps), ps)

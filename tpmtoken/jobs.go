@@ -44,6 +44,9 @@ func mechKey(o *Object) mech.Key {
 		k.Curve = mech.CurveOf(o.Attrs[ck.CKA_EC_PARAMS])
 	case ck.CKK_ML_DSA, ck.CKK_ML_KEM:
 		k.ParamSet = o.Attrs.ULongOr(ck.CKA_PARAMETER_SET)
+		if o.key != nil && k.Type == ck.CKK_ML_DSA {
+			k.PreHash = preHashOf(o.key) // pqc_keys.go
+		}
 	default:
 		n, _ := o.Attrs.ULong(ck.CKA_VALUE_LEN)
 		k.ValueLen = int(n)

@@ -36,7 +36,7 @@ func (c caps) sizes(kind mech.KeyKind) (uint64, uint64) {
 		return lo / 8, hi / 8
 	case mech.KindSecret:
 		return 1, mech.MaxSecretBytes
-	case mech.KindMLDSA, mech.KindMLKEM:
+	case mech.KindMLDSA, mech.KindMLKEM, mech.KindHashMLDSA, mech.KindHashMLDSASHA256, mech.KindHashMLDSASHA384:
 		return c.pqcSizes(kind) // pqc_keys.go
 	}
 	return 0, 0

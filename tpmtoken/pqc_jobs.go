@@ -28,6 +28,17 @@ func pqcCallJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byt
 			}
 			return sig.Sig, nil
 		}
+	case mech.HashMLDSASignCall:
+		return func(e *tpm.Engine) ([]byte, error) {
+			sig, err := e.SignDigest(key, c.Context, c.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if sig.Alg != tpm.AlgHashMLDSA || sig.Hash != c.Hash || len(sig.Sig) != c.Len {
+				return nil, ck.Errorf(ck.CKR_DEVICE_ERROR, "the TPM made a %d-byte signature of type %#x (hash %#x), not a HashML-DSA one of %d", len(sig.Sig), uint16(sig.Alg), uint16(sig.Hash), c.Len)
+			}
+			return sig.Sig, nil
+		}
 	case mech.MLKEMDecapCall:
 		return func(e *tpm.Engine) ([]byte, error) {
 			ss, err := e.Decapsulate(key, c.Ciphertext)

@@ -1,6 +1,7 @@
 package tpmtoken
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -58,7 +59,7 @@ func pqcKeyGen(m ck.MechType) bool {
 // pqcKeyPairSpec is keyPairSpec for the PQC mechanisms: the key type, the
 // parameter set (CKA_PARAMETER_SET of the public template, which the TPM
 // must report) and the TPM's template.
-func (l *Library) pqcKeyPairSpec(m ck.MechType, pt Template) (ck.KeyType, ck.ULong, *tpm.PQCPublic, error) {
+func (l *Library) pqcKeyPairSpec(m ck.MechType, pt, vt Template) (ck.KeyType, ck.ULong, *tpm.PQCPublic, error) {
 	ps, ok, err := pt.ULong(ck.CKA_PARAMETER_SET)
 	if err != nil {
 		return 0, 0, nil, err
@@ -73,10 +74,24 @@ func (l *Library) pqcKeyPairSpec(m ck.MechType, pt Template) (ck.KeyType, ck.ULo
 	}
 	if m == ck.CKM_ML_DSA_KEY_PAIR_GEN {
 		set, err := mech.MLDSASetOf(ps)
-		if err != nil || !c.PQC.HasMLDSA(tpm.MLDSAParams(set.Param)) {
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		tps := tpm.MLDSAParams(set.Param)
+		pre, err := hashMLDSAChoice(vt)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if pre != nil {
+			if !c.PQC.HasHashMLDSA(tps, pre.TPM) {
+				return 0, 0, nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "the TPM has no HashML-DSA keys of %s with %v", set.Name, pre.Hash)
+			}
+			return ck.CKK_ML_DSA, ps, tpm.HashMLDSAKeyTemplate(tps, pre.TPM), nil
+		}
+		if !c.PQC.HasMLDSA(tps) {
 			return 0, 0, nil, ck.Errorf(ck.CKR_PARAMETER_SET_NOT_SUPPORTED, "the TPM has no ML-DSA parameter set %d", ps)
 		}
-		return ck.CKK_ML_DSA, ps, tpm.MLDSAKeyTemplate(tpm.MLDSAParams(set.Param)), nil
+		return ck.CKK_ML_DSA, ps, tpm.MLDSAKeyTemplate(tps), nil
 	}
 	set, err := mech.MLKEMSetOf(ps)
 	if err != nil || !c.PQC.HasMLKEM(tpm.MLKEMParams(set.Param)) {
@@ -89,7 +104,7 @@ func (l *Library) pqcKeyPairSpec(m ck.MechType, pt Template) (ck.KeyType, ck.ULo
 // RSA and EC keys (GenerateKeyPair), made by TPM2_Create with the PQC
 // template. A PCR policy is not offered for them (yet): refused.
 func (l *Library) generatePQCKeyPair(h uint64, s *Session, m Mechanism, pt, vt Template) (uint64, uint64, error) {
-	kt, ps, template, err := l.pqcKeyPairSpec(m.Type, pt)
+	kt, ps, template, err := l.pqcKeyPairSpec(m.Type, pt, vt)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -152,7 +167,7 @@ func pqcPublicAttrs(key *tpm.Loadable, kt ck.KeyType, pub Attrs) ([]byte, error)
 	ps := ck.ULong(p.ParameterSet)
 	var spki []byte
 	switch {
-	case kt == ck.CKK_ML_DSA && p.Type == tpm.AlgMLDSA:
+	case kt == ck.CKK_ML_DSA && (p.Type == tpm.AlgMLDSA || p.Type == tpm.AlgHashMLDSA):
 		set, err := mech.MLDSASetOf(ps)
 		if err != nil {
 			return nil, err
@@ -198,6 +213,18 @@ func (c caps) pqcSizes(kind mech.KeyKind) (uint64, uint64) {
 		for _, s := range mech.MLKEMSets {
 			if c.PQC.HasMLKEM(tpm.MLKEMParams(s.Param)) {
 				n = append(n, s.PubLen)
+			}
+		}
+	default:
+		pre, ok := mech.HashMLDSAKinds[kind]
+		if !ok {
+			break
+		}
+		for _, s := range mech.MLDSASets {
+			for _, h := range []*mech.Hash{mech.HashOf(ck.CKM_SHA256), mech.HashOf(ck.CKM_SHA384)} {
+				if (pre == nil || pre == h) && c.PQC.HasHashMLDSA(tpm.MLDSAParams(s.Param), h.TPM) {
+					n = append(n, s.PubLen)
+				}
 			}
 		}
 	}
@@ -374,4 +401,64 @@ func keptTemplate(kt ck.KeyType, n int, t tpm2.TPMTPublic) *tpm2.TPM2BPublic {
 	p.Bytes() // marshalled now, once
 	v, _ := keptTemplates.LoadOrStore(k, &p)
 	return v.(*tpm2.TPM2BPublic)
+}
+
+// hashMLDSAChoice is the pre-hash an ML-DSA key is made for: a TPM's
+// HashML-DSA key is bound to one hash and makes no pure ML-DSA signature
+// (docs/pqc.md), so the private template's CKA_ALLOWED_MECHANISMS decides.
+// Naming CKM_HASH_ML_DSA_<hash> of one hash (CKM_HASH_ML_DSA beside it
+// or not) and no CKM_ML_DSA makes a HashML-DSA key; naming none of them
+// (or no list) a pure one; anything the one key cannot do all of
+// (CKM_ML_DSA with a HashML-DSA mechanism, two hashes, CKM_HASH_ML_DSA
+// without its hash) is CKR_TEMPLATE_INCONSISTENT.
+func hashMLDSAChoice(vt Template) (*mech.Hash, error) {
+	list, ok := vt[ck.CKA_ALLOWED_MECHANISMS]
+	if !ok {
+		return nil, nil
+	}
+	if len(list)%8 != 0 {
+		return nil, ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "CKA_ALLOWED_MECHANISMS of %d bytes", len(list))
+	}
+	var pre *mech.Hash
+	pure, bare := false, false
+	for i := 0; i < len(list); i += 8 {
+		m := ck.MechType(binary.NativeEndian.Uint64(list[i:]))
+		switch h := mech.HashMLDSAPreHash(m); {
+		case m == ck.CKM_ML_DSA:
+			pure = true
+		case m == ck.CKM_HASH_ML_DSA:
+			bare = true
+		case h != nil:
+			if pre != nil && pre != h {
+				return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "a HashML-DSA key in the TPM is bound to one hash: CKA_ALLOWED_MECHANISMS names two")
+			}
+			pre = h
+		}
+	}
+	switch {
+	case pure && (pre != nil || bare):
+		return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "an ML-DSA key in the TPM does either CKM_ML_DSA or HashML-DSA, not both")
+	case bare && pre == nil:
+		return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "CKA_ALLOWED_MECHANISMS names CKM_HASH_ML_DSA without a CKM_HASH_ML_DSA_<hash> to bind the key to")
+	}
+	return pre, nil
+}
+
+// preHashOf is the hash a HashML-DSA key in the TPM is bound to (nil for
+// a pure ML-DSA key): the key's public area says it (TPMS_HASH_MLDSA_PARMS).
+func preHashOf(key *tpm.Loadable) *mech.Hash {
+	b := key.Public.Bytes()
+	if len(b) < 2 || tpm2.TPMAlgID(binary.BigEndian.Uint16(b)) != tpm.AlgHashMLDSA {
+		return nil
+	}
+	p, err := tpm.PublicOf(key.Public)
+	if err != nil {
+		return nil
+	}
+	for _, h := range mech.Hashes {
+		if h.TPM == p.HashAlg {
+			return h
+		}
+	}
+	return nil
 }

@@ -96,6 +96,10 @@ func newVerifyOp(s *Session, m Mechanism, key uint64, kind OpKind, signature []b
 	default:
 		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
+	if mech.SignOnly(m.Type) {
+		// HashML-DSA: nothing here verifies it (mech/mldsa_hash.go).
+		return nil, ck.Errorf(ck.CKR_MECHANISM_INVALID, "mechanism 0x%x signs only", m.Type)
+	}
 	sig, err := mech.NewSignature(m, mechKey(o))
 	if err != nil {
 		return nil, err

@@ -11,6 +11,9 @@ type Key struct {
 	Curve       *Curve   // EC
 	ValueLen    int      // secret keys, in bytes
 	ParamSet    ck.ULong // ML-DSA, ML-KEM: CKA_PARAMETER_SET
+	// PreHash is the hash a HashML-DSA key in the TPM is bound to (nil:
+	// a pure ML-DSA key, or a public key).
+	PreHash *Hash
 }
 
 // modulusBytes is the RSA block size k.

@@ -72,18 +72,27 @@ func MLDSAContext(m Mechanism) ([]byte, error) {
 			return nil, nil
 		}
 	case SignContext:
-		if len(p.Context) > MaxSignContext {
-			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "context of %d bytes, at most %d", len(p.Context), MaxSignContext)
-		}
-		if p.Hedge == ck.CKH_DETERMINISTIC_REQUIRED {
-			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "the TPM's ML-DSA signatures are not deterministic")
-		}
-		if p.Hedge != ck.CKH_HEDGE_PREFERRED && p.Hedge != ck.CKH_HEDGE_REQUIRED {
-			return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "hedge variant %d", p.Hedge)
+		if err := checkHedge(p.Hedge, p.Context); err != nil {
+			return nil, err
 		}
 		return p.Context, nil
 	}
 	return nil, ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "mechanism 0x%x takes a CK_SIGN_ADDITIONAL_CONTEXT", m.Type)
+}
+
+// checkHedge checks the hedge variant and context string of an ML-DSA
+// mechanism's parameter (pure or pre-hash).
+func checkHedge(hedge ck.ULong, ctx []byte) error {
+	if len(ctx) > MaxSignContext {
+		return ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "context of %d bytes, at most %d", len(ctx), MaxSignContext)
+	}
+	if hedge == ck.CKH_DETERMINISTIC_REQUIRED {
+		return ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "the TPM's ML-DSA signatures are not deterministic")
+	}
+	if hedge != ck.CKH_HEDGE_PREFERRED && hedge != ck.CKH_HEDGE_REQUIRED {
+		return ck.Errorf(ck.CKR_MECHANISM_PARAM_INVALID, "hedge variant %d", hedge)
+	}
+	return nil
 }
 
 // Verify checks an ML-DSA signature of msg under the FIPS 204
@@ -177,6 +186,9 @@ func ParsePQCPublic(der []byte) (*PQCPublic, error) {
 func (s *Signature) initMLDSA(m Mechanism) (*Signature, error) {
 	if _, ok := MLDSASets[s.key.ParamSet]; !ok {
 		return nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+	}
+	if s.key.PreHash != nil {
+		return nil, ck.Errorf(ck.CKR_KEY_TYPE_INCONSISTENT, "a HashML-DSA key (pre-hash %v) makes no pure ML-DSA signature", s.key.PreHash.Hash)
 	}
 	ctx, err := MLDSAContext(m)
 	if err != nil {

@@ -61,7 +61,8 @@ const (
 	ParamECDH1
 	ParamCTR
 	ParamCCM
-	ParamSignContext // CK_SIGN_ADDITIONAL_CONTEXT (mldsa.go)
+	ParamSignContext     // CK_SIGN_ADDITIONAL_CONTEXT (mldsa.go)
+	ParamHashSignContext // CK_HASH_SIGN_ADDITIONAL_CONTEXT (mldsa_hash.go)
 )
 
 // ParamKindOf is the parameter structure mechanism t takes.
@@ -75,11 +76,13 @@ func ParamKindOf(t ck.MechType) ParamKind {
 		return ParamCTR
 	case t == ck.CKM_AES_CCM:
 		return ParamCCM
+	case t == ck.CKM_HASH_ML_DSA:
+		return ParamHashSignContext
 	}
 	if s, ok := signatures[t]; ok && s.pss {
 		return ParamPSS
 	}
-	if s, ok := signatures[t]; ok && s.mldsa {
+	if s, ok := signatures[t]; ok && (s.mldsa || s.hashMLDSA) {
 		return ParamSignContext
 	}
 	return ParamBytes

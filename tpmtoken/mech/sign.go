@@ -18,6 +18,9 @@ type sigSpec struct {
 	raw     bool  // CKM_RSA_X_509
 	mac     *Hash // HMAC in the TPM with a secret key
 	mldsa   bool  // CKM_ML_DSA (mldsa.go)
+	// hashMLDSA: CKM_HASH_ML_DSA* (mldsa_hash.go); hash is the pre-hash
+	// made here, nil for CKM_HASH_ML_DSA (the caller's digest).
+	hashMLDSA bool
 }
 
 // signatures is built before any init function runs (the mechanism
@@ -60,6 +63,8 @@ type Signature struct {
 	pss  PSS
 	key  Key
 	ctx  []byte // ML-DSA's context string
+	// preHash is HashML-DSA's pre-hash (mldsa_hash.go).
+	preHash *Hash
 }
 
 // NewSignature checks mechanism m for key k (CKR_MECHANISM_INVALID,
@@ -76,6 +81,9 @@ func NewSignature(m Mechanism, k Key) (*Signature, error) {
 	if spec.mldsa {
 		return s.initMLDSA(m)
 	}
+	if spec.hashMLDSA {
+		return s.initHashMLDSA(m)
+	}
 	var err error
 	if spec.pss {
 		s.pss, err = NewPSS(m, spec.hash)
@@ -91,7 +99,7 @@ func (s *Signature) IsMAC() bool { return s.spec.mac != nil }
 // Len is the signature's length in bytes.
 func (s *Signature) Len() int {
 	switch {
-	case s.spec.mldsa:
+	case s.spec.mldsa, s.spec.hashMLDSA:
 		return MLDSASets[s.key.ParamSet].SigLen
 	case s.spec.mac != nil:
 		return s.spec.mac.Size()
@@ -120,6 +128,8 @@ func (s *Signature) Plan(input []byte) (TPMCall, error) {
 	switch {
 	case s.spec.mldsa:
 		return MLDSASignCall{Context: s.ctx, Message: input, Len: s.Len()}, nil
+	case s.spec.hashMLDSA:
+		return s.hashMLDSAPlan(input)
 	case s.spec.mac != nil:
 		return HMACCall{Hash: s.spec.mac.TPM, Data: input}, nil
 	case s.key.Type == ck.CKK_EC:
