@@ -297,8 +297,10 @@ func (e *Engine) oneTPM2B(cmd *pwCommand, what string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	area := r.b
 	out := r.tpm2b()
 	if err := r.end(what); err != nil {
+		clear(area) // an RSA decryption's plaintext
 		return nil, err
 	}
 	return out, nil

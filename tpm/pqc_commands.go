@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -65,6 +66,7 @@ func (e *Engine) Encapsulate(key *Loadable) (secret, ciphertext []byte, err erro
 	r := pqcReader{b: rsp.params}
 	secret, ciphertext = r.tpm2b(), r.tpm2b()
 	if err := r.end("TPM2_Encapsulate response"); err != nil {
+		clear(rsp.params) // holds the secret
 		return nil, nil, err
 	}
 	return secret, ciphertext, nil
@@ -90,9 +92,11 @@ func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decapsulate: %w", err)
 	}
+	defer clear(rsp.params) // the decrypted secret, whatever the parse says
 	r := pqcReader{b: rsp.params}
-	secret := r.tpm2b()
+	secret := bytes.Clone(r.tpm2b())
 	if err := r.end("TPM2_Decapsulate response"); err != nil {
+		clear(secret)
 		return nil, err
 	}
 	return secret, nil

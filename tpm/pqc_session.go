@@ -66,7 +66,7 @@ func (e *Engine) keptAuth(h tpm2.NamedHandle, value []byte, keep map[string]bool
 		return auth(h, value), nil
 	}
 	if e.kept != nil && e.kept.dead {
-		e.kept = nil
+		e.dropKept(false) // wipes its session key
 	}
 	if e.kept == nil {
 		k, err := e.startKept(keep)

@@ -153,6 +153,7 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(rsp.params) // Z, decrypted, whatever the parse says
 	// outPoint: a TPM2B_ECC_POINT, X then Y.
 	r := pqcReader{b: rsp.params}
 	p := pqcReader{b: r.tpm2b()}
@@ -166,7 +167,6 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 		clear(z)
 		return nil, err
 	}
-	clear(rsp.params)
 	return z, nil
 }
 
