@@ -46,7 +46,9 @@ type keptSession struct {
 	dead       bool
 }
 
-// keptNonce is the size of the caller's nonces (the SHA-256 digest size).
+// keptNonce is the size of the caller's nonces: 16 bytes, the least Part 1
+// allows (a nonceCaller is 16 bytes up to the session hash's digest size,
+// 32 for SHA-256); fresh per command, 128 bits are enough.
 const keptNonce = 16
 
 // keptSym is the session's parameter encryption: AES-128-CFB, the one
