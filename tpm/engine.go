@@ -100,7 +100,7 @@ type Engine struct {
 	failed error
 	// hot is the buffer the hot commands are marshalled in (hot.go).
 	hot pwCommand
-	// kept is the session kept across commands (pqc_session.go), if started.
+	// kept is the session kept across commands (kept_session.go), if started.
 	kept *keptSession
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 // The v1.85 commands for ML-DSA and ML-KEM keys (Part 3 v1.85), one method
-// each, marshalled by hand (pqc_exec.go).
+// each, marshalled by hand (raw_exec.go).
 
 // CreatePQC makes an ML-DSA or ML-KEM key under parent from template and
 // returns its wrapped blobs, as Create does for the key kinds go-tpm knows.
@@ -75,7 +75,7 @@ func (e *Engine) Encapsulate(key *Loadable) (secret, ciphertext []byte, err erro
 // Decapsulate runs TPM2_Decapsulate of ciphertext with key and returns the
 // shared secret, which crosses the bus encrypted (the response parameter
 // encryption of the session kept salted to the Engine's Salt key, when it
-// has one: one TPM command, pqc_session.go).
+// has one: one TPM command, kept_session.go).
 func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 	h, err := e.Handle(key)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 // It runs only when this Engine is starting a session and the TPM has no
 // room: this Engine holds no session then (each of its commands uses at
 // most one, started just before it and ended by it) but its kept one
-// (pqc_session.go), which is started again when next needed. On a TPM without a
+// (kept_session.go), which is started again when next needed. On a TPM without a
 // resource manager (swtpm, /dev/tpm0) whoever holds the connection is its
 // only user, and every library lets go of it between commands only, so a
 // loaded session there was left by a process killed between starting a

@@ -141,7 +141,7 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 		return nil, err
 	}
 	// Z is the shared secret: encrypted on its way out, over the salted
-	// session the Engine keeps (pqc_session.go), where a session per
+	// session the Engine keeps (kept_session.go), where a session per
 	// command cost a TPM2_StartAuthSession, and the salt's ECC operation
 	// in the TPM, as dear as the ECDH itself.
 	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)

@@ -187,7 +187,7 @@ func pqcFloor(b *testing.B, kind string, msg []byte) (floor, decapOnly func(n in
 }
 
 // floorSession is an HMAC session salted to the SRK and kept across
-// commands, as the token keeps one (tpm/pqc_session.go), computed here
+// commands, as the token keeps one (tpm/kept_session.go), computed here
 // from Part 1 alone: the floor's own code.
 type floorSession struct {
 	handle   uint32

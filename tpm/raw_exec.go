@@ -8,8 +8,9 @@ import (
 	"github.com/google/go-tpm/tpm2"
 )
 
-// rawCmd is one command go-tpm has no struct for (the v1.85 ones),
-// marshalled here and run with go-tpm's sessions (tpm2.Session is exported:
+// rawCmd is one command marshalled here (the v1.85 ones go-tpm has no
+// struct for, and TPM2_ECDH_ZGen and TPM2_Create over the kept session,
+// where go-tpm's reflection cost too much) and run with go-tpm's sessions (tpm2.Session is exported:
 // password, HMAC, salted, parameter encryption all work as for go-tpm's own
 // commands). It follows Part 1 §18 (the command and response areas) as
 // go-tpm's execute does.

@@ -13,7 +13,7 @@ import (
 	"github.com/tpm11/tpm11/tpm"
 )
 
-// The session kept across commands (pqc_session.go), on fwtpm_server.
+// The session kept across commands (kept_session.go), on fwtpm_server.
 
 // wire records every command and response that crosses the transport.
 type wire struct {
