@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -73,15 +72,18 @@ func (e *Engine) flush(h tpm2.TPMHandle) error {
 	c.b = newCommand(c.b, tpm2.TPMSTNoSessions, tpm2.TPMCCFlushContext)
 	c.u32(uint32(h))
 	rsp, err := e.send(c.bytes())
-	if err := checkRC(rsp, err); err != nil {
+	if err == nil {
+		var r reader
+		if r, err = response(rsp, tpm2.TPMSTNoSessions); err == nil {
+			err = r.end("TPM2_FlushContext")
+		}
+	}
+	if err != nil {
 		if errors.Is(err, tpm2.TPMRCHandle) { // its one parameter, the handle
 			e.lost()
 			return fmt.Errorf("%w: %w", errGone, err)
 		}
 		return err
-	}
-	if h, _ := ResponseHeader(rsp); h.Tag != tpm2.TPMSTNoSessions || h.Length != HeaderSize || len(rsp) != HeaderSize {
-		return fmt.Errorf("%w to TPM2_FlushContext", errMalformed)
 	}
 	return nil
 }
@@ -89,14 +91,15 @@ func (e *Engine) flush(h tpm2.TPMHandle) error {
 // handleResponse reads a response without sessions whose only content is
 // a handle.
 func handleResponse(rsp []byte, what string) (tpm2.TPMHandle, error) {
-	if err := checkRC(rsp, nil); err != nil {
+	r, err := response(rsp, tpm2.TPMSTNoSessions)
+	if err != nil {
 		return 0, err
 	}
-	h, _ := ResponseHeader(rsp)
-	if h.Tag != tpm2.TPMSTNoSessions || h.Length != HeaderSize+4 || len(rsp) != HeaderSize+4 {
-		return 0, fmt.Errorf("%w to %s", errMalformed, what)
+	h := tpm2.TPMHandle(r.u32())
+	if err := r.end(what); err != nil {
+		return 0, err
 	}
-	return tpm2.TPMHandle(binary.BigEndian.Uint32(rsp[HeaderSize:])), nil
+	return h, nil
 }
 
 // refused reports whether err is the TPM refusing a saved context because

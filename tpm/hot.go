@@ -2,7 +2,6 @@ package tpm
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -17,10 +16,6 @@ import (
 // perf), against a few µs here. Every other command, and these with a
 // policy session, go through go-tpm.
 
-// errMalformed is a response that does not parse as the command's: a TPM
-// that answers so is broken, not a caller's mistake.
-var errMalformed = errors.New("malformed TPM response")
-
 // pwCommand is one command with one handle authorized by a password
 // session, built in a reused buffer: header, handle, the session, then the
 // parameters the caller appends.
@@ -33,79 +28,36 @@ func (e *Engine) pwCommand(cc tpm2.TPMCC, h tpm2.TPMHandle, password []byte) *pw
 	c.b = binary.BigEndian.AppendUint32(c.b, uint32(4+2+1+2+len(password)))
 	c.b = binary.BigEndian.AppendUint32(c.b, uint32(tpm2.TPMRSPW))
 	c.b = append(c.b, 0, 0, 0) // empty nonce, no attributes
-	c.tpm2b(password)
+	c.b = appendTPM2B(c.b, password)
 	return c
 }
 
-func (c *pwCommand) u16(v uint16)   { c.b = binary.BigEndian.AppendUint16(c.b, v) }
-func (c *pwCommand) u32(v uint32)   { c.b = binary.BigEndian.AppendUint32(c.b, v) }
-func (c *pwCommand) tpm2b(v []byte) { c.u16(uint16(len(v))); c.b = append(c.b, v...) }
+func (c *pwCommand) u16(v uint16) { c.b = binary.BigEndian.AppendUint16(c.b, v) }
+func (c *pwCommand) u32(v uint32) { c.b = binary.BigEndian.AppendUint32(c.b, v) }
 
 // bytes is the finished command.
 func (c *pwCommand) bytes() []byte { return finish(c.b) }
 
 // pwResponse is the parameter area of a response to a command with one
-// password session, after checking the header and the session area; a
-// response code other than success is returned as go-tpm returns it (a
-// tpm2.TPMRC), so callers test it the same way.
-func pwResponse(rsp []byte) (rd, error) {
-	h, ok := ResponseHeader(rsp)
-	if !ok {
-		return rd{}, errMalformed
-	}
-	if h.ResponseCode != tpm2.TPMRCSuccess {
-		return rd{}, h.ResponseCode
-	}
-	if h.Tag != tpm2.TPMSTSessions || int64(h.Length) != int64(len(rsp)) || len(rsp) < 14 {
-		return rd{}, errMalformed
+// password session, after checking the header (response) and the session
+// area.
+func pwResponse(rsp []byte) (reader, error) {
+	r, err := response(rsp, tpm2.TPMSTSessions)
+	if err != nil {
+		return reader{}, err
 	}
 	// Compared unsigned: on a 32-bit int a size with its top bit set
 	// would be negative and pass a signed test.
-	size := binary.BigEndian.Uint32(rsp[10:14])
-	if uint64(size) > uint64(len(rsp)-14) {
-		return rd{}, errMalformed
+	size := r.u32()
+	if r.bad || uint64(size) > uint64(len(r.b)) {
+		return reader{}, errMalformed
 	}
-	n := int(size)
+	params := r.take(int(size))
 	// The session: an empty nonce, attributes, an empty HMAC.
-	if s := rsp[14+n:]; len(s) != 5 || s[0] != 0 || s[1] != 0 || s[3] != 0 || s[4] != 0 {
-		return rd{}, errMalformed
+	if s := r.b; len(s) != 5 || s[0] != 0 || s[1] != 0 || s[3] != 0 || s[4] != 0 {
+		return reader{}, errMalformed
 	}
-	return rd{b: rsp[14 : 14+n]}, nil
-}
-
-// rd reads a response's parameters; any read past the end sets bad.
-type rd struct {
-	b   []byte
-	bad bool
-}
-
-func (r *rd) u16() uint16 {
-	if len(r.b) < 2 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	v := binary.BigEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
-}
-
-func (r *rd) tpm2b() []byte {
-	n := int(r.u16())
-	if len(r.b) < n {
-		r.bad, r.b = true, nil
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-// end is the error of a read that did not consume exactly the area.
-func (r *rd) end(what string) error {
-	if r.bad || len(r.b) != 0 {
-		return fmt.Errorf("%w to %s", errMalformed, what)
-	}
-	return nil
+	return reader{b: params}, nil
 }
 
 // sign runs TPM2_Sign of digest with key handle h (password value auth)
@@ -138,7 +90,7 @@ type sigParts struct {
 // signParts runs TPM2_Sign and reads its signature in the response.
 func (e *Engine) signParts(h tpm2.TPMHandle, password, digest []byte, scheme SigScheme) (sigParts, error) {
 	c := e.pwCommand(tpm2.TPMCCSign, h, password)
-	c.tpm2b(digest)
+	c.b = appendTPM2B(c.b, digest)
 	c.u16(uint16(scheme.Alg)) // TPMT_SIG_SCHEME: the scheme, its hash unless NULL
 	if scheme.Alg != tpm2.TPMAlgNull {
 		c.u16(uint16(scheme.Hash))
@@ -266,7 +218,7 @@ func leftPad(b []byte, n int) []byte {
 // rsaDecryptRaw runs TPM2_RSA_Decrypt with the NULL scheme and no label.
 func (e *Engine) rsaDecryptRaw(h tpm2.TPMHandle, password, c []byte) ([]byte, error) {
 	cmd := e.pwCommand(tpm2.TPMCCRSADecrypt, h, password)
-	cmd.tpm2b(c)
+	cmd.b = appendTPM2B(cmd.b, c)
 	cmd.u16(uint16(tpm2.TPMAlgNull))
 	cmd.u16(0)
 	return e.oneTPM2B(cmd, "TPM2_RSA_Decrypt")
@@ -275,18 +227,18 @@ func (e *Engine) rsaDecryptRaw(h tpm2.TPMHandle, password, c []byte) ([]byte, er
 // hmac runs TPM2_HMAC of data (at most maxBuffer bytes) with hash.
 func (e *Engine) hmac(h tpm2.TPMHandle, password, data []byte, hash tpm2.TPMAlgID) ([]byte, error) {
 	cmd := e.pwCommand(tpm2.TPMCCHMAC, h, password)
-	cmd.tpm2b(data)
+	cmd.b = appendTPM2B(cmd.b, data)
 	cmd.u16(uint16(hash))
 	return e.oneTPM2B(cmd, "TPM2_HMAC")
 }
 
 // pwSend sends c and returns its response's parameters. The command
 // holds the key's authValue: the buffer is wiped once sent.
-func (e *Engine) pwSend(c *pwCommand) (rd, error) {
+func (e *Engine) pwSend(c *pwCommand) (reader, error) {
 	rsp, err := e.send(c.bytes())
 	clear(c.b)
 	if err != nil {
-		return rd{}, err
+		return reader{}, err
 	}
 	return pwResponse(rsp)
 }

@@ -297,7 +297,7 @@ func (e *Engine) CreateKept(parent *Loadable, template *tpm2.TPM2BPublic, data [
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("create: %w", err)
 	}
 	// outPrivate, outPublic; the creation data, hash and ticket are not used.
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	priv, pubOut := r.tpm2b(), r.tpm2b()
 	if r.bad {
 		return tpm2.TPM2BPublic{}, tpm2.TPM2BPrivate{}, fmt.Errorf("create: %w", errMalformed)

@@ -225,7 +225,7 @@ func IsPQCPublic(b []byte) bool {
 // ParsePQCPublic parses a TPMT_PUBLIC of a type here; anything else, or
 // bytes left over, is an error.
 func ParsePQCPublic(b []byte) (*PQCPublic, error) {
-	r := pqcReader{b: b}
+	r := reader{b: b}
 	p := &PQCPublic{Type: tpm2.TPMAlgID(r.u16()), NameAlg: tpm2.TPMAlgID(r.u16())}
 	attrs := r.u32()
 	p.Attributes = tpm2.TPMAObject{}
@@ -308,7 +308,7 @@ func (s *PQCSignature) Marshal() []byte {
 	return appendTPM2B(b, s.Sig)
 }
 
-func (r *pqcReader) signature() *PQCSignature {
+func (r *reader) signature() *PQCSignature {
 	s := &PQCSignature{Alg: tpm2.TPMAlgID(r.u16())}
 	switch s.Alg {
 	case AlgMLDSA:
@@ -331,7 +331,7 @@ type Verified struct {
 	HMAC      []byte
 }
 
-func (r *pqcReader) verified() Verified {
+func (r *reader) verified() Verified {
 	v := Verified{Tag: r.u16(), Hierarchy: tpm2.TPMHandle(r.u32())}
 	// TPMU_TK_VERIFIED_META, selected by the tag: a TPM_ALG_ID for a
 	// digest. fwTPM leaves it out of a NULL ticket (hierarchy TPM_RH_NULL,
@@ -342,11 +342,6 @@ func (r *pqcReader) verified() Verified {
 	}
 	v.HMAC = r.tpm2b()
 	return v
-}
-
-func appendTPM2B(b, v []byte) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
-	return append(b, v...)
 }
 
 func boolByte(v bool) byte {
@@ -365,7 +360,7 @@ func appendSymDefObject(b []byte, s tpm2.TPMTSymDefObject) []byte {
 	return append(b, tpm2.Marshal(s)...)
 }
 
-func (r *pqcReader) symDefObject() tpm2.TPMTSymDefObject {
+func (r *reader) symDefObject() tpm2.TPMTSymDefObject {
 	alg := tpm2.TPMAlgID(r.u16())
 	if alg == tpm2.TPMAlgNull {
 		return tpm2.TPMTSymDefObject{Algorithm: alg}
@@ -376,34 +371,4 @@ func (r *pqcReader) symDefObject() tpm2.TPMTSymDefObject {
 		KeyBits:   tpm2.NewTPMUSymKeyBits(alg, tpm2.TPMKeyBits(bits)),
 		Mode:      tpm2.NewTPMUSymMode(alg, mode),
 	}
-}
-
-// pqcReader reads the structures here; a read past the end sets bad. (Its
-// own type: the hot commands' reader, rd, is theirs to change.)
-type pqcReader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *pqcReader) take(n int) []byte {
-	if n < 0 || len(r.b) < n {
-		r.bad, r.b = true, nil
-		return make([]byte, max(n, 0))
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *pqcReader) u8() byte      { return r.take(1)[0] }
-func (r *pqcReader) u16() uint16   { return binary.BigEndian.Uint16(r.take(2)) }
-func (r *pqcReader) u32() uint32   { return binary.BigEndian.Uint32(r.take(4)) }
-func (r *pqcReader) tpm2b() []byte { return r.take(int(r.u16())) }
-
-// end is the error of a read that did not consume exactly the area.
-func (r *pqcReader) end(what string) error {
-	if r.bad || len(r.b) != 0 {
-		return fmt.Errorf("%w: %s", errMalformed, what)
-	}
-	return nil
 }

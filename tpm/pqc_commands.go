@@ -63,7 +63,7 @@ func (e *Engine) Encapsulate(key *Loadable) (secret, ciphertext []byte, err erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("encapsulate: %w", err)
 	}
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	secret, ciphertext = r.tpm2b(), r.tpm2b()
 	if err := r.end("TPM2_Encapsulate response"); err != nil {
 		clear(rsp.params) // holds the secret
@@ -93,7 +93,7 @@ func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decapsulate: %w", err)
 	}
 	defer clear(rsp.params) // the decrypted secret, whatever the parse says
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	secret := bytes.Clone(r.tpm2b())
 	if err := r.end("TPM2_Decapsulate response"); err != nil {
 		clear(secret)
@@ -219,7 +219,7 @@ func (e *Engine) SignSequenceComplete(s *SignSeq, last []byte) (*PQCSignature, e
 	if err != nil {
 		return nil, fmt.Errorf("sign sequence complete: %w", err)
 	}
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	sig := r.signature()
 	if err := r.end("TPM2_SignSequenceComplete response"); err != nil {
 		return nil, err
@@ -259,7 +259,7 @@ func (e *Engine) VerifySequenceComplete(s *SignSeq, h tpm2.NamedHandle, sig *PQC
 	if err != nil {
 		return Verified{}, fmt.Errorf("verify sequence complete: %w", err)
 	}
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	v := r.verified()
 	return v, r.end("TPM2_VerifySequenceComplete response")
 }
@@ -288,7 +288,7 @@ func (e *Engine) SignDigest(key *Loadable, ctx, digest []byte) (*PQCSignature, e
 	if err != nil {
 		return nil, fmt.Errorf("sign digest: %w", err)
 	}
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	sig := r.signature()
 	if err := r.end("TPM2_SignDigest response"); err != nil {
 		return nil, err
@@ -303,7 +303,7 @@ func (e *Engine) VerifyDigestSignature(h tpm2.NamedHandle, ctx, digest []byte, s
 	if err != nil {
 		return Verified{}, fmt.Errorf("verify digest signature: %w", err)
 	}
-	r := pqcReader{b: rsp.params}
+	r := reader{b: rsp.params}
 	v := r.verified()
 	return v, r.end("TPM2_VerifyDigestSignature response")
 }

@@ -138,7 +138,7 @@ func TestPQCCommandLayout(t *testing.T) {
 			// sharedSecret TPM2B_SHARED_SECRET | ciphertext TPM2B_KEM_CIPHERTEXT
 			rsp: "8001 | 00000013 | 00000000 | 0002 5152 | 0003 C1C2C3",
 			parse: func(t *testing.T, r *rawResponse) []byte {
-				rd := pqcReader{b: r.params}
+				rd := reader{b: r.params}
 				s, ct := rd.tpm2b(), rd.tpm2b()
 				if err := rd.end("x"); err != nil {
 					t.Fatal(err)
@@ -155,7 +155,7 @@ func TestPQCCommandLayout(t *testing.T) {
 			// header | parameterSize | sharedSecret | session
 			rsp: "8002 | 00000017 | 00000000 | 00000004 | 0002 5152 | " + pwRsp,
 			parse: func(t *testing.T, r *rawResponse) []byte {
-				rd := pqcReader{b: r.params}
+				rd := reader{b: r.params}
 				return rd.tpm2b()
 			},
 			wantOut: "5152",
@@ -200,7 +200,7 @@ func TestPQCCommandLayout(t *testing.T) {
 			// signature TPMT_SIGNATURE (ML-DSA) | two sessions
 			rsp: "8002 | 0000001F | 00000000 | 00000007 | 00A1 0003 A1A2A3 | " + pwRsp + " " + pwRsp,
 			parse: func(t *testing.T, r *rawResponse) []byte {
-				rd := pqcReader{b: r.params}
+				rd := reader{b: r.params}
 				s := rd.signature()
 				if err := rd.end("x"); err != nil || s.Alg != AlgMLDSA {
 					t.Fatalf("%v %+v", err, s)
@@ -217,7 +217,7 @@ func TestPQCCommandLayout(t *testing.T) {
 			// validation TPMT_TK_VERIFIED: tag TPM_ST_MESSAGE_VERIFIED, hierarchy, (no metadata), hmac
 			rsp: "8002 | 0000001D | 00000000 | 0000000A | 8026 40000001 0002 F1F2 | " + pwRsp,
 			parse: func(t *testing.T, r *rawResponse) []byte {
-				rd := pqcReader{b: r.params}
+				rd := reader{b: r.params}
 				v := rd.verified()
 				if err := rd.end("x"); err != nil || v.Tag != stMessageVerified || v.Hierarchy != tpm2.TPMRHOwner {
 					t.Fatalf("%v %+v", err, v)
@@ -235,7 +235,7 @@ func TestPQCCommandLayout(t *testing.T) {
 			// signature TPMT_SIGNATURE (HashML-DSA, SHA-384)
 			rsp: "8002 | 0000001B | 00000000 | 00000008 | 00A2 000C 0002 A1A2 | " + pwRsp,
 			parse: func(t *testing.T, r *rawResponse) []byte {
-				rd := pqcReader{b: r.params}
+				rd := reader{b: r.params}
 				s := rd.signature()
 				if err := rd.end("x"); err != nil || s.Alg != AlgHashMLDSA || s.Hash != tpm2.TPMAlgSHA384 {
 					t.Fatalf("%v %+v", err, s)
@@ -252,7 +252,7 @@ func TestPQCCommandLayout(t *testing.T) {
 			// TPMT_TK_VERIFIED: TPM_ST_DIGEST_VERIFIED, hierarchy, metadata (the hash), hmac
 			rsp: "8001 | 00000016 | 00000000 | 8027 40000001 000B 0002 F1F2",
 			parse: func(t *testing.T, r *rawResponse) []byte {
-				rd := pqcReader{b: r.params}
+				rd := reader{b: r.params}
 				v := rd.verified()
 				if err := rd.end("x"); err != nil || v.Tag != stDigestVerified || v.Meta != tpm2.TPMAlgSHA256 {
 					t.Fatalf("%v %+v", err, v)

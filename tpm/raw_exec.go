@@ -113,7 +113,7 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 		}
 		return nil, rc
 	}
-	r := pqcReader{b: rsp[HeaderSize:]}
+	r := reader{b: rsp[HeaderSize:]}
 	out := &rawResponse{}
 	for range c.rspHandles {
 		out.handles = append(out.handles, tpm2.TPMHandle(r.u32()))

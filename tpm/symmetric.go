@@ -42,14 +42,14 @@ func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID,
 // on one side): both buffers are wiped here.
 func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool, mode tpm2.TPMAlgID, iv, data, out []byte) ([]byte, []byte, error) {
 	cmd := e.pwCommand(tpm2.TPMCCEncryptDecrypt2, h, password)
-	cmd.tpm2b(data)
+	cmd.b = appendTPM2B(cmd.b, data)
 	if decrypt {
 		cmd.b = append(cmd.b, 1)
 	} else {
 		cmd.b = append(cmd.b, 0)
 	}
 	cmd.u16(uint16(mode))
-	cmd.tpm2b(iv)
+	cmd.b = appendTPM2B(cmd.b, iv)
 	rsp, err := e.send(cmd.bytes())
 	clear(cmd.b)
 	defer clear(rsp)
@@ -155,8 +155,8 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 	}
 	defer clear(rsp.params) // Z, decrypted, whatever the parse says
 	// outPoint: a TPM2B_ECC_POINT, X then Y.
-	r := pqcReader{b: rsp.params}
-	p := pqcReader{b: r.tpm2b()}
+	r := reader{b: rsp.params}
+	p := reader{b: r.tpm2b()}
 	z := bytes.Clone(p.tpm2b())
 	p.tpm2b()
 	if err := r.end("TPM2_ECDH_ZGen response"); err != nil {

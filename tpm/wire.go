@@ -102,3 +102,62 @@ func checkRC(rsp []byte, err error) error {
 	}
 	return nil
 }
+
+// errMalformed is a response that does not parse as the command's: a TPM
+// that answers so is broken, not a caller's mistake.
+var errMalformed = errors.New("malformed TPM response")
+
+// response checks rsp's header and returns a reader of what follows it. A
+// response code other than success is returned as go-tpm returns it (a
+// tpm2.TPMRC), so callers test it the same way; a tag other than tag, or a
+// size other than rsp's, is malformed.
+func response(rsp []byte, tag tpm2.TPMST) (reader, error) {
+	h, ok := ResponseHeader(rsp)
+	if !ok {
+		return reader{}, errMalformed
+	}
+	if h.ResponseCode != tpm2.TPMRCSuccess {
+		return reader{}, h.ResponseCode
+	}
+	if h.Tag != tag || int64(h.Length) != int64(len(rsp)) {
+		return reader{}, errMalformed
+	}
+	return reader{b: rsp[HeaderSize:]}, nil
+}
+
+// appendTPM2B appends v as a TPM2B: its size, then its bytes.
+func appendTPM2B(b, v []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
+	return append(b, v...)
+}
+
+// reader reads what the hand-marshalled commands get back (and the
+// structures inside); a read past the end sets bad and yields zeros, so a
+// caller checks once, with end.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if n < 0 || len(r.b) < n {
+		r.bad, r.b = true, nil
+		return make([]byte, max(n, 0))
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() byte      { return r.take(1)[0] }
+func (r *reader) u16() uint16   { return binary.BigEndian.Uint16(r.take(2)) }
+func (r *reader) u32() uint32   { return binary.BigEndian.Uint32(r.take(4)) }
+func (r *reader) tpm2b() []byte { return r.take(int(r.u16())) }
+
+// end is the error of a read that did not consume exactly the area.
+func (r *reader) end(what string) error {
+	if r.bad || len(r.b) != 0 {
+		return fmt.Errorf("%w: %s", errMalformed, what)
+	}
+	return nil
+}
