@@ -4,8 +4,16 @@
 // tpm/sim, which the PKCS#11 module does not), the one reader of the
 // command and response header (wire.go), the retry of transient response
 // codes, and the Engine that keeps objects loaded in the TPM's few object
-// slots. Constants and types are go-tpm's; a few hot commands are
-// marshalled by hand (hot.go), byte for byte as go-tpm would.
+// slots. Constants and types are go-tpm's. The commands that cost most
+// through go-tpm's reflection are marshalled by hand, byte for byte as
+// go-tpm would (tests compare them): TPM2_Sign, TPM2_RSA_Decrypt and
+// TPM2_HMAC with a password session (hot.go), TPM2_EncryptDecrypt2 and
+// TPM2_ECDH_ZGen (symmetric.go), TPM2_ContextLoad and TPM2_FlushContext
+// (context.go), TPM2_Create over the kept salted session (kept_session.go).
+// So are the v1.85 post-quantum commands go-tpm has no struct for
+// (pqc_commands.go). Those with sessions run through execRaw (raw_exec.go),
+// which drives go-tpm's tpm2.Session; all read their responses with one
+// reader and write TPM2Bs with one appendTPM2B (wire.go).
 //
 // Who calls what, when, under which lock:
 //
@@ -27,7 +35,15 @@
 //     Device.Busy reads atomics only and may be called from any goroutine
 //     at any time: slot and token queries use it never to wait on a stuck
 //     TPM.
+//   - Stream.Abort runs from the token's closing watch (its own
+//     goroutine) while a command is in flight, so it does not take
+//     Stream.mu (held by that command): it takes only Stream.cmu, which
+//     guards the connection while it is replaced or closed, so Abort shuts
+//     down a descriptor that is still the connection's.
 //   - Lock order: asyncq's queue mutex is never held while a job runs, so
 //     never together with Stream.mu; Stream.mu is taken before a turn
-//     ticket's file lock (turns.go) and released after it is given back.
+//     ticket's file lock (turns.go) and released after it is given back;
+//     Stream.cmu is a leaf, taken after Stream.mu (or alone, by Abort).
+//     Callers' locks come before Stream.mu (the token's everyAtMost lock
+//     around Device.Contended: docs/design.md "Locks").
 package tpm
