@@ -524,13 +524,6 @@ func (q *Queue[R]) Stop(abort func(), d time.Duration) bool {
 	}
 }
 
-// Running reports whether a job runs now.
-func (q *Queue[R]) Running() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.running
-}
-
 // close stops accepting jobs and drops the queued ones but detached jobs.
 func (q *Queue[R]) close() {
 	q.mu.Lock()

@@ -126,7 +126,7 @@ func (e *Engine) signParts(h tpm2.TPMHandle, password, digest []byte, scheme Sig
 	return p, nil
 }
 
-// SignBytes is Sign with the signature as PKCS#11 has it (SignatureBytes):
+// SignBytes is Sign with the signature as PKCS#11 has it (signatureBytes):
 // for a key without a policy, written straight from the response, with no
 // TPMT_SIGNATURE and no big integers built (C_Sign's hot path).
 func (e *Engine) SignBytes(key *Loadable, digest []byte, scheme SigScheme, n int) ([]byte, error) {
@@ -135,7 +135,7 @@ func (e *Engine) SignBytes(key *Loadable, digest []byte, scheme SigScheme, n int
 		if err != nil {
 			return nil, err
 		}
-		return SignatureBytes(sig, n)
+		return signatureBytes(sig, n)
 	}
 	if err := scheme.check(); err != nil {
 		return nil, err
@@ -149,16 +149,16 @@ func (e *Engine) SignBytes(key *Loadable, digest []byte, scheme SigScheme, n int
 	case err != nil:
 		return nil, err
 	case p.other != nil:
-		return SignatureBytes(p.other, n)
+		return signatureBytes(p.other, n)
 	case p.alg == tpm2.TPMAlgECDSA:
 		return ecdsaBytes(p.a, p.b, n)
 	}
 	return leftPad(p.a, n), nil
 }
 
-// SignatureBytes is a TPM signature as PKCS#11 has it: r||s for ECDSA,
+// signatureBytes is a TPM signature as PKCS#11 has it: r||s for ECDSA,
 // each half n/2 bytes; the n-byte signature for RSA.
-func SignatureBytes(sig *tpm2.TPMTSignature, n int) ([]byte, error) {
+func signatureBytes(sig *tpm2.TPMTSignature, n int) ([]byte, error) {
 	switch sig.SigAlg {
 	case tpm2.TPMAlgECDSA:
 		ec, err := sig.Signature.ECDSA()
