@@ -16,10 +16,10 @@
  * function added there is fuzzed too. Wrong PINs of a valid length are
  * never sent (each counts against the TPM's dictionary-attack lockout);
  * C_InitToken never gets a PIN it would accept. */
-#include <dlfcn.h>
 #include <stddef.h>
 #include <ctype.h>
 #include "hostile.h"
+#include "setup.h"
 
 static CK_FUNCTION_LIST_3_2 *f;
 
@@ -523,25 +523,11 @@ int main(int argc, char **argv) {
   scratch = malloc(SCRATCH);
   rnd_fill(scratch, SCRATCH);
 
-  void *so = dlopen(argc > 1 ? argv[1] : "build/libtpm11.so", RTLD_NOW);
-  if (!so) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
-  CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
-  CK_INTERFACE_PTR ip;
-  CK_VERSION v32 = {3, 2};
-  if (get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v32, &ip, 0)) return 2;
-  f = ip->pFunctionList;
-  if (f->C_Initialize(NULL)) return 2;
-  /* A token (SO PIN so-secret, user PIN user-pin). */
-  CK_BYTE label[32];
-  memset(label, ' ', 32);
-  memcpy(label, "fuzz", 4);
+  f = load_module(argc, argv);
+  /* A token (SO PIN so-secret, user PIN user-pin), made at the first run. */
   CK_TOKEN_INFO ti;
-  if (f->C_GetTokenInfo(0, &ti) != 0 || !(ti.flags & 0x400)) {
-    CK_SESSION_HANDLE h;
-    if (f->C_InitToken(0, (CK_UTF8CHAR_PTR) so_pin, 9, label) || f->C_OpenSession(0, 6, NULL, NULL, &h) ||
-        f->C_Login(h, 0, (CK_UTF8CHAR_PTR) so_pin, 9) || f->C_InitPIN(h, (CK_UTF8CHAR_PTR) user_pin, 8) ||
-        f->C_CloseSession(h)) { fprintf(stderr, "token setup failed\n"); return 1; }
-  }
+  if (!failures && (f->C_GetTokenInfo(0, &ti) != 0 || !(ti.flags & 0x400))) RV(f->C_CloseSession(make_token(f)), CKR_OK);
+  if (failures) { fprintf(stderr, "module or token setup failed\n"); return 2; }
   setup(1);
 
   double t0 = now_s();

@@ -10,9 +10,9 @@
  * it does not verify, a value read back that is not the one written, or
  * resident memory that grows by more than 128 MB after the first tenth of
  * the calls. Every signature and value is written before a guard page. */
-#include <dlfcn.h>
 #include <stdatomic.h>
 #include "hostile.h"
+#include "setup.h"
 
 static CK_FUNCTION_LIST_3_2 *f;
 static CK_OBJECT_HANDLE ec_pub, ec_prv, aes_key;
@@ -189,24 +189,11 @@ int main(int argc, char **argv) {
   const char *seed = getenv("STRESS_SEED");
   rng_state = seed ? strtoull(seed, NULL, 10) | 1 : ((uint64_t) time(NULL) << 20 | (uint64_t) getpid()) | 1;
   printf("stress_test: seed %lu, %d threads\n", (unsigned long) rng_state, nthreads);
-  void *so = dlopen(argc > 1 ? argv[1] : "build/libtpm11.so", RTLD_NOW);
-  if (!so) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
-  CK_RV (*get_iface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) = dlsym(so, "C_GetInterface");
-  CK_INTERFACE_PTR ip;
-  CK_VERSION v32 = {3, 2};
-  if (get_iface((CK_UTF8CHAR_PTR) "PKCS 11", &v32, &ip, 0)) return 2;
-  f = ip->pFunctionList;
+  f = load_module(argc, argv);
+  CK_SESSION_HANDLE h = failures ? 0 : make_token(f);
+  if (failures) { fprintf(stderr, "module or token setup failed\n"); return 1; }
   CK_RV r;
 #define MUST(x) do { if ((r = (x)) != 0) { fprintf(stderr, "setup: %s = 0x%lx\n", #x, r); return 1; } } while (0)
-  MUST(f->C_Initialize(NULL));
-  CK_BYTE label[32];
-  memset(label, ' ', 32);
-  CK_SESSION_HANDLE h;
-  MUST(f->C_InitToken(0, (CK_UTF8CHAR_PTR) "so-secret", 9, label));
-  MUST(f->C_OpenSession(0, 6, NULL, NULL, &h));
-  MUST(f->C_Login(h, 0, (CK_UTF8CHAR_PTR) "so-secret", 9));
-  MUST(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "user-pin", 8));
-  MUST(f->C_Logout(h));
   MUST(f->C_Login(h, 1, (CK_UTF8CHAR_PTR) "user-pin", 8));
   CK_MECHANISM ecgen = {0x1040, NULL, 0}, aesgen = {0x1080, NULL, 0};
   CK_ATTRIBUTE pub[] = {{0x1, &yes, 1}, {0x180, (void *) p256, sizeof p256}};
