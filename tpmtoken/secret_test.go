@@ -244,11 +244,22 @@ func ecdhParams(kdf ck.KDF, shared, public []byte) mech.ECDH1Params {
 
 // ECDH in the TPM agrees with Go's crypto/ecdh, with the NULL KDF and
 // SHA-256 KDF; the derived key can be a readable session key or a
-// sensitive AES key that then encrypts as Go expects.
+// sensitive AES key that then encrypts as Go expects. The same for
+// CKM_ECDH1_COFACTOR_DERIVE: on the curves a TPM has (cofactor 1) it is
+// ECDH1_DERIVE, but a key whose CKA_ALLOWED_MECHANISMS names only
+// ECDH1_DERIVE refuses it.
 func TestECDHAgainstGoCrypto(t *testing.T) {
 	l := open(t, startSwtpm(t), t.TempDir())
 	defer l.Close()
 	h := provision(t, l)
+	ecdhMechs := []ck.MechType{ck.CKM_ECDH1_DERIVE, ck.CKM_ECDH1_COFACTOR_DERIVE}
+	for _, m := range ecdhMechs {
+		info, err := l.MechanismInfo(0, m)
+		require.NoError(t, err)
+		require.NotZero(t, info.Flags&ck.CKF_DERIVE, "%#x: CKF_DERIVE", m)
+	}
+	readable := []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_GENERIC_SECRET)},
+		{ck.CKA_SENSITIVE, boolAttr(false)}, {ck.CKA_EXTRACTABLE, boolAttr(true)}}
 	for _, c := range []struct {
 		oid   []byte
 		curve ecdh.Curve
@@ -268,41 +279,66 @@ func TestECDHAgainstGoCrypto(t *testing.T) {
 		z, err := mine.ECDH(tpmPub)
 		require.NoError(t, err)
 
-		readable := []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_GENERIC_SECRET)},
-			{ck.CKA_SENSITIVE, boolAttr(false)}, {ck.CKA_EXTRACTABLE, boolAttr(true)}}
-		// NULL KDF, public value raw and DER-wrapped.
-		wrapped, _ := asn1.Marshal(mine.PublicKey().Bytes())
-		for _, pubv := range [][]byte{mine.PublicKey().Bytes(), wrapped} {
-			k, err := l.DeriveKey(h, tpmtoken.Mechanism{Type: ck.CKM_ECDH1_DERIVE, Param: ecdhParams(ck.CKD_NULL, nil, pubv)}, priv, readable)
+		for _, m := range ecdhMechs {
+			// NULL KDF, public value raw and DER-wrapped.
+			wrapped, _ := asn1.Marshal(mine.PublicKey().Bytes())
+			for _, pubv := range [][]byte{mine.PublicKey().Bytes(), wrapped} {
+				k, err := l.DeriveKey(h, tpmtoken.Mechanism{Type: m, Param: ecdhParams(ck.CKD_NULL, nil, pubv)}, priv, readable)
+				require.NoError(t, err)
+				res, err := l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+				require.NoError(t, err)
+				require.Equal(t, z, res[0].Value, "%#x: NULL KDF: Go's shared secret", m)
+			}
+			// SHA-256 KDF with shared info into a sensitive AES-256 key.
+			shared := []byte("shared info")
+			k, err := l.DeriveKey(h, tpmtoken.Mechanism{Type: m, Param: ecdhParams(ck.CKD_SHA256_KDF, shared, mine.PublicKey().Bytes())}, priv,
+				[]tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_AES)}, {ck.CKA_VALUE_LEN, ulong(32)}})
 			require.NoError(t, err)
-			res, err := l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+			res, err = l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
 			require.NoError(t, err)
-			require.Equal(t, z, res[0].Value)
-		}
-		// SHA-256 KDF with shared info into a sensitive AES-256 key.
-		shared := []byte("shared info")
-		k, err := l.DeriveKey(h, tpmtoken.Mechanism{Type: ck.CKM_ECDH1_DERIVE, Param: ecdhParams(ck.CKD_SHA256_KDF, shared, mine.PublicKey().Bytes())}, priv,
-			[]tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_AES)}, {ck.CKA_VALUE_LEN, ulong(32)}})
-		require.NoError(t, err)
-		res, err = l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
-		require.NoError(t, err)
-		require.Equal(t, ck.CKR_ATTRIBUTE_SENSITIVE, res[0].RV)
-		iv, pt := randb(16), randb(64)
-		require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: mech.Bytes(iv)}, k))
-		ct, _, err := encrypt(l, h, pt, 64, false)
-		require.NoError(t, err)
-		require.Equal(t, goAES(t, refKDF(z, shared, 32), ck.CKM_AES_CBC, iv, pt), ct)
+			require.Equal(t, ck.CKR_ATTRIBUTE_SENSITIVE, res[0].RV)
+			iv, pt := randb(16), randb(64)
+			require.NoError(t, l.EncryptInit(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CBC, Param: mech.Bytes(iv)}, k))
+			ct, _, err := encrypt(l, h, pt, 64, false)
+			require.NoError(t, err)
+			require.Equal(t, goAES(t, refKDF(z, shared, 32), ck.CKM_AES_CBC, iv, pt), ct, "%#x: SHA-256 KDF of Go's secret", m)
+			// The SHA-256 KDF for a length not a digest's multiple, readable.
+			withLen := append(append([]tpmtoken.Attr{}, readable...), tpmtoken.Attr{Type: ck.CKA_VALUE_LEN, Value: ulong(40)})
+			k, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: m, Param: ecdhParams(ck.CKD_SHA256_KDF, shared, mine.PublicKey().Bytes())}, priv, withLen)
+			require.NoError(t, err)
+			res, err = l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_VALUE})
+			require.NoError(t, err)
+			require.Equal(t, refKDF(z, shared, 40), res[0].Value, "%#x: 40 bytes of SHA-256 KDF", m)
 
-		// A point not on the curve, and a key without CKA_DERIVE, are refused.
-		bad := append([]byte{}, mine.PublicKey().Bytes()...)
-		bad[len(bad)-1] ^= 1
-		_, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: ck.CKM_ECDH1_DERIVE, Param: ecdhParams(ck.CKD_NULL, nil, bad)}, priv, readable)
-		require.Equal(t, ck.CKR_MECHANISM_PARAM_INVALID, rv(err))
+			// A point not on the curve is refused.
+			bad := append([]byte{}, mine.PublicKey().Bytes()...)
+			bad[len(bad)-1] ^= 1
+			_, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: m, Param: ecdhParams(ck.CKD_NULL, nil, bad)}, priv, readable)
+			require.Equal(t, ck.CKR_MECHANISM_PARAM_INVALID, rv(err), "%#x", m)
+		}
 	}
+	// A key without CKA_DERIVE is refused.
 	_, noDerive, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}, []tpmtoken.Attr{{ck.CKA_EC_PARAMS, oidP256}}, nil)
 	require.NoError(t, err)
-	_, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: ck.CKM_ECDH1_DERIVE, Param: ecdhParams(ck.CKD_NULL, nil, randb(65))}, noDerive, nil)
-	require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(err))
+	for _, m := range ecdhMechs {
+		_, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: m, Param: ecdhParams(ck.CKD_NULL, nil, randb(65))}, noDerive, nil)
+		require.Equal(t, ck.CKR_KEY_FUNCTION_NOT_PERMITTED, rv(err), "%#x", m)
+	}
+
+	// A key allowed ECDH1_DERIVE alone refuses the cofactor mechanism.
+	onlyPlain := make([]byte, 8)
+	binary.NativeEndian.PutUint64(onlyPlain, uint64(ck.CKM_ECDH1_DERIVE))
+	_, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_EC_KEY_PAIR_GEN}, []tpmtoken.Attr{{ck.CKA_EC_PARAMS, oidP256}},
+		[]tpmtoken.Attr{{ck.CKA_DERIVE, boolAttr(true)}, {ck.CKA_ALLOWED_MECHANISMS, onlyPlain}})
+	require.NoError(t, err)
+	eph, err := ecdh.P256().GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	_, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: ck.CKM_ECDH1_COFACTOR_DERIVE,
+		Param: ecdhParams(ck.CKD_NULL, nil, eph.PublicKey().Bytes())}, priv, readable)
+	require.Equal(t, ck.CKR_MECHANISM_INVALID, rv(err), "not among the key's allowed mechanisms")
+	_, err = l.DeriveKey(h, tpmtoken.Mechanism{Type: ck.CKM_ECDH1_DERIVE,
+		Param: ecdhParams(ck.CKD_NULL, nil, eph.PublicKey().Bytes())}, priv, readable)
+	require.NoError(t, err, "ECDH1_DERIVE is")
 }
 
 // RSA encryption with a public key object (software) decrypts with Go's
