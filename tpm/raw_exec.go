@@ -65,23 +65,31 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 		handles = binary.BigEndian.AppendUint32(handles, uint32(h.Handle))
 		names = append(names, h.Name)
 	}
-	var parms []byte
+	// The parameters, and below the command, may hold a secret in the
+	// clear (a password session's authValue, a parameter no session
+	// encrypts): wiped once sent.
+	n := 0
+	for _, p := range c.params {
+		n += len(p)
+	}
+	parms := make([]byte, 0, n) // no copy left behind by a growing append
+	defer clear(parms[:n])
 	for i, p := range c.params {
-		if i == 0 {
-			p = append([]byte(nil), p...) // encrypted in place below
-			for _, s := range sess {
-				if !s.IsDecryption() {
-					continue
-				}
-				if len(p) < 2 {
-					return nil, errors.New("the first parameter is not a TPM2B")
-				}
-				if err := s.Encrypt(p[2:]); err != nil {
-					return nil, err
-				}
+		parms = append(parms, p...)
+		if i != 0 {
+			continue
+		}
+		for _, s := range sess { // the first parameter, encrypted in place
+			if !s.IsDecryption() {
+				continue
+			}
+			if len(p) < 2 {
+				return nil, errors.New("the first parameter is not a TPM2B")
+			}
+			if err := s.Encrypt(parms[2:len(p)]); err != nil {
+				return nil, err
 			}
 		}
-		parms = append(parms, p...)
 	}
 	var authArea []byte
 	if len(sess) > 0 {
@@ -100,6 +108,8 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 	cmd = append(cmd, parms...)
 
 	rsp, err := t.Send(finish(cmd))
+	clear(cmd)
+	clear(authArea)
 	if err != nil {
 		return nil, err
 	}
