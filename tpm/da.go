@@ -53,8 +53,7 @@ func (e *Engine) StirRandom(data []byte) error {
 	for len(data) > 0 {
 		n := min(len(data), 128)
 		cmd := newCommand(nil, tpm2.TPMSTNoSessions, tpm2.TPMCCStirRandom)
-		cmd = binary.BigEndian.AppendUint16(cmd, uint16(n))
-		cmd = append(cmd, data[:n]...)
+		cmd = appendTPM2B(cmd, data[:n])
 		if err := checkRC(e.tr().Send(finish(cmd))); err != nil {
 			return err
 		}

@@ -6,14 +6,17 @@
 // codes, and the Engine that keeps objects loaded in the TPM's few object
 // slots. Constants and types are go-tpm's. The commands that cost most
 // through go-tpm's reflection are marshalled by hand, byte for byte as
-// go-tpm would (tests compare them): TPM2_Sign, TPM2_RSA_Decrypt and
-// TPM2_HMAC with a password session (hot.go), TPM2_EncryptDecrypt2 and
-// TPM2_ECDH_ZGen (symmetric.go), TPM2_ContextLoad and TPM2_FlushContext
-// (context.go), TPM2_Create over the kept salted session (kept_session.go).
-// So are the v1.85 post-quantum commands go-tpm has no struct for
-// (pqc_commands.go). Those with sessions run through execRaw (raw_exec.go),
-// which drives go-tpm's tpm2.Session; all read their responses with one
-// reader and write TPM2Bs with one appendTPM2B (wire.go).
+// go-tpm would (hot_test.go and context_test.go compare the first and
+// third): TPM2_Sign, TPM2_RSA_Decrypt and TPM2_HMAC with a password session
+// (hot.go), TPM2_EncryptDecrypt2 and TPM2_ECDH_ZGen (symmetric.go),
+// TPM2_ContextLoad and TPM2_FlushContext (context.go), TPM2_Create over the
+// kept salted session (kept_session.go). So are the commands go-tpm's tpm2
+// package has no struct for: the v1.85 post-quantum ones (pqc_commands.go),
+// TPM2_StirRandom and TPM2_DictionaryAttackParameters (da.go). Those with
+// an HMAC session (ECDH_ZGen, Create, the post-quantum ones) run through
+// execRaw (raw_exec.go), which drives go-tpm's tpm2.Session; the others
+// carry a password session or none. All read responses with one reader
+// and write TPM2Bs with one appendTPM2B (wire.go).
 //
 // Who calls what, when, under which lock:
 //
