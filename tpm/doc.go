@@ -6,8 +6,8 @@
 // codes, and the Engine that keeps objects loaded in the TPM's few object
 // slots. Constants and types are go-tpm's. The commands that cost most
 // through go-tpm's reflection are marshalled by hand, byte for byte as
-// go-tpm would (hot_test.go and context_test.go compare the first and
-// third): TPM2_Sign, TPM2_RSA_Decrypt and TPM2_HMAC with a password session
+// go-tpm would (hot_test.go and context_test.go compare hot.go's and
+// context.go's): TPM2_Sign, TPM2_RSA_Decrypt and TPM2_HMAC with a password session
 // (hot.go), TPM2_EncryptDecrypt2 and TPM2_ECDH_ZGen (symmetric.go),
 // TPM2_ContextLoad and TPM2_FlushContext (context.go), TPM2_Create over the
 // kept salted session (kept_session.go). So are the commands go-tpm's tpm2
