@@ -364,7 +364,11 @@ static CK_RV carried(CK_FUNCTION_LIST_3_0 *r, CK_SESSION_HANDLE h, const struct 
 /* The key's CKA_ALLOWED_MECHANISMS, read through the helper, must hold both
  * the mechanism the caller asked for and the raw one the helper will run
  * (the helper sees only the raw one, so it cannot enforce the first). A
- * key without the attribute, or with an empty list, allows any. */
+ * key without the attribute, or with an empty list, allows any. p11-kit
+ * 0.24's RPC cannot carry the attribute (CKR_ATTRIBUTE_TYPE_INVALID):
+ * then the helper's own check of the raw mechanism is the rule, which
+ * grants nothing the key does not (a key allowed CKM_ECDSA signs any
+ * digest; one that lacks it is refused). */
 static CK_RV allowed(CK_FUNCTION_LIST_3_0 *r, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, const struct synth *s) {
   CK_ATTRIBUTE a = {CKA_ALLOWED_MECHANISMS_, NULL, 0};
   if (HELPER(r, C_GetAttributeValue(h, key, &a, 1)) != CKR_OK || a.ulValueLen == (CK_ULONG)-1 ||
