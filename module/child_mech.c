@@ -6,7 +6,9 @@
  *   CKM_SHAx_RSA_PKCS      -> CKM_RSA_PKCS over the DigestInfo
  *   CKM_SHAx_RSA_PKCS_PSS  -> CKM_RSA_PKCS_PSS (same parameters) over the digest
  *   CKM_SHA224 (digest)    -> computed in the child, the helper is not asked
- * Every hash-and-sign mechanism is made so (see init); a digest only when
+ * A hash-and-sign mechanism is made so only when the helper's RPC lacks it
+ * (see init: one it carries goes to the helper unchanged, so the key's
+ * CKA_ALLOWED_MECHANISMS stays the helper's to check); a digest only when
  * the helper's client refuses it as CKR_MECHANISM_INVALID (SHA-224), so
  * C_DigestKey keeps working for the others.
  *
@@ -695,7 +697,8 @@ static int any_op(CK_SESSION_HANDLE h) {
 }
 
 /* A saved state would hold the helper's raw operation without the child's
- * hash: such a state is not offered. */
+ * hash: such a state is not offered. Nor for a forwarded (fwd) op: a
+ * restored one would lack the record that answers its empty updates. */
 CK_RV tpm11_child_C_GetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
                                       CK_ULONG_PTR pulOperationStateLen) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
