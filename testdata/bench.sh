@@ -247,8 +247,16 @@ EOF
     echo "$SWTPM_PID swtpm $(awk '{print $14 + $15}' /proc/$SWTPM_PID/stat)"
     echo "$NGINX_PID master $(awk '{print $14 + $15}' /proc/$NGINX_PID/stat)"
     stats | awk -v ws="$ws" '
-      index(ws, " " $1 " ") && $2 == "(nginx)" { print $1, "workers", $14 + $15 }
-      index(ws, " " $4 " ") && $2 != "(nginx)" { print $1, "helpers", $14 + $15 }'
+      index(ws, " " $1 " ") && $2 == "(nginx)" { print $1, "workers", $14 + $15 }'
+    # A worker's helper is not its child (started through setsid -f): it
+    # carries TPM11_HELPER_OF=<worker pid> in its environment (docs/fork.md).
+    local w e
+    for w in $ws; do
+      for e in $(grep -lsz "^TPM11_HELPER_OF=$w\$" /proc/[0-9]*/environ); do
+        e=${e#/proc/}; e=${e%/environ}
+        echo "$e helpers $(awk '{print $14 + $15}' "/proc/$e/stat" 2>/dev/null || echo 0)"
+      done
+    done
   }
   local a b before after out secs floor by
   a=$(rawrate "$sock")
