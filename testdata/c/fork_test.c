@@ -568,6 +568,13 @@ static void settle(const char *module, const char *after) {
   CHECK(running == 0, "after %s: %d helpers still running", after, running);
 }
 
+/* finalize_parent: C_Finalize in the parent, which a scenario skipped by
+ * FORK_ONLY may have left uninitialized. */
+static void finalize_parent(void) {
+  CK_RV r = f->C_Finalize(NULL);
+  CHECK(r == CKR_OK || (getenv("FORK_ONLY") != NULL && r == CKR_CRYPTOKI_NOT_INITIALIZED), "parent C_Finalize: 0x%lx", r);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) return 2;
   module_path = argv[1];
@@ -591,7 +598,7 @@ int main(int argc, char **argv) {
 
   /* 1. Loaded, never initialized (this hung in the child's C_Initialize). */
   run("never-initialized", 1, 0, FINALIZE);
-  RV(f->C_Finalize(NULL), CKR_OK);
+  finalize_parent();
 
   /* 2. Initialized, logged in, key found. */
   CK_SESSION_HANDLE h;
@@ -656,7 +663,7 @@ int main(int argc, char **argv) {
   /* 8. Children killed: their helpers see the socket close and exit. */
   run("killed", 8, 0, KILLED);
   settle(module, "SIGKILL");
-  RV(f->C_Finalize(NULL), CKR_OK);
+  finalize_parent();
   if (failures) {
     fprintf(stderr, "%d failures\n", failures);
     return 1;
