@@ -6,7 +6,9 @@
  *   CKM_SHAx_RSA_PKCS      -> CKM_RSA_PKCS over the DigestInfo
  *   CKM_SHAx_RSA_PKCS_PSS  -> CKM_RSA_PKCS_PSS (same parameters) over the digest
  *   CKM_SHA224 (digest)    -> computed in the child, the helper is not asked
- * Every hash-and-sign mechanism is made so (see init); a digest only when
+ * A hash-and-sign mechanism is made so only when the helper's RPC lacks it
+ * (see init: one it carries goes to the helper unchanged, so the key's
+ * CKA_ALLOWED_MECHANISMS stays the helper's to check); a digest only when
  * the helper's client refuses it as CKR_MECHANISM_INVALID (SHA-224), so
  * C_DigestKey keeps working for the others.
  *
@@ -36,6 +38,7 @@
 #define CKR_SESSION_HANDLE_INVALID 0x0B3UL
 #define CKR_STATE_UNSAVEABLE 0x180UL
 #define CKR_KEY_INDIGESTIBLE 0x067UL
+#define CKA_ALLOWED_MECHANISMS_ 0x40000600UL
 #define CKF_DIGEST 0x400UL
 #define CKF_SIGN 0x800UL
 #define CKF_VERIFY 0x2000UL
@@ -101,14 +104,19 @@ static const unsigned char *digest_info(enum tpm11_sha_alg alg, size_t *n) {
 
 enum kind { SIGN, VERIFY, DIGEST, NKINDS };
 
-/* One operation the child runs itself. */
+/* One operation the child runs itself, or (fwd) one the helper runs with
+ * the caller's own mechanism, recorded only so that an empty update, which
+ * p11-kit's client refuses, is answered here. A busy op is owned by the
+ * call that set busy, which works on it outside mu; one unlinked meanwhile
+ * (its session closed, C_Finalize) is marked dead and freed by its owner's
+ * give, never under the owner's feet. */
 struct op {
   struct op *next;
   CK_SESSION_HANDLE h;
   enum kind kind;
   const struct synth *m;
   struct tpm11_sha sha;
-  int multi, single, busy;
+  int multi, single, busy, dead, fwd;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -120,12 +128,26 @@ static struct op **find_locked(CK_SESSION_HANDLE h, enum kind k) {
   return p;
 }
 
-static void unlink_free_locked(struct op **p) {
-  struct op *o = *p;
-  *p = o->next;
+static void wipe_free(struct op *o) {
   memset(o, 0, sizeof *o);
   free(o);
 }
+
+/* Unlinks *p; frees it unless a call owns it (busy): that call's give
+ * frees it. */
+static void unlink_free_locked(struct op **p) {
+  struct op *o = *p;
+  *p = o->next;
+  o->next = NULL;
+  if (o->busy) o->dead = 1;
+  else wipe_free(o);
+}
+
+/* The helper's mechanism list, as a mask over synths: which of them its
+ * RPC carries (then the caller's mechanism goes to the helper unchanged).
+ * Known once per helper (reset forgets it). Under mu. */
+static unsigned carried_mask;
+static int carried_known;
 
 void tpm11_child_mech_drop(CK_SESSION_HANDLE h) {
   pthread_mutex_lock(&mu);
@@ -141,7 +163,13 @@ void tpm11_child_mech_drop(CK_SESSION_HANDLE h) {
 static void fork_prepare(void) { pthread_mutex_lock(&mu); }
 static void fork_parent(void) { pthread_mutex_unlock(&mu); }
 static void fork_child(void) {
-  while (ops != NULL) unlink_free_locked(&ops);
+  /* No owner of a busy op survives a fork: all are freed. */
+  while (ops != NULL) {
+    struct op *o = ops;
+    ops = o->next;
+    wipe_free(o);
+  }
+  carried_known = 0;
   pthread_mutex_unlock(&mu);
 }
 __attribute__((constructor)) static void child_mech_atfork(void) {
@@ -151,6 +179,7 @@ __attribute__((constructor)) static void child_mech_atfork(void) {
 void tpm11_child_mech_reset(void) {
   pthread_mutex_lock(&mu);
   while (ops != NULL) unlink_free_locked(&ops);
+  carried_known = 0;
   pthread_mutex_unlock(&mu);
 }
 
@@ -167,11 +196,12 @@ static struct op *take(CK_SESSION_HANDLE h, enum kind k, CK_RV *rv) {
   return o;
 }
 
-/* Gives o back; end drops it. */
+/* Gives o back; end drops it. One unlinked while it was busy is freed. */
 static void give(struct op *o, int end) {
   pthread_mutex_lock(&mu);
   o->busy = 0;
-  if (end) {
+  if (o->dead) wipe_free(o);
+  else if (end) {
     struct op **p = find_locked(o->h, o->kind);
     if (*p == o) unlink_free_locked(p);
   }
@@ -269,10 +299,10 @@ static CK_RV raw_mechanism(const struct synth *s, CK_MECHANISM_PTR m, CK_MECHANI
 
 /* Records a new op of kind k for session h (the helper's raw init, if any,
  * succeeded). */
-static CK_RV add_op(CK_SESSION_HANDLE h, enum kind k, const struct synth *s) {
+static CK_RV add_op(CK_SESSION_HANDLE h, enum kind k, const struct synth *s, int fwd) {
   struct op *o = calloc(1, sizeof *o);
   if (o == NULL) return TPM11_CKR_HOST_MEMORY;
-  o->h = h, o->kind = k, o->m = s;
+  o->h = h, o->kind = k, o->m = s, o->fwd = fwd;
   tpm11_sha_init(&o->sha, s->alg);
   pthread_mutex_lock(&mu);
   o->next = ops;
@@ -302,23 +332,107 @@ static void end_raw(CK_FUNCTION_LIST_3_0 *r, enum kind k, CK_SESSION_HANDLE h) {
   }
 }
 
-/* SignInit and VerifyInit: every hash-and-sign mechanism is made in the
- * child, also those the RPC carries (SHA256-RSA-PKCS, ECDSA-SHA1): their
- * updates then cost no round trip, and p11-kit's client, which refuses an
- * empty update (CKR_ARGUMENTS_BAD), is not asked for one. */
+/* Whether the helper's RPC carries synthesizable mechanism s (it is in the
+ * helper's own list). */
+static CK_RV carried(CK_FUNCTION_LIST_3_0 *r, CK_SESSION_HANDLE h, const struct synth *s, int *yes) {
+  pthread_mutex_lock(&mu);
+  int known = carried_known;
+  unsigned mask = carried_mask;
+  pthread_mutex_unlock(&mu);
+  if (!known) {
+    CK_SESSION_INFO si;
+    CK_RV rv = HELPER(r, C_GetSessionInfo(h, &si));
+    if (rv != CKR_OK) return rv;
+    CK_ULONG n = 0;
+    if ((rv = HELPER(r, C_GetMechanismList(si.slotID, NULL, &n))) != CKR_OK) return rv;
+    CK_MECHANISM_TYPE *l = calloc(n + 1, sizeof *l);
+    if (l == NULL) return TPM11_CKR_HOST_MEMORY;
+    if ((rv = HELPER(r, C_GetMechanismList(si.slotID, l, &n))) != CKR_OK) {
+      free(l);
+      return rv;
+    }
+    mask = 0;
+    for (size_t i = 0; i < NSYNTH; i++)
+      if (has(l, n, synths[i].mech)) mask |= 1u << i;
+    free(l);
+    pthread_mutex_lock(&mu);
+    carried_mask = mask, carried_known = 1;
+    pthread_mutex_unlock(&mu);
+  }
+  *yes = (mask >> (s - synths)) & 1;
+  return CKR_OK;
+}
+
+/* The key's CKA_ALLOWED_MECHANISMS, read through the helper, must hold both
+ * the mechanism the caller asked for and the raw one the helper will run
+ * (the helper sees only the raw one, so it cannot enforce the first). A
+ * key without the attribute, or with an empty list, allows any. p11-kit
+ * 0.24's RPC cannot carry the attribute (CKR_ATTRIBUTE_TYPE_INVALID):
+ * then the helper's own check of the raw mechanism is the rule, which
+ * grants nothing the key does not (a key allowed CKM_ECDSA signs any
+ * digest; one that lacks it is refused). */
+static CK_RV allowed(CK_FUNCTION_LIST_3_0 *r, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, const struct synth *s) {
+  CK_ATTRIBUTE a = {CKA_ALLOWED_MECHANISMS_, NULL, 0};
+  if (HELPER(r, C_GetAttributeValue(h, key, &a, 1)) != CKR_OK || a.ulValueLen == (CK_ULONG)-1 ||
+      a.ulValueLen < sizeof(CK_MECHANISM_TYPE))
+    return CKR_OK; /* no list (or no key: the helper's init answers for it) */
+  CK_ULONG n = a.ulValueLen / sizeof(CK_MECHANISM_TYPE);
+  CK_MECHANISM_TYPE *l = calloc(n, sizeof *l);
+  if (l == NULL) return TPM11_CKR_HOST_MEMORY;
+  a.pValue = l;
+  a.ulValueLen = n * sizeof *l;
+  CK_RV rv = HELPER(r, C_GetAttributeValue(h, key, &a, 1));
+  if (rv == CKR_OK && (!has(l, n, s->mech) || !has(l, n, s->raw))) rv = CKR_MECHANISM_INVALID;
+  else rv = CKR_OK;
+  free(l);
+  return rv;
+}
+
+/* Ends session h's op of kind k, if the child has one, and the helper's
+ * raw op under it: C_SignInit/C_VerifyInit/C_DigestInit with no mechanism
+ * (PKCS#11 3.x, §5.12). Returns whether there was one. */
+static int cancel(CK_FUNCTION_LIST_3_0 *r, CK_SESSION_HANDLE h, enum kind k) {
+  pthread_mutex_lock(&mu);
+  struct op **p = find_locked(h, k);
+  int found = *p != NULL, raw = found && (*p)->kind != DIGEST, fwd = found && (*p)->fwd;
+  if (found) unlink_free_locked(p);
+  pthread_mutex_unlock(&mu);
+  /* p11-kit's client sends no NULL mechanism: the helper's op (raw, or
+   * the caller's own when fwd) is ended by a call in the wrong form. */
+  (void)fwd;
+  if (raw) end_raw(r, k, h);
+  return found;
+}
+
+/* SignInit and VerifyInit. A hash-and-sign mechanism the helper's RPC
+ * carries goes to the helper unchanged (its key's CKA_ALLOWED_MECHANISMS
+ * is the helper's to check), recorded as fwd for empty updates. One the
+ * RPC lacks is made in the child over the raw mechanism, after the
+ * child checked the key's CKA_ALLOWED_MECHANISMS. */
 static CK_RV init(enum kind k, CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
   if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (m == NULL) {
+    if (cancel(r, h, k)) return CKR_OK;
+    return k == SIGN ? HELPER(r, C_SignInit(h, NULL, key)) : HELPER(r, C_VerifyInit(h, NULL, key));
+  }
   if (active(h, k)) return CKR_OPERATION_ACTIVE;
-  const struct synth *s = m != NULL ? find_synth(m->mechanism) : NULL;
+  const struct synth *s = find_synth(m->mechanism);
   if (s == NULL || s->form == LOCAL_DIGEST)
     return k == SIGN ? HELPER(r, C_SignInit(h, m, key)) : HELPER(r, C_VerifyInit(h, m, key));
   CK_RV rv;
+  int fwd = 0;
+  if ((rv = carried(r, h, s, &fwd)) != CKR_OK) return rv;
   CK_MECHANISM raw;
-  if ((rv = raw_mechanism(s, m, &raw)) != CKR_OK) return rv;
-  rv = k == SIGN ? HELPER(r, C_SignInit(h, &raw, key)) : HELPER(r, C_VerifyInit(h, &raw, key));
+  if (fwd) {
+    rv = k == SIGN ? HELPER(r, C_SignInit(h, m, key)) : HELPER(r, C_VerifyInit(h, m, key));
+  } else {
+    if ((rv = raw_mechanism(s, m, &raw)) != CKR_OK) return rv;
+    if ((rv = allowed(r, h, key, s)) != CKR_OK) return rv;
+    rv = k == SIGN ? HELPER(r, C_SignInit(h, &raw, key)) : HELPER(r, C_VerifyInit(h, &raw, key));
+  }
   if (rv != CKR_OK) return rv;
-  if ((rv = add_op(h, k, s)) != CKR_OK) end_raw(r, k, h); /* out of memory: end the helper's too */
+  if ((rv = add_op(h, k, s, fwd)) != CKR_OK) end_raw(r, k, h); /* out of memory: end the helper's too */
   return rv;
 }
 
@@ -332,6 +446,10 @@ CK_RV tpm11_child_C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMec
 CK_RV tpm11_child_C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
   if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (pMechanism == NULL) {
+    if (cancel(r, hSession, DIGEST)) return CKR_OK;
+    return HELPER(r, C_DigestInit(hSession, NULL));
+  }
   if (active(hSession, DIGEST)) return CKR_OPERATION_ACTIVE;
   CK_RV rv = HELPER(r, C_DigestInit(hSession, pMechanism));
   const struct synth *s = pMechanism != NULL ? find_synth(pMechanism->mechanism) : NULL;
@@ -339,7 +457,7 @@ CK_RV tpm11_child_C_DigestInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMec
   if (pMechanism->pParameter != NULL || pMechanism->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
   CK_SESSION_INFO si; /* the session must exist */
   if ((rv = HELPER(r, C_GetSessionInfo(hSession, &si))) != CKR_OK) return rv;
-  return add_op(hSession, DIGEST, s);
+  return add_op(hSession, DIGEST, s, 0);
 }
 
 /* ---- the raw call that finishes a signature or verification ---- */
@@ -369,32 +487,53 @@ static CK_RV sign_finish(CK_FUNCTION_LIST_3_0 *r, struct op *o, CK_BYTE_PTR sig,
 
 /* ---- signing ---- */
 
-CK_RV tpm11_child_C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
-                         CK_ULONG_PTR pulSignatureLen) {
+static CK_RV digest_out(struct op *o, CK_BYTE_PTR out, CK_ULONG_PTR outlen, int *end);
+
+/* C_Sign, C_SignFinal, C_Digest and C_DigestFinal on an op the child runs
+ * (final: the multi-part form, no data), given the helper's call for a
+ * session without one. The form rules of §5.2, then the output: the
+ * helper's raw signature, or the child's digest. */
+static CK_RV finish(enum kind k, int final, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG n, CK_BYTE_PTR out,
+                    CK_ULONG_PTR outlen) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
   if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
   CK_RV rv;
-  struct op *o = take(hSession, SIGN, &rv);
-  if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_Sign(hSession, pData, ulDataLen, pSignature, pulSignatureLen));
-  if ((pData == NULL && ulDataLen > 0) || pulSignatureLen == NULL) {
+  struct op *o = take(h, k, &rv);
+  if (o == NULL) {
+    if (rv != CKR_OK) return rv;
+    if (k == SIGN)
+      return final ? HELPER(r, C_SignFinal(h, out, outlen)) : HELPER(r, C_Sign(h, data, n, out, outlen));
+    return final ? HELPER(r, C_DigestFinal(h, out, outlen)) : HELPER(r, C_Digest(h, data, n, out, outlen));
+  }
+  int end;
+  if (o->fwd) {
+    rv = final ? HELPER(r, C_SignFinal(h, out, outlen)) : HELPER(r, C_Sign(h, data, n, out, outlen));
+    give(o, !((rv == CKR_OK && out == NULL) || rv == CKR_BUFFER_TOO_SMALL));
+    return rv;
+  }
+  if ((!final && data == NULL && n > 0) || outlen == NULL) {
     give(o, 0);
     return CKR_ARGUMENTS_BAD;
   }
-  if (o->multi) {
-    end_raw(r, SIGN, hSession);
+  if (final ? o->single : o->multi) {
+    if (k == SIGN) end_raw(r, SIGN, h);
     give(o, 1);
     return CKR_OPERATION_ACTIVE;
   }
-  if (!o->single) {
+  /* A single-part call repeated after a length query or a short buffer
+   * works on what the first call gave (the hash is taken once). */
+  if (!final && !o->single) {
     o->single = 1;
-    tpm11_sha_update(&o->sha, pData, ulDataLen);
+    tpm11_sha_update(&o->sha, data, n);
   }
-  /* A C_Sign repeated after a length query or a short buffer signs what
-   * the first call gave (the hash is taken once). */
-  int end;
-  rv = sign_finish(r, o, pSignature, pulSignatureLen, &end);
+  rv = k == SIGN ? sign_finish(r, o, out, outlen, &end) : digest_out(o, out, outlen, &end);
   give(o, end);
   return rv;
+}
+
+CK_RV tpm11_child_C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+                         CK_ULONG_PTR pulSignatureLen) {
+  return finish(SIGN, 0, hSession, pData, ulDataLen, pSignature, pulSignatureLen);
 }
 
 /* An update of a signature or verification the child runs: hashed here. */
@@ -408,6 +547,14 @@ static CK_RV update(enum kind k, CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG
     if (k == SIGN) return HELPER(r, C_SignUpdate(h, part, n));
     if (k == VERIFY) return HELPER(r, C_VerifyUpdate(h, part, n));
     return HELPER(r, C_DigestUpdate(h, part, n));
+  }
+  if (o->fwd) {
+    /* The helper's own op: an empty update, which p11-kit's client
+     * refuses, changes nothing; a failed update ends the op (§5.2). */
+    if (n == 0) rv = CKR_OK;
+    else rv = k == SIGN ? HELPER(r, C_SignUpdate(h, part, n)) : HELPER(r, C_VerifyUpdate(h, part, n));
+    give(o, rv != CKR_OK);
+    return rv;
   }
   if (part == NULL && n > 0) {
     if (k != DIGEST) end_raw(r, k, h);
@@ -430,24 +577,7 @@ CK_RV tpm11_child_C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK
 }
 
 CK_RV tpm11_child_C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen) {
-  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
-  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
-  CK_RV rv;
-  struct op *o = take(hSession, SIGN, &rv);
-  if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_SignFinal(hSession, pSignature, pulSignatureLen));
-  if (pulSignatureLen == NULL) {
-    give(o, 0);
-    return CKR_ARGUMENTS_BAD;
-  }
-  if (o->single) {
-    end_raw(r, SIGN, hSession);
-    give(o, 1);
-    return CKR_OPERATION_ACTIVE;
-  }
-  int end;
-  rv = sign_finish(r, o, pSignature, pulSignatureLen, &end);
-  give(o, end);
-  return rv;
+  return finish(SIGN, 1, hSession, NULL, 0, pSignature, pulSignatureLen);
 }
 
 /* ---- verification ---- */
@@ -459,6 +589,11 @@ CK_RV tpm11_child_C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULO
   CK_RV rv;
   struct op *o = take(hSession, VERIFY, &rv);
   if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_Verify(hSession, pData, ulDataLen, pSignature, ulSignatureLen));
+  if (o->fwd) {
+    rv = HELPER(r, C_Verify(hSession, pData, ulDataLen, pSignature, ulSignatureLen));
+    give(o, 1);
+    return rv;
+  }
   if ((pData == NULL && ulDataLen > 0) || (pSignature == NULL && ulSignatureLen > 0)) {
     give(o, 0);
     return CKR_ARGUMENTS_BAD;
@@ -486,6 +621,11 @@ CK_RV tpm11_child_C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignatu
   CK_RV rv;
   struct op *o = take(hSession, VERIFY, &rv);
   if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_VerifyFinal(hSession, pSignature, ulSignatureLen));
+  if (o->fwd) {
+    rv = HELPER(r, C_VerifyFinal(hSession, pSignature, ulSignatureLen));
+    give(o, 1);
+    return rv;
+  }
   if (pSignature == NULL && ulSignatureLen > 0) {
     give(o, 0);
     return CKR_ARGUMENTS_BAD;
@@ -520,27 +660,7 @@ static CK_RV digest_out(struct op *o, CK_BYTE_PTR out, CK_ULONG_PTR outlen, int 
 
 CK_RV tpm11_child_C_Digest(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pDigest,
                            CK_ULONG_PTR pulDigestLen) {
-  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
-  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
-  CK_RV rv;
-  struct op *o = take(hSession, DIGEST, &rv);
-  if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_Digest(hSession, pData, ulDataLen, pDigest, pulDigestLen));
-  if ((pData == NULL && ulDataLen > 0) || pulDigestLen == NULL) {
-    give(o, 0);
-    return CKR_ARGUMENTS_BAD;
-  }
-  if (o->multi) {
-    give(o, 1);
-    return CKR_OPERATION_ACTIVE;
-  }
-  if (!o->single) {
-    o->single = 1;
-    tpm11_sha_update(&o->sha, pData, ulDataLen);
-  }
-  int end;
-  rv = digest_out(o, pDigest, pulDigestLen, &end);
-  give(o, end);
-  return rv;
+  return finish(DIGEST, 0, hSession, pData, ulDataLen, pDigest, pulDigestLen);
 }
 
 CK_RV tpm11_child_C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen) {
@@ -548,23 +668,7 @@ CK_RV tpm11_child_C_DigestUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, 
 }
 
 CK_RV tpm11_child_C_DigestFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest, CK_ULONG_PTR pulDigestLen) {
-  CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
-  if (r == NULL) return TPM11_CKR_CRYPTOKI_NOT_INITIALIZED;
-  CK_RV rv;
-  struct op *o = take(hSession, DIGEST, &rv);
-  if (o == NULL) return rv != CKR_OK ? rv : HELPER(r, C_DigestFinal(hSession, pDigest, pulDigestLen));
-  if (pulDigestLen == NULL) {
-    give(o, 0);
-    return CKR_ARGUMENTS_BAD;
-  }
-  if (o->single) {
-    give(o, 1);
-    return CKR_OPERATION_ACTIVE;
-  }
-  int end;
-  rv = digest_out(o, pDigest, pulDigestLen, &end);
-  give(o, end);
-  return rv;
+  return finish(DIGEST, 1, hSession, NULL, 0, pDigest, pulDigestLen);
 }
 
 /* ---- sessions ---- */
@@ -593,7 +697,8 @@ static int any_op(CK_SESSION_HANDLE h) {
 }
 
 /* A saved state would hold the helper's raw operation without the child's
- * hash: such a state is not offered. */
+ * hash: such a state is not offered. Nor for a forwarded (fwd) op: a
+ * restored one would lack the record that answers its empty updates. */
 CK_RV tpm11_child_C_GetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
                                       CK_ULONG_PTR pulOperationStateLen) {
   CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();

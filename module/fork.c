@@ -317,23 +317,42 @@ static CK_RV load_client(void) {
     child_log("p11-kit-remote not found (install p11-kit)");
     return TPM11_CKR_GENERAL_ERROR;
   }
-  /* The helper in a session of its own, not our child (see reap_starter). */
+  /* The helper in a session of its own, not our child (see reap_starter),
+   * marked TPM11_HELPER_OF=<our pid> in its environment (continue_helper
+   * finds it so) by env(1) in its command: our own environment is not
+   * touched for it while other threads may read it. Without env the
+   * helper is unmarked (a stopped one is then not continued). */
   const char *setsid = access("/usr/bin/setsid", X_OK) == 0 ? "/usr/bin/setsid -f " : "";
-  snprintf(address, sizeof address, "|%s%s %s", setsid, remote, quoted);
+  char marker[64] = "";
+  if (access("/usr/bin/env", X_OK) == 0) snprintf(marker, sizeof marker, "/usr/bin/env TPM11_HELPER_OF=%d ", (int)getpid());
+  else child_log("/usr/bin/env not found: the helper is not marked");
+  snprintf(address, sizeof address, "|%s%s%s %s", marker, setsid, remote, quoted);
   /* p11-kit-client reads its server's address from the environment, once,
-   * in C_GetFunctionList; the caller's own value is put back. */
-  const char *old = getenv("P11_KIT_SERVER_ADDRESS");
-  char *saved = old ? strdup(old) : NULL;
-  if (old && !saved) return TPM11_CKR_HOST_MEMORY;
-  setenv("P11_KIT_SERVER_ADDRESS", address, 1);
+   * in C_GetFunctionList. setenv would realloc (and free) the array that
+   * another thread's getenv may be walking: instead, for this one call,
+   * environ points to a copy that also names the address, then back. The
+   * copy is never freed (a reader may still walk it; one per process). */
+  extern char **environ;
+  char **old = environ;
+  size_t n = 0;
+  while (old != NULL && old[n] != NULL) n++;
+  char **mine = calloc(n + 2, sizeof *mine);
+  size_t alen = strlen(address) + sizeof "P11_KIT_SERVER_ADDRESS=";
+  char *var = malloc(alen);
+  if (mine == NULL || var == NULL) {
+    free(mine);
+    free(var);
+    return TPM11_CKR_HOST_MEMORY;
+  }
+  snprintf(var, alen, "P11_KIT_SERVER_ADDRESS=%s", address);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(old[i], "P11_KIT_SERVER_ADDRESS=", 23) != 0) mine[m++] = old[i];
+  mine[m++] = var;
+  __atomic_store_n(&environ, mine, __ATOMIC_RELEASE);
   CK_FUNCTION_LIST_PTR list = NULL;
   CK_RV rv = get_list(&list);
-  if (saved) {
-    setenv("P11_KIT_SERVER_ADDRESS", saved, 1);
-    free(saved);
-  } else {
-    unsetenv("P11_KIT_SERVER_ADDRESS");
-  }
+  __atomic_store_n(&environ, old, __ATOMIC_RELEASE);
   if (rv != CKR_OK || list == NULL) {
     child_log("p11-kit-client's C_GetFunctionList: 0x%lx", rv);
     return rv != CKR_OK ? rv : TPM11_CKR_GENERAL_ERROR;
@@ -480,6 +499,32 @@ static void reap_starter(const pid_t *before, int nbefore) {
   }
 }
 
+/* read_all reads the whole file at path (a /proc environ: the marker may
+ * be anywhere in it), into *len bytes of a buffer the caller frees. */
+static char *read_all(const char *path, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  size_t cap = 16384, n = 0;
+  char *buf = malloc(cap);
+  for (ssize_t got; buf != NULL; n += (size_t)got) {
+    if (n == cap) {
+      char *bigger = cap < ((size_t)64 << 20) ? realloc(buf, cap *= 2) : NULL;
+      if (bigger == NULL) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = bigger;
+    }
+    got = read(fd, buf + n, cap - n);
+    if (got < 0 && errno == EINTR) got = 0;
+    else if (got <= 0) break;
+  }
+  close(fd);
+  *len = n;
+  return buf;
+}
+
 /* continue_helper continues (SIGCONT) this process's helper if it is
  * stopped (a signal, a debugger): p11-kit-client's C_Finalize asks the
  * helper to finalize and waits for its answer, which a stopped helper
@@ -509,17 +554,16 @@ static void continue_helper(void) {
       /* Whatever its state: a stop just sent may not show in it yet, and a
        * SIGCONT to a running helper does nothing (a pending stop it drops). */
       if (rp == NULL || strstr(st, " (p11-kit-remote) ") == NULL) continue;
-      char env[16384];
       snprintf(path, sizeof path, "/proc/%s/environ", d->d_name);
-      fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      len = read(fd, env, sizeof env - 1);
-      close(fd);
-      for (ssize_t i = 0; i + wlen <= len; i++)
-        if ((i == 0 || env[i - 1] == 0) && memcmp(env + i, want, wlen) == 0 && (i + wlen == len || env[i + wlen] == 0)) {
+      size_t elen = 0;
+      char *env = read_all(path, &elen);
+      if (env == NULL) continue;
+      for (size_t i = 0; i + wlen <= elen; i++)
+        if ((i == 0 || env[i - 1] == 0) && memcmp(env + i, want, wlen) == 0 && (i + wlen == elen || env[i + wlen] == 0)) {
           kill((pid_t)atoi(d->d_name), SIGCONT);
           break;
         }
+      free(env);
     }
   }
   close(dfd);
@@ -623,19 +667,10 @@ CK_RV tpm11_child_C_Initialize(CK_VOID_PTR pInitArgs) {
     int nseen = children_now(seen, MAX_CHILDREN_SEEN);
     /* p11-kit-client starts the helper here; it locks with the OS. */
     CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, TPM11_CKF_OS_LOCKING_OK, NULL};
-    /* The helper inherits the environment: the marker finds it
-     * (continue_helper); the caller's own value is put back. */
-    const char *old = getenv("TPM11_HELPER_OF");
-    char *saved = old ? strdup(old) : NULL, me[24];
-    snprintf(me, sizeof me, "%d", (int)getpid());
-    setenv("TPM11_HELPER_OF", me, 1);
     struct tpm11_nopipe g;
     tpm11_nopipe_enter(&g);
     rv = client->C_Initialize(&args);
     tpm11_nopipe_leave(&g);
-    if (saved) setenv("TPM11_HELPER_OF", saved, 1);
-    else unsetenv("TPM11_HELPER_OF");
-    free(saved);
     if (rv == CKR_OK) {
       remember_helper_fds(&before);
       if (nseen >= 0) reap_starter(seen, nseen);

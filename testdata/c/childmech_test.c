@@ -18,6 +18,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,6 +116,10 @@ struct shared {
   CK_BYTE dual_sig[64];
   CK_ULONG dual_len;
   CK_ULONG child_mechs;
+  /* signatures under keys with CKA_ALLOWED_MECHANISMS: ECDSA-SHA1 by a key
+   * allowed only that, ECDSA-SHA256 by one allowed it and CKM_ECDSA */
+  CK_BYTE allowed_sig[2][64];
+  CK_ULONG allowed_len[2];
 };
 
 static CK_FUNCTION_LIST_3_2 *f;
@@ -152,6 +157,131 @@ static void *signer(void *arg) {
   }
   f->C_CloseSession(s);
   return NULL;
+}
+
+/* C_SignUpdate over 64 MiB in one thread while another closes the
+ * session: the op the child hashes into outside its lock must outlive the
+ * close (it was freed under the hashing thread). Built with
+ * -fsanitize=address, a write to freed memory is reported. */
+static CK_SESSION_HANDLE uaf_session;
+static int uaf_started; /* atomic: updates begun */
+static CK_RV uaf_last;
+static void *uaf_updater(void *arg) {
+  const CK_BYTE *big = arg;
+  CK_RV rv;
+  do {
+    __atomic_add_fetch(&uaf_started, 1, __ATOMIC_SEQ_CST);
+    rv = f->C_SignUpdate(uaf_session, (CK_BYTE_PTR)big, (64UL << 20) + 3);
+  } while (rv == CKR_OK);
+  uaf_last = rv;
+  return NULL;
+}
+static void close_while_hashing(CK_OBJECT_HANDLE ec) {
+  size_t n = (64UL << 20) + 3;
+  CK_BYTE *big = malloc(n);
+  CHECK(big != NULL, "malloc");
+  if (big == NULL) return;
+  memset(big, 0x5a, n);
+  for (int round = 0; round < 3; round++) {
+    CK_MECHANISM m = {0x1045 /* ECDSA_SHA384: hashed in the child */, NULL, 0};
+    RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &uaf_session), CKR_OK);
+    RV(f->C_SignInit(uaf_session, &m, ec), CKR_OK);
+    __atomic_store_n(&uaf_started, 0, __ATOMIC_SEQ_CST);
+    pthread_t t;
+    pthread_create(&t, NULL, uaf_updater, big);
+    /* the second update has begun: it hashes 64 MiB while the session closes */
+    while (__atomic_load_n(&uaf_started, __ATOMIC_SEQ_CST) < 2) sched_yield();
+    RV(round == 2 ? f->C_CloseAllSessions(0) : f->C_CloseSession(uaf_session), CKR_OK);
+    pthread_join(t, NULL);
+    CHECK(uaf_last == 0xB3UL /* CKR_SESSION_HANDLE_INVALID */ || uaf_last == R_OPERATION_NOT_INITIALIZED,
+          "an update after the session closed: 0x%lx", uaf_last);
+  }
+  free(big);
+}
+
+/* C_SignInit/C_VerifyInit/C_DigestInit without a mechanism end the active
+ * operation (PKCS#11 3.x), whether the child hashes it or the helper runs
+ * the caller's mechanism; the next init starts afresh. */
+static void null_init_cancels(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE ec) {
+  CK_MECHANISM_TYPE types[] = {0x1045 /* ECDSA_SHA384, hashed here */, 0x1042 /* ECDSA_SHA1, carried */};
+  CK_BYTE sig[128];
+  CK_ULONG sl;
+  for (int i = 0; i < 2; i++) {
+    CK_MECHANISM m = {types[i], NULL, 0};
+    RV(f->C_SignInit(h, &m, ec), CKR_OK);
+    RV(f->C_SignUpdate(h, (CK_BYTE_PTR)msg, 10), CKR_OK);
+    RV(f->C_SignInit(h, NULL, ec), CKR_OK);
+    sl = sizeof sig;
+    RV(f->C_SignFinal(h, sig, &sl), R_OPERATION_NOT_INITIALIZED);
+    RV(f->C_SignInit(h, &m, ec), CKR_OK); /* the helper's op ended too */
+    sl = sizeof sig;
+    RV(f->C_Sign(h, (CK_BYTE_PTR)msg, 10, sig, &sl), CKR_OK);
+    RV(f->C_VerifyInit(h, &m, ec), CKR_OK);
+    RV(f->C_VerifyUpdate(h, (CK_BYTE_PTR)msg, 10), CKR_OK);
+    RV(f->C_VerifyInit(h, NULL, ec), CKR_OK);
+    RV(f->C_VerifyFinal(h, sig, sl), R_OPERATION_NOT_INITIALIZED);
+    RV(f->C_VerifyInit(h, &m, ec), CKR_OK);
+    RV(f->C_Verify(h, (CK_BYTE_PTR)msg, 10, sig, sl), CKR_OK);
+  }
+  CK_MECHANISM s224 = {0x255, NULL, 0};
+  CK_BYTE d[28];
+  CK_ULONG dl = sizeof d;
+  RV(f->C_DigestInit(h, &s224), CKR_OK);
+  RV(f->C_DigestUpdate(h, (CK_BYTE_PTR)msg, 10), CKR_OK);
+  RV(f->C_DigestInit(h, NULL), CKR_OK);
+  RV(f->C_DigestFinal(h, d, &dl), R_OPERATION_NOT_INITIALIZED);
+  RV(f->C_DigestInit(h, &s224), CKR_OK);
+  RV(f->C_Digest(h, (CK_BYTE_PTR)msg, 10, d, &dl), CKR_OK);
+}
+
+/* Keys with CKA_ALLOWED_MECHANISMS (made in the parent): a child obeys the
+ * list as the parent does. kSHA1 allows only ECDSA-SHA1, which the RPC
+ * carries: it goes to the helper unchanged (sent as CKM_ECDSA, the helper
+ * refused it). kSHA256 allows ECDSA-SHA256 and CKM_ECDSA: the child makes
+ * ECDSA-SHA256 and must refuse ECDSA-SHA384 (the helper, seeing CKM_ECDSA,
+ * would sign). kOnly256 allows only ECDSA-SHA256: signed when the helper's
+ * RPC carries it (p11-kit >= 0.25), else refused (0.24 sends only the
+ * raw CKM_ECDSA, which the key does not allow; docs/fork.md). */
+static CK_OBJECT_HANDLE k_sha1, k_sha256, k_only256;
+static void allowed_mechanisms(struct shared *sh, CK_SESSION_HANDLE h) {
+  CK_MECHANISM e1 = {0x1042, NULL, 0}, e256 = {0x1044, NULL, 0}, e384 = {0x1045, NULL, 0}, raw = {0x1041, NULL, 0};
+  CK_MECHANISM *ms[2] = {&e1, &e256};
+  CK_OBJECT_HANDLE ks[2] = {k_sha1, k_sha256};
+  for (int i = 0; i < 2; i++) {
+    RV(f->C_SignInit(h, ms[i], ks[i]), CKR_OK);
+    sh->allowed_len[i] = sizeof sh->allowed_sig[i];
+    RV(f->C_SignUpdate(h, (CK_BYTE_PTR)msg, 0), CKR_OK); /* empty: answered in the child */
+    RV(f->C_SignUpdate(h, (CK_BYTE_PTR)msg, sizeof msg - 1), CKR_OK);
+    RV(f->C_SignFinal(h, sh->allowed_sig[i], &sh->allowed_len[i]), CKR_OK);
+  }
+  RV(f->C_SignInit(h, &e256, k_sha1), CKR_MECHANISM_INVALID);
+  RV(f->C_SignInit(h, &raw, k_sha1), CKR_MECHANISM_INVALID);
+  /* The child checks the list when the helper's RPC carries it (p11-kit
+   * 0.24's does not); otherwise the helper's check of CKM_ECDSA decides,
+   * which this key allows: ECDSA over a SHA-384 digest it could sign anyway. */
+  CK_ATTRIBUTE q = {0x40000600UL, NULL, 0};
+  int readable = f->C_GetAttributeValue(h, k_sha256, &q, 1) == CKR_OK;
+  if (readable) {
+    RV(f->C_SignInit(h, &e384, k_sha256), CKR_MECHANISM_INVALID);
+  } else {
+    RV(f->C_SignInit(h, &e384, k_sha256), CKR_OK);
+    RV(f->C_SignInit(h, NULL, k_sha256), CKR_OK);
+  }
+  RV(f->C_VerifyInit(h, &e384, k_sha256), CKR_OK); /* the public key has no list */
+  RV(f->C_VerifyInit(h, NULL, k_sha256), CKR_OK);
+  int carried = 0;
+  CK_RV rv = f->C_SignInit(h, &e256, k_only256);
+  carried = rv == CKR_OK;
+  CHECK(rv == CKR_OK || rv == CKR_MECHANISM_INVALID, "a key allowed only ECDSA-SHA256: 0x%lx", rv);
+  if (carried) {
+    CK_BYTE sig[128];
+    CK_ULONG sl = sizeof sig;
+    RV(f->C_Sign(h, (CK_BYTE_PTR)msg, 10, sig, &sl), CKR_OK);
+  }
+  RV(f->C_SignInit(h, &e384, k_only256), CKR_MECHANISM_INVALID);
+  fprintf(stderr, "childmech_test: a key allowed only ECDSA-SHA256 %s in a child (p11-kit's RPC %s it); its "
+         "CKA_ALLOWED_MECHANISMS is %sreadable through the RPC\n",
+         carried ? "signs" : "is refused", carried ? "carries" : "does not carry", readable ? "" : "not ");
 }
 
 /* The child's checks; failures counted in its own copy of `failures`. */
@@ -333,6 +463,15 @@ static void child(struct shared *sh, CK_OBJECT_HANDLE ec, CK_OBJECT_HANDLE rsa, 
     RV(f->C_Sign(h3, (CK_BYTE_PTR)msg, 5, sig, &sl), CKR_OK);
   }
 #endif
+  {
+    CK_SESSION_HANDLE hx;
+    RV(f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, &hx), CKR_OK);
+    CK_RV rv = f->C_Login(hx, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8);
+    CHECK(rv == CKR_OK || rv == 0x100UL /* CKR_USER_ALREADY_LOGGED_IN */, "login: 0x%lx", rv);
+    null_init_cancels(hx, ec);
+    allowed_mechanisms(sh, hx);
+    close_while_hashing(ec); /* closes every session last */
+  }
   RV(f->C_Finalize(NULL), CKR_OK);
   sh->child_failures = failures;
   sh->done = 1;
@@ -390,6 +529,37 @@ int main(int argc, char **argv) {
   RV(f->C_GenerateKeyPair(h, &ecgen, ecpub, 3, priv, 2, &ecp, &ecs), CKR_OK);
   RV(f->C_GenerateKeyPair(h, &rsagen, rsapub, 3, priv, 2, &rsap, &rsas), CKR_OK);
   EVP_PKEY *eck = pubkey(h, ecp), *rsak = pubkey(h, rsap);
+  /* keys with CKA_ALLOWED_MECHANISMS; the parent obeys them as the child must */
+  EVP_PKEY *allowed_pub[2];
+  {
+    CK_MECHANISM_TYPE only1[] = {0x1042}, two[] = {0x1044, 0x1041}, only256[] = {0x1044};
+    CK_MECHANISM_TYPE *lists[3] = {only1, two, only256};
+    CK_ULONG sizes[3] = {sizeof only1, sizeof two, sizeof only256};
+    CK_OBJECT_HANDLE *privs[3] = {&k_sha1, &k_sha256, &k_only256}, pubs[3];
+    for (int i = 0; i < 3; i++) {
+      CK_ATTRIBUTE ap[] = {{CKA_TOKEN, &yes, 1}, {A_SIGN, &yes, 1}, {0x40000600UL, lists[i], sizes[i]}};
+      RV(f->C_GenerateKeyPair(h, &ecgen, ecpub, 3, ap, 3, &pubs[i], privs[i]), CKR_OK);
+    }
+    allowed_pub[0] = pubkey(h, pubs[0]);
+    allowed_pub[1] = pubkey(h, pubs[1]);
+    CK_MECHANISM e256 = {0x1044, NULL, 0}, e384 = {0x1045, NULL, 0};
+    RV(f->C_SignInit(h, &e256, k_only256), CKR_OK);
+    CK_BYTE sig[128];
+    CK_ULONG sl = sizeof sig;
+    RV(f->C_Sign(h, (CK_BYTE_PTR)msg, 10, sig, &sl), CKR_OK);
+    RV(f->C_SignInit(h, &e384, k_only256), CKR_MECHANISM_INVALID);
+    /* The child checks the list when the helper's RPC carries it (p11-kit
+   * 0.24's does not); otherwise the helper's check of CKM_ECDSA decides,
+   * which this key allows: ECDSA over a SHA-384 digest it could sign anyway. */
+  CK_ATTRIBUTE q = {0x40000600UL, NULL, 0};
+  int readable = f->C_GetAttributeValue(h, k_sha256, &q, 1) == CKR_OK;
+  if (readable) {
+    RV(f->C_SignInit(h, &e384, k_sha256), CKR_MECHANISM_INVALID);
+  } else {
+    RV(f->C_SignInit(h, &e384, k_sha256), CKR_OK);
+    RV(f->C_SignInit(h, NULL, k_sha256), CKR_OK);
+  }
+  }
 
   CK_MECHANISM_TYPE plist[256];
   CK_MECHANISM_INFO pinfo[256];
@@ -424,6 +594,14 @@ int main(int argc, char **argv) {
     int ok = sh->dual_len > 0 && openssl_verifies_n(eck, &m, sh->dual_sig, sh->dual_len, 32);
     CHECK(ok, "%s: libcrypto rejects the child's signature", m.name);
     verified += ok;
+  }
+  {
+    const struct mech am[2] = {{"ECDSA-SHA1 (key allowed only it)", 0x1042, 0x220, 0, 0, 0, "SHA1"},
+                               {"ECDSA-SHA256 (key allowed it and CKM_ECDSA)", 0x1044, 0x250, 0, 0, 0, "SHA256"}};
+    for (int i = 0; i < 2; i++) {
+      int ok = sh->allowed_len[i] > 0 && openssl_verifies(allowed_pub[i], &am[i], sh->allowed_sig[i], sh->allowed_len[i]);
+      CHECK(ok, "%s: libcrypto rejects the child's signature", am[i].name);
+    }
   }
   unsigned char want[28];
   unsigned int wl;
