@@ -11,7 +11,7 @@ import (
 
 //export tpm11go_C_SignInit
 func tpm11go_C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_SignInit", hSession, pMechanism, hKey, (*tpmtoken.Library).SignInit)
+	return keyInit("C_SignInit", tpmtoken.OpSign, hSession, pMechanism, hKey, (*tpmtoken.Library).SignInit)
 }
 
 //export tpm11go_C_Sign
@@ -49,7 +49,7 @@ func tpm11go_C_SignFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PTR,
 
 //export tpm11go_C_VerifyInit
 func tpm11go_C_VerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_VerifyInit", hSession, pMechanism, hKey, (*tpmtoken.Library).VerifyInit)
+	return keyInit("C_VerifyInit", tpmtoken.OpVerify, hSession, pMechanism, hKey, (*tpmtoken.Library).VerifyInit)
 }
 
 //export tpm11go_C_Verify
@@ -92,6 +92,9 @@ func tpm11go_C_VerifyFinal(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_PT
 //export tpm11go_C_DigestInit
 func tpm11go_C_DigestInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR) C.CK_RV {
 	return call("C_DigestInit", func(l *tpmtoken.Library) error {
+		if pMechanism == nil { // ends the active digest (PKCS#11 3.x)
+			return l.CancelOp(uint64(hSession), tpmtoken.OpDigest)
+		}
 		m, err := mechanism(pMechanism)
 		if err != nil {
 			return err
@@ -135,7 +138,7 @@ func tpm11go_C_DigestFinal(hSession C.CK_SESSION_HANDLE, pDigest C.CK_BYTE_PTR, 
 
 //export tpm11go_C_DecryptInit
 func tpm11go_C_DecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_DecryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).DecryptInit)
+	return keyInit("C_DecryptInit", tpmtoken.OpDecrypt, hSession, pMechanism, hKey, (*tpmtoken.Library).DecryptInit)
 }
 
 //export tpm11go_C_Decrypt
@@ -175,7 +178,7 @@ func tpm11go_C_DecryptFinal(hSession C.CK_SESSION_HANDLE, pLastPart C.CK_BYTE_PT
 
 //export tpm11go_C_EncryptInit
 func tpm11go_C_EncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_EncryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).EncryptInit)
+	return keyInit("C_EncryptInit", tpmtoken.OpEncrypt, hSession, pMechanism, hKey, (*tpmtoken.Library).EncryptInit)
 }
 
 //export tpm11go_C_Encrypt

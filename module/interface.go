@@ -18,7 +18,7 @@ import (
 
 //export tpm11go_C_SignRecoverInit
 func tpm11go_C_SignRecoverInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_SignRecoverInit", hSession, pMechanism, hKey, (*tpmtoken.Library).SignRecoverInit)
+	return keyInit("C_SignRecoverInit", tpmtoken.OpSignRecover, hSession, pMechanism, hKey, (*tpmtoken.Library).SignRecoverInit)
 }
 
 //export tpm11go_C_SignRecover
@@ -36,7 +36,7 @@ func tpm11go_C_SignRecover(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ul
 
 //export tpm11go_C_VerifyRecoverInit
 func tpm11go_C_VerifyRecoverInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_VerifyRecoverInit", hSession, pMechanism, hKey, (*tpmtoken.Library).VerifyRecoverInit)
+	return keyInit("C_VerifyRecoverInit", tpmtoken.OpVerifyRecover, hSession, pMechanism, hKey, (*tpmtoken.Library).VerifyRecoverInit)
 }
 
 //export tpm11go_C_VerifyRecover
@@ -55,6 +55,9 @@ func tpm11go_C_VerifyRecover(hSession C.CK_SESSION_HANDLE, pSignature C.CK_BYTE_
 //export tpm11go_C_VerifySignatureInit
 func tpm11go_C_VerifySignatureInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE, pSignature C.CK_BYTE_PTR, ulSignatureLen C.CK_ULONG) C.CK_RV {
 	return call("C_VerifySignatureInit", func(l *tpmtoken.Library) error {
+		if pMechanism == nil { // ends the active verification (PKCS#11 3.x)
+			return l.CancelOp(uint64(hSession), tpmtoken.OpVerifySignature)
+		}
 		m, err := mechanism(pMechanism)
 		if err != nil {
 			return err

@@ -37,7 +37,7 @@ func messageArgs(p C.CK_VOID_PTR, n C.CK_ULONG, data C.CK_BYTE_PTR, dataLen C.CK
 
 //export tpm11go_C_MessageSignInit
 func tpm11go_C_MessageSignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_MessageSignInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageSignInit)
+	return keyInit("C_MessageSignInit", tpmtoken.OpMessageSign, hSession, pMechanism, hKey, (*tpmtoken.Library).MessageSignInit)
 }
 
 //export tpm11go_C_SignMessage
@@ -90,7 +90,7 @@ func tpm11go_C_MessageSignFinal(hSession C.CK_SESSION_HANDLE) C.CK_RV {
 
 //export tpm11go_C_MessageVerifyInit
 func tpm11go_C_MessageVerifyInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return keyInit("C_MessageVerifyInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageVerifyInit)
+	return keyInit("C_MessageVerifyInit", tpmtoken.OpMessageVerify, hSession, pMechanism, hKey, (*tpmtoken.Library).MessageVerifyInit)
 }
 
 //export tpm11go_C_VerifyMessage

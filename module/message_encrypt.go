@@ -48,11 +48,11 @@ func ccmMessageParam(p C.CK_VOID_PTR, n C.CK_ULONG, decrypt bool) (*C.CK_CCM_MES
 // messageInit is C_MessageEncryptInit and C_MessageDecryptInit. Each
 // message brings its own parameter; a CK_CCM_MESSAGE_PARAMS given to the
 // init as well (some callers do) is not used.
-func messageInit(fn string, hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE,
+func messageInit(fn string, kind tpmtoken.OpKind, hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE,
 	init func(l *tpmtoken.Library, h uint64, m mech.Mechanism, key uint64) error) C.CK_RV {
 	return call(fn, func(l *tpmtoken.Library) error {
-		if pMechanism == nil {
-			return errArgs
+		if pMechanism == nil { // ends the active operation (PKCS#11 3.x)
+			return l.CancelOp(uint64(hSession), kind)
 		}
 		mm := *pMechanism
 		if uintptr(mm.ulParameterLen) == unsafe.Sizeof(C.CK_CCM_MESSAGE_PARAMS{}) {
@@ -68,12 +68,12 @@ func messageInit(fn string, hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHAN
 
 //export tpm11go_C_MessageEncryptInit
 func tpm11go_C_MessageEncryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return messageInit("C_MessageEncryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageEncryptInit)
+	return messageInit("C_MessageEncryptInit", tpmtoken.OpMessageEncrypt, hSession, pMechanism, hKey, (*tpmtoken.Library).MessageEncryptInit)
 }
 
 //export tpm11go_C_MessageDecryptInit
 func tpm11go_C_MessageDecryptInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, hKey C.CK_OBJECT_HANDLE) C.CK_RV {
-	return messageInit("C_MessageDecryptInit", hSession, pMechanism, hKey, (*tpmtoken.Library).MessageDecryptInit)
+	return messageInit("C_MessageDecryptInit", tpmtoken.OpMessageDecrypt, hSession, pMechanism, hKey, (*tpmtoken.Library).MessageDecryptInit)
 }
 
 // cryptMessage is C_EncryptMessage and C_DecryptMessage.

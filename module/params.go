@@ -109,10 +109,14 @@ func param[T any](p C.CK_MECHANISM_PTR) (*T, error) {
 }
 
 // keyInit is every C_*Init that takes a mechanism and a key: decode the
-// mechanism, then start the operation.
-func keyInit(fn string, h C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, key C.CK_OBJECT_HANDLE,
+// mechanism, then start the operation of kind; a NULL mechanism ends it
+// instead (PKCS#11 3.x).
+func keyInit(fn string, kind tpmtoken.OpKind, h C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_PTR, key C.CK_OBJECT_HANDLE,
 	init func(l *tpmtoken.Library, h uint64, m mech.Mechanism, key uint64) error) C.CK_RV {
 	return call(fn, func(l *tpmtoken.Library) error {
+		if pMechanism == nil {
+			return l.CancelOp(uint64(h), kind)
+		}
 		m, err := mechanism(pMechanism)
 		if err != nil {
 			return err

@@ -164,6 +164,29 @@ func (s *Session) end(kind OpKind) {
 
 func (s *Session) endLocked(kind OpKind) { delete(s.ops, kind) }
 
+// CancelOp is an *Init with a NULL mechanism, which PKCS#11 3.x makes end
+// the session's active operation of that kind (C_SignInit, C_DigestInit,
+// ...: "to terminate an active ... operation"); none active is CKR_OK too.
+// A pending asynchronous call of it is cancelled as C_SessionCancel does;
+// a call running it on another thread (which owns it) is
+// CKR_OPERATION_ACTIVE, as any other use of it then.
+func (l *Library) CancelOp(h uint64, kind OpKind) error {
+	s, err := l.session(h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pending; p != nil && kinds[kind].cancel&p.flag != 0 {
+		p.cancel()
+		s.pending = nil
+	} else if op := s.ops[kind]; op != nil && op.state().busy {
+		return ck.Errorf(ck.CKR_OPERATION_ACTIVE, "a concurrent call is running the operation")
+	}
+	s.endLocked(kind)
+	return nil
+}
+
 // initOp is every *Init: session h must have no operation of kind; build
 // makes the operation (checking key, mechanism and parameters), and it is
 // installed unless another thread's *Init got there first.

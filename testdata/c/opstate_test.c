@@ -252,6 +252,47 @@ static void test_key_type_mismatch(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE aes, CK
 }
 
 /* The token does the dual-function updates (C_DigestEncryptUpdate, ...). */
+/* An *Init with a NULL mechanism ends the active operation of its kind
+ * (PKCS#11 3.x, e.g. "C_SignInit can be called with pMechanism set to
+ * NULL_PTR to terminate an active signature operation"): the next call of
+ * it is CKR_OPERATION_NOT_INITIALIZED, a new *Init is accepted, and with
+ * none active it is CKR_OK too. Other kinds' operations stay. */
+static void test_null_mechanism_cancels(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
+                                        CK_OBJECT_HANDLE aes) {
+  CK_MECHANISM sha = {K_CKM_SHA256, NULL, 0}, esha = {K_CKM_ECDSA_SHA256, NULL, 0};
+  CK_BYTE iv[16] = {0}, in[32] = {1, 2, 3}, out[128];
+  CK_MECHANISM cbc = {K_CKM_AES_CBC, iv, sizeof iv};
+  CK_ULONG n;
+  RV(f->C_DigestInit(h, &sha), CKR_OK);
+  RV(f->C_DigestUpdate(h, in, 4), CKR_OK);
+  RV(f->C_SignInit(h, &esha, priv), CKR_OK);
+  RV(f->C_SignUpdate(h, in, 4), CKR_OK);
+  RV(f->C_DigestInit(h, NULL), CKR_OK);
+  n = sizeof out;
+  RV(f->C_DigestFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_DigestInit(h, NULL), CKR_OK); /* none active */
+  RV(f->C_SignUpdate(h, in, 4), CKR_OK); /* the signature goes on */
+  RV(f->C_SignInit(h, NULL, priv), CKR_OK);
+  n = sizeof out;
+  RV(f->C_SignFinal(h, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_SignInit(h, &esha, priv), CKR_OK); /* accepted again */
+  n = sizeof out;
+  RV(f->C_Sign(h, in, 4, out, &n), CKR_OK);
+  RV(f->C_VerifyInit(h, &esha, pub), CKR_OK);
+  RV(f->C_VerifyInit(h, NULL, pub), CKR_OK);
+  RV(f->C_VerifyFinal(h, out, n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_EncryptInit(h, &cbc, aes), CKR_OK);
+  RV(f->C_EncryptInit(h, NULL, aes), CKR_OK);
+  n = sizeof out;
+  RV(f->C_Encrypt(h, in, 16, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+  RV(f->C_DecryptInit(h, &cbc, aes), CKR_OK);
+  RV(f->C_DecryptInit(h, NULL, aes), CKR_OK);
+  RV(f->C_DecryptInit(h, &cbc, aes), CKR_OK); /* not CKR_OPERATION_ACTIVE */
+  RV(f->C_DecryptInit(h, NULL, aes), CKR_OK);
+  /* A session that does not exist is still refused. */
+  RV(f->C_SignInit(h + 1000, NULL, priv), CKR_SESSION_HANDLE_INVALID);
+}
+
 static void test_token_flags(void) {
   CK_TOKEN_INFO ti;
   RV(f->C_GetTokenInfo(0, &ti), CKR_OK);
@@ -328,6 +369,7 @@ int main(int argc, char **argv) {
   CK_OBJECT_HANDLE aes = aes_key(h);
   test_cipher_forms(h, aes);
   test_key_type_mismatch(h, aes, priv, pub, rsa_priv, rsa_pub);
+  test_null_mechanism_cancels(h, priv, pub, aes);
   test_token_flags();
   test_async_race(priv, pub);
 
