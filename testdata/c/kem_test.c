@@ -57,23 +57,9 @@ static void sh(const char *fmt, ...) {
   }
 }
 
-static size_t rd(const char *name, CK_BYTE *buf, size_t cap) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) { perror(path); exit(1); }
-  size_t n = fread(buf, 1, cap, fp);
-  fclose(fp);
-  return n;
-}
-
-static void wr(const char *name, const CK_BYTE *buf, size_t n) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *fp = fopen(path, "wb");
-  if (!fp || fwrite(buf, 1, n, fp) != n) { perror(path); exit(1); }
-  fclose(fp);
-}
+/* Files in the work directory (setup.h). */
+#define rd(name, buf, cap) read_in(dir, name, buf, cap)
+#define wr(name, buf, n) write_in(dir, name, buf, n)
 
 /* value reads a readable secret key's CKA_VALUE. */
 static CK_ULONG value(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_BYTE *buf) {

@@ -9,6 +9,27 @@
 #include <string.h>
 #include "test.h"
 
+/* read_in and write_in are a whole file NAME in directory DIR, for the tests
+ * that hand data to an outside checker (openssl, circl, noble); any failure
+ * ends the test. */
+static inline size_t read_in(const char *dir, const char *name, CK_BYTE *buf, size_t cap) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *fp = fopen(path, "rb");
+  if (!fp) { perror(path); exit(1); }
+  size_t n = fread(buf, 1, cap, fp);
+  fclose(fp);
+  return n;
+}
+
+static inline void write_in(const char *dir, const char *name, const CK_BYTE *buf, size_t n) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *fp = fopen(path, "wb");
+  if (!fp || fwrite(buf, 1, n, fp) != n) { perror(path); exit(1); }
+  fclose(fp);
+}
+
 static CK_FUNCTION_LIST_3_2 *load_module(int argc, char **argv) {
   void *so = dlopen(argc > 1 ? argv[1] : "build/libtpm11.so", RTLD_NOW);
   if (!so) { fprintf(stderr, "dlopen: %s\n", dlerror()); exit(2); }
