@@ -86,12 +86,20 @@ func BenchmarkCCMKEMVsFloor(b *testing.B) {
 			fl := newFloor(b, spec, tok)
 			defer fl.close()
 			var pairRatios, roundRatios []float64
+			var roundRates []string // each round's floor and token rate
 			var fAll, tAll []time.Duration
 			var tCPU, fCPU time.Duration
 			var tCmds uint64
 			var calls int
+			per := float64(time.Second)
+			unit := "ops/s"
+			if strings.HasPrefix(c, "CCM") {
+				per *= float64(tok.msgLen) / 1e6 // MB/s
+				unit = "MB/s"
+			}
 			for range rounds {
 				var rr []float64
+				var rf, rt []time.Duration
 				for p := range pairs {
 					var f, t []time.Duration
 					tokBlock := func() {
@@ -115,9 +123,11 @@ func BenchmarkCCMKEMVsFloor(b *testing.B) {
 						floorBlock()
 					}
 					calls += block
-					fAll, tAll = append(fAll, f...), append(tAll, t...)
+					rf, rt = append(rf, f...), append(rt, t...)
 					rr = append(rr, float64(median(f))/float64(median(t)))
 				}
+				fAll, tAll = append(fAll, rf...), append(tAll, rt...)
+				roundRates = append(roundRates, fmt.Sprintf("%.4g:%.4g", per/float64(median(rf)), per/float64(median(rt))))
 				pairRatios = append(pairRatios, rr...)
 				roundRatios = append(roundRatios, medianF(rr))
 			}
@@ -128,12 +138,7 @@ func BenchmarkCCMKEMVsFloor(b *testing.B) {
 			// In the log: a line printed here would split the result line.
 			b.Logf("kembench %s rounds %s pairs %d p25 %.2f p75 %.2f", c, strings.Join(all, "/"),
 				len(pairRatios), pctF(pairRatios, 25), pctF(pairRatios, 75))
-			per := float64(time.Second)
-			unit := "ops/s"
-			if strings.HasPrefix(c, "CCM") {
-				per *= float64(tok.msgLen) / 1e6 // MB/s
-				unit = "MB/s"
-			}
+			b.Logf("kembench %s rates %s", c, strings.Join(roundRates, "/"))
 			b.ReportMetric(per/float64(median(fAll)), "floor-"+unit)
 			b.ReportMetric(per/float64(median(tAll)), "tpm11-"+unit)
 			b.ReportMetric(medianF(pairRatios), "ratio")
