@@ -318,7 +318,7 @@ func createCmd(parent tpm2.AuthHandle, sens, pub []byte) rawCmd {
 }
 
 // RSADecryptSecret is RSARaw for a result that is a secret the token keeps
-// in the TPM (a decapsulated key): the padded block comes back encrypted,
+// in the TPM (a decapsulated or unwrapped key): the padded block comes back encrypted,
 // over the kept session, where RSARaw's travels in the clear and would
 // give the key to anyone reading the bus (OAEP and PKCS#1 padding come
 // off without a key). A key with a policy is RSARaw's, its policy session
