@@ -82,13 +82,20 @@ func completePublicKey(a Attrs) error {
 	var pk any
 	switch ck.KeyType(kt) {
 	case ck.CKK_EC:
-		var pt []byte
-		if _, err := asn1.Unmarshal(a[ck.CKA_EC_POINT], &pt); err != nil {
-			return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
-		}
 		c, err := mech.CurveFor(a[ck.CKA_EC_PARAMS])
 		if err != nil {
 			return err
+		}
+		// The spec asks for the DER OCTET STRING of the point; like SoftHSM
+		// and OpenSC, a raw uncompressed point (04 || X || Y) is accepted
+		// too. The two cannot be confused: the raw point is exactly
+		// 2·Bytes+1 long, the DER OCTET STRING of it two or three bytes
+		// longer (its tag and length).
+		pt := a[ck.CKA_EC_POINT]
+		if len(pt) != 1+2*c.Bytes || pt[0] != 4 {
+			if rest, err := asn1.Unmarshal(a[ck.CKA_EC_POINT], &pt); err != nil || len(rest) != 0 {
+				return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
+			}
 		}
 		x, y := unmarshalPoint(c.Go.Params().BitSize, pt)
 		if x == nil || !c.Go.IsOnCurve(x, y) {

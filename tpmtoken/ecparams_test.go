@@ -16,34 +16,42 @@ import (
 // explicitParams is CKA_EC_PARAMS as the ecParameters choice (X9.62
 // SpecifiedECDomain) for curve c: what python-pkcs11's EC import tests and
 // OpenSSL's "-param_enc explicit" send.
-func explicitParams(t *testing.T, c elliptic.Curve) []byte {
-	p := c.Params()
-	n := (p.BitSize + 7) / 8
-	a := new(big.Int).Sub(p.P, big.NewInt(3)) // every NIST curve has a = -3
-	type fieldID struct {
+func explicitParams(t *testing.T, c elliptic.Curve) []byte { return editedParams(t, c, nil) }
+
+type explicitDomain struct {
+	Version int
+	Field   struct {
 		Type  asn1.ObjectIdentifier
 		Prime *big.Int
 	}
-	type curve struct{ A, B []byte }
-	der, err := asn1.Marshal(struct {
-		Version  int
-		Field    fieldID
-		Curve    curve
-		Base     []byte
-		Order    *big.Int
-		Cofactor int
-	}{1, fieldID{asn1.ObjectIdentifier{1, 2, 840, 10045, 1, 1}, p.P},
-		curve{a.FillBytes(make([]byte, n)), p.B.FillBytes(make([]byte, n))},
-		elliptic.Marshal(c, p.Gx, p.Gy), p.N, 1}) //nolint:staticcheck // an encoding, not a key
+	Curve    struct{ A, B []byte }
+	Base     []byte
+	Order    *big.Int
+	Cofactor int
+}
+
+// editedParams is explicitParams of c changed by edit (nil: unchanged).
+func editedParams(t *testing.T, c elliptic.Curve, edit func(*explicitDomain)) []byte {
+	p := c.Params()
+	n := (p.BitSize + 7) / 8
+	a := new(big.Int).Sub(p.P, big.NewInt(3)) // every NIST curve has a = -3
+	d := explicitDomain{Version: 1, Base: elliptic.Marshal(c, p.Gx, p.Gy), Order: new(big.Int).Set(p.N), Cofactor: 1} //nolint:staticcheck // an encoding, not a key
+	d.Field.Type, d.Field.Prime = asn1.ObjectIdentifier{1, 2, 840, 10045, 1, 1}, new(big.Int).Set(p.P)
+	d.Curve.A, d.Curve.B = a.FillBytes(make([]byte, n)), p.B.FillBytes(make([]byte, n))
+	if edit != nil {
+		edit(&d)
+	}
+	der, err := asn1.Marshal(d)
 	require.NoError(t, err)
 	return der
 }
 
 // CKA_EC_PARAMS that name no curve the token can use get the CK_RV
-// elliptic_curves.md prescribes: an object identifier of an unknown curve is
-// CKR_CURVE_NOT_SUPPORTED; any other representation (ecParameters,
-// curveName: the token advertises CKF_EC_OID alone) or bytes that are no
-// DER value are CKR_DOMAIN_PARAMS_INVALID. The same for C_GenerateKeyPair
+// elliptic_curves.md prescribes: an object identifier of an unknown curve,
+// or ecParameters that are not exactly a known curve, is
+// CKR_CURVE_NOT_SUPPORTED; any other representation (curveName,
+// implicitlyCA: the token advertises CKF_EC_OID and CKF_EC_ECPARAMETERS)
+// or bytes that are no DER value are CKR_DOMAIN_PARAMS_INVALID. The same for C_GenerateKeyPair
 // and for C_CreateObject of a public and of a private key.
 func TestECParamsRepresentations(t *testing.T) {
 	l := open(t, startSwtpm(t), t.TempDir())
@@ -57,13 +65,24 @@ func TestECParamsRepresentations(t *testing.T) {
 	require.NoError(t, err)
 	info, err := l.MechanismInfo(0, ck.CKM_EC_KEY_PAIR_GEN)
 	require.NoError(t, err)
-	require.Zero(t, info.Flags&(ck.CKF_EC_ECPARAMETERS|ck.CKF_EC_CURVENAME), "the cases below assume only CKF_EC_OID")
+	require.Zero(t, info.Flags&ck.CKF_EC_CURVENAME, "the cases below assume no CKF_EC_CURVENAME")
+	require.NotZero(t, info.Flags&ck.CKF_EC_ECPARAMETERS)
+	other := func(edit func(d *explicitDomain)) []byte { return editedParams(t, elliptic.P256(), edit) }
 	for _, c := range []struct {
 		name   string
 		params []byte
 		want   ck.RV
 	}{
-		{"ecParameters of P-256", explicitParams(t, elliptic.P256()), ck.CKR_DOMAIN_PARAMS_INVALID},
+		{"ecParameters, P-256 with another b", other(func(d *explicitDomain) { d.Curve.B[5] ^= 1 }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, P-256 with another a", other(func(d *explicitDomain) { d.Curve.A[31] ^= 1 }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, P-256 with another prime", other(func(d *explicitDomain) { d.Field.Prime.Sub(d.Field.Prime, big.NewInt(2)) }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, P-256 with another order", other(func(d *explicitDomain) { d.Order.Sub(d.Order, big.NewInt(2)) }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, P-256 with cofactor 2", other(func(d *explicitDomain) { d.Cofactor = 2 }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, P-256 with another base point", other(func(d *explicitDomain) { d.Base[40] ^= 1 }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, P-256 with the base point's other Y", other(func(d *explicitDomain) { d.Base = append([]byte{2 + 1 - d.Base[64]&1}, d.Base[1:33]...) }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, characteristic-two field", other(func(d *explicitDomain) { d.Field.Type = asn1.ObjectIdentifier{1, 2, 840, 10045, 1, 2} }), ck.CKR_CURVE_NOT_SUPPORTED},
+		{"ecParameters, truncated", explicitParams(t, elliptic.P256())[:40], ck.CKR_DOMAIN_PARAMS_INVALID},
+		{"ecParameters with trailing bytes", append(explicitParams(t, elliptic.P256()), 0), ck.CKR_DOMAIN_PARAMS_INVALID},
 		{"curveName", curveName, ck.CKR_DOMAIN_PARAMS_INVALID},
 		{"implicitlyCA", []byte{0x05, 0x00}, ck.CKR_DOMAIN_PARAMS_INVALID},
 		{"not DER", []byte{0xff, 0x01, 0x02}, ck.CKR_DOMAIN_PARAMS_INVALID},

@@ -83,20 +83,33 @@ func (c *Curve) publicOf(d []byte) ([]byte, error) {
 	return c.Point(x, y), nil
 }
 
-// CurveOf returns the curve CKA_EC_PARAMS names, nil if unknown.
+// CurveOf returns the curve CKA_EC_PARAMS names (its OID, or ecParameters
+// equal to its own: ecparams.go), nil if unknown.
 func CurveOf(params []byte) *Curve {
-	return findCurve(func(c *Curve) bool { return bytes.Equal(c.Params, params) })
+	c, _ := CurveFor(params)
+	return c
 }
 
 // CurveFor resolves CKA_EC_PARAMS from a template, failing with the CK_RV
 // elliptic_curves.md prescribes: an object identifier of a curve this
-// module does not know is CKR_CURVE_NOT_SUPPORTED; any other representation
-// (ecParameters, curveName, implicitlyCA: the mechanisms advertise
-// CKF_EC_OID alone) or bytes that are not exactly one DER value are
+// module does not know, or ecParameters that are not exactly such a curve,
+// is CKR_CURVE_NOT_SUPPORTED; any other representation (curveName,
+// implicitlyCA: the mechanisms advertise CKF_EC_OID and
+// CKF_EC_ECPARAMETERS) or bytes that are not exactly one DER value are
 // CKR_DOMAIN_PARAMS_INVALID. Whether this TPM has the curve is the
 // caller's question.
 func CurveFor(params []byte) (*Curve, error) {
-	if c := CurveOf(params); c != nil {
+	if c := findCurve(func(c *Curve) bool { return bytes.Equal(c.Params, params) }); c != nil {
+		return c, nil
+	}
+	if len(params) > 0 && params[0] == 0x30 { // SEQUENCE: ecParameters
+		c, err := explicitCurve(params)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			return nil, ck.Errorf(ck.CKR_CURVE_NOT_SUPPORTED, "ecParameters of a curve tpm11 does not know")
+		}
 		return c, nil
 	}
 	var oid asn1.ObjectIdentifier

@@ -32,7 +32,7 @@ type infoEntry struct {
 
 const (
 	hw    = ck.CKF_HW
-	ecF   = ck.CKF_EC_F_P | ck.CKF_EC_OID | ck.CKF_EC_UNCOMPRESS
+	ecF   = ck.CKF_EC_F_P | ck.CKF_EC_OID | ck.CKF_EC_ECPARAMETERS | ck.CKF_EC_UNCOMPRESS // ecParameters: only those of a named curve (ecparams.go)
 	sigF  = hw | ck.CKF_SIGN | ck.CKF_VERIFY
 	recF  = ck.CKF_SIGN_RECOVER | ck.CKF_VERIFY_RECOVER
 	wrapF = ck.CKF_WRAP | ck.CKF_UNWRAP
