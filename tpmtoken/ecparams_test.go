@@ -34,7 +34,7 @@ type explicitDomain struct {
 func editedParams(t *testing.T, c elliptic.Curve, edit func(*explicitDomain)) []byte {
 	p := c.Params()
 	n := (p.BitSize + 7) / 8
-	a := new(big.Int).Sub(p.P, big.NewInt(3)) // every NIST curve has a = -3
+	a := new(big.Int).Sub(p.P, big.NewInt(3))                                                                         // every NIST curve has a = -3
 	d := explicitDomain{Version: 1, Base: elliptic.Marshal(c, p.Gx, p.Gy), Order: new(big.Int).Set(p.N), Cofactor: 1} //nolint:staticcheck // an encoding, not a key
 	d.Field.Type, d.Field.Prime = asn1.ObjectIdentifier{1, 2, 840, 10045, 1, 1}, new(big.Int).Set(p.P)
 	d.Curve.A, d.Curve.B = a.FillBytes(make([]byte, n)), p.B.FillBytes(make([]byte, n))
