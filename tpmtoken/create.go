@@ -1,7 +1,6 @@
 package tpmtoken
 
 import (
-	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
@@ -80,6 +79,7 @@ func templateSchema(class ck.ObjectClass, t Template) (*schema, error) {
 func completePublicKey(a Attrs) error {
 	kt, _ := a.ULong(ck.CKA_KEY_TYPE)
 	var pk any
+	var spki []byte // EC keys: mech builds it (crypto/x509 lacks P-192)
 	switch ck.KeyType(kt) {
 	case ck.CKK_EC:
 		c, err := mech.CurveFor(a[ck.CKA_EC_PARAMS])
@@ -101,7 +101,7 @@ func completePublicKey(a Attrs) error {
 		if x == nil || !c.Go.IsOnCurve(x, y) {
 			return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
 		}
-		pk = &ecdsa.PublicKey{Curve: c.Go, X: x, Y: y}
+		spki = c.SPKI(x, y)
 	case ck.CKK_RSA:
 		n, e := a[ck.CKA_MODULUS], a[ck.CKA_PUBLIC_EXPONENT]
 		if len(n) == 0 || len(e) == 0 || len(e) > 4 {
@@ -115,9 +115,11 @@ func completePublicKey(a Attrs) error {
 	default:
 		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "key type 0x%x", kt)
 	}
-	spki, err := x509.MarshalPKIXPublicKey(pk)
-	if err != nil {
-		return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
+	if spki == nil {
+		var err error
+		if spki, err = x509.MarshalPKIXPublicKey(pk); err != nil {
+			return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
+		}
 	}
 	a[ck.CKA_PUBLIC_KEY_INFO] = spki
 	a.SetBool(ck.CKA_LOCAL, false)

@@ -198,7 +198,7 @@ func publicAttrs(key *tpm.Loadable, kt ck.KeyType, ecParams []byte, pub, priv At
 		point, _ := asn1.Marshal(c.Point(epk.X, epk.Y))
 		pub[ck.CKA_EC_PARAMS], priv[ck.CKA_EC_PARAMS] = ecParams, ecParams
 		pub[ck.CKA_EC_POINT] = point
-		pk = epk
+		return c.SPKI(epk.X, epk.Y), nil // crypto/x509 lacks P-192
 	} else {
 		parms, err := p.Parameters.RSADetail()
 		if err != nil {

@@ -2,6 +2,7 @@ package tpmtoken
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -48,6 +49,13 @@ func (o *Object) publicKey() (crypto.PublicKey, error) {
 	}
 	pk, err := x509.ParsePKIXPublicKey(spki)
 	if err != nil {
+		if o.keyType() == ck.CKK_EC { // P-192: crypto/x509 lacks it
+			c, x, y, err := mech.ParseSPKI(spki)
+			if err != nil {
+				return nil, ck.Wrap(ck.CKR_KEY_TYPE_INCONSISTENT, err)
+			}
+			return &ecdsa.PublicKey{Curve: c.Go, X: x, Y: y}, nil
+		}
 		if kt := o.keyType(); kt == ck.CKK_ML_DSA || kt == ck.CKK_ML_KEM {
 			p, err := mech.ParsePQCPublic(spki) // crypto/x509 has neither
 			if err != nil {

@@ -24,7 +24,11 @@ type Curve struct {
 }
 
 // Curves is the one table of curves; a TPM offers a subset (probed).
+// P-192 is an ~80-bit legacy curve, offered because TPMs have it (swtpm
+// does) and clients ask for it (python-pkcs11's ECDH test).
 var Curves = []*Curve{
+	{Name: "p192", Params: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x01},
+		TPM: tpm2.TPMECCNistP192, Go: p192, Bytes: 24, Bits: 192}, // neither crypto/ecdh nor crypto/x509 has it
 	{Name: "p224", Params: []byte{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x21},
 		TPM: tpm2.TPMECCNistP224, Go: elliptic.P224(), Bytes: 28, Bits: 224}, // no crypto/ecdh curve
 	{Name: "p256", Params: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07},
@@ -129,3 +133,58 @@ func CurveOfGo(g elliptic.Curve) *Curve { return findCurve(func(c *Curve) bool {
 
 // CurveNamed returns the curve with the CLI's name ("p256"), nil if unknown.
 func CurveNamed(name string) *Curve { return findCurve(func(c *Curve) bool { return c.Name == name }) }
+
+// p192 is secp192r1 (SEC 2 §2.2.2, FIPS 186-4 D.1.2.1). crypto/elliptic's
+// generic CurveParams arithmetic (deprecated, kept for such curves) serves
+// only the on-curve check and the public point of an imported scalar; the
+// TPM does the key's own arithmetic.
+var p192 = func() *elliptic.CurveParams {
+	hex := func(s string) *big.Int { v, _ := new(big.Int).SetString(s, 16); return v }
+	return &elliptic.CurveParams{
+		Name:    "P-192",
+		BitSize: 192,
+		P:       hex("fffffffffffffffffffffffffffffffeffffffffffffffff"),
+		N:       hex("ffffffffffffffffffffffff99def836146bc9b1b4d22831"),
+		B:       hex("64210519e59c80e70fa7e9ab72243049feb8deecc146b9b1"),
+		Gx:      hex("188da80eb03090f67cbf20eb43a18800f4ff0afd82ff1012"),
+		Gy:      hex("07192b95ffc8da78631011ed6b24cdd573f977a11e794811"),
+	}
+}()
+
+// SPKI is the SubjectPublicKeyInfo (RFC 5480) of point (x, y) on c, with
+// c's named-curve OID as parameters.
+func (c *Curve) SPKI(x, y *big.Int) []byte {
+	type algorithm struct {
+		OID    asn1.ObjectIdentifier
+		Params asn1.RawValue
+	}
+	point := c.Point(x, y)
+	der, _ := asn1.Marshal(struct {
+		Algorithm algorithm
+		Key       asn1.BitString
+	}{algorithm{oidECPublicKey, asn1.RawValue{FullBytes: c.Params}}, asn1.BitString{Bytes: point, BitLength: 8 * len(point)}})
+	return der
+}
+
+var oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+
+// ParseSPKI decodes an EC SubjectPublicKeyInfo on a curve of the table,
+// for the curves crypto/x509 does not parse (P-192).
+func ParseSPKI(der []byte) (*Curve, *big.Int, *big.Int, error) {
+	var s struct {
+		Algorithm struct {
+			OID    asn1.ObjectIdentifier
+			Params asn1.RawValue
+		}
+		Key asn1.BitString
+	}
+	if rest, err := asn1.Unmarshal(der, &s); err != nil || len(rest) != 0 || !s.Algorithm.OID.Equal(oidECPublicKey) {
+		return nil, nil, nil, errors.New("not an EC SubjectPublicKeyInfo")
+	}
+	c := CurveOf(s.Algorithm.Params.FullBytes)
+	if c == nil || !c.onCurve(s.Key.Bytes) {
+		return nil, nil, nil, errors.New("EC SubjectPublicKeyInfo of an unknown curve or a point off it")
+	}
+	p := s.Key.Bytes
+	return c, new(big.Int).SetBytes(p[1 : 1+c.Bytes]), new(big.Int).SetBytes(p[1+c.Bytes:]), nil
+}
