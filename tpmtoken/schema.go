@@ -104,15 +104,25 @@ func vULong(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
 
 // declare makes a schema of rows; a later row of the same type replaces
 // an earlier one (a class refines what it shares with others).
+// Its rows are held in one array, sized once: the schemas are made at
+// every load of the module (init), so that is three allocations a class
+// instead of one per row.
 func declare(class ck.ObjectClass, sub uint64, rows ...[]attrDef) *schema {
-	s := &schema{class: class, sub: sub, defs: map[ck.AttributeType]*attrDef{}}
+	n := 0
 	for _, rs := range rows {
-		for i := range rs {
-			d := rs[i]
-			if _, ok := s.defs[d.typ]; !ok {
-				s.order = append(s.order, d.typ)
+		n += len(rs)
+	}
+	s := &schema{class: class, sub: sub, defs: make(map[ck.AttributeType]*attrDef, n), order: make([]ck.AttributeType, 0, n)}
+	held := make([]attrDef, 0, n)
+	for _, rs := range rows {
+		for _, d := range rs {
+			if p, ok := s.defs[d.typ]; ok {
+				*p = d
+				continue
 			}
-			s.defs[d.typ] = &d
+			held = append(held, d)
+			s.defs[d.typ] = &held[len(held)-1]
+			s.order = append(s.order, d.typ)
 		}
 	}
 	return s
