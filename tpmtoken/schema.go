@@ -3,6 +3,7 @@ package tpmtoken
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken/store"
@@ -104,9 +105,8 @@ func vULong(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
 
 // declare makes a schema of rows; a later row of the same type replaces
 // an earlier one (a class refines what it shares with others).
-// Its rows are held in one array, sized once: the schemas are made at
-// every load of the module (init), so that is three allocations a class
-// instead of one per row.
+// Its rows are held in one array, sized once: three allocations a class
+// instead of one per row, in every process that touches an object.
 func declare(class ck.ObjectClass, sub uint64, rows ...[]attrDef) *schema {
 	n := 0
 	for _, rs := range rows {
@@ -128,8 +128,26 @@ func declare(class ck.ObjectClass, sub uint64, rows ...[]attrDef) *schema {
 	return s
 }
 
-// schemas holds every class the token makes.
-var schemas = map[[2]uint64]*schema{}
+// schemas holds every class the token makes. It is made at its first use
+// (schemaOf), not at init: a process that loads the module and logs in
+// without touching an object (p11-kit listing modules, a client that
+// only checks the token) does not pay for it at every dlopen.
+var (
+	schemas      map[[2]uint64]*schema
+	schemasOnce  sync.Once
+	schemaMakers []func()
+)
+
+func loadSchemas() {
+	schemas = map[[2]uint64]*schema{}
+	for _, f := range schemaMakers {
+		f()
+	}
+}
+
+// declared adds a maker of schemas (each calls register), run once, at
+// the first schemaOf. Called from init only.
+func declared(f func()) { schemaMakers = append(schemaMakers, f) }
 
 func register(ss ...*schema) {
 	for _, s := range ss {
@@ -139,6 +157,7 @@ func register(ss ...*schema) {
 
 // schemaOf is the schema of a class and its key or certificate type.
 func schemaOf(class ck.ObjectClass, sub uint64) *schema {
+	schemasOnce.Do(loadSchemas)
 	return schemas[[2]uint64{uint64(class), sub}]
 }
 
