@@ -69,7 +69,7 @@ func TestRecordFormat1StillReads(t *testing.T) {
 // Hostile records are errors, never panics, and stay bounded.
 func TestRecordHostile(t *testing.T) {
 	for _, c := range []string{
-		``, `{`, `[]`, `null`, `{"format":3,"uid":"x"}`,
+		``, `{`, `[]`, `null`, `{"format":4,"uid":"x"}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_CLASS"}]}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_CLASS","ulong":1,"bool":true}]}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_NO_SUCH","bool":true}]}`,
