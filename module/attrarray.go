@@ -32,7 +32,9 @@ const maxInnerValue = 1 << 16
 // CKR_TEMPLATE_INCONSISTENT (the token denies recursion).
 func arrayValue(a C.CK_ATTRIBUTE) ([]byte, error) {
 	typ := ck.AttributeType(a._type)
-	bad := func(why string) error { return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: %s", typ, why) }
+	bad := func(why string) error {
+		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: %s", typ, why)
+	}
 	if a.ulValueLen%attrSize != 0 {
 		return nil, bad("not an array of CK_ATTRIBUTE")
 	}
