@@ -6,6 +6,9 @@ package main
 import "C"
 
 import (
+	"os"
+	"path/filepath"
+	"sync"
 	"unsafe"
 
 	"github.com/tpm11/tpm11/ck"
@@ -29,11 +32,15 @@ const maxInnerValue = 1 << 16
 // strict bounds: a length that is not a whole number of CK_ATTRIBUTEs, a
 // NULL array or value with a length, too many attributes or too long a
 // value is CKR_ATTRIBUTE_VALUE_INVALID; a template in the template is
-// CKR_TEMPLATE_INCONSISTENT (the token denies recursion).
+// CKR_TEMPLATE_INCONSISTENT (the token denies recursion), as is one whose
+// pointers may be another process's (inBytesRPC).
 func arrayValue(a C.CK_ATTRIBUTE) ([]byte, error) {
 	typ := ck.AttributeType(a._type)
 	bad := func(why string) error {
 		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: %s", typ, why)
+	}
+	if typ&ck.CKF_ARRAY_ATTRIBUTE == 0 && inBytesRPC() {
+		return nil, ck.Errorf(ck.CKR_TEMPLATE_INCONSISTENT, "attribute 0x%x: p11-kit's RPC carries it as bytes, its pointers the client's", typ)
 	}
 	if a.ulValueLen%attrSize != 0 {
 		return nil, bad("not an array of CK_ATTRIBUTE")
@@ -141,3 +148,23 @@ func putArray(a *C.CK_ATTRIBUTE, v []byte) ck.RV {
 	a.ulValueLen = size
 	return rv
 }
+
+// inBytesRPC says whether this process is p11-kit's RPC server (p11-kit
+// remote: a forked child's helper, docs/fork.md; p11-kit server). Its
+// client carries an attribute it does not know as bytes, and p11-kit
+// knows CKA_ENCAPSULATE_TEMPLATE and CKA_DECAPSULATE_TEMPLATE neither as
+// arrays (the 3.2 header defines them without CKF_ARRAY_ATTRIBUTE): their
+// "array" here would be the remote caller's bytes, its pointers any
+// address in this process. Those two are refused there; the three with
+// the bit are decoded by p11-kit into arrays of this process.
+var inBytesRPC = sync.OnceValue(func() bool {
+	exe, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	switch filepath.Base(exe) {
+	case "p11-kit", "p11-kit-remote", "p11-kit-server":
+		return true
+	}
+	return false
+})

@@ -20,7 +20,9 @@
  *   is CKR_KEY_HANDLE_INVALID;
  * - in a forked child (p11-kit's RPC, docs/fork.md, module/child_tmpl.c)
  *   an array is read as absent and refused in a template, never sent to
- *   the helper, whose connection keeps working.
+ *   the helper, whose connection keeps working;
+ * - through p11-kit's RPC server, CKA_ENCAPSULATE_TEMPLATE (which p11-kit
+ *   carries as bytes) is refused, never read through the client's pointers.
  * Usage: template_test module.so */
 #include <stdint.h>
 #include <sys/mman.h>
@@ -274,6 +276,45 @@ static void forked_child(CK_SESSION_HANDLE parent_h, CK_ATTRIBUTE *wt, CK_ULONG 
   munmap(r, sizeof *r);
 }
 
+/* Through p11-kit's RPC (p11-kit-client.so to `p11-kit remote` running
+ * the module, as a forked child's helper runs): p11-kit carries
+ * CKA_ENCAPSULATE_TEMPLATE as bytes, so the "array" the module gets holds
+ * this process's pointers, any address there. The module refuses it
+ * (CKR_TEMPLATE_INCONSISTENT) rather than read through them: an inner
+ * pointer to nowhere must not take the server down (CKR_DEVICE_ERROR
+ * here), and one to the server's memory must not copy it into a key. */
+static void rpc_bytes(const char *module) {
+  void *so = dlopen("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so", RTLD_NOW | RTLD_LOCAL);
+  if (so == NULL) {
+    fprintf(stderr, "FAIL: p11-kit-client.so (p11-kit-modules): %s\n", dlerror());
+    failures++;
+    return;
+  }
+  char addr[4096];
+  snprintf(addr, sizeof addr, "|/usr/libexec/p11-kit/p11-kit-remote %s", module);
+  setenv("P11_KIT_SERVER_ADDRESS", addr, 1);
+  CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV(*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(so, "C_GetFunctionList");
+  CK_FUNCTION_LIST_PTR r = NULL;
+  RV(get_list(&r), CKR_OK);
+  RV(r->C_Initialize(NULL), CKR_OK);
+  CK_SLOT_ID slots[4];
+  CK_ULONG ns = 4;
+  RV(r->C_GetSlotList(1, slots, &ns), CKR_OK);
+  CK_SESSION_HANDLE h = 0;
+  RV(r->C_OpenSession(slots[0], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
+  RV(r->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR) "user-pin", 8), CKR_OK);
+  CK_ATTRIBUTE inner[] = {{T_CKA_LABEL, (void *)(uintptr_t)0x7ff0deadbee0ULL, 5}};
+  CK_ULONG pubc = 2, ec = 3;
+  CK_BYTE point[67] = {0x04, 65, 0x04};
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &pubc, sizeof pubc}, {CKA_KEY_TYPE, &ec, sizeof ec}, {CKA_EC_PARAMS, p256, sizeof p256},
+                      {CKA_EC_POINT, point, sizeof point}, {T_CKA_ENCAPSULATE_TEMPLATE, inner, sizeof inner}};
+  CK_OBJECT_HANDLE k = 0;
+  RV(r->C_CreateObject(h, t, 5, &k), T_CKR_TEMPLATE_INCONSISTENT);
+  CK_SESSION_INFO si;
+  RV(r->C_GetSessionInfo(h, &si), CKR_OK); /* the server lives */
+  RV(r->C_Finalize(NULL), CKR_OK);
+}
+
 int main(int argc, char **argv) {
   f = load_module(argc, argv);
   CK_SESSION_HANDLE h = make_token(f);
@@ -412,6 +453,7 @@ int main(int argc, char **argv) {
   EVP_PKEY_free(tok);
   forked_child(h, wrapT2, sizeof wrapT2 / sizeof wrapT2[0]);
   RV(f->C_Finalize(NULL), CKR_OK);
+  rpc_bytes(argc > 1 ? argv[1] : "build/libtpm11.so");
   if (failures) {
     fprintf(stderr, "template_test: %d failures\n", failures);
     return 1;
