@@ -130,7 +130,8 @@ func TestKeyTemplatesKept(t *testing.T) {
 // bytes are Go's AES (crypto/aes) under RFC 3394 of the key's value.
 // CKA_UNWRAP_TEMPLATE: the unwrapped key has the template's attributes
 // besides the caller's; a caller's value contradicting one is
-// CKR_TEMPLATE_INCONSISTENT, one agreeing is accepted.
+// CKR_TEMPLATE_INCONSISTENT, one agreeing is accepted. The same for the
+// authenticated wrap (AES-CCM).
 func TestWrapUnwrapTemplates(t *testing.T) {
 	l := open(t, startSwtpm(t), t.TempDir())
 	defer l.Close()
@@ -188,6 +189,29 @@ func TestWrapUnwrapTemplates(t *testing.T) {
 		_, err = l.UnwrapKey(h, kw, kek, wrapped, append(aes, c))
 		require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err), "0x%x", c.Type)
 	}
+
+	// The authenticated wrap (AES-CCM) holds to the same templates.
+	ccmWrap := func(key uint64) ([]byte, *mech.CCMMessageParams, error) {
+		p := &mech.CCMMessageParams{Nonce: make([]byte, 12), Generator: ck.CKG_GENERATE, MACLen: 16}
+		ct, err := l.WrapKeyAuthenticated(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CCM, Param: p}, kek, key, nil)
+		return ct, p, err
+	}
+	_, _, err = ccmWrap(readable(ck.CKK_GENERIC_SECRET, value, true))
+	require.Equal(t, ck.CKR_KEY_HANDLE_INVALID, rv(err))
+	ct, p, err := ccmWrap(readable(ck.CKK_AES, value, true))
+	require.NoError(t, err)
+	unwrapCCM := func(tmpl []tpmtoken.Attr) (uint64, error) {
+		up := &mech.CCMMessageParams{DataLen: ck.ULong(len(ct)), Nonce: p.Nonce, MAC: p.MAC, MACLen: 16}
+		return l.UnwrapKeyAuthenticated(h, tpmtoken.Mechanism{Type: ck.CKM_AES_CCM, Param: up}, kek, ct, tmpl, nil)
+	}
+	k, err = unwrapCCM(aes)
+	require.NoError(t, err)
+	res, err = l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_LABEL, ck.CKA_VALUE})
+	require.NoError(t, err)
+	require.Equal(t, []byte("from kek"), res[0].Value)
+	require.Equal(t, value, res[1].Value)
+	_, err = unwrapCCM(append(aes, tpmtoken.Attr{Type: ck.CKA_DECRYPT, Value: yes}))
+	require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
 }
 
 func boolByte(b bool) []byte {
