@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/mlkem"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tpm11/tpm11/ck"
+	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpmtoken"
 	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
@@ -332,4 +334,44 @@ func TestDeriveKEMTemplates(t *testing.T) {
 		require.Nil(t, ct)
 		require.Zero(t, k)
 	}
+}
+
+// ML-KEM (on the fwTPM): CKA_DECAPSULATE_TEMPLATE goes into the key
+// C_DecapsulateKey makes from a ciphertext of Go's crypto/mlkem (its value
+// Go's secret); CKA_ENCAPSULATE_TEMPLATE limits C_EncapsulateKey.
+func TestMLKEMTemplates(t *testing.T) {
+	f := swtpmtest.StartFwTPM(t)
+	l := open(t, f.Spec, t.TempDir())
+	defer l.Close()
+	h := provision(t, l)
+	yes, no := []byte{1}, []byte{0}
+	pub, priv, err := l.GenerateKeyPair(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM_KEY_PAIR_GEN},
+		[]tpmtoken.Attr{{ck.CKA_PARAMETER_SET, ulong(ck.CKP_ML_KEM_768)},
+			{ck.CKA_ENCAPSULATE_TEMPLATE, tmplValue(tpmtoken.Attr{Type: ck.CKA_EXTRACTABLE, Value: no})}},
+		[]tpmtoken.Attr{{ck.CKA_DECAPSULATE_TEMPLATE, tmplValue(tpmtoken.Attr{Type: ck.CKA_LABEL, Value: []byte("kem")},
+			tpmtoken.Attr{Type: ck.CKA_SENSITIVE, Value: no}, tpmtoken.Attr{Type: ck.CKA_EXTRACTABLE, Value: yes})}})
+	require.NoError(t, err)
+	got, err := l.GetAttributeValue(h, pub, []ck.AttributeType{ck.CKA_VALUE})
+	require.NoError(t, err)
+	ek, err := mlkem.NewEncapsulationKey768(got[0].Value)
+	require.NoError(t, err)
+	ss, ct := ek.Encapsulate()
+	generic := []tpmtoken.Attr{{ck.CKA_CLASS, ulong(ck.CKO_SECRET_KEY)}, {ck.CKA_KEY_TYPE, ulong(ck.CKK_GENERIC_SECRET)}}
+	k, err := l.DecapsulateKey(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, priv, generic, ct)
+	require.NoError(t, err)
+	res, err := l.GetAttributeValue(h, k, []ck.AttributeType{ck.CKA_LABEL, ck.CKA_VALUE})
+	require.NoError(t, err)
+	require.Equal(t, "kem", string(res[0].Value))
+	require.Equal(t, ss, res[1].Value, "the decapsulated key is Go's ML-KEM secret")
+	_, err = l.DecapsulateKey(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, priv, append(generic, tpmtoken.Attr{Type: ck.CKA_SENSITIVE, Value: yes}), ct)
+	require.Equal(t, ck.CKR_TEMPLATE_INCONSISTENT, rv(err))
+
+	n, err := l.EncapsulateKeyLen(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, pub)
+	require.NoError(t, err)
+	_, _, err = l.EncapsulateKey(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, pub,
+		append(generic, tpmtoken.Attr{Type: ck.CKA_SENSITIVE, Value: no}, tpmtoken.Attr{Type: ck.CKA_EXTRACTABLE, Value: yes}), tpmtoken.Dest{Cap: n})
+	require.Equal(t, ck.CKR_KEY_HANDLE_INVALID, rv(err), "an extractable key does not match the template")
+	_, k, err = l.EncapsulateKey(h, tpmtoken.Mechanism{Type: ck.CKM_ML_KEM}, pub, generic, tpmtoken.Dest{Cap: n})
+	require.NoError(t, err)
+	require.NotZero(t, k)
 }
