@@ -128,8 +128,11 @@ func typedValue(t ck.AttributeType, v []byte, kind func(ck.AttributeType) Kind) 
 		for i := 0; i < len(v); i += 8 {
 			a.Mechanisms = append(a.Mechanisms, binary.NativeEndian.Uint64(v[i:]))
 		}
-	case k == KindTemplate && ck.IsTemplate(t) && typedTemplate(v, kind) != nil:
-		a.Template = typedTemplate(v, kind)
+	case k == KindTemplate && ck.IsTemplate(t):
+		if a.Template = typedTemplate(v, kind); a.Template != nil {
+			break
+		}
+		fallthrough
 	default:
 		b := append([]byte{}, v...)
 		a.Bytes = &b
