@@ -98,7 +98,8 @@ func goBytes(p unsafe.Pointer, n C.CK_ULONG) ([]byte, error) {
 	return append([]byte(nil), unsafe.Slice((*byte)(p), int(n))...), nil
 }
 
-// template decodes a CK_ATTRIBUTE array.
+// template decodes a CK_ATTRIBUTE array (a template attribute's own
+// array by arrayValue).
 func template(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]tpmtoken.Attr, error) {
 	if n == 0 {
 		return nil, nil
@@ -108,6 +109,14 @@ func template(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]tpmtoken.Attr, error) {
 	}
 	var out []tpmtoken.Attr
 	for _, a := range unsafe.Slice(p, int(n)) {
+		if ck.IsTemplate(ck.AttributeType(a._type)) {
+			v, err := arrayValue(a)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, tpmtoken.Attr{Type: ck.AttributeType(a._type), Value: v})
+			continue
+		}
 		v, err := goBytes(unsafe.Pointer(a.pValue), a.ulValueLen)
 		if err != nil {
 			return nil, ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)

@@ -28,6 +28,7 @@ const (
 	kindULong = store.KindULong      // CK_ULONG (CK_OBJECT_CLASS, CK_KEY_TYPE, ...): 8 bytes, host order
 	kindDate  = store.KindDate       // CK_DATE: empty, or YYYYMMDD in digits
 	kindMechs = store.KindMechanisms // CK_MECHANISM_TYPE array: a multiple of 8 bytes
+	kindTmpl  = store.KindTemplate   // CK_ATTRIBUTE array: a template attribute (keytemplates.go)
 )
 
 // op is an operation that makes or changes an object.
@@ -203,6 +204,8 @@ func checkKind(typ ck.AttributeType, k kind, v []byte) error {
 		ok = validDate(v)
 	case kindMechs:
 		ok = len(v)%8 == 0
+	case kindTmpl:
+		return checkTemplate(typ, v)
 	}
 	if !ok {
 		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: not a %s", typ, kindNames[k])
@@ -211,7 +214,7 @@ func checkKind(typ ck.AttributeType, k kind, v []byte) error {
 }
 
 var kindNames = map[kind]string{kindBytes: "byte array", kindBool: "CK_BBOOL", kindULong: "CK_ULONG",
-	kindDate: "CK_DATE", kindMechs: "CK_MECHANISM_TYPE array"}
+	kindDate: "CK_DATE", kindMechs: "CK_MECHANISM_TYPE array", kindTmpl: "CK_ATTRIBUTE array"}
 
 // validDate says whether v is a CK_DATE: empty, or YYYYMMDD in digits.
 func validDate(v []byte) bool {
@@ -393,8 +396,9 @@ func wellTyped(a Attrs) error {
 	return nil
 }
 
-// attrKind is the type of attribute typ's value in class a (kindBytes when
-// the class does not declare it).
+// attrKind is the type of attribute typ's value in class a (when the
+// class does not declare it, as another does: an attribute of a template;
+// else kindBytes).
 func attrKind(a Attrs, typ ck.AttributeType) kind {
 	switch typ {
 	case ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_CERTIFICATE_TYPE:
@@ -402,6 +406,9 @@ func attrKind(a Attrs, typ ck.AttributeType) kind {
 	}
 	if s := schemaOfObject(a); s != nil && s.defs[typ] != nil {
 		return s.defs[typ].kind
+	}
+	if k, ok := anyKind()[typ]; ok {
+		return k
 	}
 	return kindBytes
 }
