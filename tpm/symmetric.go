@@ -185,12 +185,14 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 	// session the Engine keeps (kept_session.go), where a session per
 	// command cost a TPM2_StartAuthSession, and the salt's ECC operation
 	// in the TPM, as dear as the ECDH itself.
-	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
+	// A key with a policy: its policy session authorizes, the kept
+	// session encrypts (secretOut).
+	ka, extra, err := e.secretOut(h, key, map[string]bool{key.ID: true})
 	if err != nil {
 		return nil, err
 	}
 	point := appendTPM2B(appendTPM2B(nil, x), y)
-	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCECDHZGen, auth: []tpm2.AuthHandle{ka}, params: [][]byte{appendTPM2B(nil, point)}})
+	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCECDHZGen, auth: []tpm2.AuthHandle{ka}, extra: extra, params: [][]byte{appendTPM2B(nil, point)}})
 	if err != nil {
 		return nil, err
 	}
