@@ -113,3 +113,25 @@ func TestPolicyKeySecretsEncrypted(t *testing.T) {
 	e.FlushAll()
 	swtpmtest.CheckNoLeaks(t, tr, 0)
 }
+
+// The operations that authorize by authValue alone refuse a key with a
+// policy with ErrPolicyUnsupported, before any TPM command (the key here
+// could not even be loaded).
+func TestPolicyKeyRefused(t *testing.T) {
+	w := &wire{t: swtpmtest.Start(t)}
+	e := tpm.NewEngine(w, 3)
+	key := &tpm.Loadable{ID: "bound", Policy: &tpm.Policy{PCRs: []int{16}, Digest: make([]byte, 32)}}
+	refused := map[string]error{}
+	_, refused["Decapsulate"] = e.Decapsulate(key, make([]byte, 768))
+	_, refused["SignDigest"] = e.SignDigest(key, nil, make([]byte, 64))
+	_, refused["SignSequenceStart"] = e.SignSequenceStart(key, nil)
+	_, refused["SignMessage"] = e.SignMessage(key, nil, []byte("m"))
+	_, refused["SignSequenceComplete"] = e.SignSequenceComplete(&tpm.SignSeq{Handle: 0x80000001, Key: key}, nil)
+	_, _, refused["EncryptDecrypt"] = e.EncryptDecrypt(key, true, tpm2.TPMAlgCFB, make([]byte, 16), make([]byte, 16))
+	_, refused["CBCMAC"] = e.CBCMAC(key, make([]byte, 16))
+	_, refused["HMAC"] = e.HMAC(key, tpm2.TPMAlgSHA256, []byte("m"))
+	for op, err := range refused {
+		require.ErrorIs(t, err, tpm.ErrPolicyUnsupported, op)
+	}
+	require.Empty(t, w.cmds, "a refused operation sent a TPM command")
+}

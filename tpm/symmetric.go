@@ -20,6 +20,9 @@ const maxBuffer = 1024
 // The data may come in parts, one stream: a chunk may span parts, and no
 // joined copy is made.
 func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID, iv []byte, data ...[]byte) ([]byte, []byte, error) {
+	if err := refusePolicy(key, "encrypt/decrypt"); err != nil {
+		return nil, nil, err
+	}
 	d := parts{p: data}
 	out := make([]byte, 0, d.len())
 	for d.len() > 0 {
@@ -119,6 +122,9 @@ func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool
 // CCM's CBC-MAC. Only that block is kept; the chunks' other output is
 // dropped as it comes.
 func (e *Engine) CBCMAC(key *Loadable, data ...[]byte) ([]byte, error) {
+	if err := refusePolicy(key, "CBC-MAC"); err != nil {
+		return nil, err
+	}
 	iv := make([]byte, 16)
 	d := parts{p: data}
 	for d.len() > 0 {
@@ -136,6 +142,9 @@ func (e *Engine) CBCMAC(key *Loadable, data ...[]byte) ([]byte, error) {
 // HMAC computes the HMAC of data with key: one TPM2_HMAC when data fits a
 // buffer, else an HMAC sequence that lives only within this call.
 func (e *Engine) HMAC(key *Loadable, hash tpm2.TPMAlgID, data []byte) ([]byte, error) {
+	if err := refusePolicy(key, "HMAC"); err != nil {
+		return nil, err
+	}
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
