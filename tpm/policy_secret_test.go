@@ -3,6 +3,7 @@ package tpm_test
 import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -134,4 +135,57 @@ func TestPolicyKeyRefused(t *testing.T) {
 		require.ErrorIs(t, err, tpm.ErrPolicyUnsupported, op)
 	}
 	require.Empty(t, w.cmds, "a refused operation sent a TPM command")
+}
+
+// A key under an authorized policy (TPM2_PolicyAuthorize: an external
+// authority key loaded while the policy session is satisfied) computes
+// Go's ECDH Z over the encrypt-only kept session too, under the approved
+// PCR values only.
+func TestAuthorizedPolicyKeyECDH(t *testing.T) {
+	tr := swtpmtest.Start(t)
+	w := &wire{t: tr}
+	e := tpm.NewEngine(w, 3)
+	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
+	e.Salt = srk
+	authority, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	authPub, err := tpm.AuthorityPublic(authority.Public())
+	require.NoError(t, err)
+	pcrs := []int{16}
+	_, before, err := e.ReadPCRs(pcrs)
+	require.NoError(t, err)
+	ok, err := tpm.SignApproval(authority, pcrs, before, []byte("tpm11"))
+	require.NoError(t, err)
+	p := &tpm.Policy{PCRs: pcrs, Authority: authPub, Ref: []byte("tpm11"), Approvals: []tpm.Approval{ok}}
+	tmpl, err := tpm.Bind(tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), p)
+	require.NoError(t, err)
+	pub, priv, err := e.Create(srk, tmpl, nil, nil)
+	require.NoError(t, err)
+	key := &tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv, Policy: p}
+	pa, err := pub.Contents()
+	require.NoError(t, err)
+	pk, err := tpm.PublicKey(pa)
+	require.NoError(t, err)
+	tpmPub, err := pk.(*ecdsa.PublicKey).ECDH()
+	require.NoError(t, err)
+	ecdhZ := func() ([]byte, []byte, error) {
+		peer, err := ecdh.P256().GenerateKey(rand.Reader)
+		require.NoError(t, err)
+		pt := peer.PublicKey().Bytes()
+		want, err := peer.ECDH(tpmPub)
+		require.NoError(t, err)
+		z, err := e.ECDH(key, pt[1:33], pt[33:])
+		return want, z, err
+	}
+	for i := range 2 {
+		want, z, err := ecdhZ()
+		require.NoError(t, err, "%d", i)
+		require.Equal(t, want, z, "%d: Z is not Go's", i)
+		require.False(t, w.saw(z), "%d: Z crossed the bus in the clear", i)
+	}
+	require.NoError(t, e.ExtendPCR(16, []byte("update")))
+	_, _, err = ecdhZ()
+	require.ErrorIs(t, err, tpm.ErrPolicy)
+	e.FlushAll()
+	swtpmtest.CheckNoLeaks(t, tr, 0)
 }
