@@ -17,6 +17,7 @@ type Result struct {
 	Data    []byte
 	Objects []uint64
 	Out     any
+	OutCap  int // the capacity of the buffer Out names (Dest.Cap)
 }
 
 // pending is the one operation an async session may have in flight: a
@@ -29,6 +30,7 @@ type pending struct {
 	cancel func()
 	result func() (Result, error)
 	out    any
+	outCap int
 	// detach, if not nil, persists the operation past its session and
 	// returns its ID; nil means CKR_STATE_UNSAVEABLE.
 	detach func() (uint64, error)
@@ -112,7 +114,7 @@ func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *
 		return finish(v, tpmError(err))
 	}
 	p := jobPending(fn, flag, t, finish)
-	p.out = dst.Ref
+	p.out, p.outCap = dst.Ref, dst.Cap
 	if persist != nil {
 		p.detach = func() (uint64, error) { return detach(l, s.tok, fn, t, persist) }
 	}
@@ -154,10 +156,10 @@ func (l *Library) AsyncComplete(h uint64, fn string, haveResult bool) (res Resul
 		return Result{}, false, errPending
 	}
 	s.pending = nil
-	out := p.out // read first: a session's callOp is free again once result returns
+	out, outCap := p.out, p.outCap // read first: a session's callOp is free again once result returns
 	s.mu.Unlock()
 	res, err = p.result()
-	res.Out = out
+	res.Out, res.OutCap = out, outCap
 	return res, true, err
 }
 
@@ -273,7 +275,7 @@ func startCall(l *Library, s *Session, fn string, flag ck.Flags, key *tpm.Loadab
 	if c.t.Wait(l.cfg.AsyncGrace) {
 		return c.result()
 	}
-	c.p.fn, c.p.flag, c.p.out, c.p.detach = fn, flag, dst.Ref, c.detachFn
+	c.p.fn, c.p.flag, c.p.out, c.p.outCap, c.p.detach = fn, flag, dst.Ref, dst.Cap, c.detachFn
 	s.mu.Lock()
 	s.pending = &c.p
 	s.mu.Unlock()
