@@ -32,7 +32,10 @@ func mallocs(f func()) uint64 {
 // worker is held by another job meanwhile, so the signature stays queued
 // and nothing else in the process allocates while it is measured; it is
 // then released, and the signature completes and verifies with Go's
-// crypto/ecdsa, so the path measured is the real one.
+// crypto/ecdsa, so the path measured is the real one. The count is the
+// process's (as testing.AllocsPerRun's), so the least of several rounds
+// is asserted: a path that allocates does so in every round, while a
+// timer's goroutine may add one to some round on a loaded machine.
 func TestAsyncSignPendsWithoutAllocating(t *testing.T) {
 	l, err := Open(Config{TPM: swtpmtest.Socket(t), Store: t.TempDir()})
 	require.NoError(t, err)
@@ -64,7 +67,8 @@ func TestAsyncSignPendsWithoutAllocating(t *testing.T) {
 	_, err = l.Sign(a, msg, Dest{Cap: 64, Wait: true})
 	require.NoError(t, err)
 
-	for round := 0; round < 3; round++ {
+	least := ^uint64(0)
+	for round := 0; round < 4; round++ {
 		// SignInit may need the TPM (to load the key): before the hold.
 		require.NoError(t, l.SignInit(a, m, privH))
 		release, running := make(chan struct{}), make(chan struct{})
@@ -82,7 +86,8 @@ func TestAsyncSignPendsWithoutAllocating(t *testing.T) {
 		n := mallocs(func() { _, serr = l.Sign(a, msg, dst) })
 		require.Equal(t, ck.CKR_PENDING, ck.ToRV(serr), "queued behind the holding job, so pending")
 		close(release)
-		require.Zero(t, n, "heap allocations on the way from C_Sign to CKR_PENDING")
+		least = min(least, n)
+		t.Logf("round %d: %d allocations", round, n)
 		require.True(t, hold.Wait(time.Minute))
 
 		var res Result
@@ -98,4 +103,5 @@ func TestAsyncSignPendsWithoutAllocating(t *testing.T) {
 		ok := ecdsa.Verify(pub.(*ecdsa.PublicKey), digest[:], new(big.Int).SetBytes(res.Data[:32]), new(big.Int).SetBytes(res.Data[32:]))
 		require.True(t, ok, "the pending signature verifies")
 	}
+	require.Zero(t, least, "heap allocations on the way from C_Sign to CKR_PENDING, least of the rounds")
 }
