@@ -59,6 +59,14 @@ row "  p50 / p99 ms" "$(v rsa_sync1_p50_ms) / $(v rsa_sync1_p99_ms)" ""
 row "8 threads, own sessions, ECDSA signs/s (errors)" "$(v ec_threads8_signs_per_s) ($(v ec_threads8_errors))" "$(ratio "$(v ec_threads8_signs_per_s)" "$ec_floor")"
 row "1 thread, 32 async sessions, ECDSA signs/s (errors)" "$(v ec_async32_signs_per_s) ($(v ec_async32_errors))" "$(ratio "$(v ec_async32_signs_per_s)" "$ec_floor")"
 row "C_Sign returning CKR_PENDING p50 / p99 us" "$(v pending_return_p50_us) / $(v pending_return_p99_us)" ""
+# What the pending tail is made of (bench.c pending_tail): the slowest 1%
+# of those C_Sign calls against the rest, wall vs the thread's CPU time,
+# and the share preempted (involuntary switch), asleep (voluntary switch:
+# a lock or wait) or page-faulting during the call.
+row "  slowest 1%: wall / thread CPU us" "$(v pending_tail1pct_wall_us) / $(v pending_tail1pct_cpu_us)" ""
+row "  slowest 1%: preempted / slept / faulted %" "$(v pending_tail1pct_preempted_pct) / $(v pending_tail1pct_slept_pct) / $(v pending_tail1pct_faulted_pct)" ""
+row "  other 99%: wall / thread CPU us" "$(v pending_body99pct_wall_us) / $(v pending_body99pct_cpu_us)" ""
+row "  other 99%: preempted / slept / faulted %" "$(v pending_body99pct_preempted_pct) / $(v pending_body99pct_slept_pct) / $(v pending_body99pct_faulted_pct)" ""
 row "forked child (helper, p11-kit RPC): ECDSA signs/s" "$(v ec_child_signs_per_s) ($(v ec_child_errors))" "$(ratio "$(v ec_child_signs_per_s)" "$(v ec_raw_sync1_signs_per_s)")"
 row "  same loop in the parent (ratio above: child/parent)" "$(v ec_raw_sync1_signs_per_s) ($(v ec_raw_sync1_errors))" ""
 row "  p50 ms child / parent" "$(v ec_child_p50_ms) / $(v ec_raw_sync1_p50_ms)" ""
