@@ -33,7 +33,7 @@ type rawConn struct {
 // so the next command, whose time left is a few microseconds more or less,
 // finds it still short enough and need not set it again: a command costs
 // no setsockopt(2) while its deadline's length stays the same.
-const timeoutSlack = time.Millisecond
+const timeoutSlack = 5 * time.Millisecond
 
 // rawFromNet takes a connected socket over: a duplicate of its descriptor
 // (close-on-exec, made blocking) outlives c, which is closed.
