@@ -35,6 +35,41 @@ type rawConn struct {
 // no setsockopt(2) while its deadline's length stays the same.
 const timeoutSlack = 5 * time.Millisecond
 
+// dialRaw connects to the TPM at network/addr. A unix socket is made and
+// connected with plain system calls (non-blocking, so a full listen queue
+// is EAGAIN, as from net.Dial, and the caller retries), then made blocking:
+// it is never registered with Go's poller, nor duplicated and the original
+// closed, which a reconnection (every turn between processes, every return
+// from idle) paid for in system calls. TCP goes through net.Dial.
+func dialRaw(network, addr string, deadline time.Time) (conn, error) {
+	if network != "unix" {
+		d := net.Dialer{Deadline: deadline}
+		c, err := d.Dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawFromNet(c)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	for {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: addr})
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, false)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: &net.UnixAddr{Name: addr, Net: network}, Err: os.NewSyscallError("connect", err)}
+	}
+	return &rawConn{fd: fd}, nil
+}
+
 // rawFromNet takes a connected socket over: a duplicate of its descriptor
 // (close-on-exec, made blocking) outlives c, which is closed.
 func rawFromNet(c net.Conn) (conn, error) {
