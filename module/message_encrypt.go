@@ -85,11 +85,7 @@ func cryptMessage(fn string, decrypt bool, hSession C.CK_SESSION_HANDLE, pParame
 		kind, run = tpmtoken.OpMessageDecrypt, (*tpmtoken.Library).DecryptMessage
 	}
 	return call(fn, func(l *tpmtoken.Library) error {
-		cp, p, err := ccmMessageParam(pParameter, ulParameterLen, decrypt)
-		if err != nil {
-			return err
-		}
-		aad, err := goBytes(unsafe.Pointer(pAssociatedData), ulAssociatedDataLen)
+		cp, p, aad, err := messageStart(pParameter, ulParameterLen, decrypt, pAssociatedData, ulAssociatedDataLen)
 		if err != nil {
 			return err
 		}
@@ -124,11 +120,7 @@ func tpm11go_C_DecryptMessage(hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID
 func messageBegin(fn string, decrypt bool, hSession C.CK_SESSION_HANDLE, pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG,
 	pAssociatedData C.CK_BYTE_PTR, ulAssociatedDataLen C.CK_ULONG) C.CK_RV {
 	return call(fn, func(l *tpmtoken.Library) error {
-		cp, p, err := ccmMessageParam(pParameter, ulParameterLen, decrypt)
-		if err != nil {
-			return err
-		}
-		aad, err := goBytes(unsafe.Pointer(pAssociatedData), ulAssociatedDataLen)
+		cp, p, aad, err := messageStart(pParameter, ulParameterLen, decrypt, pAssociatedData, ulAssociatedDataLen)
 		if err != nil {
 			return err
 		}
@@ -140,6 +132,22 @@ func messageBegin(fn string, decrypt bool, hSession C.CK_SESSION_HANDLE, pParame
 		}
 		return nil
 	})
+}
+
+// messageStart reads what a message's start carries, in C_EncryptMessage,
+// C_DecryptMessage and their Begin: the CCM message parameters and the
+// associated data.
+func messageStart(pParameter C.CK_VOID_PTR, ulParameterLen C.CK_ULONG, decrypt bool,
+	pAssociatedData C.CK_BYTE_PTR, ulAssociatedDataLen C.CK_ULONG) (*C.CK_CCM_MESSAGE_PARAMS, *mech.CCMMessageParams, []byte, error) {
+	cp, p, err := ccmMessageParam(pParameter, ulParameterLen, decrypt)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	aad, err := goBytes(unsafe.Pointer(pAssociatedData), ulAssociatedDataLen)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cp, p, aad, nil
 }
 
 // messageNext is C_EncryptMessageNext and C_DecryptMessageNext: with

@@ -114,6 +114,11 @@ func (e *Engine) startKept(keep map[string]bool) (*keptSession, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The salt key has done its part (the session needs it no more): it
+	// is the first to make room now, not the key the session is for,
+	// which would be loaded again by the next call (a ContextLoad and a
+	// FlushContext more after every hand-over of the TPM).
+	e.slots[e.Salt.ID].lastUse = 0
 	k := &keptSession{handle: tpm2.TPMHandle(rsp.SessionHandle.HandleValue()), nonceTPM: rsp.NonceTPM.Buffer}
 	k.sessionKey = tpm2.KDFa(crypto.SHA256, salt, "ATH", k.nonceTPM, nonce, 256)
 	return k, nil
@@ -310,4 +315,38 @@ func (e *Engine) CreateKept(parent *Loadable, template *tpm2.TPM2BPublic, data [
 // (pub, with its size), outsideInfo (empty), creationPCR (none).
 func createCmd(parent tpm2.AuthHandle, sens, pub []byte) rawCmd {
 	return rawCmd{cc: tpm2.TPMCCCreate, auth: []tpm2.AuthHandle{parent}, params: [][]byte{sens, pub, {0, 0}, {0, 0, 0, 0}}}
+}
+
+// RSADecryptSecret is RSARaw for a result that is a secret the token keeps
+// in the TPM (a decapsulated or unwrapped key): the padded block comes back encrypted,
+// over the kept session, where RSARaw's travels in the clear and would
+// give the key to anyone reading the bus (OAEP and PKCS#1 padding come
+// off without a key). A key with a policy is RSARaw's, its policy session
+// unsalted.
+func (e *Engine) RSADecryptSecret(key *Loadable, c []byte) ([]byte, error) {
+	if key.Policy != nil {
+		return e.RSARaw(key, c)
+	}
+	h, err := e.Handle(key)
+	if err != nil {
+		return nil, err
+	}
+	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
+	if err != nil {
+		return nil, err
+	}
+	// inScheme TPMT_RSA_DECRYPT: TPM_ALG_NULL; label: empty TPM2B_DATA.
+	tail := binary.BigEndian.AppendUint16(nil, uint16(tpm2.TPMAlgNull))
+	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCRSADecrypt, auth: []tpm2.AuthHandle{ka}, params: [][]byte{appendTPM2B(nil, c), append(tail, 0, 0)}})
+	if err != nil {
+		return nil, err
+	}
+	defer clear(rsp.params) // the block, decrypted, whatever the parse says
+	r := reader{b: rsp.params}
+	m := bytes.Clone(r.tpm2b())
+	if err := r.end("TPM2_RSA_Decrypt response"); err != nil {
+		clear(m)
+		return nil, err
+	}
+	return m, nil
 }

@@ -17,32 +17,73 @@ const maxBuffer = 1024
 // EncryptDecrypt runs TPM2_EncryptDecrypt2 over data of any length in
 // chunks, chaining the IV the TPM returns, and returns the output and the
 // IV to continue with. mode is a TPM symmetric mode (CFB, CBC, ECB, CTR).
-func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID, iv, data []byte) ([]byte, []byte, error) {
-	out := make([]byte, 0, len(data))
-	for len(data) > 0 {
+// The data may come in parts, one stream: a chunk may span parts, and no
+// joined copy is made.
+func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID, iv []byte, data ...[]byte) ([]byte, []byte, error) {
+	d := parts{p: data}
+	out := make([]byte, 0, d.len())
+	for d.len() > 0 {
 		h, err := e.Handle(key)
 		if err != nil {
 			return nil, nil, err
 		}
-		n := min(len(data), maxBuffer)
-		if out, iv, err = e.encryptDecrypt2(h.Handle, key.Auth, decrypt, mode, iv, data[:n], out); err != nil {
+		if out, iv, err = e.encryptDecrypt2(h.Handle, key.Auth, decrypt, mode, iv, d.next(maxBuffer), out); err != nil {
 			return nil, nil, err
 		}
-		data = data[n:]
 	}
 	return out, iv, nil
 }
 
-// encryptDecrypt2 is one TPM2_EncryptDecrypt2 of data (at most
-// maxBuffer bytes) with key handle h, marshalled by hand as the hot
-// commands are (hot.go): go-tpm marshals a TPM2B_MAX_BUFFER one byte at a
-// time through reflection, which was 4/5 of a CCM operation's time. The
-// output is appended to out (nil: dropped, for the CBC-MAC); the IV to
-// chain with is returned. Command and response carry the data (plaintext
-// on one side): both buffers are wiped here.
-func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool, mode tpm2.TPMAlgID, iv, data, out []byte) ([]byte, []byte, error) {
+// parts is data given as several slices, taken from the front (the
+// caller's slices are not changed).
+type parts struct {
+	p     [][]byte
+	off   int      // bytes of p[0] already taken
+	chunk [][]byte // reused by next
+}
+
+func (d *parts) len() int {
+	n := -d.off
+	for _, p := range d.p {
+		n += len(p)
+	}
+	return n
+}
+
+// next takes the first n bytes (fewer at the end), as slices of the parts.
+func (d *parts) next(n int) [][]byte {
+	d.chunk = d.chunk[:0]
+	for n > 0 && len(d.p) > 0 {
+		rest := d.p[0][d.off:]
+		k := min(n, len(rest))
+		if k > 0 {
+			d.chunk = append(d.chunk, rest[:k])
+		}
+		n -= k
+		if d.off += k; d.off == len(d.p[0]) {
+			d.p, d.off = d.p[1:], 0
+		}
+	}
+	return d.chunk
+}
+
+// encryptDecrypt2 is one TPM2_EncryptDecrypt2 of data (the parts given,
+// at most maxBuffer bytes in all) with key handle h, marshalled by hand as
+// the hot commands are (hot.go): go-tpm marshals a TPM2B_MAX_BUFFER one
+// byte at a time through reflection, which was 4/5 of a CCM operation's
+// time. The output is appended to out (nil: dropped, for the CBC-MAC); the
+// IV to chain with is returned. Command and response carry the data
+// (plaintext on one side): both buffers are wiped here.
+func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool, mode tpm2.TPMAlgID, iv []byte, data [][]byte, out []byte) ([]byte, []byte, error) {
 	cmd := e.pwCommand(tpm2.TPMCCEncryptDecrypt2, h, password)
-	cmd.b = appendTPM2B(cmd.b, data)
+	n := 0
+	for _, p := range data {
+		n += len(p)
+	}
+	cmd.u16(uint16(n))
+	for _, p := range data {
+		cmd.b = append(cmd.b, p...)
+	}
 	if decrypt {
 		cmd.b = append(cmd.b, 1)
 	} else {
@@ -64,8 +105,8 @@ func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool
 	if err := r.end("TPM2_EncryptDecrypt2"); err != nil {
 		return nil, nil, err
 	}
-	if len(o) != len(data) {
-		return nil, nil, fmt.Errorf("%w to TPM2_EncryptDecrypt2: %d bytes out of %d", errMalformed, len(o), len(data))
+	if len(o) != n {
+		return nil, nil, fmt.Errorf("%w to TPM2_EncryptDecrypt2: %d bytes out of %d", errMalformed, len(o), n)
 	}
 	if out != nil {
 		out = append(out, o...)
@@ -73,21 +114,21 @@ func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool
 	return out, bytes.Clone(ivOut), nil
 }
 
-// CBCMAC is the last block of AES-CBC encryption of data (whole blocks)
-// with a zero IV under key: CCM's CBC-MAC. Only that block is kept; the
-// chunks' other output is dropped as it comes.
-func (e *Engine) CBCMAC(key *Loadable, data []byte) ([]byte, error) {
+// CBCMAC is the last block of AES-CBC encryption of data (whole blocks in
+// all; it may come in parts, see EncryptDecrypt) with a zero IV under key:
+// CCM's CBC-MAC. Only that block is kept; the chunks' other output is
+// dropped as it comes.
+func (e *Engine) CBCMAC(key *Loadable, data ...[]byte) ([]byte, error) {
 	iv := make([]byte, 16)
-	for len(data) > 0 {
+	d := parts{p: data}
+	for d.len() > 0 {
 		h, err := e.Handle(key)
 		if err != nil {
 			return nil, err
 		}
-		n := min(len(data), maxBuffer)
-		if _, iv, err = e.encryptDecrypt2(h.Handle, key.Auth, false, tpm2.TPMAlgCBC, iv, data[:n], nil); err != nil {
+		if _, iv, err = e.encryptDecrypt2(h.Handle, key.Auth, false, tpm2.TPMAlgCBC, iv, d.next(maxBuffer), nil); err != nil {
 			return nil, err
 		}
-		data = data[n:]
 	}
 	return iv, nil
 }

@@ -82,21 +82,19 @@ func ccmRun(c *opCall, op *cipherOp, m *mech.CCM, in []byte) ([]byte, error) {
 func ccmPasses(e *tpm.Engine, key *tpm.Loadable, m *mech.CCM, decrypt bool, in []byte) (ctr, mac []byte, err error) {
 	if decrypt {
 		ct, tag := m.Split(in)
-		ctr, _, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(tag, ct))
+		ctr, _, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(tag, ct)...)
 		if err != nil {
 			return nil, nil, err
 		}
-		// The formatted copy holds unverified plaintext: wiped at once.
-		mi := m.MACInput(ctr[mech.AESBlock:])
-		mac, err = e.CBCMAC(key, mi)
-		clear(mi)
+		// The unverified plaintext is not copied (MACInput's parts).
+		mac, err = e.CBCMAC(key, m.MACInput(ctr[mech.AESBlock:])...)
 		return ctr, mac, err
 	}
-	mac, err = e.CBCMAC(key, m.MACInput(in))
+	mac, err = e.CBCMAC(key, m.MACInput(in)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	ctr, _, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(mac, in))
+	ctr, _, err = e.EncryptDecrypt(key, false, tpm2.TPMAlgCTR, m.Counter0(), m.CTRInput(mac, in)...)
 	clear(mac)
 	return ctr, nil, err
 }

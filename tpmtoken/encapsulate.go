@@ -256,7 +256,8 @@ func rsaEncapsulate(m Mechanism, pub any, n int) ([]byte, []byte, error) {
 // rsaDecapsulate is raw RSA in the TPM, the padding removed here, and the
 // value into the new key as C_UnwrapKey's goes: one TPM job, TPM2_RSA_Decrypt
 // then TPM2_Create over the salted session the Engine keeps (2 TPM
-// commands; the value lives in this process only between the two).
+// commands; the value lives in this process only between the two, and
+// crosses the bus encrypted both ways).
 func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, tmpl []Attr) (uint64, error) {
 	c, err := mech.NewRSACipher(m)
 	if err != nil {
@@ -284,7 +285,7 @@ func rsaDecapsulate(l *Library, s *Session, m Mechanism, o *Object, ct []byte, t
 	}
 	key := o.key
 	value := func(e *tpm.Engine) ([]byte, error) {
-		em, err := e.RSARaw(key, ct)
+		em, err := e.RSADecryptSecret(key, ct)
 		if err != nil {
 			return nil, err
 		}

@@ -115,7 +115,7 @@ func (l *Library) unwrapValue(s *Session, m Mechanism, uk *Object, wrapped []byt
 		if err := mech.CheckCiphertext(pub, wrapped); err != nil {
 			return nil, ck.Wrap(ck.CKR_WRAPPED_KEY_LEN_RANGE, err)
 		}
-		em, err := do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) { return e.RSARaw(key, wrapped) })
+		em, err := do(l, s.Handle, func(e *tpm.Engine) ([]byte, error) { return e.RSADecryptSecret(key, wrapped) })
 		if err != nil {
 			return nil, keyAuthError(err)
 		}

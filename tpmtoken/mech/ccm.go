@@ -159,10 +159,12 @@ func (c *CCM) Split(in []byte) (ct, tag []byte) {
 
 // MACInput is B0‖encoded AAD‖payload, each zero-padded to whole blocks:
 // CBC encryption of it with a zero IV ends in the CBC-MAC T (SP 800-38C
-// A.2).
-func (c *CCM) MACInput(payload []byte) []byte {
+// A.2). It is given in parts (the formatted head, the payload itself, its
+// padding): the payload is not copied, which for a 64 KiB message was an
+// allocation and a copy of it (of the plaintext, when decrypting) per call.
+func (c *CCM) MACInput(payload []byte) [][]byte {
 	l := 15 - len(c.nonce)
-	b := make([]byte, AESBlock, AESBlock+len(c.aad)+10+len(payload)+2*AESBlock)
+	b := make([]byte, AESBlock, AESBlock+len(c.aad)+10+AESBlock)
 	flags := byte((c.tagLen-2)/2<<3 | (l - 1))
 	if len(c.aad) > 0 {
 		flags |= 0x40
@@ -181,8 +183,7 @@ func (c *CCM) MACInput(payload []byte) []byte {
 		b = append(b, c.aad...)
 		b = zeroPad(b)
 	}
-	b = append(b, payload...)
-	return zeroPad(b)
+	return [][]byte{b, payload, make([]byte, (AESBlock-len(payload)%AESBlock)%AESBlock)}
 }
 
 // Counter0 is A0, the counter block whose AES output S0 masks the tag; the
@@ -198,11 +199,12 @@ func (c *CCM) Counter0() []byte {
 
 // CTRInput is what the CTR pass from A0 runs over: the tag block (the
 // CBC-MAC T when encrypting; the received tag, zero-padded, when
-// decrypting), then the payload. Its output starts with the masked tag.
-func (c *CCM) CTRInput(tagBlock, payload []byte) []byte {
-	in := make([]byte, AESBlock, AESBlock+len(payload))
+// decrypting), then the payload, in two parts (the payload not copied).
+// Its output starts with the masked tag.
+func (c *CCM) CTRInput(tagBlock, payload []byte) [][]byte {
+	in := make([]byte, AESBlock)
 	copy(in, tagBlock)
-	return append(in, payload...)
+	return [][]byte{in, payload}
 }
 
 // Seal is the encryption's output from the CTR pass: ciphertext‖tag.
