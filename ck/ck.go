@@ -218,7 +218,9 @@ const (
 	CKF_UNWRAP            Flags = 0x00040000
 	CKF_DERIVE            Flags = 0x00080000
 	CKF_EC_F_P            Flags = 0x00100000
+	CKF_EC_ECPARAMETERS   Flags = 0x00400000
 	CKF_EC_OID            Flags = 0x00800000
+	CKF_EC_CURVENAME      Flags = 0x04000000
 	CKF_EC_UNCOMPRESS     Flags = 0x01000000
 )
 

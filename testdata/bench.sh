@@ -79,6 +79,22 @@ row "10,000 objects: C_Initialize, ms" "$(m init-ms)" ""
 row "10,000 objects: first find (reads the store), ms" "$(m first-find-ms)" ""
 row "10,000 objects: find by attribute, ms" "$(m find-ms)" ""
 
+# Where "dlopen -> logged in" goes (testdata/c/startup_bench.c): STARTUP_N
+# fresh processes on the same swtpm and token, each timing the loader's
+# dlopen, the Go runtime's start with the packages' init (waited for by the
+# first call into Go), C_Initialize, and C_OpenSession + C_Login; the median
+# round's phases, its page faults, every round's total. Then the same with
+# the .so dropped from the page cache before each round (cold).
+gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -I"$ROOT/testdata/c" -o "$WORK/startup" "$ROOT/testdata/c/startup_bench.c" -ldl 2>&3
+"$WORK/startup" "$MODULE" "${STARTUP_N:-9}" >"$WORK/startup.out" 2>&3 || true
+"$WORK/startup" "$MODULE" "${STARTUP_N:-9}" cold >>"$WORK/startup.out" 2>&3 || true
+sv() { awk -v k="$1" '$1==k {print $2}' "$WORK/startup.out"; }
+for c in warm cold; do
+  row "dlopen -> logged in, fresh process, $c, median ms" "$(sv startup_${c}_ms)" ""
+  row "  dlopen / Go start+init / C_Initialize / C_Login, ms" "$(sv startup_${c}_dlopen_ms) / $(sv startup_${c}_go_start_ms) / $(sv startup_${c}_initialize_ms) / $(sv startup_${c}_login_ms)" ""
+  row "  page faults; every round, ms" "$(sv startup_${c}_faults); $(sv startup_${c}_rounds)" ""
+done
+
 # More keys than swtpm's 3 object slots (tpmtoken's BenchmarkManyKeys, on a
 # swtpm of its own): 16 ECDSA P-256 keys signed round-robin from one session
 # on one thread, against the same loop on 1 key, interleaved round by round

@@ -86,9 +86,9 @@ func completePublicKey(a Attrs) error {
 		if _, err := asn1.Unmarshal(a[ck.CKA_EC_POINT], &pt); err != nil {
 			return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
 		}
-		c := mech.CurveOf(a[ck.CKA_EC_PARAMS])
-		if c == nil {
-			return ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
+		c, err := mech.CurveFor(a[ck.CKA_EC_PARAMS])
+		if err != nil {
+			return err
 		}
 		x, y := unmarshalPoint(c.Go.Params().BitSize, pt)
 		if x == nil || !c.Go.IsOnCurve(x, y) {

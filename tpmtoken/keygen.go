@@ -100,9 +100,12 @@ func (l *Library) keyPairSpec(m ck.MechType, pt, vt Template) (ck.KeyType, tpm2.
 		if ecParams == nil {
 			return 0, tpm2.TPMTPublic{}, nil, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
 		}
-		c := mech.CurveOf(ecParams)
-		if c == nil || !slices.Contains(l.caps().Curves, c.TPM) {
-			return 0, tpm2.TPMTPublic{}, nil, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
+		c, err := mech.CurveFor(ecParams)
+		if err != nil {
+			return 0, tpm2.TPMTPublic{}, nil, err
+		}
+		if !slices.Contains(l.caps().Curves, c.TPM) {
+			return 0, tpm2.TPMTPublic{}, nil, ck.Errorf(ck.CKR_CURVE_NOT_SUPPORTED, "this TPM has no curve %s", c.Name)
 		}
 		return ck.CKK_EC, tpm.ECCKeyTemplate(c.TPM), ecParams, nil
 	case ck.CKM_RSA_PKCS_KEY_PAIR_GEN:

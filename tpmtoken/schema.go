@@ -3,6 +3,7 @@ package tpmtoken
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken/store"
@@ -104,22 +105,49 @@ func vULong(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
 
 // declare makes a schema of rows; a later row of the same type replaces
 // an earlier one (a class refines what it shares with others).
+// Its rows are held in one array, sized once: three allocations a class
+// instead of one per row, in every process that touches an object.
 func declare(class ck.ObjectClass, sub uint64, rows ...[]attrDef) *schema {
-	s := &schema{class: class, sub: sub, defs: map[ck.AttributeType]*attrDef{}}
+	n := 0
 	for _, rs := range rows {
-		for i := range rs {
-			d := rs[i]
-			if _, ok := s.defs[d.typ]; !ok {
-				s.order = append(s.order, d.typ)
+		n += len(rs)
+	}
+	s := &schema{class: class, sub: sub, defs: make(map[ck.AttributeType]*attrDef, n), order: make([]ck.AttributeType, 0, n)}
+	held := make([]attrDef, 0, n)
+	for _, rs := range rows {
+		for _, d := range rs {
+			if p, ok := s.defs[d.typ]; ok {
+				*p = d
+				continue
 			}
-			s.defs[d.typ] = &d
+			held = append(held, d)
+			s.defs[d.typ] = &held[len(held)-1]
+			s.order = append(s.order, d.typ)
 		}
 	}
 	return s
 }
 
-// schemas holds every class the token makes.
-var schemas = map[[2]uint64]*schema{}
+// schemas holds every class the token makes. It is made at its first use
+// (schemaOf), not at init: a process that loads the module and logs in
+// without touching an object (p11-kit listing modules, a client that
+// only checks the token) does not pay for it at every dlopen.
+var (
+	schemas      map[[2]uint64]*schema
+	schemasOnce  sync.Once
+	schemaMakers []func()
+)
+
+func loadSchemas() {
+	schemas = map[[2]uint64]*schema{}
+	for _, f := range schemaMakers {
+		f()
+	}
+}
+
+// declared adds a maker of schemas (each calls register), run once, at
+// the first schemaOf. Called from init only.
+func declared(f func()) { schemaMakers = append(schemaMakers, f) }
 
 func register(ss ...*schema) {
 	for _, s := range ss {
@@ -129,6 +157,7 @@ func register(ss ...*schema) {
 
 // schemaOf is the schema of a class and its key or certificate type.
 func schemaOf(class ck.ObjectClass, sub uint64) *schema {
+	schemasOnce.Do(loadSchemas)
 	return schemas[[2]uint64{uint64(class), sub}]
 }
 

@@ -161,7 +161,10 @@ func merge(ms ...map[ck.AttributeType]bool) map[ck.AttributeType]bool {
 	return out
 }
 
-func init() {
+func init() { declared(keySchemas) }
+
+// keySchemas registers the schemas of this file (see declared).
+func keySchemas() {
 	rsa, ec, aes, generic := uint64(ck.CKK_RSA), uint64(ck.CKK_EC), uint64(ck.CKK_AES), uint64(ck.CKK_GENERIC_SECRET)
 	allUses := []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE}
 	register(

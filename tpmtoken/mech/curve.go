@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/elliptic"
+	"encoding/asn1"
 	"errors"
 	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/tpm11/tpm11/ck"
 )
 
 // Curve is everything tpm11 knows of one named curve.
@@ -84,6 +86,24 @@ func (c *Curve) publicOf(d []byte) ([]byte, error) {
 // CurveOf returns the curve CKA_EC_PARAMS names, nil if unknown.
 func CurveOf(params []byte) *Curve {
 	return findCurve(func(c *Curve) bool { return bytes.Equal(c.Params, params) })
+}
+
+// CurveFor resolves CKA_EC_PARAMS from a template, failing with the CK_RV
+// elliptic_curves.md prescribes: an object identifier of a curve this
+// module does not know is CKR_CURVE_NOT_SUPPORTED; any other representation
+// (ecParameters, curveName, implicitlyCA: the mechanisms advertise
+// CKF_EC_OID alone) or bytes that are not exactly one DER value are
+// CKR_DOMAIN_PARAMS_INVALID. Whether this TPM has the curve is the
+// caller's question.
+func CurveFor(params []byte) (*Curve, error) {
+	if c := CurveOf(params); c != nil {
+		return c, nil
+	}
+	var oid asn1.ObjectIdentifier
+	if rest, err := asn1.Unmarshal(params, &oid); err == nil && len(rest) == 0 {
+		return nil, ck.Errorf(ck.CKR_CURVE_NOT_SUPPORTED, "curve %v", oid)
+	}
+	return nil, ck.Errorf(ck.CKR_DOMAIN_PARAMS_INVALID, "CKA_EC_PARAMS is not a curve's object identifier")
 }
 
 // CurveOfTPM returns the curve of a TPM curve ID, nil if unknown.

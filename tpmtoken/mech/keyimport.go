@@ -79,9 +79,9 @@ type ECImport struct {
 // ParseECImport checks an EC private key (CKA_EC_PARAMS and CKA_VALUE)
 // and computes its public point, so a template needs nothing else.
 func ParseECImport(params, value []byte) (ECImport, error) {
-	c := CurveOf(params)
-	if c == nil {
-		return ECImport{}, ck.E(ck.CKR_CURVE_NOT_SUPPORTED)
+	c, err := CurveFor(params)
+	if err != nil {
+		return ECImport{}, err
 	}
 	if len(value) == 0 {
 		return ECImport{}, ck.E(ck.CKR_TEMPLATE_INCOMPLETE)
