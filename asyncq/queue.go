@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "unsafe" // go:linkname
 )
 
 // ErrCancelled is a cancelled job's error.
@@ -245,9 +246,15 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 	return t.Result()
 }
 
-// lastResched is when a job run by its caller last passed through the
-// Go scheduler (mono); lastJob is how long the last such job took.
-var lastResched, lastJob atomic.Int64
+// lastResched is, for each P (the Go runtime's processors, by id), when
+// a job run by its caller last passed through the Go scheduler on it
+// (mono); lastJob is how long the last such job took.
+var lastResched [maxProcs]atomic.Int64
+var lastJob atomic.Int64
+
+// maxProcs bounds the P ids tracked apart; beyond it they share slots
+// (ids are below GOMAXPROCS, which is the machine's CPU count by default).
+const maxProcs = 256
 
 // reschedMargin: the scheduler's tick must move more often than every
 // 10 ms (the runtime's forcePreemptNS); a pass is made before a job that
@@ -256,27 +263,57 @@ const reschedMargin = 8 * time.Millisecond
 
 // reschedule passes the caller through the Go scheduler before it runs its
 // job (and waits on the resource) when that job, taking as long as the
-// last one did, would end more than reschedMargin after the last pass
-// (every ~8 ms for a stream of signatures; it was every 5 ms, which with
-// 2.5 ms RSA signatures came to one pass per two). It returns the time
-// now (mono). A thread of a C
-// program calling into Go runs one goroutine the scheduler never
-// reschedules, so its P's scheduling tick never moves, and after 10 ms
-// the runtime's monitor (sysmon) takes it for a goroutine that has run too
-// long: each time it then waits in a system call, sysmon takes its P, the
-// thread must take one back and wake sysmon when the call returns, and
-// sysmon polls every 20 µs again (perf with uprobes: ~1 preemptone and
-// handoffp per TPM signature, ~25–35 µs of CPU). A pass through the
-// scheduler moves the tick; it costs a few thread wake-ups every 5 ms.
+// last one did, would end more than reschedMargin after the last pass on
+// the P it runs on (every ~8 ms for a stream of signatures; it was every
+// 5 ms, which with 2.5 ms RSA signatures came to one pass per two). It
+// returns the time now (mono). A thread of a C program calling into Go
+// runs one goroutine the scheduler never reschedules, so its P's
+// scheduling tick never moves, and after 10 ms the runtime's monitor
+// (sysmon) takes it for a goroutine that has run too long: each time it
+// then waits in a system call, sysmon takes its P, the thread must take
+// one back and wake sysmon when the call returns, and sysmon polls every
+// 20 µs again (perf with uprobes: ~1 preemptone and handoffp per TPM
+// signature, ~25–35 µs of CPU). A pass through the scheduler moves the
+// tick; it costs a few thread wake-ups. The tick is the P's, not the
+// thread's: a thread that finds itself on another P than its last pass's
+// (sysmon took its P during a wait, and it took the idle one back) is on
+// a P whose tick may not have moved for long, which sysmon finds stale at
+// its next look; that P is passed on at once (without this, a loaded
+// machine saw sysmon polling every 20 µs for whole seconds: 19 of its
+// wake-ups per RSA signature).
 func reschedule() int64 {
 	now := mono()
-	last := lastResched.Load()
-	if now-last+lastJob.Load() > int64(reschedMargin) && lastResched.CompareAndSwap(last, now) {
+	id := procID() % maxProcs
+	last := &lastResched[id]
+	seen := last.Load()
+	if now-seen+lastJob.Load() > int64(reschedMargin) && last.CompareAndSwap(seen, now) {
 		runtime.Gosched()
+		claimed := now
 		now = mono()
+		if after := procID() % maxProcs; after != id {
+			// Back on another P: that one's tick moved, the one
+			// left may not have.
+			last.CompareAndSwap(claimed, seen)
+			last = &lastResched[after]
+		}
+		last.Store(now)
 	}
 	return now
 }
+
+// procID is the id of the P the caller runs on now (it may run on
+// another by the time it is used: a hint, never a lock).
+func procID() int {
+	id := procPin()
+	procUnpin()
+	return id
+}
+
+//go:linkname procPin runtime.procPin
+func procPin() int
+
+//go:linkname procUnpin runtime.procUnpin
+func procUnpin()
 
 // take takes the resource for a caller's own job, if it is idle and no job
 // is queued (queued jobs go first: the round-robin holds).
