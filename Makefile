@@ -43,10 +43,17 @@ CLI_SRC := $(shell find cmd attestation tpm tpmtoken asyncq ck internal version 
 
 build: $(BUILD)/libtpm11.so $(BUILD)/tpm11 man completions
 
+# Packed relative relocations (DT_RELR): the module's ~32,000 pointer
+# relocations, which every dlopen reads and applies, take 12 KB instead of
+# 765 KB (the .so shrinks by a tenth). Linking needs binutils >= 2.38,
+# loading glibc >= 2.36 (Debian 12; the package depends on it); a linker
+# without it links the plain way.
+RELR := $(shell printf 'int x; int *p = &x;' | gcc -x c -shared -fPIC -Wl,--fatal-warnings,-z,pack-relative-relocs -o /dev/null - 2>/dev/null && echo ,-z,pack-relative-relocs)
+
 $(BUILD)/libtpm11.so: $(shell find module tpm tpmtoken asyncq ck internal version -name '*.go' -o -name '*.c' -o -name '*.h' -o -name '*.map') go.mod
 	@mkdir -p $(BUILD)
 	$(GO) build -tags '$(TAGS)' -trimpath -buildmode=c-shared \
-		-ldflags="-s -w -extldflags=-Wl,--version-script=$(CURDIR)/module/exports.map" \
+		-ldflags="-s -w -extldflags=-Wl,--version-script=$(CURDIR)/module/exports.map$(RELR)" \
 		-o $@ ./module
 	@rm -f $(BUILD)/libtpm11.h
 

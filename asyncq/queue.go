@@ -8,7 +8,11 @@
 // per job, as much as a tenth of a TPM signature. Stop closes a queue whose
 // resource may never answer: it gives up the running job through an abort
 // function its owner supplies (for the TPM: shut the connection down)
-// instead of waiting for it. The queue knows nothing of PKCS#11.
+// instead of waiting for it. Submitting takes no lock: a job goes onto a
+// lock-free inbox the worker empties, and a Record, reused by its owner
+// for one job after another, is submitted without allocating (a caller
+// returning CKR_PENDING must not wait for the worker nor make garbage:
+// issue 25). The queue knows nothing of PKCS#11.
 package asyncq
 
 import (
@@ -19,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "unsafe" // go:linkname
 )
 
 // ErrCancelled is a cancelled job's error.
@@ -45,6 +50,16 @@ type Queue[R any] struct {
 	// mu is taken before a Ticket's mu and is a leaf for everything
 	// outside the package: never held while a job, onIdle or the yield
 	// policy runs (docs/design.md "Locks").
+	// inbox holds the jobs submitted and not yet sorted into queues: a
+	// lock-free stack (newest first) that submitters push onto with a
+	// CAS, so a submitter never waits for mu, which the worker takes
+	// between jobs; whoever holds mu empties it whole (drainLocked).
+	// queued counts the jobs in inbox and queues; shut is closed for
+	// submitters, who read it without mu.
+	inbox  atomic.Pointer[Ticket]
+	queued atomic.Int64
+	shut   atomic.Bool
+
 	mu       sync.Mutex
 	queues   map[uint64][]*Ticket
 	ring     []uint64 // owners with queued jobs, in service order
@@ -89,9 +104,15 @@ type Ticket struct {
 	owner   uint64
 	run     func() (any, error)
 	discard func(any)
-	done    chan struct{}
+	next    *Ticket // the next older job in the inbox
 
-	// word and sleeper are block's futex: word is 1 once finished.
+	// held: the queue still refers to the ticket (in the inbox, queued
+	// or running); a Record is submitted again only once it is clear.
+	// detached: Detach gave it an ID, so it is never reused.
+	held, detached atomic.Bool
+
+	// word is 1 once the job has finished (Poll reads it without a lock);
+	// word and sleeper are block's futex.
 	word, sleeper uint32
 
 	mu        sync.Mutex // after Queue.mu; a leaf
@@ -100,6 +121,7 @@ type Ticket struct {
 	val       any
 	err       error
 	id        uint64
+	done      chan struct{} // made by the first Done, closed at the end
 }
 
 // New starts a queue, and its worker, for res; only the runner of a job
@@ -145,16 +167,64 @@ func (t Typed[T]) Result() (T, error) {
 // the job's value when a job that was cancelled while running finishes, so it
 // can undo the job's transient effects.
 func Submit[R, T any](q *Queue[R], owner uint64, job Job[R, T], discard func(R, T)) Typed[T] {
-	run := func() (any, error) { return job(q.res) }
-	var undo func(any)
+	t := &Ticket{owner: owner, run: func() (any, error) { return job(q.res) }}
 	if discard != nil {
-		undo = func(v any) {
+		t.discard = func(v any) {
 			if tv, ok := v.(T); ok {
 				discard(q.res, tv)
 			}
 		}
 	}
-	return Typed[T]{q.submit(owner, run, undo)}
+	q.submit(t)
+	return Typed[T]{t}
+}
+
+// Record is a job its owner submits again and again, one run at a time,
+// without allocating: the ticket and the function that runs the job are
+// made once, in NewRecord. The job reads what to do from its owner's
+// memory, written before each Submit.
+type Record[R, T any] struct {
+	t   Ticket
+	q   *Queue[R]
+	job Job[R, T]
+}
+
+// NewRecord makes a record of job for owner; discard is as for Submit.
+func NewRecord[R, T any](q *Queue[R], owner uint64, job Job[R, T], discard func(R, T)) *Record[R, T] {
+	r := &Record[R, T]{q: q, job: job}
+	r.t.owner, r.t.state, r.t.word = owner, finished, 1
+	r.t.run = r.runJob
+	if discard != nil {
+		r.t.discard = func(v any) {
+			if tv, ok := v.(T); ok {
+				discard(q.res, tv)
+			}
+		}
+	}
+	return r
+}
+
+func (r *Record[R, T]) runJob() (any, error) { return r.job(r.q.res) }
+
+// Free reports whether the record may be submitted: its last run has
+// finished and the queue is done with it, and it was never detached (a
+// detached ticket is its ID's for good).
+func (r *Record[R, T]) Free() bool { return !r.t.held.Load() && !r.t.detached.Load() }
+
+// Submit queues the record's job again, and ok, if it is Free; otherwise
+// it does nothing (the owner makes a new record).
+func (r *Record[R, T]) Submit() (t Typed[T], ok bool) {
+	if !r.Free() {
+		return Typed[T]{}, false
+	}
+	tk := &r.t
+	tk.mu.Lock()
+	tk.state, tk.cancelled, tk.val, tk.err, tk.done = queued, false, nil, nil, nil
+	tk.mu.Unlock()
+	atomic.StoreUint32(&tk.sleeper, 0)
+	atomic.StoreUint32(&tk.word, 0)
+	r.q.submit(tk)
+	return Typed[T]{tk}, true
 }
 
 // Do runs job and waits for it: the synchronous path. With the resource
@@ -176,9 +246,15 @@ func Do[R, T any](q *Queue[R], owner uint64, job Job[R, T]) (T, error) {
 	return t.Result()
 }
 
-// lastResched is when a job run by its caller last passed through the
-// Go scheduler (mono); lastJob is how long the last such job took.
-var lastResched, lastJob atomic.Int64
+// lastResched is, for each P (the Go runtime's processors, by id), when
+// a job run by its caller last passed through the Go scheduler on it
+// (mono); lastJob is how long the last such job took.
+var lastResched [maxProcs]atomic.Int64
+var lastJob atomic.Int64
+
+// maxProcs bounds the P ids tracked apart; beyond it they share slots
+// (ids are below GOMAXPROCS, which is the machine's CPU count by default).
+const maxProcs = 256
 
 // reschedMargin: the scheduler's tick must move more often than every
 // 10 ms (the runtime's forcePreemptNS); a pass is made before a job that
@@ -187,34 +263,64 @@ const reschedMargin = 8 * time.Millisecond
 
 // reschedule passes the caller through the Go scheduler before it runs its
 // job (and waits on the resource) when that job, taking as long as the
-// last one did, would end more than reschedMargin after the last pass
-// (every ~8 ms for a stream of signatures; it was every 5 ms, which with
-// 2.5 ms RSA signatures came to one pass per two). It returns the time
-// now (mono). A thread of a C
-// program calling into Go runs one goroutine the scheduler never
-// reschedules, so its P's scheduling tick never moves, and after 10 ms
-// the runtime's monitor (sysmon) takes it for a goroutine that has run too
-// long: each time it then waits in a system call, sysmon takes its P, the
-// thread must take one back and wake sysmon when the call returns, and
-// sysmon polls every 20 µs again (perf with uprobes: ~1 preemptone and
-// handoffp per TPM signature, ~25–35 µs of CPU). A pass through the
-// scheduler moves the tick; it costs a few thread wake-ups every 5 ms.
+// last one did, would end more than reschedMargin after the last pass on
+// the P it runs on (every ~8 ms for a stream of signatures; it was every
+// 5 ms, which with 2.5 ms RSA signatures came to one pass per two). It
+// returns the time now (mono). A thread of a C program calling into Go
+// runs one goroutine the scheduler never reschedules, so its P's
+// scheduling tick never moves, and after 10 ms the runtime's monitor
+// (sysmon) takes it for a goroutine that has run too long: each time it
+// then waits in a system call, sysmon takes its P, the thread must take
+// one back and wake sysmon when the call returns, and sysmon polls every
+// 20 µs again (perf with uprobes: ~1 preemptone and handoffp per TPM
+// signature, ~25–35 µs of CPU). A pass through the scheduler moves the
+// tick; it costs a few thread wake-ups. The tick is the P's, not the
+// thread's: a thread that finds itself on another P than its last pass's
+// (sysmon took its P during a wait, and it took the idle one back) is on
+// a P whose tick may not have moved for long, which sysmon finds stale at
+// its next look; that P is passed on at once (without this, a loaded
+// machine saw sysmon polling every 20 µs for whole seconds: 19 of its
+// wake-ups per RSA signature).
 func reschedule() int64 {
 	now := mono()
-	last := lastResched.Load()
-	if now-last+lastJob.Load() > int64(reschedMargin) && lastResched.CompareAndSwap(last, now) {
+	id := procID() % maxProcs
+	last := &lastResched[id]
+	seen := last.Load()
+	if now-seen+lastJob.Load() > int64(reschedMargin) && last.CompareAndSwap(seen, now) {
 		runtime.Gosched()
+		claimed := now
 		now = mono()
+		if after := procID() % maxProcs; after != id {
+			// Back on another P: that one's tick moved, the one
+			// left may not have.
+			last.CompareAndSwap(claimed, seen)
+			last = &lastResched[after]
+		}
+		last.Store(now)
 	}
 	return now
 }
+
+// procID is the id of the P the caller runs on now (it may run on
+// another by the time it is used: a hint, never a lock).
+func procID() int {
+	id := procPin()
+	procUnpin()
+	return id
+}
+
+//go:linkname procPin runtime.procPin
+func procPin() int
+
+//go:linkname procUnpin runtime.procUnpin
+func procUnpin()
 
 // take takes the resource for a caller's own job, if it is idle and no job
 // is queued (queued jobs go first: the round-robin holds).
 func (q *Queue[R]) take() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.running || q.closed || len(q.ring) > 0 {
+	if q.running || q.closed || q.queued.Load() > 0 {
 		return false
 	}
 	q.running = true
@@ -255,28 +361,61 @@ func (q *Queue[R]) release(ran, byWorker bool) {
 			q.fireAt = due
 		}
 	}
-	wake := !byWorker && (len(q.ring) > 0 || q.closed)
+	wake := !byWorker && (q.queued.Load() > 0 || q.closed)
 	q.mu.Unlock()
 	if wake {
 		q.wake.notify()
 	}
 }
 
-func (q *Queue[R]) submit(owner uint64, run func() (any, error), discard func(any)) *Ticket {
-	t := &Ticket{owner: owner, done: make(chan struct{}), run: run, discard: discard}
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+// submit puts t in the inbox and wakes the worker; it takes no lock, and
+// the wake never waits for the worker (see signal). queued is counted
+// before shut is read, so the worker, which ends only once closed with
+// nothing queued, is still there to sort or drop a job pushed meanwhile.
+func (q *Queue[R]) submit(t *Ticket) {
+	t.held.Store(true)
+	q.queued.Add(1)
+	if q.shut.Load() {
+		q.queued.Add(-1)
 		t.finish(nil, ErrClosed)
-		return t
+		t.held.Store(false)
+		q.wake.notify() // the worker may be waiting for this count to end
+		return
 	}
-	if len(q.queues[owner]) == 0 {
-		q.ring = append(q.ring, owner)
+	for {
+		head := q.inbox.Load()
+		t.next = head
+		if q.inbox.CompareAndSwap(head, t) {
+			break
+		}
 	}
-	q.queues[owner] = append(q.queues[owner], t)
-	q.mu.Unlock()
 	q.wake.notify()
-	return t
+}
+
+// drainLocked sorts the inbox into the owners' queues, oldest first; on a
+// closed queue it drops what came in (but a detached job). q.mu is held.
+func (q *Queue[R]) drainLocked() {
+	var fifo *Ticket
+	for t := q.inbox.Swap(nil); t != nil; {
+		older := t.next
+		t.next = fifo
+		fifo, t = t, older
+	}
+	for t := fifo; t != nil; {
+		after := t.next
+		t.next = nil
+		if q.closed && t.id == 0 {
+			q.queued.Add(-1)
+			t.Cancel()
+			t.held.Store(false)
+		} else {
+			if len(q.queues[t.owner]) == 0 {
+				q.ring = append(q.ring, t.owner)
+			}
+			q.queues[t.owner] = append(q.queues[t.owner], t)
+		}
+		t = after
+	}
 }
 
 // next takes the next job in turn; q.mu is held.
@@ -292,9 +431,11 @@ func (q *Queue[R]) next() *Ticket {
 		} else {
 			delete(q.queues, owner)
 		}
+		q.queued.Add(-1)
 		t.mu.Lock()
 		if t.cancelled {
 			t.mu.Unlock()
+			t.held.Store(false)
 			continue
 		}
 		t.state = running
@@ -311,11 +452,12 @@ func (q *Queue[R]) work() {
 	defer close(q.done)
 	for {
 		q.mu.Lock()
+		q.drainLocked()
 		var t *Ticket
 		if !q.running {
 			t = q.next()
 		}
-		if t == nil && q.closed && !q.running {
+		if t == nil && q.closed && !q.running && q.queued.Load() == 0 {
 			q.mu.Unlock()
 			return
 		}
@@ -351,6 +493,7 @@ func (q *Queue[R]) work() {
 				v, err = nil, ErrCancelled
 			}
 			t.finish(v, err)
+			t.held.Store(false)
 		case idle:
 			safeIdle(onIdle, q.res)
 			q.mu.Lock()
@@ -403,20 +546,33 @@ func (p panicError) Error() string { return "asyncq: job panicked" }
 func (t *Ticket) finish(v any, err error) {
 	t.mu.Lock()
 	t.state, t.val, t.err = finished, v, err
+	done := t.done
 	t.mu.Unlock()
-	close(t.done)
+	if done != nil {
+		close(done)
+	}
+	atomic.StoreUint32(&t.word, 1)
 	t.wakeSleeper()
 }
 
-// Done is closed when the job has finished (or was dropped).
-func (t *Ticket) Done() <-chan struct{} { return t.done }
+// Done is closed when the job has finished (or was dropped). The channel
+// is made on first use: most tickets are only polled or blocked on.
+func (t *Ticket) Done() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done == nil {
+		t.done = make(chan struct{})
+		if t.state == finished {
+			close(t.done)
+		}
+	}
+	return t.done
+}
 
 // Wait waits up to d for the job; ok is false if it is still running.
 func (t *Ticket) Wait(d time.Duration) (ok bool) {
-	select {
-	case <-t.done:
+	if atomic.LoadUint32(&t.word) == 1 {
 		return true
-	default:
 	}
 	if d <= 0 {
 		return false
@@ -424,7 +580,7 @@ func (t *Ticket) Wait(d time.Duration) (ok bool) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
-	case <-t.done:
+	case <-t.Done():
 		return true
 	case <-timer.C:
 		return false
@@ -454,12 +610,7 @@ func (t *Ticket) Cancel() bool {
 	t.mu.Unlock()
 	if wasQueued {
 		// The worker skips it; finish now so waiters wake.
-		t.mu.Lock()
-		t.state = finished
-		t.err = ErrCancelled
-		t.mu.Unlock()
-		close(t.done)
-		t.wakeSleeper()
+		t.finish(nil, ErrCancelled)
 	}
 	return true
 }
@@ -472,6 +623,7 @@ func (q *Queue[R]) Detach(t *Ticket) uint64 {
 	if t.id != 0 {
 		return t.id
 	}
+	t.detached.Store(true)
 	for {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -510,7 +662,7 @@ func (q *Queue[R]) Stop(abort func(), d time.Duration) bool {
 	q.close()
 	if abort != nil {
 		q.mu.Lock()
-		busy := q.running || len(q.ring) > 0
+		busy := q.running || q.queued.Load() > 0
 		q.mu.Unlock()
 		if busy {
 			safeIdle(func(struct{}) { abort() }, struct{}{})
@@ -528,6 +680,8 @@ func (q *Queue[R]) Stop(abort func(), d time.Duration) bool {
 func (q *Queue[R]) close() {
 	q.mu.Lock()
 	q.closed = true
+	q.shut.Store(true)
+	q.drainLocked()
 	keep := map[*Ticket]bool{}
 	for _, t := range q.detached {
 		keep[t] = true
@@ -558,9 +712,11 @@ func (q *Queue[R]) close() {
 	if q.idleTimer != nil {
 		q.idleTimer.Stop()
 	}
+	q.queued.Add(-int64(len(dropped)))
 	q.mu.Unlock()
 	for _, t := range dropped {
 		t.Cancel()
+		t.held.Store(false)
 	}
 	q.wake.notify()
 }

@@ -180,6 +180,7 @@ func waitQueued[R any](t testing.TB, q *Queue[R], owner uint64) {
 	waitFor(t, "the job to be queued", func() bool {
 		q.mu.Lock()
 		defer q.mu.Unlock()
+		q.drainLocked()
 		return len(q.queues[owner]) > 0
 	})
 }

@@ -29,9 +29,9 @@ func (t *Ticket) block() {
 	}
 }
 
-// wakeSleeper wakes a caller blocked in block, if there is one.
+// wakeSleeper wakes a caller blocked in block, if there is one (finish
+// has set word).
 func (t *Ticket) wakeSleeper() {
-	atomic.StoreUint32(&t.word, 1)
 	if atomic.LoadUint32(&t.sleeper) == 1 {
 		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&t.word)), futexWakePrivate, 1, 0, 0, 0)
 	}
@@ -41,20 +41,28 @@ func (t *Ticket) wakeSleeper() {
 // one-slot buffer: notify never blocks and is never lost. The worker sleeps
 // on it with a futex, so a submitter wakes that thread directly instead of
 // readying a goroutine on its own P, which it then holds in a syscall.
-type signal struct{ pending uint32 }
+// sleeping says the worker is in (or about to enter) the futex wait: a
+// submitter makes the wake system call only then, not while the worker
+// is busy with the TPM (then the flag alone tells it to look again).
+type signal struct{ pending, sleeping uint32 }
 
 func newSignal() *signal { return &signal{} }
 
 func (s *signal) notify() {
-	if atomic.SwapUint32(&s.pending, 1) == 0 {
+	if atomic.SwapUint32(&s.pending, 1) == 0 && atomic.LoadUint32(&s.sleeping) == 1 {
 		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&s.pending)), futexWakePrivate, 1, 0, 0, 0)
 	}
 }
 
 // wait waits for a notify (the idle time is a timer that notifies, see
 // Queue.idleTimer, so the worker never waits with a timeout of its own).
+// sleeping is set before the futex wait, which returns at once if pending
+// is no longer 0: a notify that saw sleeping still 0 had set pending
+// first (both atomics are sequentially consistent), so none is lost.
 func (s *signal) wait() {
 	for atomic.SwapUint32(&s.pending, 0) == 0 {
+		atomic.StoreUint32(&s.sleeping, 1)
 		_, _, _ = syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(&s.pending)), futexWaitPrivate, 0, 0, 0, 0)
+		atomic.StoreUint32(&s.sleeping, 0)
 	}
 }

@@ -2,7 +2,7 @@
 
 package asyncq
 
-func (t *Ticket) block()       { <-t.done }
+func (t *Ticket) block()       { <-t.Done() }
 func (t *Ticket) wakeSleeper() {}
 
 // signal is a one-slot "there may be work" flag for the worker.

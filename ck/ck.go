@@ -120,7 +120,26 @@ const (
 	CKA_WRAP_WITH_TRUSTED          AttributeType = 0x210
 	CKA_OBJECT_VALIDATION_FLAGS    AttributeType = 0x61e
 	CKA_ALLOWED_MECHANISMS         AttributeType = 0x40000600
+	CKA_WRAP_TEMPLATE              AttributeType = 0x40000211
+	CKA_UNWRAP_TEMPLATE            AttributeType = 0x40000212
+	CKA_DERIVE_TEMPLATE            AttributeType = 0x40000213
 )
+
+// CKF_ARRAY_ATTRIBUTE marks an attribute whose value is an array.
+const CKF_ARRAY_ATTRIBUTE AttributeType = 0x40000000
+
+// IsTemplate says whether t is an attribute whose value is an array of
+// CK_ATTRIBUTE (a template attribute, key_objects.md). Not the
+// CKF_ARRAY_ATTRIBUTE bit: CKA_ALLOWED_MECHANISMS has it and holds
+// mechanisms, and the 3.2 header defines CKA_ENCAPSULATE_TEMPLATE and
+// CKA_DECAPSULATE_TEMPLATE without it although their values are templates.
+func IsTemplate(t AttributeType) bool {
+	switch t {
+	case CKA_WRAP_TEMPLATE, CKA_UNWRAP_TEMPLATE, CKA_DERIVE_TEMPLATE, CKA_ENCAPSULATE_TEMPLATE, CKA_DECAPSULATE_TEMPLATE:
+		return true
+	}
+	return false
+}
 
 // Mechanisms.
 const (

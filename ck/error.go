@@ -42,6 +42,9 @@ func ToRV(err error) RV {
 	if err == nil {
 		return CKR_OK
 	}
+	if e, ok := err.(*Error); ok {
+		return e.RV // most errors: without errors.As, whose target escapes (an allocation per call)
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.RV

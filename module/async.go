@@ -15,12 +15,11 @@ import (
 
 // outBuf is where a pending operation's result goes: the caller's buffer,
 // kept as an address (never a Go pointer) until C_AsyncComplete copies into
-// it on the caller's thread. ptr points into C memory, so holding it in Go
-// memory breaks no cgo pointer rule.
-type outBuf struct {
-	ptr unsafe.Pointer
-	cap int
-}
+// it on the caller's thread (its capacity comes back as Result.OutCap). It
+// points into C memory, so holding it in Go memory breaks no cgo pointer
+// rule; being pointer-shaped, it goes into tpmtoken.Dest.Ref (an any)
+// without an allocation (issue 25: a C_Sign that pends allocates nothing).
+type outBuf unsafe.Pointer
 
 // functionName reads a NUL-terminated name of bounded length.
 func functionName(p C.CK_UTF8CHAR_PTR) (string, error) {
@@ -51,9 +50,9 @@ func tpm11go_C_AsyncComplete(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UT
 			return err
 		}
 		if b, ok := res.Out.(outBuf); ok {
-			pResult.pValue = C.CK_BYTE_PTR(b.ptr)
-			if err == nil && b.ptr != nil && len(res.Data) <= b.cap {
-				copy(unsafe.Slice((*byte)(b.ptr), len(res.Data)), res.Data)
+			pResult.pValue = C.CK_BYTE_PTR(b)
+			if err == nil && b != nil && len(res.Data) <= res.OutCap {
+				copy(unsafe.Slice((*byte)(b), len(res.Data)), res.Data)
 			} else if err == nil && len(res.Data) > 0 {
 				err = errors.New("pending result larger than its buffer")
 			}
@@ -103,6 +102,6 @@ func tpm11go_C_AsyncJoin(hSession C.CK_SESSION_HANDLE, pFunctionName C.CK_UTF8CH
 			ulData = 0
 		}
 		n := bufLen(ulData)
-		return l.AsyncJoin(uint64(hSession), name, uint64(ulID), tpmtoken.Dest{Cap: n, Ref: outBuf{ptr: unsafe.Pointer(pData), cap: n}})
+		return l.AsyncJoin(uint64(hSession), name, uint64(ulID), tpmtoken.Dest{Cap: n, Ref: outBuf(pData)})
 	})
 }

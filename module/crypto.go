@@ -17,7 +17,7 @@ func tpm11go_C_SignInit(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MECHANISM_
 //export tpm11go_C_Sign
 func tpm11go_C_Sign(hSession C.CK_SESSION_HANDLE, pData C.CK_BYTE_PTR, ulDataLen C.CK_ULONG, pSignature C.CK_BYTE_PTR, pulSignatureLen C.CK_ULONG_PTR) C.CK_RV {
 	return call("C_Sign", func(l *tpmtoken.Library) error {
-		in, err := input(l, hSession, tpmtoken.OpSign, pData, ulDataLen)
+		in, err := inputView(l, hSession, tpmtoken.OpSign, pData, ulDataLen)
 		if err != nil {
 			return err
 		}

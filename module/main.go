@@ -13,6 +13,7 @@ package main
 import "C"
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -56,14 +57,25 @@ var unlockState = stateMu.RUnlock
 func rv(fn string, err error) C.CK_RV {
 	r := ck.ToRV(err)
 	if err != nil {
-		var ce *ck.Error
-		if !errors.As(err, &ce) {
+		if !isCKError(err) {
 			logger.Error("unclassified error", "fn", fn, "err", err)
-		} else {
+		} else if logger.Enabled(context.Background(), slog.LevelDebug) {
+			// Asked first: the arguments would be boxed (allocated) for
+			// a logger that drops them, on every call that fails or pends.
 			logger.Debug("call failed", "fn", fn, "rv", ck.RVName(r), "err", err)
 		}
 	}
 	return C.CK_RV(r)
+}
+
+// isCKError says whether err is, or wraps, a *ck.Error; errors.As only
+// for a wrapped one (its target escapes: an allocation).
+func isCKError(err error) bool {
+	if _, ok := err.(*ck.Error); ok {
+		return true
+	}
+	var ce *ck.Error
+	return errors.As(err, &ce)
 }
 
 // recoverRV keeps a panic from crossing into C.
@@ -98,7 +110,8 @@ func goBytes(p unsafe.Pointer, n C.CK_ULONG) ([]byte, error) {
 	return append([]byte(nil), unsafe.Slice((*byte)(p), int(n))...), nil
 }
 
-// template decodes a CK_ATTRIBUTE array.
+// template decodes a CK_ATTRIBUTE array (a template attribute's own
+// array by arrayValue).
 func template(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]tpmtoken.Attr, error) {
 	if n == 0 {
 		return nil, nil
@@ -108,6 +121,14 @@ func template(p C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) ([]tpmtoken.Attr, error) {
 	}
 	var out []tpmtoken.Attr
 	for _, a := range unsafe.Slice(p, int(n)) {
+		if ck.IsTemplate(ck.AttributeType(a._type)) {
+			v, err := arrayValue(a)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, tpmtoken.Attr{Type: ck.AttributeType(a._type), Value: v})
+			continue
+		}
 		v, err := goBytes(unsafe.Pointer(a.pValue), a.ulValueLen)
 		if err != nil {
 			return nil, ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)

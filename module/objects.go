@@ -17,7 +17,7 @@ func tpm11go_C_FindObjectsInit(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTR
 	return call("C_FindObjectsInit", func(l *tpmtoken.Library) error {
 		t, err := template(pTemplate, ulCount)
 		if err != nil {
-			return errArgs
+			return err
 		}
 		return l.FindObjectsInit(uint64(hSession), t)
 	})
@@ -71,6 +71,10 @@ func tpm11go_C_GetAttributeValue(hSession C.CK_SESSION_HANDLE, hObject C.CK_OBJE
 			case r.RV != ck.CKR_OK:
 				a.ulValueLen = C.CK_ULONG(ck.UnavailableInformation)
 				worst = r.RV
+			case ck.IsTemplate(types[i]):
+				if rv := putArray(a, r.Value); rv != ck.CKR_OK {
+					worst = rv
+				}
 			case a.pValue == nil:
 				a.ulValueLen = C.CK_ULONG(len(r.Value))
 			case int(a.ulValueLen) < len(r.Value):
@@ -107,11 +111,11 @@ func tpm11go_C_GenerateKeyPair(hSession C.CK_SESSION_HANDLE, pMechanism C.CK_MEC
 		}
 		pub, err := template(pPublicKeyTemplate, ulPublicKeyAttributeCount)
 		if err != nil {
-			return errArgs
+			return err
 		}
 		priv, err := template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount)
 		if err != nil {
-			return errArgs
+			return err
 		}
 		hPub, hPriv, err := l.GenerateKeyPair(uint64(hSession), m, pub, priv)
 		if err != nil {
@@ -152,7 +156,7 @@ func newKey(ph C.CK_OBJECT_HANDLE_PTR, pm C.CK_MECHANISM_PTR, pt C.CK_ATTRIBUTE_
 	}
 	t, err := template(pt, n)
 	if err != nil {
-		return errArgs
+		return err
 	}
 	h, err := f(m, t)
 	if err != nil {

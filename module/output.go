@@ -38,12 +38,10 @@ func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, pa
 		return nil
 	}
 	capacity := bufLen(*pulLen)
-	out, err := run(tpmtoken.Dest{Cap: capacity, Ref: outBuf{ptr: unsafe.Pointer(buf), cap: capacity}})
+	out, err := run(tpmtoken.Dest{Cap: capacity, Ref: outBuf(buf)})
 	if err != nil {
-		// (Only here: the errors.As target is put on the heap.)
-		var ce *ck.Error
-		if errors.As(err, &ce) && ce.RV == ck.CKR_BUFFER_TOO_SMALL {
-			*pulLen = C.CK_ULONG(ce.Needed)
+		if ck.ToRV(err) == ck.CKR_BUFFER_TOO_SMALL {
+			*pulLen = C.CK_ULONG(needed(err))
 		}
 		return err // CKR_PENDING included: *pulLen is not written after it
 	}
@@ -57,6 +55,17 @@ func output(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, pa
 	return nil
 }
 
+// needed is the length a CKR_BUFFER_TOO_SMALL error asks for. (Only here:
+// the errors.As target is put on the heap, and a call that pends must not
+// allocate.)
+func needed(err error) uint64 {
+	var ce *ck.Error
+	if errors.As(err, &ce) {
+		return ce.Needed
+	}
+	return 0
+}
+
 // bufLen is a CK_ULONG buffer length as an int: lengths are CK_ULONG, so
 // a huge length is a big buffer, never a negative one.
 func bufLen(n C.CK_ULONG) int {
@@ -64,6 +73,20 @@ func bufLen(n C.CK_ULONG) int {
 		return math.MaxInt
 	}
 	return int(n)
+}
+
+// inputView is input for a call that copies or hashes its input before it
+// returns (C_Sign: mech.Input.Write): the C memory itself, not a copy (a
+// C_Sign that pends allocates nothing, issue 25). Nothing may keep it.
+func inputView(l *tpmtoken.Library, h C.CK_SESSION_HANDLE, kind tpmtoken.OpKind, p C.CK_BYTE_PTR, n C.CK_ULONG) ([]byte, error) {
+	if n == 0 {
+		return []byte{}, nil
+	}
+	if p == nil || uint64(n) > 1<<30 {
+		l.EndOperation(uint64(h), kind)
+		return nil, errArgs
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), nil
 }
 
 // input copies an operation's input from C memory; bad arguments end the

@@ -79,7 +79,7 @@ func tpm11go_C_GenerateRandom(hSession C.CK_SESSION_HANDLE, RandomData C.CK_BYTE
 			return errArgs
 		}
 		n := int(ulRandomLen)
-		b, err := l.GenerateRandom(uint64(hSession), n, tpmtoken.Dest{Cap: n, Ref: outBuf{ptr: unsafe.Pointer(RandomData), cap: n}})
+		b, err := l.GenerateRandom(uint64(hSession), n, tpmtoken.Dest{Cap: n, Ref: outBuf(RandomData)})
 		if err != nil {
 			return err
 		}

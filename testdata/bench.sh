@@ -59,6 +59,14 @@ row "  p50 / p99 ms" "$(v rsa_sync1_p50_ms) / $(v rsa_sync1_p99_ms)" ""
 row "8 threads, own sessions, ECDSA signs/s (errors)" "$(v ec_threads8_signs_per_s) ($(v ec_threads8_errors))" "$(ratio "$(v ec_threads8_signs_per_s)" "$ec_floor")"
 row "1 thread, 32 async sessions, ECDSA signs/s (errors)" "$(v ec_async32_signs_per_s) ($(v ec_async32_errors))" "$(ratio "$(v ec_async32_signs_per_s)" "$ec_floor")"
 row "C_Sign returning CKR_PENDING p50 / p99 us" "$(v pending_return_p50_us) / $(v pending_return_p99_us)" ""
+# What the pending tail is made of (bench.c pending_tail): the slowest 1%
+# of those C_Sign calls against the rest, wall vs the thread's CPU time,
+# and the share preempted (involuntary switch), asleep (voluntary switch:
+# a lock or wait) or page-faulting during the call.
+row "  slowest 1%: wall / thread CPU us" "$(v pending_tail1pct_wall_us) / $(v pending_tail1pct_cpu_us)" ""
+row "  slowest 1%: preempted / slept / faulted %" "$(v pending_tail1pct_preempted_pct) / $(v pending_tail1pct_slept_pct) / $(v pending_tail1pct_faulted_pct)" ""
+row "  other 99%: wall / thread CPU us" "$(v pending_body99pct_wall_us) / $(v pending_body99pct_cpu_us)" ""
+row "  other 99%: preempted / slept / faulted %" "$(v pending_body99pct_preempted_pct) / $(v pending_body99pct_slept_pct) / $(v pending_body99pct_faulted_pct)" ""
 row "forked child (helper, p11-kit RPC): ECDSA signs/s" "$(v ec_child_signs_per_s) ($(v ec_child_errors))" "$(ratio "$(v ec_child_signs_per_s)" "$(v ec_raw_sync1_signs_per_s)")"
 row "  same loop in the parent (ratio above: child/parent)" "$(v ec_raw_sync1_signs_per_s) ($(v ec_raw_sync1_errors))" ""
 row "  p50 ms child / parent" "$(v ec_child_p50_ms) / $(v ec_raw_sync1_p50_ms)" ""
@@ -78,6 +86,22 @@ row "TPM commands per steady-state C_Sign" "$(m cmds/sign)" ""
 row "10,000 objects: C_Initialize, ms" "$(m init-ms)" ""
 row "10,000 objects: first find (reads the store), ms" "$(m first-find-ms)" ""
 row "10,000 objects: find by attribute, ms" "$(m find-ms)" ""
+
+# Where "dlopen -> logged in" goes (testdata/c/startup_bench.c): STARTUP_N
+# fresh processes on the same swtpm and token, each timing the loader's
+# dlopen, the Go runtime's start with the packages' init (waited for by the
+# first call into Go), C_Initialize, and C_OpenSession + C_Login; the median
+# round's phases, its page faults, every round's total. Then the same with
+# the .so dropped from the page cache before each round (cold).
+gcc -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/module" -I"$ROOT/testdata/c" -o "$WORK/startup" "$ROOT/testdata/c/startup_bench.c" -ldl 2>&3
+"$WORK/startup" "$MODULE" "${STARTUP_N:-9}" >"$WORK/startup.out" 2>&3 || true
+"$WORK/startup" "$MODULE" "${STARTUP_N:-9}" cold >>"$WORK/startup.out" 2>&3 || true
+sv() { awk -v k="$1" '$1==k {print $2}' "$WORK/startup.out"; }
+for c in warm cold; do
+  row "dlopen -> logged in, fresh process, $c, median ms" "$(sv startup_${c}_ms)" ""
+  row "  dlopen / Go start+init / C_Initialize / C_Login, ms" "$(sv startup_${c}_dlopen_ms) / $(sv startup_${c}_go_start_ms) / $(sv startup_${c}_initialize_ms) / $(sv startup_${c}_login_ms)" ""
+  row "  page faults; every round, ms" "$(sv startup_${c}_faults); $(sv startup_${c}_rounds)" ""
+done
 
 # More keys than swtpm's 3 object slots (tpmtoken's BenchmarkManyKeys, on a
 # swtpm of its own): 16 ECDSA P-256 keys signed round-robin from one session

@@ -8,6 +8,8 @@ for t in abi_test opstate_test conformance_test nopin_test interface_test overru
 done
 # ccm_test checks the module's AES-CCM with libcrypto (libssl-dev).
 gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/ccm_test" "$ROOT/testdata/c/ccm_test.c" -ldl -lpthread -lcrypto 2>&3
+# template_test checks wrapped bytes and ECDH secrets with libcrypto.
+gcc -std=c11 -D_GNU_SOURCE -Wall -Werror -O1 -I"$ROOT/module" -o "$WORK/template_test" "$ROOT/testdata/c/template_test.c" -ldl -lpthread -lcrypto 2>&3
 # childmech_test verifies a forked child's signatures with libcrypto;
 # sha_test checks the child's own SHA (module/sha.c) against libcrypto's.
 # With AddressSanitizer (its malloc/free serve the module too): a write to
@@ -23,6 +25,8 @@ TPM11_STORE=$WORK/store-nopin "$WORK/nopin_test" "$MODULE" 2>&3 || { tail -5 "$W
 TPM11_STORE=$WORK/store-iface "$WORK/interface_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 # Two threads racing on one session, output buffers before guard pages.
 TPM11_STORE=$WORK/store-overrun "$WORK/overrun_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
+# Template attributes (CKA_WRAP_TEMPLATE, ...) set, read back and enforced.
+TPM11_STORE=$WORK/store-templates "$WORK/template_test" "$MODULE" 2>&3 || { tail -5 "$WORK/stderr.log" >&3; swtpm_logs >&3; exit 1; }
 kill "$SWTPM_PID"; wait "$SWTPM_PID" 2>/dev/null || true
 
 # Rules no client exercises (slot events, ...), on a TPM of their own.

@@ -67,20 +67,55 @@ func (e *Engine) keptAuth(h tpm2.NamedHandle, value []byte, keep map[string]bool
 	if e.Salt == nil {
 		return auth(h, value), nil
 	}
+	u, err := e.keptUseOf(bytes.TrimRight(value, "\x00"), keep, in, out)
+	if err != nil {
+		return tpm2.AuthHandle{}, err
+	}
+	return tpm2.AuthHandle{Handle: h.Handle, Name: h.Name, Auth: u}, nil
+}
+
+// keptUseOf is one use of the kept session, started if needed, keyed with
+// authValue value (nil: a session that authorizes nothing).
+func (e *Engine) keptUseOf(value []byte, keep map[string]bool, in, out bool) (*keptUse, error) {
 	if e.kept != nil && e.kept.dead {
 		e.dropKept(false) // wipes its session key
 	}
 	if e.kept == nil {
 		k, err := e.startKept(keep)
 		if err != nil {
-			return tpm2.AuthHandle{}, err
+			return nil, err
 		}
 		e.kept = k
 	}
-	u := &keptUse{k: e.kept, auth: bytes.TrimRight(value, "\x00")}
+	u := &keptUse{k: e.kept, auth: value}
 	u.attrs.ContinueSession = true
 	u.attrs.Decrypt, u.attrs.Encrypt = in, out
-	return tpm2.AuthHandle{Handle: h.Handle, Name: h.Name, Auth: u}, nil
+	return u, nil
+}
+
+// secretOut authorizes key h for a command whose response parameter is a
+// secret (a decrypted key, a shared secret), so that it crosses the bus
+// encrypted: over the kept session, or, for a key with a policy, with its
+// policy session, the kept session added as a second session present only
+// for parameter encryption (Part 1 §19.6.1, §21: it authorizes no handle,
+// so its HMAC and encryption keys are the session key alone). The extra
+// sessions go after the handles' (rawCmd.extra). Without a Salt there is
+// nothing to encrypt with: the key's own authorization alone.
+func (e *Engine) secretOut(h tpm2.NamedHandle, key *Loadable, keep map[string]bool) (tpm2.AuthHandle, []tpm2.Session, error) {
+	if key.Policy == nil {
+		ka, err := e.keptAuth(h, key.Auth, keep, false, true)
+		return ka, nil, err
+	}
+	if e.Salt == nil {
+		return e.keyAuth(h, key, keep), nil, nil
+	}
+	// The kept session first: its salt key may need room, which the
+	// policy session (started inside execRaw) does not.
+	u, err := e.keptUseOf(nil, keep, false, true)
+	if err != nil {
+		return tpm2.AuthHandle{}, nil, err
+	}
+	return e.keyAuth(h, key, keep), []tpm2.Session{u}, nil
 }
 
 func (e *Engine) startKept(keep map[string]bool) (*keptSession, error) {
@@ -318,26 +353,23 @@ func createCmd(parent tpm2.AuthHandle, sens, pub []byte) rawCmd {
 }
 
 // RSADecryptSecret is RSARaw for a result that is a secret the token keeps
-// in the TPM (a decapsulated or unwrapped key): the padded block comes back encrypted,
-// over the kept session, where RSARaw's travels in the clear and would
+// in the TPM (a decapsulated or unwrapped key): the padded block comes
+// back encrypted (secretOut: the kept session, beside the policy session
+// of a key with a policy), where RSARaw's travels in the clear and would
 // give the key to anyone reading the bus (OAEP and PKCS#1 padding come
-// off without a key). A key with a policy is RSARaw's, its policy session
-// unsalted.
+// off without a key).
 func (e *Engine) RSADecryptSecret(key *Loadable, c []byte) ([]byte, error) {
-	if key.Policy != nil {
-		return e.RSARaw(key, c)
-	}
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
 	}
-	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
+	ka, extra, err := e.secretOut(h, key, map[string]bool{key.ID: true})
 	if err != nil {
 		return nil, err
 	}
 	// inScheme TPMT_RSA_DECRYPT: TPM_ALG_NULL; label: empty TPM2B_DATA.
 	tail := binary.BigEndian.AppendUint16(nil, uint16(tpm2.TPMAlgNull))
-	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCRSADecrypt, auth: []tpm2.AuthHandle{ka}, params: [][]byte{appendTPM2B(nil, c), append(tail, 0, 0)}})
+	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCRSADecrypt, auth: []tpm2.AuthHandle{ka}, extra: extra, params: [][]byte{appendTPM2B(nil, c), append(tail, 0, 0)}})
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,21 @@ import (
 // met: the PCRs hold other values, or no approval matches them.
 var ErrPolicy = errors.New("the key's policy is not satisfied")
 
+// ErrPolicyUnsupported is wrapped by the refusal of an operation that
+// authorizes its key by authValue alone (the symmetric and PQC commands)
+// when the key has a policy: the token never makes such keys (it binds
+// only RSA and EC key pairs to PCRs), so this is a caller's mistake,
+// refused before any TPM command.
+var ErrPolicyUnsupported = errors.New("the operation does not take a key with a policy")
+
+// refusePolicy is op's refusal of key if it has a policy.
+func refusePolicy(key *Loadable, op string) error {
+	if key.Policy != nil {
+		return fmt.Errorf("%s: %w", op, ErrPolicyUnsupported)
+	}
+	return nil
+}
+
 // Policy says how a key's authPolicy is satisfied. Its fields are plain
 // data so the token can keep them with the key.
 type Policy struct {

@@ -77,12 +77,12 @@ func (e *Engine) Encapsulate(key *Loadable) (secret, ciphertext []byte, err erro
 // encryption of the session kept salted to the Engine's Salt key, when it
 // has one: one TPM command, kept_session.go).
 func (e *Engine) Decapsulate(key *Loadable, ciphertext []byte) ([]byte, error) {
+	if err := refusePolicy(key, "decapsulate"); err != nil {
+		return nil, err
+	}
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
-	}
-	if key.Policy != nil {
-		return nil, errors.New("decapsulate: keys with a policy are not supported")
 	}
 	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
 	if err != nil {
@@ -146,6 +146,9 @@ func (e *Engine) sequenceStart(cc tpm2.TPMCC, key *Loadable, kh *tpm2.NamedHandl
 	keep := map[string]bool{}
 	var h tpm2.NamedHandle
 	if key != nil {
+		if err := refusePolicy(key, "sign sequence start"); err != nil {
+			return nil, err
+		}
 		keep[key.ID] = true
 		if h, err = e.handle(key, keep); err != nil {
 			return nil, err
@@ -203,13 +206,13 @@ func (e *Engine) SignSequenceComplete(s *SignSeq, last []byte) (*PQCSignature, e
 	if len(last) > maxUpdate {
 		return nil, fmt.Errorf("sign sequence complete: %d bytes, at most %d", len(last), maxUpdate)
 	}
+	if err := refusePolicy(s.Key, "sign sequence complete"); err != nil {
+		return nil, err
+	}
 	keep := map[string]bool{s.Key.ID: true}
 	h, err := e.handle(s.Key, keep)
 	if err != nil {
 		return nil, err
-	}
-	if s.Key.Policy != nil {
-		return nil, errors.New("sign: keys with a policy are not supported")
 	}
 	ka, err := e.secret(h, s.Key.Auth, keep)
 	if err != nil {
@@ -272,8 +275,8 @@ func (e *Engine) SignDigest(key *Loadable, ctx, digest []byte) (*PQCSignature, e
 	if len(ctx) > MaxSignatureContext {
 		return nil, fmt.Errorf("signature context of %d bytes: at most %d", len(ctx), MaxSignatureContext)
 	}
-	if key.Policy != nil {
-		return nil, errors.New("sign: keys with a policy are not supported")
+	if err := refusePolicy(key, "sign digest"); err != nil {
+		return nil, err
 	}
 	keep := map[string]bool{key.ID: true}
 	h, err := e.handle(key, keep)

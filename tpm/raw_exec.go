@@ -21,6 +21,9 @@ type rawCmd struct {
 	auth []tpm2.AuthHandle
 	// handles are the handles without an authorization, after auth.
 	handles []tpm2.NamedHandle
+	// extra are sessions for no handle, after auth's: present only to
+	// encrypt parameters (Part 1 §19.6.1), or to audit.
+	extra []tpm2.Session
 	// params are the parameters, each marshalled; the first, if a session
 	// decrypts, must be a TPM2B.
 	params [][]byte
@@ -43,6 +46,7 @@ func (e *Engine) execRaw(c rawCmd) (*rawResponse, error) {
 		}
 		sess = append(sess, a.Auth)
 	}
+	sess = append(sess, c.extra...)
 	if len(sess) > 3 {
 		return nil, fmt.Errorf("too many sessions: %d", len(sess))
 	}

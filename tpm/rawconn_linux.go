@@ -12,22 +12,66 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rawConn is a connected socket used with plain system calls: write, then
-// poll(2) with the time left to the deadline, then read. Go's network
-// poller is not used for the TPM's socket: with it a command's answer
-// wakes the poller's thread, which then wakes the thread waiting for the
-// answer (two scheduler hand-offs, ~100 µs on swtpm per command, measured
-// with perf); with poll(2) the kernel wakes the waiting thread itself, as
-// it does a C client's. The deadline stays exact: every wait is bounded
-// by the time left.
+// rawConn is a connected socket used with plain blocking system calls:
+// one write, then one read that the kernel ends when the answer comes or
+// when the socket's receive timeout (SO_RCVTIMEO) runs out, as a C
+// client's would. Go's network poller is not used for the TPM's socket:
+// with it a command's answer wakes the poller's thread, which then wakes
+// the thread waiting for the answer (two scheduler hand-offs, ~100 µs on
+// swtpm per command, measured with perf); nor is poll(2) before the read,
+// one system call more per command. The deadline stays exact: the timeouts
+// are set so that no call outlasts it (see bound), and a call that times
+// out early is made again with the time left.
 type rawConn struct {
 	fd       int
 	deadline time.Time
-	pfd      [1]unix.PollFd
+	// The receive and send timeouts now set on the socket (0: none yet).
+	rcvTimeout, sndTimeout time.Duration
+}
+
+// timeoutSlack is how much shorter than the time left a timeout is set,
+// so the next command, whose time left is a few microseconds more or less,
+// finds it still short enough and need not set it again: a command costs
+// no setsockopt(2) while its deadline's length stays the same.
+const timeoutSlack = 5 * time.Millisecond
+
+// dialRaw connects to the TPM at network/addr. A unix socket is made and
+// connected with plain system calls (non-blocking, so a full listen queue
+// is EAGAIN, as from net.Dial, and the caller retries), then made blocking:
+// it is never registered with Go's poller, nor duplicated and the original
+// closed, which a reconnection (every turn between processes, every return
+// from idle) paid for in system calls. TCP goes through net.Dial.
+func dialRaw(network, addr string, deadline time.Time) (conn, error) {
+	if network != "unix" {
+		d := net.Dialer{Deadline: deadline}
+		c, err := d.Dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawFromNet(c)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	for {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: addr})
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, false)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: &net.UnixAddr{Name: addr, Net: network}, Err: os.NewSyscallError("connect", err)}
+	}
+	return &rawConn{fd: fd}, nil
 }
 
 // rawFromNet takes a connected socket over: a duplicate of its descriptor
-// (close-on-exec, still non-blocking) outlives c, which is closed.
+// (close-on-exec, made blocking) outlives c, which is closed.
 func rawFromNet(c net.Conn) (conn, error) {
 	defer c.Close()
 	s, ok := c.(syscall.Conn)
@@ -46,47 +90,54 @@ func rawFromNet(c net.Conn) (conn, error) {
 	if dupErr != nil {
 		return nil, dupErr
 	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	return &rawConn{fd: fd}, nil
 }
 
 func (c *rawConn) SetDeadline(t time.Time) error { c.deadline = t; return nil }
 
-// wait waits until the socket is ready for events, at most until the
-// deadline.
-func (c *rawConn) wait(events int16) error {
-	for {
-		left := time.Until(c.deadline)
-		if left <= 0 {
-			return os.ErrDeadlineExceeded
-		}
-		ms := int((left + time.Millisecond - 1) / time.Millisecond)
-		c.pfd[0] = unix.PollFd{Fd: int32(c.fd), Events: events}
-		n, err := unix.Poll(c.pfd[:], ms)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
+// bound makes the socket's timeout opt (SO_RCVTIMEO or SO_SNDTIMEO, now
+// *cur) end a blocking call no later than the deadline: it returns
+// os.ErrDeadlineExceeded once that has passed. A timeout already short
+// enough, and not much shorter than the time left, is kept.
+func (c *rawConn) bound(opt int, cur *time.Duration) error {
+	left := time.Until(c.deadline)
+	if left <= 0 {
+		return os.ErrDeadlineExceeded
 	}
+	if *cur > 0 && *cur <= left && *cur >= left-2*timeoutSlack {
+		return nil
+	}
+	want := left
+	if left > 2*timeoutSlack {
+		want = left - timeoutSlack
+	}
+	want = max(want, time.Microsecond) // a zero timeout would be none
+	tv := unix.NsecToTimeval(int64(want))
+	if tv.Sec == 0 && tv.Usec == 0 {
+		tv.Usec = 1
+	}
+	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, opt, &tv); err != nil {
+		*cur = 0
+		return err
+	}
+	*cur = want
+	return nil
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
-	if err := c.wait(unix.POLLIN); err != nil {
-		return 0, err
-	}
 	for {
+		if err := c.bound(unix.SO_RCVTIMEO, &c.rcvTimeout); err != nil {
+			return 0, err
+		}
 		n, err := unix.Read(c.fd, p)
 		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if err := c.wait(unix.POLLIN); err != nil {
-				return 0, err
-			}
+		case err == unix.EINTR || err == unix.EAGAIN:
+			// A signal, or the timeout: bound tells which it was
+			// by the time left.
 			continue
 		case err != nil:
 			return 0, err
@@ -100,16 +151,15 @@ func (c *rawConn) Read(p []byte) (int, error) {
 func (c *rawConn) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
+		if err := c.bound(unix.SO_SNDTIMEO, &c.sndTimeout); err != nil {
+			return done, err
+		}
 		// MSG_NOSIGNAL: a connection closed by the peer (or taken
 		// away, turns.go) is EPIPE, never a SIGPIPE in the host.
 		n, err := unix.SendmsgN(c.fd, p[done:], nil, nil, unix.MSG_NOSIGNAL)
 		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if err := c.wait(unix.POLLOUT); err != nil {
-				return done, err
-			}
+		case err == unix.EINTR || err == unix.EAGAIN:
+			done += max(n, 0)
 			continue
 		case err != nil:
 			return done, err
@@ -120,7 +170,7 @@ func (c *rawConn) Write(p []byte) (int, error) {
 }
 
 // shutdown ends the connection both ways without closing the descriptor:
-// a poll or read blocked on it in another thread returns (end of file),
+// a read or write blocked on it in another thread returns (end of file),
 // and the descriptor stays this connection's until Close.
 func (c *rawConn) shutdown() {
 	if c.fd >= 0 {

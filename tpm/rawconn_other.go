@@ -2,10 +2,16 @@
 
 package tpm
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
-// rawFromNet keeps the connection as it is where poll(2) is not used.
-func rawFromNet(c net.Conn) (conn, error) { return c, nil }
+// dialRaw dials with Go's net package where plain system calls are not used.
+func dialRaw(network, addr string, deadline time.Time) (conn, error) {
+	d := net.Dialer{Deadline: deadline}
+	return d.Dial(network, addr)
+}
 
 // isPeer cannot tell a TPM connection where descriptors are not taken
 // from other processes.

@@ -20,6 +20,9 @@ const maxBuffer = 1024
 // The data may come in parts, one stream: a chunk may span parts, and no
 // joined copy is made.
 func (e *Engine) EncryptDecrypt(key *Loadable, decrypt bool, mode tpm2.TPMAlgID, iv []byte, data ...[]byte) ([]byte, []byte, error) {
+	if err := refusePolicy(key, "encrypt/decrypt"); err != nil {
+		return nil, nil, err
+	}
 	d := parts{p: data}
 	out := make([]byte, 0, d.len())
 	for d.len() > 0 {
@@ -119,6 +122,9 @@ func (e *Engine) encryptDecrypt2(h tpm2.TPMHandle, password []byte, decrypt bool
 // CCM's CBC-MAC. Only that block is kept; the chunks' other output is
 // dropped as it comes.
 func (e *Engine) CBCMAC(key *Loadable, data ...[]byte) ([]byte, error) {
+	if err := refusePolicy(key, "CBC-MAC"); err != nil {
+		return nil, err
+	}
 	iv := make([]byte, 16)
 	d := parts{p: data}
 	for d.len() > 0 {
@@ -136,6 +142,9 @@ func (e *Engine) CBCMAC(key *Loadable, data ...[]byte) ([]byte, error) {
 // HMAC computes the HMAC of data with key: one TPM2_HMAC when data fits a
 // buffer, else an HMAC sequence that lives only within this call.
 func (e *Engine) HMAC(key *Loadable, hash tpm2.TPMAlgID, data []byte) ([]byte, error) {
+	if err := refusePolicy(key, "HMAC"); err != nil {
+		return nil, err
+	}
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
@@ -185,12 +194,14 @@ func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
 	// session the Engine keeps (kept_session.go), where a session per
 	// command cost a TPM2_StartAuthSession, and the salt's ECC operation
 	// in the TPM, as dear as the ECDH itself.
-	ka, err := e.keptAuth(h, key.Auth, map[string]bool{key.ID: true}, false, true)
+	// A key with a policy: its policy session authorizes, the kept
+	// session encrypts (secretOut).
+	ka, extra, err := e.secretOut(h, key, map[string]bool{key.ID: true})
 	if err != nil {
 		return nil, err
 	}
 	point := appendTPM2B(appendTPM2B(nil, x), y)
-	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCECDHZGen, auth: []tpm2.AuthHandle{ka}, params: [][]byte{appendTPM2B(nil, point)}})
+	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCECDHZGen, auth: []tpm2.AuthHandle{ka}, extra: extra, params: [][]byte{appendTPM2B(nil, point)}})
 	if err != nil {
 		return nil, err
 	}

@@ -157,14 +157,7 @@ func dialed(spec, addr string, dl Deadlines, simulated bool) (*Device, error) {
 		kind, _, _ := strings.Cut(spec, ":")
 		return nil, fmt.Errorf("bad %s spec %q: want %s:unix:PATH or %s:tcp:HOST:PORT", kind, spec, kind, kind)
 	}
-	s := &Stream{deadlines: dl, dial: func(deadline time.Time) (conn, error) {
-		d := net.Dialer{Deadline: deadline}
-		c, err := d.Dial(network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return rawFromNet(c)
-	}}
+	s := &Stream{deadlines: dl, dial: func(deadline time.Time) (conn, error) { return dialRaw(network, addr, deadline) }}
 	beside := ""
 	if network == "unix" {
 		beside = addr

@@ -1,9 +1,13 @@
 package tpmtoken
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/tpm11/tpm11/asyncq"
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpm"
+	"github.com/tpm11/tpm11/tpmtoken/mech"
 )
 
 // Result is what a finished operation hands back to the caller: bytes,
@@ -13,6 +17,7 @@ type Result struct {
 	Data    []byte
 	Objects []uint64
 	Out     any
+	OutCap  int // the capacity of the buffer Out names (Dest.Cap)
 }
 
 // pending is the one operation an async session may have in flight: a
@@ -25,6 +30,7 @@ type pending struct {
 	cancel func()
 	result func() (Result, error)
 	out    any
+	outCap int
 	// detach, if not nil, persists the operation past its session and
 	// returns its ID; nil means CKR_STATE_UNSAVEABLE.
 	detach func() (uint64, error)
@@ -108,7 +114,7 @@ func start[T any](l *Library, s *Session, fn string, flag ck.Flags, job func(e *
 		return finish(v, tpmError(err))
 	}
 	p := jobPending(fn, flag, t, finish)
-	p.out = dst.Ref
+	p.out, p.outCap = dst.Ref, dst.Cap
 	if persist != nil {
 		p.detach = func() (uint64, error) { return detach(l, s.tok, fn, t, persist) }
 	}
@@ -150,9 +156,10 @@ func (l *Library) AsyncComplete(h uint64, fn string, haveResult bool) (res Resul
 		return Result{}, false, errPending
 	}
 	s.pending = nil
+	out, outCap := p.out, p.outCap // read first: a session's callOp is free again once result returns
 	s.mu.Unlock()
 	res, err = p.result()
-	res.Out = p.out
+	res.Out, res.OutCap = out, outCap
 	return res, true, err
 }
 
@@ -176,4 +183,101 @@ func (l *Library) SessionCancel(h uint64, flags ck.Flags) error {
 		}
 	}
 	return nil
+}
+
+// callOp is an async session's record of its TPM call in flight that gives
+// bytes (C_Sign, C_SignFinal): made with the session and reused, so that a
+// call that pends allocates nothing and takes no lock the worker holds
+// (issue 25). Its asyncq.Record and the functions of its pending record
+// are made once; each call writes only what to do (key, call) and the
+// caller's output reference. inUse: the session's pending record is p
+// (set by the caller, cleared when the result is collected or the call
+// cancelled); with the Record free again it may be reused. A detached
+// call is its ID's for good: the session then makes a new callOp.
+type callOp struct {
+	l         *Library
+	rec       *asyncq.Record[*tpm.Engine, []byte]
+	t         asyncq.Typed[[]byte]
+	inUse     atomic.Bool
+	submitted time.Time
+	key       *tpm.Loadable
+	call      mech.TPMCall
+	// sign and digest are the record's own copy of a planned TPM2_Sign:
+	// the Signature's and its input's are reused by the session's next
+	// call, which may come while a cancelled job still runs.
+	sign     mech.SignCall
+	digest   [64]byte
+	bound    int
+	tok      *Token
+	p        pending
+	detachFn func() (uint64, error)
+}
+
+func newCallOp(l *Library, s *Session) *callOp {
+	c := &callOp{l: l, tok: s.tok}
+	c.rec = asyncq.NewRecord(l.q, s.Handle, c.run, nil)
+	c.p = pending{output: true, poll: c.poll, cancel: c.cancel, result: c.result}
+	c.detachFn = c.detach
+	return c
+}
+
+// free says whether the session may use c for its next call.
+func (c *callOp) free() bool { return !c.inUse.Load() && c.rec.Free() }
+
+// run is the job, on the worker: the TPM call, under guard's rules.
+func (c *callOp) run(e *tpm.Engine) ([]byte, error) {
+	return guarded(c.l, c.submitted, e, callJob(c.key, c.call))
+}
+
+func (c *callOp) poll() bool { return c.t.Poll() }
+
+func (c *callOp) cancel() {
+	c.t.Cancel()
+	c.inUse.Store(false)
+}
+
+func (c *callOp) result() (Result, error) {
+	v, err := c.t.Result()
+	c.key, c.call = nil, nil
+	c.inUse.Store(false)
+	return dataResult(v, keyAuthError(tpmError(err)))
+}
+
+func (c *callOp) detach() (uint64, error) {
+	return detach(c.l, c.tok, c.p.fn, c.t, &persistSpec[[]byte]{bound: c.bound, save: saveData})
+}
+
+// startCall is start for a TPM call that gives bytes, saveable with bound
+// (a signature is not secret: a detached one may be kept in the store). On
+// an async session the call is the session's callOp, submitted without a
+// lock or an allocation; elsewhere it is start's.
+func startCall(l *Library, s *Session, fn string, flag ck.Flags, key *tpm.Loadable, call mech.TPMCall, bound int, dst Dest) (Result, error) {
+	if s.flags&ck.CKF_ASYNC_SESSION == 0 || l.q == nil || dst.Wait {
+		return start(l, s, fn, flag, callJob(key, call), dataResult, nil, dst)
+	}
+	s.mu.Lock()
+	c := s.call
+	if c == nil || !c.free() {
+		// The first call, or the last one's record still queued after a
+		// cancel, or detached: a new record.
+		c = newCallOp(l, s)
+		s.call = c
+	}
+	c.inUse.Store(true)
+	s.mu.Unlock()
+	c.submitted, c.key, c.call, c.bound = time.Now(), key, call, bound
+	if sc, ok := call.(*mech.SignCall); ok && len(sc.Digest) <= len(c.digest) {
+		c.sign = *sc
+		c.sign.Digest = c.digest[:copy(c.digest[:], sc.Digest)]
+		c.call = &c.sign
+	}
+	c.t, _ = c.rec.Submit() // free, and only this call uses it: it submits
+	if c.t.Wait(l.cfg.AsyncGrace) {
+		return c.result()
+	}
+	c.p.fn, c.p.flag, c.p.out, c.p.outCap, c.p.detach = fn, flag, dst.Ref, dst.Cap, c.detachFn
+	s.mu.Lock()
+	s.pending = &c.p
+	s.mu.Unlock()
+	return Result{}, errPending
 }

@@ -29,6 +29,10 @@ func (l *Library) DeriveKey(h uint64, m Mechanism, base uint64, tmpl []Attr) (ui
 	if !o.allows(m.Type) {
 		return 0, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
+	tmpl, err = withKeyTemplate(o, ck.CKA_DERIVE_TEMPLATE, tmpl)
+	if err != nil {
+		return 0, err
+	}
 	return l.ecdhDerive(s, m, o, tmpl)
 }
 

@@ -103,44 +103,44 @@ func kemAllows(o *Object, usage ck.AttributeType, equiv []ck.AttributeType) bool
 }
 
 // encapsulation checks mechanism m and public key obj of session h.
-func (l *Library) encapsulation(h uint64, m Mechanism, obj uint64) (*Session, kem, any, error) {
+func (l *Library) encapsulation(h uint64, m Mechanism, obj uint64) (*Session, *Object, kem, any, error) {
 	s, err := l.session(h)
 	if err != nil {
-		return nil, kem{}, nil, err
+		return nil, nil, kem{}, nil, err
 	}
 	k, ok := kems[m.Type]
 	if !ok {
-		return nil, kem{}, nil, ck.E(ck.CKR_MECHANISM_INVALID)
+		return nil, nil, kem{}, nil, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
 	o, err := s.tok.object(obj)
 	if err != nil {
-		return nil, kem{}, nil, ck.E(ck.CKR_KEY_HANDLE_INVALID)
+		return nil, nil, kem{}, nil, ck.E(ck.CKR_KEY_HANDLE_INVALID)
 	}
 	if o.class() != ck.CKO_PUBLIC_KEY || o.keyType() != k.keyType {
-		return nil, kem{}, nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
+		return nil, nil, kem{}, nil, ck.E(ck.CKR_KEY_TYPE_INCONSISTENT)
 	}
 	if !o.allows(m.Type) {
-		return nil, kem{}, nil, ck.E(ck.CKR_MECHANISM_INVALID)
+		return nil, nil, kem{}, nil, ck.E(ck.CKR_MECHANISM_INVALID)
 	}
 	if !kemAllows(o, ck.CKA_ENCAPSULATE, k.encapUse) {
-		return nil, kem{}, nil, ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
+		return nil, nil, kem{}, nil, ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
 	}
 	pub, err := o.publicKey()
 	if err != nil {
-		return nil, kem{}, nil, err
+		return nil, nil, kem{}, nil, err
 	}
 	if k.keyType == ck.CKK_EC {
 		if pub, err = ecdhPublic(pub); err != nil {
-			return nil, kem{}, nil, err
+			return nil, nil, kem{}, nil, err
 		}
 	}
-	return s, k, pub, nil
+	return s, o, k, pub, nil
 }
 
 // EncapsulateKeyLen is the ciphertext length of C_EncapsulateKey with m
 // and public key obj (a length query: nothing is made).
 func (l *Library) EncapsulateKeyLen(h uint64, m Mechanism, obj uint64) (int, error) {
-	_, k, pub, err := l.encapsulation(h, m, obj)
+	_, _, k, pub, err := l.encapsulation(h, m, obj)
 	if err != nil {
 		return 0, err
 	}
@@ -150,7 +150,7 @@ func (l *Library) EncapsulateKeyLen(h uint64, m Mechanism, obj uint64) (int, err
 // EncapsulateKey is C_EncapsulateKey: the ciphertext (at most dst.Cap
 // bytes, else CKR_BUFFER_TOO_SMALL and nothing made) and the new key.
 func (l *Library) EncapsulateKey(h uint64, m Mechanism, obj uint64, tmpl []Attr, dst Dest) ([]byte, uint64, error) {
-	s, k, pub, err := l.encapsulation(h, m, obj)
+	s, o, k, pub, err := l.encapsulation(h, m, obj)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -161,13 +161,26 @@ func (l *Library) EncapsulateKey(h uint64, m Mechanism, obj uint64, tmpl []Attr,
 	if err != nil {
 		return nil, 0, err
 	}
+	ss := syncView(s)
+	a, kt, err := importedSecretAttrs(ss, t, opUnwrap)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The new key as it will be, matched against the public key's
+	// CKA_ENCAPSULATE_TEMPLATE before anything is made.
+	a.SetULong(ck.CKA_VALUE_LEN, uint64(n))
+	if ok, err := matchesKeyTemplate(o, ck.CKA_ENCAPSULATE_TEMPLATE, a); err != nil {
+		return nil, 0, err
+	} else if !ok {
+		return nil, 0, ck.Errorf(ck.CKR_KEY_HANDLE_INVALID, "the new key does not match the public key's CKA_ENCAPSULATE_TEMPLATE")
+	}
+	delete(a, ck.CKA_VALUE_LEN)
 	secret, ct, err := k.encapsulate(m, pub, n)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer clear(secret)
-	t[ck.CKA_VALUE] = secret
-	key, err := l.importSecretKey(syncView(s), t, opUnwrap)
+	key, err := l.addSecret(ss, opUnwrap.fn(), 0, a, kt, n, secret, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -197,6 +210,9 @@ func (l *Library) DecapsulateKey(h uint64, m Mechanism, obj uint64, tmpl []Attr,
 	}
 	if !kemAllows(o, ck.CKA_DECAPSULATE, k.decapUse) {
 		return 0, ck.E(ck.CKR_KEY_FUNCTION_NOT_PERMITTED)
+	}
+	if tmpl, err = withKeyTemplate(o, ck.CKA_DECAPSULATE_TEMPLATE, tmpl); err != nil {
+		return 0, err
 	}
 	return k.decapsulate(l, s, m, o, ct, tmpl)
 }

@@ -42,8 +42,9 @@ func tpmError(err error) error {
 		return ck.Wrap(ck.CKR_FUNCTION_CANCELED, err)
 	case errors.Is(err, asyncq.ErrClosed):
 		return ck.Wrap(ck.CKR_CRYPTOKI_NOT_INITIALIZED, err)
-	case errors.Is(err, tpm.ErrPolicy):
-		// A key bound to platform state, with the platform elsewhere.
+	case errors.Is(err, tpm.ErrPolicy), errors.Is(err, tpm.ErrPolicyUnsupported):
+		// A key bound to platform state, with the platform elsewhere, or
+		// given to an operation that cannot meet a policy.
 		return ck.Wrap(ck.CKR_KEY_FUNCTION_NOT_PERMITTED, err)
 	}
 	var rc tpm2.TPMRC

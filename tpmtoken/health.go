@@ -123,32 +123,37 @@ func (h *health) setDA(st tpm.DAState) {
 //     so token flags are current the moment the failed login returns.
 func guard[T any](l *Library, job func(e *tpm.Engine) (T, error)) func(e *tpm.Engine) (T, error) {
 	submitted := time.Now()
-	return func(e *tpm.Engine) (T, error) {
-		if err := l.health.failedSince(submitted); err != nil {
-			var zero T
-			return zero, err
-		}
+	return func(e *tpm.Engine) (T, error) { return guarded(l, submitted, e, job) }
+}
+
+// guarded runs job, submitted at that time, under guard's rules: for a
+// job whose record is made once and reused (callOp), so no closure is made
+// on the submitter's path.
+func guarded[T any](l *Library, submitted time.Time, e *tpm.Engine, job func(e *tpm.Engine) (T, error)) (T, error) {
+	if err := l.health.failedSince(submitted); err != nil {
+		var zero T
+		return zero, err
+	}
+	e.Begin()
+	v, err := job(e)
+	if tpm.IsStale(err) {
+		l.log.Info("TPM connection lost or TPM restarted: running the job again", "err", err)
 		e.Begin()
-		v, err := job(e)
-		if tpm.IsStale(err) {
-			l.log.Info("TPM connection lost or TPM restarted: running the job again", "err", err)
-			e.Begin()
-			v, err = job(e)
-		}
-		l.health.note(err)
-		if err != nil && !tpm.IsTransport(err) {
-			switch ck.ToRV(tpmError(err)) {
-			case ck.CKR_PIN_INCORRECT, ck.CKR_PIN_LOCKED:
-				if st, derr := e.DAState(); derr == nil {
-					l.health.setDA(st)
-				}
+		v, err = job(e)
+	}
+	l.health.note(err)
+	if err != nil && !tpm.IsTransport(err) {
+		switch ck.ToRV(tpmError(err)) {
+		case ck.CKR_PIN_INCORRECT, ck.CKR_PIN_LOCKED:
+			if st, derr := e.DAState(); derr == nil {
+				l.health.setDA(st)
 			}
 		}
-		if tpm.IsTransport(err) {
-			l.log.Error("TPM not reachable", "tpm", l.cfg.TPM, "err", err)
-		}
-		return v, err
 	}
+	if tpm.IsTransport(err) {
+		l.log.Error("TPM not reachable", "tpm", l.cfg.TPM, "err", err)
+	}
+	return v, err
 }
 
 // probe reads the TPM's identity and lockout state on the worker (one

@@ -22,9 +22,10 @@ func callJob(key *tpm.Loadable, call mech.TPMCall) func(e *tpm.Engine) ([]byte, 
 			}
 			return mech.LeftPad(out, c.Len), nil
 		}
-	case mech.SignCall:
-		scheme := tpm.SigScheme{Alg: c.Scheme, Hash: c.Hash}
-		return func(e *tpm.Engine) ([]byte, error) { return e.SignBytes(key, c.Digest, scheme, c.Len) }
+	case *mech.SignCall:
+		c1 := *c // the Signature's planned call: the next Plan reuses it
+		scheme := tpm.SigScheme{Alg: c1.Scheme, Hash: c1.Hash}
+		return func(e *tpm.Engine) ([]byte, error) { return e.SignBytes(key, c1.Digest, scheme, c1.Len) }
 	}
 	if job := pqcCallJob(key, call); job != nil { // pqc_jobs.go
 		return job

@@ -179,10 +179,6 @@ func (t *Token) lockKeyAuths() []*tpm.Loadable {
 	return out
 }
 
-// OpenTPM2PKCS11 reads a tpm2-pkcs11 store (a directory or its
-// tpm2_pkcs11.sqlite3), without changing it.
-func OpenTPM2PKCS11(path string) (*tpm2pkcs11.Store, error) { return tpm2pkcs11.Open(path) }
-
 // Migration says what MigrateTPM2PKCS11 did.
 type Migration struct {
 	// Keys, Certificates and Data describe the objects made.

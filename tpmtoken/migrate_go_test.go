@@ -25,6 +25,7 @@ import (
 	"github.com/tpm11/tpm11/internal/swtpmtest"
 	"github.com/tpm11/tpm11/tpmtoken"
 	"github.com/tpm11/tpm11/tpmtoken/tpm2pkcs11"
+	"github.com/tpm11/tpm11/tpmtoken/tpm2pkcs11db"
 )
 
 // tpm2-pkcs11 migration from Go (testdata/migrate-test.sh drives the same
@@ -196,7 +197,7 @@ func TestMigrateTPM2PKCS11KeysSignForGo(t *testing.T) {
 	l := open(t, srv.Spec, store)
 	defer l.Close()
 	h := provision(t, l)
-	st, err := tpmtoken.OpenTPM2PKCS11(p11)
+	st, err := tpm2pkcs11db.Open(p11)
 	require.NoError(t, err)
 	src, err := st.Token("old")
 	require.NoError(t, err)

@@ -114,7 +114,7 @@ func (l *Library) AsyncJoin(h uint64, fn string, id uint64, dst Dest) error {
 		}
 	}
 	p := &pending{
-		fn: fn, flag: ^ck.Flags(0), output: true, poll: done, out: dst.Ref,
+		fn: fn, flag: ^ck.Flags(0), output: true, poll: done, out: dst.Ref, outCap: dst.Cap,
 		cancel: func() {
 			if op != nil {
 				op.t.Cancel()

@@ -21,7 +21,10 @@ import (
 // NIST OID. Offered only where the TPM reports the parameter set.
 
 // Schemas (schema_key.go's rows, the PQC attributes added).
-func init() {
+func init() { declared(pqcSchemas) }
+
+// pqcSchemas registers the schemas of this file (see declared).
+func pqcSchemas() {
 	mldsa, mlkem := uint64(ck.CKK_ML_DSA), uint64(ck.CKK_ML_KEM)
 	pqcPublicRows := []attrDef{
 		{typ: ck.CKA_PARAMETER_SET, kind: kindULong, given: opCreate | opGenerate, input: opGenerate, required: opCreate | opGenerate},

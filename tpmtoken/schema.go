@@ -3,6 +3,7 @@ package tpmtoken
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 
 	"github.com/tpm11/tpm11/ck"
 	"github.com/tpm11/tpm11/tpmtoken/store"
@@ -27,6 +28,7 @@ const (
 	kindULong = store.KindULong      // CK_ULONG (CK_OBJECT_CLASS, CK_KEY_TYPE, ...): 8 bytes, host order
 	kindDate  = store.KindDate       // CK_DATE: empty, or YYYYMMDD in digits
 	kindMechs = store.KindMechanisms // CK_MECHANISM_TYPE array: a multiple of 8 bytes
+	kindTmpl  = store.KindTemplate   // CK_ATTRIBUTE array: a template attribute (keytemplates.go)
 )
 
 // op is an operation that makes or changes an object.
@@ -104,22 +106,49 @@ func vULong(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
 
 // declare makes a schema of rows; a later row of the same type replaces
 // an earlier one (a class refines what it shares with others).
+// Its rows are held in one array, sized once: three allocations a class
+// instead of one per row, in every process that touches an object.
 func declare(class ck.ObjectClass, sub uint64, rows ...[]attrDef) *schema {
-	s := &schema{class: class, sub: sub, defs: map[ck.AttributeType]*attrDef{}}
+	n := 0
 	for _, rs := range rows {
-		for i := range rs {
-			d := rs[i]
-			if _, ok := s.defs[d.typ]; !ok {
-				s.order = append(s.order, d.typ)
+		n += len(rs)
+	}
+	s := &schema{class: class, sub: sub, defs: make(map[ck.AttributeType]*attrDef, n), order: make([]ck.AttributeType, 0, n)}
+	held := make([]attrDef, 0, n)
+	for _, rs := range rows {
+		for _, d := range rs {
+			if p, ok := s.defs[d.typ]; ok {
+				*p = d
+				continue
 			}
-			s.defs[d.typ] = &d
+			held = append(held, d)
+			s.defs[d.typ] = &held[len(held)-1]
+			s.order = append(s.order, d.typ)
 		}
 	}
 	return s
 }
 
-// schemas holds every class the token makes.
-var schemas = map[[2]uint64]*schema{}
+// schemas holds every class the token makes. It is made at its first use
+// (schemaOf), not at init: a process that loads the module and logs in
+// without touching an object (p11-kit listing modules, a client that
+// only checks the token) does not pay for it at every dlopen.
+var (
+	schemas      map[[2]uint64]*schema
+	schemasOnce  sync.Once
+	schemaMakers []func()
+)
+
+func loadSchemas() {
+	schemas = map[[2]uint64]*schema{}
+	for _, f := range schemaMakers {
+		f()
+	}
+}
+
+// declared adds a maker of schemas (each calls register), run once, at
+// the first schemaOf. Called from init only.
+func declared(f func()) { schemaMakers = append(schemaMakers, f) }
 
 func register(ss ...*schema) {
 	for _, s := range ss {
@@ -129,6 +158,7 @@ func register(ss ...*schema) {
 
 // schemaOf is the schema of a class and its key or certificate type.
 func schemaOf(class ck.ObjectClass, sub uint64) *schema {
+	schemasOnce.Do(loadSchemas)
 	return schemas[[2]uint64{uint64(class), sub}]
 }
 
@@ -174,6 +204,8 @@ func checkKind(typ ck.AttributeType, k kind, v []byte) error {
 		ok = validDate(v)
 	case kindMechs:
 		ok = len(v)%8 == 0
+	case kindTmpl:
+		return checkTemplate(typ, v)
 	}
 	if !ok {
 		return ck.Errorf(ck.CKR_ATTRIBUTE_VALUE_INVALID, "attribute 0x%x: not a %s", typ, kindNames[k])
@@ -182,7 +214,7 @@ func checkKind(typ ck.AttributeType, k kind, v []byte) error {
 }
 
 var kindNames = map[kind]string{kindBytes: "byte array", kindBool: "CK_BBOOL", kindULong: "CK_ULONG",
-	kindDate: "CK_DATE", kindMechs: "CK_MECHANISM_TYPE array"}
+	kindDate: "CK_DATE", kindMechs: "CK_MECHANISM_TYPE array", kindTmpl: "CK_ATTRIBUTE array"}
 
 // validDate says whether v is a CK_DATE: empty, or YYYYMMDD in digits.
 func validDate(v []byte) bool {
@@ -364,8 +396,9 @@ func wellTyped(a Attrs) error {
 	return nil
 }
 
-// attrKind is the type of attribute typ's value in class a (kindBytes when
-// the class does not declare it).
+// attrKind is the type of attribute typ's value in class a (when the
+// class does not declare it, as another does: an attribute of a template;
+// else kindBytes).
 func attrKind(a Attrs, typ ck.AttributeType) kind {
 	switch typ {
 	case ck.CKA_CLASS, ck.CKA_KEY_TYPE, ck.CKA_CERTIFICATE_TYPE:
@@ -373,6 +406,9 @@ func attrKind(a Attrs, typ ck.AttributeType) kind {
 	}
 	if s := schemaOfObject(a); s != nil && s.defs[typ] != nil {
 		return s.defs[typ].kind
+	}
+	if k, ok := anyKind()[typ]; ok {
+		return k
 	}
 	return kindBytes
 }

@@ -38,6 +38,8 @@ var attrCertRows = []attrDef{
 }
 
 func init() {
-	register(declare(ck.CKO_CERTIFICATE, uint64(ck.CKC_X_509), storageRows, certRows, x509Rows),
-		declare(ck.CKO_CERTIFICATE, uint64(ck.CKC_X_509_ATTR_CERT), storageRows, certRows, attrCertRows))
+	declared(func() {
+		register(declare(ck.CKO_CERTIFICATE, uint64(ck.CKC_X_509), storageRows, certRows, x509Rows),
+			declare(ck.CKO_CERTIFICATE, uint64(ck.CKC_X_509_ATTR_CERT), storageRows, certRows, attrCertRows))
+	})
 }

@@ -25,5 +25,5 @@ var dataRows = []attrDef{
 }
 
 func init() {
-	register(declare(ck.CKO_DATA, 0, storageRows, dataRows))
+	declared(func() { register(declare(ck.CKO_DATA, 0, storageRows, dataRows)) })
 }

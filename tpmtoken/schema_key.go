@@ -83,6 +83,8 @@ func kemRow(typ ck.AttributeType, equiv []ck.AttributeType) []attrDef {
 var (
 	publicRows = []attrDef{
 		{typ: ck.CKA_TRUSTED, kind: kindBool, given: opMake, def: vFalse},
+		{typ: ck.CKA_WRAP_TEMPLATE, kind: kindTmpl, given: opMake},
+		{typ: ck.CKA_ENCAPSULATE_TEMPLATE, kind: kindTmpl, given: opMake},
 	}
 	rsaPublicRows = []attrDef{
 		{typ: ck.CKA_MODULUS, kind: kindBytes, given: opCreate, required: opCreate},
@@ -105,6 +107,9 @@ var (
 		{typ: ck.CKA_EXTRACTABLE, kind: kindBool, given: opMake, def: vFalse, change: same, truth: refused},
 		{typ: ck.CKA_ALWAYS_AUTHENTICATE, kind: kindBool, given: opMake, def: vFalse}, // the PIN before each use (alwaysauth.go)
 		{typ: ck.CKA_WRAP_WITH_TRUSTED, kind: kindBool, given: opMake, def: vFalse, truth: refused},
+		{typ: ck.CKA_UNWRAP_TEMPLATE, kind: kindTmpl, given: opMake},
+		{typ: ck.CKA_DERIVE_TEMPLATE, kind: kindTmpl, given: opMake},
+		{typ: ck.CKA_DECAPSULATE_TEMPLATE, kind: kindTmpl, given: opMake},
 		// Vendor attributes (pcrpolicy.go, keyfile.go, attest.go): read
 		// at generation, or set by the token.
 		{typ: CKA_TPM11_PCR_POLICY, kind: kindBytes, given: opGenerate, input: opGenerate},
@@ -140,6 +145,9 @@ var secretRows = []attrDef{
 	{typ: ck.CKA_WRAP_WITH_TRUSTED, kind: kindBool, given: opMake, def: vFalse},
 	{typ: ck.CKA_VALUE, kind: kindBytes, given: opImport, input: opImport, required: opCreate, hidden: true},
 	{typ: ck.CKA_VALUE_LEN, kind: kindULong, given: opCreate | opGenerate | opUnwrap | opDerive, input: opMake, required: opGenerate},
+	{typ: ck.CKA_WRAP_TEMPLATE, kind: kindTmpl, given: opMake},
+	{typ: ck.CKA_UNWRAP_TEMPLATE, kind: kindTmpl, given: opMake},
+	{typ: ck.CKA_DERIVE_TEMPLATE, kind: kindTmpl, given: opMake},
 }
 
 // Key pairs: what each half of each key type can do, and its defaults.
@@ -161,7 +169,10 @@ func merge(ms ...map[ck.AttributeType]bool) map[ck.AttributeType]bool {
 	return out
 }
 
-func init() {
+func init() { declared(keySchemas) }
+
+// keySchemas registers the schemas of this file (see declared).
+func keySchemas() {
 	rsa, ec, aes, generic := uint64(ck.CKK_RSA), uint64(ck.CKK_EC), uint64(ck.CKK_AES), uint64(ck.CKK_GENERIC_SECRET)
 	allUses := []ck.AttributeType{ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_WRAP, ck.CKA_UNWRAP, ck.CKA_DERIVE}
 	register(

@@ -24,6 +24,9 @@ type Session struct {
 	// ops is the table of active operations, one per kind (operation.go).
 	ops     map[OpKind]operation
 	pending *pending
+	// call is an async session's reused record of its TPM call in flight
+	// (async.go's callOp), made with the session.
+	call *callOp
 }
 
 func (s *Session) rw() bool { return s.flags&ck.CKF_RW_SESSION != 0 }
@@ -79,6 +82,9 @@ func (l *Library) openSession(id uint64, flags ck.Flags, asyncOK bool) (uint64, 
 		}
 	}
 	ss := &Session{Handle: l.handles.Add(1), slot: s, tok: s.tok, flags: flags}
+	if flags&ck.CKF_ASYNC_SESSION != 0 && l.q != nil {
+		ss.call = newCallOp(l, ss)
+	}
 	l.sessions[ss.Handle] = ss
 	return ss.Handle, nil
 }

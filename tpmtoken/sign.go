@@ -144,12 +144,8 @@ func runSign(c *opCall, op *signOp) ([]byte, error) {
 		return nil, err
 	}
 	// A signature is not secret: a detached sign may keep it in the store
-	// (made only where it can be: an async session).
-	var persist *persistSpec[[]byte]
-	if s.flags&ck.CKF_ASYNC_SESSION != 0 {
-		persist = &persistSpec[[]byte]{bound: op.sig.Len(), save: saveData}
-	}
-	res, err := start(l, s, c.fn, ck.CKF_SIGN, callJob(op.key.key, call), dataResult, persist, c.dst)
+	// (async.go's startCall: saveable, with its length bound).
+	res, err := startCall(l, s, c.fn, ck.CKF_SIGN, op.key.key, call, op.sig.Len(), c.dst)
 	return res.Data, l.explainPolicy(op.key, err)
 }
 

@@ -50,6 +50,9 @@ func (l *Library) unwrapTarget(h, unwrapper uint64, tmpl []Attr) (*Session, *Obj
 	if err != nil {
 		return nil, nil, nil, 0, ck.E(ck.CKR_UNWRAPPING_KEY_HANDLE_INVALID)
 	}
+	if tmpl, err = withKeyTemplate(uk, ck.CKA_UNWRAP_TEMPLATE, tmpl); err != nil {
+		return nil, nil, nil, 0, err
+	}
 	t, class, err := classTemplate(tmpl)
 	if err != nil {
 		return nil, nil, nil, 0, err
@@ -236,6 +239,11 @@ func (l *Library) wrapKeys(h uint64, m Mechanism, wrapper, key uint64) (*Session
 	}
 	if !k.Attrs.Bool(ck.CKA_EXTRACTABLE) {
 		return nil, nil, nil, ck.E(ck.CKR_KEY_UNEXTRACTABLE)
+	}
+	if ok, err := matchesKeyTemplate(wk, ck.CKA_WRAP_TEMPLATE, k.Attrs); err != nil {
+		return nil, nil, nil, err
+	} else if !ok {
+		return nil, nil, nil, ck.Errorf(ck.CKR_KEY_HANDLE_INVALID, "the key does not match the wrapping key's CKA_WRAP_TEMPLATE")
 	}
 	value, held := k.Attrs[ck.CKA_VALUE]
 	if k.class() != ck.CKO_SECRET_KEY || !held {

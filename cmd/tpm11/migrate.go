@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"github.com/tpm11/tpm11/tpmtoken"
+	"github.com/tpm11/tpm11/tpmtoken/tpm2pkcs11db"
 )
 
 // migrateCmd takes over a tpm2-pkcs11 token's keys (tpmtoken/migrate.go).
@@ -43,7 +43,7 @@ directory.`,
 			if err != nil {
 				return err
 			}
-			st, err := tpmtoken.OpenTPM2PKCS11(path)
+			st, err := tpm2pkcs11db.Open(path)
 			if err != nil {
 				return err
 			}

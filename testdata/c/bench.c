@@ -129,6 +129,45 @@ static run_t threads_run(int n) {
 static double *pend;
 static int npend, pend_cap;
 
+/* What each such C_Sign was made of, to say what the tail is (issue 25):
+ * the calling thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), and from
+ * getrusage(RUSAGE_THREAD) its involuntary context switches (preempted:
+ * the machine's load), voluntary ones (it slept: a lock or a wait) and
+ * minor page faults, read just outside the timed call. */
+typedef struct { double wall, cpu; long ivcsw, vcsw, flt; } pend_why_t;
+static pend_why_t *pend_why;
+static double thread_cpu(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+static int cmpwhy(const void *a, const void *b) {
+  double x = ((const pend_why_t *)a)->wall, y = ((const pend_why_t *)b)->wall;
+  return x < y ? -1 : x > y;
+}
+/* pending_tail prints, for the slowest 1% of the pending returns and for
+ * the rest, the mean wall and thread-CPU time and the share with each
+ * kind of event: wall far above CPU with involuntary switches is time
+ * spent preempted; CPU near wall is work (GC assist, page faults, the cgo
+ * call); voluntary switches are sleeps. */
+static void pending_tail(void) {
+  if (!npend) return;
+  qsort(pend_why, npend, sizeof *pend_why, cmpwhy);
+  int cut = npend - (npend + 99) / 100;
+  for (int part = 0; part < 2; part++) {
+    int a = part ? cut : 0, b = part ? npend : cut;
+    double w = 0, c = 0, iv = 0, v = 0, fl = 0;
+    for (int i = a; i < b; i++) {
+      w += pend_why[i].wall; c += pend_why[i].cpu;
+      iv += pend_why[i].ivcsw > 0; v += pend_why[i].vcsw > 0; fl += pend_why[i].flt > 0;
+    }
+    int n = b - a > 0 ? b - a : 1;
+    const char *k = part ? "pending_tail1pct" : "pending_body99pct";
+    printf("%s_n %d\n%s_wall_us %.1f\n%s_cpu_us %.1f\n%s_preempted_pct %.0f\n%s_slept_pct %.0f\n%s_faulted_pct %.0f\n",
+           k, b - a, k, w / n * 1e6, k, c / n * 1e6, k, iv / n * 100, k, v / n * 100, k, fl / n * 100);
+  }
+}
+
 /* One thread, 32 async sessions: start a sign on each, then keep every
  * session busy, completing whichever is done. */
 static run_t async_run(int n) {
@@ -146,11 +185,22 @@ static run_t async_run(int n) {
       if (!busy[i] && started < n) {
         CK_ULONG len = 64;
         if (f->C_SignInit(h[i], &m, ec_key) != CKR_OK) res.errs++;
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_THREAD, &ru0);
+        double c0 = thread_cpu();
         double s = now();
         CK_RV r = f->C_Sign(h[i], (CK_BYTE_PTR) "bench", 5, sig[i], &len);
         double d = now() - s;
+        double c1 = thread_cpu();
+        getrusage(RUSAGE_THREAD, &ru1);
         started++;
-        if (r == CKR_PENDING_) { busy[i] = 1; if (npend < pend_cap) pend[npend++] = d; }
+        if (r == CKR_PENDING_) {
+          busy[i] = 1;
+          if (npend < pend_cap) {
+            pend_why[npend] = (pend_why_t){d, c1 - c0, ru1.ru_nivcsw - ru0.ru_nivcsw, ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_minflt - ru0.ru_minflt};
+            pend[npend++] = d;
+          }
+        }
         else { done++; res.errs += r != CKR_OK; }
       } else if (busy[i]) {
         CK_ASYNC_DATA a = {0, NULL, 0, 0, 0};
@@ -364,6 +414,7 @@ int main(int argc, char **argv) {
   if (!rawfloor) return 9;
   pend_cap = n * rounds;
   pend = malloc(pend_cap * sizeof *pend);
+  pend_why = malloc(pend_cap * sizeof *pend_why);
   struct sync_args ec = {ec_key, CKM_ECDSA_SHA256, n}, rsa = {rsa_key, CKM_SHA256_RSA_PKCS, n / 4};
   /* BENCH_ONLY=NAME runs one case and stops (for a profiler). */
   const char *only = getenv("BENCH_ONLY");
@@ -376,6 +427,7 @@ int main(int argc, char **argv) {
   if (!only || strcmp(only, "child_mechs") == 0) child_mechs(token_key);
   /* (also with BENCH_ONLY=ec_async32) */
   if (npend) printf("pending_return_p50_us %.1f\npending_return_p99_us %.1f\n", pct(pend, npend, 50) * 1e6, pct(pend, npend, 99) * 1e6);
+  pending_tail();
   if (only) { f->C_Finalize(NULL); return 0; }
   forked(h, token_key, n);
   f->C_Finalize(NULL);

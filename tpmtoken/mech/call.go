@@ -8,7 +8,7 @@ type TPMCall interface{ tpmCall() }
 
 // SignCall is TPM2_Sign of Digest with the scheme and hash given. The
 // result is shaped to Len bytes: r||s for ECDSA, the left-padded
-// signature for RSA.
+// signature for RSA. A *SignCall is the TPMCall (see Signature.planned).
 type SignCall struct {
 	Scheme tpm2.TPMAlgID // TPM_ALG_ECDSA, TPM_ALG_RSASSA, TPM_ALG_RSAPSS
 	Hash   tpm2.TPMAlgID
@@ -29,6 +29,6 @@ type HMACCall struct {
 	Data []byte
 }
 
-func (SignCall) tpmCall()   {}
+func (*SignCall) tpmCall()  {}
 func (RSARawCall) tpmCall() {}
 func (HMACCall) tpmCall()   {}

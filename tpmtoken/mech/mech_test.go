@@ -89,10 +89,10 @@ func TestRSASignaturePlansVerifyWithGo(t *testing.T) {
 	pss.Param = PSSParams{HashAlg: ck.CKM_SHA256, MGF: ck.CKG_MGF1_SHA256, SaltLen: 32}
 	s, _ = NewSignature(pss, key)
 	call, _ = s.Plan(digest[:])
-	require.IsType(t, SignCall{}, call)
+	require.IsType(t, &SignCall{}, call)
 	s, _ = NewSignature(Mechanism{Type: ck.CKM_RSA_PKCS}, key)
 	call, _ = s.Plan(append(append([]byte{}, HashOf(ck.CKM_SHA256).DigestInfo...), digest[:]...))
-	require.Equal(t, digest[:], call.(SignCall).Digest)
+	require.Equal(t, digest[:], call.(*SignCall).Digest)
 
 	// Bad parameters.
 	pss.Param = PSSParams{HashAlg: ck.CKM_SHA256, MGF: ck.CKG_MGF1_SHA1, SaltLen: 32}
@@ -160,7 +160,7 @@ func TestECDSAPlanTruncatesLongDigests(t *testing.T) {
 	long[0] = 0xff
 	call, err := s.Plan(long)
 	require.NoError(t, err)
-	require.Equal(t, long[:32], call.(SignCall).Digest) // leftmost 256 bits
+	require.Equal(t, long[:32], call.(*SignCall).Digest) // leftmost 256 bits
 	_, err = s.Plan(nil)
 	require.Equal(t, ck.CKR_DATA_LEN_RANGE, ck.ToRV(err))
 }

@@ -65,6 +65,17 @@ type Signature struct {
 	ctx  []byte // ML-DSA's context string
 	// preHash is HashML-DSA's pre-hash (mldsa_hash.go).
 	preHash *Hash
+	// planned is the last SignCall Plan made: handed out by pointer, so
+	// planning a signature allocates nothing (issue 25). It is valid until
+	// the next Plan; a job that outlives the call copies it (tpmtoken's
+	// callOp).
+	planned SignCall
+}
+
+// signCall makes c the planned call.
+func (s *Signature) signCall(c SignCall) TPMCall {
+	s.planned = c
+	return &s.planned
 }
 
 // NewSignature checks mechanism m for key k (CKR_MECHANISM_INVALID,
@@ -158,7 +169,7 @@ func (s *Signature) ecdsaPlan(digest []byte) (TPMCall, error) {
 	if len(digest) == hLen && hLen*8 == orderBits {
 		// The common case (P-256 under SHA-256, P-384 under SHA-384):
 		// the digest is the integer as the TPM takes it.
-		return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: hashOfLen(hLen), Digest: digest, Len: s.Len()}, nil
+		return s.signCall(SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: hashOfLen(hLen), Digest: digest, Len: s.Len()}), nil
 	}
 	z := new(big.Int).SetBytes(digest)
 	if excess := len(digest)*8 - orderBits; excess > 0 {
@@ -172,7 +183,7 @@ func (s *Signature) ecdsaPlan(digest []byte) (TPMCall, error) {
 		// the TPM (P-224 under a SHA-256-sized digest): align z there.
 		z.Lsh(z, uint(shift))
 	}
-	return SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: hashOfLen(hLen), Digest: z.FillBytes(make([]byte, hLen)), Len: s.Len()}, nil
+	return s.signCall(SignCall{Scheme: tpm2.TPMAlgECDSA, Hash: hashOfLen(hLen), Digest: z.FillBytes(make([]byte, hLen)), Len: s.Len()}), nil
 }
 
 // hashOfLen is the TPM hash whose digests are n bytes (32, 48 or 64).
@@ -204,7 +215,7 @@ func (s *Signature) rsaPlan(input []byte) (TPMCall, error) {
 			return nil, ck.E(ck.CKR_DATA_LEN_RANGE)
 		}
 		if s.pss.SaltLen == h.Size() && h.InTPM() {
-			return SignCall{Scheme: tpm2.TPMAlgRSAPSS, Hash: h.TPM, Digest: input, Len: k}, nil
+			return s.signCall(SignCall{Scheme: tpm2.TPMAlgRSAPSS, Hash: h.TPM, Digest: input, Len: k}), nil
 		}
 		em, err := s.pss.Encode(input, s.key.ModulusBits)
 		if err != nil {
@@ -216,7 +227,7 @@ func (s *Signature) rsaPlan(input []byte) (TPMCall, error) {
 	}
 	// CKM_RSA_PKCS: the input is normally a DigestInfo the TPM can sign itself.
 	if h, digest := SplitDigestInfo(input); h != nil && h.InTPM() {
-		return SignCall{Scheme: tpm2.TPMAlgRSASSA, Hash: h.TPM, Digest: digest, Len: k}, nil
+		return s.signCall(SignCall{Scheme: tpm2.TPMAlgRSASSA, Hash: h.TPM, Digest: digest, Len: k}), nil
 	}
 	block, err := PKCS1SignBlock(input, k)
 	if err != nil {

@@ -20,6 +20,12 @@ import (
 //	 {"type":"CKA_START_DATE","date":"20260101"},
 //	 {"type":"CKA_ALLOWED_MECHANISMS","mechanisms":[4161]}, …], …}
 //
+// Format 3 is format 2 with template attributes (template.go):
+// {"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_CLASS","ulong":4}]}.
+// A record is written in format 3 only when it has one, so a store without
+// templates stays readable by code that knows only format 2, and code of
+// format 2 refuses a record with a template rather than misread it.
+//
 // Format 1 (no "format"; read, never written) kept the attributes as a map
 // of their PKCS#11 C encoding: CK_ULONG as 8 host-order bytes.
 //
@@ -29,8 +35,9 @@ import (
 // back here. A record is bounded and checked when read: a hostile file is
 // an error, never a panic.
 
-// RecordFormat is the format this code writes.
-const RecordFormat = 2
+// RecordFormat is the newest format this code writes (format 2 when the
+// record has no template attribute).
+const RecordFormat = 3
 
 // Limits of a record read from disk.
 const (
@@ -48,6 +55,7 @@ const (
 	KindULong
 	KindDate
 	KindMechanisms
+	KindTemplate // an array of attributes (template.go)
 )
 
 // Attribute is one typed attribute of a record: Type and exactly one
@@ -59,6 +67,8 @@ type Attribute struct {
 	Bytes      *[]byte  `json:"bytes,omitempty"`
 	Date       *string  `json:"date,omitempty"` // "" or YYYYMMDD
 	Mechanisms []uint64 `json:"mechanisms,omitempty"`
+	// Template is a template attribute's value (format 3).
+	Template *[]Attribute `json:"template,omitempty"`
 }
 
 var attrNumbers = func() map[string]uint64 {
@@ -94,29 +104,40 @@ func attrType(name string) (ck.AttributeType, error) {
 func Typed(attrs map[ck.AttributeType][]byte, kind func(ck.AttributeType) Kind) []Attribute {
 	out := make([]Attribute, 0, len(attrs))
 	for t, v := range attrs {
-		a := Attribute{Type: attrName(t)}
-		switch k := kind(t); {
-		case k == KindBool && len(v) == 1:
-			b := v[0] != 0
-			a.Bool = &b
-		case k == KindULong && len(v) == 8:
-			u := binary.NativeEndian.Uint64(v)
-			a.ULong = &u
-		case k == KindDate && (len(v) == 0 || len(v) == 8) && isDigits(v):
-			d := string(v)
-			a.Date = &d
-		case k == KindMechanisms && len(v)%8 == 0 && len(v) > 0:
-			for i := 0; i < len(v); i += 8 {
-				a.Mechanisms = append(a.Mechanisms, binary.NativeEndian.Uint64(v[i:]))
-			}
-		default:
-			b := append([]byte{}, v...)
-			a.Bytes = &b
-		}
-		out = append(out, a)
+		out = append(out, typedValue(t, v, kind))
 	}
 	sortAttributes(out)
 	return out
+}
+
+// typedValue is one attribute typed by its kind (the attributes of a
+// template by theirs).
+func typedValue(t ck.AttributeType, v []byte, kind func(ck.AttributeType) Kind) Attribute {
+	a := Attribute{Type: attrName(t)}
+	switch k := kind(t); {
+	case k == KindBool && len(v) == 1:
+		b := v[0] != 0
+		a.Bool = &b
+	case k == KindULong && len(v) == 8:
+		u := binary.NativeEndian.Uint64(v)
+		a.ULong = &u
+	case k == KindDate && (len(v) == 0 || len(v) == 8) && isDigits(v):
+		d := string(v)
+		a.Date = &d
+	case k == KindMechanisms && len(v)%8 == 0 && len(v) > 0:
+		for i := 0; i < len(v); i += 8 {
+			a.Mechanisms = append(a.Mechanisms, binary.NativeEndian.Uint64(v[i:]))
+		}
+	case k == KindTemplate && ck.IsTemplate(t):
+		if a.Template = typedTemplate(v, kind); a.Template != nil {
+			break
+		}
+		fallthrough
+	default:
+		b := append([]byte{}, v...)
+		a.Bytes = &b
+	}
+	return a
 }
 
 func sortAttributes(as []Attribute) {
@@ -173,6 +194,13 @@ func (a *Attribute) value() ([]byte, error) {
 			out = binary.NativeEndian.AppendUint64(out, m)
 		}
 	}
+	if a.Template != nil {
+		n++
+		var err error
+		if out, err = templateValue(a.Type, *a.Template); err != nil {
+			return nil, err
+		}
+	}
 	if n != 1 {
 		return nil, fmt.Errorf("attribute %s has %d values", a.Type, n)
 	}
@@ -192,14 +220,21 @@ type record struct {
 	Auth       []byte                      `json:"auth,omitempty"`
 }
 
-// MarshalJSON writes o in format 2: its Attributes, or, if the token
-// gave none (store tests), its Attrs as bytes.
+// MarshalJSON writes o in format 2, or 3 if it has a template attribute:
+// its Attributes, or, if the token gave none (store tests), its Attrs as
+// bytes.
 func (o *Object) MarshalJSON() ([]byte, error) {
 	as := o.Attributes
 	if as == nil {
 		as = Typed(o.Attrs, func(ck.AttributeType) Kind { return KindBytes })
 	}
-	return json.Marshal(record{Format: RecordFormat, UID: o.UID, Attributes: as, Public: o.Public,
+	format := 2
+	for i := range as {
+		if as[i].Template != nil {
+			format = 3
+		}
+	}
+	return json.Marshal(record{Format: format, UID: o.UID, Attributes: as, Public: o.Public,
 		Private: o.Private, Sealed: o.Sealed, Parent: o.Parent, Auth: o.Auth})
 }
 
@@ -223,11 +258,11 @@ func (o *Object) UnmarshalJSON(b []byte) error {
 	if len(r.Attributes)+len(r.Legacy) > maxAttributes {
 		return fmt.Errorf("object record with %d attributes", len(r.Attributes)+len(r.Legacy))
 	}
-	if r.Format == 0 && len(r.Attributes) > 0 || r.Format == RecordFormat && r.Legacy != nil {
+	if r.Format == 0 && len(r.Attributes) > 0 || r.Format >= 2 && r.Legacy != nil {
 		return errors.New("object record mixes formats")
 	}
 	attrs := r.Legacy
-	if r.Format == RecordFormat {
+	if r.Format >= 2 {
 		attrs = make(map[ck.AttributeType][]byte, len(r.Attributes))
 		for i := range r.Attributes {
 			a := &r.Attributes[i]
@@ -237,6 +272,9 @@ func (o *Object) UnmarshalJSON(b []byte) error {
 			}
 			if _, dup := attrs[t]; dup {
 				return fmt.Errorf("attribute %s twice", a.Type)
+			}
+			if a.Template != nil && (r.Format < 3 || !ck.IsTemplate(t)) {
+				return fmt.Errorf("attribute %s: a template in a record of format %d", a.Type, r.Format)
 			}
 			if attrs[t], err = a.value(); err != nil {
 				return err

@@ -69,7 +69,7 @@ func TestRecordFormat1StillReads(t *testing.T) {
 // Hostile records are errors, never panics, and stay bounded.
 func TestRecordHostile(t *testing.T) {
 	for _, c := range []string{
-		``, `{`, `[]`, `null`, `{"format":3,"uid":"x"}`,
+		``, `{`, `[]`, `null`, `{"format":4,"uid":"x"}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_CLASS"}]}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_CLASS","ulong":1,"bool":true}]}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_NO_SUCH","bool":true}]}`,
@@ -84,6 +84,15 @@ func TestRecordHostile(t *testing.T) {
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_ALLOWED_MECHANISMS","mechanisms":[` + strings.Repeat("1,", maxMechanisms) + `1]}]}`,
 		`{"format":2,"uid":"x","attributes":[` + strings.Repeat(`{"type":"CKA_LABEL","bytes":""},`, maxAttributes) + `{"type":"CKA_ID","bytes":""}]}`,
 		`{"format":2,"uid":"x","attributes":[{"type":"CKA_LABEL","bytes":"` + base64.StdEncoding.EncodeToString(make([]byte, maxRecord)) + `"}]}`,
+		// Templates: only in format 3, only on a template attribute, none
+		// nested, bounded, each attribute one value.
+		`{"format":2,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[]}]}`,
+		`{"format":3,"uid":"x","attributes":[{"type":"CKA_LABEL","template":[]}]}`,
+		`{"format":3,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_DERIVE_TEMPLATE","template":[]}]}]}`,
+		`{"format":3,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_DERIVE_TEMPLATE","bytes":""}]}]}`,
+		`{"format":3,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_LABEL"}]}]}`,
+		`{"format":3,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_LABEL","bytes":""}],"bool":true}]}`,
+		`{"format":3,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[` + strings.Repeat(`{"type":"CKA_LABEL","bytes":""},`, MaxTemplateAttrs) + `{"type":"CKA_ID","bytes":""}]}]}`,
 	} {
 		var o Object
 		require.Error(t, json.Unmarshal([]byte(c), &o), "%.80s", c)
@@ -94,6 +103,7 @@ func TestRecordHostile(t *testing.T) {
 func FuzzRecord(f *testing.F) {
 	f.Add([]byte(`{"format":2,"uid":"x","attributes":[{"type":"CKA_CLASS","ulong":3},{"type":"CKA_ALLOWED_MECHANISMS","mechanisms":[1]}]}`))
 	f.Add(oldRecord("x", map[ck.AttributeType][]byte{ck.CKA_CLASS: u64(3)}))
+	f.Add([]byte(`{"format":3,"uid":"x","attributes":[{"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_CLASS","ulong":4}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var o Object
 		if json.Unmarshal(b, &o) == nil && o.Attrs == nil {
@@ -118,4 +128,32 @@ func TestOversizedRecordIsSkipped(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, objs, 1)
 	require.Equal(t, "u1", objs[0].UID)
+}
+
+// A template attribute is written typed, in format 3 (a record without one
+// stays format 2), and reads back to the same in-memory value; a value
+// that is no template (which the token never makes) is kept as bytes.
+func TestRecordFormat3Templates(t *testing.T) {
+	tmpl := EncodeTemplate([]TemplateAttr{{ck.CKA_CLASS, u64(4)}, {ck.CKA_SENSITIVE, []byte{1}}, {ck.CKA_LABEL, []byte("k")}})
+	attrs := map[ck.AttributeType][]byte{ck.CKA_CLASS: u64(4), ck.CKA_WRAP_TEMPLATE: tmpl, ck.CKA_DERIVE_TEMPLATE: {}}
+	kinds := map[ck.AttributeType]Kind{ck.CKA_CLASS: KindULong, ck.CKA_SENSITIVE: KindBool, ck.CKA_WRAP_TEMPLATE: KindTemplate,
+		ck.CKA_DERIVE_TEMPLATE: KindTemplate}
+	kind := func(t ck.AttributeType) Kind { return kinds[t] }
+	b, err := json.Marshal(&Object{UID: "u1", Attrs: attrs, Attributes: Typed(attrs, kind)})
+	require.NoError(t, err)
+	for _, want := range []string{`"format":3`, `{"type":"CKA_DERIVE_TEMPLATE","template":[]}`,
+		`{"type":"CKA_WRAP_TEMPLATE","template":[{"type":"CKA_CLASS","ulong":4},{"type":"CKA_SENSITIVE","bool":true},{"type":"CKA_LABEL","bytes":"aw=="}]}`} {
+		require.Contains(t, string(b), want)
+	}
+	var back Object
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, attrs, back.Attrs)
+
+	plain := map[ck.AttributeType][]byte{ck.CKA_CLASS: u64(4)}
+	b, err = json.Marshal(&Object{UID: "u2", Attrs: plain, Attributes: Typed(plain, kind)})
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"format":2`, "no template: still readable by format-2 code")
+
+	bad := map[ck.AttributeType][]byte{ck.CKA_WRAP_TEMPLATE: {1, 2, 3}}
+	require.NotNil(t, Typed(bad, kind)[0].Bytes)
 }

@@ -1,4 +1,4 @@
-package tpm2pkcs11
+package tpm2pkcs11db
 
 import (
 	"bytes"
