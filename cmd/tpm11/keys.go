@@ -125,7 +125,7 @@ var pqcTypes = map[string]keySpec{
 // curveAliases are other names of the curves (tpmtoken.CurveNamed knows
 // "p256" and its like).
 var curveAliases = map[string]string{"prime256v1": "p256", "secp256r1": "p256", "nistp256": "p256",
-	"secp224r1": "p224", "nistp224": "p224", "secp384r1": "p384", "nistp384": "p384", "secp521r1": "p521", "nistp521": "p521"}
+	"prime192v1": "p192", "secp192r1": "p192", "nistp192": "p192", "secp224r1": "p224", "nistp224": "p224", "secp384r1": "p384", "nistp384": "p384", "secp521r1": "p521", "nistp521": "p521"}
 
 // curveByName finds a curve by any of its names: p256, P-256, prime256v1...
 func curveByName(s string) *tpmtoken.Curve {
