@@ -352,13 +352,10 @@ func createCmd(parent tpm2.AuthHandle, sens, pub []byte) rawCmd {
 	return rawCmd{cc: tpm2.TPMCCCreate, auth: []tpm2.AuthHandle{parent}, params: [][]byte{sens, pub, {0, 0}, {0, 0, 0, 0}}}
 }
 
-// RSADecryptSecret is RSARaw for a result that is a secret the token keeps
-// in the TPM (a decapsulated or unwrapped key): the padded block comes
-// back encrypted (secretOut: the kept session, beside the policy session
-// of a key with a policy), where RSARaw's travels in the clear and would
-// give the key to anyone reading the bus (OAEP and PKCS#1 padding come
-// off without a key).
-func (e *Engine) RSADecryptSecret(key *Loadable, c []byte) ([]byte, error) {
+// execSecretOut runs command cc with key's authorization and params, its
+// response encrypted on the bus (secretOut): the one path of every command
+// whose answer is a secret the token keeps.
+func (e *Engine) execSecretOut(key *Loadable, cc tpm2.TPMCC, params ...[]byte) (*rawResponse, error) {
 	h, err := e.Handle(key)
 	if err != nil {
 		return nil, err
@@ -367,9 +364,19 @@ func (e *Engine) RSADecryptSecret(key *Loadable, c []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.execRaw(rawCmd{cc: cc, auth: []tpm2.AuthHandle{ka}, extra: extra, params: params})
+}
+
+// RSADecryptSecret is RSARaw for a result that is a secret the token keeps
+// in the TPM (a decapsulated or unwrapped key): the padded block comes
+// back encrypted (secretOut: the kept session, beside the policy session
+// of a key with a policy), where RSARaw's travels in the clear and would
+// give the key to anyone reading the bus (OAEP and PKCS#1 padding come
+// off without a key).
+func (e *Engine) RSADecryptSecret(key *Loadable, c []byte) ([]byte, error) {
 	// inScheme TPMT_RSA_DECRYPT: TPM_ALG_NULL; label: empty TPM2B_DATA.
 	tail := binary.BigEndian.AppendUint16(nil, uint16(tpm2.TPMAlgNull))
-	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCRSADecrypt, auth: []tpm2.AuthHandle{ka}, extra: extra, params: [][]byte{appendTPM2B(nil, c), append(tail, 0, 0)}})
+	rsp, err := e.execSecretOut(key, tpm2.TPMCCRSADecrypt, appendTPM2B(nil, c), append(tail, 0, 0))
 	if err != nil {
 		return nil, err
 	}

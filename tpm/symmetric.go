@@ -186,22 +186,14 @@ func (e *Engine) HMAC(key *Loadable, hash tpm2.TPMAlgID, data []byte) ([]byte, e
 // marshalled by hand (execRaw): go-tpm's reflection was a fifth of a
 // C_DecapsulateKey's time.
 func (e *Engine) ECDH(key *Loadable, x, y []byte) ([]byte, error) {
-	h, err := e.Handle(key)
-	if err != nil {
-		return nil, err
-	}
 	// Z is the shared secret: encrypted on its way out, over the salted
 	// session the Engine keeps (kept_session.go), where a session per
 	// command cost a TPM2_StartAuthSession, and the salt's ECC operation
 	// in the TPM, as dear as the ECDH itself.
 	// A key with a policy: its policy session authorizes, the kept
 	// session encrypts (secretOut).
-	ka, extra, err := e.secretOut(h, key, map[string]bool{key.ID: true})
-	if err != nil {
-		return nil, err
-	}
 	point := appendTPM2B(appendTPM2B(nil, x), y)
-	rsp, err := e.execRaw(rawCmd{cc: tpm2.TPMCCECDHZGen, auth: []tpm2.AuthHandle{ka}, extra: extra, params: [][]byte{appendTPM2B(nil, point)}})
+	rsp, err := e.execSecretOut(key, tpm2.TPMCCECDHZGen, appendTPM2B(nil, point))
 	if err != nil {
 		return nil, err
 	}
