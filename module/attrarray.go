@@ -84,6 +84,14 @@ func arrayValue(a C.CK_ATTRIBUTE) ([]byte, error) {
 // too small: CK_UNAVAILABLE_INFORMATION and CKR_BUFFER_TOO_SMALL); a
 // mixture, or a type the template lacks, is CKR_TEMPLATE_INCONSISTENT.
 func putArray(a *C.CK_ATTRIBUTE, v []byte) ck.RV {
+	// In p11-kit's RPC server a type without CKF_ARRAY_ATTRIBUTE
+	// (ENCAPSULATE/DECAPSULATE_TEMPLATE in the 3.2 header) arrives as a
+	// byte buffer, not the caller's CK_ATTRIBUTEs: nothing to fill there
+	// (arrayValue refuses them the same way on input).
+	if ck.AttributeType(a._type)&ck.CKF_ARRAY_ATTRIBUTE == 0 && inBytesRPC() {
+		a.ulValueLen = C.CK_ULONG(ck.UnavailableInformation)
+		return ck.CKR_ATTRIBUTE_TYPE_INVALID
+	}
 	as, err := tpmtoken.DecodeTemplate(v)
 	if err != nil {
 		a.ulValueLen = C.CK_ULONG(ck.UnavailableInformation)

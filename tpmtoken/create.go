@@ -101,6 +101,13 @@ func completePublicKey(a Attrs) error {
 		if x == nil || !c.Go.IsOnCurve(x, y) {
 			return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
 		}
+		// Kept as the spec's DER, however it came: what C_GetAttributeValue
+		// returns and C_FindObjects matches is the same for every key.
+		der, err := asn1.Marshal(pt)
+		if err != nil {
+			return ck.E(ck.CKR_ATTRIBUTE_VALUE_INVALID)
+		}
+		a[ck.CKA_EC_POINT] = der
 		spki = c.SPKI(x, y)
 	case ck.CKK_RSA:
 		n, e := a[ck.CKA_MODULUS], a[ck.CKA_PUBLIC_EXPONENT]

@@ -66,6 +66,7 @@ func checkTemplate(typ ck.AttributeType, v []byte) error {
 // attribute has one type in every class), for attributes known without
 // their class: those of a template.
 var anyKind = sync.OnceValue(func() map[ck.AttributeType]kind {
+	schemasOnce.Do(loadSchemas) // made at first use (schema.go)
 	m := map[ck.AttributeType]kind{}
 	for _, s := range schemas {
 		for typ, d := range s.defs {

@@ -122,9 +122,11 @@ func (l *Library) unwrapValue(s *Session, m Mechanism, uk *Object, wrapped []byt
 		if err != nil {
 			return nil, keyAuthError(err)
 		}
-		v, err := c.Unpad(mech.LeftPad(em, pub.Size()))
-		v = bytes.Clone(v) // v may be a part of em, which is wiped now
+		block := mech.LeftPad(em, pub.Size()) // a copy when em is short
+		v, err := c.Unpad(block)
+		v = bytes.Clone(v) // v may be a part of em or block, wiped now
 		clear(em)
+		clear(block)
 		if err != nil {
 			return nil, ck.Wrap(ck.CKR_WRAPPED_KEY_INVALID, err)
 		}
