@@ -3,7 +3,6 @@ package tpm_test
 import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -147,22 +146,8 @@ func TestAuthorizedPolicyKeyECDH(t *testing.T) {
 	e := tpm.NewEngine(w, 3)
 	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
 	e.Salt = srk
-	authority, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	authPub, err := tpm.AuthorityPublic(authority.Public())
-	require.NoError(t, err)
-	pcrs := []int{16}
-	_, before, err := e.ReadPCRs(pcrs)
-	require.NoError(t, err)
-	ok, err := tpm.SignApproval(authority, pcrs, before, []byte("tpm11"))
-	require.NoError(t, err)
-	p := &tpm.Policy{PCRs: pcrs, Authority: authPub, Ref: []byte("tpm11"), Approvals: []tpm.Approval{ok}}
-	tmpl, err := tpm.Bind(tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), p)
-	require.NoError(t, err)
-	pub, priv, err := e.Create(srk, tmpl, nil, nil)
-	require.NoError(t, err)
-	key := &tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv, Policy: p}
-	pa, err := pub.Contents()
+	_, key := authorizedECCKey(t, e, srk)
+	pa, err := key.Public.Contents()
 	require.NoError(t, err)
 	pk, err := tpm.PublicKey(pa)
 	require.NoError(t, err)

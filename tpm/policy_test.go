@@ -65,22 +65,10 @@ func TestAuthorizedPolicyKey(t *testing.T) {
 	tr := swtpmtest.Start(t)
 	e := tpm.NewEngine(tr, 3)
 	srk := &tpm.Loadable{ID: "srk", Public: tpm.SRKTemplate()}
-	authority, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	authPub, err := tpm.AuthorityPublic(authority.Public())
-	require.NoError(t, err)
-	pcrs := []int{16}
-	_, before, err := e.ReadPCRs(pcrs)
-	require.NoError(t, err)
-	ok1, err := tpm.SignApproval(authority, pcrs, before, []byte("tpm11"))
-	require.NoError(t, err)
-	p := &tpm.Policy{PCRs: pcrs, Authority: authPub, Ref: []byte("tpm11"), Approvals: []tpm.Approval{ok1}}
-	tmpl, err := tpm.Bind(tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), p)
-	require.NoError(t, err)
-	pub, priv, err := e.Create(srk, tmpl, nil, nil)
-	require.NoError(t, err)
-	key := &tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv, Policy: p}
+	authority, key := authorizedECCKey(t, e, srk)
+	p, pcrs, ok1 := key.Policy, key.Policy.PCRs, key.Policy.Approvals[0]
 	d := sha256.Sum256([]byte("x"))
+	var err error
 	_, err = e.Sign(key, d[:], ecdsaSHA256)
 	require.NoError(t, err)
 
@@ -107,4 +95,26 @@ func TestAuthorizedPolicyKey(t *testing.T) {
 	require.NoError(t, err)
 	e.FlushAll()
 	swtpmtest.CheckNoLeaks(t, tr, 0)
+}
+
+// authorizedECCKey makes a P-256 key under srk whose policy is PCR 16 as
+// approved by a fresh authority (TPM2_PolicyAuthorize), with one approval
+// of PCR 16's present value.
+func authorizedECCKey(t *testing.T, e *tpm.Engine, srk *tpm.Loadable) (*ecdsa.PrivateKey, *tpm.Loadable) {
+	t.Helper()
+	authority, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	authPub, err := tpm.AuthorityPublic(authority.Public())
+	require.NoError(t, err)
+	pcrs := []int{16}
+	_, before, err := e.ReadPCRs(pcrs)
+	require.NoError(t, err)
+	ok, err := tpm.SignApproval(authority, pcrs, before, []byte("tpm11"))
+	require.NoError(t, err)
+	p := &tpm.Policy{PCRs: pcrs, Authority: authPub, Ref: []byte("tpm11"), Approvals: []tpm.Approval{ok}}
+	tmpl, err := tpm.Bind(tpm.ECCKeyTemplate(tpm2.TPMECCNistP256), p)
+	require.NoError(t, err)
+	pub, priv, err := e.Create(srk, tmpl, nil, nil)
+	require.NoError(t, err)
+	return authority, &tpm.Loadable{ID: "k", Parent: srk, Public: pub, Private: priv, Policy: p}
 }
