@@ -16,6 +16,11 @@ import (
 func tpm11go_C_FindObjectsInit(hSession C.CK_SESSION_HANDLE, pTemplate C.CK_ATTRIBUTE_PTR, ulCount C.CK_ULONG) C.CK_RV {
 	return call("C_FindObjectsInit", func(l *tpmtoken.Library) error {
 		t, err := template(pTemplate, ulCount)
+		if ck.ToRV(err) == ck.CKR_TEMPLATE_INCONSISTENT {
+			// A template in a template: C_FindObjectsInit has no
+			// CKR_TEMPLATE_INCONSISTENT (a forked child answers the same).
+			return ck.Wrap(ck.CKR_ATTRIBUTE_VALUE_INVALID, err)
+		}
 		if err != nil {
 			return err
 		}
