@@ -24,6 +24,7 @@
 #define CKR_TEMPLATE_INCONSISTENT_ 0x0D1UL
 #define CKR_BUFFER_TOO_SMALL_ 0x150UL
 #define CKR_ATTRIBUTE_SENSITIVE_ 0x011UL
+#define CKA_CLASS_ 0x000UL
 
 static int is_template(CK_ATTRIBUTE_TYPE t) {
   return t == 0x40000211UL || t == 0x40000212UL || t == 0x40000213UL || t == 0x62aUL || t == 0x62bUL;
@@ -128,13 +129,18 @@ CK_RV tpm11_child_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HAND
     HELPER_CALL(rv, C_GetAttributeValue(hSession, hObject, pTemplate, ulCount));
     return rv;
   }
-  CK_ATTRIBUTE *rest = malloc(ulCount * sizeof *rest);
+  /* One slot more: with only template attributes asked for, the helper is
+   * still asked (for CKA_CLASS's length), so a bad session or object handle
+   * gets its own code. */
+  CK_ATTRIBUTE *rest = malloc((ulCount + 1) * sizeof *rest);
   if (rest == NULL) return TPM11_CKR_HOST_MEMORY;
   CK_ULONG n = 0;
   for (CK_ULONG i = 0; i < ulCount; i++)
     if (!is_template(pTemplate[i].type)) rest[n++] = pTemplate[i];
+  CK_ULONG probe = n == 0;
+  if (probe) rest[0] = (CK_ATTRIBUTE){CKA_CLASS_, NULL, 0};
   rv = CKR_OK;
-  if (n > 0) {
+  {
     CK_FUNCTION_LIST_3_0 *r = tpm11_child_list();
     if (r == NULL) {
       free(rest);
@@ -142,7 +148,7 @@ CK_RV tpm11_child_C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HAND
     }
     struct tpm11_nopipe g;
     tpm11_nopipe_enter(&g);
-    rv = r->C_GetAttributeValue(hSession, hObject, rest, n);
+    rv = r->C_GetAttributeValue(hSession, hObject, rest, n + probe);
     tpm11_nopipe_leave(&g);
   }
   /* Only the three answers that processed every attribute are copied back;

@@ -216,6 +216,7 @@ struct child_report {
   int done;
   CK_RV find, size, types, values, create, after, fin;
   CK_ULONG size_len, t0, t1, kt, vl;
+  CK_RV badobj; /* a template attribute of no object */
 };
 
 /* A forked child reads the token key's wrap template and makes a key with
@@ -260,6 +261,8 @@ static void forked_child(CK_SESSION_HANDLE parent_h, CK_ATTRIBUTE *wt, CK_ULONG 
     CK_BYTE lbl[16];
     CK_ATTRIBUTE la = {T_CKA_LABEL, lbl, sizeof lbl};
     r->after = f->C_GetAttributeValue(h, k, &la, 1);
+    CK_ATTRIBUTE wa = {T_CKA_WRAP_TEMPLATE, NULL, 0};
+    r->badobj = f->C_GetAttributeValue(h, 0x7fffffffUL, &wa, 1);
     if (r->after == CKR_OK && (la.ulValueLen != 9 || memcmp(lbl, "token-kek", 9) != 0)) r->after = ~0UL;
     r->fin = f->C_Finalize(NULL);
     r->done = 1;
@@ -282,6 +285,9 @@ static void forked_child(CK_SESSION_HANDLE parent_h, CK_ATTRIBUTE *wt, CK_ULONG 
   RV(r->types, CKR_ATTRIBUTE_TYPE_INVALID_);
   RV(r->values, CKR_ATTRIBUTE_TYPE_INVALID_);
   RV(r->create, T_CKR_TEMPLATE_INCONSISTENT);
+  /* Asked only for a template attribute, the child still asks the helper
+   * about the object: a handle of none is CKR_OBJECT_HANDLE_INVALID. */
+  RV(r->badobj, CKR_OBJECT_HANDLE_INVALID);
   munmap(r, sizeof *r);
 }
 
